@@ -1,0 +1,69 @@
+import Foundation
+
+/// The optional `<name>.json` next to a model: `{"shards", "vw_args", "warmup", "max_batch"}`.
+public struct ModelConfig: Sendable, Equatable {
+    public var shards: Int?
+    public var vwArgs: [String] = []
+    public var warmup: [String] = []
+    public var maxBatch: Int?
+
+    public init(shards: Int? = nil, vwArgs: [String] = [], warmup: [String] = [], maxBatch: Int? = nil) {
+        self.shards = shards
+        self.vwArgs = vwArgs
+        self.warmup = warmup
+        self.maxBatch = maxBatch
+    }
+
+    /// vw options that would write files, open ports, read other data or change what vw prints.
+    static let forbiddenArguments: Set<String> = [
+        "--daemon", "--port", "--port_file", "--pid_file", "--num_children", "--foreground",
+        "-f", "--final_regressor", "--readable_model", "--invert_hash", "--save_per_pass",
+        "--output_feature_regularizer_binary", "--output_feature_regularizer_text",
+        "-p", "--predictions", "-r", "--raw_predictions", "-d", "--data", "-i", "--initial_regressor",
+        "-c", "--cache", "--cache_file", "--kill_cache", "-a", "--audit", "--audit_regressor",
+        "--dsjson", "--json", "--flatbuffer", "--daemon", "--onethread", "--passes", "--sendto",
+        "--dictionary", "--dictionary_path", "--extra_metrics", "--json_stats",
+        "--save_resume", "--preserve_performance_counters", "--feature_mask",
+    ]
+
+    /// Parses and validates a config file's bytes.
+    public static func parse(_ bytes: [UInt8]) throws(LoadError) -> ModelConfig {
+        let object: Any
+        do {
+            object = try JSONSerialization.jsonObject(with: Data(bytes))
+        } catch {
+            throw .invalidConfig("not valid JSON")
+        }
+        guard let dictionary = object as? [String: Any] else { throw .invalidConfig("must be a JSON object") }
+        var config = ModelConfig()
+        for (key, value) in dictionary {
+            switch key {
+            case "shards":
+                guard let n = value as? Int, !(value is Bool), (1...64).contains(n) else {
+                    throw .invalidConfig("\"shards\" must be an integer from 1 to 64")
+                }
+                config.shards = n
+            case "max_batch":
+                guard let n = value as? Int, !(value is Bool), n >= 1 else {
+                    throw .invalidConfig("\"max_batch\" must be a positive integer")
+                }
+                config.maxBatch = n
+            case "vw_args":
+                guard let args = value as? [String] else { throw .invalidConfig("\"vw_args\" must be an array of strings") }
+                for arg in args {
+                    let name = arg.split(separator: "=", maxSplits: 1).first.map(String.init) ?? arg
+                    if forbiddenArguments.contains(name) {
+                        throw .invalidConfig("vw argument \(arg) is not allowed (it would write files, open ports or change vw's output)")
+                    }
+                }
+                config.vwArgs = args
+            case "warmup":
+                guard let examples = value as? [String] else { throw .invalidConfig("\"warmup\" must be an array of strings") }
+                config.warmup = examples
+            default:
+                throw .invalidConfig("unknown key \"\(key)\" (known: shards, vw_args, warmup, max_batch)")
+            }
+        }
+        return config
+    }
+}

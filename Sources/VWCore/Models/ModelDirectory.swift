@@ -1,0 +1,120 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What the model directory holds for one model name, as seen by stat(2).
+struct ModelFiles: Equatable, Sendable {
+    var model: FileStamp?
+    var config: FileStamp?
+    var checksum: FileStamp?
+}
+
+/// Enough of stat(2) to notice that a file changed (symlinks followed, as Kubernetes swaps `..data`).
+struct FileStamp: Equatable, Sendable {
+    let device: UInt64
+    let inode: UInt64
+    let size: Int64
+    let modified: Int64
+
+    init?(path: String) {
+        var info = stat()
+        guard stat(path, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG else { return nil }
+        device = UInt64(info.st_dev)
+        inode = UInt64(info.st_ino)
+        size = Int64(info.st_size)
+        modified = Int64(info.st_mtim.tv_sec) * 1_000_000_000 + Int64(info.st_mtim.tv_nsec)
+    }
+}
+
+/// Lists model files by the naming rules of the model directory.
+enum ModelDirectory {
+    enum Kind { case model, config, checksum }
+
+    /// Whether `name` is a valid model name: `[A-Za-z0-9][A-Za-z0-9_.-]{0,127}`.
+    static func isValidName(_ name: Substring) -> Bool {
+        let bytes = name.utf8
+        guard let first = bytes.first, bytes.count <= 128, isAlphanumeric(first) else { return false }
+        return bytes.allSatisfy { isAlphanumeric($0) || $0 == UInt8(ascii: "_") || $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: "-") }
+    }
+
+    private static func isAlphanumeric(_ b: UInt8) -> Bool {
+        (b >= 48 && b <= 57) || (b >= 65 && b <= 90) || (b >= 97 && b <= 122)
+    }
+
+    /// Files that writers use while writing, always skipped silently.
+    static func isTransient(_ file: String) -> Bool {
+        file.hasPrefix(".") || file.hasSuffix(".tmp") || file.hasSuffix(".part") || file.hasSuffix(".writing") || file.hasSuffix("~")
+    }
+
+    /// Splits a file name into a model name and what the file is; nil for other files.
+    static func classify(_ file: String) -> (name: Substring, kind: Kind)? {
+        for (suffix, kind) in [(".vw", Kind.model), (".json", .config), (".sha256", .checksum)] where file.hasSuffix(suffix) {
+            let name = file.dropLast(suffix.count)
+            return isValidName(name) ? (name, kind) : nil
+        }
+        return nil
+    }
+
+    /// Names in `directory` (entries only), or nil when it cannot be read.
+    static func entries(of directory: String) -> [String]? {
+        guard let dir = opendir(directory) else { return nil }
+        defer { closedir(dir) }
+        var names: [String] = []
+        while let entry = readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                String(cString: raw.bindMemory(to: CChar.self).baseAddress!)
+            }
+            if name != "." && name != ".." { names.append(name) }
+        }
+        return names
+    }
+
+    /// Reads a whole file.
+    static func read(_ path: String) throws(LoadError) -> [UInt8] {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw .unreadable("\(path): \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 1 << 16)
+        while true {
+            let n = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw .unreadable("\(path): \(String(cString: strerror(errno)))")
+            }
+            if n == 0 { return bytes }
+            bytes.append(contentsOf: chunk[0..<n])
+        }
+    }
+
+    /// Writes `bytes` to a new file at `path`.
+    static func write(_ bytes: [UInt8], to path: String) throws(LoadError) {
+        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw .unreadable("cannot stage \(path): \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        var offset = 0
+        while offset < bytes.count {
+            let n = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + offset, $0.count - offset) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw .unreadable("cannot stage \(path): \(String(cString: strerror(errno)))")
+            }
+            offset += n
+        }
+    }
+}
+
+/// The current time in RFC 3339 (UTC, milliseconds).
+func rfc3339Now() -> String {
+    var now = timespec()
+    clock_gettime(CLOCK_REALTIME, &now)
+    var seconds = now.tv_sec
+    var parts = tm()
+    gmtime_r(&seconds, &parts)
+    func pad(_ value: Int32, _ width: Int) -> String {
+        let text = String(value)
+        return String(repeating: "0", count: max(0, width - text.count)) + text
+    }
+    return "\(pad(parts.tm_year + 1900, 4))-\(pad(parts.tm_mon + 1, 2))-\(pad(parts.tm_mday, 2))T"
+        + "\(pad(parts.tm_hour, 2)):\(pad(parts.tm_min, 2)):\(pad(parts.tm_sec, 2)).\(pad(Int32(now.tv_nsec / 1_000_000), 3))Z"
+}

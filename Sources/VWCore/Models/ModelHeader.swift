@@ -1,0 +1,190 @@
+import Glibc
+
+/// Why a model file's header cannot be read.
+public enum ModelHeaderError: Error, Equatable, Sendable {
+    /// The file could not be opened or read (the errno).
+    case unreadable(errno: Int32)
+    /// The file ends before its version string does.
+    case tooShort
+    /// The file does not start with a VW version string.
+    case notAVWModel
+
+    /// A short human-readable reason.
+    public var reason: String {
+        switch self {
+        case .unreadable(let code): "cannot read model file (errno \(code))"
+        case .tooShort: "model file too short"
+        case .notAVWModel: "not a VW model file (no version string)"
+        }
+    }
+}
+
+/// The VW version and the command-line options that VW stored at the start of a model file.
+public struct ModelHeader: Sendable, Equatable {
+    /// The VW version that wrote the file, e.g. "9.11.9".
+    public let vwVersion: String
+    /// The option tokens stored in the file, e.g. ["--cb_adf", "--cb_type", "mtr"].
+    public let options: [String]
+
+    public init(vwVersion: String, options: [String]) {
+        self.vwVersion = vwVersion
+        self.options = options
+    }
+
+    /// How many bytes of a file are read to find the header.
+    public static let maxHeaderBytes = 64 * 1024
+
+    /// Reads the header from at most the first 64 KiB of the file at `path`.
+    public static func read(path: String) throws(ModelHeaderError) -> ModelHeader {
+        let descriptor = open(path, O_RDONLY | O_CLOEXEC)
+        guard descriptor >= 0 else { throw .unreadable(errno: errno) }
+        defer { close(descriptor) }
+        var bytes = [UInt8](repeating: 0, count: maxHeaderBytes)
+        var filled = 0
+        while filled < maxHeaderBytes {
+            let count = bytes.withUnsafeMutableBytes { buffer in
+                Glibc.read(descriptor, buffer.baseAddress! + filled, maxHeaderBytes - filled)
+            }
+            if count < 0 {
+                if errno == EINTR { continue }
+                throw .unreadable(errno: errno)
+            }
+            if count == 0 { break }
+            filled += count
+        }
+        bytes.removeSubrange(filled...)
+        return try parse(bytes)
+    }
+
+    /// Parses the header from the first bytes of a model file.
+    ///
+    /// VW 9 writes: a uint32 length and the NUL-terminated version, the model id, 'm', min and max
+    /// label, bits, lda, ngrams, skips, then a uint32 length and the NUL-terminated options string.
+    /// When that walk fails (another layout), the options string is found by scanning for a
+    /// length-prefixed, NUL-terminated string starting with " --".
+    public static func parse(_ bytes: [UInt8]) throws(ModelHeaderError) -> ModelHeader {
+        var reader = ByteReader(bytes: bytes)
+        guard let versionLength = reader.uint32() else { throw .tooShort }
+        guard (2...32).contains(versionLength) else { throw .notAVWModel }
+        guard let versionBytes = reader.bytes(Int(versionLength)) else { throw .tooShort }
+        guard versionBytes.last == 0, let first = versionBytes.first, first &- 0x30 < 10,
+              versionBytes.dropLast().allSatisfy({ $0 &- 0x30 < 10 || $0 == UInt8(ascii: ".") })
+        else { throw .notAVWModel }
+        let version = String(decoding: versionBytes.dropLast(), as: UTF8.self)
+        let optionBytes = walkToOptions(&reader) ?? scanForOptions(bytes, from: 4 + Int(versionLength)) ?? []
+        let options = optionBytes.split(separator: UInt8(ascii: " ")).map { String(decoding: $0, as: UTF8.self) }
+        return ModelHeader(vwVersion: version, options: options)
+    }
+
+    /// Reads the VW 9 header fields after the version, returning the options string without its NUL.
+    private static func walkToOptions(_ reader: inout ByteReader) -> ArraySlice<UInt8>? {
+        guard let idLength = reader.uint32(), idLength <= 4096, reader.bytes(Int(idLength)) != nil,
+              reader.bytes(1) == [UInt8(ascii: "m")],
+              reader.bytes(8) != nil,                           // min and max label
+              let bits = reader.uint32(), (1...64).contains(bits),
+              reader.uint32() != nil,                           // lda
+              let ngrams = reader.uint32(), ngrams <= 256, reader.bytes(3 * Int(ngrams)) != nil,
+              let skips = reader.uint32(), skips <= 256, reader.bytes(3 * Int(skips)) != nil,
+              let length = reader.uint32(), length >= 1, let text = reader.bytes(Int(length)),
+              text.last == 0
+        else { return nil }
+        let options = text.dropLast()
+        guard options.isEmpty || options.starts(with: " -".utf8) else { return nil }
+        return options
+    }
+
+    /// Finds the first length-prefixed, NUL-terminated string starting with " --".
+    private static func scanForOptions(_ bytes: [UInt8], from start: Int) -> ArraySlice<UInt8>? {
+        let marker: [UInt8] = Array(" --".utf8)
+        var position = start
+        while position + 4 + marker.count < bytes.count {
+            if bytes[(position + 4)..<(position + 4 + marker.count)].elementsEqual(marker) {
+                let length = Int(bytes[position]) | Int(bytes[position + 1]) << 8
+                    | Int(bytes[position + 2]) << 16 | Int(bytes[position + 3]) << 24
+                let end = position + 4 + length
+                if length > marker.count, end <= bytes.count, bytes[end - 1] == 0,
+                   !bytes[(position + 4)..<(end - 1)].contains(0) {
+                    return bytes[(position + 4)..<(end - 1)]
+                }
+            }
+            position += 1
+        }
+        return nil
+    }
+
+    /// Reductions whose examples span several lines ended by a blank line.
+    public static let multilineOptions: Set<String> = [
+        "--cb_adf", "--cb_explore_adf", "--ccb_explore_adf", "--slates", "--csoaa_ldf", "--wap_ldf",
+        "--cb_sample", "--explore_eval", "--cbify_ldf", "--cb_dro", "--search",
+    ]
+
+    /// Reductions that read single-line examples and turn them into multiline ones for an ADF base,
+    /// so the stored options list ADF reductions although examples are single lines.
+    public static let singleLineWrapperOptions: Set<String> = ["--cb", "--cb_explore", "--cbify", "--warm_cb"]
+
+    /// Whether examples for a model with these options span several lines ended by a blank line.
+    public static func isMultiline(options: [String]) -> Bool {
+        let names = optionNames(options)
+        if !names.isDisjoint(with: singleLineWrapperOptions) { return false }
+        return !names.isDisjoint(with: multilineOptions)
+    }
+
+    /// Whether vw prints a blank line after each answer: for multiline models, and for `--cb N` /
+    /// `--cb_explore N` models, whose single-line examples VW 9 runs through `--cb_adf`.
+    public static func answersEndWithBlankLine(options: [String]) -> Bool {
+        if isMultiline(options: options) { return true }
+        let names = optionNames(options)
+        let cbToADF = names.contains("--cb") || names.contains("--cb_explore")
+        return cbToADF && names.contains("--cb_adf") && !names.contains("--cb_force_legacy")
+    }
+
+    /// How to read what vw prints for a model with these options.
+    public static func predictionKind(options: [String]) -> PredictionKind {
+        let names = optionNames(options)
+        // cbify and warm_cb print the chosen action as an integer although an explore reduction runs beneath.
+        if names.contains("--cbify") || names.contains("--warm_cb") { return .plain }
+        if names.contains(where: { $0.contains("explore") }) || names.contains("--slates") {
+            return .actionProbabilities
+        }
+        // `--cb_adf` stores `--csoaa_rank` but prints only the chosen action.
+        if names.contains("--cb_adf") { return .plain }
+        if names.contains("--csoaa_rank") { return .actionScores }
+        return .plain
+    }
+
+    /// Whether examples for this model span several lines ended by a blank line.
+    public var isMultiline: Bool { Self.isMultiline(options: options) }
+
+    /// How to read what vw prints for this model.
+    public var predictionKind: PredictionKind { Self.predictionKind(options: options) }
+
+    /// The option names among the tokens ("--name" of "--name=value"), values left out.
+    private static func optionNames(_ options: [String]) -> Set<String> {
+        var names = Set<String>()
+        for token in options where token.hasPrefix("-") {
+            if let equals = token.firstIndex(of: "=") {
+                names.insert(String(token[..<equals]))
+            } else {
+                names.insert(token)
+            }
+        }
+        return names
+    }
+}
+
+/// Reads little-endian fields from the start of a byte array.
+private struct ByteReader {
+    let bytes: [UInt8]
+    var position = 0
+
+    mutating func uint32() -> UInt32? {
+        guard let field = self.bytes(4) else { return nil }
+        return field.reversed().reduce(0) { $0 << 8 | UInt32($1) }
+    }
+
+    mutating func bytes(_ count: Int) -> ArraySlice<UInt8>? {
+        guard count >= 0, position + count <= bytes.count else { return nil }
+        defer { position += count }
+        return bytes[position..<(position + count)]
+    }
+}

@@ -1,0 +1,285 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+public import Logging
+import Synchronization
+
+/// How the engine runs models; every limit is configurable from the command line.
+public struct EngineSettings: Sendable {
+    public var modelDirectory: String
+    /// The vw command, e.g. `["/srv/vwfcgi/bin/vw"]`; model arguments are appended.
+    public var vwCommand: [String]
+    public var defaultShards = 1
+    public var maxBatch = 10_000
+    public var limits = ExampleLimits()
+    public var requestTimeout: Duration = .seconds(5)
+    public var loadTimeout: Duration = .seconds(60)
+    public var maxQueuedRequests = 1024
+    public var drainGrace: Duration = .seconds(10)
+    /// Private directory holding the exact bytes each loaded version was started from.
+    public var stagingDirectory: String
+
+    public init(modelDirectory: String, vwCommand: [String], stagingDirectory: String) {
+        self.modelDirectory = modelDirectory
+        self.vwCommand = vwCommand
+        self.stagingDirectory = stagingDirectory
+    }
+}
+
+/// A model's state for `GET /v1/models/<name>`.
+public struct ModelStatus: Sendable {
+    public let name: String
+    public let ready: Bool
+    public let version: String?
+    public let loadedAt: String?
+    public let shards: [ShardStatus]
+    public let vwArgs: [String]
+    public let multiline: Bool?
+    public let lastError: LoadFailure?
+}
+
+/// The latest failure to load a model's current files.
+public struct LoadFailure: Sendable, Equatable {
+    public let time: String
+    public let reason: String
+}
+
+/// All models of the model directory, each with at most one serving version.
+public final class ModelStore: Sendable {
+    final class Entry: Sendable {
+        struct State {
+            var current: ModelVersion?
+            var lastError: LoadFailure?
+            /// The files last looked at, so an unchanged directory costs only stat(2) calls.
+            var seenFiles: ModelFiles?
+            var seenContent: String?
+        }
+
+        let name: String
+        let state = Mutex(State())
+
+        init(name: String) { self.name = name }
+    }
+
+    public let settings: EngineSettings
+    let logger: Logger
+    private let entries = Mutex<[String: Entry]>([:])
+    /// Serialises reconciliations (startup, watcher, rescans).
+    private let reconciling = Mutex(())
+    private let reportedIgnored = Mutex<Set<String>>([])
+
+    public init(settings: EngineSettings, logger: Logger) {
+        self.settings = settings
+        self.logger = logger
+    }
+
+    // MARK: Serving
+
+    /// Runs `body` with the model's serving version, which stays alive until `body` returns.
+    public func withServingVersion<R>(of name: String, _ body: (ModelVersion) throws(PredictError) -> R) throws(PredictError) -> R {
+        guard let entry = entries.withLock({ $0[name] }) else { throw .modelNotFound(name) }
+        let version: ModelVersion? = entry.state.withLock { s in
+            guard let current = s.current else { return nil }
+            current.inflight.wrappingAdd(1, ordering: .acquiring)
+            return current
+        }
+        guard let version else { throw .modelNotReady(name) }
+        defer { version.inflight.wrappingSubtract(1, ordering: .releasing) }
+        return try body(version)
+    }
+
+    public var modelNames: [String] { entries.withLock { $0.keys.sorted() } }
+
+    public func status(of name: String) -> ModelStatus? {
+        guard let entry = entries.withLock({ $0[name] }) else { return nil }
+        return entry.state.withLock { s in
+            ModelStatus(
+                name: name,
+                ready: s.current != nil,
+                version: s.current?.version,
+                loadedAt: s.current?.loadedAt,
+                shards: s.current?.pool.status ?? [],
+                vwArgs: s.current?.vwArgs ?? [],
+                multiline: s.current?.multiline,
+                lastError: s.lastError
+            )
+        }
+    }
+
+    public var statuses: [ModelStatus] { modelNames.compactMap { status(of: $0) } }
+
+    // MARK: Loading
+
+    /// Brings the store in line with the model directory: loads new and changed files, unloads removed ones.
+    public func reconcile() {
+        reconciling.withLock { _ in
+            guard let files = ModelDirectory.entries(of: settings.modelDirectory) else {
+                logger.error("cannot read the model directory", metadata: ["dir": "\(settings.modelDirectory)"])
+                return
+            }
+            var found: [String: ModelFiles] = [:]
+            for file in files {
+                if ModelDirectory.isTransient(file) { continue }
+                guard let (name, kind) = ModelDirectory.classify(file) else {
+                    let isNew = reportedIgnored.withLock { $0.insert(file).inserted }
+                    if isNew { logger.info("ignoring file in the model directory", metadata: ["file": "\(file)"]) }
+                    continue
+                }
+                let stamp = FileStamp(path: settings.modelDirectory + "/" + file)
+                var entry = found[String(name)] ?? ModelFiles()
+                switch kind {
+                case .model: entry.model = stamp
+                case .config: entry.config = stamp
+                case .checksum: entry.checksum = stamp
+                }
+                found[String(name)] = entry
+            }
+            for (name, files) in found.sorted(by: { $0.key < $1.key }) where files.model != nil {
+                reconcile(name: name, files: files)
+            }
+            let removed = entries.withLock { all in
+                all.keys.filter { found[$0]?.model == nil }.compactMap { all.removeValue(forKey: $0) }
+            }
+            for entry in removed { unload(entry) }
+        }
+    }
+
+    private func reconcile(name: String, files: ModelFiles) {
+        let entry = entries.withLock { all in
+            if let existing = all[name] { return existing }
+            let created = Entry(name: name)
+            all[name] = created
+            return created
+        }
+        let (seen, current) = entry.state.withLock { ($0.seenFiles, $0.current) }
+        if seen == files { return }
+        let loaded: ModelVersion
+        do {
+            guard let candidate = try load(name: name, unlessVersion: current?.version) else {
+                entry.state.withLock { $0.seenFiles = files }
+                return
+            }
+            loaded = candidate
+        } catch {
+            let failure = LoadFailure(time: rfc3339Now(), reason: error.description)
+            logger.error("model failed to load", metadata: ["model": "\(name)", "reason": "\(error.description)"])
+            entry.state.withLock { s in
+                s.lastError = failure
+                s.seenFiles = files
+            }
+            return
+        }
+        let previous = entry.state.withLock { s in
+            let previous = s.current
+            s.current = loaded
+            s.lastError = nil
+            s.seenFiles = files
+            return previous
+        }
+        logger.info("model serving", metadata: ["model": "\(name)", "version": "\(loaded.version)", "shards": "\(loaded.pool.shards.count)"])
+        if let previous { retire(previous) }
+    }
+
+    /// Loads the model's files into a new version, or returns nil when their content is `unlessVersion`.
+    private func load(name: String, unlessVersion: String?) throws(LoadError) -> ModelVersion? {
+        let base = settings.modelDirectory + "/" + name
+        let modelBytes = try ModelDirectory.read(base + ".vw")
+        let configBytes: [UInt8]? = FileStamp(path: base + ".json") != nil ? try ModelDirectory.read(base + ".json") : nil
+        let version = String(SHA256.hex(modelBytes, configBytes ?? []).prefix(12))
+        if version == unlessVersion { return nil }
+        if FileStamp(path: base + ".sha256") != nil {
+            let text = String(decoding: try ModelDirectory.read(base + ".sha256"), as: UTF8.self)
+            let expected = text.split(whereSeparator: { $0 == " " || $0 == "\n" || $0 == "\t" }).first.map { $0.lowercased() } ?? ""
+            let actual = SHA256.hex(modelBytes)
+            if expected != actual { throw .checksumMismatch(expected: expected, actual: actual) }
+        }
+        let config = try configBytes.map { bytes throws(LoadError) in try ModelConfig.parse(bytes) } ?? ModelConfig()
+        let header: ModelHeader
+        do {
+            header = try ModelHeader.parse(Array(modelBytes.prefix(1 << 16)))
+        } catch {
+            throw .unreadable("not a VW model file (\(error))")
+        }
+        let options = header.options + config.vwArgs
+        let multiline = ModelHeader.isMultiline(options: options)
+        let probe = try probeBatch(config: config, multiline: multiline)
+
+        let staged = settings.stagingDirectory + "/" + name + "-" + version + ".vw"
+        try ModelDirectory.write(modelBytes, to: staged)
+        let arguments = VWProcess.arguments(command: settings.vwCommand, modelPath: staged, extraArguments: config.vwArgs)
+        var poolLogger = logger
+        poolLogger[metadataKey: "model"] = "\(name)"
+        poolLogger[metadataKey: "version"] = "\(version)"
+        let pool = ShardPool(
+            modelName: name, arguments: arguments, count: config.shards ?? settings.defaultShards,
+            maxQueuedRequests: settings.maxQueuedRequests,
+            answersEndWithBlankLine: ModelHeader.answersEndWithBlankLine(options: options), logger: poolLogger
+        )
+        do {
+            try pool.start(probe: probe, timeout: settings.loadTimeout)
+        } catch {
+            pool.stop(grace: .milliseconds(100))
+            unlink(staged)
+            throw error
+        }
+        return ModelVersion(
+            name: name, version: version, loadedAt: rfc3339Now(), vwArgs: config.vwArgs, multiline: multiline,
+            predictionKind: ModelHeader.predictionKind(options: options),
+            maxBatch: config.maxBatch ?? settings.maxBatch, pool: pool, stagedPath: staged
+        )
+    }
+
+    /// The warmup examples, or an empty example (`|`) that every model answers.
+    private func probeBatch(config: ModelConfig, multiline: Bool) throws(LoadError) -> PreparedBatch {
+        var builder = ExampleBatchBuilder(multiline: multiline, validator: ExampleValidator(limits: settings.limits))
+        let examples = config.warmup.isEmpty ? ["|"] : config.warmup
+        for (index, example) in examples.enumerated() {
+            let lines = multiline ? example.split(separator: "\n", omittingEmptySubsequences: false) : [Substring(example)]
+            do {
+                try builder.append(lines: lines)
+            } catch {
+                throw .invalidConfig("warmup example \(index): \(error.reason)")
+            }
+        }
+        return builder.finish()
+    }
+
+    /// Stops a replaced or removed version once its in-flight requests have finished.
+    private func retire(_ version: ModelVersion) {
+        let grace = settings.drainGrace
+        DetachedThread.start(name: "retire-\(version.version)") {
+            let deadline = ContinuousClock.now + grace
+            while version.inflight.load(ordering: .acquiring) > 0 && ContinuousClock.now < deadline {
+                usleep(5_000)
+            }
+            version.pool.stop(grace: grace)
+            unlink(version.stagedPath)
+        }
+    }
+
+    private func unload(_ entry: Entry) {
+        let current = entry.state.withLock { s in
+            defer { s.current = nil }
+            return s.current
+        }
+        logger.info("model removed", metadata: ["model": "\(entry.name)"])
+        if let current { retire(current) }
+    }
+
+    /// Stops every model: waits for in-flight requests, then lets vw finish and exit.
+    public func shutdown() {
+        let all = entries.withLock { all in
+            defer { all.removeAll() }
+            return Array(all.values)
+        }
+        let versions = all.compactMap { entry in entry.state.withLock { s in defer { s.current = nil }; return s.current } }
+        let deadline = ContinuousClock.now + settings.drainGrace
+        for version in versions {
+            while version.inflight.load(ordering: .acquiring) > 0 && ContinuousClock.now < deadline { usleep(5_000) }
+        }
+        for version in versions {
+            version.pool.stop(grace: .seconds(2))
+            unlink(version.stagedPath)
+        }
+    }
+}

@@ -1,0 +1,30 @@
+import Synchronization
+
+/// One loaded version of a model: immutable, swapped atomically by the store.
+public final class ModelVersion: Sendable {
+    public let name: String
+    /// The first 12 hex digits of SHA-256(model bytes + config bytes).
+    public let version: String
+    /// RFC 3339 time the version started serving.
+    public let loadedAt: String
+    public let vwArgs: [String]
+    public let multiline: Bool
+    public let predictionKind: PredictionKind
+    public let maxBatch: Int
+    public let pool: ShardPool
+    let stagedPath: String
+    let inflight = Atomic<Int>(0)
+
+    init(name: String, version: String, loadedAt: String, vwArgs: [String], multiline: Bool,
+         predictionKind: PredictionKind, maxBatch: Int, pool: ShardPool, stagedPath: String) {
+        self.name = name
+        self.version = version
+        self.loadedAt = loadedAt
+        self.vwArgs = vwArgs
+        self.multiline = multiline
+        self.predictionKind = predictionKind
+        self.maxBatch = maxBatch
+        self.pool = pool
+        self.stagedPath = stagedPath
+    }
+}

@@ -1,0 +1,65 @@
+import Dispatch
+import Synchronization
+
+/// What vw printed for one request: the raw bytes and where each example's answer lies in them.
+public struct ShardAnswer: Sendable {
+    /// Exactly the bytes vw printed for this request's examples (blank lines included).
+    public let raw: [UInt8]
+    /// The answer of example `i` is `raw[answers[i]]`: its line(s) without the final newline
+    /// (and, for multiline models, without the blank line that ends it).
+    public let answers: [Range<Int>]
+}
+
+/// Why a shard could not answer a request.
+public enum ShardFailure: Error, Equatable, Sendable {
+    /// The vw process exited (or was killed) while holding the request.
+    case processDied(String)
+    /// The shard is not accepting work (starting, restarting or stopping).
+    case notReady
+}
+
+/// One request in a shard's pipeline: the reader fills it in, the requester waits on it.
+final class PendingPrediction: @unchecked Sendable {
+    let expected: Int
+    let multiline: Bool
+    let enqueuedAt: ContinuousClock.Instant
+
+    // Owned by the shard's reader thread until completion.
+    var raw: [UInt8] = []
+    var answers: [Range<Int>] = []
+    var lineStart = 0
+    var answerStart = 0
+
+    private let done = DispatchSemaphore(value: 0)
+    private let outcome = Mutex<Result<ShardAnswer, ShardFailure>?>(nil)
+
+    init(expected: Int, multiline: Bool, capacity: Int) {
+        self.expected = expected
+        self.multiline = multiline
+        self.enqueuedAt = .now
+        raw.reserveCapacity(capacity)
+        answers.reserveCapacity(expected)
+    }
+
+    var isComplete: Bool { answers.count == expected }
+
+    /// Records the outcome once; later calls are ignored.
+    func complete(_ result: Result<ShardAnswer, ShardFailure>) {
+        let first = outcome.withLock { current in
+            if current != nil { return false }
+            current = result
+            return true
+        }
+        if first { done.signal() }
+    }
+
+    func finishSuccessfully() {
+        complete(.success(ShardAnswer(raw: raw, answers: answers)))
+    }
+
+    /// Waits until `deadline`; nil when it passed first.
+    func wait(until deadline: DispatchTime) -> Result<ShardAnswer, ShardFailure>? {
+        if done.wait(timeout: deadline) == .timedOut { return nil }
+        return outcome.withLock { $0 }
+    }
+}

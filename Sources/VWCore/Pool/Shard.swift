@@ -1,0 +1,299 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Dispatch
+public import Logging
+import Synchronization
+
+/// A point-in-time view of one shard, for status pages.
+public struct ShardStatus: Sendable, Equatable {
+    public let pid: Int32?
+    public let ready: Bool
+    public let restarts: Int
+    public let inflight: Int
+}
+
+/// One vw process and the pipeline of requests written to it.
+///
+/// Requests are written whole, in the order they are queued, so vw answers them in that order;
+/// one reader thread per shard hands each answer line to the oldest unfinished request. A
+/// vw that exits is restarted with backoff; the requests it held fail with `processDied`
+/// and are retried by the pool.
+public final class Shard: Sendable {
+    enum Phase: Equatable {
+        case starting, ready, restarting, stopping, stopped
+    }
+
+    struct State {
+        var phase: Phase = .starting
+        var process: VWProcess?
+        var queue = RequestQueue()
+        var restarts = 0
+        var stderrTail: [UInt8] = []
+    }
+
+    public let index: Int
+    let arguments: [String]
+    let logger: Logger
+    private let state = Mutex(State())
+    /// Held for the whole write of one request so requests never interleave on the pipe.
+    private let writeLock = Mutex(())
+
+    init(index: Int, arguments: [String], logger: Logger) {
+        self.index = index
+        self.arguments = arguments
+        var logger = logger
+        logger[metadataKey: "shard"] = "\(index)"
+        self.logger = logger
+    }
+
+    // MARK: Status
+
+    public var status: ShardStatus {
+        state.withLock { s in
+            ShardStatus(pid: s.process?.pid, ready: s.phase == .ready, restarts: s.restarts, inflight: s.queue.count)
+        }
+    }
+
+    var isReady: Bool { state.withLock { $0.phase == .ready } }
+    var load: Int { state.withLock { $0.queue.count } }
+
+    /// The last bytes vw wrote to stderr, to explain a failed load.
+    var stderrTail: String { state.withLock { String(decoding: $0.stderrTail, as: UTF8.self) } }
+
+    // MARK: Lifecycle
+
+    /// Starts the vw process and its reader threads; the shard is ready once this returns.
+    func start() throws(ProcessError) {
+        let process = try VWProcess.spawn(arguments: arguments)
+        state.withLock { s in
+            s.process = process
+            s.phase = .ready
+        }
+        startThreads(for: process)
+    }
+
+    private func startThreads(for process: VWProcess) {
+        DetachedThread.start(name: "vw-out-\(process.pid)") { [self] in readAnswers(from: process) }
+        DetachedThread.start(name: "vw-err-\(process.pid)") { [self] in drainStderr(of: process) }
+    }
+
+    /// Stops accepting requests, lets vw answer what it holds, then ends it (SIGKILL after `grace`).
+    func stop(grace: Duration) {
+        let process: VWProcess? = state.withLock { s in
+            if s.phase == .stopped { return nil }
+            s.phase = .stopping
+            return s.process
+        }
+        guard let process else { return }
+        writeLock.withLock { _ in process.closeInput() }
+        let deadline = ContinuousClock.now + grace
+        while ContinuousClock.now < deadline {
+            if state.withLock({ $0.phase == .stopped }) { return }
+            usleep(10_000)
+        }
+        process.signal(SIGKILL)
+        while !state.withLock({ $0.phase == .stopped }) { usleep(10_000) }
+    }
+
+    /// Kills a vw process that stopped answering; the reader restarts it.
+    func killHung(holding request: PendingPrediction) {
+        let process: VWProcess? = state.withLock { s in
+            guard s.phase == .ready, s.queue.contains(request) else { return nil }
+            return s.process
+        }
+        guard let process else { return }
+        logger.warning("vw did not answer in time, killing it", metadata: ["pid": "\(process.pid)"])
+        process.signal(SIGKILL)
+    }
+
+    // MARK: Requests
+
+    /// Queues `batch` and writes it to vw; the answer arrives through the returned request.
+    func submit(_ batch: PreparedBatch, answersEndWithBlankLine: Bool) throws(ShardFailure) -> PendingPrediction {
+        let request = PendingPrediction(expected: batch.count, multiline: answersEndWithBlankLine, capacity: batch.count * 12)
+        let written: Bool = writeLock.withLock { _ in
+            let process: VWProcess? = state.withLock { s in
+                guard s.phase == .ready, let process = s.process else { return nil }
+                s.queue.append(request)
+                return process
+            }
+            guard let process else { return false }
+            let ok = batch.payload.withUnsafeBytes { process.writeAll($0) }
+            if !ok {
+                // A broken or half-written pipe: the stream can no longer be trusted.
+                process.signal(SIGKILL)
+            }
+            return true
+        }
+        guard written else { throw .notReady }
+        if batch.count == 0 {
+            request.finishSuccessfully()
+        }
+        return request
+    }
+
+    // MARK: Reader
+
+    private func readAnswers(from process: VWProcess) {
+        var current = process
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 16, alignment: 1)
+        defer { buffer.deallocate() }
+        while true {
+            while true {
+                let n = VWProcess.read(current.stdoutFD, into: buffer)
+                if n <= 0 { break }
+                if !consume(UnsafeRawBufferPointer(rebasing: buffer[0..<n])) {
+                    logger.error("vw printed output no request was waiting for; restarting it", metadata: ["pid": "\(current.pid)"])
+                    current.signal(SIGKILL)
+                }
+            }
+            guard let next = processExited(current) else { return }
+            current = next
+        }
+    }
+
+    /// Hands bytes to the oldest requests; false when vw printed more than was asked.
+    private func consume(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        var offset = 0
+        while offset < bytes.count {
+            guard let head = state.withLock({ $0.queue.first }) else { return false }
+            // Hand the head request bytes up to the end of its last line.
+            while offset < bytes.count {
+                let rest = UnsafeRawBufferPointer(rebasing: bytes[offset...])
+                guard let newline = rest.firstIndex(of: UInt8(ascii: "\n")) else {
+                    head.raw.append(contentsOf: rest)
+                    return true
+                }
+                head.raw.append(contentsOf: rest[rest.startIndex..<newline])
+                offset += newline - rest.startIndex + 1
+                let lineEnd = head.raw.count
+                head.raw.append(UInt8(ascii: "\n"))
+                if head.multiline {
+                    if lineEnd == head.lineStart {
+                        // A blank line ends one multiline example's answer.
+                        head.answers.append(head.answerStart..<max(head.answerStart, lineEnd - 1))
+                        head.answerStart = head.raw.count
+                    }
+                } else {
+                    head.answers.append(head.lineStart..<lineEnd)
+                }
+                head.lineStart = head.raw.count
+                if head.isComplete {
+                    state.withLock { _ = $0.queue.removeFirst() }
+                    head.finishSuccessfully()
+                    break
+                }
+            }
+        }
+        return true
+    }
+
+    /// Fails the requests the dead process held and starts a replacement; nil when stopping.
+    private func processExited(_ process: VWProcess) -> VWProcess? {
+        let (held, stopping) = state.withLock { s in
+            let held = s.queue.removeAll()
+            let stopping = s.phase == .stopping || s.phase == .stopped
+            s.phase = stopping ? .stopping : .restarting
+            return (held, stopping)
+        }
+        _ = Glibc.close(process.stdoutFD)
+        writeLock.withLock { _ in
+            if !stopping { process.closeInput() }
+        }
+        let how = process.reap()
+        let reason = "vw (pid \(process.pid)) \(how)"
+        for request in held { request.complete(.failure(.processDied(reason))) }
+        if stopping {
+            state.withLock { s in
+                s.phase = .stopped
+                s.process = nil
+            }
+            return nil
+        }
+        logger.warning("vw exited, restarting", metadata: ["reason": "\(reason)", "failed_requests": "\(held.count)"])
+        var delay = Duration.milliseconds(100)
+        while true {
+            if state.withLock({ $0.phase == .stopping }) {
+                state.withLock { s in s.phase = .stopped; s.process = nil }
+                return nil
+            }
+            do {
+                let replacement = try VWProcess.spawn(arguments: arguments)
+                state.withLock { s in
+                    s.process = replacement
+                    s.restarts += 1
+                    s.phase = .ready
+                }
+                DetachedThread.start(name: "vw-err-\(replacement.pid)") { [self] in drainStderr(of: replacement) }
+                return replacement
+            } catch {
+                logger.error("could not restart vw", metadata: ["error": "\(error)"])
+                sleep(for: delay)
+                delay = min(delay * 2, .seconds(5))
+            }
+        }
+    }
+
+    // MARK: stderr
+
+    /// Reads vw's stderr until it closes: a chatty vw must never block on a full pipe.
+    private func drainStderr(of process: VWProcess) {
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 4096, alignment: 1)
+        defer {
+            buffer.deallocate()
+            _ = Glibc.close(process.stderrFD)
+        }
+        while true {
+            let n = VWProcess.read(process.stderrFD, into: buffer)
+            if n <= 0 { return }
+            let chunk = UnsafeRawBufferPointer(rebasing: buffer[0..<n])
+            state.withLock { s in
+                s.stderrTail.append(contentsOf: chunk)
+                if s.stderrTail.count > 2048 { s.stderrTail.removeFirst(s.stderrTail.count - 2048) }
+            }
+            if logger.logLevel <= .debug {
+                logger.debug("vw stderr", metadata: ["pid": "\(process.pid)", "text": "\(String(decoding: chunk, as: UTF8.self))"])
+            }
+        }
+    }
+}
+
+func sleep(for duration: Duration) {
+    let (seconds, attoseconds) = duration.components
+    var request = timespec(tv_sec: Int(seconds), tv_nsec: Int(attoseconds / 1_000_000_000))
+    var remaining = timespec()
+    while nanosleep(&request, &remaining) < 0 && errno == EINTR { request = remaining }
+}
+
+/// A FIFO of requests with O(1) removal at the front.
+struct RequestQueue {
+    private var items: [PendingPrediction] = []
+    private var head = 0
+
+    var count: Int { items.count - head }
+    var first: PendingPrediction? { head < items.count ? items[head] : nil }
+
+    mutating func append(_ request: PendingPrediction) { items.append(request) }
+
+    mutating func removeFirst() -> PendingPrediction {
+        let request = items[head]
+        head += 1
+        if head > 64 && head * 2 > items.count {
+            items.removeFirst(head)
+            head = 0
+        }
+        return request
+    }
+
+    mutating func removeAll() -> [PendingPrediction] {
+        let rest = Array(items[head...])
+        items.removeAll()
+        head = 0
+        return rest
+    }
+
+    func contains(_ request: PendingPrediction) -> Bool {
+        items[head...].contains { $0 === request }
+    }
+}

@@ -1,0 +1,148 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Dispatch
+public import Logging
+import Synchronization
+
+/// The vw processes serving one model version, with least-loaded dispatch and one retry.
+public final class ShardPool: Sendable {
+    public let shards: [Shard]
+    let modelName: String
+    let maxQueuedRequests: Int
+    /// Whether vw ends each answer with a blank line (multiline models, and `--cb N` which VW runs as ADF).
+    let answersEndWithBlankLine: Bool
+    private let queued = Atomic<Int>(0)
+
+    init(modelName: String, arguments: [String], count: Int, maxQueuedRequests: Int, answersEndWithBlankLine: Bool, logger: Logger) {
+        self.modelName = modelName
+        self.answersEndWithBlankLine = answersEndWithBlankLine
+        self.maxQueuedRequests = maxQueuedRequests
+        shards = (0..<max(1, count)).map { Shard(index: $0, arguments: arguments, logger: logger) }
+    }
+
+    /// Starts every shard and checks each answers `probe` within `timeout`.
+    func start(probe: PreparedBatch, timeout: Duration) throws(LoadError) {
+        for shard in shards {
+            do {
+                try shard.start()
+            } catch {
+                throw LoadError.spawnFailed(error.description)
+            }
+        }
+        for shard in shards {
+            let deadline = DispatchTime.now() + .nanoseconds(Int(timeout.components.seconds * 1_000_000_000 + timeout.components.attoseconds / 1_000_000_000))
+            let result: Result<ShardAnswer, ShardFailure>?
+            do {
+                result = try shard.submit(probe, answersEndWithBlankLine: answersEndWithBlankLine).wait(until: deadline)
+            } catch {
+                result = .failure(error)
+            }
+            switch result {
+            case .success?:
+                continue
+            case .failure(let failure)?:
+                let detail = shard.stderrTail.trimmingWhitespace()
+                throw LoadError.probeFailed("\(failure)" + (detail.isEmpty ? "" : ": \(detail)"))
+            case nil:
+                throw LoadError.probeFailed("vw did not answer the probe within \(timeout)")
+            }
+        }
+    }
+
+    /// Stops every shard, letting vw answer what it already holds.
+    func stop(grace: Duration) {
+        for shard in shards { shard.stop(grace: grace) }
+    }
+
+    public var status: [ShardStatus] { shards.map(\.status) }
+    public var isReady: Bool { shards.contains { $0.isReady } }
+
+    /// Sends `batch` to the least-loaded ready shard and waits for its answers.
+    public func predict(_ batch: PreparedBatch, timeout: Duration) throws(PredictError) -> ShardAnswer {
+        if queued.wrappingAdd(1, ordering: .relaxed).newValue > maxQueuedRequests {
+            queued.wrappingSubtract(1, ordering: .relaxed)
+            throw .overloaded(modelName)
+        }
+        defer { queued.wrappingSubtract(1, ordering: .relaxed) }
+        let nanos = timeout.components.seconds * 1_000_000_000 + timeout.components.attoseconds / 1_000_000_000
+        let deadline = DispatchTime.now() + .nanoseconds(Int(nanos))
+        var lastFailure = "no ready shard"
+        var failedShard: Shard?
+        // One attempt plus one retry: prediction with -t is idempotent.
+        for _ in 0..<2 {
+            guard let shard = pickShard(avoiding: failedShard) ?? waitForReadyShard(until: deadline) else { break }
+            let request: PendingPrediction
+            do {
+                request = try shard.submit(batch, answersEndWithBlankLine: answersEndWithBlankLine)
+            } catch {
+                failedShard = shard
+                lastFailure = "\(error)"
+                continue
+            }
+            switch request.wait(until: deadline) {
+            case .success(let answer)?:
+                return answer
+            case .failure(let failure)?:
+                failedShard = shard
+                lastFailure = "\(failure)"
+            case nil:
+                shard.killHung(holding: request)
+                throw .timedOut(modelName)
+            }
+        }
+        if DispatchTime.now() >= deadline { throw .timedOut(modelName) }
+        throw .shardFailed(lastFailure)
+    }
+
+    private func pickShard(avoiding avoided: Shard?) -> Shard? {
+        var best: Shard?
+        var bestLoad = Int.max
+        for shard in shards where shard !== avoided || shards.count == 1 {
+            guard shard.isReady else { continue }
+            let load = shard.load
+            if load < bestLoad {
+                best = shard
+                bestLoad = load
+            }
+        }
+        return best
+    }
+
+    /// Waits (polling briefly) for a restarting shard to come back.
+    private func waitForReadyShard(until deadline: DispatchTime) -> Shard? {
+        while DispatchTime.now() < deadline {
+            if let shard = pickShard(avoiding: nil) { return shard }
+            usleep(5_000)
+        }
+        return nil
+    }
+}
+
+/// Why a model version could not be loaded.
+public enum LoadError: Error, Equatable, Sendable, CustomStringConvertible {
+    case unreadable(String)
+    case invalidConfig(String)
+    case checksumMismatch(expected: String, actual: String)
+    case spawnFailed(String)
+    case probeFailed(String)
+
+    public var description: String {
+        switch self {
+        case .unreadable(let why): "cannot read model: \(why)"
+        case .invalidConfig(let why): "invalid config: \(why)"
+        case .checksumMismatch(let expected, let actual): "sha256 mismatch: expected \(expected), file has \(actual)"
+        case .spawnFailed(let why): "cannot start vw: \(why)"
+        case .probeFailed(let why): "vw failed the load probe: \(why)"
+        }
+    }
+}
+
+extension String {
+    func trimmingWhitespace() -> String {
+        let scalars = unicodeScalars
+        guard let start = scalars.firstIndex(where: { !$0.properties.isWhitespace }) else { return "" }
+        let end = scalars.lastIndex(where: { !$0.properties.isWhitespace })!
+        return String(scalars[start...end])
+    }
+}

@@ -1,0 +1,94 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CSpawn
+
+/// Why a vw process could not be started or talked to.
+public struct ProcessError: Error, Equatable, Sendable, CustomStringConvertible {
+    public let operation: String
+    public let errno: Int32
+
+    public var description: String { "\(operation) failed: \(String(cString: strerror(errno)))" }
+}
+
+/// One vw child driven over its stdin/stdout pipes.
+///
+/// vw runs as `-i MODEL -t -d /dev/stdin -p /dev/stdout --quiet` (never `--daemon`, which binds
+/// every interface). It gets SIGKILL when vwfcgi dies, runs in its own process group, and
+/// inherits no descriptor but its three pipes.
+public final class VWProcess: Sendable {
+    public let pid: Int32
+    let stdinFD: Int32
+    let stdoutFD: Int32
+    let stderrFD: Int32
+
+    private init(pid: pid_t, stdinFD: Int32, stdoutFD: Int32, stderrFD: Int32) {
+        self.pid = pid
+        self.stdinFD = stdinFD
+        self.stdoutFD = stdoutFD
+        self.stderrFD = stderrFD
+    }
+
+    /// The full argument vector for serving `modelPath`.
+    public static func arguments(command: [String], modelPath: String, extraArguments: [String]) -> [String] {
+        command + ["-i", modelPath, "-t", "-d", "/dev/stdin", "-p", "/dev/stdout", "--quiet"] + extraArguments
+    }
+
+    /// Starts `arguments` with piped stdio.
+    public static func spawn(arguments: [String]) throws(ProcessError) -> VWProcess {
+        var cStrings: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) }
+        cStrings.append(nil)
+        defer { for pointer in cStrings { free(pointer) } }
+        var stdinFD: Int32 = -1, stdoutFD: Int32 = -1, stderrFD: Int32 = -1
+        let pid = cStrings.withUnsafeBufferPointer { argv in
+            cspawn_piped(argv.baseAddress, &stdinFD, &stdoutFD, &stderrFD)
+        }
+        guard pid > 0 else { throw ProcessError(operation: "spawn \(arguments.first ?? "")", errno: errno) }
+        // Bigger pipes mean fewer context switches for batches.
+        _ = fcntl(stdinFD, 1031 /* F_SETPIPE_SZ */, 1 << 20)
+        _ = fcntl(stdoutFD, 1031 /* F_SETPIPE_SZ */, 1 << 20)
+        return VWProcess(pid: pid, stdinFD: stdinFD, stdoutFD: stdoutFD, stderrFD: stderrFD)
+    }
+
+    /// Writes all of `bytes` to vw's stdin; false when the pipe is broken.
+    func writeAll(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        var offset = 0
+        while offset < bytes.count {
+            let n = Glibc.write(stdinFD, bytes.baseAddress! + offset, bytes.count - offset)
+            if n < 0 {
+                if errno == EINTR { continue }
+                return false
+            }
+            offset += n
+        }
+        return true
+    }
+
+    /// Reads what vw printed on `fd`; 0 at end of file, -1 on error.
+    static func read(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer) -> Int {
+        while true {
+            let n = Glibc.read(fd, buffer.baseAddress, buffer.count)
+            if n < 0 && errno == EINTR { continue }
+            return n
+        }
+    }
+
+    func signal(_ signal: Int32) {
+        _ = Glibc.kill(pid, signal)
+    }
+
+    /// Closes vw's stdin, which makes it finish its input and exit.
+    func closeInput() {
+        _ = Glibc.close(stdinFD)
+    }
+
+    /// Waits for the process to exit and returns a description of how it ended.
+    func reap() -> String {
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 {
+            if errno != EINTR { return "exit status unknown" }
+        }
+        if status & 0x7f == 0 { return "exited with code \((status >> 8) & 0xff)" }
+        return "killed by signal \(status & 0x7f)"
+    }
+}

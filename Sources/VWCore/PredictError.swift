@@ -1,0 +1,25 @@
+/// Why a prediction request was not answered; the HTTP layer maps each case to a status code.
+public enum PredictError: Error, Equatable, Sendable {
+    case modelNotFound(String)
+    case modelNotReady(String)
+    case invalidExample(InvalidExample)
+    case tooManyInstances(count: Int, limit: Int)
+    /// The model's queue is full: retry later.
+    case overloaded(String)
+    /// vw did not answer within the request timeout.
+    case timedOut(String)
+    /// vw failed twice while holding the request.
+    case shardFailed(String)
+
+    public var message: String {
+        switch self {
+        case .modelNotFound(let name): "model '\(name)' not found"
+        case .modelNotReady(let name): "model '\(name)' has no serving version"
+        case .invalidExample(let invalid): invalid.message
+        case .tooManyInstances(let count, let limit): "\(count) instances, more than the limit of \(limit)"
+        case .overloaded(let name): "model '\(name)' is overloaded, retry later"
+        case .timedOut(let name): "model '\(name)': vw did not answer in time"
+        case .shardFailed(let reason): "vw failed: \(reason)"
+        }
+    }
+}

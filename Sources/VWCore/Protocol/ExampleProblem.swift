@@ -1,0 +1,47 @@
+/// Why one instance of a request cannot be sent to vw.
+///
+/// Every case is caught before anything reaches vw: VW skips an empty line, scores a
+/// whitespace-only one, reads a line without `|` as a label and cuts a line at NUL, and
+/// each of those would shift answers between requests sharing a vw process.
+public enum ExampleProblem: Error, Equatable, Sendable {
+    case empty
+    case whitespaceOnly
+    case controlCharacter(UInt8)
+    case missingBar
+    case newlineInSingleLineExample
+    case blankLineInMultilineExample
+    case saveTag
+    case lineTooLong(limit: Int)
+    case notUTF8
+    /// A structured (JSON object) instance that cannot be written as VW text safely.
+    case invalidInstance(String)
+
+    /// A short human-readable reason, used in 400 replies.
+    public var reason: String {
+        switch self {
+        case .empty: "empty example"
+        case .whitespaceOnly: "whitespace-only example"
+        case .controlCharacter(let byte): "control character 0x\(String(byte, radix: 16)) in example"
+        case .missingBar: "line without '|' (VW would read it as a label)"
+        case .newlineInSingleLineExample: "newline inside a single-line example"
+        case .blankLineInMultilineExample: "blank line inside a multiline example"
+        case .saveTag: "tag starting with 'save' (VW's model-save command)"
+        case .lineTooLong(let limit): "line longer than \(limit) bytes"
+        case .notUTF8: "example is not valid UTF-8"
+        case .invalidInstance(let why): why
+        }
+    }
+}
+
+/// An invalid instance, with its position in the request.
+public struct InvalidExample: Error, Equatable, Sendable {
+    public let index: Int
+    public let problem: ExampleProblem
+
+    public init(index: Int, problem: ExampleProblem) {
+        self.index = index
+        self.problem = problem
+    }
+
+    public var message: String { "instance \(index): \(problem.reason)" }
+}

@@ -1,0 +1,85 @@
+/// Limits applied to every VW text line before it reaches vw.
+public struct ExampleLimits: Sendable {
+    /// The longest accepted line, in bytes.
+    public var maxLineBytes: Int
+
+    public init(maxLineBytes: Int = 1 << 20) {
+        self.maxLineBytes = maxLineBytes
+    }
+}
+
+/// Validates VW text lines before they reach vw.
+///
+/// Each rejected case would make vw skip, merge or misread a line, shifting the answers
+/// of every request sharing the process, or (a `save` tag) make vw write a model file.
+public struct ExampleValidator: Sendable {
+    public let limits: ExampleLimits
+
+    public init(limits: ExampleLimits = ExampleLimits()) {
+        self.limits = limits
+    }
+
+    /// Checks one line (a single-line example, or one line of a multiline example) and returns the tag VW will print for it ("" when none).
+    public func validate(line: Substring) throws(ExampleProblem) -> Substring {
+        let bytes = line.utf8
+        let length = bytes.count
+        if length > limits.maxLineBytes { throw .lineTooLong(limit: limits.maxLineBytes) }
+        if length == 0 { throw .empty }
+
+        var barIndex: Substring.UTF8View.Index? = nil
+        var onlyBlanks = true
+        var index = bytes.startIndex
+        while index != bytes.endIndex {
+            let byte = bytes[index]
+            if byte < 0x20 || byte == 0x7F {
+                if byte == 0x0A || byte == 0x0D { throw .newlineInSingleLineExample }
+                if byte != 0x09 { throw .controlCharacter(byte) }
+            } else if byte != 0x20 {
+                onlyBlanks = false
+                if byte == UInt8(ascii: "|"), barIndex == nil { barIndex = index }
+            }
+            bytes.formIndex(after: &index)
+        }
+        if onlyBlanks { throw .whitespaceOnly }
+        guard let bar = barIndex else { throw .missingBar }
+        return try Self.tag(inLabel: line[line.startIndex..<bar])
+    }
+
+    /// Applies VW's tag rule (parse_example.cc) to the label section, rejecting any word that VW could read as a `save` command.
+    private static func tag(inLabel label: Substring) throws(ExampleProblem) -> Substring {
+        let bytes = label.utf8
+        var lastWordStart: Substring.UTF8View.Index? = nil
+        var inWord = false
+        var index = bytes.startIndex
+        while index != bytes.endIndex {
+            let byte = bytes[index]
+            if byte == 0x20 || byte == 0x09 {
+                inWord = false
+            } else if !inWord {
+                inWord = true
+                lastWordStart = index
+                if startsWithSave(bytes, at: index) { throw .saveTag }
+            }
+            bytes.formIndex(after: &index)
+        }
+        // `inWord` here means the last word ends exactly at the `|`.
+        guard let start = lastWordStart else { return label[label.endIndex...] }
+        let quoted = bytes[start] == UInt8(ascii: "'")
+        guard inWord || quoted else { return label[label.endIndex...] }
+        var end = start
+        while end != bytes.endIndex, bytes[end] != 0x20, bytes[end] != 0x09 { bytes.formIndex(after: &end) }
+        let tagStart = quoted ? bytes.index(after: start) : start
+        return label[tagStart..<end]
+    }
+
+    /// Whether the word at `index` starts with `save` or `'save`.
+    private static func startsWithSave(_ bytes: Substring.UTF8View, at index: Substring.UTF8View.Index) -> Bool {
+        var index = index
+        if bytes[index] == UInt8(ascii: "'") { bytes.formIndex(after: &index) }
+        for expected in "save".utf8 {
+            guard index != bytes.endIndex, bytes[index] == expected else { return false }
+            bytes.formIndex(after: &index)
+        }
+        return true
+    }
+}

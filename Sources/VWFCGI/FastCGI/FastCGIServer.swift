@@ -1,0 +1,163 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CFastCGI
+import Logging
+import Synchronization
+import VWCore
+
+/// Why the FastCGI socket could not be opened.
+struct FastCGISocketError: Error, CustomStringConvertible {
+    let description: String
+}
+
+/// T threads, each blocking in `FCGX_Accept_r` on the shared socket and serving one request at a time.
+///
+/// With `fastcgi_keep_conn on` a thread stays with its nginx connection between requests, so
+/// nginx's idle keepalive connections (workers × keepalive) must stay below T.
+final class FastCGIServer: Sendable {
+    typealias Handler = @Sendable (HTTPRequest) -> HTTPResponse
+
+    let socketFD: Int32
+    let threads: Int
+    let maxBodyBytes: Int
+    let handler: Handler
+    let logger: Logger
+    private let stopping = Atomic<Bool>(false)
+    private let inflight = Atomic<Int>(0)
+    private let running = Atomic<Int>(0)
+
+    init(socketFD: Int32, threads: Int, maxBodyBytes: Int, logger: Logger, handler: @escaping Handler) {
+        self.socketFD = socketFD
+        self.threads = threads
+        self.maxBodyBytes = maxBodyBytes
+        self.logger = logger
+        self.handler = handler
+    }
+
+    /// Opens a unix socket (mode 0660) or a loopback `host:port`.
+    static func openSocket(unixPath: String?, listen: String?, backlog: Int32 = 1024) throws -> Int32 {
+        guard FCGX_Init() == 0 else { throw FastCGISocketError(description: "FCGX_Init failed") }
+        if let unixPath {
+            unlink(unixPath)
+            let fd = FCGX_OpenSocket(unixPath, backlog)
+            guard fd >= 0 else { throw FastCGISocketError(description: "cannot listen on unix socket \(unixPath)") }
+            chmod(unixPath, 0o660)
+            _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+            return fd
+        }
+        guard let listen else { throw FastCGISocketError(description: "give --socket PATH or --listen 127.0.0.1:PORT") }
+        let host = listen.split(separator: ":").dropLast().joined(separator: ":")
+        guard ["127.0.0.1", "localhost", "[::1]", "::1"].contains(host) else {
+            throw FastCGISocketError(description: "--listen must be a loopback address (127.0.0.1:PORT), not \(listen)")
+        }
+        let fd = FCGX_OpenSocket(listen, backlog)
+        guard fd >= 0 else { throw FastCGISocketError(description: "cannot listen on \(listen)") }
+        _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+        return fd
+    }
+
+    func start() {
+        for index in 0..<threads {
+            running.wrappingAdd(1, ordering: .relaxed)
+            DetachedThread.start(name: "fcgi-\(index)") { [self] in
+                acceptLoop()
+                running.wrappingSubtract(1, ordering: .relaxed)
+            }
+        }
+    }
+
+    /// Stops accepting new connections and waits up to `grace` for requests being served.
+    func stop(grace: Duration) {
+        stopping.store(true, ordering: .releasing)
+        shutdown(socketFD, Int32(SHUT_RDWR))
+        let deadline = ContinuousClock.now + grace
+        while inflight.load(ordering: .acquiring) > 0 && ContinuousClock.now < deadline {
+            usleep(5_000)
+        }
+    }
+
+    private func acceptLoop() {
+        let request = UnsafeMutablePointer<FCGX_Request>.allocate(capacity: 1)
+        defer { request.deallocate() }
+        FCGX_InitRequest(request, socketFD, 0)
+        while !stopping.load(ordering: .acquiring) {
+            if FCGX_Accept_r(request) < 0 {
+                if stopping.load(ordering: .acquiring) { break }
+                usleep(1_000)
+                continue
+            }
+            inflight.wrappingAdd(1, ordering: .acquiring)
+            serve(request)
+            FCGX_Finish_r(request)
+            inflight.wrappingSubtract(1, ordering: .releasing)
+        }
+    }
+
+    private func serve(_ request: UnsafeMutablePointer<FCGX_Request>) {
+        var http = FastCGIParams.request(from: Self.params(request.pointee.envp))
+        let response: HTTPResponse
+        if let length = http.contentLength, length < 0 {
+            response = .error(400, "invalid Content-Length")
+        } else if let length = http.contentLength, length > maxBodyBytes {
+            Self.discard(request.pointee.in)
+            response = .error(413, "request body of \(length) bytes is larger than the limit of \(maxBodyBytes) bytes")
+        } else {
+            http.body = Self.readBody(request.pointee.in, expected: http.contentLength ?? 0, limit: maxBodyBytes)
+            if http.body.count > maxBodyBytes {
+                response = .error(413, "request body is larger than the limit of \(maxBodyBytes) bytes")
+            } else {
+                response = handler(http)
+            }
+        }
+        if response.status >= 500 {
+            logger.warning("request failed", metadata: [
+                "status": "\(response.status)", "path": "\(http.path)", "request_id": "\(http.requestID ?? "-")",
+            ])
+        }
+        write(response, to: request.pointee.out)
+    }
+
+    private static func params(_ envp: FCGX_ParamArray?) -> [Substring] {
+        var entries: [Substring] = []
+        guard var cursor = envp else { return entries }
+        while let entry = cursor.pointee {
+            entries.append(Substring(String(cString: entry)))
+            cursor += 1
+        }
+        return entries
+    }
+
+    /// Reads the body: `expected` bytes as announced, never more than `limit + 1`.
+    static func readBody(_ stream: UnsafeMutablePointer<FCGX_Stream>?, expected: Int, limit: Int) -> [UInt8] {
+        var body = [UInt8](repeating: 0, count: min(expected, limit + 1))
+        var filled = 0
+        while filled < body.count {
+            let n = body.withUnsafeMutableBytes { raw in
+                FCGX_GetStr(raw.baseAddress!.assumingMemoryBound(to: CChar.self) + filled, Int32(min(raw.count - filled, 1 << 30)), stream)
+            }
+            if n <= 0 { break }
+            filled += Int(n)
+        }
+        body.removeLast(body.count - filled)
+        return body
+    }
+
+    private static func discard(_ stream: UnsafeMutablePointer<FCGX_Stream>?) {
+        var scratch = [CChar](repeating: 0, count: 1 << 16)
+        while scratch.withUnsafeMutableBufferPointer({ FCGX_GetStr($0.baseAddress, Int32($0.count), stream) }) > 0 {}
+    }
+
+    private func write(_ response: HTTPResponse, to stream: UnsafeMutablePointer<FCGX_Stream>?) {
+        let head = response.head()
+        head.withUnsafeBufferPointer { buffer in
+            buffer.withMemoryRebound(to: CChar.self) { _ = FCGX_PutStr($0.baseAddress, Int32($0.count), stream) }
+        }
+        response.body.withUnsafeBufferPointer { buffer in
+            buffer.withMemoryRebound(to: CChar.self) { chars in
+                guard let base = chars.baseAddress else { return }
+                _ = FCGX_PutStr(base, Int32(chars.count), stream)
+            }
+        }
+    }
+}

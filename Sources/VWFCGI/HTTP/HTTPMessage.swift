@@ -1,0 +1,59 @@
+/// The parts of an HTTP request that vwfcgi routes on, as nginx passes them in FastCGI params.
+struct HTTPRequest: Sendable {
+    var method: String
+    /// The path without the query string.
+    var path: String
+    var contentType: String?
+    var contentLength: Int?
+    var requestID: String?
+    var body: [UInt8] = []
+}
+
+/// A complete reply; vwfcgi never streams.
+struct HTTPResponse: Sendable {
+    var status: Int
+    var headers: [(String, String)]
+    var body: [UInt8]
+
+    init(status: Int, contentType: String = "application/json", headers: [(String, String)] = [], body: [UInt8]) {
+        self.status = status
+        self.headers = [("Content-Type", contentType)] + headers
+        self.body = body
+    }
+
+    /// A JSON error reply `{"error": message}`.
+    static func error(_ status: Int, _ message: String, headers: [(String, String)] = []) -> HTTPResponse {
+        var writer = JSONWriter(capacity: message.utf8.count + 16)
+        writer.raw("{\"error\":")
+        writer.string(message)
+        writer.raw("}")
+        return HTTPResponse(status: status, headers: headers, body: writer.bytes)
+    }
+
+    static func json(_ status: Int = 200, _ writer: JSONWriter, headers: [(String, String)] = []) -> HTTPResponse {
+        HTTPResponse(status: status, headers: headers, body: writer.bytes)
+    }
+
+    /// The CGI response head: `Status:` line, headers, blank line.
+    func head() -> [UInt8] {
+        var text = "Status: \(status) \(HTTPResponse.reason(status))\r\n"
+        for (name, value) in headers { text += "\(name): \(value)\r\n" }
+        text += "Content-Length: \(body.count)\r\n\r\n"
+        return Array(text.utf8)
+    }
+
+    static func reason(_ status: Int) -> String {
+        switch status {
+        case 200: "OK"
+        case 400: "Bad Request"
+        case 404: "Not Found"
+        case 405: "Method Not Allowed"
+        case 413: "Payload Too Large"
+        case 415: "Unsupported Media Type"
+        case 500: "Internal Server Error"
+        case 503: "Service Unavailable"
+        case 504: "Gateway Timeout"
+        default: "Status"
+        }
+    }
+}

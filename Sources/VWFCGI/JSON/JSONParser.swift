@@ -1,0 +1,302 @@
+/// A strict RFC 8259 parser working on raw bytes, built to never trap on hostile input.
+enum JSONParser {
+    /// Parses a whole document; rejects trailing garbage, invalid UTF-8, unpaired surrogates, nesting deeper than maxDepth (message says "nesting deeper than 32").
+    static func parse(_ bytes: [UInt8], maxDepth: Int = 32) throws(JSONError) -> JSONValue {
+        var reader = JSONByteReader(bytes: bytes, maxDepth: maxDepth)
+        reader.skipWhitespace()
+        let value = try reader.parseValue(depth: 0)
+        reader.skipWhitespace()
+        if reader.index < bytes.count {
+            throw JSONError("unexpected \(reader.describeByte(at: reader.index)) after the document", at: reader.index)
+        }
+        return value
+    }
+
+    /// Whether `text` is a number as RFC 8259 writes it (no leading zeros, no `+`, no `nan`/`inf`).
+    static func isNumber(_ text: some StringProtocol) -> Bool {
+        let utf8 = Array(text.utf8)
+        return numberEnd(in: utf8, from: 0) == utf8.count && !utf8.isEmpty
+    }
+
+    /// The index just past the number starting at `start`, or nil when no valid number starts there.
+    static func numberEnd(in bytes: [UInt8], from start: Int) -> Int? {
+        var i = start
+        let n = bytes.count
+        if i < n, bytes[i] == UInt8(ascii: "-") { i += 1 }
+        guard i < n else { return nil }
+        if bytes[i] == UInt8(ascii: "0") {
+            i += 1
+        } else if bytes[i] >= UInt8(ascii: "1"), bytes[i] <= UInt8(ascii: "9") {
+            i += 1
+            while i < n, isDigit(bytes[i]) { i += 1 }
+        } else {
+            return nil
+        }
+        if i < n, bytes[i] == UInt8(ascii: ".") {
+            i += 1
+            guard i < n, isDigit(bytes[i]) else { return nil }
+            while i < n, isDigit(bytes[i]) { i += 1 }
+        }
+        if i < n, bytes[i] == UInt8(ascii: "e") || bytes[i] == UInt8(ascii: "E") {
+            i += 1
+            if i < n, bytes[i] == UInt8(ascii: "+") || bytes[i] == UInt8(ascii: "-") { i += 1 }
+            guard i < n, isDigit(bytes[i]) else { return nil }
+            while i < n, isDigit(bytes[i]) { i += 1 }
+        }
+        return i
+    }
+
+    @inline(__always)
+    static func isDigit(_ b: UInt8) -> Bool { b >= UInt8(ascii: "0") && b <= UInt8(ascii: "9") }
+}
+
+/// The cursor of one parse: every read is bounds-checked and recursion stops at `maxDepth`.
+private struct JSONByteReader {
+    let bytes: [UInt8]
+    let maxDepth: Int
+    var index = 0
+
+    init(bytes: [UInt8], maxDepth: Int) {
+        self.bytes = bytes
+        self.maxDepth = maxDepth
+    }
+
+    mutating func skipWhitespace() {
+        while index < bytes.count {
+            switch bytes[index] {
+            case 0x20, 0x09, 0x0A, 0x0D: index += 1
+            default: return
+            }
+        }
+    }
+
+    func describeByte(at i: Int) -> String {
+        guard i < bytes.count else { return "end of input" }
+        let b = bytes[i]
+        if b > 0x20, b < 0x7F { return "character '\(Character(Unicode.Scalar(b)))'" }
+        return "byte 0x\(b < 0x10 ? "0" : "")\(String(b, radix: 16, uppercase: true))"
+    }
+
+    /// Parses the value at `index`; `depth` counts the containers around it.
+    mutating func parseValue(depth: Int) throws(JSONError) -> JSONValue {
+        guard index < bytes.count else { throw JSONError("unexpected end of input", at: index) }
+        switch bytes[index] {
+        case UInt8(ascii: "{"): return try parseObject(depth: depth + 1)
+        case UInt8(ascii: "["): return try parseArray(depth: depth + 1)
+        case UInt8(ascii: "\""): return .string(try parseString())
+        case UInt8(ascii: "t"): try expectLiteral("true"); return .bool(true)
+        case UInt8(ascii: "f"): try expectLiteral("false"); return .bool(false)
+        case UInt8(ascii: "n"): try expectLiteral("null"); return .null
+        case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"):
+            guard let end = JSONParser.numberEnd(in: bytes, from: index) else {
+                throw JSONError("invalid number", at: index)
+            }
+            let text = String(decoding: bytes[index..<end], as: UTF8.self)
+            index = end
+            return .number(text)
+        default:
+            throw JSONError("unexpected \(describeByte(at: index))", at: index)
+        }
+    }
+
+    mutating func expectLiteral(_ literal: StaticString) throws(JSONError) {
+        let start = index
+        let matches = literal.withUTF8Buffer { lit -> Bool in
+            guard bytes.count - start >= lit.count else { return false }
+            for k in 0..<lit.count where bytes[start + k] != lit[k] { return false }
+            return true
+        }
+        guard matches else { throw JSONError("invalid literal (expected '\(literal)')", at: start) }
+        index += literal.utf8CodeUnitCount
+    }
+
+    mutating func checkDepth(_ depth: Int) throws(JSONError) {
+        if depth > maxDepth { throw JSONError("nesting deeper than \(maxDepth)", at: index) }
+    }
+
+    mutating func parseArray(depth: Int) throws(JSONError) -> JSONValue {
+        try checkDepth(depth)
+        index += 1  // '['
+        var elements: [JSONValue] = []
+        skipWhitespace()
+        if index < bytes.count, bytes[index] == UInt8(ascii: "]") {
+            index += 1
+            return .array(elements)
+        }
+        while true {
+            skipWhitespace()
+            elements.append(try parseValue(depth: depth))
+            skipWhitespace()
+            guard index < bytes.count else { throw JSONError("unexpected end of input (expected ',' or ']')", at: index) }
+            switch bytes[index] {
+            case UInt8(ascii: ","): index += 1
+            case UInt8(ascii: "]"): index += 1; return .array(elements)
+            default: throw JSONError("expected ',' or ']'", at: index)
+            }
+        }
+    }
+
+    mutating func parseObject(depth: Int) throws(JSONError) -> JSONValue {
+        try checkDepth(depth)
+        index += 1  // '{'
+        var members: [(key: String, value: JSONValue)] = []
+        skipWhitespace()
+        if index < bytes.count, bytes[index] == UInt8(ascii: "}") {
+            index += 1
+            return .object(members)
+        }
+        while true {
+            skipWhitespace()
+            guard index < bytes.count, bytes[index] == UInt8(ascii: "\"") else {
+                throw JSONError("expected a string key", at: index)
+            }
+            let key = try parseString()
+            skipWhitespace()
+            guard index < bytes.count, bytes[index] == UInt8(ascii: ":") else {
+                throw JSONError("expected ':'", at: index)
+            }
+            index += 1
+            skipWhitespace()
+            members.append((key: key, value: try parseValue(depth: depth)))
+            skipWhitespace()
+            guard index < bytes.count else { throw JSONError("unexpected end of input (expected ',' or '}')", at: index) }
+            switch bytes[index] {
+            case UInt8(ascii: ","): index += 1
+            case UInt8(ascii: "}"): index += 1; return .object(members)
+            default: throw JSONError("expected ',' or '}'", at: index)
+            }
+        }
+    }
+
+    /// Parses the string at `index` (on its opening quote); escape-free strings are one copy of the slice.
+    mutating func parseString() throws(JSONError) -> String {
+        let quoteAt = index
+        let start = index + 1
+        var i = start
+        var ascii = true
+        while i < bytes.count {
+            let b = bytes[i]
+            if b == UInt8(ascii: "\"") {
+                index = i + 1
+                if ascii { return String(decoding: bytes[start..<i], as: UTF8.self) }
+                guard let s = String(validating: bytes[start..<i], as: UTF8.self) else {
+                    throw JSONError("invalid UTF-8 in string", at: firstInvalidUTF8(from: start, to: i))
+                }
+                return s
+            }
+            if b == UInt8(ascii: "\\") { return try parseEscapedString(start: start, escapeAt: i) }
+            if b < 0x20 { throw JSONError("unescaped control character in string", at: i) }
+            if b >= 0x80 { ascii = false }
+            i += 1
+        }
+        throw JSONError("unterminated string", at: quoteAt)
+    }
+
+    /// The slow path of `parseString`, taken at the first backslash.
+    private mutating func parseEscapedString(start: Int, escapeAt: Int) throws(JSONError) -> String {
+        var buffer: [UInt8] = []
+        buffer.reserveCapacity(escapeAt - start + 16)
+        buffer.append(contentsOf: bytes[start..<escapeAt])
+        var i = escapeAt
+        while i < bytes.count {
+            let b = bytes[i]
+            if b == UInt8(ascii: "\"") {
+                index = i + 1
+                guard let s = String(validating: buffer, as: UTF8.self) else {
+                    throw JSONError("invalid UTF-8 in string", at: firstInvalidUTF8(from: start, to: i))
+                }
+                return s
+            }
+            if b < 0x20 { throw JSONError("unescaped control character in string", at: i) }
+            if b != UInt8(ascii: "\\") {
+                buffer.append(b)
+                i += 1
+                continue
+            }
+            guard i + 1 < bytes.count else { break }
+            let escaped = bytes[i + 1]
+            switch escaped {
+            case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"): buffer.append(escaped)
+            case UInt8(ascii: "b"): buffer.append(0x08)
+            case UInt8(ascii: "f"): buffer.append(0x0C)
+            case UInt8(ascii: "n"): buffer.append(0x0A)
+            case UInt8(ascii: "r"): buffer.append(0x0D)
+            case UInt8(ascii: "t"): buffer.append(0x09)
+            case UInt8(ascii: "u"):
+                let unit = try hex4(at: i + 2)
+                var scalarValue = UInt32(unit)
+                var consumed = 6
+                if unit >= 0xD800, unit <= 0xDBFF {
+                    guard i + 7 < bytes.count, bytes[i + 6] == UInt8(ascii: "\\"), bytes[i + 7] == UInt8(ascii: "u") else {
+                        throw JSONError("unpaired surrogate \\u\(String(unit, radix: 16, uppercase: true))", at: i)
+                    }
+                    let low = try hex4(at: i + 8)
+                    guard low >= 0xDC00, low <= 0xDFFF else {
+                        throw JSONError("unpaired surrogate \\u\(String(unit, radix: 16, uppercase: true))", at: i)
+                    }
+                    scalarValue = 0x10000 + ((UInt32(unit) - 0xD800) << 10) + (UInt32(low) - 0xDC00)
+                    consumed = 12
+                } else if unit >= 0xDC00, unit <= 0xDFFF {
+                    throw JSONError("unpaired surrogate \\u\(String(unit, radix: 16, uppercase: true))", at: i)
+                }
+                guard let scalar = Unicode.Scalar(scalarValue) else {
+                    throw JSONError("invalid \\u escape", at: i)
+                }
+                UTF8.encode(scalar) { buffer.append($0) }
+                i += consumed
+                continue
+            default:
+                throw JSONError("invalid escape sequence", at: i)
+            }
+            i += 2
+        }
+        throw JSONError("unterminated string", at: start - 1)
+    }
+
+    /// Reads four hex digits at `at` as one UTF-16 code unit.
+    private func hex4(at: Int) throws(JSONError) -> UInt16 {
+        guard at + 4 <= bytes.count else { throw JSONError("truncated \\u escape", at: at - 2) }
+        var value: UInt16 = 0
+        for k in at..<(at + 4) {
+            let b = bytes[k]
+            let digit: UInt8
+            switch b {
+            case UInt8(ascii: "0")...UInt8(ascii: "9"): digit = b - UInt8(ascii: "0")
+            case UInt8(ascii: "a")...UInt8(ascii: "f"): digit = b - UInt8(ascii: "a") + 10
+            case UInt8(ascii: "A")...UInt8(ascii: "F"): digit = b - UInt8(ascii: "A") + 10
+            default: throw JSONError("invalid \\u escape", at: at - 2)
+            }
+            value = value << 4 | UInt16(digit)
+        }
+        return value
+    }
+
+    /// The offset of the first byte that breaks UTF-8 in `from..<to` (escapes are ASCII, so raw bytes decide).
+    private func firstInvalidUTF8(from: Int, to: Int) -> Int {
+        var i = from
+        while i < to {
+            let b = bytes[i]
+            let length: Int
+            var minSecond: UInt8 = 0x80
+            var maxSecond: UInt8 = 0xBF
+            switch b {
+            case 0x00...0x7F: length = 1
+            case 0xC2...0xDF: length = 2
+            case 0xE0: length = 3; minSecond = 0xA0
+            case 0xE1...0xEC, 0xEE...0xEF: length = 3
+            case 0xED: length = 3; maxSecond = 0x9F
+            case 0xF0: length = 4; minSecond = 0x90
+            case 0xF1...0xF3: length = 4
+            case 0xF4: length = 4; maxSecond = 0x8F
+            default: return i
+            }
+            guard i + length <= to else { return i }
+            if length > 1 {
+                guard bytes[i + 1] >= minSecond, bytes[i + 1] <= maxSecond else { return i }
+                for k in (i + 2)..<(i + length) where bytes[k] < 0x80 || bytes[k] > 0xBF { return i }
+            }
+            i += length
+        }
+        return from
+    }
+}

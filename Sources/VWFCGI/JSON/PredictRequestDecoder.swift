@@ -1,0 +1,220 @@
+import VWCore
+
+/// Why a JSON predict request cannot be served, before any of it reaches vw.
+enum PredictRequestError: Error, Equatable {
+    /// 400: invalid JSON, not an object, no "instances" array.
+    case malformed(String)
+    /// 413: more instances than the model or server allows.
+    case tooManyInstances(count: Int, limit: Int)
+    /// 400: one instance cannot be written as VW text; names its index.
+    case invalidInstance(InvalidExample)
+}
+
+/// Turns a KServe-V1 style `{"instances": [...]}` body into VW text lines, one array of lines per instance.
+///
+/// Structured instances are checked name by name, because VW's text format has no escaping:
+/// a space, `|` or `:` in a name would silently turn into other features.
+struct PredictRequestDecoder {
+    let multiline: Bool
+    let maxInstances: Int
+
+    init(multiline: Bool, maxInstances: Int) {
+        self.multiline = multiline
+        self.maxInstances = maxInstances
+    }
+
+    /// Decodes `{"instances": [...]}` into one array of VW text lines per instance.
+    func decode(_ body: [UInt8], maxDepth: Int = 32) throws(PredictRequestError) -> [[Substring]] {
+        let document: JSONValue
+        do {
+            document = try JSONParser.parse(body, maxDepth: maxDepth)
+        } catch {
+            throw .malformed(error.message)
+        }
+        guard case .object(let members) = document else {
+            throw .malformed("the request body must be a JSON object with an \"instances\" array, not \(document.kindName)")
+        }
+        let instancesValue: JSONValue?
+        do {
+            instancesValue = try Self.member("instances", of: members)
+        } catch {
+            throw .malformed(error.reason)
+        }
+        guard let instancesValue else { throw .malformed("the request has no \"instances\" array") }
+        guard case .array(let instances) = instancesValue else {
+            throw .malformed("\"instances\" must be an array, not \(instancesValue.kindName)")
+        }
+        guard instances.count <= maxInstances else {
+            throw .tooManyInstances(count: instances.count, limit: maxInstances)
+        }
+        var result: [[Substring]] = []
+        result.reserveCapacity(instances.count)
+        for (index, instance) in instances.enumerated() {
+            do {
+                result.append(try lines(of: instance))
+            } catch {
+                throw .invalidInstance(InvalidExample(index: index, problem: error))
+            }
+        }
+        return result
+    }
+
+    /// The VW text lines of one instance.
+    private func lines(of instance: JSONValue) throws(ExampleProblem) -> [Substring] {
+        switch instance {
+        case .string(let text):
+            guard multiline else { return [Substring(text)] }
+            var parts = text.split(separator: "\n", omittingEmptySubsequences: false)
+            if parts.count > 1, parts.last?.isEmpty == true { parts.removeLast() }
+            return parts
+        case .array(let elements):
+            guard multiline else { throw .invalidInstance("an array of lines needs a multiline model") }
+            guard !elements.isEmpty else { throw .empty }
+            var lines: [Substring] = []
+            lines.reserveCapacity(elements.count)
+            for (k, element) in elements.enumerated() {
+                guard case .string(let line) = element else {
+                    throw .invalidInstance("line \(k) is \(element.kindName), not a string")
+                }
+                if line.utf8.contains(0x0A) { throw .invalidInstance("line \(k) contains a newline") }
+                lines.append(Substring(line))
+            }
+            return lines
+        case .object(let members):
+            return multiline ? try adfLines(members) : [Substring(try singleLine(members))]
+        case .null, .bool, .number:
+            throw .invalidInstance("an instance must be a string, an array of lines or an object, not \(instance.kindName)")
+        }
+    }
+
+    /// `{"features": {...}, "tag": "t"}` as one line: `'t |ns f:1.5 g=red h`.
+    private func singleLine(_ members: [(key: String, value: JSONValue)]) throws(ExampleProblem) -> String {
+        guard let features = try Self.member("features", of: members) else {
+            throw ExampleProblem.invalidInstance("\"features\" is missing")
+        }
+        var line = ""
+        if let tag = try Self.tag(of: members) { line.append("'"); line.append(tag) }
+        try Self.appendNamespaces(features, named: "\"features\"", to: &line)
+        return line
+    }
+
+    /// `{"shared": {...}, "actions": [{...}, ...], "tag": "t"}` as an ADF example's lines.
+    private func adfLines(_ members: [(key: String, value: JSONValue)]) throws(ExampleProblem) -> [Substring] {
+        guard let actionsValue = try Self.member("actions", of: members) else {
+            throw ExampleProblem.invalidInstance("\"actions\" is missing (a multiline model needs {\"shared\": ..., \"actions\": [...]})")
+        }
+        guard case .array(let actions) = actionsValue else {
+            throw ExampleProblem.invalidInstance("\"actions\" must be an array, not \(actionsValue.kindName)")
+        }
+        guard !actions.isEmpty else { throw ExampleProblem.invalidInstance("\"actions\" is empty") }
+        let tag = try Self.tag(of: members)
+        var lines: [Substring] = []
+        lines.reserveCapacity(actions.count + 1)
+        // VW reads the tag from the first line's label section: `shared 't |...`, or `'t |...` on the first action.
+        var pendingTag = tag.map { "'" + $0 }
+        if let shared = try Self.member("shared", of: members) {
+            var line = "shared"
+            if let t = pendingTag { line += " " + t }
+            pendingTag = nil
+            try Self.appendNamespaces(shared, named: "\"shared\"", to: &line)
+            lines.append(Substring(line))
+        }
+        for (k, action) in actions.enumerated() {
+            var line = pendingTag ?? ""
+            pendingTag = nil
+            try Self.appendNamespaces(action, named: "action \(k)", to: &line)
+            lines.append(Substring(line))
+        }
+        return lines
+    }
+
+    /// The tag's text, checked so VW reads it as one tag and not as a command.
+    private static func tag(of members: [(key: String, value: JSONValue)]) throws(ExampleProblem) -> String? {
+        guard let value = try member("tag", of: members) else { return nil }
+        guard case .string(let tag) = value else {
+            throw ExampleProblem.invalidInstance("\"tag\" must be a string, not \(value.kindName)")
+        }
+        if let why = problem(in: tag, allowEmpty: false) { throw ExampleProblem.invalidInstance("invalid tag \(quoted(tag)): \(why)") }
+        if tag.utf8.contains(UInt8(ascii: "'")) { throw ExampleProblem.invalidInstance("invalid tag \(quoted(tag)): contains \"'\"") }
+        if tag.hasPrefix("save") { throw .saveTag }
+        return tag
+    }
+
+    /// Appends ` |ns f:1.5 g=red h` for each namespace of `namespaces`; an object without namespaces gives ` |`.
+    private static func appendNamespaces(_ namespaces: JSONValue, named owner: String, to line: inout String) throws(ExampleProblem) {
+        guard case .object(let spaces) = namespaces else {
+            throw ExampleProblem.invalidInstance("\(owner) must be an object of namespaces, not \(namespaces.kindName)")
+        }
+        if spaces.isEmpty {
+            line += line.isEmpty ? "|" : " |"
+            return
+        }
+        for (namespace, features) in spaces {
+            if let why = problem(in: namespace, allowEmpty: true) {
+                throw ExampleProblem.invalidInstance("invalid namespace name \(quoted(namespace)) in \(owner): \(why)")
+            }
+            guard case .object(let featureMembers) = features else {
+                throw ExampleProblem.invalidInstance("namespace \(quoted(namespace)) in \(owner) must be an object of features, not \(features.kindName)")
+            }
+            line.append(line.isEmpty ? "|" : " |")
+            line.append(namespace)
+            for (name, value) in featureMembers {
+                if let why = problem(in: name, allowEmpty: false) {
+                    throw ExampleProblem.invalidInstance("invalid feature name \(quoted(name)) in namespace \(quoted(namespace)): \(why)")
+                }
+                switch value {
+                case .number(let text):
+                    line.append(" "); line.append(name); line.append(":"); line.append(text)
+                case .string(let text):
+                    if let why = problem(in: text, allowEmpty: false) {
+                        throw ExampleProblem.invalidInstance("invalid value \(quoted(text)) of feature \(quoted(name)) in namespace \(quoted(namespace)): \(why)")
+                    }
+                    line.append(" "); line.append(name); line.append("="); line.append(text)
+                case .bool(true):
+                    line.append(" "); line.append(name)
+                case .bool(false), .null:
+                    continue
+                case .array, .object:
+                    throw ExampleProblem.invalidInstance("feature \(quoted(name)) in namespace \(quoted(namespace)) has \(value.kindName) value (expected a number, string, boolean or null)")
+                }
+            }
+        }
+    }
+
+    /// Why `text` cannot be a VW name, tag or value, or nil when it can.
+    private static func problem(in text: String, allowEmpty: Bool) -> String? {
+        if text.isEmpty { return allowEmpty ? nil : "is empty" }
+        var ascii = true
+        for byte in text.utf8 {
+            switch byte {
+            case 0x80...: ascii = false
+            case UInt8(ascii: " "), 0x09...0x0D: return "contains whitespace"
+            case ..<0x20, 0x7F: return "contains a control character"
+            case UInt8(ascii: "|"): return "contains '|'"
+            case UInt8(ascii: ":"): return "contains ':'"
+            default: continue
+            }
+        }
+        if ascii { return nil }
+        for scalar in text.unicodeScalars {
+            if scalar.properties.isWhitespace { return "contains whitespace" }
+            if scalar.value < 0x20 || (scalar.value >= 0x7F && scalar.value <= 0x9F) { return "contains a control character" }
+            if scalar == "|" { return "contains '|'" }
+            if scalar == ":" { return "contains ':'" }
+        }
+        return nil
+    }
+
+    /// `text` in double quotes, for error messages.
+    private static func quoted(_ text: String) -> String { "\"" + text + "\"" }
+
+    /// The value of the only member named `key`, nil when absent; a repeated key is an error, not a guess.
+    private static func member(_ key: String, of members: [(key: String, value: JSONValue)]) throws(ExampleProblem) -> JSONValue? {
+        var found: JSONValue?
+        for member in members where member.key == key {
+            if found != nil { throw ExampleProblem.invalidInstance("duplicate key \(quoted(key))") }
+            found = member.value
+        }
+        return found
+    }
+}
