@@ -3,6 +3,8 @@ public enum PredictError: Error, Equatable, Sendable {
     case modelNotFound(String)
     case modelNotReady(String)
     case invalidExample(InvalidExample)
+    /// The body is not a valid request (e.g. malformed JSON).
+    case malformedBody(String)
     case tooManyInstances(count: Int, limit: Int)
     /// The model's queue is full: retry later.
     case overloaded(String)
@@ -16,6 +18,7 @@ public enum PredictError: Error, Equatable, Sendable {
         case .modelNotFound(let name): "model '\(name)' not found"
         case .modelNotReady(let name): "model '\(name)' has no serving version"
         case .invalidExample(let invalid): invalid.message
+        case .malformedBody(let why): why
         case .tooManyInstances(let count, let limit): "\(count) instances, more than the limit of \(limit)"
         case .overloaded(let name): "model '\(name)' is overloaded, retry later"
         case .timedOut(let name): "model '\(name)': vw did not answer in time"

@@ -259,7 +259,7 @@ public final class Shard: Sendable {
     }
 }
 
-func sleep(for duration: Duration) {
+public func sleep(for duration: Duration) {
     let (seconds, attoseconds) = duration.components
     var request = timespec(tv_sec: Int(seconds), tv_nsec: Int(attoseconds / 1_000_000_000))
     var remaining = timespec()

@@ -30,7 +30,7 @@ struct HTTPResponse: Sendable {
         return HTTPResponse(status: status, headers: headers, body: writer.bytes)
     }
 
-    static func json(_ status: Int = 200, _ writer: JSONWriter, headers: [(String, String)] = []) -> HTTPResponse {
+    static func json(_ writer: JSONWriter, status: Int = 200, headers: [(String, String)] = []) -> HTTPResponse {
         HTTPResponse(status: status, headers: headers, body: writer.bytes)
     }
 

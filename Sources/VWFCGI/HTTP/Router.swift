@@ -1,0 +1,205 @@
+import VWCore
+
+/// Maps SPEC §5's routes to handlers, and engine errors to HTTP statuses in one place.
+struct Router: Sendable {
+    let store: ModelStore
+    let maxDepth: Int
+
+    func handle(_ request: HTTPRequest) -> HTTPResponse {
+        let path = request.path
+        switch path {
+        case "/healthz":
+            return only(["GET", "HEAD"], request) { .json(healthz()) }
+        case "/readyz":
+            return only(["GET", "HEAD"], request) { readyz() }
+        case "/v1/models", "/v1/models/":
+            return only(["GET", "HEAD"], request) { .json(StatusDocument.list(store.statuses)) }
+        default:
+            break
+        }
+        let prefix = "/v1/models/"
+        guard path.hasPrefix(prefix) else { return .error(404, "no route for \(path)") }
+        let rest = path.dropFirst(prefix.count)
+        if rest.hasSuffix(":predict") {
+            let name = String(rest.dropLast(":predict".count))
+            return only(["POST"], request) { predict(model: name, request) }
+        }
+        guard !rest.contains("/"), !rest.contains(":") else { return .error(404, "no route for \(path)") }
+        let name = String(rest)
+        return only(["GET", "HEAD"], request) {
+            guard let status = store.status(of: name) else { return .error(404, PredictError.modelNotFound(name).message) }
+            return .json(StatusDocument.model(status))
+        }
+    }
+
+    private func only(_ methods: [String], _ request: HTTPRequest, _ body: () -> HTTPResponse) -> HTTPResponse {
+        guard methods.contains(request.method) else {
+            return .error(405, "method \(request.method) not allowed on \(request.path)", headers: [("Allow", methods.joined(separator: ", "))])
+        }
+        return body()
+    }
+
+    private func healthz() -> JSONWriter {
+        var writer = JSONWriter(capacity: 32)
+        writer.raw("{\"status\":\"alive\"}")
+        return writer
+    }
+
+    private func readyz() -> HTTPResponse {
+        let statuses = store.statuses
+        let notReady = statuses.filter { !$0.ready }.map(\.name)
+        var writer = JSONWriter()
+        if statuses.isEmpty {
+            writer.raw("{\"status\":\"not ready\",\"error\":\"no model is loaded\",\"not_ready\":[]}")
+            return .json(writer, status: 503, headers: [("Retry-After", "1")])
+        }
+        if notReady.isEmpty {
+            writer.raw("{\"status\":\"ready\"}")
+            return .json(writer)
+        }
+        writer.raw("{\"status\":\"not ready\",\"error\":\"models without a serving version\",\"not_ready\":[")
+        for (index, name) in notReady.enumerated() {
+            if index > 0 { writer.raw(",") }
+            writer.string(name)
+        }
+        writer.raw("]}")
+        return .json(writer, status: 503, headers: [("Retry-After", "1")])
+    }
+
+    // MARK: Predict
+
+    private func predict(model name: String, _ request: HTTPRequest) -> HTTPResponse {
+        let format: BodyFormat
+        switch BodyFormat.of(contentType: request.contentType) {
+        case .success(let f): format = f
+        case .failure(let unsupported): return .error(415, unsupported.message)
+        }
+        do throws(PredictError) {
+            return try store.withServingVersion(of: name) { version throws(PredictError) in
+                let batch = try prepare(request.body, format: format, for: version)
+                let answer = try version.pool.predict(batch, timeout: store.settings.requestTimeout)
+                let headers = [("X-Model-Version", version.version)]
+                switch format {
+                case .text:
+                    return HTTPResponse(status: 200, contentType: "text/plain; charset=utf-8", headers: headers, body: answer.raw)
+                case .json:
+                    return .json(predictionDocument(version: version, batch: batch, answer: answer), headers: headers)
+                }
+            }
+        } catch {
+            return Self.response(for: error)
+        }
+    }
+
+    private func prepare(_ body: [UInt8], format: BodyFormat, for version: ModelVersion) throws(PredictError) -> PreparedBatch {
+        let examples: [[Substring]]
+        switch format {
+        case .json:
+            do {
+                examples = try PredictRequestDecoder(multiline: version.multiline, maxInstances: version.maxBatch).decode(body, maxDepth: maxDepth)
+            } catch {
+                switch error {
+                case .malformed(let message): throw .malformedBody(message)
+                case .tooManyInstances(let count, let limit): throw .tooManyInstances(count: count, limit: limit)
+                case .invalidInstance(let invalid): throw .invalidExample(invalid)
+                }
+            }
+        case .text:
+            do {
+                examples = try TextBody.examples(in: body, multiline: version.multiline)
+            } catch {
+                throw .invalidExample(error)
+            }
+            if examples.count > version.maxBatch { throw .tooManyInstances(count: examples.count, limit: version.maxBatch) }
+        }
+        var builder = ExampleBatchBuilder(
+            multiline: version.multiline, validator: ExampleValidator(limits: store.settings.limits), reservingCapacity: body.count + examples.count * 2
+        )
+        for (index, lines) in examples.enumerated() {
+            do {
+                try builder.append(lines: lines)
+            } catch {
+                throw .invalidExample(InvalidExample(index: index, problem: error))
+            }
+        }
+        return builder.finish()
+    }
+
+    private func predictionDocument(version: ModelVersion, batch: PreparedBatch, answer: ShardAnswer) -> JSONWriter {
+        var writer = JSONWriter(capacity: 64 + answer.raw.count * 2)
+        writer.raw("{\"model\":")
+        writer.string(version.name)
+        writer.raw(",\"version\":\"")
+        writer.raw(version.version)
+        writer.raw("\",\"predictions\":[")
+        let parser = PredictionParser(kind: version.predictionKind)
+        let text = String(decoding: answer.raw, as: UTF8.self)
+        let utf8 = text.utf8
+        for (index, range) in answer.answers.enumerated() {
+            if index > 0 { writer.raw(",") }
+            let start = utf8.index(utf8.startIndex, offsetBy: range.lowerBound)
+            let end = utf8.index(start, offsetBy: range.count)
+            writer.prediction(parser.parse(answer: Substring(text[start..<end]), tag: batch.tags[index]))
+        }
+        writer.raw("]}")
+        return writer
+    }
+
+    /// The HTTP status of each engine error.
+    static func response(for error: PredictError) -> HTTPResponse {
+        switch error {
+        case .modelNotFound: .error(404, error.message)
+        case .modelNotReady, .overloaded: .error(503, error.message, headers: [("Retry-After", "1")])
+        case .invalidExample, .malformedBody: .error(400, error.message)
+        case .tooManyInstances: .error(413, error.message)
+        case .timedOut: .error(504, error.message)
+        case .shardFailed: .error(503, error.message, headers: [("Retry-After", "1")])
+        }
+    }
+}
+
+/// The media types a predict request may use.
+enum BodyFormat: Equatable {
+    case json, text
+
+    /// A missing Content-Type is read as JSON; text/plain must be UTF-8.
+    struct Unsupported: Error {
+        let message: String
+    }
+
+    static func of(contentType: String?) -> Result<BodyFormat, Unsupported> {
+        guard let contentType, !contentType.isEmpty else { return .success(.json) }
+        let parts = contentType.split(separator: ";").map { $0.trimmingSpaces().lowercased() }
+        switch parts.first ?? "" {
+        case "application/json":
+            return .success(.json)
+        case "text/plain":
+            for parameter in parts.dropFirst() where parameter.hasPrefix("charset=") {
+                let charset = parameter.dropFirst("charset=".count).trimmingCharacters(in: "\"")
+                guard charset == "utf-8" || charset == "utf8" || charset == "us-ascii" else {
+                    return .failure(Unsupported(message: "text/plain must be UTF-8, not \(charset)"))
+                }
+            }
+            return .success(.text)
+        default:
+            return .failure(Unsupported(message: "unsupported Content-Type \(contentType): use application/json or text/plain"))
+        }
+    }
+}
+
+extension StringProtocol {
+    func trimmingSpaces() -> Substring {
+        trimmingCharacters(where: { $0 == " " || $0 == "\t" })
+    }
+
+    func trimmingCharacters(in character: Character) -> Substring {
+        trimmingCharacters(where: { $0 == character })
+    }
+
+    private func trimmingCharacters(where predicate: (Character) -> Bool) -> Substring {
+        var s = Substring(self)
+        while let first = s.first, predicate(first) { s.removeFirst() }
+        while let last = s.last, predicate(last) { s.removeLast() }
+        return s
+    }
+}

@@ -1,0 +1,69 @@
+import VWCore
+
+/// JSON documents of `GET /v1/models` and `GET /v1/models/<name>`.
+enum StatusDocument {
+    static func list(_ statuses: [ModelStatus]) -> JSONWriter {
+        var writer = JSONWriter(capacity: 256 * max(1, statuses.count))
+        writer.raw("{\"models\":[")
+        for (index, status) in statuses.enumerated() {
+            if index > 0 { writer.raw(",") }
+            writer.model(status)
+        }
+        writer.raw("]}")
+        return writer
+    }
+
+    static func model(_ status: ModelStatus) -> JSONWriter {
+        var writer = JSONWriter()
+        writer.model(status)
+        return writer
+    }
+}
+
+extension JSONWriter {
+    mutating func model(_ status: ModelStatus) {
+        raw("{\"name\":")
+        string(status.name)
+        raw(",\"ready\":")
+        raw(status.ready ? "true" : "false")
+        raw(",\"version\":")
+        optionalString(status.version)
+        raw(",\"loaded_at\":")
+        optionalString(status.loadedAt)
+        raw(",\"shards\":[")
+        for (index, shard) in status.shards.enumerated() {
+            if index > 0 { raw(",") }
+            raw("{\"pid\":")
+            if let pid = shard.pid { integer(Int(pid)) } else { raw("null") }
+            raw(",\"ready\":")
+            raw(shard.ready ? "true" : "false")
+            raw(",\"restarts\":")
+            integer(shard.restarts)
+            raw(",\"inflight\":")
+            integer(shard.inflight)
+            raw("}")
+        }
+        raw("],\"vw_args\":[")
+        for (index, argument) in status.vwArgs.enumerated() {
+            if index > 0 { raw(",") }
+            string(argument)
+        }
+        raw("],\"multiline\":")
+        if let multiline = status.multiline { raw(multiline ? "true" : "false") } else { raw("null") }
+        raw(",\"last_error\":")
+        if let failure = status.lastError {
+            raw("{\"time\":")
+            string(failure.time)
+            raw(",\"reason\":")
+            string(failure.reason)
+            raw("}")
+        } else {
+            raw("null")
+        }
+        raw("}")
+    }
+
+    mutating func optionalString(_ value: String?) {
+        if let value { string(value) } else { raw("null") }
+    }
+}

@@ -1,0 +1,168 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import ArgumentParser
+import Logging
+import VWCore
+
+@main
+struct VWFCGICommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "vwfcgi",
+        abstract: "Serve Vowpal Wabbit models over FastCGI (behind nginx).",
+        subcommands: [Serve.self],
+        defaultSubcommand: Serve.self
+    )
+}
+
+struct Serve: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Load the models of a directory and answer FastCGI requests.")
+
+    @Option(help: "Model directory: <name>.vw files, optional <name>.json and <name>.sha256.")
+    var models: String
+
+    @Option(help: "Unix socket to listen on (mode 0660).")
+    var socket: String?
+
+    @Option(help: "Loopback address to listen on instead of a unix socket, e.g. 127.0.0.1:9000.")
+    var listen: String?
+
+    @Option(help: "vw processes per model (a model's .json may override).")
+    var shards: Int = 1
+
+    @Option(help: "FastCGI threads; each holds one nginx connection while it is kept alive.")
+    var threads: Int = 64
+
+    @Option(help: "The vw command (default: $VWFCGI_VW_COMMAND, else `vw` on PATH); split on spaces.")
+    var vwCommand: String?
+
+    @Option(help: "Seconds a request may wait for vw before a 504.")
+    var timeout: Double = 5
+
+    @Option(help: "Largest request body in bytes (413 beyond).")
+    var maxBodyBytes: Int = 8 << 20
+
+    @Option(help: "Most instances per request unless a model's max_batch says otherwise (413 beyond).")
+    var maxBatch: Int = 10_000
+
+    @Option(help: "Longest line of VW text in bytes (400 beyond).")
+    var maxLineBytes: Int = 1 << 20
+
+    @Option(help: "Deepest JSON nesting accepted (400 beyond).")
+    var maxJsonDepth: Int = 32
+
+    @Option(help: "Requests queued per model before 503 with Retry-After.")
+    var maxQueue: Int = 1024
+
+    @Option(help: "Seconds to wait for in-flight requests on SIGTERM/SIGINT.")
+    var grace: Double = 10
+
+    @Option(help: "Directory for private copies of loaded model files (default: a fresh one under $TMPDIR or /tmp).")
+    var stagingDir: String?
+
+    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
+    var logLevel: String = "info"
+
+    func validate() throws {
+        if (socket == nil) == (listen == nil) { throw ValidationError("give exactly one of --socket PATH or --listen 127.0.0.1:PORT") }
+        if shards < 1 || shards > 64 { throw ValidationError("--shards must be from 1 to 64") }
+        if threads < 1 || threads > 1024 { throw ValidationError("--threads must be from 1 to 1024") }
+        if timeout <= 0 { throw ValidationError("--timeout must be positive") }
+        if maxBodyBytes < 1 || maxBatch < 1 || maxLineBytes < 1 || maxJsonDepth < 1 || maxQueue < 1 {
+            throw ValidationError("limits must be positive")
+        }
+        guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level \(logLevel)") }
+    }
+
+    func run() throws {
+        let level = Logger.Level(rawValue: logLevel) ?? .info
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        var logger = Logger(label: "vwfcgi")
+        logger.logLevel = level
+        signal(SIGPIPE, SIG_IGN)
+
+        let command = (vwCommand ?? ProcessEnvironment.value("VWFCGI_VW_COMMAND") ?? "vw")
+            .split(separator: " ").map(String.init)
+        let staging = try stagingDir ?? Self.makeStagingDirectory()
+        var settings = EngineSettings(modelDirectory: models, vwCommand: command, stagingDirectory: staging)
+        settings.defaultShards = shards
+        settings.maxBatch = maxBatch
+        settings.limits = ExampleLimits(maxLineBytes: maxLineBytes)
+        settings.requestTimeout = .milliseconds(Int64(timeout * 1000))
+        settings.maxQueuedRequests = maxQueue
+        settings.drainGrace = .milliseconds(Int64(grace * 1000))
+
+        let stopSignals = StopSignals()
+        let store = ModelStore(settings: settings, logger: logger)
+        store.reconcile()
+        let loaded = store.statuses
+        logger.info("models loaded", metadata: [
+            "ready": "\(loaded.filter(\.ready).map(\.name))", "not_ready": "\(loaded.filter { !$0.ready }.map(\.name))",
+        ])
+
+        let socketFD = try FastCGIServer.openSocket(unixPath: socket, listen: listen)
+        let router = Router(store: store, maxDepth: maxJsonDepth)
+        let server = FastCGIServer(socketFD: socketFD, threads: threads, maxBodyBytes: maxBodyBytes, logger: logger) { request in
+            router.handle(request)
+        }
+        server.start()
+        logger.info("vwfcgi serving", metadata: ["socket": "\(socket ?? listen ?? "")", "threads": "\(threads)", "vw": "\(command.joined(separator: " "))"])
+
+        // Rescans pick up new, changed and removed model files.
+        DetachedThread.start(name: "rescan") {
+            while true {
+                sleep(for: .seconds(1))
+                store.reconcile()
+            }
+        }
+
+        let received = stopSignals.wait()
+        logger.info("stopping", metadata: ["signal": "\(received)"])
+        server.stop(grace: settings.drainGrace)
+        store.shutdown()
+        if let socket { unlink(socket) }
+        rmdir(staging)
+        logger.info("stopped")
+    }
+
+    private static func makeStagingDirectory() throws -> String {
+        let base = ProcessEnvironment.value("TMPDIR") ?? "/tmp"
+        var template = Array("\(base)/vwfcgi-XXXXXX".utf8CString)
+        guard let made = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) else {
+            throw ValidationError("cannot create a staging directory under \(base)")
+        }
+        return String(cString: made)
+    }
+}
+
+enum ProcessEnvironment {
+    static func value(_ name: String) -> String? {
+        guard let raw = getenv(name) else { return nil }
+        let value = String(cString: raw)
+        return value.isEmpty ? nil : value
+    }
+}
+
+/// Blocks SIGTERM and SIGINT in every thread and lets the main thread wait for them.
+struct StopSignals {
+    private var set = sigset_t()
+
+    /// Must run before any other thread starts, so all threads inherit the mask.
+    init() {
+        sigemptyset(&set)
+        sigaddset(&set, SIGTERM)
+        sigaddset(&set, SIGINT)
+        pthread_sigmask(SIG_BLOCK, &set, nil)
+    }
+
+    func wait() -> Int32 {
+        var set = self.set
+        var received: Int32 = 0
+        while sigwait(&set, &received) != 0 {}
+        return received
+    }
+}
