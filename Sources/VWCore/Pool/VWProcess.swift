@@ -29,6 +29,9 @@ public final class VWProcess: Sendable {
         self.stderrFD = stderrFD
     }
 
+    /// Writing to a vw that died must fail with EPIPE, not kill the server.
+    private static let ignoreBrokenPipes: Void = { _ = Glibc.signal(SIGPIPE, SIG_IGN) }()
+
     /// The full argument vector for serving `modelPath`.
     public static func arguments(command: [String], modelPath: String, extraArguments: [String]) -> [String] {
         command + ["-i", modelPath, "-t", "-d", "/dev/stdin", "-p", "/dev/stdout", "--quiet"] + extraArguments
@@ -36,6 +39,7 @@ public final class VWProcess: Sendable {
 
     /// Starts `arguments` with piped stdio.
     public static func spawn(arguments: [String]) throws(ProcessError) -> VWProcess {
+        ignoreBrokenPipes
         var cStrings: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) }
         cStrings.append(nil)
         defer { for pointer in cStrings { free(pointer) } }

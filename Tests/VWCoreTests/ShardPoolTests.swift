@@ -1,0 +1,81 @@
+import Dispatch
+import Glibc
+import Logging
+import Synchronization
+import Testing
+@testable import VWCore
+
+/// A stand-in for vw that answers each line with the line itself, so misrouted answers show.
+private let echoCommand = ["/bin/sh", "-c", "while IFS= read -r line; do printf '%s\\n' \"$line\"; done", "fake-vw"]
+
+private func batch(_ lines: [String]) -> PreparedBatch {
+    var builder = ExampleBatchBuilder(multiline: false, validator: ExampleValidator())
+    for line in lines { try! builder.append(lines: [Substring(line)]) }
+    return builder.finish()
+}
+
+private func makePool(shards: Int, maxQueued: Int = 1024) throws -> ShardPool {
+    let pool = ShardPool(
+        modelName: "echo", arguments: echoCommand, count: shards, maxQueuedRequests: maxQueued,
+        answersEndWithBlankLine: false, logger: Logger(label: "test")
+    )
+    try pool.start(probe: batch(["|"]), timeout: .seconds(5))
+    return pool
+}
+
+@Suite(.serialized)
+struct ShardPoolTests {
+    @Test func concurrentRequestsGetTheirOwnAnswersInOrder() throws {
+        let pool = try makePool(shards: 2)
+        defer { pool.stop(grace: .seconds(1)) }
+        let mismatches = Atomic<Int>(0)
+        DispatchQueue.concurrentPerform(iterations: 8) { client in
+            for request in 0..<100 {
+                let lines = (0..<(1 + request % 5)).map { "c\(client)r\(request)e\($0)|a x" }
+                do {
+                    let answer = try pool.predict(batch(lines), timeout: .seconds(5))
+                    let got = answer.answers.map { String(decoding: answer.raw[$0], as: UTF8.self) }
+                    if got != lines { mismatches.wrappingAdd(1, ordering: .relaxed) }
+                } catch {
+                    mismatches.wrappingAdd(1, ordering: .relaxed)
+                }
+            }
+        }
+        #expect(mismatches.load(ordering: .relaxed) == 0)
+    }
+
+    @Test func killedProcessIsRestartedAndServesAgain() throws {
+        let pool = try makePool(shards: 1)
+        defer { pool.stop(grace: .seconds(1)) }
+        let firstPID = try #require(pool.status[0].pid)
+        kill(firstPID, SIGKILL)
+        var answered = false
+        for _ in 0..<200 where !answered {
+            if let answer = try? pool.predict(batch(["after|a x"]), timeout: .seconds(2)) {
+                answered = String(decoding: answer.raw, as: UTF8.self) == "after|a x\n"
+            } else {
+                usleep(10_000)
+            }
+        }
+        #expect(answered)
+        #expect(pool.status[0].restarts == 1)
+        #expect(pool.status[0].pid != firstPID)
+    }
+
+    @Test func emptyBatchIsAnsweredWithoutVW() throws {
+        let pool = try makePool(shards: 1)
+        defer { pool.stop(grace: .seconds(1)) }
+        let answer = try pool.predict(batch([]), timeout: .seconds(1))
+        #expect(answer.answers.isEmpty)
+        #expect(answer.raw.isEmpty)
+    }
+
+    @Test func probeFailsWhenTheCommandExitsAtOnce() {
+        let pool = ShardPool(
+            modelName: "broken", arguments: ["/bin/sh", "-c", "echo 'cannot load model' >&2; exit 3", "x"], count: 1,
+            maxQueuedRequests: 10, answersEndWithBlankLine: false, logger: Logger(label: "test")
+        )
+        #expect(throws: LoadError.self) { try pool.start(probe: batch(["|"]), timeout: .seconds(5)) }
+        pool.stop(grace: .milliseconds(100))
+    }
+}
