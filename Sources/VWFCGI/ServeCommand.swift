@@ -60,6 +60,9 @@ struct Serve: ParsableCommand {
     @Option(help: "Directory for private copies of loaded model files (default: a fresh one under $TMPDIR or /tmp).")
     var stagingDir: String?
 
+    @Option(help: "Seconds between full rescans of the model directory (inotify catches most changes at once).")
+    var rescanInterval: Double = 1
+
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: String = "info"
 
@@ -67,6 +70,7 @@ struct Serve: ParsableCommand {
         if (socket == nil) == (listen == nil) { throw ValidationError("give exactly one of --socket PATH or --listen 127.0.0.1:PORT") }
         if shards < 1 || shards > 64 { throw ValidationError("--shards must be from 1 to 64") }
         if threads < 1 || threads > 1024 { throw ValidationError("--threads must be from 1 to 1024") }
+        if rescanInterval <= 0 { throw ValidationError("--rescan-interval must be positive") }
         if timeout <= 0 { throw ValidationError("--timeout must be positive") }
         if maxBodyBytes < 1 || maxBatch < 1 || maxLineBytes < 1 || maxJsonDepth < 1 || maxQueue < 1 {
             throw ValidationError("limits must be positive")
@@ -112,13 +116,7 @@ struct Serve: ParsableCommand {
         server.start()
         logger.info("vwfcgi serving", metadata: ["socket": "\(socket ?? listen ?? "")", "threads": "\(threads)", "vw": "\(command.joined(separator: " "))"])
 
-        // Rescans pick up new, changed and removed model files.
-        DetachedThread.start(name: "rescan") {
-            while true {
-                sleep(for: .seconds(1))
-                store.reconcile()
-            }
-        }
+        ModelDirectoryWatcher(store: store, rescanInterval: .milliseconds(Int64(rescanInterval * 1000)), logger: logger).start()
 
         let received = stopSignals.wait()
         logger.info("stopping", metadata: ["signal": "\(received)"])

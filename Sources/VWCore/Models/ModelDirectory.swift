@@ -7,6 +7,17 @@ struct ModelFiles: Equatable, Sendable {
     var model: FileStamp?
     var config: FileStamp?
     var checksum: FileStamp?
+
+    /// The latest modification time among the files (realtime nanoseconds).
+    var newestModification: Int64 {
+        [model, config, checksum].compactMap { $0?.modified }.max() ?? 0
+    }
+}
+
+func realtimeNanoseconds() -> Int64 {
+    var now = timespec()
+    clock_gettime(CLOCK_REALTIME, &now)
+    return Int64(now.tv_sec) * 1_000_000_000 + Int64(now.tv_nsec)
 }
 
 /// Enough of stat(2) to notice that a file changed (symlinks followed, as Kubernetes swaps `..data`).

@@ -110,12 +110,21 @@ public final class ModelStore: Sendable {
 
     // MARK: Loading
 
+    /// How long a changed file must be left alone before it is loaded, unless the kernel said it was closed or renamed into place.
+    static let settleTime: Duration = .milliseconds(300)
+
     /// Brings the store in line with the model directory: loads new and changed files, unloads removed ones.
-    public func reconcile() {
+    ///
+    /// - Parameters:
+    ///   - finished: file names known to be completely written (closed after writing, or renamed into place).
+    ///   - settleAll: treat every file as completely written (at start, after a Kubernetes `..data` swap).
+    /// - Returns: true when a changed file was left for later because it may still be being written.
+    @discardableResult
+    public func reconcile(finished: Set<String> = [], settleAll: Bool = true) -> Bool {
         reconciling.withLock { _ in
             guard let files = ModelDirectory.entries(of: settings.modelDirectory) else {
                 logger.error("cannot read the model directory", metadata: ["dir": "\(settings.modelDirectory)"])
-                return
+                return false
             }
             var found: [String: ModelFiles] = [:]
             for file in files {
@@ -134,14 +143,29 @@ public final class ModelStore: Sendable {
                 }
                 found[String(name)] = entry
             }
+            var unsettled = false
+            let now = realtimeNanoseconds()
             for (name, files) in found.sorted(by: { $0.key < $1.key }) where files.model != nil {
+                let announced = settleAll || [".vw", ".json", ".sha256"].contains { finished.contains(name + $0) }
+                let quietSince = now - files.newestModification
+                let settleNanos = Self.settleTime.components.attoseconds / 1_000_000_000 + Self.settleTime.components.seconds * 1_000_000_000
+                if !announced && quietSince < settleNanos && isChanged(name: name, files: files) {
+                    unsettled = true
+                    continue
+                }
                 reconcile(name: name, files: files)
             }
             let removed = entries.withLock { all in
                 all.keys.filter { found[$0]?.model == nil }.compactMap { all.removeValue(forKey: $0) }
             }
             for entry in removed { unload(entry) }
+            return unsettled
         }
+    }
+
+    private func isChanged(name: String, files: ModelFiles) -> Bool {
+        guard let entry = entries.withLock({ $0[name] }) else { return true }
+        return entry.state.withLock { $0.seenFiles != files }
     }
 
     private func reconcile(name: String, files: ModelFiles) {
@@ -198,7 +222,7 @@ public final class ModelStore: Sendable {
         do {
             header = try ModelHeader.parse(Array(modelBytes.prefix(1 << 16)))
         } catch {
-            throw .unreadable("not a VW model file (\(error))")
+            throw .unreadable("not a VW model file: \(error.reason)")
         }
         let options = header.options + config.vwArgs
         let multiline = ModelHeader.isMultiline(options: options)

@@ -1,0 +1,94 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+public import Logging
+
+/// Keeps a `ModelStore` in line with its directory: inotify for speed, a periodic rescan for what
+/// inotify misses (network file systems, Kubernetes' `..data` symlink swap on some volumes).
+///
+/// A burst of events is coalesced into one reconciliation. Files announced finished by the
+/// kernel (closed after writing, or renamed into place) load at once; files that merely changed
+/// load once they have been left alone for a moment, so a model copied in place is never read
+/// half-written.
+public final class ModelDirectoryWatcher: Sendable {
+    let store: ModelStore
+    let rescanInterval: Duration
+    let logger: Logger
+
+    public init(store: ModelStore, rescanInterval: Duration = .seconds(1), logger: Logger) {
+        self.store = store
+        self.rescanInterval = rescanInterval
+        self.logger = logger
+    }
+
+    /// Starts watching on a dedicated thread.
+    public func start() {
+        let fd = inotify_init1(Int32(IN_CLOEXEC))
+        if fd < 0 {
+            logger.warning("inotify unavailable, relying on the periodic rescan", metadata: ["errno": "\(errno)"])
+        } else {
+            let mask = UInt32(IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_CREATE | IN_DELETE | IN_ATTRIB | IN_MODIFY)
+            if inotify_add_watch(fd, store.settings.modelDirectory, mask) < 0 {
+                logger.warning("cannot watch the model directory, relying on the periodic rescan", metadata: ["errno": "\(errno)"])
+            }
+        }
+        DetachedThread.start(name: "model-watcher") { [self] in run(inotifyFD: fd) }
+    }
+
+    private func run(inotifyFD fd: Int32) {
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 64 * 1024, alignment: 8)
+        defer { buffer.deallocate() }
+        var nextRescan = ContinuousClock.now + rescanInterval
+        var waitingToSettle = false
+        while true {
+            let wait = waitingToSettle ? min(ModelStore.settleTime, nextRescan - .now) : nextRescan - .now
+            var finished = Set<String>()
+            var settleAll = false
+            var sawEvent = false
+            if fd >= 0, poll(fd, timeout: wait) {
+                sawEvent = true
+                // Coalesce a burst: keep reading while events keep coming within a few milliseconds.
+                repeat {
+                    let n = read(fd, buffer.baseAddress, buffer.count)
+                    if n <= 0 { break }
+                    Self.parse(UnsafeRawBufferPointer(rebasing: buffer[0..<n]), finished: &finished, settleAll: &settleAll)
+                } while poll(fd, timeout: .milliseconds(5))
+            } else if fd < 0 {
+                sleep(for: max(.milliseconds(1), wait))
+            }
+            if !sawEvent && !waitingToSettle && ContinuousClock.now < nextRescan { continue }
+            waitingToSettle = store.reconcile(finished: finished, settleAll: settleAll)
+            if ContinuousClock.now >= nextRescan { nextRescan = ContinuousClock.now + rescanInterval }
+        }
+    }
+
+    /// Collects the names the kernel reports as completely written.
+    private static func parse(_ events: UnsafeRawBufferPointer, finished: inout Set<String>, settleAll: inout Bool) {
+        var offset = 0
+        let headerSize = MemoryLayout<inotify_event>.size
+        while offset + headerSize <= events.count {
+            let mask = events.loadUnaligned(fromByteOffset: offset + 4, as: UInt32.self)
+            let length = Int(events.loadUnaligned(fromByteOffset: offset + 12, as: UInt32.self))
+            let nameBytes = events[(offset + headerSize)..<min(events.count, offset + headerSize + length)]
+            let name = String(decoding: nameBytes.prefix { $0 != 0 }, as: UTF8.self)
+            if mask & UInt32(IN_CLOSE_WRITE | IN_MOVED_TO) != 0 {
+                finished.insert(name)
+                // Kubernetes publishes a new volume content by renaming `..data`.
+                if name.hasPrefix("..") { settleAll = true }
+            }
+            if mask & UInt32(IN_Q_OVERFLOW) != 0 { settleAll = true }
+            offset += headerSize + length
+        }
+    }
+
+    /// Waits until `fd` is readable or `timeout` passes.
+    private func poll(_ fd: Int32, timeout: Duration) -> Bool {
+        let milliseconds = max(0, Int32(timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000))
+        var entry = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        while true {
+            let rc = Glibc.poll(&entry, 1, milliseconds)
+            if rc < 0 && errno == EINTR { continue }
+            return rc > 0
+        }
+    }
+}
