@@ -7,10 +7,35 @@ import VWCore
         try builder.append(lines: ["1 |a x"])
         try builder.append(lines: ["t2|a y"])
         let batch = builder.finish()
-        #expect(String(decoding: batch.payload, as: UTF8.self) == "1 |a x\nt2|a y\n")
+        // Labels are dropped (they cannot change a test-mode prediction); tags are kept.
+        #expect(String(decoding: batch.payload, as: UTF8.self) == "|a x\n't2 |a y\n")
         #expect(batch.count == 2)
         #expect(batch.tags == ["", "t2"])
         #expect(!batch.multiline)
+    }
+
+    @Test func singleLineLabelsAreDroppedAndTagsKeptAsVWReadsThem() throws {
+        var builder = ExampleBatchBuilder(multiline: false, validator: ExampleValidator())
+        try builder.append(lines: ["x 1 2 3 'tg |a x"])
+        try builder.append(lines: ["-1 0.5 tagB|a x"])
+        try builder.append(lines: ["''q|a x"])
+        try builder.append(lines: ["1 notatag |a x"])
+        let batch = builder.finish()
+        #expect(String(decoding: batch.payload, as: UTF8.self) == "'tg |a x\n'tagB |a x\n''q |a x\n|a x\n")
+        #expect(batch.tags == ["tg", "tagB", "'q", ""])
+    }
+
+    @Test func multilineLineWithTwoCostsIsRejected() {
+        var builder = ExampleBatchBuilder(multiline: true, validator: ExampleValidator())
+        #expect(throws: ExampleProblem.self) { try builder.append(lines: ["shared |u x", "1 2 |a id0"]) }
+        #expect(throws: ExampleProblem.self) { try builder.append(lines: ["shared 1 2 |u x", "|a id0"]) }
+    }
+
+    @Test func multilineLabelsThatVWAcceptsPass() throws {
+        var builder = ExampleBatchBuilder(multiline: true, validator: ExampleValidator())
+        try builder.append(lines: ["shared 'tg |u x", "0:1.0:0.5 |a id0", "|a id1"])
+        try builder.append(lines: ["ccb shared |u x", "ccb action |a id0", "ccb slot 0:0.5 0,1 |s x"])
+        #expect(builder.finish().count == 2)
     }
 
     @Test func singleLineExampleMustBeOneLine() {

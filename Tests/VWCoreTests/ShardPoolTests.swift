@@ -31,7 +31,7 @@ struct ShardPoolTests {
         let mismatches = Atomic<Int>(0)
         DispatchQueue.concurrentPerform(iterations: 8) { client in
             for request in 0..<100 {
-                let lines = (0..<(1 + request % 5)).map { "c\(client)r\(request)e\($0)|a x" }
+                let lines = (0..<(1 + request % 5)).map { "|a c\(client)r\(request)e\($0)" }
                 do {
                     let answer = try pool.predict(batch(lines), timeout: .seconds(5))
                     let got = answer.answers.map { String(decoding: answer.raw[$0], as: UTF8.self) }
@@ -51,8 +51,8 @@ struct ShardPoolTests {
         kill(firstPID, SIGKILL)
         var answered = false
         for _ in 0..<200 where !answered {
-            if let answer = try? pool.predict(batch(["after|a x"]), timeout: .seconds(2)) {
-                answered = String(decoding: answer.raw, as: UTF8.self) == "after|a x\n"
+            if let answer = try? pool.predict(batch(["|a after"]), timeout: .seconds(2)) {
+                answered = String(decoding: answer.raw, as: UTF8.self) == "|a after\n"
             } else {
                 usleep(10_000)
             }

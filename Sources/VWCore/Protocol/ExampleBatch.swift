@@ -39,25 +39,33 @@ public struct ExampleBatchBuilder: Sendable {
         guard let first = lines.first else { throw .empty }
         if !multiline {
             guard lines.count == 1 else { throw .newlineInSingleLineExample }
-            let tag = try validator.validate(line: first)
-            payload.append(contentsOf: first.utf8)
+            let shape = try validator.shape(of: first)
+            // Labels do not change a test-mode prediction, but a malformed one makes some
+            // reductions (e.g. --oaa) stop vw silently: send the tag and features only.
+            if !shape.tag.isEmpty {
+                payload.append(UInt8(ascii: "'"))
+                payload.append(contentsOf: shape.tag.utf8)
+                payload.append(0x20)
+            }
+            payload.append(contentsOf: shape.features.utf8)
             payload.append(0x0A)
-            tags.append(tag.isEmpty ? "" : String(tag))
+            tags.append(shape.tag.isEmpty ? "" : String(shape.tag))
             return
         }
         // A blank line ends a multiline example in vw, so one inside would split it in two.
         var firstTag: Substring = ""
         for (position, line) in lines.enumerated() {
-            let tag: Substring
+            let shape: ExampleValidator.LineShape
             do throws(ExampleProblem) {
-                tag = try validator.validate(line: line)
+                shape = try validator.shape(of: line)
             } catch {
                 switch error {
                 case .empty, .whitespaceOnly: throw .blankLineInMultilineExample
                 default: throw error
                 }
             }
-            if position == 0 { firstTag = tag }
+            try Self.checkLabel(shape.labelWords)
+            if position == 0 { firstTag = shape.tag }
         }
         for line in lines {
             payload.append(contentsOf: line.utf8)
@@ -65,6 +73,17 @@ public struct ExampleBatchBuilder: Sendable {
         }
         payload.append(0x0A)
         tags.append(firstTag.isEmpty ? "" : String(firstTag))
+    }
+
+    /// Rejects label sections that abort vw's ADF label parsers (e.g. two costs on one action line).
+    ///
+    /// Lines of `ccb` and `slates` examples carry structural labels (`ccb slot ...`) and pass as written.
+    static func checkLabel(_ words: [Substring]) throws(ExampleProblem) {
+        guard let first = words.first, first != "ccb", first != "slates" else { return }
+        let costs = first == "shared" ? words.count - 1 : words.count
+        if costs > 1 {
+            throw .invalidLabel("more than one label word (\(words.joined(separator: " "))) on a line of a multiline example")
+        }
     }
 
     /// The batch built so far.

@@ -13,6 +13,8 @@ public enum ExampleProblem: Error, Equatable, Sendable {
     case saveTag
     case lineTooLong(limit: Int)
     case notUTF8
+    /// A label vw cannot parse without aborting.
+    case invalidLabel(String)
     /// A structured (JSON object) instance that cannot be written as VW text safely.
     case invalidInstance(String)
 
@@ -28,6 +30,7 @@ public enum ExampleProblem: Error, Equatable, Sendable {
         case .saveTag: "tag starting with 'save' (VW's model-save command)"
         case .lineTooLong(let limit): "line longer than \(limit) bytes"
         case .notUTF8: "example is not valid UTF-8"
+        case .invalidLabel(let why): why
         case .invalidInstance(let why): why
         }
     }

@@ -21,6 +21,21 @@ public struct ExampleValidator: Sendable {
 
     /// Checks one line (a single-line example, or one line of a multiline example) and returns the tag VW will print for it ("" when none).
     public func validate(line: Substring) throws(ExampleProblem) -> Substring {
+        try shape(of: line).tag
+    }
+
+    /// What a valid line holds before its first `|`.
+    public struct LineShape: Sendable {
+        /// The tag VW will print ("" when none).
+        public let tag: Substring
+        /// The label words before the first `|`, the tag excluded.
+        public let labelWords: [Substring]
+        /// The line from its first `|` on: the features.
+        public let features: Substring
+    }
+
+    /// Checks one line and splits it into label words, tag and features.
+    public func shape(of line: Substring) throws(ExampleProblem) -> LineShape {
         let bytes = line.utf8
         let length = bytes.count
         if length > limits.maxLineBytes { throw .lineTooLong(limit: limits.maxLineBytes) }
@@ -42,7 +57,11 @@ public struct ExampleValidator: Sendable {
         }
         if onlyBlanks { throw .whitespaceOnly }
         guard let bar = barIndex else { throw .missingBar }
-        return try Self.tag(inLabel: line[line.startIndex..<bar])
+        let label = line[line.startIndex..<bar]
+        let tag = try Self.tag(inLabel: label)
+        var words = label.split(whereSeparator: { $0 == " " || $0 == "\t" })
+        if !tag.isEmpty, let last = words.last, last.hasSuffix(tag), last.count <= tag.count + 1 { words.removeLast() }
+        return LineShape(tag: tag, labelWords: words, features: line[bar...])
     }
 
     /// Applies VW's tag rule (parse_example.cc) to the label section, rejecting any word that VW could read as a `save` command.
