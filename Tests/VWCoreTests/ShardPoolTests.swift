@@ -79,3 +79,15 @@ struct ShardPoolTests {
         pool.stop(grace: .milliseconds(100))
     }
 }
+
+struct RestartDelayTests {
+    @Test func firstCrashRestartsAtOnceThenBacksOffToACap() {
+        #expect(Shard.restartDelay(afterCrashes: 0) == .zero)
+        #expect(Shard.restartDelay(afterCrashes: 1) == .zero)
+        #expect(Shard.restartDelay(afterCrashes: 2) == .milliseconds(100))
+        #expect(Shard.restartDelay(afterCrashes: 3) == .milliseconds(200))
+        #expect(Shard.restartDelay(afterCrashes: 7) == .milliseconds(3200))
+        #expect(Shard.restartDelay(afterCrashes: 8) == .seconds(5))
+        #expect(Shard.restartDelay(afterCrashes: 1000) == .seconds(5))
+    }
+}

@@ -29,6 +29,9 @@ public final class Shard: Sendable {
         var process: VWProcess?
         var queue = RequestQueue()
         var restarts = 0
+        /// Crashes in a row, each within `stableRun` of its start: the restart delay doubles with each.
+        var crashStreak = 0
+        var startedAt = ContinuousClock.now
         var stderrTail: [UInt8] = []
     }
 
@@ -69,6 +72,7 @@ public final class Shard: Sendable {
         state.withLock { s in
             s.process = process
             s.phase = .ready
+            s.startedAt = .now
         }
         startThreads(for: process)
     }
@@ -80,31 +84,42 @@ public final class Shard: Sendable {
 
     /// Stops accepting requests, lets vw answer what it holds, then ends it (SIGKILL after `grace`).
     func stop(grace: Duration) {
-        let process: VWProcess? = state.withLock { s in
-            if s.phase == .stopped { return nil }
-            s.phase = .stopping
-            return s.process
+        let running: VWProcess? = state.withLock { s in
+            switch s.phase {
+            case .stopped, .stopping:
+                return nil
+            case .ready:
+                s.phase = .stopping
+                return s.process
+            case .starting, .restarting:
+                // The restart loop sees `.stopping` and finishes the shard itself.
+                s.phase = .stopping
+                return nil
+            }
         }
-        guard let process else { return }
-        writeLock.withLock { _ in process.closeInput() }
+        if let running {
+            writeLock.withLock { _ in running.closeInput() }
+        }
         let deadline = ContinuousClock.now + grace
-        while ContinuousClock.now < deadline {
-            if state.withLock({ $0.phase == .stopped }) { return }
-            usleep(10_000)
+        while !state.withLock({ $0.phase == .stopped }) {
+            if ContinuousClock.now >= deadline {
+                // Signal only a process not reaped yet, so a recycled pid is never hit.
+                state.withLock { s in s.process?.signal(SIGKILL) }
+            }
+            usleep(5_000)
         }
-        process.signal(SIGKILL)
-        while !state.withLock({ $0.phase == .stopped }) { usleep(10_000) }
     }
 
     /// Kills a vw process that stopped answering; the reader restarts it.
     func killHung(holding request: PendingPrediction) {
-        let process: VWProcess? = state.withLock { s in
-            guard s.phase == .ready, s.queue.contains(request) else { return nil }
-            return s.process
+        let killed: Int32? = state.withLock { s in
+            guard s.phase == .ready, s.queue.contains(request), let process = s.process else { return nil }
+            process.signal(SIGKILL)
+            return process.pid
         }
-        guard let process else { return }
-        logger.warning("vw did not answer in time, killing it", metadata: ["pid": "\(process.pid)"])
-        process.signal(SIGKILL)
+        if let killed {
+            logger.warning("vw did not answer in time, killed it", metadata: ["pid": "\(killed)"])
+        }
     }
 
     // MARK: Requests
@@ -193,46 +208,71 @@ public final class Shard: Sendable {
     private func processExited(_ process: VWProcess) -> VWProcess? {
         let (held, stopping) = state.withLock { s in
             let held = s.queue.removeAll()
-            let stopping = s.phase == .stopping || s.phase == .stopped
-            s.phase = stopping ? .stopping : .restarting
+            let stopping = s.phase == .stopping
+            if !stopping { s.phase = .restarting }
+            s.process = nil
             return (held, stopping)
         }
         _ = Glibc.close(process.stdoutFD)
-        writeLock.withLock { _ in
-            if !stopping { process.closeInput() }
+        if !stopping {
+            // When stopping, `stop` has already closed vw's input.
+            writeLock.withLock { _ in process.closeInput() }
         }
         let how = process.reap()
         let reason = "vw (pid \(process.pid)) \(how)"
         for request in held { request.complete(.failure(.processDied(reason))) }
         if stopping {
-            state.withLock { s in
-                s.phase = .stopped
-                s.process = nil
-            }
+            state.withLock { $0.phase = .stopped }
             return nil
         }
-        logger.warning("vw exited, restarting", metadata: ["reason": "\(reason)", "failed_requests": "\(held.count)"])
-        var delay = Duration.milliseconds(100)
+        let streak = state.withLock { s in
+            s.crashStreak = ContinuousClock.now - s.startedAt < Self.stableRun ? s.crashStreak + 1 : 0
+            return s.crashStreak
+        }
+        var delay = Self.restartDelay(afterCrashes: streak)
+        logger.warning("vw exited, restarting", metadata: [
+            "reason": "\(reason)", "failed_requests": "\(held.count)", "delay": "\(delay)",
+        ])
         while true {
-            if state.withLock({ $0.phase == .stopping }) {
-                state.withLock { s in s.phase = .stopped; s.process = nil }
+            let wakeUp = ContinuousClock.now + delay
+            while ContinuousClock.now < wakeUp && !isStopping { usleep(10_000) }
+            if isStopping {
+                state.withLock { $0.phase = .stopped }
                 return nil
             }
             do {
                 let replacement = try VWProcess.spawn(arguments: arguments)
-                state.withLock { s in
+                let stoppedMeanwhile = state.withLock { s in
                     s.process = replacement
+                    s.startedAt = .now
                     s.restarts += 1
+                    if s.phase == .stopping { return true }
                     s.phase = .ready
+                    return false
                 }
                 DetachedThread.start(name: "vw-err-\(replacement.pid)") { [self] in drainStderr(of: replacement) }
+                if stoppedMeanwhile {
+                    // Let the reader see it end like any stopping process.
+                    writeLock.withLock { _ in replacement.closeInput() }
+                }
                 return replacement
             } catch {
                 logger.error("could not restart vw", metadata: ["error": "\(error)"])
-                sleep(for: delay)
-                delay = min(delay * 2, .seconds(5))
+                delay = min(max(delay * 2, .milliseconds(100)), Self.maxRestartDelay)
             }
         }
+    }
+
+    private var isStopping: Bool { state.withLock { $0.phase == .stopping } }
+
+    /// A process that ran this long before exiting was stable: its replacement starts at once.
+    static let stableRun: Duration = .seconds(10)
+    static let maxRestartDelay: Duration = .seconds(5)
+
+    /// No delay for a first crash, then 100 ms doubling up to 5 s for crashes in a row.
+    static func restartDelay(afterCrashes streak: Int) -> Duration {
+        guard streak > 1 else { return .zero }
+        return min(.milliseconds(100) * (1 << min(streak - 2, 10)), maxRestartDelay)
     }
 
     // MARK: stderr

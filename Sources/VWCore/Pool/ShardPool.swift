@@ -42,6 +42,7 @@ public final class ShardPool: Sendable {
             case .success?:
                 continue
             case .failure(let failure)?:
+                usleep(150_000)  // let the stderr drain catch vw's last words
                 let detail = shard.stderrTail.trimmingWhitespace()
                 throw LoadError.probeFailed("\(failure)" + (detail.isEmpty ? "" : ": \(detail)"))
             case nil:

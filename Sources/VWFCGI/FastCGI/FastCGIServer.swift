@@ -97,7 +97,10 @@ final class FastCGIServer: Sendable {
     private func serve(_ request: UnsafeMutablePointer<FCGX_Request>) {
         var http = FastCGIParams.request(from: Self.params(request.pointee.envp))
         let response: HTTPResponse
-        if let length = http.contentLength, length < 0 {
+        if stopping.load(ordering: .acquiring) {
+            // A request that arrived on a kept-alive connection while draining.
+            response = .error(503, "vwfcgi is shutting down", headers: [("Retry-After", "1")])
+        } else if let length = http.contentLength, length < 0 {
             response = .error(400, "invalid Content-Length")
         } else if let length = http.contentLength, length > maxBodyBytes {
             Self.discard(request.pointee.in)

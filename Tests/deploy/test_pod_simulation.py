@@ -1,0 +1,300 @@
+"""The pod, simulated with local processes: the Kubernetes pod's layout (models emptyDir filled by
+scripts/model-sync.sh, socket emptyDir, one /tmp per container, the ConfigMap's nginx.conf),
+the containers' entrypoints, a prediction through nginx, a model update shipped by the sync
+sidecar, then a stop by PID that leaves no process behind. Also the one-container image mode
+(`entrypoint.sh all`). Runs as an unprivileged user (nobody when started as root), like the pod."""
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from conftest import ROOT, free_port, run
+
+VWFCGI_BIN = Path(os.environ.get("VWFCGI_BIN", ROOT / ".build/release/vwfcgi"))
+ENTRYPOINT = ROOT / "docker/entrypoint.sh"
+SYNC = ROOT / "scripts/model-sync.sh"
+PROBE = ROOT / "docker/fcgi_probe.py"
+PYTHON = ROOT / ".venv/bin/python"
+UID = 65534  # nobody, when the tests run as root
+
+
+def drop_privileges(who: str = "user") -> list:
+    """Command prefix that runs a process unprivileged, as the pod does (runAsUser/runAsGroup).
+
+    who="vw": the vwfcgi container. When the venv's interpreter cannot be run by an unprivileged
+    user (e.g. a pyenv Python under /root), it keeps uid 0 but takes the pod's group, so its
+    0660 socket still belongs to the group that nginx's workers run in.
+    """
+    if os.geteuid() != 0:
+        return []
+    if who == "vw" and not vw_runs_unprivileged():
+        return ["setpriv", f"--regid={UID}", "--clear-groups", "--"]
+    return ["setpriv", f"--reuid={UID}", f"--regid={UID}", "--clear-groups", "--"]
+
+
+_vw_unprivileged = None
+
+
+def vw_runs_unprivileged() -> bool:
+    global _vw_unprivileged
+    if _vw_unprivileged is None:
+        results = [subprocess.run(drop_privileges() + cmd, capture_output=True, timeout=60)
+                   for cmd in ([str(ROOT / "bin/vw"), "--version"], [str(PYTHON), "-c", "import vowpalwabbit"])]
+        _vw_unprivileged = all(r.returncode == 0 for r in results)
+    return _vw_unprivileged
+
+
+def train(path: Path, label: float, work: Path):
+    """A tiny VW model through bin/vw (the real engine): different labels, different bytes."""
+    data = work / "train.txt"
+    data.write_text("".join(f"{label} |a x:{i % 5} y:{i % 3}\n" for i in range(50)))
+    result = run([ROOT / "bin/vw", "-d", data, "-f", path, "--quiet"])
+    assert result.returncode == 0, result.stderr
+
+
+def version(model_dir: Path, name: str) -> str:
+    data = (model_dir / f"{name}.vw").read_bytes()
+    if (model_dir / f"{name}.json").exists():
+        data += (model_dir / f"{name}.json").read_bytes()
+    return hashlib.sha256(data).hexdigest()[:12]
+
+
+def session_processes(sids) -> list:
+    """PIDs (with their command) of every process still in the sessions of our children."""
+    left = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+            fields = stat[stat.rindex(")") + 2:].split()
+            if fields[0] != "Z" and int(fields[3]) in sids:
+                left.append((int(entry), Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ")))
+        except (OSError, ValueError):
+            continue
+    return left
+
+
+class Pod:
+    def __init__(self):
+        if not VWFCGI_BIN.exists():
+            pytest.fail(f"no vwfcgi binary at {VWFCGI_BIN} (make build)")
+        # Short: the socket path must stay under ~100 bytes.
+        self.root = Path(tempfile.mkdtemp(prefix="vwpod", dir="/tmp"))
+        self.root.chmod(0o755)
+        self.procs = {}
+        self.logs = {}
+        self.stopped = set()
+
+    def dir(self, name: str) -> Path:
+        path = self.root / name
+        path.mkdir(parents=True, exist_ok=True)
+        if os.geteuid() == 0:
+            os.chown(path, UID, UID)
+        return path
+
+    def env(self, **values) -> dict:
+        base = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "LC_ALL")}
+        return {**base, "HOME": str(self.root), "VWFCGI_BIN": str(VWFCGI_BIN), **values}
+
+    def run_once(self, cmd, env, who="user"):
+        return run(drop_privileges(who) + [str(c) for c in cmd], env=env)
+
+    def start(self, name: str, cmd, env, who="user"):
+        path = self.root / f"{name}.log"
+        log = open(path, "ab")  # O_APPEND: nginx reopens /dev/stdout, all writers append
+        if os.geteuid() == 0:
+            os.chown(path, UID, UID)  # nginx reopens /dev/stdout: the file must be the user's
+        self.logs[name] = path
+        self.procs[name] = subprocess.Popen(drop_privileges(who) + [str(c) for c in cmd], env=env,
+                                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        log.close()
+
+    def alive(self, name: str) -> bool:
+        return self.procs[name].poll() is None
+
+    def tails(self) -> str:
+        out = []
+        for name, path in self.logs.items():
+            text = [l for l in path.read_text(errors="replace").splitlines() if "/readyz" not in l][-25:]
+            out.append(f"---- {name} ----\n" + "\n".join(text))
+        return "\n".join(out)
+
+    def stop(self, name: str, timeout: float = 30) -> int:
+        self.stopped.add(name)
+        proc = self.procs[name]
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        try:
+            return proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            raise AssertionError(f"{name} did not stop within {timeout}s\n{self.tails()}")
+
+    def cleanup(self):
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                proc.wait()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def wait_for(what: str, check, timeout: float, pod: Pod):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            last = check()
+            if last:
+                return last
+        except requests.RequestException as error:
+            last = error
+        for name in pod.procs:
+            assert pod.alive(name) or name in pod.stopped, f"{name} exited while waiting for {what}\n{pod.tails()}"
+        time.sleep(0.2)
+    raise AssertionError(f"{what}: not within {timeout}s (last: {last})\n{pod.tails()}")
+
+
+def predict(url: str):
+    reply = requests.post(f"{url}/v1/models/m:predict", json={"instances": [" |a x:1 y:2"]}, timeout=5)
+    assert reply.status_code == 200, reply.text
+    body = reply.json()
+    assert isinstance(body["predictions"][0], (int, float)), body
+    assert reply.headers["X-Model-Version"] == body["version"]
+    return body
+
+
+@pytest.fixture
+def pod():
+    p = Pod()
+    try:
+        yield p
+    finally:
+        p.cleanup()
+
+
+def test_kubernetes_pod(pod):
+    port = free_port()
+    source = pod.dir("bucket")            # the object store the sidecar syncs from
+    models = pod.dir("models")            # emptyDir "models"
+    socket_dir = pod.dir("run/vwfcgi")    # emptyDir "socket"
+    nginx_tmp = pod.dir("nginx-tmp")      # emptyDir mounted at nginx's /tmp
+    vwfcgi_tmp = pod.dir("vwfcgi-tmp")    # emptyDir mounted at vwfcgi's /tmp (staging copies)
+    sync_tmp = pod.dir("sync-tmp")
+    cache = pod.dir("cache")
+    socket_path = socket_dir / "vwfcgi.sock"
+
+    # The ConfigMap's nginx.conf (equal to the template's rendering: test_manifests), with the
+    # pod's absolute paths moved into this temporary pod.
+    conf = (ROOT / "kubernetes/base/nginx.conf").read_text()
+    for old, new in (("/run/vwfcgi/vwfcgi.sock", str(socket_path)), ("/tmp/nginx", str(nginx_tmp / "nginx")),
+                     ("0.0.0.0:8080", f"127.0.0.1:{port}")):
+        assert old in conf, old
+        conf = conf.replace(old, new)
+    conf_path = pod.root / "nginx.conf"
+    conf_path.write_text(conf)
+
+    train(source / "m.vw", 1.0, pod.root)
+    (source / "m.json").write_text('{"vw_args": []}\n')
+    sync_env = pod.env(MODEL_SOURCE=str(source), MODEL_DIR=str(models), SYNC_CACHE=str(cache),
+                       TMPDIR=str(sync_tmp), SYNC_INTERVAL="1")
+
+    # initContainer: the first sync.
+    first = pod.run_once(["sh", SYNC, "--once"], sync_env)
+    assert first.returncode == 0, first.stderr
+    assert sorted(p.name for p in models.iterdir()) == ["m.json", "m.vw"]
+    v1 = version(models, "m")
+    inode_v1 = (models / "m.vw").stat().st_ino
+
+    # The three containers, as the Deployment starts them.
+    pod.start("vwfcgi", [ENTRYPOINT, "vwfcgi"], pod.env(
+        MODEL_DIR=str(models), SOCKET=str(socket_path), TMPDIR=str(vwfcgi_tmp), SHARDS="1",
+        VWFCGI_GRACE="10", VWFCGI_ARGS="--timeout 5", VWFCGI_VW_COMMAND=str(ROOT / "bin/vw")), who="vw")
+    pod.start("nginx", [ENTRYPOINT, "nginx"], pod.env(
+        NGINX_CONF=str(conf_path), NGINX_PREFIX=str(nginx_tmp / "nginx"), TMPDIR=str(nginx_tmp)))
+    pod.start("model-sync", ["sh", SYNC, "--loop"], sync_env)
+    sids = {proc.pid for proc in pod.procs.values()}
+
+    # startupProbe / livenessProbe of vwfcgi: /healthz over the socket, without nginx.
+    wait_for("startupProbe", lambda: pod.run_once(
+        [PYTHON, PROBE, "--socket", socket_path, "/healthz"], pod.env(), who="vw").returncode == 0, 30, pod)
+    url = f"http://127.0.0.1:{port}"
+    # readinessProbe of nginx: /readyz through nginx.
+    wait_for("readiness", lambda: requests.get(f"{url}/readyz", timeout=2).status_code == 200, 30, pod)
+    assert requests.get(f"{url}/healthz", timeout=2).json() == {"status": "alive"}
+    assert predict(url)["version"] == v1
+
+    # vwfcgi's staging copies go to its own /tmp, not to the models volume.
+    assert any(vwfcgi_tmp.iterdir()), "vwfcgi staged nothing under its TMPDIR"
+
+    # Ship a new model: it lands in the bucket; the sidecar renames it into the models dir;
+    # vwfcgi reloads it.
+    train(source / "m.vw.upload", -1.0, pod.root)
+    os.replace(source / "m.vw.upload", source / "m.vw")
+    v2 = hashlib.sha256((source / "m.vw").read_bytes() + (source / "m.json").read_bytes()).hexdigest()[:12]
+    assert v2 != v1
+    started = time.monotonic()
+    wait_for("new version served", lambda: predict(url)["version"] == v2, 15, pod)
+    print(f"new version served {time.monotonic() - started:.1f}s after it reached the source")
+    assert version(models, "m") == v2
+    # Written then renamed: a new inode, and no temporary file left behind.
+    assert (models / "m.vw").stat().st_ino != inode_v1
+    assert sorted(p.name for p in models.iterdir()) == ["m.json", "m.vw"]
+
+    # Termination, in the order the preStop hooks give: nginx, then vwfcgi, then the sidecar.
+    for name in ("nginx", "vwfcgi", "model-sync"):
+        status = pod.stop(name)
+        assert status == 0, f"{name} exited with {status}\n{pod.tails()}"
+    time.sleep(0.3)
+    assert session_processes(sids) == [], pod.tails()
+
+
+def test_single_container_mode_and_either_exit_stops_it(pod):
+    """`docker run IMAGE` (entrypoint all): nginx + vwfcgi; if one dies, the container stops."""
+    models = pod.dir("models")
+    train(models / "m.vw", 1.0, pod.root)
+    tmp = pod.dir("tmp")
+    port = free_port()
+    env = pod.env(MODEL_DIR=str(models), SOCKET=str(pod.dir("run") / "vwfcgi.sock"), PORT=str(port),
+                  LISTEN_ADDR="127.0.0.1", TMPDIR=str(tmp), NGINX_PREFIX=str(tmp / "nginx"),
+                  VWFCGI_VW_COMMAND=str(ROOT / "bin/vw"), VWFCGI_GRACE="5")
+    url = f"http://127.0.0.1:{port}"
+
+    # A SIGTERM (docker stop) stops both, exit 0.
+    pod.start("all", [ENTRYPOINT, "all"], env, who="vw")
+    sid = pod.procs["all"].pid
+    wait_for("readiness", lambda: requests.get(f"{url}/readyz", timeout=2).status_code == 200, 30, pod)
+    assert predict(url)["version"] == version(models, "m")
+    assert pod.stop("all") == 0, pod.tails()
+    time.sleep(0.3)
+    assert session_processes({sid}) == [], pod.tails()
+
+    # vwfcgi dies: nginx is stopped too and the container exits non-zero.
+    pod.start("all2", [ENTRYPOINT, "all"], env, who="vw")
+    sid = pod.procs["all2"].pid
+    wait_for("readiness", lambda: requests.get(f"{url}/readyz", timeout=2).status_code == 200, 30, pod)
+    vwfcgi = [pid for pid, cmd in session_processes({sid}) if b" serve " in cmd and b"vwfcgi" in cmd.split()[0]]
+    assert len(vwfcgi) == 1, session_processes({sid})
+    os.kill(vwfcgi[0], signal.SIGKILL)
+    pod.stopped.add("all2")
+    status = pod.procs["all2"].wait(30)
+    assert status != 0
+    time.sleep(0.5)
+    # vw children die with their parent (pipes closed, parent-death signal).
+    deadline = time.monotonic() + 5
+    while session_processes({sid}) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert session_processes({sid}) == [], pod.tails()

@@ -1,0 +1,114 @@
+"""Process hygiene (SPEC §3, §6): nothing listens but nginx, the FastCGI socket is a 0660 unix
+socket, and SIGTERM stops vwfcgi with exit 0 and no vw process left behind."""
+
+import os
+import re
+import signal
+import stat
+import time
+from pathlib import Path
+
+from conftest import Stack, alive, cmdline, descendants
+
+LISTEN = "0A"  # TCP_LISTEN in /proc/net/tcp
+
+
+def inet_sockets() -> dict[int, str]:
+    """inode -> "proto local-address" for every listening TCP socket and every bound UDP socket."""
+    out = {}
+    for proto in ("tcp", "tcp6", "udp", "udp6"):
+        try:
+            lines = Path(f"/proc/net/{proto}").read_text().splitlines()[1:]
+        except FileNotFoundError:
+            continue
+        for line in lines:
+            fields = line.split()
+            local, state, inode = fields[1], fields[3], int(fields[9])
+            if proto.startswith("tcp") and state != LISTEN:
+                continue
+            out[inode] = f"{proto} {local}"
+    return out
+
+
+def socket_inodes(pid: int) -> set[int]:
+    inodes = set()
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return inodes
+    for fd in fds:
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        m = re.match(r"socket:\[(\d+)\]", target)
+        if m:
+            inodes.add(int(m.group(1)))
+    return inodes
+
+
+def test_nothing_of_vwfcgi_listens_on_a_network_port(stack):
+    pids = {stack.vwfcgi.pid} | descendants(stack.vwfcgi.pid)
+    assert len(pids) > 1, "vwfcgi has no vw children"
+    sockets = inet_sockets()
+    owned = {}
+    for pid in pids:
+        for inode in socket_inodes(pid) & set(sockets):
+            owned[pid] = (cmdline(pid)[:120], sockets[inode])
+    assert not owned, f"vwfcgi or its vw children listen on network sockets: {owned}"
+
+    # nginx listens, on its port only.
+    nginx_pids = {stack.nginx.pid} | descendants(stack.nginx.pid)
+    ports = set()
+    for pid in nginx_pids:
+        for inode in socket_inodes(pid) & set(sockets):
+            ports.add(int(sockets[inode].split()[1].split(":")[1], 16))
+    assert ports == {stack.port}, f"nginx listens on {ports}, want only {stack.port}"
+
+
+def test_fastcgi_socket_is_unix_socket_mode_0660(stack):
+    st = os.stat(stack.socket_path)
+    assert stat.S_ISSOCK(st.st_mode), "FastCGI endpoint is not a unix socket"
+    assert stat.S_IMODE(st.st_mode) == 0o660, oct(stat.S_IMODE(st.st_mode))
+
+
+def test_sigterm_stops_vwfcgi_with_exit_0_and_no_vw_left(model_dir, canary):
+    s = Stack(model_dir, shards=2).start()
+    try:
+        lines, _ = canary
+        assert s.predict("logistic", lines).status_code == 200
+        children = descendants(s.vwfcgi.pid)
+        assert len(children) >= 6, f"want 2 shards x 3 models, vwfcgi has children {children}"
+        commands = {pid: cmdline(pid) for pid in children}
+        s.vwfcgi.send_signal(signal.SIGTERM)
+        code = s.vwfcgi.wait(timeout=30)
+        assert code == 0, f"vwfcgi exited with {code} on SIGTERM\n{s.logs()}"
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and any(alive(p) and cmdline(p) == c for p, c in commands.items()):
+            time.sleep(0.1)
+        left = {p: c for p, c in commands.items() if alive(p) and cmdline(p) == c}
+        assert not left, f"vw processes left after vwfcgi stopped: {left}"
+        # nginx is still up and says so in JSON.
+        r = s.get("/healthz")
+        assert r.status_code == 502 and r.json()["error"]
+    finally:
+        problems = s.stop()
+    assert not problems, "\n".join(problems)
+
+
+def test_sigkill_of_vwfcgi_takes_its_vw_children_down(model_dir):
+    """Parent death: pipes close and PR_SET_PDEATHSIG fires, so no vw outlives vwfcgi."""
+    s = Stack(model_dir, shards=1).start()
+    try:
+        children = descendants(s.vwfcgi.pid)
+        assert children, "vwfcgi has no vw children"
+        commands = {pid: cmdline(pid) for pid in children}
+        s.vwfcgi.kill()
+        s.vwfcgi.wait(timeout=10)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and any(alive(p) and cmdline(p) == c for p, c in commands.items()):
+            time.sleep(0.1)
+        left = {p: c for p, c in commands.items() if alive(p) and cmdline(p) == c}
+        assert not left, f"vw processes outlived a killed vwfcgi: {left}"
+    finally:
+        s.stop(check=False)
