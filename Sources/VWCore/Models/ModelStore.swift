@@ -180,7 +180,11 @@ public final class ModelStore: Sendable {
         let loaded: ModelVersion
         do {
             guard let candidate = try load(name: name, unlessVersion: current?.version) else {
-                entry.state.withLock { $0.seenFiles = files }
+                // The files are back to what already serves: nothing failed to load.
+                entry.state.withLock { s in
+                    s.seenFiles = files
+                    s.lastError = nil
+                }
                 return
             }
             loaded = candidate
@@ -210,13 +214,13 @@ public final class ModelStore: Sendable {
         let modelBytes = try ModelDirectory.read(base + ".vw")
         let configBytes: [UInt8]? = FileStamp(path: base + ".json") != nil ? try ModelDirectory.read(base + ".json") : nil
         let version = String(SHA256.hex(modelBytes, configBytes ?? []).prefix(12))
-        if version == unlessVersion { return nil }
         if FileStamp(path: base + ".sha256") != nil {
             let text = String(decoding: try ModelDirectory.read(base + ".sha256"), as: UTF8.self)
             let expected = text.split(whereSeparator: { $0 == " " || $0 == "\n" || $0 == "\t" }).first.map { $0.lowercased() } ?? ""
             let actual = SHA256.hex(modelBytes)
             if expected != actual { throw .checksumMismatch(expected: expected, actual: actual) }
         }
+        if version == unlessVersion { return nil }
         let config = try configBytes.map { bytes throws(LoadError) in try ModelConfig.parse(bytes) } ?? ModelConfig()
         let header: ModelHeader
         do {
