@@ -143,6 +143,9 @@ final class FastCGIServer: Sendable {
             filled += Int(n)
         }
         body.removeLast(body.count - filled)
+        // Read up to the empty record that ends FCGI_STDIN: left unread, libfcgi would take it
+        // for the next request on this kept-alive connection and close the connection.
+        if filled <= limit { discard(stream) }
         return body
     }
 
