@@ -66,7 +66,11 @@ struct Serve: ParsableCommand {
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: String = "info"
 
+    @Option(help: "Log format: text (default) or json (one object per line).")
+    var logFormat: String = "text"
+
     func validate() throws {
+        guard ["text", "json"].contains(logFormat) else { throw ValidationError("--log-format must be text or json") }
         if (socket == nil) == (listen == nil) { throw ValidationError("give exactly one of --socket PATH or --listen 127.0.0.1:PORT") }
         if shards < 1 || shards > 64 { throw ValidationError("--shards must be from 1 to 64") }
         if threads < 1 || threads > 1024 { throw ValidationError("--threads must be from 1 to 1024") }
@@ -80,7 +84,13 @@ struct Serve: ParsableCommand {
 
     func run() throws {
         let level = Logger.Level(rawValue: logLevel) ?? .info
+        let json = logFormat == "json"
         LoggingSystem.bootstrap { label in
+            if json {
+                var handler = JSONLogHandler(label: label)
+                handler.logLevel = level
+                return handler
+            }
             var handler = StreamLogHandler.standardError(label: label)
             handler.logLevel = level
             return handler
@@ -101,6 +111,7 @@ struct Serve: ParsableCommand {
         settings.drainGrace = .milliseconds(Int64(grace * 1000))
 
         let stopSignals = StopSignals()
+        let metrics = RequestMetrics.bootstrap()
         let store = ModelStore(settings: settings, logger: logger)
         store.reconcile()
         let loaded = store.statuses
@@ -109,7 +120,7 @@ struct Serve: ParsableCommand {
         ])
 
         let socketFD = try FastCGIServer.openSocket(unixPath: socket, listen: listen)
-        let router = Router(store: store, maxDepth: maxJsonDepth)
+        let router = Router(store: store, maxDepth: maxJsonDepth, metrics: metrics)
         let server = FastCGIServer(socketFD: socketFD, threads: threads, maxBodyBytes: maxBodyBytes, logger: logger) { request in
             router.handle(request)
         }

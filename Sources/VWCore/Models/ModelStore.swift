@@ -2,6 +2,7 @@
 import Glibc
 #endif
 public import Logging
+import CoreMetrics
 import Synchronization
 
 /// How the engine runs models; every limit is configurable from the command line.
@@ -191,6 +192,7 @@ public final class ModelStore: Sendable {
         } catch {
             let failure = LoadFailure(time: rfc3339Now(), reason: error.description)
             logger.error("model failed to load", metadata: ["model": "\(name)", "reason": "\(error.description)"])
+            EngineMetrics.modelLoaded(name, ok: false)
             entry.state.withLock { s in
                 s.lastError = failure
                 s.seenFiles = files
@@ -205,6 +207,7 @@ public final class ModelStore: Sendable {
             return previous
         }
         logger.info("model serving", metadata: ["model": "\(name)", "version": "\(loaded.version)", "shards": "\(loaded.pool.shards.count)"])
+        EngineMetrics.modelLoaded(name, ok: true)
         if let previous { retire(previous) }
     }
 
@@ -283,6 +286,7 @@ public final class ModelStore: Sendable {
             version.pool.stop(grace: grace)
             unlink(version.stagedPath)
         }
+        version.infoGauge.destroy()
     }
 
     private func unload(_ entry: Entry) {

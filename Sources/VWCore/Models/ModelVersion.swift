@@ -1,3 +1,4 @@
+import Metrics
 import Synchronization
 
 /// One loaded version of a model: immutable, swapped atomically by the store.
@@ -14,6 +15,8 @@ public final class ModelVersion: Sendable {
     public let pool: ShardPool
     let stagedPath: String
     let inflight = Atomic<Int>(0)
+    /// `vwfcgi_model_info{model,version}`, removed when the version retires.
+    let infoGauge: Gauge
 
     init(name: String, version: String, loadedAt: String, vwArgs: [String], multiline: Bool,
          predictionKind: PredictionKind, maxBatch: Int, pool: ShardPool, stagedPath: String) {
@@ -26,5 +29,7 @@ public final class ModelVersion: Sendable {
         self.maxBatch = maxBatch
         self.pool = pool
         self.stagedPath = stagedPath
+        infoGauge = Gauge(label: "vwfcgi_model_info", dimensions: [("model", name), ("version", version)])
+        infoGauge.record(1)
     }
 }

@@ -36,14 +36,16 @@ public final class Shard: Sendable {
     }
 
     public let index: Int
+    let modelName: String
     let arguments: [String]
     let logger: Logger
     private let state = Mutex(State())
     /// Held for the whole write of one request so requests never interleave on the pipe.
     private let writeLock = Mutex(())
 
-    init(index: Int, arguments: [String], logger: Logger) {
+    init(index: Int, modelName: String, arguments: [String], logger: Logger) {
         self.index = index
+        self.modelName = modelName
         self.arguments = arguments
         var logger = logger
         logger[metadataKey: "shard"] = "\(index)"
@@ -251,6 +253,7 @@ public final class Shard: Sendable {
                     return false
                 }
                 DetachedThread.start(name: "vw-err-\(replacement.pid)") { [self] in drainStderr(of: replacement) }
+                EngineMetrics.shardRestarted(model: modelName)
                 if stoppedMeanwhile {
                     // Let the reader see it end like any stopping process.
                     writeLock.withLock { _ in replacement.closeInput() }

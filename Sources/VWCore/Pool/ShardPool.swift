@@ -3,6 +3,7 @@ import Glibc
 #endif
 import Dispatch
 public import Logging
+import CoreMetrics
 import Synchronization
 
 /// The vw processes serving one model version, with least-loaded dispatch and one retry.
@@ -13,12 +14,14 @@ public final class ShardPool: Sendable {
     /// Whether vw ends each answer with a blank line (multiline models, and `--cb N` which VW runs as ADF).
     let answersEndWithBlankLine: Bool
     private let queued = Atomic<Int>(0)
+    let metrics: PoolMetrics
 
     init(modelName: String, arguments: [String], count: Int, maxQueuedRequests: Int, answersEndWithBlankLine: Bool, logger: Logger) {
         self.modelName = modelName
         self.answersEndWithBlankLine = answersEndWithBlankLine
         self.maxQueuedRequests = maxQueuedRequests
-        shards = (0..<max(1, count)).map { Shard(index: $0, arguments: arguments, logger: logger) }
+        metrics = PoolMetrics(model: modelName)
+        shards = (0..<max(1, count)).map { Shard(index: $0, modelName: modelName, arguments: arguments, logger: logger) }
     }
 
     /// Starts every shard and checks each answers `probe` within `timeout`.
@@ -57,6 +60,9 @@ public final class ShardPool: Sendable {
     }
 
     public var status: [ShardStatus] { shards.map(\.status) }
+
+    /// Requests written to vw and not yet answered, over all shards.
+    public var queueDepth: Int { shards.reduce(0) { $0 + $1.load } }
     public var isReady: Bool { shards.contains { $0.isReady } }
 
     /// Sends `batch` to the least-loaded ready shard and waits for its answers.
@@ -65,7 +71,11 @@ public final class ShardPool: Sendable {
             queued.wrappingSubtract(1, ordering: .relaxed)
             throw .overloaded(modelName)
         }
-        defer { queued.wrappingSubtract(1, ordering: .relaxed) }
+        metrics.inflight.increment()
+        defer {
+            queued.wrappingSubtract(1, ordering: .relaxed)
+            metrics.inflight.decrement()
+        }
         let nanos = timeout.components.seconds * 1_000_000_000 + timeout.components.attoseconds / 1_000_000_000
         let deadline = DispatchTime.now() + .nanoseconds(Int(nanos))
         var lastFailure = "no ready shard"

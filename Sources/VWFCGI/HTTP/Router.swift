@@ -4,15 +4,36 @@ import VWCore
 struct Router: Sendable {
     let store: ModelStore
     let maxDepth: Int
+    let metrics: RequestMetrics
 
+    /// Answers one request and records it in the metrics.
     func handle(_ request: HTTPRequest) -> HTTPResponse {
+        let start = ContinuousClock.now
+        var outcome = RequestMetrics.Outcome(route: "other")
+        let response = dispatch(request, &outcome)
+        if outcome.errorReason == nil && response.status >= 400 {
+            outcome.errorReason = Self.reason(status: response.status)
+        }
+        metrics.record(outcome, status: response.status, duration: ContinuousClock.now - start)
+        return response
+    }
+
+    private func dispatch(_ request: HTTPRequest, _ outcome: inout RequestMetrics.Outcome) -> HTTPResponse {
         let path = request.path
         switch path {
         case "/healthz":
+            outcome.route = "healthz"
             return only(["GET", "HEAD"], request) { .json(healthz()) }
         case "/readyz":
+            outcome.route = "readyz"
             return only(["GET", "HEAD"], request) { readyz() }
+        case "/metrics":
+            outcome.route = "metrics"
+            return only(["GET", "HEAD"], request) {
+                HTTPResponse(status: 200, contentType: "text/plain; version=0.0.4; charset=utf-8", body: metrics.exposition(store: store))
+            }
         case "/v1/models", "/v1/models/":
+            outcome.route = "models"
             return only(["GET", "HEAD"], request) { .json(StatusDocument.list(store.statuses)) }
         default:
             break
@@ -22,13 +43,28 @@ struct Router: Sendable {
         let rest = path.dropFirst(prefix.count)
         if rest.hasSuffix(":predict") {
             let name = String(rest.dropLast(":predict".count))
-            return only(["POST"], request) { predict(model: name, request) }
+            outcome.route = "predict"
+            return only(["POST"], request) { predict(model: name, request, &outcome) }
         }
         guard !rest.contains("/"), !rest.contains(":") else { return .error(404, "no route for \(path)") }
         let name = String(rest)
+        outcome.route = "model"
         return only(["GET", "HEAD"], request) {
             guard let status = store.status(of: name) else { return .error(404, PredictError.modelNotFound(name).message) }
+            outcome.model = name
             return .json(StatusDocument.model(status))
+        }
+    }
+
+    /// The `vwfcgi_errors_total{reason}` of an error answered outside the engine.
+    static func reason(status: Int) -> String {
+        switch status {
+        case 404: "not_found"
+        case 405: "method_not_allowed"
+        case 413: "body_too_large"
+        case 415: "unsupported_media_type"
+        case 503: "unavailable"
+        default: "http_\(status)"
         }
     }
 
@@ -68,16 +104,20 @@ struct Router: Sendable {
 
     // MARK: Predict
 
-    private func predict(model name: String, _ request: HTTPRequest) -> HTTPResponse {
+    private func predict(model name: String, _ request: HTTPRequest, _ outcome: inout RequestMetrics.Outcome) -> HTTPResponse {
         let format: BodyFormat
         switch BodyFormat.of(contentType: request.contentType) {
         case .success(let f): format = f
-        case .failure(let unsupported): return .error(415, unsupported.message)
+        case .failure(let unsupported):
+            outcome.errorReason = "unsupported_media_type"
+            return .error(415, unsupported.message)
         }
         do throws(PredictError) {
             return try store.withServingVersion(of: name) { version throws(PredictError) in
+                outcome.model = name
                 let batch = try prepare(request.body, format: format, for: version)
                 let answer = try version.pool.predict(batch, timeout: store.settings.requestTimeout)
+                outcome.examples = batch.count
                 let headers = [("X-Model-Version", version.version)]
                 switch format {
                 case .text:
@@ -87,6 +127,7 @@ struct Router: Sendable {
                 }
             }
         } catch {
+            outcome.errorReason = error.metricReason
             return Self.response(for: error)
         }
     }
