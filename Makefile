@@ -12,8 +12,12 @@ SWIFT      ?= $(shell command -v swift 2>/dev/null || echo /opt/swift/usr/bin/sw
 
 export MODEL_DIR PORT SHARDS VWFCGI_BIN
 
+.DEFAULT_GOAL := all
 .DELETE_ON_ERROR:
 .PHONY: all deps build run unit e2e test clean
+
+include mk/deploy.mk
+include mk/bench.mk
 
 all: build
 
@@ -34,7 +38,7 @@ unit: deps
 e2e: deps build
 	$(PYTHON) -m pytest -q Tests/e2e
 
-test: deps unit e2e
+test: deps unit e2e deploy-check
 
 clean:
-	rm -rf .build run .pytest_cache Tests/e2e/__pycache__
+	rm -rf .build run .pytest_cache Tests/e2e/__pycache__ Tests/deploy/__pycache__ bench/out

@@ -2,9 +2,11 @@
 # Installs what vwfcgi needs, only what is missing (safe to run again and again).
 #
 #   scripts/install-deps.sh            everything to build and test: apt nginx libfcgi-dev
-#                                      pkg-config wrk curl; .venv with vowpalwabbit, pytest, requests
-#   scripts/install-deps.sh --runtime  only what the running service needs: apt nginx libfcgi0ldbl;
-#                                      .venv with vowpalwabbit (used by the Dockerfile)
+#                                      pkg-config wrk curl; .venv with vowpalwabbit, pytest, requests,
+#                                      prometheus_client
+#   scripts/install-deps.sh --runtime  only what the running service needs: apt nginx libfcgi0ldbl
+#                                      curl python3 python3-venv; .venv with vowpalwabbit (used by
+#                                      the Dockerfile, on debian:bookworm-slim which has no python3)
 #
 # Environment: VENV (default: <repo>/.venv), PYTHON (interpreter that creates the venv, default python3).
 set -euo pipefail
@@ -15,7 +17,7 @@ for arg in "$@"; do
     case "$arg" in
         --runtime) mode=runtime ;;
         --build|--all) mode=build ;;
-        -h|--help) sed -n '2,9p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,11p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "install-deps: unknown argument '$arg' (use --runtime, or nothing)" >&2; exit 2 ;;
     esac
 done
@@ -27,11 +29,11 @@ say() { echo "install-deps: $*" >&2; }
 die() { echo "install-deps: ERROR: $*" >&2; exit 1; }
 
 if [ "$mode" = runtime ]; then
-    apt_packages=(nginx libfcgi0ldbl curl)
+    apt_packages=(nginx libfcgi0ldbl curl python3 python3-venv)
     pip_packages=("vowpalwabbit>=9,<10")
 else
     apt_packages=(nginx libfcgi-dev pkg-config wrk curl)
-    pip_packages=("vowpalwabbit>=9,<10" pytest requests)
+    pip_packages=("vowpalwabbit>=9,<10" pytest requests prometheus_client)
 fi
 
 # --- Debian packages -------------------------------------------------------

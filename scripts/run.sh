@@ -102,7 +102,7 @@ reap() {
 
 # nginx first (QUIT: finish the requests it holds), then vwfcgi (TERM: drain, stop vw, exit 0).
 stop_all() {
-    trap '' INT TERM
+    trap '' INT TERM HUP
     if alive "$nginx_pid"; then kill -QUIT "$nginx_pid" 2>/dev/null || true; fi
     reap "$nginx_pid" 15
     if alive "$vwfcgi_pid"; then kill -TERM "$vwfcgi_pid" 2>/dev/null || true; fi
@@ -115,19 +115,25 @@ on_signal() {
     say "stopped"
     exit 0
 }
-trap on_signal INT TERM
+trap on_signal INT TERM HUP
 
+# vwfcgi's log goes to the terminal and to $VWFCGI_LOG. tee is this script's child (not vwfcgi's)
+# and ignores Ctrl-C, so that it still carries vwfcgi's last lines while vwfcgi drains.
+exec 3> >(trap '' INT TERM HUP; exec tee -a "$VWFCGI_LOG" >&2)
+# Both run in their own sessions: a Ctrl-C reaches this script only, which stops them in order
+# (nginx gracefully first, then vwfcgi, which drains and stops its vw children).
 # shellcheck disable=SC2086 # VWFCGI_ARGS is a list of words on purpose
-"$VWFCGI_BIN" serve --models "$MODEL_DIR" --socket "$SOCKET" --shards "$SHARDS" \
-    --vw-command "$VW_COMMAND" ${VWFCGI_ARGS:-} > >(tee -a "$VWFCGI_LOG" >&2) 2>&1 &
+setsid "$VWFCGI_BIN" serve --models "$MODEL_DIR" --socket "$SOCKET" --shards "$SHARDS" \
+    --vw-command "$VW_COMMAND" ${VWFCGI_ARGS:-} >&3 2>&3 3>&- </dev/null &
 vwfcgi_pid=$!
-nginx -e stderr -p "$NGINX_PREFIX" -c "$NGINX_CONF" -g 'daemon off;' &
+setsid nginx -e stderr -p "$NGINX_PREFIX" -c "$NGINX_CONF" -g 'daemon off;' 3>&- </dev/null &
 nginx_pid=$!
 
 url=http://$LISTEN_ADDR:$PORT
 [ "$LISTEN_ADDR" = 0.0.0.0 ] && url=http://127.0.0.1:$PORT
 deadline=$((SECONDS + ${READY_TIMEOUT:-30}))
-until curl -fsS -o /dev/null --max-time 2 "$url/healthz" 2>/dev/null; do
+# vwfcgi opens its socket once every model is loaded; only then ask through nginx.
+until [ -S "$SOCKET" ] && curl -fsS -o /dev/null --max-time 2 "$url/healthz" 2>/dev/null; do
     if ! alive "$vwfcgi_pid" || ! alive "$nginx_pid" || [ $SECONDS -ge $deadline ]; then
         alive "$vwfcgi_pid" || say "vwfcgi exited during start-up"
         alive "$nginx_pid" || say "nginx exited during start-up (port $PORT in use?)"
@@ -139,11 +145,17 @@ until curl -fsS -o /dev/null --max-time 2 "$url/healthz" 2>/dev/null; do
     sleep 0.2
 done
 
+if [ -f "$MODEL_DIR/demo.vw" ]; then
+    example="curl -s -X POST $url/v1/models/demo:predict -H 'Content-Type: application/json' -d '{\"instances\": [\" |a x:0.5 |b y:0.2\"]}'"
+else
+    first=$(basename "$(compgen -G "$MODEL_DIR/*.vw" | head -n 1)" .vw)
+    example="curl -s -X POST $url/v1/models/$first:predict -H 'Content-Type: application/json' -d '{\"instances\": [\"<VW example>\"]}'"
+fi
 cat >&2 <<MSG
 
 vwfcgi is serving $MODEL_DIR at $url  (vwfcgi pid $vwfcgi_pid, nginx pid $nginx_pid)
   logs: $VWFCGI_LOG, $NGINX_PREFIX/access.log, $NGINX_PREFIX/error.log
-  try:  curl -s -X POST $url/v1/models/demo:predict -H 'Content-Type: application/json' -d '{"instances": [" |a x:0.5 |b y:0.2"]}'
+  try:  $example
         curl -s $url/v1/models
   Ctrl-C stops both.
 

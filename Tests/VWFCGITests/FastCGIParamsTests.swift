@@ -26,6 +26,8 @@ struct FastCGIParamsTests {
 
     @Test func emptyAndInvalidContentLength() {
         #expect(FastCGIParams.request(from: ["CONTENT_LENGTH="]).contentLength == nil)
+        #expect(FastCGIParams.request(from: ["CONTENT_LENGTH=7", "CONTENT_LENGTH_X=9"]).contentLength == 7)
+        #expect(FastCGIParams.request(from: ["REQUEST_METHO=POST", "X=1", ""]).method == "GET")
         #expect(FastCGIParams.request(from: ["CONTENT_TYPE="]).contentType == nil)
         #expect(FastCGIParams.request(from: ["CONTENT_LENGTH=12x"]).contentLength == -1)
     }

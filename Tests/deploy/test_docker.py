@@ -89,3 +89,13 @@ def test_shellcheck(script):
         pytest.skip("shellcheck is not installed (apt-get install shellcheck)")
     result = run(["shellcheck", ROOT / script])
     assert result.returncode == 0, result.stdout
+
+
+def test_runtime_install_has_python_for_bookworm_slim():
+    """debian:bookworm-slim has no python3: `install-deps.sh --runtime` must install it (and venv)."""
+    text = (ROOT / "scripts/install-deps.sh").read_text()
+    runtime = re.search(r'mode" = runtime \]; then\s+apt_packages=\(([^)]*)\)', text)
+    assert runtime, "no runtime apt_packages list in scripts/install-deps.sh"
+    packages = runtime.group(1).split()
+    for package in ("nginx", "libfcgi0ldbl", "curl", "python3", "python3-venv"):
+        assert package in packages, f"scripts/install-deps.sh --runtime does not install {package}"

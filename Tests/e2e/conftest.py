@@ -12,10 +12,13 @@ Environment:
 
 from __future__ import annotations
 
+import atexit
+import ctypes
 import hashlib
 import json
 import os
 import random
+import shutil
 import signal
 import socket
 import subprocess
@@ -297,17 +300,38 @@ def tail(path: Path, lines: int = 40) -> str:
         return "(none)"
 
 
+_libc = ctypes.CDLL(None, use_errno=True)
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_pytest() -> None:
+    """In the child before exec: SIGTERM it when pytest dies, so a killed run leaves no server behind."""
+    _libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+
+
 class Stack:
-    """nginx + vwfcgi (+ its vw children) on a free port and a private unix socket."""
+    """nginx + vwfcgi (+ its vw children) on a free port and a private unix socket.
+
+    `Stack(dir).start()` returns once /healthz and /readyz answer 200 within `start_timeout`
+    seconds; `start(ready=False)` once /healthz does (for models meant not to load).
+    `stop()` returns a list of problems (vwfcgi's exit code, processes left behind).
+    Stacks a test forgot to stop are stopped at the end of the session.
+    """
+
+    live: set["Stack"] = set()
+    dirs: list[Path] = []
 
     def __init__(self, model_dir: Path, *, shards: int = 1, extra_args: tuple[str, ...] = (),
-                 max_body: str = "8m"):
+                 max_body: str = "8m", start_timeout: float = START_TIMEOUT):
         self.model_dir = Path(model_dir)
         self.shards = shards
         self.extra_args = list(extra_args)
         self.max_body = max_body
+        self.start_timeout = start_timeout
+        self.wait_for_ready = True
         # Short path under /tmp: a unix socket path must stay under 108 bytes.
         self.dir = Path(tempfile.mkdtemp(prefix="vwfcgi-e2e-", dir="/tmp"))
+        Stack.dirs.append(self.dir)
         self.socket_path = self.dir / "vwfcgi.sock"
         self.prefix = self.dir / "nginx"
         self.conf = self.dir / "nginx.conf"
@@ -320,7 +344,8 @@ class Stack:
         self.session = requests.Session()
 
     # -- life cycle
-    def start(self) -> "Stack":
+    def start(self, ready: bool = True) -> "Stack":
+        self.wait_for_ready = ready
         if not VWFCGI_BIN.is_file() or not os.access(VWFCGI_BIN, os.X_OK):
             pytest.fail(f"no vwfcgi binary at {VWFCGI_BIN} (run `make build`, or set VWFCGI_BIN)")
         self.port = free_port()
@@ -335,12 +360,14 @@ class Stack:
 
         command = [str(VWFCGI_BIN), "serve", "--models", str(self.model_dir), "--socket", str(self.socket_path),
                    "--vw-command", VW_COMMAND, "--shards", str(self.shards), *self.extra_args]
+        Stack.live.add(self)
         with open(self.vwfcgi_log, "wb") as log:
-            self.vwfcgi = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            self.vwfcgi = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                           preexec_fn=_die_with_pytest)
         with open(self.nginx_log, "wb") as log:
             self.nginx = subprocess.Popen(
                 ["nginx", "-e", "stderr", "-p", str(self.prefix), "-c", str(self.conf), "-g", "daemon off;"],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, preexec_fn=_die_with_pytest)
         try:
             self._wait_ready()
         except BaseException:
@@ -350,7 +377,8 @@ class Stack:
         return self
 
     def _wait_ready(self) -> None:
-        deadline = time.monotonic() + START_TIMEOUT
+        ready = self.wait_for_ready
+        deadline = time.monotonic() + self.start_timeout
         last = "no answer"
         while time.monotonic() < deadline:
             for name, proc in (("vwfcgi", self.vwfcgi), ("nginx", self.nginx)):
@@ -359,6 +387,8 @@ class Stack:
             try:
                 r = self.session.get(self.url("/healthz"), timeout=5)
                 last = f"{r.status_code} {r.text[:200]!r}"
+                if r.status_code == 200 and not ready:
+                    return
                 if r.status_code == 200:
                     r = self.session.get(self.url("/readyz"), timeout=5)
                     last = f"readyz {r.status_code} {r.text[:200]!r}"
@@ -367,7 +397,7 @@ class Stack:
             except requests.RequestException as error:
                 last = repr(error)
             time.sleep(0.2)
-        raise AssertionError(f"stack not ready within {START_TIMEOUT}s (last: {last})\n" + self.logs())
+        raise AssertionError(f"stack not ready within {self.start_timeout}s (last: {last})\n" + self.logs())
 
     def logs(self) -> str:
         return (f"---- vwfcgi log ----\n{tail(self.vwfcgi_log)}\n"
@@ -376,6 +406,7 @@ class Stack:
     def stop(self, check: bool = True) -> list[str]:
         """Stops nginx, then vwfcgi (SIGTERM, graceful). Returns what went wrong (empty if nothing)."""
         problems: list[str] = []
+        Stack.live.discard(self)
         self.session.close()
         watched = set(self.vw_pids)
         if self.vwfcgi and self.vwfcgi.poll() is None:
@@ -439,6 +470,28 @@ def _terminate(proc: subprocess.Popen, sig: int, timeout: float) -> int:
             proc.wait(timeout=10)
             return -9
     return proc.returncode
+
+
+def _stop_forgotten_stacks() -> list[str]:
+    names = []
+    for s in list(Stack.live):
+        names.append(str(s.dir))
+        s.stop(check=False)
+    return names
+
+
+atexit.register(_stop_forgotten_stacks)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_forgotten_stacks(request):
+    """A stack a test did not stop (e.g. it failed before its stop()) is stopped here; the stacks'
+    directories (logs, nginx prefix) are removed when every test passed."""
+    yield
+    _stop_forgotten_stacks()
+    if request.session.testsfailed == 0:
+        for path in Stack.dirs:
+            shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

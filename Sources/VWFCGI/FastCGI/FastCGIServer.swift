@@ -95,40 +95,28 @@ final class FastCGIServer: Sendable {
     }
 
     private func serve(_ request: UnsafeMutablePointer<FCGX_Request>) {
-        var http = FastCGIParams.request(from: Self.params(request.pointee.envp))
-        let response: HTTPResponse
+        var http = FastCGIParams.request(fromEnvironment: request.pointee.envp)
         if stopping.load(ordering: .acquiring) {
             // A request that arrived on a kept-alive connection while draining.
-            response = .error(503, "vwfcgi is shutting down", headers: [("Retry-After", "1")])
+            http.rejection = .error(503, "vwfcgi is shutting down", headers: [("Retry-After", "1")])
         } else if let length = http.contentLength, length < 0 {
-            response = .error(400, "invalid Content-Length")
+            http.rejection = .error(400, "invalid Content-Length")
         } else if let length = http.contentLength, length > maxBodyBytes {
             Self.discard(request.pointee.in)
-            response = .error(413, "request body of \(length) bytes is larger than the limit of \(maxBodyBytes) bytes")
+            http.rejection = .error(413, "request body of \(length) bytes is larger than the limit of \(maxBodyBytes) bytes")
         } else {
             http.body = Self.readBody(request.pointee.in, expected: http.contentLength ?? 0, limit: maxBodyBytes)
             if http.body.count > maxBodyBytes {
-                response = .error(413, "request body is larger than the limit of \(maxBodyBytes) bytes")
-            } else {
-                response = handler(http)
+                http.rejection = .error(413, "request body is larger than the limit of \(maxBodyBytes) bytes")
             }
         }
+        let response = handler(http)
         if response.status >= 500 {
             logger.warning("request failed", metadata: [
                 "status": "\(response.status)", "path": "\(http.path)", "request_id": "\(http.requestID ?? "-")",
             ])
         }
         write(response, to: request.pointee.out)
-    }
-
-    private static func params(_ envp: FCGX_ParamArray?) -> [Substring] {
-        var entries: [Substring] = []
-        guard var cursor = envp else { return entries }
-        while let entry = cursor.pointee {
-            entries.append(Substring(String(cString: entry)))
-            cursor += 1
-        }
-        return entries
     }
 
     /// Reads the body: `expected` bytes as announced, never more than `limit + 1`.
@@ -149,9 +137,11 @@ final class FastCGIServer: Sendable {
         return body
     }
 
+    /// Reads and drops the rest of the body, up to its end record.
     private static func discard(_ stream: UnsafeMutablePointer<FCGX_Stream>?) {
-        var scratch = [CChar](repeating: 0, count: 1 << 16)
-        while scratch.withUnsafeMutableBufferPointer({ FCGX_GetStr($0.baseAddress, Int32($0.count), stream) }) > 0 {}
+        withUnsafeTemporaryAllocation(of: CChar.self, capacity: 4096) { scratch in
+            while FCGX_GetStr(scratch.baseAddress, Int32(scratch.count), stream) > 0 {}
+        }
     }
 
     private func write(_ response: HTTPResponse, to stream: UnsafeMutablePointer<FCGX_Stream>?) {

@@ -7,6 +7,8 @@ struct HTTPRequest: Sendable {
     var contentLength: Int?
     var requestID: String?
     var body: [UInt8] = []
+    /// An answer decided while reading the request (bad Content-Length, body over the limit).
+    var rejection: HTTPResponse?
 }
 
 /// A complete reply; vwfcgi never streams.

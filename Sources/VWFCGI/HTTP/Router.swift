@@ -10,7 +10,7 @@ struct Router: Sendable {
     func handle(_ request: HTTPRequest) -> HTTPResponse {
         let start = ContinuousClock.now
         var outcome = RequestMetrics.Outcome(route: "other")
-        let response = dispatch(request, &outcome)
+        let response = request.rejection ?? dispatch(request, &outcome)
         if outcome.errorReason == nil && response.status >= 400 {
             outcome.errorReason = Self.reason(status: response.status)
         }

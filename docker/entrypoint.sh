@@ -1,0 +1,145 @@
+#!/usr/bin/env bash
+# Container entrypoint (under tini): runs nginx and/or vwfcgi in the foreground.
+#
+#   entrypoint.sh [all]     nginx + vwfcgi in one container (docker run)
+#   entrypoint.sh vwfcgi    vwfcgi only (Kubernetes container "vwfcgi")
+#   entrypoint.sh nginx     nginx only  (Kubernetes container "nginx")
+#   entrypoint.sh CMD...    runs CMD (e.g. bash, vw, vwfcgi --help)
+#
+# SIGTERM/SIGINT: nginx gets QUIT (finishes the requests it holds), then vwfcgi gets TERM
+# (drains, stops its vw processes, exits 0). When either process exits on its own, the other
+# is stopped and the container exits non-zero, so the orchestrator restarts it.
+#
+# Environment (defaults in brackets):
+#   MODEL_DIR [/models]          models served (a volume; hot reload on file drop)
+#   SOCKET [/run/vwfcgi/vwfcgi.sock]  FastCGI unix socket between nginx and vwfcgi
+#   PORT [8080], LISTEN_ADDR [0.0.0.0]  where nginx listens
+#   NGINX_CONF                   a ready nginx.conf (the Kubernetes ConfigMap); when unset, one is
+#                                rendered from nginx/nginx.conf.template into NGINX_PREFIX with
+#                                PORT, LISTEN_ADDR, SOCKET, MAX_BODY, WORKERS, KEEPALIVE
+#   NGINX_PREFIX [$TMPDIR/nginx or /tmp/nginx]  nginx's pid and temp dirs (must match NGINX_CONF)
+#   NGINX_USER                   see nginx/render.sh (default: none as non-root, root as root)
+#   SHARDS [1], VWFCGI_GRACE [10], VWFCGI_ARGS (extra `vwfcgi serve` arguments)
+#   STAGING_DIR                  vwfcgi --staging-dir (default: a fresh dir under $TMPDIR or /tmp)
+#   VWFCGI_BIN [vwfcgi on PATH], VWFCGI_VW_COMMAND [<app>/bin/vw]
+#   NGINX_STOP_TIMEOUT [15]      seconds nginx may take to finish its requests on stop
+set -euo pipefail
+
+APP=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
+
+say() { echo "entrypoint: $*" >&2; }
+die() { echo "entrypoint: ERROR: $*" >&2; exit 1; }
+
+MODEL_DIR=${MODEL_DIR:-/models}
+SOCKET=${SOCKET:-/run/vwfcgi/vwfcgi.sock}
+PORT=${PORT:-8080}
+LISTEN_ADDR=${LISTEN_ADDR:-0.0.0.0}
+NGINX_PREFIX=${NGINX_PREFIX:-${TMPDIR:-/tmp}/nginx}
+NGINX_CONF=${NGINX_CONF:-}
+SHARDS=${SHARDS:-1}
+VWFCGI_GRACE=${VWFCGI_GRACE:-10}
+VWFCGI_BIN=${VWFCGI_BIN:-$(command -v vwfcgi || echo "$APP/bin/vwfcgi")}
+NGINX_STOP_TIMEOUT=${NGINX_STOP_TIMEOUT:-15}
+export VWFCGI_VW_COMMAND=${VWFCGI_VW_COMMAND:-$APP/bin/vw}
+
+mode=${1:-all}
+case "$mode" in
+    all | vwfcgi | nginx) ;;
+    *) exec "$@" ;;
+esac
+[ $# -le 1 ] || die "'$mode' takes no arguments (use VWFCGI_ARGS for vwfcgi's)"
+[[ "$VWFCGI_GRACE" =~ ^[0-9]+([.][0-9]+)?$ ]] || die "VWFCGI_GRACE must be seconds, got '$VWFCGI_GRACE'"
+[[ "$NGINX_STOP_TIMEOUT" =~ ^[0-9]+$ ]] || die "NGINX_STOP_TIMEOUT must be whole seconds, got '$NGINX_STOP_TIMEOUT'"
+
+vwfcgi_pid=
+nginx_pid=
+alive() { [ -n "$1" ] && kill -0 "$1" 2> /dev/null; }
+
+# Waits up to $2 seconds for child $1 to exit, then kills it.
+reap() {
+    local pid=$1 seconds=$2 i
+    [ -n "$pid" ] || return 0
+    for ((i = 0; i < seconds * 10; i++)); do
+        alive "$pid" || break
+        sleep 0.1
+    done
+    if alive "$pid"; then
+        say "pid $pid did not stop within ${seconds}s: killing it"
+        kill -KILL "$pid" 2> /dev/null || true
+    fi
+    wait "$pid" 2> /dev/null || true
+}
+
+stop_all() {
+    trap '' INT TERM
+    if alive "$nginx_pid"; then
+        kill -QUIT "$nginx_pid" 2> /dev/null || true
+        reap "$nginx_pid" "$NGINX_STOP_TIMEOUT"
+    fi
+    if alive "$vwfcgi_pid"; then
+        kill -TERM "$vwfcgi_pid" 2> /dev/null || true
+        # vwfcgi exits within its grace period; a little more before the KILL.
+        reap "$vwfcgi_pid" $((${VWFCGI_GRACE%.*} + 5))
+    fi
+}
+
+start_vwfcgi() {
+    [ -x "$VWFCGI_BIN" ] || die "no vwfcgi binary at '$VWFCGI_BIN'"
+    [ -d "$MODEL_DIR" ] || die "MODEL_DIR $MODEL_DIR does not exist (mount the models volume)"
+    mkdir -p "$(dirname "$SOCKET")" || die "cannot create the socket directory of $SOCKET"
+    local args=(serve --models "$MODEL_DIR" --socket "$SOCKET" --shards "$SHARDS" --grace "$VWFCGI_GRACE")
+    [ -z "${STAGING_DIR:-}" ] || { mkdir -p "$STAGING_DIR" && args+=(--staging-dir "$STAGING_DIR"); }
+    # shellcheck disable=SC2206 # VWFCGI_ARGS is a list of words on purpose
+    args+=(${VWFCGI_ARGS:-})
+    say "starting vwfcgi ${args[*]}"
+    "$VWFCGI_BIN" "${args[@]}" &
+    vwfcgi_pid=$!
+}
+
+start_nginx() {
+    command -v nginx > /dev/null || die "nginx is not installed"
+    mkdir -p "$NGINX_PREFIX" || die "cannot create NGINX_PREFIX $NGINX_PREFIX"
+    local conf=$NGINX_CONF
+    if [ -z "$conf" ]; then
+        conf=$NGINX_PREFIX/nginx.conf
+        PREFIX=$NGINX_PREFIX SOCKET=$SOCKET PORT=$PORT LISTEN_ADDR=$LISTEN_ADDR \
+            ERROR_LOG=${ERROR_LOG:-stderr} ACCESS_LOG=${ACCESS_LOG:-/dev/stdout} \
+            "$APP/nginx/render.sh" > "$conf.new" || die "rendering the nginx config failed"
+        mv "$conf.new" "$conf"
+    fi
+    [ -r "$conf" ] || die "nginx config $conf is not readable"
+    nginx -e stderr -t -q -p "$NGINX_PREFIX" -c "$conf" || die "nginx rejects $conf"
+    say "starting nginx -c $conf"
+    nginx -e stderr -p "$NGINX_PREFIX" -c "$conf" -g 'daemon off;' &
+    nginx_pid=$!
+}
+
+# shellcheck disable=SC2317 # called by the trap
+on_signal() {
+    say "stopping ($mode)"
+    stop_all
+    say "stopped"
+    exit 0
+}
+trap on_signal INT TERM
+
+case "$mode" in
+    all) start_vwfcgi; start_nginx ;;
+    vwfcgi) start_vwfcgi ;;
+    nginx) start_nginx ;;
+esac
+
+# Returns when a child exits (a signal runs on_signal instead).
+status=0
+pids=()
+[ -z "$vwfcgi_pid" ] || pids+=("$vwfcgi_pid")
+[ -z "$nginx_pid" ] || pids+=("$nginx_pid")
+wait -n "${pids[@]}" || status=$?
+if [ -n "$vwfcgi_pid" ] && ! alive "$vwfcgi_pid"; then
+    say "vwfcgi exited (status $status)"
+else
+    say "nginx exited (status $status)"
+fi
+stop_all
+[ "$status" -ne 0 ] || status=1
+exit "$status"
