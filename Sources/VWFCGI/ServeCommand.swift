@@ -48,6 +48,9 @@ struct Serve: ParsableCommand {
     @Option(help: "Longest line of VW text in bytes (400 beyond).")
     var maxLineBytes: Int = 1 << 20
 
+    @Option(help: "Most features on one line of VW text (400 beyond).")
+    var maxFeatures: Int = 65_536
+
     @Option(help: "Deepest JSON nesting accepted (400 beyond).")
     var maxJsonDepth: Int = 32
 
@@ -76,7 +79,7 @@ struct Serve: ParsableCommand {
         if threads < 1 || threads > 1024 { throw ValidationError("--threads must be from 1 to 1024") }
         if rescanInterval <= 0 { throw ValidationError("--rescan-interval must be positive") }
         if timeout <= 0 { throw ValidationError("--timeout must be positive") }
-        if maxBodyBytes < 1 || maxBatch < 1 || maxLineBytes < 1 || maxJsonDepth < 1 || maxQueue < 1 {
+        if maxBodyBytes < 1 || maxBatch < 1 || maxLineBytes < 1 || maxFeatures < 1 || maxJsonDepth < 1 || maxQueue < 1 {
             throw ValidationError("limits must be positive")
         }
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level \(logLevel)") }
@@ -105,7 +108,7 @@ struct Serve: ParsableCommand {
         var settings = EngineSettings(modelDirectory: models, vwCommand: command, stagingDirectory: staging)
         settings.defaultShards = shards
         settings.maxBatch = maxBatch
-        settings.limits = ExampleLimits(maxLineBytes: maxLineBytes)
+        settings.limits = ExampleLimits(maxLineBytes: maxLineBytes, maxFeatures: maxFeatures)
         settings.requestTimeout = .milliseconds(Int64(timeout * 1000))
         settings.maxQueuedRequests = maxQueue
         settings.drainGrace = .milliseconds(Int64(grace * 1000))

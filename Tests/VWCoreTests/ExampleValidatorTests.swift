@@ -65,4 +65,12 @@ import VWCore
         #expect(tag == "t1")
         #expect(tag.startIndex >= line.startIndex && tag.endIndex <= line.endIndex)
     }
+
+    @Test func featureCountLimit() throws {
+        let validator = ExampleValidator(limits: ExampleLimits(maxFeatures: 3))
+        _ = try validator.validate(line: "1 tag|a x y |b z")
+        _ = try validator.validate(line: "|a x:1 y:2\t|b z |c")
+        #expect(throws: ExampleProblem.tooManyFeatures(limit: 3)) { try validator.validate(line: "|a w x y z") }
+        #expect(throws: ExampleProblem.tooManyFeatures(limit: 3)) { try validator.validate(line: "|a x |b y |c z |d q") }
+    }
 }

@@ -91,6 +91,9 @@ public final class ModelStore: Sendable {
 
     public var modelNames: [String] { entries.withLock { $0.keys.sorted() } }
 
+    /// Whether the directory holds a model of this name (serving or not).
+    public func contains(_ name: String) -> Bool { entries.withLock { $0[name] != nil } }
+
     public func status(of name: String) -> ModelStatus? {
         guard let entry = entries.withLock({ $0[name] }) else { return nil }
         return entry.state.withLock { s in

@@ -12,6 +12,7 @@ public enum ExampleProblem: Error, Equatable, Sendable {
     case blankLineInMultilineExample
     case saveTag
     case lineTooLong(limit: Int)
+    case tooManyFeatures(limit: Int)
     case notUTF8
     /// A label vw cannot parse without aborting.
     case invalidLabel(String)
@@ -29,6 +30,7 @@ public enum ExampleProblem: Error, Equatable, Sendable {
         case .blankLineInMultilineExample: "blank line inside a multiline example"
         case .saveTag: "tag starting with 'save' (VW's model-save command)"
         case .lineTooLong(let limit): "line longer than \(limit) bytes"
+        case .tooManyFeatures(let limit): "more than \(limit) features on one line"
         case .notUTF8: "example is not valid UTF-8"
         case .invalidLabel(let why): why
         case .invalidInstance(let why): why

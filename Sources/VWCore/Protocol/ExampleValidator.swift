@@ -2,9 +2,12 @@
 public struct ExampleLimits: Sendable {
     /// The longest accepted line, in bytes.
     public var maxLineBytes: Int
+    /// The most feature tokens accepted on one line.
+    public var maxFeatures: Int
 
-    public init(maxLineBytes: Int = 1 << 20) {
+    public init(maxLineBytes: Int = 1 << 20, maxFeatures: Int = 65_536) {
         self.maxLineBytes = maxLineBytes
+        self.maxFeatures = maxFeatures
     }
 }
 
@@ -43,19 +46,30 @@ public struct ExampleValidator: Sendable {
 
         var barIndex: Substring.UTF8View.Index? = nil
         var onlyBlanks = true
+        var inWord = false
+        var features = 0
         var index = bytes.startIndex
         while index != bytes.endIndex {
             let byte = bytes[index]
             if byte < 0x20 || byte == 0x7F {
                 if byte == 0x0A || byte == 0x0D { throw .newlineInSingleLineExample }
                 if byte != 0x09 { throw .controlCharacter(byte) }
+                inWord = false
             } else if byte != 0x20 {
                 onlyBlanks = false
                 if byte == UInt8(ascii: "|"), barIndex == nil { barIndex = index }
+                if !inWord {
+                    inWord = true
+                    // Words after the first `|` are features, except namespace markers.
+                    if barIndex != nil && byte != UInt8(ascii: "|") { features += 1 }
+                }
+            } else {
+                inWord = false
             }
             bytes.formIndex(after: &index)
         }
         if onlyBlanks { throw .whitespaceOnly }
+        if features > limits.maxFeatures { throw .tooManyFeatures(limit: limits.maxFeatures) }
         guard let bar = barIndex else { throw .missingBar }
         let label = line[line.startIndex..<bar]
         let tag = try Self.tag(inLabel: label)

@@ -9,8 +9,14 @@ struct Router: Sendable {
     /// Answers one request and records it in the metrics.
     func handle(_ request: HTTPRequest) -> HTTPResponse {
         let start = ContinuousClock.now
-        var outcome = RequestMetrics.Outcome(route: "other")
-        let response = request.rejection ?? dispatch(request, &outcome)
+        var outcome = RequestMetrics.Outcome(route: Self.route(of: request.path))
+        let response: HTTPResponse
+        if let rejection = request.rejection {
+            response = rejection
+            outcome.errorReason = rejection.status == 503 ? "shutting_down" : nil
+        } else {
+            response = dispatch(request, &outcome)
+        }
         if outcome.errorReason == nil && response.status >= 400 {
             outcome.errorReason = Self.reason(status: response.status)
         }
@@ -44,15 +50,31 @@ struct Router: Sendable {
         if rest.hasSuffix(":predict") {
             let name = String(rest.dropLast(":predict".count))
             outcome.route = "predict"
+            if store.contains(name) { outcome.model = name }
             return only(["POST"], request) { predict(model: name, request, &outcome) }
         }
         guard !rest.contains("/"), !rest.contains(":") else { return .error(404, "no route for \(path)") }
         let name = String(rest)
         outcome.route = "model"
         return only(["GET", "HEAD"], request) {
-            guard let status = store.status(of: name) else { return .error(404, PredictError.modelNotFound(name).message) }
+            guard let status = store.status(of: name) else {
+                outcome.errorReason = PredictError.modelNotFound(name).metricReason
+                return .error(404, PredictError.modelNotFound(name).message)
+            }
             outcome.model = name
             return .json(StatusDocument.model(status))
+        }
+    }
+
+    /// The `route` label of a path.
+    static func route(of path: String) -> String {
+        switch path {
+        case "/healthz": "healthz"
+        case "/readyz": "readyz"
+        case "/metrics": "metrics"
+        case "/v1/models", "/v1/models/": "models"
+        default:
+            if !path.hasPrefix("/v1/models/") { "other" } else if path.hasSuffix(":predict") { "predict" } else { "model" }
         }
     }
 
