@@ -2,7 +2,7 @@
 import Glibc
 #endif
 import Dispatch
-public import Logging
+import Logging
 import Synchronization
 
 /// A point-in-time view of one shard, for status pages.

@@ -2,7 +2,7 @@
 import Glibc
 #endif
 import Dispatch
-public import Logging
+import Logging
 import CoreMetrics
 import Synchronization
 
