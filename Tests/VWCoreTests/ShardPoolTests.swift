@@ -68,6 +68,9 @@ struct ShardPoolTests {
         let answer = try pool.predict(batch([]), timeout: .seconds(1))
         #expect(answer.answers.isEmpty)
         #expect(answer.raw.isEmpty)
+        // An empty request must not take the next request's answer.
+        let next = try pool.predict(batch(["|a next"]), timeout: .seconds(2))
+        #expect(String(decoding: next.raw, as: UTF8.self) == "|a next\n")
     }
 
     @Test func probeFailsWhenTheCommandExitsAtOnce() {

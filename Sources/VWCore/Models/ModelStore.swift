@@ -76,23 +76,86 @@ public final class ModelStore: Sendable {
 
     // MARK: Serving
 
-    /// Runs `body` with the model's serving version, which stays alive until `body` returns.
-    public func withServingVersion<R>(of name: String, _ body: (ModelVersion) throws(PredictError) -> R) throws(PredictError) -> R {
-        guard let entry = entries.withLock({ $0[name] }) else { throw .modelNotFound(name) }
-        let version: ModelVersion? = entry.state.withLock { s in
-            guard let current = s.current else { return nil }
-            current.inflight.wrappingAdd(1, ordering: .acquiring)
-            return current
+    /// What serves, as one immutable value: request threads read it without taking a lock.
+    public final class ServingTable: Sendable {
+        let generation: Int
+        let versions: [String: ModelVersion]
+        let names: Set<String>
+
+        init(generation: Int, versions: [String: ModelVersion], names: Set<String>) {
+            self.generation = generation
+            self.versions = versions
+            self.names = names
         }
-        guard let version else { throw .modelNotReady(name) }
-        defer { version.inflight.wrappingSubtract(1, ordering: .releasing) }
-        return try body(version)
+    }
+
+    /// A request thread's copy of the serving table, refreshed when the store publishes a new one.
+    public struct ReaderCache: Sendable {
+        var table: ServingTable?
+
+        public init() {}
+    }
+
+    private let table = Mutex(ServingTable(generation: 0, versions: [:], names: []))
+    private let generation = Atomic<Int>(0)
+
+    /// Publishes the current versions; must happen before a replaced version is retired.
+    private func publishTable() {
+        let all = entries.withLock { $0 }
+        var versions: [String: ModelVersion] = [:]
+        for (name, entry) in all {
+            if let current = entry.state.withLock({ $0.current }) { versions[name] = current }
+        }
+        table.withLock { table in
+            table = ServingTable(generation: table.generation + 1, versions: versions, names: Set(all.keys))
+            generation.store(table.generation, ordering: .sequentiallyConsistent)
+        }
+    }
+
+    private func currentTable(_ cache: inout ReaderCache) -> ServingTable {
+        let published = generation.load(ordering: .sequentiallyConsistent)
+        if let table = cache.table, table.generation == published { return table }
+        let fresh = table.withLock { $0 }
+        cache.table = fresh
+        return fresh
+    }
+
+    /// Whether the directory holds a model of this name (serving or not).
+    public func contains(_ name: String, cache: inout ReaderCache) -> Bool {
+        currentTable(&cache).names.contains(name)
+    }
+
+    /// Runs `body` with the model's serving version, which stays alive until `body` returns.
+    ///
+    /// Lock-free on the request path: the version is taken from the thread's cached table, its
+    /// in-flight count raised, then the table's generation checked again. A version retired
+    /// meanwhile is published as a new generation first, so the check sends the request to
+    /// the new version, and the old one is stopped only once its in-flight count is zero.
+    public func withServingVersion<R>(
+        of name: String, cache: inout ReaderCache, _ body: (ModelVersion) throws(PredictError) -> R
+    ) throws(PredictError) -> R {
+        while true {
+            let table = currentTable(&cache)
+            guard let version = table.versions[name] else {
+                throw table.names.contains(name) ? .modelNotReady(name) : .modelNotFound(name)
+            }
+            version.inflight.wrappingAdd(1, ordering: .sequentiallyConsistent)
+            if generation.load(ordering: .sequentiallyConsistent) != table.generation {
+                version.inflight.wrappingSubtract(1, ordering: .sequentiallyConsistent)
+                continue
+            }
+            defer { version.inflight.wrappingSubtract(1, ordering: .sequentiallyConsistent) }
+            return try body(version)
+        }
+    }
+
+    /// Runs `body` with the model's serving version (a convenience for callers without a cache).
+    public func withServingVersion<R>(of name: String, _ body: (ModelVersion) throws(PredictError) -> R) throws(PredictError) -> R {
+        var cache = ReaderCache()
+        return try withServingVersion(of: name, cache: &cache, body)
     }
 
     public var modelNames: [String] { entries.withLock { $0.keys.sorted() } }
-
-    /// Whether the directory holds a model of this name (serving or not).
-    public func contains(_ name: String) -> Bool { entries.withLock { $0[name] != nil } }
 
     public func status(of name: String) -> ModelStatus? {
         guard let entry = entries.withLock({ $0[name] }) else { return nil }
@@ -162,6 +225,7 @@ public final class ModelStore: Sendable {
             let removed = entries.withLock { all in
                 all.keys.filter { found[$0]?.model == nil }.compactMap { all.removeValue(forKey: $0) }
             }
+            publishTable()
             for entry in removed { unload(entry) }
             return unsettled
         }
@@ -211,6 +275,7 @@ public final class ModelStore: Sendable {
         }
         logger.info("model serving", metadata: ["model": "\(name)", "version": "\(loaded.version)", "shards": "\(loaded.pool.shards.count)"])
         EngineMetrics.modelLoaded(name, ok: true)
+        publishTable()
         if let previous { retire(previous) }
     }
 
@@ -308,6 +373,7 @@ public final class ModelStore: Sendable {
             return Array(all.values)
         }
         let versions = all.compactMap { entry in entry.state.withLock { s in defer { s.current = nil }; return s.current } }
+        publishTable()
         let deadline = ContinuousClock.now + settings.drainGrace
         for version in versions {
             while version.inflight.load(ordering: .acquiring) > 0 && ContinuousClock.now < deadline { usleep(5_000) }

@@ -24,10 +24,24 @@ public final class Shard: Sendable {
         case starting, ready, restarting, stopping, stopped
     }
 
+    /// Lock-free copies of what dispatch reads for every request.
+    final class Gauges: Sendable {
+        let ready = Atomic<Bool>(false)
+        let load = Atomic<Int>(0)
+    }
+
     struct State {
-        var phase: Phase = .starting
+        let gauges: Gauges
+        var phase: Phase = .starting {
+            didSet { gauges.ready.store(phase == .ready, ordering: .relaxed) }
+        }
         var process: VWProcess?
-        var queue = RequestQueue()
+        var queue = RequestQueue() {
+            didSet { gauges.load.store(queue.count, ordering: .relaxed) }
+        }
+        /// Payloads queued but not yet written to vw; one request thread at a time writes them.
+        var outbox: [UInt8] = []
+        var writerActive = false
         var restarts = 0
         /// Crashes in a row, each within `stableRun` of its start: the restart delay doubles with each.
         var crashStreak = 0
@@ -39,13 +53,17 @@ public final class Shard: Sendable {
     let modelName: String
     let arguments: [String]
     let logger: Logger
-    private let state = Mutex(State())
+    private let gauges: Gauges
+    private let state: Mutex<State>
     /// Held for the whole write of one request so requests never interleave on the pipe.
     private let writeLock = Mutex(())
 
     init(index: Int, modelName: String, arguments: [String], logger: Logger) {
         self.index = index
         self.modelName = modelName
+        let gauges = Gauges()
+        self.gauges = gauges
+        self.state = Mutex(State(gauges: gauges))
         self.arguments = arguments
         var logger = logger
         logger[metadataKey: "shard"] = "\(index)"
@@ -60,8 +78,8 @@ public final class Shard: Sendable {
         }
     }
 
-    var isReady: Bool { state.withLock { $0.phase == .ready } }
-    var load: Int { state.withLock { $0.queue.count } }
+    var isReady: Bool { gauges.ready.load(ordering: .relaxed) }
+    var load: Int { gauges.load.load(ordering: .relaxed) }
 
     /// The last bytes vw wrote to stderr, to explain a failed load.
     var stderrTail: String { state.withLock { String(decoding: $0.stderrTail, as: UTF8.self) } }
@@ -129,25 +147,52 @@ public final class Shard: Sendable {
     /// Queues `batch` and writes it to vw; the answer arrives through the returned request.
     func submit(_ batch: PreparedBatch, answersEndWithBlankLine: Bool) throws(ShardFailure) -> PendingPrediction {
         let request = PendingPrediction(expected: batch.count, multiline: answersEndWithBlankLine, capacity: batch.count * 12)
-        let written: Bool = writeLock.withLock { _ in
-            let process: VWProcess? = state.withLock { s in
-                guard s.phase == .ready, let process = s.process else { return nil }
-                s.queue.append(request)
-                return process
-            }
-            guard let process else { return false }
-            let ok = batch.payload.withUnsafeBytes { process.writeAll($0) }
-            if !ok {
-                // A broken or half-written pipe: the stream can no longer be trusted.
-                process.signal(SIGKILL)
-            }
+        if batch.count == 0 {
+            // vw prints nothing for nothing: never queue a request no answer would complete.
+            request.finishSuccessfully()
+            return request
+        }
+        let mustWrite: Bool = try state.withLock { s throws(ShardFailure) in
+            guard s.phase == .ready, s.process != nil else { throw .notReady }
+            s.queue.append(request)
+            s.outbox.append(contentsOf: batch.payload)
+            if s.writerActive { return false }
+            s.writerActive = true
             return true
         }
-        guard written else { throw .notReady }
-        if batch.count == 0 {
-            request.finishSuccessfully()
-        }
+        if mustWrite { writeOutbox() }
         return request
+    }
+
+    /// Writes queued payloads until none is left, coalescing what arrives meanwhile into one write.
+    ///
+    /// The queue order and the byte order on the pipe are the same because both are appended
+    /// under one lock and only one thread writes at a time. The process is looked up under
+    /// `writeLock`, which `processExited` and `stop` also hold to close vw's input, so a write
+    /// never reaches a closed (and possibly reused) descriptor.
+    private func writeOutbox() {
+        var chunk: [UInt8] = []
+        while true {
+            let finished: Bool = writeLock.withLock { _ in
+                let process: VWProcess? = state.withLock { s in
+                    guard !s.outbox.isEmpty, s.phase == .ready, let process = s.process else {
+                        s.outbox.removeAll(keepingCapacity: true)
+                        s.writerActive = false
+                        return nil
+                    }
+                    swap(&chunk, &s.outbox)
+                    return process
+                }
+                guard let process else { return true }
+                if !chunk.withUnsafeBytes({ process.writeAll($0) }) {
+                    // A broken or half-written pipe: the stream can no longer be trusted.
+                    process.signal(SIGKILL)
+                }
+                chunk.removeAll(keepingCapacity: true)
+                return false
+            }
+            if finished { return }
+        }
     }
 
     // MARK: Reader
@@ -210,6 +255,7 @@ public final class Shard: Sendable {
     private func processExited(_ process: VWProcess) -> VWProcess? {
         let (held, stopping) = state.withLock { s in
             let held = s.queue.removeAll()
+            s.outbox.removeAll()
             let stopping = s.phase == .stopping
             if !stopping { s.phase = .restarting }
             s.process = nil

@@ -16,7 +16,8 @@ struct FastCGISocketError: Error, CustomStringConvertible {
 /// With `fastcgi_keep_conn on` a thread stays with its nginx connection between requests, so
 /// nginx's idle keepalive connections (workers × keepalive) must stay below T.
 final class FastCGIServer: Sendable {
-    typealias Handler = @Sendable (HTTPRequest) -> HTTPResponse
+    /// Answers one request; the cache is the calling thread's own.
+    typealias Handler = @Sendable (HTTPRequest, inout ModelStore.ReaderCache) -> HTTPResponse
 
     let socketFD: Int32
     let threads: Int
@@ -81,6 +82,7 @@ final class FastCGIServer: Sendable {
         let request = UnsafeMutablePointer<FCGX_Request>.allocate(capacity: 1)
         defer { request.deallocate() }
         FCGX_InitRequest(request, socketFD, 0)
+        var cache = ModelStore.ReaderCache()
         while !stopping.load(ordering: .acquiring) {
             if FCGX_Accept_r(request) < 0 {
                 if stopping.load(ordering: .acquiring) { break }
@@ -88,13 +90,13 @@ final class FastCGIServer: Sendable {
                 continue
             }
             inflight.wrappingAdd(1, ordering: .acquiring)
-            serve(request)
+            serve(request, cache: &cache)
             FCGX_Finish_r(request)
             inflight.wrappingSubtract(1, ordering: .releasing)
         }
     }
 
-    private func serve(_ request: UnsafeMutablePointer<FCGX_Request>) {
+    private func serve(_ request: UnsafeMutablePointer<FCGX_Request>, cache: inout ModelStore.ReaderCache) {
         var http = FastCGIParams.request(fromEnvironment: request.pointee.envp)
         if stopping.load(ordering: .acquiring) {
             // A request that arrived on a kept-alive connection while draining.
@@ -110,7 +112,7 @@ final class FastCGIServer: Sendable {
                 http.rejection = .error(413, "request body is larger than the limit of \(maxBodyBytes) bytes")
             }
         }
-        let response = handler(http)
+        let response = handler(http, &cache)
         if response.status >= 500 {
             logger.warning("request failed", metadata: [
                 "status": "\(response.status)", "path": "\(http.path)", "request_id": "\(http.requestID ?? "-")",

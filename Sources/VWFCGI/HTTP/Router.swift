@@ -7,7 +7,7 @@ struct Router: Sendable {
     let metrics: RequestMetrics
 
     /// Answers one request and records it in the metrics.
-    func handle(_ request: HTTPRequest) -> HTTPResponse {
+    func handle(_ request: HTTPRequest, cache: inout ModelStore.ReaderCache) -> HTTPResponse {
         let start = ContinuousClock.now
         var outcome = RequestMetrics.Outcome(route: Self.route(of: request.path))
         let response: HTTPResponse
@@ -15,7 +15,7 @@ struct Router: Sendable {
             response = rejection
             outcome.errorReason = rejection.status == 503 ? "shutting_down" : nil
         } else {
-            response = dispatch(request, &outcome)
+            response = dispatch(request, &outcome, &cache)
         }
         if outcome.errorReason == nil && response.status >= 400 {
             outcome.errorReason = Self.reason(status: response.status)
@@ -24,7 +24,9 @@ struct Router: Sendable {
         return response
     }
 
-    private func dispatch(_ request: HTTPRequest, _ outcome: inout RequestMetrics.Outcome) -> HTTPResponse {
+    private func dispatch(
+        _ request: HTTPRequest, _ outcome: inout RequestMetrics.Outcome, _ cache: inout ModelStore.ReaderCache
+    ) -> HTTPResponse {
         let path = request.path
         switch path {
         case "/healthz":
@@ -50,8 +52,8 @@ struct Router: Sendable {
         if rest.hasSuffix(":predict") {
             let name = String(rest.dropLast(":predict".count))
             outcome.route = "predict"
-            if store.contains(name) { outcome.model = name }
-            return only(["POST"], request) { predict(model: name, request, &outcome) }
+            if store.contains(name, cache: &cache) { outcome.model = name }
+            return only(["POST"], request) { predict(model: name, request, &outcome, &cache) }
         }
         guard !rest.contains("/"), !rest.contains(":") else { return .error(404, "no route for \(path)") }
         let name = String(rest)
@@ -126,7 +128,9 @@ struct Router: Sendable {
 
     // MARK: Predict
 
-    private func predict(model name: String, _ request: HTTPRequest, _ outcome: inout RequestMetrics.Outcome) -> HTTPResponse {
+    private func predict(
+        model name: String, _ request: HTTPRequest, _ outcome: inout RequestMetrics.Outcome, _ cache: inout ModelStore.ReaderCache
+    ) -> HTTPResponse {
         let format: BodyFormat
         switch BodyFormat.of(contentType: request.contentType) {
         case .success(let f): format = f
@@ -135,7 +139,7 @@ struct Router: Sendable {
             return .error(415, unsupported.message)
         }
         do throws(PredictError) {
-            return try store.withServingVersion(of: name) { version throws(PredictError) in
+            return try store.withServingVersion(of: name, cache: &cache) { version throws(PredictError) in
                 outcome.model = name
                 let batch = try prepare(request.body, format: format, for: version)
                 let answer = try version.pool.predict(batch, timeout: store.settings.requestTimeout)
