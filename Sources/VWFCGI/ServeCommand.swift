@@ -124,8 +124,8 @@ struct Serve: ParsableCommand {
 
         let socketFD = try FastCGIServer.openSocket(unixPath: socket, listen: listen)
         let router = Router(store: store, maxDepth: maxJsonDepth, metrics: metrics)
-        let server = FastCGIServer(socketFD: socketFD, threads: threads, maxBodyBytes: maxBodyBytes, logger: logger) { request, cache in
-            router.handle(request, cache: &cache)
+        let server = FastCGIServer(socketFD: socketFD, threads: threads, maxBodyBytes: maxBodyBytes, logger: logger) { request, context in
+            router.handle(request, context: &context)
         }
         server.start()
         logger.info("vwfcgi serving", metadata: ["socket": "\(socket ?? listen ?? "")", "threads": "\(threads)", "vw": "\(command.joined(separator: " "))"])

@@ -17,7 +17,7 @@ struct FastCGISocketError: Error, CustomStringConvertible {
 /// nginx's idle keepalive connections (workers × keepalive) must stay below T.
 final class FastCGIServer: Sendable {
     /// Answers one request; the cache is the calling thread's own.
-    typealias Handler = @Sendable (HTTPRequest, inout ModelStore.ReaderCache) -> HTTPResponse
+    typealias Handler = @Sendable (HTTPRequest, inout Router.ThreadContext) -> HTTPResponse
 
     let socketFD: Int32
     let threads: Int
@@ -82,7 +82,7 @@ final class FastCGIServer: Sendable {
         let request = UnsafeMutablePointer<FCGX_Request>.allocate(capacity: 1)
         defer { request.deallocate() }
         FCGX_InitRequest(request, socketFD, 0)
-        var cache = ModelStore.ReaderCache()
+        var context = Router.ThreadContext()
         while !stopping.load(ordering: .acquiring) {
             if FCGX_Accept_r(request) < 0 {
                 if stopping.load(ordering: .acquiring) { break }
@@ -90,13 +90,13 @@ final class FastCGIServer: Sendable {
                 continue
             }
             inflight.wrappingAdd(1, ordering: .acquiring)
-            serve(request, cache: &cache)
+            serve(request, context: &context)
             FCGX_Finish_r(request)
             inflight.wrappingSubtract(1, ordering: .releasing)
         }
     }
 
-    private func serve(_ request: UnsafeMutablePointer<FCGX_Request>, cache: inout ModelStore.ReaderCache) {
+    private func serve(_ request: UnsafeMutablePointer<FCGX_Request>, context: inout Router.ThreadContext) {
         var http = FastCGIParams.request(fromEnvironment: request.pointee.envp)
         if stopping.load(ordering: .acquiring) {
             // A request that arrived on a kept-alive connection while draining.
@@ -112,7 +112,7 @@ final class FastCGIServer: Sendable {
                 http.rejection = .error(413, "request body is larger than the limit of \(maxBodyBytes) bytes")
             }
         }
-        let response = handler(http, &cache)
+        let response = handler(http, &context)
         if response.status >= 500 {
             logger.warning("request failed", metadata: [
                 "status": "\(response.status)", "path": "\(http.path)", "request_id": "\(http.requestID ?? "-")",

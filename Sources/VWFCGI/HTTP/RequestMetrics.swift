@@ -14,13 +14,20 @@ final class RequestMetrics: Sendable {
         var errorReason: String?
     }
 
-    private struct RequestKey: Hashable {
+    /// A request thread's own handles: the shared caches are consulted once per label set and thread.
+    struct HandleCache {
+        fileprivate var requests: [RequestKey: Metrics.Counter] = [:]
+        fileprivate var perModel: [String: ModelHandles] = [:]
+        fileprivate var errors: [String: Metrics.Counter] = [:]
+    }
+
+    fileprivate struct RequestKey: Hashable {
         let model: String
         let route: String
         let code: Int
     }
 
-    private struct ModelHandles {
+    fileprivate struct ModelHandles {
         let duration: Metrics.Timer
         let examples: Metrics.Counter
     }
@@ -53,36 +60,39 @@ final class RequestMetrics: Sendable {
         return RequestMetrics(registry: registry)
     }
 
-    func record(_ outcome: Outcome, status: Int, duration: Duration) {
+    func record(_ outcome: Outcome, status: Int, duration: Duration, cache: inout HandleCache) {
         let key = RequestKey(model: outcome.model, route: outcome.route, code: status)
-        let counter = requests.withLock { cache in
-            if let counter = cache[key] { return counter }
+        let counter = cache.requests[key] ?? requests.withLock { shared in
+            if let counter = shared[key] { return counter }
             let counter = Counter(label: "vwfcgi_requests_total", dimensions: [
                 ("model", key.model), ("route", key.route), ("code", String(key.code)),
             ])
-            cache[key] = counter
+            shared[key] = counter
             return counter
         }
+        cache.requests[key] = counter
         counter.increment()
-        let handles = perModel.withLock { cache in
-            if let handles = cache[outcome.model] { return handles }
+        let handles = cache.perModel[outcome.model] ?? perModel.withLock { shared in
+            if let handles = shared[outcome.model] { return handles }
             let handles = ModelHandles(
                 duration: Metrics.Timer(label: "vwfcgi_request_duration_seconds", dimensions: [("model", outcome.model)]),
                 examples: Counter(label: "vwfcgi_examples_total", dimensions: [("model", outcome.model)])
             )
-            cache[outcome.model] = handles
+            shared[outcome.model] = handles
             return handles
         }
+        cache.perModel[outcome.model] = handles
         handles.duration.recordNanoseconds(Int64(duration.components.seconds) * 1_000_000_000 + duration.components.attoseconds / 1_000_000_000)
         if outcome.examples > 0 { handles.examples.increment(by: outcome.examples) }
         if let reason = outcome.errorReason {
             let errorKey = outcome.model + "\u{0}" + reason
-            let counter = errors.withLock { cache in
-                if let counter = cache[errorKey] { return counter }
+            let counter = cache.errors[errorKey] ?? errors.withLock { shared in
+                if let counter = shared[errorKey] { return counter }
                 let counter = Counter(label: "vwfcgi_errors_total", dimensions: [("model", outcome.model), ("reason", reason)])
-                cache[errorKey] = counter
+                shared[errorKey] = counter
                 return counter
             }
+            cache.errors[errorKey] = counter
             counter.increment()
         }
     }

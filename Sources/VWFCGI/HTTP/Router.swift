@@ -7,7 +7,13 @@ struct Router: Sendable {
     let metrics: RequestMetrics
 
     /// Answers one request and records it in the metrics.
-    func handle(_ request: HTTPRequest, cache: inout ModelStore.ReaderCache) -> HTTPResponse {
+    /// What a request thread keeps between requests: its copies of the serving table and metric handles.
+    struct ThreadContext {
+        var models = ModelStore.ReaderCache()
+        var metrics = RequestMetrics.HandleCache()
+    }
+
+    func handle(_ request: HTTPRequest, context: inout ThreadContext) -> HTTPResponse {
         let start = ContinuousClock.now
         var outcome = RequestMetrics.Outcome(route: Self.route(of: request.path))
         let response: HTTPResponse
@@ -15,12 +21,12 @@ struct Router: Sendable {
             response = rejection
             outcome.errorReason = rejection.status == 503 ? "shutting_down" : nil
         } else {
-            response = dispatch(request, &outcome, &cache)
+            response = dispatch(request, &outcome, &context.models)
         }
         if outcome.errorReason == nil && response.status >= 400 {
             outcome.errorReason = Self.reason(status: response.status)
         }
-        metrics.record(outcome, status: response.status, duration: ContinuousClock.now - start)
+        metrics.record(outcome, status: response.status, duration: ContinuousClock.now - start, cache: &context.metrics)
         return response
     }
 
