@@ -44,10 +44,10 @@ public struct ExampleBatchBuilder: Sendable {
             // reductions (e.g. --oaa) stop vw silently: send the tag and features only.
             if !shape.tag.isEmpty {
                 payload.append(UInt8(ascii: "'"))
-                payload.append(contentsOf: shape.tag.utf8)
+                append(shape.tag)
                 payload.append(0x20)
             }
-            payload.append(contentsOf: shape.features.utf8)
+            append(shape.features)
             payload.append(0x0A)
             tags.append(shape.tag.isEmpty ? "" : String(shape.tag))
             return
@@ -68,11 +68,17 @@ public struct ExampleBatchBuilder: Sendable {
             if position == 0 { firstTag = shape.tag }
         }
         for line in lines {
-            payload.append(contentsOf: line.utf8)
+            append(line)
             payload.append(0x0A)
         }
         payload.append(0x0A)
         tags.append(firstTag.isEmpty ? "" : String(firstTag))
+    }
+
+    /// Appends a line's bytes with one copy.
+    private mutating func append(_ text: Substring) {
+        let copied: Void? = text.utf8.withContiguousStorageIfAvailable { payload.append(contentsOf: $0) }
+        if copied == nil { payload.append(contentsOf: text.utf8) }
     }
 
     /// Rejects label sections that abort vw's ADF label parsers (e.g. two costs on one action line).

@@ -44,38 +44,55 @@ public struct ExampleValidator: Sendable {
         if length > limits.maxLineBytes { throw .lineTooLong(limit: limits.maxLineBytes) }
         if length == 0 { throw .empty }
 
-        var barIndex: Substring.UTF8View.Index? = nil
-        var onlyBlanks = true
-        var inWord = false
-        var features = 0
-        var index = bytes.startIndex
-        while index != bytes.endIndex {
-            let byte = bytes[index]
-            if byte < 0x20 || byte == 0x7F {
-                if byte == 0x0A || byte == 0x0D { throw .newlineInSingleLineExample }
-                if byte != 0x09 { throw .controlCharacter(byte) }
-                inWord = false
-            } else if byte != 0x20 {
-                onlyBlanks = false
-                if byte == UInt8(ascii: "|"), barIndex == nil { barIndex = index }
-                if !inWord {
-                    inWord = true
-                    // Words after the first `|` are features, except namespace markers.
-                    if barIndex != nil && byte != UInt8(ascii: "|") { features += 1 }
-                }
-            } else {
-                inWord = false
-            }
-            bytes.formIndex(after: &index)
+        let scan = bytes.withContiguousStorageIfAvailable { Self.scan($0) } ?? Array(bytes).withUnsafeBufferPointer { Self.scan($0) }
+        if let problem = scan.problem { throw problem }
+        if scan.onlyBlanks { throw .whitespaceOnly }
+        if scan.features > limits.maxFeatures { throw .tooManyFeatures(limit: limits.maxFeatures) }
+        guard let barOffset = scan.barOffset else { throw .missingBar }
+        let bar = bytes.index(bytes.startIndex, offsetBy: barOffset)
+        if scan.labelIsBlank {
+            // The common case: no label, no tag.
+            return LineShape(tag: line[bar..<bar], labelWords: [], features: line[bar...])
         }
-        if onlyBlanks { throw .whitespaceOnly }
-        if features > limits.maxFeatures { throw .tooManyFeatures(limit: limits.maxFeatures) }
-        guard let bar = barIndex else { throw .missingBar }
         let label = line[line.startIndex..<bar]
         let tag = try Self.tag(inLabel: label)
         var words = label.split(whereSeparator: { $0 == " " || $0 == "\t" })
         if !tag.isEmpty, let last = words.last, last.hasSuffix(tag), last.count <= tag.count + 1 { words.removeLast() }
         return LineShape(tag: tag, labelWords: words, features: line[bar...])
+    }
+
+    private struct Scan {
+        var problem: ExampleProblem?
+        var barOffset: Int?
+        var onlyBlanks = true
+        var labelIsBlank = true
+        var features = 0
+    }
+
+    /// One pass over a line's bytes: control characters, the first `|`, and the feature count.
+    private static func scan(_ bytes: UnsafeBufferPointer<UInt8>) -> Scan {
+        var result = Scan()
+        var inWord = false
+        for offset in 0..<bytes.count {
+            let byte = bytes[offset]
+            if byte < 0x20 || byte == 0x7F {
+                if byte == 0x0A || byte == 0x0D { result.problem = .newlineInSingleLineExample; return result }
+                if byte != 0x09 { result.problem = .controlCharacter(byte); return result }
+                inWord = false
+            } else if byte != 0x20 {
+                result.onlyBlanks = false
+                if byte == UInt8(ascii: "|"), result.barOffset == nil { result.barOffset = offset }
+                if result.barOffset == nil { result.labelIsBlank = false }
+                if !inWord {
+                    inWord = true
+                    // Words after the first `|` are features, except namespace markers.
+                    if result.barOffset != nil && byte != UInt8(ascii: "|") { result.features += 1 }
+                }
+            } else {
+                inWord = false
+            }
+        }
+        return result
     }
 
     /// Applies VW's tag rule (parse_example.cc) to the label section, rejecting any word that VW could read as a `save` command.
