@@ -254,6 +254,9 @@ enum BodyFormat: Equatable {
                 }
             }
             return .success(.text)
+        case "application/x-www-form-urlencoded":
+            return .failure(Unsupported(message: "unsupported Content-Type \(contentType) (curl -d sends it by default): "
+                + "add -H 'Content-Type: application/json' or text/plain"))
         default:
             return .failure(Unsupported(message: "unsupported Content-Type \(contentType): use application/json or text/plain"))
         }
