@@ -115,7 +115,7 @@ def test_kill_9_of_a_vw_loses_no_request(pool):
     stack, want = pool
     recoveries = []
     with Load(stack, want) as load:
-        for _ in range(5):
+        for _ in range(10):
             time.sleep(0.3)
             before = shard_pids(stack)
             victim = before[0]
@@ -131,7 +131,7 @@ def test_kill_9_of_a_vw_loses_no_request(pool):
     assert not load.failures, f"{len(load.failures)} failed requests, first: {load.failures[:3]}"
     assert load.ok > 0
     status = stack.get("/v1/models/m").json()
-    assert status["shards"][0]["restarts"] == 5
+    assert status["shards"][0]["restarts"] == 10
     print(f"\nkill -9 -> replacement ready: median {statistics.median(recoveries) * 1000:.0f} ms, "
           f"max {max(recoveries) * 1000:.0f} ms over {len(recoveries)}; {load.ok} good replies")
 

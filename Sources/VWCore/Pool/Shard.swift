@@ -46,6 +46,8 @@ public final class Shard: Sendable {
         /// Crashes in a row, each within `stableRun` of its start: the restart delay doubles with each.
         var crashStreak = 0
         var startedAt = ContinuousClock.now
+        /// Whether the current process has answered a request: then its exit is not a crash loop.
+        var answered = false
         var stderrTail: [UInt8] = []
     }
 
@@ -242,7 +244,10 @@ public final class Shard: Sendable {
                 }
                 head.lineStart = head.raw.count
                 if head.isComplete {
-                    state.withLock { _ = $0.queue.removeFirst() }
+                    state.withLock { s in
+                        _ = s.queue.removeFirst()
+                        s.answered = true
+                    }
                     head.finishSuccessfully()
                     break
                 }
@@ -274,7 +279,8 @@ public final class Shard: Sendable {
             return nil
         }
         let streak = state.withLock { s in
-            s.crashStreak = ContinuousClock.now - s.startedAt < Self.stableRun ? s.crashStreak + 1 : 0
+            let stable = s.answered || ContinuousClock.now - s.startedAt >= Self.stableRun
+            s.crashStreak = stable ? 0 : s.crashStreak + 1
             return s.crashStreak
         }
         var delay = Self.restartDelay(afterCrashes: streak)
@@ -293,6 +299,7 @@ public final class Shard: Sendable {
                 let stoppedMeanwhile = state.withLock { s in
                     s.process = replacement
                     s.startedAt = .now
+                    s.answered = false
                     s.restarts += 1
                     if s.phase == .stopping { return true }
                     s.phase = .ready
@@ -314,11 +321,12 @@ public final class Shard: Sendable {
 
     private var isStopping: Bool { state.withLock { $0.phase == .stopping } }
 
-    /// A process that ran this long before exiting was stable: its replacement starts at once.
+    /// A process that answered a request, or ran this long, was stable: its replacement starts at once.
     static let stableRun: Duration = .seconds(10)
     static let maxRestartDelay: Duration = .seconds(5)
 
-    /// No delay for a first crash, then 100 ms doubling up to 5 s for crashes in a row.
+    /// No delay for a first crash, then 100 ms doubling up to 5 s for crashes in a row
+    /// (processes that exit before answering anything, e.g. a model vw cannot load).
     static func restartDelay(afterCrashes streak: Int) -> Duration {
         guard streak > 1 else { return .zero }
         return min(.milliseconds(100) * (1 << min(streak - 2, 10)), maxRestartDelay)
