@@ -5,7 +5,6 @@ sidecar, then a stop by PID that leaves no process behind. Also the one-containe
 (`entrypoint.sh all`). Runs as an unprivileged user (nobody when started as root), like the pod."""
 
 import hashlib
-import json
 import os
 import shutil
 import signal

@@ -247,6 +247,19 @@ def assert_json_error(resp: requests.Response, status: int, *, contains: str | N
     return body
 
 
+# ---------------------------------------------------------------- waiting
+def wait_until(predicate, bound: float, step: float = 0.01):
+    """Polls `predicate` until it returns something truthy or `bound` seconds pass (a liveness
+    bound, not a performance assertion); returns its last value."""
+    deadline = time.monotonic() + bound
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(step)
+    return predicate()
+
+
 # ---------------------------------------------------------------- processes
 def free_port() -> int:
     with socket.socket() as s:

@@ -6,7 +6,6 @@ unread; the next request on that connection then failed with 502.
 
 import pytest
 
-from conftest import Stack
 
 
 def text_body(size: int) -> bytes:

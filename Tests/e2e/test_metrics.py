@@ -14,7 +14,6 @@ import random
 import shutil
 import signal
 import threading
-import time
 from collections import Counter
 from datetime import datetime
 from pathlib import Path
@@ -24,7 +23,7 @@ import requests
 import vowpalwabbit
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import Stack, cb_example, model_version, train_models
+from conftest import wait_until, Stack, cb_example, model_version, train_models
 
 BOUND = 15.0  # liveness bound for "the server got there", never a performance assertion
 EXAMPLES = [f" |a x:{x / 10:.1f} |b y:{(9 - x) / 10:.1f}" for x in range(10)]
@@ -82,13 +81,7 @@ def delta(after: Counter, before: Counter) -> Counter:
 
 
 def wait_for(predicate, bound: float = BOUND, step: float = 0.05):
-    deadline = time.monotonic() + bound
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(step)
-    return predicate()
+    return wait_until(predicate, bound, step)
 
 
 def check_histogram_matches_requests(s: Scrape) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import os
 import random
-import shutil
 import statistics
 import threading
 import time
@@ -18,7 +17,7 @@ from pathlib import Path
 import pytest
 import vowpalwabbit
 
-from conftest import Stack, assert_json_error, close
+from conftest import wait_until, Stack, assert_json_error, close
 
 # A liveness bound for "the new version is served", not a performance assertion: the
 # measured times are printed (pytest -s) and reported by the reload benchmark.
@@ -67,13 +66,7 @@ def drop(model_dir: Path, name: str, data: bytes) -> float:
 
 
 def wait_for(predicate, bound: float = SWITCH_BOUND, step: float = 0.01):
-    deadline = time.monotonic() + bound
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(step)
-    return predicate()
+    return wait_until(predicate, bound, step)
 
 
 def serving_version(stack: Stack, name: str) -> str | None:

@@ -11,16 +11,14 @@ import random
 import signal
 import statistics
 import stat
-import subprocess
 import threading
 import time
-from pathlib import Path
 
 import pytest
 import requests
 import vowpalwabbit
 
-from conftest import ROOT, Stack, alive, assert_json_error, close, descendants
+from conftest import wait_until, ROOT, Stack, alive, assert_json_error, close, descendants
 
 EXAMPLES = [f" |a x:{x / 20:.2f} |b y:{(19 - x) / 20:.2f}" for x in range(20)]
 
@@ -92,14 +90,6 @@ def shard_pids(stack: Stack) -> list[int | None]:
     return [s["pid"] for s in stack.get("/v1/models/m").json()["shards"]]
 
 
-def wait_until(predicate, bound: float, step: float = 0.01):
-    deadline = time.monotonic() + bound
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(step)
-    return predicate()
 
 
 @pytest.fixture
