@@ -94,3 +94,15 @@ struct RestartDelayTests {
         #expect(Shard.restartDelay(afterCrashes: 1000) == .seconds(5))
     }
 }
+
+struct ShardPoolStartTests {
+    @Test func aCommandThatCannotStartFailsTheLoadAndStops() {
+        let pool = ShardPool(
+            modelName: "missing", arguments: ["/nonexistent/vw"], count: 2, maxQueuedRequests: 10,
+            answersEndWithBlankLine: false, logger: Logger(label: "test")
+        )
+        #expect(throws: LoadError.self) { try pool.start(probe: batch(["|"]), timeout: .seconds(5)) }
+        pool.stop(grace: .milliseconds(100))  // must return: the second shard never started
+        #expect(!pool.isReady)
+    }
+}

@@ -57,7 +57,7 @@ public final class Shard: Sendable {
     let logger: Logger
     private let gauges: Gauges
     private let state: Mutex<State>
-    /// Held for the whole write of one request so requests never interleave on the pipe.
+    /// Held while writing to vw's stdin or closing it, so a write never reaches a closed descriptor.
     private let writeLock = Mutex(())
 
     init(index: Int, modelName: String, arguments: [String], logger: Logger) {
@@ -113,7 +113,11 @@ public final class Shard: Sendable {
             case .ready:
                 s.phase = .stopping
                 return s.process
-            case .starting, .restarting:
+            case .starting:
+                // Never started: nothing to wait for.
+                s.phase = .stopped
+                return nil
+            case .restarting:
                 // The restart loop sees `.stopping` and finishes the shard itself.
                 s.phase = .stopping
                 return nil
