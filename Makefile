@@ -18,6 +18,7 @@ export MODEL_DIR PORT SHARDS VWFCGI_BIN
 
 include mk/deploy.mk
 include mk/bench.mk
+include mk/fuzz.mk
 
 all: build
 
@@ -38,7 +39,7 @@ unit: deps
 e2e: deps build
 	$(PYTHON) -m pytest -q Tests/e2e
 
-test: deps unit e2e deploy-check
+test: deps unit e2e deploy-check fuzz-smoke
 
 clean:
 	rm -rf .build run .pytest_cache Tests/e2e/__pycache__ Tests/deploy/__pycache__ bench/out

@@ -12,6 +12,8 @@
 #   PREFIX                 directory for nginx's pid, logs and temp dirs (required; created)
 #   MAX_BODY [8m]          client_max_body_size
 #   WORKERS [2]            worker_processes
+#   CLIENT_HEADER_TIMEOUT [10s]  nginx client_header_timeout (slow clients sending headers: 408)
+#   CLIENT_BODY_TIMEOUT [10s]    nginx client_body_timeout (slow clients sending the body: 408)
 #   KEEPALIVE [16]         idle FastCGI connections kept per worker (WORKERS x KEEPALIVE << vwfcgi --threads)
 #   ERROR_LOG [PREFIX/error.log]   a file, or stderr
 #   ACCESS_LOG [PREFIX/access.log] a file, /dev/stdout, or off
@@ -38,6 +40,8 @@ LISTEN_ADDR=${LISTEN_ADDR:-127.0.0.1}
 MAX_BODY=${MAX_BODY:-8m}
 WORKERS=${WORKERS:-2}
 KEEPALIVE=${KEEPALIVE:-16}
+CLIENT_HEADER_TIMEOUT=${CLIENT_HEADER_TIMEOUT:-10s}
+CLIENT_BODY_TIMEOUT=${CLIENT_BODY_TIMEOUT:-10s}
 ERROR_LOG=${ERROR_LOG:-$PREFIX/error.log}
 ACCESS_LOG=${ACCESS_LOG:-$PREFIX/access.log}
 ACCESS_LOG_DIRECTIVE=off
@@ -54,6 +58,9 @@ fi
 [[ "$PORT" =~ ^[0-9]+$ ]] || die "PORT must be a number, got '$PORT'"
 [[ "$WORKERS" =~ ^([0-9]+|auto)$ ]] || die "WORKERS must be a number or auto, got '$WORKERS'"
 [[ "$KEEPALIVE" =~ ^[0-9]+$ ]] || die "KEEPALIVE must be a number, got '$KEEPALIVE'"
+for value in "$CLIENT_HEADER_TIMEOUT" "$CLIENT_BODY_TIMEOUT"; do
+    [[ "$value" =~ ^[0-9]+(ms|s|m)?$ ]] || die "client timeouts must look like 10s, 500ms or 1m, got '$value'"
+done
 [[ "$MAX_BODY" =~ ^[0-9]+[kKmMgG]?$ ]] || die "MAX_BODY must look like 8m, 512k or 1048576, got '$MAX_BODY'"
 for value in "$PREFIX" "$UPSTREAM" "$LISTEN_ADDR" "$ERROR_LOG" "$ACCESS_LOG" "$NGINX_USER"; do
     [[ "$value" =~ [[:space:]\;\{\}\'\"] ]] && die "value '$value' contains whitespace, quotes, ';' or braces"
@@ -74,6 +81,8 @@ sed -e "s|@USER_LINE@|$(esc "$USER_LINE")|g" \
     -e "s|@LISTEN_ADDR@|$(esc "$LISTEN_ADDR")|g" \
     -e "s|@PORT@|$(esc "$PORT")|g" \
     -e "s|@MAX_BODY@|$(esc "$MAX_BODY")|g" \
+    -e "s|@CLIENT_HEADER_TIMEOUT@|$(esc "$CLIENT_HEADER_TIMEOUT")|g" \
+    -e "s|@CLIENT_BODY_TIMEOUT@|$(esc "$CLIENT_BODY_TIMEOUT")|g" \
     "$template" > "$PREFIX/.render.$$" || die "sed failed"
 if grep -n '^[^#]*@[A-Z_][A-Z_]*@' "$PREFIX/.render.$$" >&2; then
     rm -f "$PREFIX/.render.$$"

@@ -52,7 +52,7 @@ import VWCore
         try builder.append(lines: ["shared tagS|u x:1", "|a id0", "|a id1"])
         try builder.append(lines: ["|a id0"])
         let batch = builder.finish()
-        #expect(String(decoding: batch.payload, as: UTF8.self) == "shared tagS|u x:1\n|a id0\n|a id1\n\n|a id0\n\n")
+        #expect(String(decoding: batch.payload, as: UTF8.self) == "shared 'tagS |u x:1\n|a id0\n|a id1\n\n|a id0\n\n")
         #expect(batch.count == 2)
         // VW prints the tag of an example's first line only (checked with vw 9.11.9 --cb_explore_adf).
         #expect(batch.tags == ["tagS", ""])

@@ -26,6 +26,17 @@ public struct ModelConfig: Sendable, Equatable {
         "--save_resume", "--preserve_performance_counters", "--feature_mask",
     ]
 
+    /// Whether a vw argument token is forbidden: `--name`, `--name=value`, or a short option
+    /// with its value attached (`-fFILE`).
+    static func isForbidden(_ token: String) -> Bool {
+        let name = token.split(separator: "=", maxSplits: 1).first.map(String.init) ?? token
+        if forbiddenArguments.contains(name) { return true }
+        if token.hasPrefix("-"), !token.hasPrefix("--"), token.utf8.count > 2 {
+            return forbiddenArguments.contains(String(token.prefix(2)))
+        }
+        return false
+    }
+
     /// Parses and validates a config file's bytes.
     public static func parse(_ bytes: [UInt8]) throws(LoadError) -> ModelConfig {
         let object: Any
@@ -51,8 +62,7 @@ public struct ModelConfig: Sendable, Equatable {
             case "vw_args":
                 guard let args = value as? [String] else { throw .invalidConfig("\"vw_args\" must be an array of strings") }
                 for arg in args {
-                    let name = arg.split(separator: "=", maxSplits: 1).first.map(String.init) ?? arg
-                    if forbiddenArguments.contains(name) {
+                    if isForbidden(arg) {
                         throw .invalidConfig("vw argument \(arg) is not allowed (it would write files, open ports or change vw's output)")
                     }
                 }

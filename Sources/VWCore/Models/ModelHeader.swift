@@ -129,6 +129,16 @@ public struct ModelHeader: Sendable, Equatable {
         return !names.isDisjoint(with: multilineOptions)
     }
 
+    /// Whether vw needs the labels of a multiline example to predict: `--csoaa_ldf` and
+    /// `--wap_ldf` skip unlabeled examples (they print nothing), unless they only serve a
+    /// contextual-bandit reduction (`--cb_adf` stores `--csoaa_ldf multiline`).
+    public static func predictsFromLabels(options: [String]) -> Bool {
+        let names = optionNames(options)
+        let ldf = names.contains("--csoaa_ldf") || names.contains("--wap_ldf")
+        let bandit: Set<String> = ["--cb_adf", "--cb_explore_adf", "--ccb_explore_adf", "--slates", "--cb", "--cb_explore"]
+        return ldf && names.isDisjoint(with: bandit)
+    }
+
     /// Whether vw prints a blank line after each answer: for multiline models, and for `--cb N` /
     /// `--cb_explore N` models, whose single-line examples VW 9 runs through `--cb_adf`.
     public static func answersEndWithBlankLine(options: [String]) -> Bool {

@@ -299,9 +299,15 @@ public final class ModelStore: Sendable {
         } catch {
             throw .unreadable("not a VW model file: \(error.reason)")
         }
+        // vw applies the options stored in the model file itself (their checksum is no protection):
+        // a model must not make vw write files, listen on a port or change its output either.
+        if let stored = header.options.first(where: ModelConfig.isForbidden) {
+            throw .unreadable("the model file stores vw option \(stored), which is not allowed (it would write files, open ports or change vw's output)")
+        }
         let options = header.options + config.vwArgs
         let multiline = ModelHeader.isMultiline(options: options)
-        let probe = try probeBatch(config: config, multiline: multiline)
+        let keepsLabels = ModelHeader.predictsFromLabels(options: options)
+        let probe = try probeBatch(config: config, multiline: multiline, keepsLabels: keepsLabels)
 
         let staged = settings.stagingDirectory + "/" + name + "-" + version + ".vw"
         try ModelDirectory.write(modelBytes, to: staged)
@@ -323,15 +329,18 @@ public final class ModelStore: Sendable {
         }
         return ModelVersion(
             name: name, version: version, loadedAt: rfc3339Now(), vwArgs: config.vwArgs, multiline: multiline,
-            predictionKind: ModelHeader.predictionKind(options: options),
+            predictionKind: ModelHeader.predictionKind(options: options), keepsMultilineLabels: keepsLabels,
             maxBatch: config.maxBatch ?? settings.maxBatch, pool: pool, stagedPath: staged
         )
     }
 
     /// The warmup examples, or an empty example (`|`) that every model answers.
-    private func probeBatch(config: ModelConfig, multiline: Bool) throws(LoadError) -> PreparedBatch {
-        var builder = ExampleBatchBuilder(multiline: multiline, validator: ExampleValidator(limits: settings.limits))
-        let examples = config.warmup.isEmpty ? ["|"] : config.warmup
+    private func probeBatch(config: ModelConfig, multiline: Bool, keepsLabels: Bool) throws(LoadError) -> PreparedBatch {
+        var builder = ExampleBatchBuilder(
+            multiline: multiline, validator: ExampleValidator(limits: settings.limits), keepsMultilineLabels: keepsLabels
+        )
+        // `--csoaa_ldf` answers nothing for an unlabeled example, so its probe carries a cost.
+        let examples = config.warmup.isEmpty ? [keepsLabels ? "0:0 |" : "|"] : config.warmup
         for (index, example) in examples.enumerated() {
             let lines = multiline ? example.split(separator: "\n", omittingEmptySubsequences: false) : [Substring(example)]
             do {

@@ -11,6 +11,8 @@ public final class ModelVersion: Sendable {
     public let vwArgs: [String]
     public let multiline: Bool
     public let predictionKind: PredictionKind
+    /// Whether multiline labels reach vw as written (see `ModelHeader.predictsFromLabels`).
+    public let keepsMultilineLabels: Bool
     public let maxBatch: Int
     public let pool: ShardPool
     let stagedPath: String
@@ -19,13 +21,14 @@ public final class ModelVersion: Sendable {
     let infoGauge: Gauge
 
     init(name: String, version: String, loadedAt: String, vwArgs: [String], multiline: Bool,
-         predictionKind: PredictionKind, maxBatch: Int, pool: ShardPool, stagedPath: String) {
+         predictionKind: PredictionKind, keepsMultilineLabels: Bool, maxBatch: Int, pool: ShardPool, stagedPath: String) {
         self.name = name
         self.version = version
         self.loadedAt = loadedAt
         self.vwArgs = vwArgs
         self.multiline = multiline
         self.predictionKind = predictionKind
+        self.keepsMultilineLabels = keepsMultilineLabels
         self.maxBatch = maxBatch
         self.pool = pool
         self.stagedPath = stagedPath

@@ -23,8 +23,12 @@ public struct ExampleBatchBuilder: Sendable {
     private var payload: [UInt8] = []
     private var tags: [String] = []
 
-    public init(multiline: Bool, validator: ExampleValidator, reservingCapacity: Int = 0) {
+    /// Whether the labels of multiline examples are sent as written (`--csoaa_ldf`, which needs them).
+    public let keepsMultilineLabels: Bool
+
+    public init(multiline: Bool, validator: ExampleValidator, reservingCapacity: Int = 0, keepsMultilineLabels: Bool = false) {
         self.multiline = multiline
+        self.keepsMultilineLabels = keepsMultilineLabels
         self.validator = validator
         payload.reserveCapacity(reservingCapacity)
     }
@@ -54,6 +58,8 @@ public struct ExampleBatchBuilder: Sendable {
         }
         // A blank line ends a multiline example in vw, so one inside would split it in two.
         var firstTag: Substring = ""
+        var shapes: [ExampleValidator.LineShape] = []
+        shapes.reserveCapacity(lines.count)
         for (position, line) in lines.enumerated() {
             let shape: ExampleValidator.LineShape
             do throws(ExampleProblem) {
@@ -66,9 +72,26 @@ public struct ExampleBatchBuilder: Sendable {
             }
             try Self.checkLabel(shape.labelWords)
             if position == 0 { firstTag = shape.tag }
+            shapes.append(shape)
         }
-        for line in lines {
-            append(line)
+        for (line, shape) in zip(lines, shapes) {
+            if keepsMultilineLabels {
+                append(line)
+            } else if let first = shape.labelWords.first, first == "ccb" || first == "slates" {
+                // Structural labels (`ccb slot ...`) change what vw predicts: sent as written.
+                append(line)
+            } else {
+                // Costs do not change a test-mode prediction, and a malformed one (`0:1:0.5:7`,
+                // `:::`) makes vw's cb label parser stop reading input: only `shared`, the tag
+                // and the features are sent.
+                if shape.labelWords.first == "shared" { payload.append(contentsOf: "shared ".utf8) }
+                if !shape.tag.isEmpty {
+                    payload.append(UInt8(ascii: "'"))
+                    append(shape.tag)
+                    payload.append(0x20)
+                }
+                append(shape.features)
+            }
             payload.append(0x0A)
         }
         payload.append(0x0A)

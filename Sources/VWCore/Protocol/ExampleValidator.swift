@@ -56,8 +56,10 @@ public struct ExampleValidator: Sendable {
         }
         let label = line[line.startIndex..<bar]
         let tag = try Self.tag(inLabel: label)
-        var words = label.split(whereSeparator: { $0 == " " || $0 == "\t" })
-        if !tag.isEmpty, let last = words.last, last.hasSuffix(tag), last.count <= tag.count + 1 { words.removeLast() }
+        // Split on bytes, as vw does: a space followed by a combining mark is one Character
+        // but two words for vw. The last word is the tag's when it ends at the `|` or starts with `'`.
+        var words = label.utf8.split(whereSeparator: { $0 == 0x20 || $0 == 0x09 }).map { Substring($0) }
+        if let last = words.last, last.endIndex == label.endIndex || last.utf8.first == UInt8(ascii: "'") { words.removeLast() }
         return LineShape(tag: tag, labelWords: words, features: line[bar...])
     }
 

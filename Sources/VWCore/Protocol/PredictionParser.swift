@@ -15,7 +15,9 @@ public struct PredictionParser: Sendable {
         }
         var predictions: [Prediction] = []
         var isFirst = true
-        for line in answer.split(separator: "\n", omittingEmptySubsequences: false) {
+        // Split on bytes: "\r\n" is one Character, and vw's lines end at every "\n".
+        for bytes in answer.utf8.split(separator: 0x0A, omittingEmptySubsequences: false) {
+            let line = Substring(bytes)
             predictions.append(parse(line: isFirst ? Self.strip(tag: tag, from: line) : line))
             isFirst = false
         }
@@ -98,7 +100,8 @@ public struct PredictionParser: Sendable {
     private static func actionList(_ line: Substring) -> [ActionValue]? {
         guard line.utf8.contains(UInt8(ascii: ":")) else { return nil }
         var pairs: [ActionValue] = []
-        for item in line.split(separator: ",", omittingEmptySubsequences: false) {
+        for bytes in line.utf8.split(separator: UInt8(ascii: ","), omittingEmptySubsequences: false) {
+            let item = Substring(bytes)
             guard let colon = item.utf8.firstIndex(of: UInt8(ascii: ":")) else { return nil }
             let actionBytes = item.utf8[item.startIndex..<colon]
             guard !actionBytes.isEmpty, actionBytes.allSatisfy({ $0 &- 0x30 < 10 }),

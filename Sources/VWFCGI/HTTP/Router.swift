@@ -186,7 +186,8 @@ struct Router: Sendable {
             if examples.count > version.maxBatch { throw .tooManyInstances(count: examples.count, limit: version.maxBatch) }
         }
         var builder = ExampleBatchBuilder(
-            multiline: version.multiline, validator: ExampleValidator(limits: store.settings.limits), reservingCapacity: body.count + examples.count * 2
+            multiline: version.multiline, validator: ExampleValidator(limits: store.settings.limits),
+            reservingCapacity: body.count + examples.count * 2, keepsMultilineLabels: version.keepsMultilineLabels
         )
         for (index, lines) in examples.enumerated() {
             do {

@@ -136,7 +136,8 @@ struct PredictRequestDecoder {
         }
         if let why = problem(in: tag, allowEmpty: false) { throw ExampleProblem.invalidInstance("invalid tag \(quoted(tag)): \(why)") }
         if tag.utf8.contains(UInt8(ascii: "'")) { throw ExampleProblem.invalidInstance("invalid tag \(quoted(tag)): contains \"'\"") }
-        if tag.hasPrefix("save") { throw .saveTag }
+        // Bytes, as vw compares them: "save\u{301}" does not have the Character prefix "save".
+        if tag.utf8.starts(with: "save".utf8) { throw .saveTag }
         return tag
     }
 

@@ -1,0 +1,1 @@
+../../../Sources/VWFCGI/FastCGI/FastCGIParams.swift

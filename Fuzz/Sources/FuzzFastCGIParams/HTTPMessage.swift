@@ -1,0 +1,1 @@
+../../../Sources/VWFCGI/HTTP/HTTPMessage.swift

@@ -1,0 +1,1 @@
+../../../Sources/VWFCGI/JSON/JSONParser.swift
