@@ -83,6 +83,7 @@ pid_t cspawn_piped(char *const argv[], int *stdin_fd, int *stdout_fd, int *stder
     return pid;
 }
 
+#include <malloc.h>
 #include <pthread.h>
 
 struct cspawn_thread_start {
@@ -114,4 +115,8 @@ int cspawn_thread(const char *name, size_t stack_size, void *(*body)(void *), vo
     pthread_attr_destroy(&attributes);
     if (rc != 0) free(start);
     return rc;
+}
+
+int cspawn_limit_malloc_arenas(int arenas) {
+    return mallopt(M_ARENA_MAX, arenas);
 }

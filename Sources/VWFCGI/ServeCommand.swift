@@ -101,6 +101,7 @@ struct Serve: ParsableCommand {
         var logger = Logger(label: "vwfcgi")
         logger.logLevel = level
         signal(SIGPIPE, SIG_IGN)
+        MemoryTuning.limitMallocArenas(to: 2)
 
         let command = (vwCommand ?? ProcessEnvironment.value("VWFCGI_VW_COMMAND") ?? "vw")
             .split(separator: " ").map(String.init)

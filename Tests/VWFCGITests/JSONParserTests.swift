@@ -1,5 +1,6 @@
 import Testing
 @testable import VWFCGI
+import VWCore
 
 private func parse(_ text: String, maxDepth: Int = 32) throws(JSONError) -> JSONValue {
     try JSONParser.parse(Array(text.utf8), maxDepth: maxDepth)

@@ -1,1 +1,1 @@
-../../../Sources/VWFCGI/JSON/JSONValue.swift
+../../../Sources/VWCore/JSON/JSONValue.swift

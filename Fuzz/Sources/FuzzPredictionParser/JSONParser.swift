@@ -1,1 +1,1 @@
-../../../Sources/VWFCGI/JSON/JSONParser.swift
+../../../Sources/VWCore/JSON/JSONParser.swift

@@ -15,4 +15,8 @@ pid_t cspawn_piped(char *const argv[], int *stdin_fd, int *stdout_fd, int *stder
 
 /// Starts `body(argument)` on a detached thread named `name` (first 15 bytes) with `stack_size` bytes of stack; returns 0 or an errno.
 int cspawn_thread(const char *name, size_t stack_size, void *(*body)(void *), void *argument);
+
+/// Caps glibc's malloc arenas (mallopt M_ARENA_MAX); returns 1 on success.
+int cspawn_limit_malloc_arenas(int arenas);
+
 #endif

@@ -1,4 +1,4 @@
-import Metrics
+import CoreMetrics
 
 /// The engine's metrics, through swift-metrics (the executable picks the backend).
 ///

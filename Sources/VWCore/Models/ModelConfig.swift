@@ -1,4 +1,3 @@
-import Foundation
 
 /// The optional `<name>.json` next to a model: `{"shards", "vw_args", "warmup", "max_batch"}`.
 public struct ModelConfig: Sendable, Equatable {
@@ -39,28 +38,28 @@ public struct ModelConfig: Sendable, Equatable {
 
     /// Parses and validates a config file's bytes.
     public static func parse(_ bytes: [UInt8]) throws(LoadError) -> ModelConfig {
-        let object: Any
+        let document: JSONValue
         do {
-            object = try JSONSerialization.jsonObject(with: Data(bytes))
+            document = try JSONParser.parse(bytes)
         } catch {
-            throw .invalidConfig("not valid JSON")
+            throw .invalidConfig("not valid JSON (\(error.message))")
         }
-        guard let dictionary = object as? [String: Any] else { throw .invalidConfig("must be a JSON object") }
+        guard case .object(let members) = document else { throw .invalidConfig("must be a JSON object") }
         var config = ModelConfig()
-        for (key, value) in dictionary {
+        for (key, value) in members {
             switch key {
             case "shards":
-                guard let n = value as? Int, !(value is Bool), (1...64).contains(n) else {
+                guard let n = value.integer, (1...64).contains(n) else {
                     throw .invalidConfig("\"shards\" must be an integer from 1 to 64")
                 }
                 config.shards = n
             case "max_batch":
-                guard let n = value as? Int, !(value is Bool), n >= 1 else {
+                guard let n = value.integer, n >= 1 else {
                     throw .invalidConfig("\"max_batch\" must be a positive integer")
                 }
                 config.maxBatch = n
             case "vw_args":
-                guard let args = value as? [String] else { throw .invalidConfig("\"vw_args\" must be an array of strings") }
+                guard let args = value.strings else { throw .invalidConfig("\"vw_args\" must be an array of strings") }
                 for arg in args {
                     if isForbidden(arg) {
                         throw .invalidConfig("vw argument \(arg) is not allowed (it would write files, open ports or change vw's output)")
@@ -68,12 +67,31 @@ public struct ModelConfig: Sendable, Equatable {
                 }
                 config.vwArgs = args
             case "warmup":
-                guard let examples = value as? [String] else { throw .invalidConfig("\"warmup\" must be an array of strings") }
+                guard let examples = value.strings else { throw .invalidConfig("\"warmup\" must be an array of strings") }
                 config.warmup = examples
             default:
                 throw .invalidConfig("unknown key \"\(key)\" (known: shards, vw_args, warmup, max_batch)")
             }
         }
         return config
+    }
+}
+
+extension JSONValue {
+    /// The value of a JSON integer (no fraction or exponent), nil for anything else.
+    fileprivate var integer: Int? {
+        guard case .number(let text) = self else { return nil }
+        return Int(text)
+    }
+
+    /// The elements of an array of strings, nil for anything else.
+    fileprivate var strings: [String]? {
+        guard case .array(let items) = self else { return nil }
+        var out: [String] = []
+        for item in items {
+            guard case .string(let text) = item else { return nil }
+            out.append(text)
+        }
+        return out
     }
 }

@@ -1,4 +1,4 @@
-import Metrics
+import CoreMetrics
 import Synchronization
 
 /// One loaded version of a model: immutable, swapped atomically by the store.

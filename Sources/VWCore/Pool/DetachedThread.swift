@@ -24,3 +24,12 @@ public enum DetachedThread {
         }
     }
 }
+
+/// Process-wide memory settings for a server with many threads.
+public enum MemoryTuning {
+    /// Caps glibc's malloc arenas: by default each busy thread gets one, which keeps freed
+    /// memory, and with 64 FastCGI threads that is tens of MB.
+    public static func limitMallocArenas(to arenas: Int32) {
+        _ = cspawn_limit_malloc_arenas(arenas)
+    }
+}

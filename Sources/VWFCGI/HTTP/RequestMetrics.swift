@@ -1,4 +1,4 @@
-import Metrics
+import CoreMetrics
 import Prometheus
 import Synchronization
 import VWCore
@@ -16,9 +16,9 @@ final class RequestMetrics: Sendable {
 
     /// A request thread's own handles: the shared caches are consulted once per label set and thread.
     struct HandleCache {
-        fileprivate var requests: [RequestKey: Metrics.Counter] = [:]
+        fileprivate var requests: [RequestKey: CoreMetrics.Counter] = [:]
         fileprivate var perModel: [String: ModelHandles] = [:]
-        fileprivate var errors: [String: Metrics.Counter] = [:]
+        fileprivate var errors: [String: CoreMetrics.Counter] = [:]
     }
 
     fileprivate struct RequestKey: Hashable {
@@ -28,8 +28,8 @@ final class RequestMetrics: Sendable {
     }
 
     fileprivate struct ModelHandles {
-        let duration: Metrics.Timer
-        let examples: Metrics.Counter
+        let duration: CoreMetrics.Timer
+        let examples: CoreMetrics.Counter
     }
 
     /// Request latency buckets, 50 µs to 5 s.
@@ -41,9 +41,9 @@ final class RequestMetrics: Sendable {
     ]
 
     let registry: PrometheusCollectorRegistry
-    private let requests = Mutex<[RequestKey: Metrics.Counter]>([:])
+    private let requests = Mutex<[RequestKey: CoreMetrics.Counter]>([:])
     private let perModel = Mutex<[String: ModelHandles]>([:])
-    private let errors = Mutex<[String: Metrics.Counter]>([:])
+    private let errors = Mutex<[String: CoreMetrics.Counter]>([:])
     private let startedAt = ContinuousClock.now
     private let uptime = Gauge(label: "vwfcgi_uptime_seconds")
 
@@ -75,7 +75,7 @@ final class RequestMetrics: Sendable {
         let handles = cache.perModel[outcome.model] ?? perModel.withLock { shared in
             if let handles = shared[outcome.model] { return handles }
             let handles = ModelHandles(
-                duration: Metrics.Timer(label: "vwfcgi_request_duration_seconds", dimensions: [("model", outcome.model)]),
+                duration: CoreMetrics.Timer(label: "vwfcgi_request_duration_seconds", dimensions: [("model", outcome.model)]),
                 examples: Counter(label: "vwfcgi_examples_total", dimensions: [("model", outcome.model)])
             )
             shared[outcome.model] = handles

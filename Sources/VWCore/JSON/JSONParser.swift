@@ -1,7 +1,7 @@
 /// A strict RFC 8259 parser working on raw bytes, built to never trap on hostile input.
-enum JSONParser {
+public enum JSONParser {
     /// Parses a whole document; rejects trailing garbage, invalid UTF-8, unpaired surrogates, nesting deeper than maxDepth (message says "nesting deeper than 32").
-    static func parse(_ bytes: [UInt8], maxDepth: Int = 32) throws(JSONError) -> JSONValue {
+    public static func parse(_ bytes: [UInt8], maxDepth: Int = 32) throws(JSONError) -> JSONValue {
         var reader = JSONByteReader(bytes: bytes, maxDepth: maxDepth)
         reader.skipWhitespace()
         let value = try reader.parseValue(depth: 0)
@@ -13,13 +13,13 @@ enum JSONParser {
     }
 
     /// Whether `text` is a number as RFC 8259 writes it (no leading zeros, no `+`, no `nan`/`inf`).
-    static func isNumber(_ text: some StringProtocol) -> Bool {
+    public static func isNumber(_ text: some StringProtocol) -> Bool {
         let utf8 = Array(text.utf8)
         return numberEnd(in: utf8, from: 0) == utf8.count && !utf8.isEmpty
     }
 
     /// The index just past the number starting at `start`, or nil when no valid number starts there.
-    static func numberEnd(in bytes: [UInt8], from start: Int) -> Int? {
+    public static func numberEnd(in bytes: [UInt8], from start: Int) -> Int? {
         var i = start
         let n = bytes.count
         if i < n, bytes[i] == UInt8(ascii: "-") { i += 1 }
@@ -47,7 +47,7 @@ enum JSONParser {
     }
 
     @inline(__always)
-    static func isDigit(_ b: UInt8) -> Bool { b >= UInt8(ascii: "0") && b <= UInt8(ascii: "9") }
+    public static func isDigit(_ b: UInt8) -> Bool { b >= UInt8(ascii: "0") && b <= UInt8(ascii: "9") }
 }
 
 /// The cursor of one parse: every read is bounds-checked and recursion stops at `maxDepth`.

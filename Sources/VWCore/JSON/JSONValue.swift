@@ -1,5 +1,5 @@
 /// A parsed JSON value; numbers keep their source text so they reach vw exactly as the client wrote them.
-enum JSONValue: Equatable, Sendable {
+public enum JSONValue: Equatable, Sendable {
     case null
     case bool(Bool)
     case number(String)
@@ -8,7 +8,7 @@ enum JSONValue: Equatable, Sendable {
     /// Members in document order, duplicates kept.
     case object([(key: String, value: JSONValue)])
 
-    static func == (lhs: JSONValue, rhs: JSONValue) -> Bool {
+    public static func == (lhs: JSONValue, rhs: JSONValue) -> Bool {
         switch (lhs, rhs) {
         case (.null, .null): true
         case (.bool(let a), .bool(let b)): a == b
@@ -22,7 +22,7 @@ enum JSONValue: Equatable, Sendable {
     }
 
     /// A short name of the value's kind, for error messages.
-    var kindName: String {
+    public var kindName: String {
         switch self {
         case .null: "null"
         case .bool: "a boolean"
@@ -35,14 +35,19 @@ enum JSONValue: Equatable, Sendable {
 }
 
 /// Why a document is not valid JSON; `message` is used verbatim in 400 replies.
-struct JSONError: Error, Equatable {
-    let message: String
-    let offset: Int
+public struct JSONError: Error, Equatable {
+    public let message: String
+    public let offset: Int
+
+    public init(message: String, offset: Int) {
+        self.message = message
+        self.offset = offset
+    }
 }
 
 extension JSONError {
     /// Makes the error for `reason` at byte `offset` of the document.
-    init(_ reason: String, at offset: Int) {
+    public init(_ reason: String, at offset: Int) {
         self.init(message: "invalid JSON at byte \(offset): \(reason)", offset: offset)
     }
 }
