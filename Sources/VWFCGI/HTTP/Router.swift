@@ -6,13 +6,13 @@ struct Router: Sendable {
     let maxDepth: Int
     let metrics: RequestMetrics
 
-    /// Answers one request and records it in the metrics.
     /// What a request thread keeps between requests: its copies of the serving table and metric handles.
     struct ThreadContext {
         var models = ModelStore.ReaderCache()
         var metrics = RequestMetrics.HandleCache()
     }
 
+    /// Answers one request and records it in the metrics.
     func handle(_ request: HTTPRequest, context: inout ThreadContext) -> HTTPResponse {
         let start = ContinuousClock.now
         var outcome = RequestMetrics.Outcome(route: Self.route(of: request.path))
@@ -36,18 +36,14 @@ struct Router: Sendable {
         let path = request.path
         switch path {
         case "/healthz":
-            outcome.route = "healthz"
             return only(["GET", "HEAD"], request) { .json(healthz()) }
         case "/readyz":
-            outcome.route = "readyz"
             return only(["GET", "HEAD"], request) { readyz() }
         case "/metrics":
-            outcome.route = "metrics"
             return only(["GET", "HEAD"], request) {
                 HTTPResponse(status: 200, contentType: "text/plain; version=0.0.4; charset=utf-8", body: metrics.exposition(store: store))
             }
         case "/v1/models", "/v1/models/":
-            outcome.route = "models"
             return only(["GET", "HEAD"], request) { .json(StatusDocument.list(store.statuses)) }
         default:
             break
@@ -57,13 +53,11 @@ struct Router: Sendable {
         let rest = path.dropFirst(prefix.count)
         if rest.hasSuffix(":predict") {
             let name = String(rest.dropLast(":predict".count))
-            outcome.route = "predict"
             if store.contains(name, cache: &cache) { outcome.model = name }
             return only(["POST"], request) { predict(model: name, request, &outcome, &cache) }
         }
         guard !rest.contains("/"), !rest.contains(":") else { return .error(404, "no route for \(path)") }
         let name = String(rest)
-        outcome.route = "model"
         return only(["GET", "HEAD"], request) {
             guard let status = store.status(of: name) else {
                 outcome.errorReason = PredictError.modelNotFound(name).metricReason
