@@ -34,7 +34,7 @@ public final class ShardPool: Sendable {
             }
         }
         for shard in shards {
-            let deadline = DispatchTime.now() + .nanoseconds(Int(timeout.components.seconds * 1_000_000_000 + timeout.components.attoseconds / 1_000_000_000))
+            let deadline = DispatchTime.after(timeout)
             let result: Result<ShardAnswer, ShardFailure>?
             do {
                 result = try shard.submit(probe, answersEndWithBlankLine: answersEndWithBlankLine).wait(until: deadline)
@@ -76,8 +76,7 @@ public final class ShardPool: Sendable {
             queued.wrappingSubtract(1, ordering: .relaxed)
             metrics.inflight.decrement()
         }
-        let nanos = timeout.components.seconds * 1_000_000_000 + timeout.components.attoseconds / 1_000_000_000
-        let deadline = DispatchTime.now() + .nanoseconds(Int(nanos))
+        let deadline = DispatchTime.after(timeout)
         var lastFailure = "no ready shard"
         var failedShard: Shard?
         // One attempt plus one retry: prediction with -t is idempotent.
@@ -155,5 +154,13 @@ extension String {
         guard let start = scalars.firstIndex(where: { !$0.properties.isWhitespace }) else { return "" }
         let end = scalars.lastIndex(where: { !$0.properties.isWhitespace })!
         return String(scalars[start...end])
+    }
+}
+
+extension DispatchTime {
+    /// The time `duration` from now.
+    static func after(_ duration: Duration) -> DispatchTime {
+        let (seconds, attoseconds) = duration.components
+        return .now() + .nanoseconds(Int(seconds * 1_000_000_000 + attoseconds / 1_000_000_000))
     }
 }
