@@ -26,7 +26,6 @@ final class FastCGIServer: Sendable {
     let logger: Logger
     private let stopping = Atomic<Bool>(false)
     private let inflight = Atomic<Int>(0)
-    private let running = Atomic<Int>(0)
 
     init(socketFD: Int32, threads: Int, maxBodyBytes: Int, logger: Logger, handler: @escaping Handler) {
         self.socketFD = socketFD
@@ -60,11 +59,7 @@ final class FastCGIServer: Sendable {
 
     func start() {
         for index in 0..<threads {
-            running.wrappingAdd(1, ordering: .relaxed)
-            DetachedThread.start(name: "fcgi-\(index)") { [self] in
-                acceptLoop()
-                running.wrappingSubtract(1, ordering: .relaxed)
-            }
+            DetachedThread.start(name: "fcgi-\(index)") { [self] in acceptLoop() }
         }
     }
 
