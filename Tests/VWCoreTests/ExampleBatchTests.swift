@@ -25,10 +25,16 @@ import VWCore
         #expect(batch.tags == ["tg", "tagB", "'q", ""])
     }
 
-    @Test func multilineLineWithTwoCostsIsRejected() {
-        var builder = ExampleBatchBuilder(multiline: true, validator: ExampleValidator())
-        #expect(throws: ExampleProblem.self) { try builder.append(lines: ["shared |u x", "1 2 |a id0"]) }
+    @Test func twoCostsOnALineSentAsWrittenAreRejected() {
+        var builder = ExampleBatchBuilder(multiline: true, validator: ExampleValidator(), keepsMultilineLabels: true)
+        #expect(throws: ExampleProblem.self) { try builder.append(lines: ["1:0 2:1 |a id0"]) }
         #expect(throws: ExampleProblem.self) { try builder.append(lines: ["shared 1 2 |u x", "|a id0"]) }
+    }
+
+    @Test func twoCostsOnABanditLineAreDroppedWithTheLabel() throws {
+        var builder = ExampleBatchBuilder(multiline: true, validator: ExampleValidator())
+        try builder.append(lines: ["shared |u x", "1 2 |a id0"])
+        #expect(String(decoding: builder.finish().payload, as: UTF8.self) == "shared |u x\n|a id0\n\n")
     }
 
     @Test func multilineLabelsThatVWAcceptsPass() throws {

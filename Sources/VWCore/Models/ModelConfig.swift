@@ -20,7 +20,7 @@ public struct ModelConfig: Sendable, Equatable {
         "--output_feature_regularizer_binary", "--output_feature_regularizer_text",
         "-p", "--predictions", "-r", "--raw_predictions", "-d", "--data", "-i", "--initial_regressor",
         "-c", "--cache", "--cache_file", "--kill_cache", "-a", "--audit", "--audit_regressor",
-        "--dsjson", "--json", "--flatbuffer", "--daemon", "--onethread", "--passes", "--sendto",
+        "--dsjson", "--json", "--flatbuffer", "--onethread", "--passes", "--sendto",
         "--dictionary", "--dictionary_path", "--extra_metrics", "--json_stats",
         "--save_resume", "--preserve_performance_counters", "--feature_mask",
     ]

@@ -44,14 +44,7 @@ public struct ExampleBatchBuilder: Sendable {
         if !multiline {
             guard lines.count == 1 else { throw .newlineInSingleLineExample }
             let shape = try validator.shape(of: first)
-            // Labels do not change a test-mode prediction, but a malformed one makes some
-            // reductions (e.g. --oaa) stop vw silently: send the tag and features only.
-            if !shape.tag.isEmpty {
-                payload.append(UInt8(ascii: "'"))
-                append(shape.tag)
-                payload.append(0x20)
-            }
-            append(shape.features)
+            appendWithoutLabel(shape, keepingShared: false)
             payload.append(0x0A)
             tags.append(shape.tag.isEmpty ? "" : String(shape.tag))
             return
@@ -70,32 +63,35 @@ public struct ExampleBatchBuilder: Sendable {
                 default: throw error
                 }
             }
-            try Self.checkLabel(shape.labelWords)
+            if keepsMultilineLabels { try Self.checkLabel(shape.labelWords) }
             if position == 0 { firstTag = shape.tag }
             shapes.append(shape)
         }
         for (line, shape) in zip(lines, shapes) {
-            if keepsMultilineLabels {
-                append(line)
-            } else if let first = shape.labelWords.first, first == "ccb" || first == "slates" {
-                // Structural labels (`ccb slot ...`) change what vw predicts: sent as written.
+            if keepsMultilineLabels || shape.labelWords.first == "ccb" || shape.labelWords.first == "slates" {
+                // Labels vw predicts from (`--csoaa_ldf` costs, `ccb slot ...`): sent as written.
                 append(line)
             } else {
-                // Costs do not change a test-mode prediction, and a malformed one (`0:1:0.5:7`,
-                // `:::`) makes vw's cb label parser stop reading input: only `shared`, the tag
-                // and the features are sent.
-                if shape.labelWords.first == "shared" { payload.append(contentsOf: "shared ".utf8) }
-                if !shape.tag.isEmpty {
-                    payload.append(UInt8(ascii: "'"))
-                    append(shape.tag)
-                    payload.append(0x20)
-                }
-                append(shape.features)
+                appendWithoutLabel(shape, keepingShared: true)
             }
             payload.append(0x0A)
         }
         payload.append(0x0A)
         tags.append(firstTag.isEmpty ? "" : String(firstTag))
+    }
+
+    /// Appends a line as `['shared ']['tag ]|features`: its label left out.
+    ///
+    /// A label does not change a test-mode prediction, but a malformed one makes some reductions
+    /// stop reading (`--oaa` with label `x`, `--cb_adf` with `0:1:0.5:7`); the tag VW prints is kept.
+    private mutating func appendWithoutLabel(_ shape: ExampleValidator.LineShape, keepingShared: Bool) {
+        if keepingShared && shape.labelWords.first == "shared" { payload.append(contentsOf: "shared ".utf8) }
+        if !shape.tag.isEmpty {
+            payload.append(UInt8(ascii: "'"))
+            append(shape.tag)
+            payload.append(0x20)
+        }
+        append(shape.features)
     }
 
     /// Appends a line's bytes with one copy.
@@ -104,7 +100,7 @@ public struct ExampleBatchBuilder: Sendable {
         if copied == nil { payload.append(contentsOf: text.utf8) }
     }
 
-    /// Rejects label sections that abort vw's ADF label parsers (e.g. two costs on one action line).
+    /// Rejects label sections sent as written that would abort vw's label parser (two costs on one line).
     ///
     /// Lines of `ccb` and `slates` examples carry structural labels (`ccb slot ...`) and pass as written.
     static func checkLabel(_ words: [Substring]) throws(ExampleProblem) {
