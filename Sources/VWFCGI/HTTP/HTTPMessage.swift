@@ -38,10 +38,24 @@ struct HTTPResponse: Sendable {
 
     /// The CGI response head: `Status:` line, headers, blank line.
     func head() -> [UInt8] {
-        var text = "Status: \(status) \(HTTPResponse.reason(status))\r\n"
-        for (name, value) in headers { text += "\(name): \(value)\r\n" }
-        text += "Content-Length: \(body.count)\r\n\r\n"
-        return Array(text.utf8)
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(128)
+        func add(_ text: some StringProtocol) { bytes.append(contentsOf: text.utf8) }
+        add("Status: ")
+        add(String(status))
+        add(" ")
+        add(HTTPResponse.reason(status))
+        add("\r\n")
+        for (name, value) in headers {
+            add(name)
+            add(": ")
+            add(value)
+            add("\r\n")
+        }
+        add("Content-Length: ")
+        add(String(body.count))
+        add("\r\n\r\n")
+        return bytes
     }
 
     static func reason(_ status: Int) -> String {
