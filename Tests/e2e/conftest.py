@@ -123,6 +123,17 @@ def model_version(model_dir: Path, name: str) -> str:
     return digest.hexdigest()[:12]
 
 
+def train_small_logistic(path: Path, seed: int, examples: int = 400) -> None:
+    """A small `-q ab` logistic model over `|a x:… |b y:…`; the seed changes its weights (and
+    so its answers and its version)."""
+    rng = random.Random(seed)
+    ws = vowpalwabbit.Workspace(f"--loss_function logistic -q ab --quiet --random_seed {seed} -f {path}")
+    for _ in range(examples):
+        x, y = rng.random(), rng.random()
+        ws.learn(f"{1 if x * (seed % 3 + 1) > y else -1} |a x:{x:.3f} |b y:{y:.3f}")
+    ws.finish()
+
+
 def train_models(model_dir: Path) -> None:
     model_dir.mkdir(parents=True, exist_ok=True)
 

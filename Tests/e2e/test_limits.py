@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import signal
 import socket
 import threading
@@ -17,7 +16,7 @@ import time
 
 import pytest
 
-from conftest import (Stack, assert_json_error, assert_scalar_predictions, features_to_text, logistic_features)
+from conftest import Stack, assert_json_error, assert_scalar_predictions
 
 MAX_BODY_BYTES = 64 * 1024      # vwfcgi --max-body-bytes
 NGINX_MAX_BODY = "128k"         # nginx client_max_body_size
@@ -55,17 +54,12 @@ def limits_stack(model_dir):
     assert not problems, "\n".join(problems)
 
 
-@pytest.fixture(scope="module")
-def canary_lines(reference):
-    rng = random.Random(7)
-    lines = [" " + features_to_text(logistic_features(rng)) for _ in range(3)]
-    return lines, [reference.predict("logistic", line) for line in lines]
 
 
 @pytest.fixture
-def still_serves(limits_stack, canary_lines):
+def still_serves(limits_stack, canary):
     def check(deadline: float = 0):
-        lines, want = canary_lines
+        lines, want = canary
         end = time.monotonic() + deadline
         while True:
             r = limits_stack.predict("logistic", lines)
@@ -277,7 +271,7 @@ def _slow_body_client(port: int, results: list, index: int) -> None:
     results[index] = (time.monotonic() - start, answer)
 
 
-def test_slow_clients_are_cut_by_nginx_without_tying_up_vwfcgi(limits_stack, canary_lines, still_serves):
+def test_slow_clients_are_cut_by_nginx_without_tying_up_vwfcgi(limits_stack, canary, still_serves):
     """40 slow clients (more than vwfcgi's 16 threads) hang on nginx; predictions keep succeeding.
 
     nginx reads a whole request before it opens a FastCGI request, so no vwfcgi thread ever waits
@@ -294,7 +288,7 @@ def test_slow_clients_are_cut_by_nginx_without_tying_up_vwfcgi(limits_stack, can
     for t in threads:
         t.start()
     time.sleep(0.5)  # all connected and stalled
-    lines, want = canary_lines
+    lines, want = canary
     ok = 0
     # While every slow client is still connected (they are cut after CLIENT_TIMEOUT s).
     deadline = time.monotonic() + CLIENT_TIMEOUT - 1.0

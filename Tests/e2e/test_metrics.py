@@ -20,10 +20,9 @@ from pathlib import Path
 
 import pytest
 import requests
-import vowpalwabbit
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import wait_until, Stack, cb_example, model_version, train_models
+from conftest import train_small_logistic, wait_until, Stack, cb_example, model_version, train_models
 
 BOUND = 15.0  # liveness bound for "the server got there", never a performance assertion
 EXAMPLES = [f" |a x:{x / 10:.1f} |b y:{(9 - x) / 10:.1f}" for x in range(10)]
@@ -120,14 +119,6 @@ def copy_models(src: Path, dst: Path, *names: str) -> Path:
     return dst
 
 
-def train_small(path: Path, seed: int) -> None:
-    """A small logistic model over EXAMPLES' features; the seed changes its weights and version."""
-    rng = random.Random(seed)
-    ws = vowpalwabbit.Workspace(f"--loss_function logistic -q ab --quiet --random_seed {seed} -f {path}")
-    for _ in range(300):
-        x, y = rng.random(), rng.random()
-        ws.learn(f"{1 if x * (seed % 3 + 1) > y else -1} |a x:{x:.3f} |b y:{y:.3f}")
-    ws.finish()
 
 
 def drop(model_dir: Path, name: str, data: bytes) -> None:
@@ -142,8 +133,8 @@ def small_models(tmp_path) -> Path:
     """A directory with one model "m" (version 1), and a second version beside it in tmp_path."""
     model_dir = tmp_path / "models"
     model_dir.mkdir()
-    train_small(model_dir / "m.vw", 1)
-    train_small(tmp_path / "m2.vw", 2)
+    train_small_logistic(model_dir / "m.vw", 1, examples=300)
+    train_small_logistic(tmp_path / "m2.vw", 2, examples=300)
     return model_dir
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import random
 import statistics
 import threading
 import time
@@ -17,7 +16,7 @@ from pathlib import Path
 import pytest
 import vowpalwabbit
 
-from conftest import wait_until, Stack, assert_json_error, close
+from conftest import train_small_logistic, wait_until, Stack, assert_json_error, close
 
 # A liveness bound for "the new version is served", not a performance assertion: the
 # measured times are printed (pytest -s) and reported by the reload benchmark.
@@ -25,14 +24,6 @@ SWITCH_BOUND = 10.0
 EXAMPLES = [f" |a x:{x / 10:.1f} |b y:{(9 - x) / 10:.1f}" for x in range(10)]
 
 
-def train(path: Path, seed: int) -> None:
-    """A small logistic model; the seed changes its weights (and so its answers)."""
-    rng = random.Random(seed)
-    ws = vowpalwabbit.Workspace(f"--loss_function logistic -q ab --quiet --random_seed {seed} -f {path}")
-    for _ in range(400):
-        x, y = rng.random(), rng.random()
-        ws.learn(f"{1 if x * (seed % 3 + 1) > y else -1} |a x:{x:.3f} |b y:{y:.3f}")
-    ws.finish()
 
 
 def version_of(*parts: bytes) -> str:
@@ -46,7 +37,7 @@ def variants(tmp_path_factory):
     out = {}
     for seed in range(4):
         path = base / f"v{seed}.vw"
-        train(path, seed + 1)
+        train_small_logistic(path, seed + 1)
         ws = vowpalwabbit.Workspace(f"-i {path} -t --quiet")
         want = [ws.predict(line) for line in EXAMPLES]
         ws.finish()
