@@ -8,6 +8,10 @@ enum EngineMetrics {
         Counter(label: "vwfcgi_model_loads_total", dimensions: [("model", name), ("result", ok ? "ok" : "failed")]).increment()
     }
 
+    static func framingViolation(model: String) {
+        Counter(label: "vwfcgi_framing_violations_total", dimensions: [("model", model)]).increment()
+    }
+
     static func shardRestarted(model: String) {
         Counter(label: "vwfcgi_shard_restarts_total", dimensions: [("model", model)]).increment()
     }

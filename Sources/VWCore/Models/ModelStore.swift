@@ -306,8 +306,11 @@ public final class ModelStore: Sendable {
         }
         let options = header.options + config.vwArgs
         let multiline = ModelHeader.isMultiline(options: options)
-        let keepsLabels = ModelHeader.predictsFromLabels(options: options)
-        let probe = try probeBatch(config: config, multiline: multiline, keepsLabels: keepsLabels)
+        let framing = ExampleFraming(
+            family: Self.family(options: options, multiline: multiline),
+            blankLineAfterEach: ModelHeader.answersEndWithBlankLine(options: options)
+        )
+        let probe = try probeBatch(config: config, framing: framing)
 
         let staged = settings.stagingDirectory + "/" + name + "-" + version + ".vw"
         try ModelDirectory.write(modelBytes, to: staged)
@@ -317,8 +320,7 @@ public final class ModelStore: Sendable {
         poolLogger[metadataKey: "version"] = "\(version)"
         let pool = ShardPool(
             modelName: name, arguments: arguments, count: config.shards ?? settings.defaultShards,
-            maxQueuedRequests: settings.maxQueuedRequests,
-            answersEndWithBlankLine: ModelHeader.answersEndWithBlankLine(options: options), logger: poolLogger
+            maxQueuedRequests: settings.maxQueuedRequests, logger: poolLogger
         )
         do {
             try pool.start(probe: probe, timeout: settings.loadTimeout)
@@ -328,21 +330,32 @@ public final class ModelStore: Sendable {
             throw error
         }
         return ModelVersion(
-            name: name, version: version, loadedAt: rfc3339Now(), vwArgs: config.vwArgs, multiline: multiline,
-            predictionKind: ModelHeader.predictionKind(options: options), keepsMultilineLabels: keepsLabels,
+            name: name, version: version, loadedAt: rfc3339Now(), vwArgs: config.vwArgs, framing: framing,
+            predictionKind: ModelHeader.predictionKind(options: options),
             maxBatch: config.maxBatch ?? settings.maxBatch, pool: pool, stagedPath: staged
         )
     }
 
-    /// The warmup examples, or an empty example (`|`) that every model answers.
-    private func probeBatch(config: ModelConfig, multiline: Bool, keepsLabels: Bool) throws(LoadError) -> PreparedBatch {
-        var builder = ExampleBatchBuilder(
-            multiline: multiline, validator: ExampleValidator(limits: settings.limits), keepsMultilineLabels: keepsLabels
-        )
-        // `--csoaa_ldf` answers nothing for an unlabeled example, so its probe carries a cost.
-        let examples = config.warmup.isEmpty ? [keepsLabels ? "0:0 |" : "|"] : config.warmup
+    /// The family of a model's examples.
+    static func family(options: [String], multiline: Bool) -> ExampleFamily {
+        let names = Set(options.map { $0.split(separator: "=").first.map(String.init) ?? $0 })
+        if names.contains("--ccb_explore_adf") { return .ccb }
+        if names.contains("--slates") { return .slates }
+        if ModelHeader.predictsFromLabels(options: options) { return .csoaaLDF }
+        if multiline { return .cbADF }
+        if names.contains("--multilabel_oaa") { return .multilabel }
+        if names.contains("--cb") || names.contains("--cb_explore") { return .contextualBandit }
+        if names.contains("--csoaa") || names.contains("--wap") { return .costSensitive }
+        if names.contains("--oaa") || names.contains("--ect") { return .multiclass }
+        return .simple
+    }
+
+    /// The warmup examples, or a minimal example of the model's family that every model answers.
+    private func probeBatch(config: ModelConfig, framing: ExampleFraming) throws(LoadError) -> PreparedBatch {
+        var builder = ExampleBatchBuilder(framing: framing, validator: ExampleValidator(limits: settings.limits))
+        let examples = config.warmup.isEmpty ? [Self.minimalExample(of: framing.family)] : config.warmup
         for (index, example) in examples.enumerated() {
-            let lines = multiline ? example.split(separator: "\n", omittingEmptySubsequences: false) : [Substring(example)]
+            let lines = framing.isMultiline ? example.split(separator: "\n", omittingEmptySubsequences: false) : [Substring(example)]
             do {
                 try builder.append(lines: lines)
             } catch {
@@ -350,6 +363,16 @@ public final class ModelStore: Sendable {
             }
         }
         return builder.finish()
+    }
+
+    /// The smallest example vw answers for each family (`--csoaa_ldf` answers nothing for an unlabelled one).
+    static func minimalExample(of family: ExampleFamily) -> String {
+        switch family {
+        case .csoaaLDF: "0:0 |"
+        case .ccb: "ccb shared |\nccb action |\nccb slot |"
+        case .slates: "slates shared |\nslates action 0 |\nslates slot |"
+        default: "|"
+        }
     }
 
     /// Stops a replaced or removed version once its in-flight requests have finished.

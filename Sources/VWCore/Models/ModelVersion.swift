@@ -9,10 +9,9 @@ public final class ModelVersion: Sendable {
     /// RFC 3339 time the version started serving.
     public let loadedAt: String
     public let vwArgs: [String]
-    public let multiline: Bool
+    /// How examples are written to vw and answers framed.
+    public let framing: ExampleFraming
     public let predictionKind: PredictionKind
-    /// Whether multiline labels reach vw as written (see `ModelHeader.predictsFromLabels`).
-    public let keepsMultilineLabels: Bool
     public let maxBatch: Int
     public let pool: ShardPool
     let stagedPath: String
@@ -20,15 +19,16 @@ public final class ModelVersion: Sendable {
     /// `vwfcgi_model_info{model,version}`, removed when the version retires.
     let infoGauge: Gauge
 
-    init(name: String, version: String, loadedAt: String, vwArgs: [String], multiline: Bool,
-         predictionKind: PredictionKind, keepsMultilineLabels: Bool, maxBatch: Int, pool: ShardPool, stagedPath: String) {
+    public var multiline: Bool { framing.isMultiline }
+
+    init(name: String, version: String, loadedAt: String, vwArgs: [String], framing: ExampleFraming,
+         predictionKind: PredictionKind, maxBatch: Int, pool: ShardPool, stagedPath: String) {
         self.name = name
         self.version = version
         self.loadedAt = loadedAt
         self.vwArgs = vwArgs
-        self.multiline = multiline
+        self.framing = framing
         self.predictionKind = predictionKind
-        self.keepsMultilineLabels = keepsMultilineLabels
         self.maxBatch = maxBatch
         self.pool = pool
         self.stagedPath = stagedPath

@@ -19,29 +19,21 @@ public enum ShardFailure: Error, Equatable, Sendable {
 }
 
 /// One request in a shard's pipeline: the reader fills it in, the requester waits on it.
-final class PendingPrediction: @unchecked Sendable {
-    let expected: Int
-    let multiline: Bool
+final class PendingPrediction: Sendable {
+    /// What vw must print for this request.
+    let frame: AnswerFrame
+    /// Bytes to reserve for the answer.
+    let capacity: Int
     let enqueuedAt: ContinuousClock.Instant
-
-    // Owned by the shard's reader thread until completion.
-    var raw: [UInt8] = []
-    var answers: [Range<Int>] = []
-    var lineStart = 0
-    var answerStart = 0
 
     private let done = DispatchSemaphore(value: 0)
     private let outcome = Mutex<Result<ShardAnswer, ShardFailure>?>(nil)
 
-    init(expected: Int, multiline: Bool, capacity: Int) {
-        self.expected = expected
-        self.multiline = multiline
+    init(frame: AnswerFrame, capacity: Int) {
+        self.frame = frame
+        self.capacity = capacity
         self.enqueuedAt = .now
-        raw.reserveCapacity(capacity)
-        answers.reserveCapacity(expected)
     }
-
-    var isComplete: Bool { answers.count == expected }
 
     /// Records the outcome once; later calls are ignored.
     func complete(_ result: Result<ShardAnswer, ShardFailure>) {
@@ -53,8 +45,8 @@ final class PendingPrediction: @unchecked Sendable {
         if first { done.signal() }
     }
 
-    func finishSuccessfully() {
-        complete(.success(ShardAnswer(raw: raw, answers: answers)))
+    func finish(with framer: AnswerFramer) {
+        complete(.success(ShardAnswer(raw: framer.raw, answers: framer.answers)))
     }
 
     /// Waits until `deadline`; nil when it passed first.

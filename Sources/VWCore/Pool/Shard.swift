@@ -151,11 +151,11 @@ public final class Shard: Sendable {
     // MARK: Requests
 
     /// Queues `batch` and writes it to vw; the answer arrives through the returned request.
-    func submit(_ batch: PreparedBatch, answersEndWithBlankLine: Bool) throws(ShardFailure) -> PendingPrediction {
-        let request = PendingPrediction(expected: batch.count, multiline: answersEndWithBlankLine, capacity: batch.count * 12)
+    func submit(_ batch: PreparedBatch) throws(ShardFailure) -> PendingPrediction {
+        let request = PendingPrediction(frame: batch.frame, capacity: batch.count * 12)
         if batch.count == 0 {
             // vw prints nothing for nothing: never queue a request no answer would complete.
-            request.finishSuccessfully()
+            request.finish(with: AnswerFramer(frame: batch.frame))
             return request
         }
         let mustWrite: Bool = try state.withLock { s throws(ShardFailure) in
@@ -208,11 +208,20 @@ public final class Shard: Sendable {
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 16, alignment: 1)
         defer { buffer.deallocate() }
         while true {
+            var reading: Reading? = nil
+            var inStep = true
             while true {
                 let n = VWProcess.read(current.stdoutFD, into: buffer)
                 if n <= 0 { break }
-                if !consume(UnsafeRawBufferPointer(rebasing: buffer[0..<n])) {
-                    logger.error("vw printed output no request was waiting for; restarting it", metadata: ["pid": "\(current.pid)"])
+                // Once out of step, nothing more this process prints is delivered: it is being killed.
+                guard inStep else { continue }
+                do throws(FramingViolation) {
+                    try consume(UnsafeRawBufferPointer(rebasing: buffer[0..<n]), &reading)
+                } catch {
+                    inStep = false
+                    EngineMetrics.framingViolation(model: modelName)
+                    logger.error("vw's output does not match the requests it holds; killing it, its requests are retried",
+                                 metadata: ["pid": "\(current.pid)", "violation": "\(error)"])
                     current.signal(SIGKILL)
                 }
             }
@@ -221,43 +230,31 @@ public final class Shard: Sendable {
         }
     }
 
-    /// Hands bytes to the oldest requests; false when vw printed more than was asked.
-    private func consume(_ bytes: UnsafeRawBufferPointer) -> Bool {
+    /// The request at the head of the pipeline and the framer checking its answer.
+    private struct Reading {
+        let request: PendingPrediction
+        var framer: AnswerFramer
+    }
+
+    /// Hands bytes to the oldest requests through their framers; throws when vw printed what no request expects.
+    private func consume(_ bytes: UnsafeRawBufferPointer, _ reading: inout Reading?) throws(FramingViolation) {
         var offset = 0
         while offset < bytes.count {
-            guard let head = state.withLock({ $0.queue.first }) else { return false }
-            // Hand the head request bytes up to the end of its last line.
-            while offset < bytes.count {
-                let rest = UnsafeRawBufferPointer(rebasing: bytes[offset...])
-                guard let newline = rest.firstIndex(of: UInt8(ascii: "\n")) else {
-                    head.raw.append(contentsOf: rest)
-                    return true
+            if reading == nil {
+                guard let head = state.withLock({ $0.queue.first }) else {
+                    throw FramingViolation(example: 0, line: 0, reason: "vw printed output no request was waiting for")
                 }
-                head.raw.append(contentsOf: rest[rest.startIndex..<newline])
-                offset += newline - rest.startIndex + 1
-                let lineEnd = head.raw.count
-                head.raw.append(UInt8(ascii: "\n"))
-                if head.multiline {
-                    if lineEnd == head.lineStart {
-                        // A blank line ends one multiline example's answer.
-                        head.answers.append(head.answerStart..<max(head.answerStart, lineEnd - 1))
-                        head.answerStart = head.raw.count
-                    }
-                } else {
-                    head.answers.append(head.lineStart..<lineEnd)
-                }
-                head.lineStart = head.raw.count
-                if head.isComplete {
-                    state.withLock { s in
-                        _ = s.queue.removeFirst()
-                        s.answered = true
-                    }
-                    head.finishSuccessfully()
-                    break
-                }
+                reading = Reading(request: head, framer: AnswerFramer(frame: head.frame, capacity: head.capacity))
             }
+            offset += try reading!.framer.consume(UnsafeRawBufferPointer(rebasing: bytes[offset...]))
+            guard let finished = reading, finished.framer.isComplete else { continue }
+            state.withLock { s in
+                _ = s.queue.removeFirst()
+                s.answered = true
+            }
+            finished.request.finish(with: finished.framer)
+            reading = nil
         }
-        return true
     }
 
     /// Fails the requests the dead process held and starts a replacement; nil when stopping.

@@ -11,14 +11,11 @@ public final class ShardPool: Sendable {
     public let shards: [Shard]
     let modelName: String
     let maxQueuedRequests: Int
-    /// Whether vw ends each answer with a blank line (multiline models, and `--cb N` which VW runs as ADF).
-    let answersEndWithBlankLine: Bool
     private let queued = Atomic<Int>(0)
     let metrics: PoolMetrics
 
-    init(modelName: String, arguments: [String], count: Int, maxQueuedRequests: Int, answersEndWithBlankLine: Bool, logger: Logger) {
+    init(modelName: String, arguments: [String], count: Int, maxQueuedRequests: Int, logger: Logger) {
         self.modelName = modelName
-        self.answersEndWithBlankLine = answersEndWithBlankLine
         self.maxQueuedRequests = maxQueuedRequests
         metrics = PoolMetrics(model: modelName)
         shards = (0..<max(1, count)).map { Shard(index: $0, modelName: modelName, arguments: arguments, logger: logger) }
@@ -37,7 +34,7 @@ public final class ShardPool: Sendable {
             let deadline = DispatchTime.after(timeout)
             let result: Result<ShardAnswer, ShardFailure>?
             do {
-                result = try shard.submit(probe, answersEndWithBlankLine: answersEndWithBlankLine).wait(until: deadline)
+                result = try shard.submit(probe).wait(until: deadline)
             } catch {
                 result = .failure(error)
             }
@@ -84,7 +81,7 @@ public final class ShardPool: Sendable {
             guard let shard = pickShard(avoiding: failedShard) ?? waitForReadyShard(until: deadline) else { break }
             let request: PendingPrediction
             do {
-                request = try shard.submit(batch, answersEndWithBlankLine: answersEndWithBlankLine)
+                request = try shard.submit(batch)
             } catch {
                 failedShard = shard
                 lastFailure = "\(error)"

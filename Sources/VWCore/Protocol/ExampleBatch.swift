@@ -1,37 +1,79 @@
-/// The exact bytes to write to a vw process's stdin for one request, and what to expect back.
+import Synchronization
+
+/// The exact bytes to write to a vw process's stdin for one request, and what vw must print back.
 public struct PreparedBatch: Sendable {
     /// Every example terminated by "\n"; for multiline models every example followed by one extra blank line.
+    /// Each line carries a server tag in place of the client's.
     public let payload: [UInt8]
-    /// The number of examples, which is the number of answers vw will print.
-    public let count: Int
-    /// The tag VW prints with each example's answer ("" when none); for a multiline example, the tag of its first line.
+    /// The shape of the answer vw must print, checked line by line.
+    public let frame: AnswerFrame
+    /// The client's tag of each example's first line ("" when none), as VW prints it in the answer.
     public let tags: [String]
     public let multiline: Bool
 
-    public init(payload: [UInt8], count: Int, tags: [String], multiline: Bool) {
+    /// The number of examples, which is the number of answers vw will print.
+    public var count: Int { frame.lineCounts.count }
+
+    public init(payload: [UInt8], frame: AnswerFrame, tags: [String], multiline: Bool) {
         self.payload = payload
-        self.count = count
+        self.frame = frame
         self.tags = tags
         self.multiline = multiline
     }
 }
 
-/// Validates examples one by one and accumulates the payload.
+/// Serial numbers of server tags, unique in the process.
+enum ServerTagSerials {
+    private static let next = Atomic<UInt64>(1)
+
+    static func take(_ count: Int) -> UInt64 {
+        next.wrappingAdd(UInt64(count), ordering: .relaxed).oldValue
+    }
+}
+
+/// How a model's examples are written to vw and how its answers are framed.
+public struct ExampleFraming: Sendable, Equatable {
+    public var family: ExampleFamily
+    /// Whether vw prints a blank line after each answer (multiline families, and `--cb N`, which VW runs as ADF).
+    public var blankLineAfterEach: Bool
+    /// Which answer lines carry the example's tag (learnt from the load probe).
+    public var echo: TagEcho
+
+    public init(family: ExampleFamily, blankLineAfterEach: Bool, echo: TagEcho? = nil) {
+        self.family = family
+        self.blankLineAfterEach = blankLineAfterEach
+        self.echo = echo ?? Self.expectedEcho(of: family)
+    }
+
+    /// The lines VW ends with the tag, for each family.
+    public static func expectedEcho(of family: ExampleFamily) -> TagEcho {
+        switch family {
+        case .csoaaLDF: .everyLine
+        case .ccb, .slates: .none
+        default: .firstLine
+        }
+    }
+
+    public var isMultiline: Bool { family.isMultiline }
+}
+
+/// Validates examples one by one and accumulates the payload and the answer frame.
 public struct ExampleBatchBuilder: Sendable {
-    public let multiline: Bool
+    public let framing: ExampleFraming
     public let validator: ExampleValidator
     private var payload: [UInt8] = []
     private var tags: [String] = []
+    private var clientTags: [String] = []
+    private var lineCounts: [Int] = []
+    private var serials: [UInt64] = []
 
-    /// Whether the labels of multiline examples are sent as written (`--csoaa_ldf`, which needs them).
-    public let keepsMultilineLabels: Bool
-
-    public init(multiline: Bool, validator: ExampleValidator, reservingCapacity: Int = 0, keepsMultilineLabels: Bool = false) {
-        self.multiline = multiline
-        self.keepsMultilineLabels = keepsMultilineLabels
+    public init(framing: ExampleFraming, validator: ExampleValidator, reservingCapacity: Int = 0) {
+        self.framing = framing
         self.validator = validator
         payload.reserveCapacity(reservingCapacity)
     }
+
+    public var multiline: Bool { framing.isMultiline }
 
     /// The number of examples appended so far.
     public var count: Int { tags.count }
@@ -41,19 +83,19 @@ public struct ExampleBatchBuilder: Sendable {
     /// Nothing is appended when the example is rejected.
     public mutating func append(lines: [Substring]) throws(ExampleProblem) {
         guard let first = lines.first else { throw .empty }
+        let serial = ServerTagSerials.take(1)
         if !multiline {
             guard lines.count == 1 else { throw .newlineInSingleLineExample }
             let shape = try validator.shape(of: first)
-            appendWithoutLabel(shape, keepingShared: false)
+            appendWithoutLabel(shape, keepingShared: false, serial: serial)
             payload.append(0x0A)
-            tags.append(shape.tag.isEmpty ? "" : String(shape.tag))
+            record(serial: serial, lines: 1, tags: [shape.tag])
             return
         }
         // A blank line ends a multiline example in vw, so one inside would split it in two.
-        var firstTag: Substring = ""
         var shapes: [ExampleValidator.LineShape] = []
         shapes.reserveCapacity(lines.count)
-        for (position, line) in lines.enumerated() {
+        for line in lines {
             let shape: ExampleValidator.LineShape
             do throws(ExampleProblem) {
                 shape = try validator.shape(of: line)
@@ -63,35 +105,61 @@ public struct ExampleBatchBuilder: Sendable {
                 default: throw error
                 }
             }
-            if keepsMultilineLabels { try Self.checkLabel(shape.labelWords) }
-            if position == 0 { firstTag = shape.tag }
+            if framing.family == .csoaaLDF { try Self.checkLabel(shape.labelWords) }
             shapes.append(shape)
         }
-        for (line, shape) in zip(lines, shapes) {
-            if keepsMultilineLabels || shape.labelWords.first == "ccb" || shape.labelWords.first == "slates" {
-                // Labels vw predicts from (`--csoaa_ldf` costs, `ccb slot ...`): sent as written.
-                append(line)
+        var answerLines = 0
+        for shape in shapes {
+            let structural = shape.labelWords.first == "ccb" || shape.labelWords.first == "slates"
+            if framing.family == .csoaaLDF || structural {
+                // Labels vw predicts from (`--csoaa_ldf` costs, `ccb slot ...`).
+                for word in shape.labelWords {
+                    append(word)
+                    payload.append(0x20)
+                }
+                appendTag(serial)
+                append(shape.features)
             } else {
-                appendWithoutLabel(shape, keepingShared: true)
+                appendWithoutLabel(shape, keepingShared: true, serial: serial)
             }
             payload.append(0x0A)
+            switch framing.family {
+            case .csoaaLDF: answerLines += 1
+            case .ccb, .slates: if shape.labelWords.dropFirst().first == "slot" { answerLines += 1 }
+            default: answerLines = 1
+            }
         }
         payload.append(0x0A)
-        tags.append(firstTag.isEmpty ? "" : String(firstTag))
+        record(serial: serial, lines: answerLines, tags: shapes.map(\.tag))
     }
 
-    /// Appends a line as `['shared ']['tag ]|features`: its label left out.
+    private mutating func record(serial: UInt64, lines: Int, tags lineTags: [Substring]) {
+        serials.append(serial)
+        lineCounts.append(lines)
+        let first = lineTags.first.map(String.init) ?? ""
+        tags.append(first)
+        switch framing.echo {
+        case .none: break
+        case .firstLine: clientTags.append(first)
+        case .everyLine: clientTags.append(contentsOf: lineTags.map(String.init))
+        }
+    }
+
+    /// Appends a line as `['shared ']'servertag |features`: its label left out.
     ///
     /// A label does not change a test-mode prediction, but a malformed one makes some reductions
-    /// stop reading (`--oaa` with label `x`, `--cb_adf` with `0:1:0.5:7`); the tag VW prints is kept.
-    private mutating func appendWithoutLabel(_ shape: ExampleValidator.LineShape, keepingShared: Bool) {
+    /// stop reading (`--oaa` with label `x`, `--cb_adf` with `0:1:0.5:7`).
+    private mutating func appendWithoutLabel(_ shape: ExampleValidator.LineShape, keepingShared: Bool, serial: UInt64) {
         if keepingShared && shape.labelWords.first == "shared" { payload.append(contentsOf: "shared ".utf8) }
-        if !shape.tag.isEmpty {
-            payload.append(UInt8(ascii: "'"))
-            append(shape.tag)
-            payload.append(0x20)
-        }
+        appendTag(serial)
         append(shape.features)
+    }
+
+    /// Appends `'v<serial> `: the server tag that frames the answer.
+    private mutating func appendTag(_ serial: UInt64) {
+        payload.append(contentsOf: [UInt8(ascii: "'"), UInt8(ascii: "v")])
+        AnswerFrame.appendHex(serial, to: &payload)
+        payload.append(0x20)
     }
 
     /// Appends a line's bytes with one copy.
@@ -101,11 +169,8 @@ public struct ExampleBatchBuilder: Sendable {
     }
 
     /// Rejects label sections sent as written that would abort vw's label parser (two costs on one line).
-    ///
-    /// Lines of `ccb` and `slates` examples carry structural labels (`ccb slot ...`) and pass as written.
     static func checkLabel(_ words: [Substring]) throws(ExampleProblem) {
-        guard let first = words.first, first != "ccb", first != "slates" else { return }
-        let costs = first == "shared" ? words.count - 1 : words.count
+        let costs = words.first == "shared" ? words.count - 1 : words.count
         if costs > 1 {
             throw .invalidLabel("more than one label word (\(words.joined(separator: " "))) on a line of a multiline example")
         }
@@ -113,6 +178,10 @@ public struct ExampleBatchBuilder: Sendable {
 
     /// The batch built so far.
     public consuming func finish() -> PreparedBatch {
-        PreparedBatch(payload: payload, count: tags.count, tags: tags, multiline: multiline)
+        let frame = AnswerFrame(
+            lineCounts: lineCounts, serials: serials, clientTags: clientTags,
+            blankLineAfterEach: framing.blankLineAfterEach, echo: framing.echo
+        )
+        return PreparedBatch(payload: payload, frame: frame, tags: tags, multiline: multiline)
     }
 }

@@ -180,8 +180,8 @@ struct Router: Sendable {
             if examples.count > version.maxBatch { throw .tooManyInstances(count: examples.count, limit: version.maxBatch) }
         }
         var builder = ExampleBatchBuilder(
-            multiline: version.multiline, validator: ExampleValidator(limits: store.settings.limits),
-            reservingCapacity: body.count + examples.count * 2, keepsMultilineLabels: version.keepsMultilineLabels
+            framing: version.framing, validator: ExampleValidator(limits: store.settings.limits),
+            reservingCapacity: body.count + examples.count * 12
         )
         for (index, lines) in examples.enumerated() {
             do {
