@@ -5,11 +5,14 @@ import Synchronization
 import Testing
 @testable import VWCore
 
-/// A stand-in for vw that answers each line with the line itself, so misrouted answers show.
-private let echoCommand = ["/bin/sh", "-c", "while IFS= read -r line; do printf '%s\\n' \"$line\"; done", "fake-vw"]
+/// A stand-in for vw that answers each line `'tag features` with `features tag`, as vw prints a
+/// prediction and its tag, so misrouted answers show.
+private let echoCommand = [
+    "/bin/sh", "-c", "while IFS= read -r line; do tag=${line%% *}; printf '%s %s\\n' \"${line#* }\" \"${tag#?}\"; done", "fake-vw",
+]
 
 private func batch(_ lines: [String]) -> PreparedBatch {
-    var builder = ExampleBatchBuilder(multiline: false, validator: ExampleValidator())
+    var builder = ExampleBatchBuilder(framing: ExampleFraming(family: .simple, blankLineAfterEach: false), validator: ExampleValidator())
     for line in lines { try! builder.append(lines: [Substring(line)]) }
     return builder.finish()
 }
@@ -17,7 +20,7 @@ private func batch(_ lines: [String]) -> PreparedBatch {
 private func makePool(shards: Int, maxQueued: Int = 1024) throws -> ShardPool {
     let pool = ShardPool(
         modelName: "echo", arguments: echoCommand, count: shards, maxQueuedRequests: maxQueued,
-        answersEndWithBlankLine: false, logger: Logger(label: "test")
+        logger: Logger(label: "test")
     )
     try pool.start(probe: batch(["|"]), timeout: .seconds(5))
     return pool
@@ -62,6 +65,32 @@ struct ShardPoolTests {
         #expect(pool.status[0].pid != firstPID)
     }
 
+    @Test func aProcessOutOfStepNeverDeliversAnotherRequestsAnswer() throws {
+        // Prints one extra line for examples containing "evil", as vw did for a shared-only example.
+        let outOfStep = [
+            "/bin/sh", "-c",
+            "while IFS= read -r line; do tag=${line%% *}; case \"$line\" in *evil*) echo 'extra';; esac; "
+                + "printf '%s %s\\n' \"${line#* }\" \"${tag#?}\"; done", "fake-vw",
+        ]
+        let pool = ShardPool(modelName: "shifty", arguments: outOfStep, count: 2, maxQueuedRequests: 1024, logger: Logger(label: "test"))
+        try pool.start(probe: batch(["|"]), timeout: .seconds(5))
+        defer { pool.stop(grace: .seconds(1)) }
+        let wrong = Atomic<Int>(0)
+        let answered = Atomic<Int>(0)
+        DispatchQueue.concurrentPerform(iterations: 4) { client in
+            for request in 0..<40 {
+                let lines = (0..<3).map { "|a c\(client)r\(request)e\($0)" + (client == 0 && request % 10 == 0 ? " evil" : "") }
+                guard let answer = try? pool.predict(batch(lines), timeout: .seconds(5)) else { continue }
+                answered.wrappingAdd(1, ordering: .relaxed)
+                let got = answer.answers.map { String(decoding: answer.raw[$0], as: UTF8.self) }
+                if got != lines { wrong.wrappingAdd(1, ordering: .relaxed) }
+            }
+        }
+        #expect(wrong.load(ordering: .relaxed) == 0)
+        #expect(answered.load(ordering: .relaxed) > 100)
+        #expect(pool.status.reduce(0) { $0 + $1.restarts } >= 1)
+    }
+
     @Test func emptyBatchIsAnsweredWithoutVW() throws {
         let pool = try makePool(shards: 1)
         defer { pool.stop(grace: .seconds(1)) }
@@ -76,7 +105,7 @@ struct ShardPoolTests {
     @Test func probeFailsWhenTheCommandExitsAtOnce() {
         let pool = ShardPool(
             modelName: "broken", arguments: ["/bin/sh", "-c", "echo 'cannot load model' >&2; exit 3", "x"], count: 1,
-            maxQueuedRequests: 10, answersEndWithBlankLine: false, logger: Logger(label: "test")
+            maxQueuedRequests: 10, logger: Logger(label: "test")
         )
         #expect(throws: LoadError.self) { try pool.start(probe: batch(["|"]), timeout: .seconds(5)) }
         pool.stop(grace: .milliseconds(100))
@@ -99,7 +128,7 @@ struct ShardPoolStartTests {
     @Test func aCommandThatCannotStartFailsTheLoadAndStops() {
         let pool = ShardPool(
             modelName: "missing", arguments: ["/nonexistent/vw"], count: 2, maxQueuedRequests: 10,
-            answersEndWithBlankLine: false, logger: Logger(label: "test")
+            logger: Logger(label: "test")
         )
         #expect(throws: LoadError.self) { try pool.start(probe: batch(["|"]), timeout: .seconds(5)) }
         pool.stop(grace: .milliseconds(100))  // must return: the second shard never started
