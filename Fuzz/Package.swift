@@ -27,5 +27,6 @@ let package = Package(
         .executableTarget(name: "FuzzJSON", dependencies: ["VWCore"], swiftSettings: swiftSettings),
         .executableTarget(name: "FuzzPredictionParser", dependencies: ["VWCore"], swiftSettings: swiftSettings),
         .executableTarget(name: "FuzzFastCGIParams", swiftSettings: swiftSettings),
+        .executableTarget(name: "FuzzFramer", dependencies: ["VWCore"], swiftSettings: swiftSettings),
     ]
 )

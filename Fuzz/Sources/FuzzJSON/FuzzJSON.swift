@@ -65,7 +65,10 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
         }
     }
 
-    var builder = ExampleBatchBuilder(multiline: multiline, validator: ExampleValidator(limits: ExampleLimits(maxLineBytes: 200, maxFeatures: 20)))
+    var builder = ExampleBatchBuilder(
+        framing: ExampleFraming(family: multiline ? .cbADF : .simple, blankLineAfterEach: multiline),
+        validator: ExampleValidator(limits: ExampleLimits(maxLineBytes: 200, maxFeatures: 20))
+    )
     var appended = 0
     for lines in examples {
         do {

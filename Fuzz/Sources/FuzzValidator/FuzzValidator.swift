@@ -40,7 +40,7 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     checkExamples(examples, body: body, multiline: multiline)
     for example in examples { for line in example { checkLine(line, validator) } }
 
-    var builder = ExampleBatchBuilder(multiline: multiline, validator: validator)
+    var builder = ExampleBatchBuilder(framing: ExampleFraming(family: multiline ? .cbADF : .simple, blankLineAfterEach: multiline), validator: validator)
     var appendedLines = 0
     for example in examples {
         let before = builder
@@ -185,18 +185,23 @@ func checkBatch(_ batch: PreparedBatch, lines expectedLines: Int, source: [[Subs
             fatalError("invariant broken: payload line \(Array(raw)) fails validation: \(error)")
         }
         if batch.multiline {
-            if position == 0 { check(String(shape.tag) == batch.tags[example], "first line's tag is not the batch's tag") }
+            check(shape.tag == serverTag(batch, example), "line's tag is not the example's server tag")
         } else {
             check(shape.labelWords.isEmpty, "a single-line payload line keeps label words \(shape.labelWords)")
-            check(String(shape.tag) == batch.tags[example], "payload tag \(shape.tag) != batch tag \(batch.tags[example])")
+            check(shape.tag == serverTag(batch, example), "payload tag \(shape.tag) is not the example's server tag")
             let prefix = line[line.startIndex..<shape.features.startIndex]
-            check(prefix == (shape.tag.isEmpty ? "" : "'" + shape.tag + " "), "unexpected text before the features: \(prefix)")
+            check(prefix == "'" + shape.tag + " ", "unexpected text before the features: \(prefix)")
             example += 1
         }
         position += 1
     }
     check(example == batch.count, "\(example) examples in the payload, count says \(batch.count)")
     _ = source
+}
+
+/// The server tag the batch wrote for example `index`: the client's tag never reaches vw.
+func serverTag(_ batch: PreparedBatch, _ index: Int) -> Substring {
+    Substring(String(decoding: AnswerFrame.serverTag(batch.frame.serials[index]), as: UTF8.self))
 }
 
 func containsBytes(_ haystack: Substring, _ needle: Substring) -> Bool {
