@@ -124,7 +124,7 @@ struct Serve: ParsableCommand {
         ])
 
         let socketFD = try FastCGIServer.openSocket(unixPath: socket, listen: listen)
-        let router = Router(store: store, maxDepth: maxJsonDepth, metrics: metrics)
+        let router = Router(engine: Engine(store: store, maxJSONDepth: maxJsonDepth), metrics: metrics)
         let server = FastCGIServer(socketFD: socketFD, threads: threads, maxBodyBytes: maxBodyBytes, logger: logger) { request, context in
             router.handle(request, context: &context)
         }

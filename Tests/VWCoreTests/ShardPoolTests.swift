@@ -36,7 +36,7 @@ struct ShardPoolTests {
             for request in 0..<100 {
                 let lines = (0..<(1 + request % 5)).map { "|a c\(client)r\(request)e\($0)" }
                 do {
-                    let answer = try pool.predict(batch(lines), timeout: .seconds(5))
+                    let answer = try pool.predict(batch(lines), deadline: .after(.seconds(5)))
                     let got = answer.answers.map { String(decoding: answer.raw[$0], as: UTF8.self) }
                     if got != lines { mismatches.wrappingAdd(1, ordering: .relaxed) }
                 } catch {
@@ -54,7 +54,7 @@ struct ShardPoolTests {
         kill(firstPID, SIGKILL)
         var answered = false
         for _ in 0..<200 where !answered {
-            if let answer = try? pool.predict(batch(["|a after"]), timeout: .seconds(2)) {
+            if let answer = try? pool.predict(batch(["|a after"]), deadline: .after(.seconds(2))) {
                 answered = String(decoding: answer.raw, as: UTF8.self) == "|a after\n"
             } else {
                 usleep(10_000)
@@ -80,7 +80,7 @@ struct ShardPoolTests {
         DispatchQueue.concurrentPerform(iterations: 4) { client in
             for request in 0..<40 {
                 let lines = (0..<3).map { "|a c\(client)r\(request)e\($0)" + (client == 0 && request % 10 == 0 ? " evil" : "") }
-                guard let answer = try? pool.predict(batch(lines), timeout: .seconds(5)) else { continue }
+                guard let answer = try? pool.predict(batch(lines), deadline: .after(.seconds(5))) else { continue }
                 answered.wrappingAdd(1, ordering: .relaxed)
                 let got = answer.answers.map { String(decoding: answer.raw[$0], as: UTF8.self) }
                 if got != lines { wrong.wrappingAdd(1, ordering: .relaxed) }
@@ -94,11 +94,11 @@ struct ShardPoolTests {
     @Test func emptyBatchIsAnsweredWithoutVW() throws {
         let pool = try makePool(shards: 1)
         defer { pool.stop(grace: .seconds(1)) }
-        let answer = try pool.predict(batch([]), timeout: .seconds(1))
+        let answer = try pool.predict(batch([]), deadline: .after(.seconds(1)))
         #expect(answer.answers.isEmpty)
         #expect(answer.raw.isEmpty)
         // An empty request must not take the next request's answer.
-        let next = try pool.predict(batch(["|a next"]), timeout: .seconds(2))
+        let next = try pool.predict(batch(["|a next"]), deadline: .after(.seconds(2)))
         #expect(String(decoding: next.raw, as: UTF8.self) == "|a next\n")
     }
 

@@ -1,1 +1,1 @@
-../../../Sources/VWFCGI/JSON/PredictRequestDecoder.swift
+../../../Sources/VWCore/Protocol/PredictRequestDecoder.swift

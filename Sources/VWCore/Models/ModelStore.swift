@@ -144,7 +144,7 @@ public final class ModelStore: Sendable {
                 version.inflight.wrappingSubtract(1, ordering: .sequentiallyConsistent)
                 continue
             }
-            defer { version.inflight.wrappingSubtract(1, ordering: .sequentiallyConsistent) }
+            defer { version.requestFinished() }
             return try body(version)
         }
     }
@@ -379,10 +379,7 @@ public final class ModelStore: Sendable {
     private func retire(_ version: ModelVersion) {
         let grace = settings.drainGrace
         DetachedThread.start(name: "retire-\(version.version)") {
-            let deadline = ContinuousClock.now + grace
-            while version.inflight.load(ordering: .acquiring) > 0 && ContinuousClock.now < deadline {
-                usleep(5_000)
-            }
+            version.waitUntilDrained(by: .after(grace))
             version.pool.stop(grace: grace)
             unlink(version.stagedPath)
         }
@@ -406,10 +403,8 @@ public final class ModelStore: Sendable {
         }
         let versions = all.compactMap { entry in entry.state.withLock { s in defer { s.current = nil }; return s.current } }
         publishTable()
-        let deadline = ContinuousClock.now + settings.drainGrace
-        for version in versions {
-            while version.inflight.load(ordering: .acquiring) > 0 && ContinuousClock.now < deadline { usleep(5_000) }
-        }
+        let deadline = Deadline.after(settings.drainGrace)
+        for version in versions { version.waitUntilDrained(by: deadline) }
         for version in versions {
             version.pool.stop(grace: .seconds(2))
             unlink(version.stagedPath)

@@ -16,6 +16,9 @@ public final class ModelVersion: Sendable {
     public let pool: ShardPool
     let stagedPath: String
     let inflight = Atomic<Int>(0)
+    /// Set once the version no longer takes new requests; then every finished request wakes `drained`.
+    let retiring = Atomic<Bool>(false)
+    let drained = Condition()
     /// `vwfcgi_model_info{model,version}`, removed when the version retires.
     let infoGauge: Gauge
 
@@ -34,5 +37,17 @@ public final class ModelVersion: Sendable {
         self.stagedPath = stagedPath
         infoGauge = Gauge(label: "vwfcgi_model_info", dimensions: [("model", name), ("version", version)])
         infoGauge.record(1)
+    }
+
+    /// One request finished with this version.
+    func requestFinished() {
+        inflight.wrappingSubtract(1, ordering: .sequentiallyConsistent)
+        if retiring.load(ordering: .sequentiallyConsistent) { drained.broadcast() }
+    }
+
+    /// Waits until no request uses this version, or `deadline`; the version must be unpublished first.
+    func waitUntilDrained(by deadline: Deadline) {
+        retiring.store(true, ordering: .sequentiallyConsistent)
+        drained.wait(until: deadline) { inflight.load(ordering: .sequentiallyConsistent) == 0 }
     }
 }

@@ -50,8 +50,10 @@ final class PendingPrediction: Sendable {
     }
 
     /// Waits until `deadline`; nil when it passed first.
-    func wait(until deadline: DispatchTime) -> Result<ShardAnswer, ShardFailure>? {
-        if done.wait(timeout: deadline) == .timedOut { return nil }
+    func wait(until deadline: Deadline) -> Result<ShardAnswer, ShardFailure>? {
+        let (seconds, attoseconds) = deadline.remaining.components
+        let nanoseconds = Int(clamping: seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
+        if done.wait(timeout: .now() + .nanoseconds(nanoseconds)) == .timedOut { return nil }
         return outcome.withLock { $0 }
     }
 }

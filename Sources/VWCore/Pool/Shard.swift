@@ -1,7 +1,6 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import Dispatch
 import Logging
 import Synchronization
 
@@ -16,12 +15,47 @@ public struct ShardStatus: Sendable, Equatable {
 /// One vw process and the pipeline of requests written to it.
 ///
 /// Requests are written whole, in the order they are queued, so vw answers them in that order;
-/// one reader thread per shard hands each answer line to the oldest unfinished request. A
-/// vw that exits is restarted with backoff; the requests it held fail with `processDied`
-/// and are retried by the pool.
+/// one reader thread per shard hands each answer to the oldest unfinished request through an
+/// ``AnswerFramer``, which checks every line. A vw that exits, or prints what no request
+/// expects, is (killed and) restarted with backoff; the requests it held fail with
+/// `processDied` and are retried by the pool.
 public final class Shard: Sendable {
-    enum Phase: Equatable {
-        case starting, ready, restarting, stopping, stopped
+    /// Where the shard is in its life; each case carries what exists in it.
+    enum Phase {
+        /// Created, not started yet.
+        case idle
+        /// Serving: requests are written to this process.
+        case running(VWProcess)
+        /// The process exited; a replacement starts after the backoff delay.
+        case restarting
+        /// No new requests; waits for the process (if any) to finish what it holds.
+        case stopping(VWProcess?)
+        case stopped
+
+        var process: VWProcess? {
+            switch self {
+            case .running(let process): process
+            case .stopping(let process): process
+            case .idle, .restarting, .stopped: nil
+            }
+        }
+
+        var isRunning: Bool {
+            if case .running = self { return true }
+            return false
+        }
+
+        var isStopping: Bool {
+            switch self {
+            case .stopping, .stopped: true
+            default: false
+            }
+        }
+
+        var isStopped: Bool {
+            if case .stopped = self { return true }
+            return false
+        }
     }
 
     /// Lock-free copies of what dispatch reads for every request.
@@ -32,10 +66,9 @@ public final class Shard: Sendable {
 
     struct State {
         let gauges: Gauges
-        var phase: Phase = .starting {
-            didSet { gauges.ready.store(phase == .ready, ordering: .relaxed) }
+        var phase: Phase = .idle {
+            didSet { gauges.ready.store(phase.isRunning, ordering: .relaxed) }
         }
-        var process: VWProcess?
         var queue = RequestQueue() {
             didSet { gauges.load.store(queue.count, ordering: .relaxed) }
         }
@@ -49,24 +82,33 @@ public final class Shard: Sendable {
         /// Whether the current process has answered a request: then its exit is not a crash loop.
         var answered = false
         var stderrTail: [UInt8] = []
+        /// Whether the stderr of the latest process has been read to its end.
+        var stderrClosed = false
     }
 
     public let index: Int
     let modelName: String
     let arguments: [String]
     let logger: Logger
+    /// How long one write to vw's stdin may block before the process is deemed hung.
+    let writeTimeout: Duration
+    /// Broadcast whenever the phase changes; shared by the pool's shards.
+    let changed: Condition
     private let gauges: Gauges
     private let state: Mutex<State>
     /// Held while writing to vw's stdin or closing it, so a write never reaches a closed descriptor.
     private let writeLock = Mutex(())
 
-    init(index: Int, modelName: String, arguments: [String], logger: Logger) {
+    init(index: Int, modelName: String, arguments: [String], writeTimeout: Duration = .seconds(5),
+         changed: Condition = Condition(), logger: Logger) {
         self.index = index
         self.modelName = modelName
         let gauges = Gauges()
         self.gauges = gauges
         self.state = Mutex(State(gauges: gauges))
         self.arguments = arguments
+        self.writeTimeout = writeTimeout
+        self.changed = changed
         var logger = logger
         logger[metadataKey: "shard"] = "\(index)"
         self.logger = logger
@@ -76,32 +118,37 @@ public final class Shard: Sendable {
 
     public var status: ShardStatus {
         state.withLock { s in
-            ShardStatus(pid: s.process?.pid, ready: s.phase == .ready, restarts: s.restarts, inflight: s.queue.count)
+            ShardStatus(pid: s.phase.process?.pid, ready: s.phase.isRunning, restarts: s.restarts, inflight: s.queue.count)
         }
     }
 
     var isReady: Bool { gauges.ready.load(ordering: .relaxed) }
     var load: Int { gauges.load.load(ordering: .relaxed) }
 
-    /// The last bytes vw wrote to stderr, to explain a failed load.
-    var stderrTail: String { state.withLock { String(decoding: $0.stderrTail, as: UTF8.self) } }
+    /// The last bytes vw wrote to stderr, to explain a failed load; waits up to `deadline` for vw's last words.
+    func stderrTail(waitingUntil deadline: Deadline = .after(.zero)) -> String {
+        changed.wait(until: deadline) { state.withLock { $0.stderrClosed } }
+        return state.withLock { String(decoding: $0.stderrTail, as: UTF8.self) }
+    }
+
+    private func setPhase(_ phase: Phase) {
+        changed.broadcast { state.withLock { $0.phase = phase } }
+    }
 
     // MARK: Lifecycle
 
     /// Starts the vw process and its reader threads; the shard is ready once this returns.
     func start() throws(ProcessError) {
         let process = try VWProcess.spawn(arguments: arguments)
-        state.withLock { s in
-            s.process = process
-            s.phase = .ready
-            s.startedAt = .now
+        changed.broadcast {
+            state.withLock { s in
+                s.phase = .running(process)
+                s.startedAt = .now
+                s.stderrClosed = false
+            }
         }
-        startThreads(for: process)
-    }
-
-    private func startThreads(for process: VWProcess) {
         DetachedThread.start(name: "vw-out-\(process.pid)") { [self] in readAnswers(from: process) }
-        DetachedThread.start(name: "vw-err-\(process.pid)") { [self] in drainStderr(of: process) }
+        startStderrDrain(of: process)
     }
 
     /// Stops accepting requests, lets vw answer what it holds, then ends it (SIGKILL after `grace`).
@@ -110,37 +157,36 @@ public final class Shard: Sendable {
             switch s.phase {
             case .stopped, .stopping:
                 return nil
-            case .ready:
-                s.phase = .stopping
-                return s.process
-            case .starting:
+            case .running(let process):
+                s.phase = .stopping(process)
+                return process
+            case .idle:
                 // Never started: nothing to wait for.
                 s.phase = .stopped
                 return nil
             case .restarting:
                 // The restart loop sees `.stopping` and finishes the shard itself.
-                s.phase = .stopping
+                s.phase = .stopping(nil)
                 return nil
             }
         }
+        changed.broadcast()
         if let running {
             writeLock.withLock { _ in running.closeInput() }
         }
-        let deadline = ContinuousClock.now + grace
-        while !state.withLock({ $0.phase == .stopped }) {
-            if ContinuousClock.now >= deadline {
-                // Signal only a process not reaped yet, so a recycled pid is never hit.
-                state.withLock { s in s.process?.signal(SIGKILL) }
-            }
-            usleep(5_000)
-        }
+        let isStopped = { self.state.withLock { $0.phase.isStopped } }
+        if changed.wait(until: .after(grace), for: isStopped) { return }
+        // Signal only a process not reaped yet, so a recycled pid is never hit; its whole group,
+        // so nothing it forked keeps the pipes open.
+        state.withLock { s in s.phase.process?.killGroup() }
+        changed.wait(until: .never, for: isStopped)
     }
 
     /// Kills a vw process that stopped answering; the reader restarts it.
     func killHung(holding request: PendingPrediction) {
         let killed: Int32? = state.withLock { s in
-            guard s.phase == .ready, s.queue.contains(request), let process = s.process else { return nil }
-            process.signal(SIGKILL)
+            guard case .running(let process) = s.phase, s.queue.contains(request) else { return nil }
+            process.killGroup()
             return process.pid
         }
         if let killed {
@@ -159,7 +205,7 @@ public final class Shard: Sendable {
             return request
         }
         let mustWrite: Bool = try state.withLock { s throws(ShardFailure) in
-            guard s.phase == .ready, s.process != nil else { throw .notReady }
+            guard s.phase.isRunning else { throw .notReady }
             s.queue.append(request)
             s.outbox.append(contentsOf: batch.payload)
             if s.writerActive { return false }
@@ -181,7 +227,7 @@ public final class Shard: Sendable {
         while true {
             let finished: Bool = writeLock.withLock { _ in
                 let process: VWProcess? = state.withLock { s in
-                    guard !s.outbox.isEmpty, s.phase == .ready, let process = s.process else {
+                    guard !s.outbox.isEmpty, case .running(let process) = s.phase else {
                         s.outbox.removeAll(keepingCapacity: true)
                         s.writerActive = false
                         return nil
@@ -190,9 +236,12 @@ public final class Shard: Sendable {
                     return process
                 }
                 guard let process else { return true }
-                if !chunk.withUnsafeBytes({ process.writeAll($0) }) {
-                    // A broken or half-written pipe: the stream can no longer be trusted.
-                    process.signal(SIGKILL)
+                let deadline = Deadline.after(writeTimeout)
+                if !chunk.withUnsafeBytes({ process.writeAll($0, by: deadline) }) {
+                    // A broken, stalled or half-written pipe: the stream can no longer be trusted.
+                    logger.error("cannot write to vw (broken pipe or no progress within \(writeTimeout)); killing it",
+                                 metadata: ["pid": "\(process.pid)"])
+                    process.killGroup()
                 }
                 chunk.removeAll(keepingCapacity: true)
                 return false
@@ -222,7 +271,7 @@ public final class Shard: Sendable {
                     EngineMetrics.framingViolation(model: modelName)
                     logger.error("vw's output does not match the requests it holds; killing it, its requests are retried",
                                  metadata: ["pid": "\(current.pid)", "violation": "\(error)"])
-                    current.signal(SIGKILL)
+                    current.killGroup()
                 }
             }
             guard let next = processExited(current) else { return }
@@ -262,11 +311,12 @@ public final class Shard: Sendable {
         let (held, stopping) = state.withLock { s in
             let held = s.queue.removeAll()
             s.outbox.removeAll()
-            let stopping = s.phase == .stopping
-            if !stopping { s.phase = .restarting }
-            s.process = nil
+            let stopping = s.phase.isStopping
+            // The process is about to be reaped: no phase may name it any more (its pid can be reused).
+            s.phase = stopping ? .stopping(nil) : .restarting
             return (held, stopping)
         }
+        changed.broadcast()
         _ = Glibc.close(process.stdoutFD)
         if !stopping {
             // When stopping, `stop` has already closed vw's input.
@@ -276,7 +326,7 @@ public final class Shard: Sendable {
         let reason = "vw (pid \(process.pid)) \(how)"
         for request in held { request.complete(.failure(.processDied(reason))) }
         if stopping {
-            state.withLock { $0.phase = .stopped }
+            setPhase(.stopped)
             return nil
         }
         let streak = state.withLock { s in
@@ -289,24 +339,27 @@ public final class Shard: Sendable {
             "reason": "\(reason)", "failed_requests": "\(held.count)", "delay": "\(delay)",
         ])
         while true {
-            let wakeUp = ContinuousClock.now + delay
-            while ContinuousClock.now < wakeUp && !isStopping { usleep(10_000) }
-            if isStopping {
-                state.withLock { $0.phase = .stopped }
+            // Sleeps out the backoff, woken early by `stop`.
+            if changed.wait(until: .after(delay), for: { isStopping }) {
+                setPhase(.stopped)
                 return nil
             }
             do {
                 let replacement = try VWProcess.spawn(arguments: arguments)
                 let stoppedMeanwhile = state.withLock { s in
-                    s.process = replacement
                     s.startedAt = .now
                     s.answered = false
                     s.restarts += 1
-                    if s.phase == .stopping { return true }
-                    s.phase = .ready
+                    s.stderrClosed = false
+                    if s.phase.isStopping {
+                        s.phase = .stopping(replacement)
+                        return true
+                    }
+                    s.phase = .running(replacement)
                     return false
                 }
-                DetachedThread.start(name: "vw-err-\(replacement.pid)") { [self] in drainStderr(of: replacement) }
+                changed.broadcast()
+                startStderrDrain(of: replacement)
                 EngineMetrics.shardRestarted(model: modelName)
                 if stoppedMeanwhile {
                     // Let the reader see it end like any stopping process.
@@ -320,7 +373,7 @@ public final class Shard: Sendable {
         }
     }
 
-    private var isStopping: Bool { state.withLock { $0.phase == .stopping } }
+    private var isStopping: Bool { state.withLock { $0.phase.isStopping } }
 
     /// A process that answered a request, or ran this long, was stable: its replacement starts at once.
     static let stableRun: Duration = .seconds(10)
@@ -335,12 +388,17 @@ public final class Shard: Sendable {
 
     // MARK: stderr
 
+    private func startStderrDrain(of process: VWProcess) {
+        DetachedThread.start(name: "vw-err-\(process.pid)") { [self] in drainStderr(of: process) }
+    }
+
     /// Reads vw's stderr until it closes: a chatty vw must never block on a full pipe.
     private func drainStderr(of process: VWProcess) {
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 4096, alignment: 1)
         defer {
             buffer.deallocate()
             _ = Glibc.close(process.stderrFD)
+            changed.broadcast { state.withLock { $0.stderrClosed = true } }
         }
         while true {
             let n = VWProcess.read(process.stderrFD, into: buffer)
@@ -355,13 +413,6 @@ public final class Shard: Sendable {
             }
         }
     }
-}
-
-public func sleep(for duration: Duration) {
-    let (seconds, attoseconds) = duration.components
-    var request = timespec(tv_sec: Int(seconds), tv_nsec: Int(attoseconds / 1_000_000_000))
-    var remaining = timespec()
-    while nanosleep(&request, &remaining) < 0 && errno == EINTR { request = remaining }
 }
 
 /// A FIFO of requests with O(1) removal at the front.

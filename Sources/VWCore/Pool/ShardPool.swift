@@ -14,11 +14,18 @@ public final class ShardPool: Sendable {
     private let queued = Atomic<Int>(0)
     let metrics: PoolMetrics
 
-    init(modelName: String, arguments: [String], count: Int, maxQueuedRequests: Int, logger: Logger) {
+    /// Broadcast when any shard changes phase.
+    private let changed = Condition()
+
+    init(modelName: String, arguments: [String], count: Int, maxQueuedRequests: Int,
+         writeTimeout: Duration = .seconds(5), logger: Logger) {
         self.modelName = modelName
         self.maxQueuedRequests = maxQueuedRequests
         metrics = PoolMetrics(model: modelName)
-        shards = (0..<max(1, count)).map { Shard(index: $0, modelName: modelName, arguments: arguments, logger: logger) }
+        let changed = changed
+        shards = (0..<max(1, count)).map {
+            Shard(index: $0, modelName: modelName, arguments: arguments, writeTimeout: writeTimeout, changed: changed, logger: logger)
+        }
     }
 
     /// Starts every shard and checks each answers `probe` within `timeout`.
@@ -31,7 +38,7 @@ public final class ShardPool: Sendable {
             }
         }
         for shard in shards {
-            let deadline = DispatchTime.after(timeout)
+            let deadline = Deadline.after(timeout)
             let result: Result<ShardAnswer, ShardFailure>?
             do {
                 result = try shard.submit(probe).wait(until: deadline)
@@ -42,8 +49,8 @@ public final class ShardPool: Sendable {
             case .success?:
                 continue
             case .failure(let failure)?:
-                usleep(150_000)  // let the stderr drain catch vw's last words
-                let detail = shard.stderrTail.trimmingWhitespace()
+                // vw's last words explain the failure.
+                let detail = shard.stderrTail(waitingUntil: .after(.milliseconds(500))).trimmingWhitespace()
                 throw LoadError.probeFailed("\(failure)" + (detail.isEmpty ? "" : ": \(detail)"))
             case nil:
                 throw LoadError.probeFailed("vw did not answer the probe within \(timeout)")
@@ -63,7 +70,7 @@ public final class ShardPool: Sendable {
     public var isReady: Bool { shards.contains { $0.isReady } }
 
     /// Sends `batch` to the least-loaded ready shard and waits for its answers.
-    public func predict(_ batch: PreparedBatch, timeout: Duration) throws(PredictError) -> ShardAnswer {
+    public func predict(_ batch: PreparedBatch, deadline: Deadline) throws(PredictError) -> ShardAnswer {
         if queued.wrappingAdd(1, ordering: .relaxed).newValue > maxQueuedRequests {
             queued.wrappingSubtract(1, ordering: .relaxed)
             throw .overloaded(modelName)
@@ -73,7 +80,6 @@ public final class ShardPool: Sendable {
             queued.wrappingSubtract(1, ordering: .relaxed)
             metrics.inflight.decrement()
         }
-        let deadline = DispatchTime.after(timeout)
         var lastFailure = "no ready shard"
         var failedShard: Shard?
         // One attempt plus one retry: prediction with -t is idempotent.
@@ -98,7 +104,7 @@ public final class ShardPool: Sendable {
                 throw .timedOut(modelName)
             }
         }
-        if DispatchTime.now() >= deadline { throw .timedOut(modelName) }
+        if deadline.hasPassed { throw .timedOut(modelName) }
         throw .shardFailed(lastFailure)
     }
 
@@ -116,13 +122,14 @@ public final class ShardPool: Sendable {
         return best
     }
 
-    /// Waits (polling briefly) for a restarting shard to come back.
-    private func waitForReadyShard(until deadline: DispatchTime) -> Shard? {
-        while DispatchTime.now() < deadline {
-            if let shard = pickShard(avoiding: nil) { return shard }
-            usleep(5_000)
+    /// Waits for a restarting shard to come back.
+    private func waitForReadyShard(until deadline: Deadline) -> Shard? {
+        var shard: Shard?
+        changed.wait(until: deadline) {
+            shard = pickShard(avoiding: nil)
+            return shard != nil
         }
-        return nil
+        return shard
     }
 }
 
@@ -151,13 +158,5 @@ extension String {
         guard let start = scalars.firstIndex(where: { !$0.properties.isWhitespace }) else { return "" }
         let end = scalars.lastIndex(where: { !$0.properties.isWhitespace })!
         return String(scalars[start...end])
-    }
-}
-
-extension DispatchTime {
-    /// The time `duration` from now.
-    static func after(_ duration: Duration) -> DispatchTime {
-        let (seconds, attoseconds) = duration.components
-        return .now() + .nanoseconds(Int(seconds * 1_000_000_000 + attoseconds / 1_000_000_000))
     }
 }

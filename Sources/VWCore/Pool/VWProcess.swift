@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import CSpawn
+import Synchronization
 
 /// Why a vw process could not be started or talked to.
 public struct ProcessError: Error, Equatable, Sendable, CustomStringConvertible {
@@ -37,33 +38,53 @@ public final class VWProcess: Sendable {
         command + ["-i", modelPath, "-t", "-d", "/dev/stdin", "-p", "/dev/stdout", "--quiet"] + extraArguments
     }
 
-    /// Starts `arguments` with piped stdio.
+    /// Starts `arguments` with piped stdio, from the spawner thread.
+    ///
+    /// The parent-death signal of a child follows the thread that forked it, not the process: a
+    /// child forked by a short-lived thread (a load, a retire) would be killed when that thread
+    /// ends. Every fork therefore happens on one thread that lives as long as the server.
     public static func spawn(arguments: [String]) throws(ProcessError) -> VWProcess {
         ignoreBrokenPipes
-        var cStrings: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) }
-        cStrings.append(nil)
-        defer { for pointer in cStrings { free(pointer) } }
-        var stdinFD: Int32 = -1, stdoutFD: Int32 = -1, stderrFD: Int32 = -1
-        let pid = cStrings.withUnsafeBufferPointer { argv in
-            cspawn_piped(argv.baseAddress, &stdinFD, &stdoutFD, &stderrFD)
+        let result = Spawner.shared.run { () -> Result<VWProcess, ProcessError> in
+            var cStrings: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) }
+            cStrings.append(nil)
+            defer { for pointer in cStrings { free(pointer) } }
+            var stdinFD: Int32 = -1, stdoutFD: Int32 = -1, stderrFD: Int32 = -1
+            let pid = cStrings.withUnsafeBufferPointer { argv in
+                cspawn_piped(argv.baseAddress, &stdinFD, &stdoutFD, &stderrFD)
+            }
+            guard pid > 0 else { return .failure(ProcessError(operation: "spawn \(arguments.first ?? "")", errno: errno)) }
+            return .success(VWProcess(pid: pid, stdinFD: stdinFD, stdoutFD: stdoutFD, stderrFD: stderrFD))
         }
-        guard pid > 0 else { throw ProcessError(operation: "spawn \(arguments.first ?? "")", errno: errno) }
+        let process = try result.get()
         // Bigger pipes mean fewer context switches for batches.
-        _ = fcntl(stdinFD, 1031 /* F_SETPIPE_SZ */, 1 << 20)
-        _ = fcntl(stdoutFD, 1031 /* F_SETPIPE_SZ */, 1 << 20)
-        return VWProcess(pid: pid, stdinFD: stdinFD, stdoutFD: stdoutFD, stderrFD: stderrFD)
+        _ = fcntl(process.stdinFD, 1031 /* F_SETPIPE_SZ */, 1 << 20)
+        _ = fcntl(process.stdoutFD, 1031 /* F_SETPIPE_SZ */, 1 << 20)
+        // Writes wait with poll(2) and a deadline: a vw that stops reading must not block a writer forever.
+        _ = fcntl(process.stdinFD, F_SETFL, fcntl(process.stdinFD, F_GETFL) | O_NONBLOCK)
+        return process
     }
 
-    /// Writes all of `bytes` to vw's stdin; false when the pipe is broken.
-    func writeAll(_ bytes: UnsafeRawBufferPointer) -> Bool {
+    /// Writes all of `bytes` to vw's stdin; false when the pipe is broken or takes no bytes until `deadline`.
+    func writeAll(_ bytes: UnsafeRawBufferPointer, by deadline: Deadline) -> Bool {
         var offset = 0
         while offset < bytes.count {
             let n = Glibc.write(stdinFD, bytes.baseAddress! + offset, bytes.count - offset)
-            if n < 0 {
-                if errno == EINTR { continue }
+            if n >= 0 {
+                offset += n
+                continue
+            }
+            switch errno {
+            case EINTR:
+                continue
+            case EAGAIN:
+                var descriptor = pollfd(fd: stdinFD, events: Int16(POLLOUT), revents: 0)
+                let ready = poll(&descriptor, 1, deadline.pollMilliseconds)
+                if ready == 0 { return false }
+                if ready < 0 && errno != EINTR { return false }
+            default:
                 return false
             }
-            offset += n
         }
         return true
     }
@@ -81,6 +102,12 @@ public final class VWProcess: Sendable {
         _ = Glibc.kill(pid, signal)
     }
 
+    /// SIGKILL to the process's group (vw leads its own), so nothing it forked survives it.
+    func killGroup() {
+        _ = Glibc.kill(-pid, SIGKILL)
+        _ = Glibc.kill(pid, SIGKILL)
+    }
+
     /// Closes vw's stdin, which makes it finish its input and exit.
     func closeInput() {
         _ = Glibc.close(stdinFD)
@@ -94,5 +121,43 @@ public final class VWProcess: Sendable {
         }
         if status & 0x7f == 0 { return "exited with code \((status >> 8) & 0xff)" }
         return "killed by signal \(status & 0x7f)"
+    }
+}
+
+/// The one long-lived thread that forks every vw child (see `VWProcess.spawn`).
+final class Spawner: Sendable {
+    static let shared = Spawner()
+
+    private struct Job {
+        let work: @Sendable () -> Void
+    }
+
+    private let jobs = Mutex<[Job]>([])
+    private let wake = Condition()
+
+    private init() {
+        DetachedThread.start(name: "vw-spawner") { [self] in
+            while true {
+                var next: Job?
+                wake.wait(until: .never) {
+                    next = jobs.withLock { $0.isEmpty ? nil : $0.removeFirst() }
+                    return next != nil
+                }
+                next?.work()
+            }
+        }
+    }
+
+    /// Runs `body` on the spawner thread and returns its result.
+    func run<T: Sendable>(_ body: @escaping @Sendable () -> T) -> T {
+        let result = Mutex<T?>(nil)
+        let done = Condition()
+        let job = Job {
+            let value = body()
+            done.broadcast { result.withLock { $0 = value } }
+        }
+        wake.broadcast { jobs.withLock { $0.append(job) } }
+        done.wait(until: .never) { result.withLock { $0 != nil } }
+        return result.withLock { $0! }
     }
 }

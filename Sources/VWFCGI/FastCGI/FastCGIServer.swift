@@ -26,6 +26,8 @@ final class FastCGIServer: Sendable {
     let logger: Logger
     private let stopping = Atomic<Bool>(false)
     private let inflight = Atomic<Int>(0)
+    /// Woken by every finished request once stopping, so `stop` waits without polling.
+    private let drained = Condition()
 
     init(socketFD: Int32, threads: Int, maxBodyBytes: Int, logger: Logger, handler: @escaping Handler) {
         self.socketFD = socketFD
@@ -67,10 +69,7 @@ final class FastCGIServer: Sendable {
     func stop(grace: Duration) {
         stopping.store(true, ordering: .releasing)
         shutdown(socketFD, Int32(SHUT_RDWR))
-        let deadline = ContinuousClock.now + grace
-        while inflight.load(ordering: .acquiring) > 0 && ContinuousClock.now < deadline {
-            usleep(5_000)
-        }
+        drained.wait(until: .after(grace)) { inflight.load(ordering: .acquiring) == 0 }
     }
 
     private func acceptLoop() {
@@ -81,13 +80,14 @@ final class FastCGIServer: Sendable {
         while !stopping.load(ordering: .acquiring) {
             if FCGX_Accept_r(request) < 0 {
                 if stopping.load(ordering: .acquiring) { break }
-                usleep(1_000)
+                usleep(1_000)  // a failed accept (EMFILE, ...): back off before the next try
                 continue
             }
             inflight.wrappingAdd(1, ordering: .acquiring)
             serve(request, context: &context)
             FCGX_Finish_r(request)
             inflight.wrappingSubtract(1, ordering: .releasing)
+            if stopping.load(ordering: .acquiring) { drained.broadcast() }
         }
     }
 

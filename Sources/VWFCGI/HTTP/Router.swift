@@ -2,9 +2,10 @@ import VWCore
 
 /// Maps SPEC §5's routes to handlers, and engine errors to HTTP statuses in one place.
 struct Router: Sendable {
-    let store: ModelStore
-    let maxDepth: Int
+    let engine: Engine
     let metrics: RequestMetrics
+
+    var store: ModelStore { engine.store }
 
     /// What a request thread keeps between requests: its copies of the serving table and metric handles.
     struct ThreadContext {
@@ -128,9 +129,11 @@ struct Router: Sendable {
 
     // MARK: Predict
 
+    /// Maps the HTTP request to the engine's input, and its result or error back to a reply.
     private func predict(
         model name: String, _ request: HTTPRequest, _ outcome: inout RequestMetrics.Outcome, _ cache: inout ModelStore.ReaderCache
     ) -> HTTPResponse {
+        let deadline = Deadline.after(store.settings.requestTimeout)
         let format: BodyFormat
         switch BodyFormat.of(contentType: request.contentType) {
         case .success(let f): format = f
@@ -138,76 +141,35 @@ struct Router: Sendable {
             outcome.errorReason = "unsupported_media_type"
             return .error(415, unsupported.message)
         }
+        let result: PredictResult
         do throws(PredictError) {
-            return try store.withServingVersion(of: name, cache: &cache) { version throws(PredictError) in
-                outcome.model = name
-                let batch = try prepare(request.body, format: format, for: version)
-                let answer = try version.pool.predict(batch, timeout: store.settings.requestTimeout)
-                outcome.examples = batch.count
-                let headers = [("X-Model-Version", version.version)]
-                switch format {
-                case .text:
-                    return HTTPResponse(status: 200, contentType: "text/plain; charset=utf-8", headers: headers, body: answer.raw)
-                case .json:
-                    return .json(predictionDocument(version: version, batch: batch, answer: answer), headers: headers)
-                }
-            }
+            let input: PredictInput = format == .text ? .text(request.body) : .json(request.body)
+            result = try engine.predict(model: name, input: input, deadline: deadline, cache: &cache)
         } catch {
             outcome.errorReason = error.metricReason
             return Self.response(for: error)
         }
-    }
-
-    private func prepare(_ body: [UInt8], format: BodyFormat, for version: ModelVersion) throws(PredictError) -> PreparedBatch {
-        let examples: [[Substring]]
+        outcome.examples = result.count
+        let headers = [("X-Model-Version", result.version)]
         switch format {
-        case .json:
-            do {
-                examples = try PredictRequestDecoder(multiline: version.multiline, maxInstances: version.maxBatch).decode(body, maxDepth: maxDepth)
-            } catch {
-                switch error {
-                case .malformed(let message): throw .malformedBody(message)
-                case .tooManyInstances(let count, let limit): throw .tooManyInstances(count: count, limit: limit)
-                case .invalidInstance(let invalid): throw .invalidExample(invalid)
-                }
-            }
         case .text:
-            do {
-                examples = try TextBody.examples(in: body, multiline: version.multiline)
-            } catch {
-                throw .invalidExample(error)
-            }
-            if examples.count > version.maxBatch { throw .tooManyInstances(count: examples.count, limit: version.maxBatch) }
+            return HTTPResponse(status: 200, contentType: "text/plain; charset=utf-8", headers: headers, body: result.text)
+        case .json:
+            return .json(predictionDocument(result), headers: headers)
         }
-        var builder = ExampleBatchBuilder(
-            framing: version.framing, validator: ExampleValidator(limits: store.settings.limits),
-            reservingCapacity: body.count + examples.count * 12
-        )
-        for (index, lines) in examples.enumerated() {
-            do {
-                try builder.append(lines: lines)
-            } catch {
-                throw .invalidExample(InvalidExample(index: index, problem: error))
-            }
-        }
-        return builder.finish()
     }
 
-    private func predictionDocument(version: ModelVersion, batch: PreparedBatch, answer: ShardAnswer) -> JSONWriter {
-        var writer = JSONWriter(capacity: 64 + answer.raw.count * 2)
+    private func predictionDocument(_ result: PredictResult) -> JSONWriter {
+        var writer = JSONWriter(capacity: 64 + result.text.count * 2)
         writer.raw("{\"model\":")
-        writer.string(version.name)
+        writer.string(result.model)
         writer.raw(",\"version\":\"")
-        writer.raw(version.version)
+        writer.raw(result.version)
         writer.raw("\",\"predictions\":[")
-        let parser = PredictionParser(kind: version.predictionKind)
-        let text = String(decoding: answer.raw, as: UTF8.self)
-        let utf8 = text.utf8
-        for (index, range) in answer.answers.enumerated() {
+        let parser = PredictionParser(kind: result.predictionKind)
+        for index in 0..<result.count {
             if index > 0 { writer.raw(",") }
-            let start = utf8.index(utf8.startIndex, offsetBy: range.lowerBound)
-            let end = utf8.index(start, offsetBy: range.count)
-            writer.prediction(parser.parse(answer: Substring(text[start..<end]), tag: batch.tags[index]))
+            writer.prediction(result.prediction(index, parser: parser))
         }
         writer.raw("]}")
         return writer

@@ -1,7 +1,5 @@
-import VWCore
-
 /// Why a JSON predict request cannot be served, before any of it reaches vw.
-enum PredictRequestError: Error, Equatable {
+public enum PredictRequestError: Error, Equatable, Sendable {
     /// 400: invalid JSON, not an object, no "instances" array.
     case malformed(String)
     /// 413: more instances than the model or server allows.
@@ -14,17 +12,17 @@ enum PredictRequestError: Error, Equatable {
 ///
 /// Structured instances are checked name by name, because VW's text format has no escaping:
 /// a space, `|` or `:` in a name would silently turn into other features.
-struct PredictRequestDecoder {
-    let multiline: Bool
-    let maxInstances: Int
+public struct PredictRequestDecoder: Sendable {
+    public let multiline: Bool
+    public let maxInstances: Int
 
-    init(multiline: Bool, maxInstances: Int) {
+    public init(multiline: Bool, maxInstances: Int) {
         self.multiline = multiline
         self.maxInstances = maxInstances
     }
 
     /// Decodes `{"instances": [...]}` into one array of VW text lines per instance.
-    func decode(_ body: [UInt8], maxDepth: Int = 32) throws(PredictRequestError) -> [[Substring]] {
+    public func decode(_ body: [UInt8], maxDepth: Int = 32) throws(PredictRequestError) -> [[Substring]] {
         let document: JSONValue
         do {
             document = try JSONParser.parse(body, maxDepth: maxDepth)
