@@ -8,8 +8,31 @@
 /// The child gets SIGKILL when the calling thread's process dies (PR_SET_PDEATHSIG), runs in a
 /// process group of its own (so a signal to the server's group does not reach it before the
 /// server has drained) and inherits no other descriptor. The parent's ends are O_CLOEXEC.
+///
+/// Between fork and exec the child is sandboxed: no new privileges; RLIMIT_FSIZE and RLIMIT_CORE
+/// 0, RLIMIT_AS `memory_limit` bytes (0: unlimited); a Landlock domain (as much as the kernel's
+/// ABI knows, skipped where the kernel has no Landlock) allowing only reading and executing files,
+/// no TCP bind or connect, scoped abstract unix sockets and signals; a seccomp filter refusing
+/// `socket`, `socketpair`, `ptrace`, `bpf`, mounts and namespaces. A step that fails makes the
+/// spawn fail with its errno: the child never runs with less than `cspawn_sandbox_mode()`.
 /// Returns the child's pid, or -1 with errno set.
-pid_t cspawn_piped(char *const argv[], int *stdin_fd, int *stdout_fd, int *stderr_fd);
+pid_t cspawn_piped(char *const argv[], unsigned long long memory_limit, int *stdin_fd, int *stdout_fd, int *stderr_fd);
+
+/// What `cspawn_piped` applies to its children on this kernel.
+enum {
+    /// No seccomp filters in this kernel: every spawn fails.
+    CSPAWN_SANDBOX_NONE = 0,
+    /// seccomp, no-new-privileges and rlimits, but the kernel has no Landlock.
+    CSPAWN_SANDBOX_SECCOMP = 1,
+    /// Everything.
+    CSPAWN_SANDBOX_LANDLOCK_SECCOMP = 2,
+};
+
+/// Probes the kernel: one of the `CSPAWN_SANDBOX_` values.
+int cspawn_sandbox_mode(void);
+
+/// The kernel's Landlock ABI version, 0 where Landlock is missing or disabled.
+int cspawn_landlock_abi(void);
 
 
 

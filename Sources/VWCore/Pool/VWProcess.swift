@@ -14,8 +14,9 @@ public struct ProcessError: Error, Equatable, Sendable, CustomStringConvertible 
 /// One vw child driven over its stdin/stdout pipes.
 ///
 /// vw runs as `-i MODEL -t -d /dev/stdin -p /dev/stdout --quiet` (never `--daemon`, which binds
-/// every interface). It gets SIGKILL when vwfcgi dies, runs in its own process group, and
-/// inherits no descriptor but its three pipes.
+/// every interface). It gets SIGKILL when vwfcgi dies, runs in its own process group, inherits no
+/// descriptor but its three pipes, and runs sandboxed (`Sandbox`): it can read files but not
+/// write any, cannot open a socket, and its address space is capped.
 public final class VWProcess: Sendable {
     public let pid: Int32
     let stdinFD: Int32
@@ -37,15 +38,18 @@ public final class VWProcess: Sendable {
         command + ["-i", modelPath, "-t", "-d", "/dev/stdin", "-p", "/dev/stdout", "--quiet"] + extraArguments
     }
 
-    /// Starts `arguments` with piped stdio.
-    public static func spawn(arguments: [String]) throws(ProcessError) -> VWProcess {
+    /// Starts `arguments` with piped stdio, sandboxed, with at most `memoryLimit` bytes of address
+    /// space (0: unlimited).
+    public static func spawn(
+        arguments: [String], memoryLimit: UInt64 = Sandbox.policy.memoryLimit
+    ) throws(ProcessError) -> VWProcess {
         ignoreBrokenPipes
         var cStrings: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) }
         cStrings.append(nil)
         defer { for pointer in cStrings { free(pointer) } }
         var stdinFD: Int32 = -1, stdoutFD: Int32 = -1, stderrFD: Int32 = -1
         let pid = cStrings.withUnsafeBufferPointer { argv in
-            cspawn_piped(argv.baseAddress, &stdinFD, &stdoutFD, &stderrFD)
+            cspawn_piped(argv.baseAddress, memoryLimit, &stdinFD, &stdoutFD, &stderrFD)
         }
         guard pid > 0 else { throw ProcessError(operation: "spawn \(arguments.first ?? "")", errno: errno) }
         // Bigger pipes mean fewer context switches for batches.
