@@ -135,6 +135,10 @@ static int apply_seccomp(void) {
         CS_REFUSE(432 /* fsmount */, EPERM),
         CS_REFUSE(433 /* fspick */, EPERM),
         CS_REFUSE(442 /* mount_setattr */, EPERM),
+        /* io_uring can create sockets (IORING_OP_SOCKET) without the socket syscall. */
+        CS_REFUSE(425 /* io_uring_setup */, EPERM),
+        CS_REFUSE(426 /* io_uring_enter */, EPERM),
+        CS_REFUSE(427 /* io_uring_register */, EPERM),
         BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
     };
     struct sock_fprog program = {.len = (unsigned short)(sizeof filter / sizeof filter[0]), .filter = filter};

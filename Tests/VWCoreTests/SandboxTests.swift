@@ -288,6 +288,19 @@ struct SandboxTests {
         #expect(!canConnect(abstract: "\(name)-child"))
     }
 
+    @Test func ioUringAndPtraceAreRefused() throws {
+        let code = """
+            import ctypes
+            libc = ctypes.CDLL(None, use_errno=True)
+            params = ctypes.create_string_buffer(120)
+            for number, arguments in ((425, (8, params)), (101, (0, 0, 0, 0))):  # io_uring_setup; ptrace(PTRACE_TRACEME)
+                result = libc.syscall(number, *arguments)
+                print('refused' if result < 0 and ctypes.get_errno() == 1 else 'allowed')
+            """
+        let outcome = try run(python(code))
+        #expect(outcome.stdout == "refused\nrefused\n", "\(outcome)")
+    }
+
     @Test func addressSpaceIsCappedByTheMemoryLimit() throws {
         let code = """
             import mmap

@@ -13,7 +13,8 @@
 /// 0, RLIMIT_AS `memory_limit` bytes (0: unlimited); a Landlock domain (as much as the kernel's
 /// ABI knows, skipped where the kernel has no Landlock) allowing only reading and executing files,
 /// no TCP bind or connect, scoped abstract unix sockets and signals; a seccomp filter refusing
-/// `socket`, `socketpair`, `ptrace`, `bpf`, mounts and namespaces. A step that fails makes the
+/// `socket`, `socketpair`, io_uring, `ptrace`, `bpf`, mounts and namespaces, and killing the
+/// process on a syscall of a foreign ABI (i386, x32). A step that fails makes the
 /// spawn fail with its errno: the child never runs with less than `cspawn_sandbox_mode()`.
 /// Returns the child's pid, or -1 with errno set.
 pid_t cspawn_piped(char *const argv[], unsigned long long memory_limit, int *stdin_fd, int *stdout_fd, int *stderr_fd);
