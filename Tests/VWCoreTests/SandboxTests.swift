@@ -79,6 +79,18 @@ private func writeFile(_ path: String, _ text: String) {
     fclose(file)
 }
 
+/// Kills every process whose command line mentions `marker` (an unconfined `vw --daemon` calls
+/// `setsid`, so killing its process group is not enough).
+private func killProcesses(mentioning marker: String) {
+    guard let proc = opendir("/proc") else { return }
+    defer { closedir(proc) }
+    while let entry = readdir(proc) {
+        let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+        guard let pid = Int32(name), pid != getpid() else { continue }
+        if let command = fileContents("/proc/\(pid)/cmdline"), command.contains(marker) { kill(pid, SIGKILL) }
+    }
+}
+
 // MARK: Sockets of the test itself
 
 private func loopback(port: UInt16) -> sockaddr_in {
@@ -373,8 +385,9 @@ struct SandboxedVWTests {
             listened = canConnect(port: port)
             usleep(50_000)
         }
-        // The whole group: an unconfined vw --daemon would have forked children.
+        // An unconfined vw --daemon would have forked children in a session of their own.
         kill(-process.pid, SIGKILL)
+        killProcesses(mentioning: model)
         close(process.stdoutFD)
         close(process.stderrFD)
         _ = process.reap()
