@@ -6,7 +6,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from conftest import VW_COMMAND, VWFCGI_BIN, Stack, train_small_logistic
+from conftest import REFERENCE_VW, VW_COMMAND, VWFCGI_BIN, Stack, train_small_logistic
 
 _libc = ctypes.CDLL(None, use_errno=True)
 LANDLOCK_CREATE_RULESET = 444
@@ -112,3 +112,31 @@ def test_a_malformed_memory_limit_is_refused_at_start():
                           capture_output=True, text=True, timeout=30)
     assert done.returncode != 0
     assert "--vw-memory-limit" in done.stderr, done.stderr
+
+
+LDF_TRAIN = "1:0 |a id0 x\n2:1 |a id1 x\n\n1:1 |a id0 y\n2:0 |a id1 y\n\n" * 20
+
+
+def test_a_save_tag_that_reaches_vw_writes_no_file(tmp_path):
+    """Issue 11's file write from HTTP: a BOM before `save_PATH|` on a --csoaa_ldf model made vw
+    save its model to PATH. Whatever validation does with it, no file may appear."""
+    model_dir = tmp_path / "models"
+    model_dir.mkdir()
+    (tmp_path / "train.txt").write_text(LDF_TRAIN)
+    subprocess.run([REFERENCE_VW, "-d", str(tmp_path / "train.txt"), "-f", str(model_dir / "ldf.vw"),
+                    "--csoaa_ldf", "multiline", "--quiet"], check=True, timeout=60)
+    target = tmp_path / "written.vw"
+    stack = Stack(model_dir, shards=1).start()
+    try:
+        for body in (f"\ufeffsave_{target}|\n1:0 |a id0 x\n2:0 |a id1 x\n\n",
+                     f"1:0 |a id0 x\n\ufeffsave_{target}|\n\n",
+                     f"\ufeff1:0 save_{target}|a id0 x\n2:0 |a id1 x\n\n"):
+            stack.post("/v1/models/ldf:predict", data=body.encode(), headers={"Content-Type": "text/plain"})
+        time.sleep(0.5)
+        assert not target.exists() and not Path(f"{target}.writing").exists(), "vw wrote a file"
+        r = stack.post("/v1/models/ldf:predict", data="1:0 |a id0 x\n2:0 |a id1 x\n\n",
+                       headers={"Content-Type": "text/plain"})
+        assert r.status_code == 200, r.text
+    finally:
+        problems = stack.stop()
+    assert not problems, "\n".join(problems)
