@@ -62,18 +62,24 @@ int cspawn_landlock_abi(void) {
     return abi < 0 ? 0 : (int)abi;
 }
 
+void cspawn_landlock_handled(int abi, uint64_t *fs, uint64_t *net, uint64_t *scoped) {
+    *fs = *net = *scoped = 0;
+    if (abi < 1) return;
+    *fs = CS_FS_ABI1;
+    if (abi >= 2) *fs |= CS_FS_REFER;
+    if (abi >= 3) *fs |= CS_FS_TRUNCATE;
+    if (abi >= 4) *net = CS_NET_BIND_TCP | CS_NET_CONNECT_TCP;
+    if (abi >= 5) *fs |= CS_FS_IOCTL_DEV;
+    if (abi >= 6) *scoped = CS_SCOPE_ABSTRACT_UNIX_SOCKET | CS_SCOPE_SIGNAL;
+}
+
 /* Read-only filesystem, no TCP, scoped abstract unix sockets and signals: as much of it as the
  * kernel's ABI knows. Returns 0 (also when the kernel has no Landlock) or an errno. */
 static int apply_landlock(void) {
     int abi = cspawn_landlock_abi();
     if (abi <= 0) return 0; /* documented degradation: no Landlock in this kernel */
     struct cs_landlock_ruleset_attr attr = {0};
-    attr.handled_access_fs = CS_FS_ABI1;
-    if (abi >= 2) attr.handled_access_fs |= CS_FS_REFER;
-    if (abi >= 3) attr.handled_access_fs |= CS_FS_TRUNCATE;
-    if (abi >= 4) attr.handled_access_net = CS_NET_BIND_TCP | CS_NET_CONNECT_TCP;
-    if (abi >= 5) attr.handled_access_fs |= CS_FS_IOCTL_DEV;
-    if (abi >= 6) attr.scoped = CS_SCOPE_ABSTRACT_UNIX_SOCKET | CS_SCOPE_SIGNAL;
+    cspawn_landlock_handled(abi, &attr.handled_access_fs, &attr.handled_access_net, &attr.scoped);
     int ruleset = (int)syscall(CS_NR_landlock_create_ruleset, &attr, sizeof attr, 0);
     if (ruleset < 0) return errno;
     int e = 0;

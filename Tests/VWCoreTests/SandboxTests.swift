@@ -1,3 +1,4 @@
+import CSpawn
 import Glibc
 import Testing
 @testable import VWCore
@@ -179,6 +180,24 @@ struct SandboxTests {
     @Test func theProbedModeIsReported() {
         #expect(Sandbox.mode != .none, "seccomp filters are missing: no vw can start")
         #expect((Sandbox.landlockABI > 0) == hasLandlock)
+    }
+
+    /// Degradation: a kernel of an older ABI gets what that ABI knows, never a right it would refuse.
+    @Test func theRulesetHandlesWhatEachLandlockABIKnows() {
+        func handled(_ abi: Int32) -> [UInt64] {
+            var fs: UInt64 = 0, net: UInt64 = 0, scoped: UInt64 = 0
+            cspawn_landlock_handled(abi, &fs, &net, &scoped)
+            return [fs, net, scoped]
+        }
+        #expect(handled(0) == [0, 0, 0])
+        #expect(handled(1) == [0x1fff, 0, 0])
+        #expect(handled(2) == [0x3fff, 0, 0])
+        #expect(handled(3) == [0x7fff, 0, 0])
+        #expect(handled(4) == [0x7fff, 0x3, 0])
+        #expect(handled(5) == [0xffff, 0x3, 0])
+        #expect(handled(6) == [0xffff, 0x3, 0x3])
+        #expect(handled(7) == [0xffff, 0x3, 0x3])
+        #expect(handled(99) == [0xffff, 0x3, 0x3])
     }
 
     @Test func byteCountsParse() {

@@ -1,6 +1,7 @@
 #ifndef CSPAWN_H
 #define CSPAWN_H
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 /// Starts `argv[0]` (searched in PATH) with its stdin, stdout and stderr on fresh pipes.
@@ -34,6 +35,11 @@ int cspawn_sandbox_mode(void);
 
 /// The kernel's Landlock ABI version, 0 where Landlock is missing or disabled.
 int cspawn_landlock_abi(void);
+
+/// The Landlock rights the child's ruleset handles (so denies, but for reading and executing
+/// files) on a kernel of Landlock ABI `abi`: every filesystem right the ABI knows, TCP bind and
+/// connect from ABI 4, abstract unix socket and signal scoping from ABI 6; all 0 below ABI 1.
+void cspawn_landlock_handled(int abi, uint64_t *fs, uint64_t *net, uint64_t *scoped);
 
 
 
