@@ -57,6 +57,9 @@ struct Serve: ParsableCommand {
     @Option(help: "Requests queued per model before 503 with Retry-After.")
     var maxQueue: Int = 1024
 
+    @Option(help: "Largest address space of each vw process, in bytes or with a suffix (512M, 4G); 0 for no limit.")
+    var vwMemoryLimit: String = "4G"
+
     @Option(help: "Seconds to wait for in-flight requests on SIGTERM/SIGINT.")
     var grace: Double = 10
 
@@ -81,6 +84,9 @@ struct Serve: ParsableCommand {
         if timeout <= 0 { throw ValidationError("--timeout must be positive") }
         if maxBodyBytes < 1 || maxBatch < 1 || maxLineBytes < 1 || maxFeatures < 1 || maxJsonDepth < 1 || maxQueue < 1 {
             throw ValidationError("limits must be positive")
+        }
+        guard SandboxPolicy.parseBytes(vwMemoryLimit) != nil else {
+            throw ValidationError("--vw-memory-limit must be a byte count such as 536870912, 512M or 4G")
         }
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level \(logLevel)") }
     }
@@ -113,6 +119,9 @@ struct Serve: ParsableCommand {
         settings.requestTimeout = .milliseconds(Int64(timeout * 1000))
         settings.maxQueuedRequests = maxQueue
         settings.drainGrace = .milliseconds(Int64(grace * 1000))
+        settings.vwMemoryLimit = SandboxPolicy.parseBytes(vwMemoryLimit) ?? SandboxPolicy.defaultMemoryLimit
+        Sandbox.configure(SandboxPolicy(memoryLimit: settings.vwMemoryLimit))
+        Self.logSandbox(logger: logger, memoryLimit: settings.vwMemoryLimit)
 
         let stopSignals = StopSignals()
         let metrics = RequestMetrics.bootstrap()
@@ -140,6 +149,22 @@ struct Serve: ParsableCommand {
         if let socket { unlink(socket) }
         rmdir(staging)
         logger.info("stopped")
+    }
+
+    /// Says once what every vw child is confined by, and loudly when the kernel allows less.
+    private static func logSandbox(logger: Logger, memoryLimit: UInt64) {
+        let metadata: Logger.Metadata = [
+            "sandbox": "\(Sandbox.mode.rawValue)", "landlock_abi": "\(Sandbox.landlockABI)",
+            "vw_memory_limit": "\(memoryLimit)",
+        ]
+        switch Sandbox.mode {
+        case .landlockSeccomp:
+            logger.info("vw sandbox", metadata: metadata)
+        case .seccomp:
+            logger.warning("this kernel has no Landlock: vw children are not confined to a read-only filesystem and may connect or listen over TCP (seccomp still refuses sockets)", metadata: metadata)
+        case .none:
+            logger.error("this kernel has no seccomp filters: no vw child can be started", metadata: metadata)
+        }
     }
 
     private static func makeStagingDirectory() throws -> String {

@@ -1,6 +1,7 @@
 #ifndef CSPAWN_H
 #define CSPAWN_H
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 /// Starts `argv[0]` (searched in PATH) with its stdin, stdout and stderr on fresh pipes.
@@ -8,8 +9,37 @@
 /// The child gets SIGKILL when the calling thread's process dies (PR_SET_PDEATHSIG), runs in a
 /// process group of its own (so a signal to the server's group does not reach it before the
 /// server has drained) and inherits no other descriptor. The parent's ends are O_CLOEXEC.
+///
+/// Between fork and exec the child is sandboxed: no new privileges; RLIMIT_FSIZE and RLIMIT_CORE
+/// 0, RLIMIT_AS `memory_limit` bytes (0: unlimited); a Landlock domain (as much as the kernel's
+/// ABI knows, skipped where the kernel has no Landlock) allowing only reading and executing files,
+/// no TCP bind or connect, scoped abstract unix sockets and signals; a seccomp filter refusing
+/// `socket`, `socketpair`, io_uring, `ptrace`, `bpf`, mounts and namespaces, and killing the
+/// process on a syscall of a foreign ABI (i386, x32). A step that fails makes the
+/// spawn fail with its errno: the child never runs with less than `cspawn_sandbox_mode()`.
 /// Returns the child's pid, or -1 with errno set.
-pid_t cspawn_piped(char *const argv[], int *stdin_fd, int *stdout_fd, int *stderr_fd);
+pid_t cspawn_piped(char *const argv[], unsigned long long memory_limit, int *stdin_fd, int *stdout_fd, int *stderr_fd);
+
+/// What `cspawn_piped` applies to its children on this kernel.
+enum {
+    /// No seccomp filters in this kernel: every spawn fails.
+    CSPAWN_SANDBOX_NONE = 0,
+    /// seccomp, no-new-privileges and rlimits, but the kernel has no Landlock.
+    CSPAWN_SANDBOX_SECCOMP = 1,
+    /// Everything.
+    CSPAWN_SANDBOX_LANDLOCK_SECCOMP = 2,
+};
+
+/// Probes the kernel: one of the `CSPAWN_SANDBOX_` values.
+int cspawn_sandbox_mode(void);
+
+/// The kernel's Landlock ABI version, 0 where Landlock is missing or disabled.
+int cspawn_landlock_abi(void);
+
+/// The Landlock rights the child's ruleset handles (so denies, but for reading and executing
+/// files) on a kernel of Landlock ABI `abi`: every filesystem right the ABI knows, TCP bind and
+/// connect from ABI 4, abstract unix socket and signal scoping from ABI 6; all 0 below ABI 1.
+void cspawn_landlock_handled(int abi, uint64_t *fs, uint64_t *net, uint64_t *scoped);
 
 
 

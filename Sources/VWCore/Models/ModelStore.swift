@@ -17,6 +17,8 @@ public struct EngineSettings: Sendable {
     public var loadTimeout: Duration = .seconds(60)
     public var maxQueuedRequests = 1024
     public var drainGrace: Duration = .seconds(10)
+    /// Largest address space of each vw process in bytes (0: unlimited); applied through `Sandbox.configure`.
+    public var vwMemoryLimit: UInt64 = SandboxPolicy.defaultMemoryLimit
     /// Private directory holding the exact bytes each loaded version was started from.
     public var stagingDirectory: String
 

@@ -15,8 +15,9 @@ public struct ProcessError: Error, Equatable, Sendable, CustomStringConvertible 
 /// One vw child driven over its stdin/stdout pipes.
 ///
 /// vw runs as `-i MODEL -t -d /dev/stdin -p /dev/stdout --quiet` (never `--daemon`, which binds
-/// every interface). It gets SIGKILL when vwfcgi dies, runs in its own process group, and
-/// inherits no descriptor but its three pipes.
+/// every interface). It gets SIGKILL when vwfcgi dies, runs in its own process group, inherits no
+/// descriptor but its three pipes, and runs sandboxed (`Sandbox`): it can read files but not
+/// write any, cannot open a socket, and its address space is capped.
 public final class VWProcess: Sendable {
     public let pid: Int32
     let stdinFD: Int32
@@ -38,12 +39,15 @@ public final class VWProcess: Sendable {
         command + ["-i", modelPath, "-t", "-d", "/dev/stdin", "-p", "/dev/stdout", "--quiet"] + extraArguments
     }
 
-    /// Starts `arguments` with piped stdio, from the spawner thread.
+    /// Starts `arguments` with piped stdio, sandboxed, with at most `memoryLimit` bytes of address
+    /// space (0: unlimited), from the spawner thread.
     ///
     /// The parent-death signal of a child follows the thread that forked it, not the process: a
     /// child forked by a short-lived thread (a load, a retire) would be killed when that thread
     /// ends. Every fork therefore happens on one thread that lives as long as the server.
-    public static func spawn(arguments: [String]) throws(ProcessError) -> VWProcess {
+    public static func spawn(
+        arguments: [String], memoryLimit: UInt64 = Sandbox.policy.memoryLimit
+    ) throws(ProcessError) -> VWProcess {
         ignoreBrokenPipes
         let result = Spawner.shared.run { () -> Result<VWProcess, ProcessError> in
             var cStrings: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) }
@@ -51,7 +55,7 @@ public final class VWProcess: Sendable {
             defer { for pointer in cStrings { free(pointer) } }
             var stdinFD: Int32 = -1, stdoutFD: Int32 = -1, stderrFD: Int32 = -1
             let pid = cStrings.withUnsafeBufferPointer { argv in
-                cspawn_piped(argv.baseAddress, &stdinFD, &stdoutFD, &stderrFD)
+                cspawn_piped(argv.baseAddress, memoryLimit, &stdinFD, &stdoutFD, &stderrFD)
             }
             guard pid > 0 else { return .failure(ProcessError(operation: "spawn \(arguments.first ?? "")", errno: errno)) }
             return .success(VWProcess(pid: pid, stdinFD: stdinFD, stdoutFD: stdoutFD, stderrFD: stderrFD))

@@ -60,6 +60,8 @@ extension JSONWriter {
         } else {
             raw("null")
         }
+        raw(",\"sandbox\":")
+        string(Sandbox.mode.rawValue)
         raw("}")
     }
 
