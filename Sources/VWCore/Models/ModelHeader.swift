@@ -23,7 +23,8 @@ public enum ModelHeaderError: Error, Equatable, Sendable {
 public struct ModelHeader: Sendable, Equatable {
     /// The VW version that wrote the file, e.g. "9.11.9".
     public let vwVersion: String
-    /// The option tokens stored in the file, e.g. ["--cb_adf", "--cb_type", "mtr"].
+    /// The option tokens stored in the file, split on any whitespace as VW does, e.g.
+    /// ["--cb_adf", "--cb_type", "mtr"]; `ModelOptions.check` judges them.
     public let options: [String]
 
     public init(vwVersion: String, options: [String]) {
@@ -72,7 +73,8 @@ public struct ModelHeader: Sendable, Equatable {
         else { throw .notAVWModel }
         let version = String(decoding: versionBytes.dropLast(), as: UTF8.self)
         let optionBytes = walkToOptions(&reader) ?? scanForOptions(bytes, from: 4 + Int(versionLength)) ?? []
-        let options = optionBytes.split(separator: UInt8(ascii: " ")).map { String(decoding: $0, as: UTF8.self) }
+        // VW splits the stored string with `std::istream >>`: on any whitespace, not only spaces.
+        let options = optionBytes.split(whereSeparator: VWOptions.isSpace).map { String(decoding: $0, as: UTF8.self) }
         return ModelHeader(vwVersion: version, options: options)
     }
 
@@ -88,9 +90,8 @@ public struct ModelHeader: Sendable, Equatable {
               let length = reader.uint32(), length >= 1, let text = reader.bytes(Int(length)),
               text.last == 0
         else { return nil }
-        let options = text.dropLast()
-        guard options.isEmpty || options.starts(with: " -".utf8) else { return nil }
-        return options
+        // VW reads whatever string is there: no leading space or dash is required.
+        return text.dropLast()
     }
 
     /// Finds the first length-prefixed, NUL-terminated string starting with " --".
@@ -110,75 +111,6 @@ public struct ModelHeader: Sendable, Equatable {
             position += 1
         }
         return nil
-    }
-
-    /// Reductions whose examples span several lines ended by a blank line.
-    public static let multilineOptions: Set<String> = [
-        "--cb_adf", "--cb_explore_adf", "--ccb_explore_adf", "--slates", "--csoaa_ldf", "--wap_ldf",
-        "--cb_sample", "--explore_eval", "--cbify_ldf", "--cb_dro", "--search",
-    ]
-
-    /// Reductions that read single-line examples and turn them into multiline ones for an ADF base,
-    /// so the stored options list ADF reductions although examples are single lines.
-    public static let singleLineWrapperOptions: Set<String> = ["--cb", "--cb_explore", "--cbify", "--warm_cb"]
-
-    /// Whether examples for a model with these options span several lines ended by a blank line.
-    public static func isMultiline(options: [String]) -> Bool {
-        let names = optionNames(options)
-        if !names.isDisjoint(with: singleLineWrapperOptions) { return false }
-        return !names.isDisjoint(with: multilineOptions)
-    }
-
-    /// Whether vw needs the labels of a multiline example to predict: `--csoaa_ldf` and
-    /// `--wap_ldf` skip unlabeled examples (they print nothing), unless they only serve a
-    /// contextual-bandit reduction (`--cb_adf` stores `--csoaa_ldf multiline`).
-    public static func predictsFromLabels(options: [String]) -> Bool {
-        let names = optionNames(options)
-        let ldf = names.contains("--csoaa_ldf") || names.contains("--wap_ldf")
-        let bandit: Set<String> = ["--cb_adf", "--cb_explore_adf", "--ccb_explore_adf", "--slates", "--cb", "--cb_explore"]
-        return ldf && names.isDisjoint(with: bandit)
-    }
-
-    /// Whether vw prints a blank line after each answer: for multiline models, and for `--cb N` /
-    /// `--cb_explore N` models, whose single-line examples VW 9 runs through `--cb_adf`.
-    public static func answersEndWithBlankLine(options: [String]) -> Bool {
-        if isMultiline(options: options) { return true }
-        let names = optionNames(options)
-        let cbToADF = names.contains("--cb") || names.contains("--cb_explore")
-        return cbToADF && names.contains("--cb_adf") && !names.contains("--cb_force_legacy")
-    }
-
-    /// How to read what vw prints for a model with these options.
-    public static func predictionKind(options: [String]) -> PredictionKind {
-        let names = optionNames(options)
-        // cbify and warm_cb print the chosen action as an integer although an explore reduction runs beneath.
-        if names.contains("--cbify") || names.contains("--warm_cb") { return .plain }
-        if names.contains(where: { $0.contains("explore") }) || names.contains("--slates") {
-            return .actionProbabilities
-        }
-        // `--cb_adf` stores `--csoaa_rank` but prints only the chosen action.
-        if names.contains("--cb_adf") { return .plain }
-        if names.contains("--csoaa_rank") { return .actionScores }
-        return .plain
-    }
-
-    /// Whether examples for this model span several lines ended by a blank line.
-    public var isMultiline: Bool { Self.isMultiline(options: options) }
-
-    /// How to read what vw prints for this model.
-    public var predictionKind: PredictionKind { Self.predictionKind(options: options) }
-
-    /// The option names among the tokens ("--name" of "--name=value"), values left out.
-    private static func optionNames(_ options: [String]) -> Set<String> {
-        var names = Set<String>()
-        for token in options where token.hasPrefix("-") {
-            if let equals = token.firstIndex(of: "=") {
-                names.insert(String(token[..<equals]))
-            } else {
-                names.insert(token)
-            }
-        }
-        return names
     }
 }
 

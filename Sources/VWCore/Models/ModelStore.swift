@@ -300,13 +300,10 @@ public final class ModelStore: Sendable {
             throw .unreadable("not a VW model file: \(error.reason)")
         }
         // vw applies the options stored in the model file itself (their checksum is no protection):
-        // a model must not make vw write files, listen on a port or change its output either.
-        if let stored = header.options.first(where: ModelConfig.isForbidden) {
-            throw .unreadable("the model file stores vw option \(stored), which is not allowed (it would write files, open ports or change vw's output)")
-        }
-        let options = header.options + config.vwArgs
-        let multiline = ModelHeader.isMultiline(options: options)
-        let keepsLabels = ModelHeader.predictsFromLabels(options: options)
+        // they pass the same allowlist as `vw_args`.
+        let options = try ModelOptions.check(stored: header.options, extra: config.vwArgs)
+        let multiline = options.family.isMultiline
+        let keepsLabels = options.keepsMultilineLabels
         let probe = try probeBatch(config: config, multiline: multiline, keepsLabels: keepsLabels)
 
         let staged = settings.stagingDirectory + "/" + name + "-" + version + ".vw"
@@ -318,7 +315,7 @@ public final class ModelStore: Sendable {
         let pool = ShardPool(
             modelName: name, arguments: arguments, count: config.shards ?? settings.defaultShards,
             maxQueuedRequests: settings.maxQueuedRequests,
-            answersEndWithBlankLine: ModelHeader.answersEndWithBlankLine(options: options), logger: poolLogger
+            answersEndWithBlankLine: options.answersEndWithBlankLine, logger: poolLogger
         )
         do {
             try pool.start(probe: probe, timeout: settings.loadTimeout)
@@ -329,7 +326,7 @@ public final class ModelStore: Sendable {
         }
         return ModelVersion(
             name: name, version: version, loadedAt: rfc3339Now(), vwArgs: config.vwArgs, multiline: multiline,
-            predictionKind: ModelHeader.predictionKind(options: options), keepsMultilineLabels: keepsLabels,
+            predictionKind: options.predictionKind, keepsMultilineLabels: keepsLabels,
             maxBatch: config.maxBatch ?? settings.maxBatch, pool: pool, stagedPath: staged
         )
     }

@@ -11,7 +11,7 @@ public final class ModelVersion: Sendable {
     public let vwArgs: [String]
     public let multiline: Bool
     public let predictionKind: PredictionKind
-    /// Whether multiline labels reach vw as written (see `ModelHeader.predictsFromLabels`).
+    /// Whether multiline labels reach vw as written (see `ModelOptions.keepsMultilineLabels`).
     public let keepsMultilineLabels: Bool
     public let maxBatch: Int
     public let pool: ShardPool
