@@ -2,12 +2,15 @@ import Testing
 import VWCore
 
 struct LabelPolicyTests {
-    @Test func onlyLabelDependentReductionsKeepMultilineLabels() {
-        #expect(ModelHeader.predictsFromLabels(options: ["--csoaa_ldf", "multiline"]))
-        #expect(ModelHeader.predictsFromLabels(options: ["--wap_ldf", "m"]))
+    @Test func onlyLabelDependentReductionsKeepMultilineLabels() throws {
+        func keeps(_ stored: [String]) throws -> Bool {
+            try ModelOptions.check(stored: stored, extra: []).keepsMultilineLabels
+        }
+        #expect(try keeps(["--csoaa_ldf", "multiline"]))
+        #expect(try keeps(["--wap_ldf", "m"]))
         // What --cb_explore_adf stores in its model file.
-        #expect(!ModelHeader.predictsFromLabels(options: ["--cb_adf", "--cb_explore_adf", "--csoaa_ldf", "multiline", "--csoaa_rank"]))
-        #expect(!ModelHeader.predictsFromLabels(options: ["--oaa", "3"]))
+        #expect(try !keeps(["--cb_adf", "--cb_explore_adf", "--csoaa_ldf", "multiline", "--csoaa_rank"]))
+        #expect(try !keeps(["--oaa", "3"]))
     }
 
     @Test func banditLabelsAreDroppedAndLDFLabelsKept() throws {

@@ -11,23 +11,17 @@ import VWCore
     @Test func linearModelWithQuadraticInteractions() throws {
         let header = try ModelHeader.read(path: Self.fixture("quadratic.vw"))
         #expect(header == ModelHeader(vwVersion: "9.11.9", options: ["--quadratic", "ab"]))
-        #expect(!header.isMultiline)
-        #expect(header.predictionKind == .plain)
     }
 
     @Test func oneAgainstAllModel() throws {
         let header = try ModelHeader.read(path: Self.fixture("oaa3.vw"))
         #expect(header == ModelHeader(vwVersion: "9.11.9", options: ["--oaa", "3"]))
-        #expect(!header.isMultiline)
-        #expect(header.predictionKind == .plain)
     }
 
     @Test func contextualBanditExploreADFModel() throws {
         let header = try ModelHeader.read(path: Self.fixture("cb_explore_adf.vw"))
         #expect(header.vwVersion == "9.11.9")
         #expect(header.options == ["--cb_adf", "--cb_explore_adf", "--cb_type", "mtr", "--csoaa_ldf", "multiline", "--csoaa_rank"])
-        #expect(header.isMultiline)
-        #expect(header.predictionKind == .actionProbabilities)
     }
 
     @Test func modelWithoutOptionsHasNone() throws {
@@ -82,10 +76,10 @@ import VWCore
         ("--slates --ccb_explore_adf", true, .actionProbabilities, true),
         ("--csoaa_ldf=multiline", true, .plain, true),
     ])
-    func optionsDecideLayoutAndPredictionKind(options: String, multiline: Bool, kind: PredictionKind, blankLine: Bool) {
-        let tokens = options.split(separator: " ").map(String.init)
-        #expect(ModelHeader.isMultiline(options: tokens) == multiline)
-        #expect(ModelHeader.predictionKind(options: tokens) == kind)
-        #expect(ModelHeader.answersEndWithBlankLine(options: tokens) == blankLine)
+    func optionsDecideLayoutAndPredictionKind(options: String, multiline: Bool, kind: PredictionKind, blankLine: Bool) throws {
+        let derived = try ModelOptions.check(stored: VWOptions.split(options), extra: [])
+        #expect(derived.family.isMultiline == multiline)
+        #expect(derived.predictionKind == kind)
+        #expect(derived.answersEndWithBlankLine == blankLine)
     }
 }

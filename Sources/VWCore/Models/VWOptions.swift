@@ -293,7 +293,7 @@ public enum VWOptions {
             values: [
                 "choices_lambda", "corrupt_prob_warm_start", "corrupt_type_warm_start", "dream_at_update",
                 "dream_repeats", "emt_initial", "emt_leaf", "emt_router", "emt_scorer", "emt_tree", "interaction",
-                "lambda_scheme", "lda", "lda_alpha", "lda_D", "lda_epsilon", "lda_rho", "leaf_example_multiplier",
+                "lambda_scheme", "lda", "lda_alpha", "lda_D", "lda_epsilon", "lda_rho", "leaf_example_multiplier", "math-mode",
                 "max_number_of_labels", "memory_tree", "minibatch", "ot", "overwrite_label", "top_K", "warm_cb",
                 "warm_start",
             ]
@@ -383,6 +383,16 @@ public enum VWOptions {
     /// Reads command-line tokens as VW does, every name resolved to its long form. Does not judge
     /// whether the options are allowed (see `check`), only that VW knows them and reads them unambiguously.
     public static func parse(_ tokens: [String]) throws(VWOptionsError) -> [VWOption] {
+        try read(tokens, refusing: false)
+    }
+
+    /// Parses the tokens and refuses the first option that is not allowed.
+    public static func check(_ tokens: [String]) throws(VWOptionsError) -> [VWOption] {
+        try read(tokens, refusing: true)
+    }
+
+    /// Reads the tokens; with `refusing`, a refused option is reported as soon as its name is read.
+    static func read(_ tokens: [String], refusing: Bool) throws(VWOptionsError) -> [VWOption] {
         var options: [VWOption] = []
         var index = 0
         for token in tokens {
@@ -390,9 +400,13 @@ public enum VWOptions {
                 throw .malformed("option token \(visible(token)) contains whitespace or a control character")
             }
             // VW's `was_supplied` also counts any token starting with "-name" as option `name`.
-            if token.hasPrefix("-"), !token.hasPrefix("--"),
+            if refusing, token.hasPrefix("-"), !token.hasPrefix("--"),
                let name = refusedNames.first(where: { token.dropFirst().hasPrefix($0) }) {
                 throw .notAllowed(option: "--" + name, reason: specs[name]!.refusal! + ", written as \(token)")
+            }
+            // Any token that names a refused option is reported as such, wherever it stands.
+            if refusing, let name = optionName(token), let refusal = specs[name]?.refusal {
+                throw .notAllowed(option: "--" + name, reason: refusal)
             }
         }
         while index < tokens.count {
@@ -426,6 +440,7 @@ public enum VWOptions {
                 throw .malformed("unexpected value \(token) (vw would read it as a data file)")
             }
             let spec = specs[name]!
+            if refusing, let refusal = spec.refusal { throw .notAllowed(option: "--" + name, reason: refusal) }
             switch spec.arity {
             case .flag:
                 guard values.isEmpty else { throw .malformed("option \(written) takes no value, found \(values[0])") }
@@ -456,6 +471,13 @@ public enum VWOptions {
         return options
     }
 
+    /// The long name a token stands for when it looks like an option (`--name`, `--name=value`, `-x...`).
+    static func optionName(_ token: String) -> String? {
+        if isLongOptionLike(token) { return String(token.dropFirst(2).prefix { $0 != "=" }) }
+        if isShortOptionLike(token) { return shortNames[token.dropFirst().first!] }
+        return nil
+    }
+
     /// Whether the value of a numeric short option is a number (`-bandwidth` is not `-b andwidth`).
     static func shortValueIsValid(name: String, values: [String]) -> Bool {
         switch name {
@@ -463,17 +485,6 @@ public enum VWOptions {
         case "learning_rate", "constant": values.allSatisfy(isNumber)
         default: true
         }
-    }
-
-    /// Parses the tokens and refuses the first option that is not allowed.
-    public static func check(_ tokens: [String]) throws(VWOptionsError) -> [VWOption] {
-        let options = try parse(tokens)
-        for option in options {
-            if let refusal = specs[option.name]?.refusal {
-                throw .notAllowed(option: "--" + option.name, reason: refusal)
-            }
-        }
-        return options
     }
 
     /// The token with control characters shown as `\u{..}`.
