@@ -165,7 +165,8 @@ import VWCore
             "--normalized --adaptive --invariant", "--sgd", "--l1 0.1 --l2 0.1", "--learning_rate 0.5 --power_t 0.5",
             "--initial_t 1 --decay_learning_rate 1", "--cb_adf --rank_all", "--cb_adf --cb_dro",
             "--cb_min_cost 0 --cb_max_cost 1 --cb 2", "--ftrl", "--pistol", "--coin", "--freegrad", "--marginal a",
-            "--csoaa_ldf m --csoaa_rank", "--scores --oaa 3",
+            "--csoaa_ldf m --csoaa_rank", "--scores --oaa 3", "--chain_hash --ignore_features_dsjson_experimental a|b",
+            "--named_labels a,b,c --oaa 3", "--plt 10 --top_k 2", "--log_multi 3", "--recall_tree 3",
         ] {
             #expect(Self.storedRefusal(text) == nil, "\(text)")
             #expect(Self.configRefusal(VWOptions.split(text)) == nil, "\(text)")
@@ -210,6 +211,7 @@ import VWCore
         ("cb_explore", .contextualBandit, true, .actionProbabilities, false),
         ("cb_legacy", .contextualBandit, false, .plain, false),
         ("cb_adf", .cbADF, true, .plain, false),
+        ("cb_adf_rank_all", .cbADF, true, .actionScores, false),
         ("cb_explore_adf", .cbADF, true, .actionProbabilities, false),
         ("csoaa_ldf", .csoaaLDF, true, .plain, true),
         ("csoaa_ldf_rank", .csoaaLDF, true, .actionScores, true),

@@ -101,8 +101,9 @@ public struct ModelOptions: Sendable, Equatable {
         case .slates, .ccb: return .actionProbabilities
         case .contextualBandit, .cbADF:
             // cbify prints the chosen action although an explore reduction runs beneath.
-            let explores = names.contains("cb_explore") || names.contains("cb_explore_adf")
-            return explores ? .actionProbabilities : .plain
+            if names.contains("cb_explore") || names.contains("cb_explore_adf") { return .actionProbabilities }
+            // `--rank_all` makes cb_adf print every action with its score instead of the chosen one.
+            return names.contains("rank_all") ? .actionScores : .plain
         case .csoaaLDF:
             return names.contains("csoaa_rank") ? .actionScores : .plain
         case .simple, .multiclass, .multilabel, .costSensitive:

@@ -173,14 +173,17 @@ public enum VWOptions {
         OptionGroup(
             refusal: "changes the input format vwfcgi writes",
             flags: [
-                "chain_hash", "compressed", "csv", "csv_no_file_header", "dsjson", "flatbuffer", "json", "no_stdin",
+                "compressed", "csv", "csv_no_file_header", "dsjson", "flatbuffer", "json", "no_stdin",
             ],
             values: [
                 "csv_header", "csv_ns_value", "csv_separator",
-            ],
-            lists: [
-                "ignore_features_dsjson_experimental",
             ]
+        ),
+        OptionGroup(
+            // Stored by models trained on JSON; they change only how JSON is hashed, and vw reads text here.
+            refusal: nil,
+            flags: ["chain_hash"],
+            lists: ["ignore_features_dsjson_experimental"]
         ),
         OptionGroup(
             refusal: "stops vw before it serves",

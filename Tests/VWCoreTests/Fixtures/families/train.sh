@@ -22,3 +22,4 @@ t ccb 'ccb shared |s u\nccb action |a x\nccb action |a y\nccb slot 0:1:0.5 |s z\
 t slates 'slates shared 1 |s u\nslates action 0 |a x\nslates action 1 |a y\nslates slot 0:0.5 |s z\nslates slot 1:0.5 |s w\n\n' --slates
 t cbify '1 |a x\n' --cbify 3
 t nn '1 |a x\n' --nn 2 -q ab --cubic abc --interactions a::
+t cb_adf_rank_all 'shared |s u\n0:1:0.5 |a x\n|a y\n\n' --cb_adf --rank_all
