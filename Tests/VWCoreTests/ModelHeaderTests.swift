@@ -10,12 +10,12 @@ import VWCore
 
     @Test func linearModelWithQuadraticInteractions() throws {
         let header = try ModelHeader.read(path: Self.fixture("quadratic.vw"))
-        #expect(header == ModelHeader(vwVersion: "9.11.9", options: ["--quadratic", "ab"]))
+        #expect(header == ModelHeader(vwVersion: "9.11.9", options: ["--quadratic", "ab"], bits: 10))
     }
 
     @Test func oneAgainstAllModel() throws {
         let header = try ModelHeader.read(path: Self.fixture("oaa3.vw"))
-        #expect(header == ModelHeader(vwVersion: "9.11.9", options: ["--oaa", "3"]))
+        #expect(header == ModelHeader(vwVersion: "9.11.9", options: ["--oaa", "3"], bits: 10))
     }
 
     @Test func contextualBanditExploreADFModel() throws {
@@ -26,7 +26,7 @@ import VWCore
 
     @Test func modelWithoutOptionsHasNone() throws {
         let header = try ModelHeader.read(path: Self.fixture("no_options.vw"))
-        #expect(header == ModelHeader(vwVersion: "9.11.9", options: []))
+        #expect(header == ModelHeader(vwVersion: "9.11.9", options: [], bits: 10))
     }
 
     @Test func optionsAreFoundByScanningWhenTheLayoutIsUnknown() throws {

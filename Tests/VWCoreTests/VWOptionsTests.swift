@@ -243,6 +243,17 @@ import VWCore
         #expect(try Self.stored("--experimental_full_name_interactions user|item").fullNameInteractions == ["user|item"])
     }
 
+    @Test func storedNgramsAndSkipsComeFromTheirHeaderFields() throws {
+        // VW 9 keeps `--ngram` and `--skips` in binary header fields and adds them to the options when it loads.
+        let header = try ModelHeader.read(path: Self.fixture("ngram"))
+        #expect(header.options == ["--ngram", "2", "--skips", "1"])
+        #expect(header.bits == 5)
+        let options = try ModelOptions.check(stored: header.options, extra: [])
+        #expect(options.ngrams == ["2"])
+        #expect(options.skips == ["1"])
+        #expect(options.family == .simple)
+    }
+
     @Test func headerOptionsWithoutLeadingSpaceOrWithTabsAreRead() throws {
         // A VW 9 header: version, model id, 'm', min/max label, bits, lda, ngrams, skips, options.
         func header(_ options: String) -> [UInt8] {
@@ -254,5 +265,8 @@ import VWCore
         #expect(try ModelHeader.parse(header("--oaa 3\t--daemon\n--port 9")).options == ["--oaa", "3", "--daemon", "--port", "9"])
         #expect(try ModelHeader.parse(header("\t--readable_model\t/tmp/r")).options == ["--readable_model", "/tmp/r"])
         #expect(try ModelHeader.parse(header(" --oaa 3")).options == ["--oaa", "3"])
+        #expect(try ModelHeader.parse(header(" --oaa 3")).bits == 18)
+        // VW reads the stored string as a C string: what follows a NUL is not applied.
+        #expect(try ModelHeader.parse(header(" --oaa 3\0--daemon")).options == ["--oaa", "3"])
     }
 }

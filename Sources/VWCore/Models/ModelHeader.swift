@@ -25,11 +25,15 @@ public struct ModelHeader: Sendable, Equatable {
     public let vwVersion: String
     /// The option tokens stored in the file, split on any whitespace as VW does, e.g.
     /// ["--cb_adf", "--cb_type", "mtr"]; `ModelOptions.check` judges them.
+    /// VW adds the header's `--ngram` and `--skips` fields in front, as it does when it loads the file.
     public let options: [String]
+    /// The feature table's bits stored in the header, when the header was read in VW 9's layout.
+    public let bits: Int?
 
-    public init(vwVersion: String, options: [String]) {
+    public init(vwVersion: String, options: [String], bits: Int? = nil) {
         self.vwVersion = vwVersion
         self.options = options
+        self.bits = bits
     }
 
     /// How many bytes of a file are read to find the header.
@@ -61,8 +65,10 @@ public struct ModelHeader: Sendable, Equatable {
     ///
     /// VW 9 writes: a uint32 length and the NUL-terminated version, the model id, 'm', min and max
     /// label, bits, lda, ngrams, skips, then a uint32 length and the NUL-terminated options string.
-    /// When that walk fails (another layout), the options string is found by scanning for a
-    /// length-prefixed, NUL-terminated string starting with " --".
+    /// The options are what VW applies: the n-grams and skips as `--ngram`/`--skips`, then the
+    /// string up to its first NUL, split on any whitespace. When that walk fails (another layout),
+    /// the options string is found by scanning for a length-prefixed, NUL-terminated string
+    /// starting with " --".
     public static func parse(_ bytes: [UInt8]) throws(ModelHeaderError) -> ModelHeader {
         var reader = ByteReader(bytes: bytes)
         guard let versionLength = reader.uint32() else { throw .tooShort }
@@ -72,26 +78,36 @@ public struct ModelHeader: Sendable, Equatable {
               versionBytes.dropLast().allSatisfy({ $0 &- 0x30 < 10 || $0 == UInt8(ascii: ".") })
         else { throw .notAVWModel }
         let version = String(decoding: versionBytes.dropLast(), as: UTF8.self)
-        let optionBytes = walkToOptions(&reader) ?? scanForOptions(bytes, from: 4 + Int(versionLength)) ?? []
+        let walked = walkToOptions(&reader)
+        let optionBytes = walked?.options ?? scanForOptions(bytes, from: 4 + Int(versionLength)).map(Array.init) ?? []
         // VW splits the stored string with `std::istream >>`: on any whitespace, not only spaces.
         let options = optionBytes.split(whereSeparator: VWOptions.isSpace).map { String(decoding: $0, as: UTF8.self) }
-        return ModelHeader(vwVersion: version, options: options)
+        return ModelHeader(vwVersion: version, options: options, bits: walked.map { Int($0.bits) })
     }
 
-    /// Reads the VW 9 header fields after the version, returning the options string without its NUL.
-    private static func walkToOptions(_ reader: inout ByteReader) -> ArraySlice<UInt8>? {
+    /// Reads the VW 9 header fields after the version and returns the bits and the options string
+    /// VW builds from them (`save_load_header`): ` --ngram N` and ` --skips N` for each stored
+    /// n-gram and skip (a 3-byte C string each), then the stored options up to their first NUL.
+    private static func walkToOptions(_ reader: inout ByteReader) -> (bits: UInt32, options: [UInt8])? {
         guard let idLength = reader.uint32(), idLength <= 4096, reader.bytes(Int(idLength)) != nil,
               reader.bytes(1) == [UInt8(ascii: "m")],
               reader.bytes(8) != nil,                           // min and max label
               let bits = reader.uint32(), (1...64).contains(bits),
-              reader.uint32() != nil,                           // lda
-              let ngrams = reader.uint32(), ngrams <= 256, reader.bytes(3 * Int(ngrams)) != nil,
-              let skips = reader.uint32(), skips <= 256, reader.bytes(3 * Int(skips)) != nil,
-              let length = reader.uint32(), length >= 1, let text = reader.bytes(Int(length)),
-              text.last == 0
+              reader.uint32() != nil                            // lda
         else { return nil }
-        // VW reads whatever string is there: no leading space or dash is required.
-        return text.dropLast()
+        var options: [UInt8] = []
+        for name in ["ngram", "skips"] {
+            guard let count = reader.uint32(), count <= 256, let fields = reader.bytes(3 * Int(count)) else { return nil }
+            for index in 0..<Int(count) {
+                let field = fields.dropFirst(3 * index).prefix(3)
+                options += Array(" --\(name) ".utf8) + field.prefix { $0 != 0 }
+            }
+        }
+        guard let length = reader.uint32(), length >= 1, let text = reader.bytes(Int(length)), text.last == 0
+        else { return nil }
+        // VW appends the string as a C string (it ends at the first NUL) and needs no leading space or dash.
+        if length > 0 { options += Array(" ".utf8) + text.prefix { $0 != 0 } }
+        return (bits, options)
     }
 
     /// Finds the first length-prefixed, NUL-terminated string starting with " --".

@@ -23,3 +23,4 @@ t slates 'slates shared 1 |s u\nslates action 0 |a x\nslates action 1 |a y\nslat
 t cbify '1 |a x\n' --cbify 3
 t nn '1 |a x\n' --nn 2 -q ab --cubic abc --interactions a::
 t cb_adf_rank_all 'shared |s u\n0:1:0.5 |a x\n|a y\n\n' --cb_adf --rank_all
+printf '1 |a x y z\n' > /tmp/ngram.txt; $vw --quiet -b 5 --ngram 2 --skips 1 -d /tmp/ngram.txt -f ngram.vw
