@@ -23,7 +23,8 @@ public struct ModelOptions: Sendable, Equatable {
     /// The values of `--ngram` and `--skips` (`2`, `a2`), as written.
     public let ngrams: [String]
     public let skips: [String]
-    /// `-b` / `--bit_precision` when given in the options (vw otherwise uses the bits stored in the file).
+    /// The feature table's bits: those stored in the model file's header, else `-b` / `--bit_precision`
+    /// from the options, else nil (vw's default, 18).
     public let bits: Int?
     /// Every option, `vw_args` first then those stored in the file (the order vw reads them).
     public let options: [VWOption]
@@ -33,7 +34,8 @@ public struct ModelOptions: Sendable, Equatable {
     /// - Parameters:
     ///   - stored: options stored in the model file.
     ///   - extra: options from `vw_args`, which vw reads first.
-    public init(stored: [VWOption], extra: [VWOption]) {
+    ///   - storedBits: the bits field of the model file's header.
+    public init(stored: [VWOption], extra: [VWOption], storedBits: Int? = nil) {
         let options = extra + stored
         let names = Set(options.map(\.name))
         let family = Self.family(names)
@@ -51,12 +53,25 @@ public struct ModelOptions: Sendable, Equatable {
         fullNameInteractions = options.filter { $0.name == "experimental_full_name_interactions" }.flatMap(\.values)
         ngrams = options.filter { $0.name == "ngram" }.flatMap(\.values)
         skips = options.filter { $0.name == "skips" }.flatMap(\.values)
-        bits = options.first { $0.name == "bit_precision" }?.values.first.flatMap { Int($0) }
+        bits = storedBits ?? options.first { $0.name == "bit_precision" }?.values.first.flatMap { Int($0) }
+    }
+
+    /// Checks the options of a model file's header and the `vw_args` (see `check(stored:extra:)`),
+    /// taking the bits from the header.
+    public static func check(header: ModelHeader, extra: [String]) throws(LoadError) -> ModelOptions {
+        let (stored, extra) = try checked(stored: header.options, extra: extra)
+        return ModelOptions(stored: stored, extra: extra, storedBits: header.bits)
     }
 
     /// Checks the options stored in a model file (its header's tokens) and the `vw_args`, and
     /// derives what they mean for serving.
     public static func check(stored: [String], extra: [String]) throws(LoadError) -> ModelOptions {
+        let (stored, extra) = try checked(stored: stored, extra: extra)
+        return ModelOptions(stored: stored, extra: extra)
+    }
+
+    /// The stored and the extra options, each checked against the allowlist.
+    static func checked(stored: [String], extra: [String]) throws(LoadError) -> (stored: [VWOption], extra: [VWOption]) {
         let storedOptions: [VWOption]
         do {
             storedOptions = try VWOptions.check(VWOptions.headerCommandLine(stored))
@@ -76,7 +91,7 @@ public struct ModelOptions: Sendable, Equatable {
         } catch {
             throw .invalidConfig("vw_args: \(error.reason)")
         }
-        return ModelOptions(stored: storedOptions, extra: extraOptions)
+        return (storedOptions, extraOptions)
     }
 
     /// The example family of a reduction stack, the outermost reduction first.

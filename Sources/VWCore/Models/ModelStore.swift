@@ -301,7 +301,7 @@ public final class ModelStore: Sendable {
         }
         // vw applies the options stored in the model file itself (their checksum is no protection):
         // they pass the same allowlist as `vw_args`.
-        let options = try ModelOptions.check(stored: header.options, extra: config.vwArgs)
+        let options = try ModelOptions.check(header: header, extra: config.vwArgs)
         let multiline = options.family.isMultiline
         let keepsLabels = options.keepsMultilineLabels
         let probe = try probeBatch(config: config, multiline: multiline, keepsLabels: keepsLabels)
