@@ -241,6 +241,7 @@ import VWCore
         #expect(overridden.ngrams == ["2"])
         #expect(try Self.stored("--interactions ab cd --ngram a2 --skips 1").interactions == [Array("ab".utf8), Array("cd".utf8)])
         #expect(try Self.stored("--experimental_full_name_interactions user|item").fullNameInteractions == ["user|item"])
+        #expect(try Self.stored("--lrq ab2 --lrqfa cd3").lowRankInteractions == ["ab2", "cd3"])
     }
 
     @Test func storedNgramsAndSkipsComeFromTheirHeaderFields() throws {

@@ -20,6 +20,8 @@ public struct ModelOptions: Sendable, Equatable {
     public let interactions: [[UInt8]]
     /// The values of `--experimental_full_name_interactions` (`user|item`), as written.
     public let fullNameInteractions: [String]
+    /// The values of `--lrq` and `--lrqfa` (low-rank interactions, `ab2`), as written.
+    public let lowRankInteractions: [String]
     /// The values of `--ngram` and `--skips` (`2`, `a2`), as written.
     public let ngrams: [String]
     public let skips: [String]
@@ -51,6 +53,7 @@ public struct ModelOptions: Sendable, Equatable {
         interactions = interactionSource.filter { interactionNames.contains($0.name) }
             .flatMap(\.values).map { Array($0.utf8) }
         fullNameInteractions = options.filter { $0.name == "experimental_full_name_interactions" }.flatMap(\.values)
+        lowRankInteractions = options.filter { $0.name == "lrq" || $0.name == "lrqfa" }.flatMap(\.values)
         ngrams = options.filter { $0.name == "ngram" }.flatMap(\.values)
         skips = options.filter { $0.name == "skips" }.flatMap(\.values)
         bits = storedBits ?? options.first { $0.name == "bit_precision" }?.values.first.flatMap { Int($0) }
