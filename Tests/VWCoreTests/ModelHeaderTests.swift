@@ -40,7 +40,8 @@ import VWCore
         #expect(throws: ModelHeaderError.tooShort) { try ModelHeader.parse([]) }
         #expect(throws: ModelHeaderError.tooShort) { try ModelHeader.parse(Array(bytes.prefix(3))) }
         #expect(throws: ModelHeaderError.tooShort) { try ModelHeader.parse(Array(bytes.prefix(8))) }
-        #expect(try ModelHeader.parse(Array(bytes.prefix(40))) == ModelHeader(vwVersion: "9.11.9", options: []))
+        // Cut inside VW 9's header fields: the options vw would read are missing, so nothing is assumed about them.
+        #expect(throws: ModelHeaderError.tooShort) { try ModelHeader.parse(Array(bytes.prefix(40))) }
         #expect(throws: ModelHeaderError.notAVWModel) { try ModelHeader.parse(Array("hello world, not a model".utf8)) }
         #expect(throws: ModelHeaderError.notAVWModel) { try ModelHeader.parse([4, 0, 0, 0, 0x39, 0x2E, 0x41, 0]) }
         #expect(throws: ModelHeaderError.notAVWModel) { try ModelHeader.parse([4, 0, 0, 0, 0x39, 0x2E, 0x31, 0x31]) }

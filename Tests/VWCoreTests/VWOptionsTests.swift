@@ -268,6 +268,11 @@ import VWCore
         #expect(try ModelHeader.parse(header("\t--readable_model\t/tmp/r")).options == ["--readable_model", "/tmp/r"])
         #expect(try ModelHeader.parse(header(" --oaa 3")).options == ["--oaa", "3"])
         #expect(try ModelHeader.parse(header(" --oaa 3")).bits == 18)
+        // Options pushed beyond the bytes read to find them are not taken for "no options".
+        let far = header(" --oaa 3" + String(repeating: " ", count: 70_000) + "--daemon")
+        #expect(throws: ModelHeaderError.optionsTooLong(bytes: 70_017)) {
+            try ModelHeader.parse(Array(far.prefix(ModelHeader.maxHeaderBytes)))
+        }
         // VW reads the stored string as a C string: what follows a NUL is not applied.
         #expect(try ModelHeader.parse(header(" --oaa 3\0--daemon")).options == ["--oaa", "3"])
     }

@@ -164,6 +164,8 @@ HIDDEN = {
                   "stores vw option --readable_model, which is not allowed (writes a file)"),
     "hidden_no_space": ("--oaa 3\t--readable_model\t{drops}/nolead.txt", {"replace": True},
                         "stores vw option --readable_model, which is not allowed (writes a file)"),
+    "hidden_far": (" " * 70000 + "--readable_model {drops}/far.txt", {},
+                   "the options stored in the model file are too long"),
     "dump_json": ("--dump_json_weights_experimental {drops}/weights.json", {},
                   "stores vw option --dump_json_weights_experimental, which is not allowed (writes a file)"),
     "daemon": ("--daemon\t--port\t{port}", {"separator": "\t"},
@@ -221,7 +223,7 @@ def allowlist_dir(tmp_path_factory):
 def test_crafted_whitespace_headers_make_vw_write_files(allowlist_dir, tmp_path):
     """The threat is real: vw splits stored options on any whitespace and needs no leading space."""
     path, _, _ = allowlist_dir
-    for name in ("hidden_tab", "hidden_newline", "hidden_no_space", "dump_json"):
+    for name in ("hidden_tab", "hidden_newline", "hidden_no_space", "hidden_far", "dump_json"):
         options, kw, _ = HIDDEN[name]
         target = tmp_path / f"{name}.vw"
         craft_model(path / "source.vw.orig", options.format(drops=tmp_path, port=0), target, **kw)
@@ -229,7 +231,7 @@ def test_crafted_whitespace_headers_make_vw_write_files(allowlist_dir, tmp_path)
         ws.predict(" |a x")
         ws.finish()
     written = sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(".vw"))
-    assert written == ["newline.txt", "nolead.txt", "tab.txt", "weights.json"], written
+    assert written == ["far.txt", "newline.txt", "nolead.txt", "tab.txt", "weights.json"], written
 
 
 def test_options_outside_the_allowlist_are_refused(allowlist_dir):

@@ -8,6 +8,8 @@ public enum ModelHeaderError: Error, Equatable, Sendable {
     case tooShort
     /// The file does not start with a VW version string.
     case notAVWModel
+    /// The header says its options string is longer than the bytes read to find it.
+    case optionsTooLong(bytes: Int)
 
     /// A short human-readable reason.
     public var reason: String {
@@ -15,6 +17,7 @@ public enum ModelHeaderError: Error, Equatable, Sendable {
         case .unreadable(let code): "cannot read model file (errno \(code))"
         case .tooShort: "model file too short"
         case .notAVWModel: "not a VW model file (no version string)"
+        case .optionsTooLong(let bytes): "the options stored in the model file are too long (\(bytes) bytes)"
         }
     }
 }
@@ -78,36 +81,59 @@ public struct ModelHeader: Sendable, Equatable {
               versionBytes.dropLast().allSatisfy({ $0 &- 0x30 < 10 || $0 == UInt8(ascii: ".") })
         else { throw .notAVWModel }
         let version = String(decoding: versionBytes.dropLast(), as: UTF8.self)
-        let walked = walkToOptions(&reader)
+        let walked: (bits: UInt32, options: [UInt8])?
+        switch walkToOptions(&reader) {
+        case .found(let bits, let options): walked = (bits, options)
+        case .otherLayout: walked = nil
+        // VW 9's layout, cut short: vw would read options that are not here, so nothing can be said about them.
+        case .truncated(let needed): throw needed > maxHeaderBytes / 2 ? .optionsTooLong(bytes: needed) : .tooShort
+        }
         let optionBytes = walked?.options ?? scanForOptions(bytes, from: 4 + Int(versionLength)).map(Array.init) ?? []
         // VW splits the stored string with `std::istream >>`: on any whitespace, not only spaces.
         let options = optionBytes.split(whereSeparator: VWOptions.isSpace).map { String(decoding: $0, as: UTF8.self) }
         return ModelHeader(vwVersion: version, options: options, bits: walked.map { Int($0.bits) })
     }
 
+    /// What the walk through VW 9's header fields found.
+    private enum Walk {
+        /// The bits and the options string VW builds from the header.
+        case found(bits: UInt32, options: [UInt8])
+        /// The fields do not follow VW 9's layout.
+        case otherLayout
+        /// The fields follow VW 9's layout but the bytes end before the options do (`needed`: the
+        /// options string's declared length, or 0).
+        case truncated(needed: Int)
+    }
+
     /// Reads the VW 9 header fields after the version and returns the bits and the options string
     /// VW builds from them (`save_load_header`): ` --ngram N` and ` --skips N` for each stored
     /// n-gram and skip (a 3-byte C string each), then the stored options up to their first NUL.
-    private static func walkToOptions(_ reader: inout ByteReader) -> (bits: UInt32, options: [UInt8])? {
-        guard let idLength = reader.uint32(), idLength <= 4096, reader.bytes(Int(idLength)) != nil,
-              reader.bytes(1) == [UInt8(ascii: "m")],
-              reader.bytes(8) != nil,                           // min and max label
-              let bits = reader.uint32(), (1...64).contains(bits),
-              reader.uint32() != nil                            // lda
-        else { return nil }
+    private static func walkToOptions(_ reader: inout ByteReader) -> Walk {
+        guard let idLength = reader.uint32() else { return .truncated(needed: 0) }
+        guard idLength <= 4096 else { return .otherLayout }
+        guard reader.bytes(Int(idLength)) != nil, let marker = reader.bytes(1) else { return .truncated(needed: 0) }
+        guard marker == [UInt8(ascii: "m")] else { return .otherLayout }
+        guard reader.bytes(8) != nil,                           // min and max label
+              let bits = reader.uint32() else { return .truncated(needed: 0) }
+        guard (1...64).contains(bits) else { return .otherLayout }
+        guard reader.uint32() != nil else { return .truncated(needed: 0) }  // lda
         var options: [UInt8] = []
         for name in ["ngram", "skips"] {
-            guard let count = reader.uint32(), count <= 256, let fields = reader.bytes(3 * Int(count)) else { return nil }
+            guard let count = reader.uint32() else { return .truncated(needed: 0) }
+            guard count <= 256 else { return .otherLayout }
+            guard let fields = reader.bytes(3 * Int(count)) else { return .truncated(needed: 0) }
             for index in 0..<Int(count) {
                 let field = fields.dropFirst(3 * index).prefix(3)
                 options += Array(" --\(name) ".utf8) + field.prefix { $0 != 0 }
             }
         }
-        guard let length = reader.uint32(), length >= 1, let text = reader.bytes(Int(length)), text.last == 0
-        else { return nil }
+        guard let length = reader.uint32() else { return .truncated(needed: 0) }
+        guard length >= 1 else { return .otherLayout }
+        guard let text = reader.bytes(Int(length)) else { return .truncated(needed: Int(length)) }
+        guard text.last == 0 else { return .otherLayout }
         // VW appends the string as a C string (it ends at the first NUL) and needs no leading space or dash.
-        if length > 0 { options += Array(" ".utf8) + text.prefix { $0 != 0 } }
-        return (bits, options)
+        options += Array(" ".utf8) + text.prefix { $0 != 0 }
+        return .found(bits: bits, options: options)
     }
 
     /// Finds the first length-prefixed, NUL-terminated string starting with " --".
