@@ -119,7 +119,7 @@ import VWCore
         ("--search_task sequence", "structured prediction output is not supported"),
         ("--top 2", "top-k output is not supported"),
         ("--cats 4", "continuous-action output is not supported"),
-        ("--lda 2", "its output is not supported by vwfcgi"),
+        ("--lda 2", "its output is not supported by vwfcgi"), ("--id x", "a model id is not used for serving"),
     ])
     func attackOptionsAreRefusedWithTheirReason(options: String, reason: String) {
         let name = VWOptions.split(options)[0]
@@ -258,12 +258,23 @@ import VWCore
 
     @Test func headerOptionsWithoutLeadingSpaceOrWithTabsAreRead() throws {
         // A VW 9 header: version, model id, 'm', min/max label, bits, lda, ngrams, skips, options.
-        func header(_ options: String) -> [UInt8] {
-            func u32(_ v: Int) -> [UInt8] { (0..<4).map { UInt8((v >> (8 * $0)) & 0xFF) } }
-            let text = Array(options.utf8) + [0]
-            return u32(7) + Array("9.11.9\0".utf8) + u32(0) + Array("m".utf8) + [UInt8](repeating: 0, count: 8)
+        func u32(_ v: Int) -> [UInt8] { (0..<4).map { UInt8((v >> (8 * $0)) & 0xFF) } }
+        func header(_ options: String, id: [UInt8] = [], version: String = "9.11.9", terminated: Bool = true) -> [UInt8] {
+            let text = Array(options.utf8) + (terminated ? [0] : [])
+            return u32(version.utf8.count + 1) + Array(version.utf8) + [0] + u32(id.count) + id
+                + Array("m".utf8) + [UInt8](repeating: 0, count: 8)
                 + u32(18) + u32(0) + u32(0) + u32(0) + u32(text.count) + text
         }
+        // The model id is added as `--id <id>`, and so read as options too.
+        #expect(try ModelHeader.parse(header("--oaa 3", id: Array("x\t--daemon\0".utf8))).options
+                == ["--id", "x", "--daemon", "--oaa", "3"])
+        #expect(try ModelHeader.parse(header("--oaa 3", id: [0])).options == ["--oaa", "3"])
+        #expect(throws: ModelHeaderError.malformed("options string without a NUL")) {
+            try ModelHeader.parse(header("--oaa 3", terminated: false))
+        }
+        #expect(throws: ModelHeaderError.unsupportedVersion("8.0.2")) { try ModelHeader.parse(header("--oaa 3", version: "8.0.2")) }
+        #expect(try ModelHeader.parse(header("--oaa 3", version: "8.0.3")).options == ["--oaa", "3"])
+        #expect(try ModelHeader.parse(header("--oaa 3", version: "10")).options == ["--oaa", "3"])
         #expect(try ModelHeader.parse(header("--oaa 3\t--daemon\n--port 9")).options == ["--oaa", "3", "--daemon", "--port", "9"])
         #expect(try ModelHeader.parse(header("\t--readable_model\t/tmp/r")).options == ["--readable_model", "/tmp/r"])
         #expect(try ModelHeader.parse(header(" --oaa 3")).options == ["--oaa", "3"])

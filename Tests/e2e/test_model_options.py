@@ -56,9 +56,11 @@ def murmur3_32(data: bytes, seed: int) -> int:
     return h ^ (h >> 16)
 
 
-def craft_model(source: Path, extra_options: str, target: Path, *, separator: str = " ", replace: bool = False) -> None:
+def craft_model(source: Path, extra_options: str, target: Path, *, separator: str = " ", replace: bool = False,
+                model_id: bytes | None = None) -> None:
     """Copies a VW 9 model, appending `extra_options` to its stored options (after `separator`), or
-    replacing them with `extra_options` as written, with a valid header checksum."""
+    replacing them with `extra_options` as written, and optionally its model id, with a valid
+    header checksum."""
     data = source.read_bytes()
     pos = 0
     chunks: list[bytes] = []  # what VW hashes: every header read after the version string
@@ -73,8 +75,10 @@ def craft_model(source: Path, extra_options: str, target: Path, *, separator: st
 
     (version_len,) = struct.unpack("<I", take(4, hashed=False))
     take(version_len, hashed=False)
+    id_at = pos
     (id_len,) = struct.unpack("<I", take(4))
     take(id_len)
+    after_id = pos
     assert take(1) == b"m"
     take(4)  # min label (each read is hashed on its own)
     take(4)  # max label
@@ -95,8 +99,12 @@ def craft_model(source: Path, extra_options: str, target: Path, *, separator: st
     else:
         new_options = options[:-1] + separator.encode() + extra_options.encode() + b"\0"
     head = data[:options_at] + struct.pack("<I", len(new_options)) + new_options
+    new_chunks = chunks
+    if model_id is not None:
+        head = data[:id_at] + struct.pack("<I", len(model_id)) + model_id + head[after_id:]
+        new_chunks = [struct.pack("<I", len(model_id)), model_id] + chunks[2:]
     h = 0
-    for piece in chunks + [struct.pack("<I", len(new_options)), new_options]:
+    for piece in new_chunks + [struct.pack("<I", len(new_options)), new_options]:
         h = murmur3_32(piece, h)
     # The original checksum must come out of the same computation, or the layout is not understood.
     h0 = 0
@@ -166,6 +174,8 @@ HIDDEN = {
                         "stores vw option --readable_model, which is not allowed (writes a file)"),
     "hidden_far": (" " * 70000 + "--readable_model {drops}/far.txt", {},
                    "the options stored in the model file are too long"),
+    "hidden_in_id": ("--quiet", {"model_id": "x --readable_model {drops}/id.txt\0"},
+                     "stores vw option --id, which is not allowed (a model id is not used for serving)"),
     "dump_json": ("--dump_json_weights_experimental {drops}/weights.json", {},
                   "stores vw option --dump_json_weights_experimental, which is not allowed (writes a file)"),
     "daemon": ("--daemon\t--port\t{port}", {"separator": "\t"},
@@ -196,6 +206,13 @@ REDUCTIONS = {
 }
 
 
+def crafting(kw: dict, drops: Path) -> dict:
+    """craft_model's keywords, with the model id (text with `{drops}`) as bytes."""
+    if "model_id" not in kw:
+        return kw
+    return dict(kw, model_id=kw["model_id"].format(drops=drops).encode())
+
+
 @pytest.fixture(scope="module")
 def allowlist_dir(tmp_path_factory):
     path = tmp_path_factory.mktemp("allowlist-models")
@@ -207,7 +224,7 @@ def allowlist_dir(tmp_path_factory):
     drops.mkdir()
     port = free_port()
     for name, (options, kw, _) in HIDDEN.items():
-        craft_model(source, options.format(drops=drops, port=port), path / f"{name}.vw", **kw)
+        craft_model(source, options.format(drops=drops, port=port), path / f"{name}.vw", **crafting(kw, drops))
     for name, (args, _) in VW_ARGS.items():
         (path / f"{name}.vw").write_bytes(source.read_bytes())
         (path / f"{name}.json").write_text(json.dumps({"vw_args": [a.format(drops=drops) for a in args]}))
@@ -223,15 +240,15 @@ def allowlist_dir(tmp_path_factory):
 def test_crafted_whitespace_headers_make_vw_write_files(allowlist_dir, tmp_path):
     """The threat is real: vw splits stored options on any whitespace and needs no leading space."""
     path, _, _ = allowlist_dir
-    for name in ("hidden_tab", "hidden_newline", "hidden_no_space", "hidden_far", "dump_json"):
+    for name in ("hidden_tab", "hidden_newline", "hidden_no_space", "hidden_far", "hidden_in_id", "dump_json"):
         options, kw, _ = HIDDEN[name]
         target = tmp_path / f"{name}.vw"
-        craft_model(path / "source.vw.orig", options.format(drops=tmp_path, port=0), target, **kw)
+        craft_model(path / "source.vw.orig", options.format(drops=tmp_path, port=0), target, **crafting(kw, tmp_path))
         ws = vowpalwabbit.Workspace(f"-i {target} -t --quiet")
         ws.predict(" |a x")
         ws.finish()
     written = sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(".vw"))
-    assert written == ["far.txt", "newline.txt", "nolead.txt", "tab.txt", "weights.json"], written
+    assert written == ["far.txt", "id.txt", "newline.txt", "nolead.txt", "tab.txt", "weights.json"], written
 
 
 def test_options_outside_the_allowlist_are_refused(allowlist_dir):

@@ -10,6 +10,10 @@ public enum ModelHeaderError: Error, Equatable, Sendable {
     case notAVWModel
     /// The header says its options string is longer than the bytes read to find it.
     case optionsTooLong(bytes: Int)
+    /// A version whose header layout vwfcgi does not read (before 8.0.3, which added the model id).
+    case unsupportedVersion(String)
+    /// A header field VW would read differently or refuse.
+    case malformed(String)
 
     /// A short human-readable reason.
     public var reason: String {
@@ -18,6 +22,9 @@ public enum ModelHeaderError: Error, Equatable, Sendable {
         case .tooShort: "model file too short"
         case .notAVWModel: "not a VW model file (no version string)"
         case .optionsTooLong(let bytes): "the options stored in the model file are too long (\(bytes) bytes)"
+        case .unsupportedVersion(let version):
+            "model files written by vw \(version) are not supported (their header layout predates vw 8.0.3)"
+        case .malformed(let why): "malformed model header: \(why)"
         }
     }
 }
@@ -64,14 +71,14 @@ public struct ModelHeader: Sendable, Equatable {
         return try parse(bytes)
     }
 
-    /// Parses the header from the first bytes of a model file.
+    /// Parses the header from the first bytes of a model file, the way VW 9 reads it
+    /// (`save_load_header` in `parse_regressor.cc`).
     ///
-    /// VW 9 writes: a uint32 length and the NUL-terminated version, the model id, 'm', min and max
-    /// label, bits, lda, ngrams, skips, then a uint32 length and the NUL-terminated options string.
-    /// The options are what VW applies: the n-grams and skips as `--ngram`/`--skips`, then the
-    /// string up to its first NUL, split on any whitespace. When that walk fails (another layout),
-    /// the options string is found by scanning for a length-prefixed, NUL-terminated string
-    /// starting with " --".
+    /// VW writes: a uint32 length and the NUL-terminated version, the model id (since 8.0.3), 'm',
+    /// min and max label, bits, lda, n-grams, skips, then a uint32 length and the NUL-terminated
+    /// options string. The options are what VW applies: a non-empty model id as `--id`, the
+    /// n-grams and skips as `--ngram`/`--skips`, then the stored string up to its first NUL, split
+    /// on any whitespace. Anything VW would read differently is refused rather than guessed.
     public static func parse(_ bytes: [UInt8]) throws(ModelHeaderError) -> ModelHeader {
         var reader = ByteReader(bytes: bytes)
         guard let versionLength = reader.uint32() else { throw .tooShort }
@@ -81,78 +88,53 @@ public struct ModelHeader: Sendable, Equatable {
               versionBytes.dropLast().allSatisfy({ $0 &- 0x30 < 10 || $0 == UInt8(ascii: ".") })
         else { throw .notAVWModel }
         let version = String(decoding: versionBytes.dropLast(), as: UTF8.self)
-        let walked: (bits: UInt32, options: [UInt8])?
-        switch walkToOptions(&reader) {
-        case .found(let bits, let options): walked = (bits, options)
-        case .otherLayout: walked = nil
-        // VW 9's layout, cut short: vw would read options that are not here, so nothing can be said about them.
-        case .truncated(let needed): throw needed > maxHeaderBytes / 2 ? .optionsTooLong(bytes: needed) : .tooShort
-        }
-        let optionBytes = walked?.options ?? scanForOptions(bytes, from: 4 + Int(versionLength)).map(Array.init) ?? []
-        // VW splits the stored string with `std::istream >>`: on any whitespace, not only spaces.
-        let options = optionBytes.split(whereSeparator: VWOptions.isSpace).map { String(decoding: $0, as: UTF8.self) }
-        return ModelHeader(vwVersion: version, options: options, bits: walked.map { Int($0.bits) })
-    }
+        guard isAtLeast(version, [8, 0, 3]) else { throw .unsupportedVersion(version) }
 
-    /// What the walk through VW 9's header fields found.
-    private enum Walk {
-        /// The bits and the options string VW builds from the header.
-        case found(bits: UInt32, options: [UInt8])
-        /// The fields do not follow VW 9's layout.
-        case otherLayout
-        /// The fields follow VW 9's layout but the bytes end before the options do (`needed`: the
-        /// options string's declared length, or 0).
-        case truncated(needed: Int)
-    }
-
-    /// Reads the VW 9 header fields after the version and returns the bits and the options string
-    /// VW builds from them (`save_load_header`): ` --ngram N` and ` --skips N` for each stored
-    /// n-gram and skip (a 3-byte C string each), then the stored options up to their first NUL.
-    private static func walkToOptions(_ reader: inout ByteReader) -> Walk {
-        guard let idLength = reader.uint32() else { return .truncated(needed: 0) }
-        guard idLength <= 4096 else { return .otherLayout }
-        guard reader.bytes(Int(idLength)) != nil, let marker = reader.bytes(1) else { return .truncated(needed: 0) }
-        guard marker == [UInt8(ascii: "m")] else { return .otherLayout }
-        guard reader.bytes(8) != nil,                           // min and max label
-              let bits = reader.uint32() else { return .truncated(needed: 0) }
-        guard (1...64).contains(bits) else { return .otherLayout }
-        guard reader.uint32() != nil else { return .truncated(needed: 0) }  // lda
         var options: [UInt8] = []
+        guard let idLength = reader.uint32() else { throw .tooShort }
+        guard idLength <= 512 else { throw .malformed("model id longer than 512 bytes") }
+        guard let id = reader.bytes(Int(idLength)) else { throw .tooShort }
+        // VW adds a non-empty id as ` --id <id>`: whatever it holds is read as options too.
+        let idText = id.prefix { $0 != 0 }
+        if !idText.isEmpty { options += Array(" --id ".utf8) + idText }
+        guard let marker = reader.bytes(1) else { throw .tooShort }
+        guard marker == [UInt8(ascii: "m")] else { throw .malformed("no 'm' after the model id") }
+        guard reader.bytes(8) != nil,                       // min and max label
+              let bits = reader.uint32(),
+              reader.uint32() != nil                        // lda
+        else { throw .tooShort }
         for name in ["ngram", "skips"] {
-            guard let count = reader.uint32() else { return .truncated(needed: 0) }
-            guard count <= 256 else { return .otherLayout }
-            guard let fields = reader.bytes(3 * Int(count)) else { return .truncated(needed: 0) }
+            guard let count = reader.uint32(), let fields = reader.bytes(3 * Int(count)) else { throw .tooShort }
             for index in 0..<Int(count) {
+                // Each is a 3-byte C string.
                 let field = fields.dropFirst(3 * index).prefix(3)
                 options += Array(" --\(name) ".utf8) + field.prefix { $0 != 0 }
             }
         }
-        guard let length = reader.uint32() else { return .truncated(needed: 0) }
-        guard length >= 1 else { return .otherLayout }
-        guard let text = reader.bytes(Int(length)) else { return .truncated(needed: Int(length)) }
-        guard text.last == 0 else { return .otherLayout }
-        // VW appends the string as a C string (it ends at the first NUL) and needs no leading space or dash.
-        options += Array(" ".utf8) + text.prefix { $0 != 0 }
-        return .found(bits: bits, options: options)
+        guard let length = reader.uint32() else { throw .tooShort }
+        guard length <= 104_857_600 else { throw .malformed("options string longer than VW accepts") }
+        guard let text = reader.bytes(Int(length)) else {
+            // vw would read options that are not among these bytes: nothing can be said about them.
+            throw Int(length) > maxHeaderBytes / 2 ? .optionsTooLong(bytes: Int(length)) : .tooShort
+        }
+        if length > 0 {
+            // VW appends the string as a C string; without a NUL it would read on past it.
+            guard let end = text.firstIndex(of: 0) else { throw .malformed("options string without a NUL") }
+            options += Array(" ".utf8) + text[..<end]
+        }
+        // VW splits the stored string with `std::istream >>`: on any whitespace, not only spaces.
+        let tokens = options.split(whereSeparator: VWOptions.isSpace).map { String(decoding: $0, as: UTF8.self) }
+        return ModelHeader(vwVersion: version, options: tokens, bits: Int(bits))
     }
 
-    /// Finds the first length-prefixed, NUL-terminated string starting with " --".
-    private static func scanForOptions(_ bytes: [UInt8], from start: Int) -> ArraySlice<UInt8>? {
-        let marker: [UInt8] = Array(" --".utf8)
-        var position = start
-        while position + 4 + marker.count < bytes.count {
-            if bytes[(position + 4)..<(position + 4 + marker.count)].elementsEqual(marker) {
-                let length = Int(bytes[position]) | Int(bytes[position + 1]) << 8
-                    | Int(bytes[position + 2]) << 16 | Int(bytes[position + 3]) << 24
-                let end = position + 4 + length
-                if length > marker.count, end <= bytes.count, bytes[end - 1] == 0,
-                   !bytes[(position + 4)..<(end - 1)].contains(0) {
-                    return bytes[(position + 4)..<(end - 1)]
-                }
-            }
-            position += 1
+    /// Whether a dotted version is at least `minimum` (missing parts count as 0).
+    static func isAtLeast(_ version: String, _ minimum: [Int]) -> Bool {
+        let parts = version.split(separator: ".", omittingEmptySubsequences: false).map { Int($0) ?? 0 }
+        for (index, wanted) in minimum.enumerated() {
+            let part = index < parts.count ? parts[index] : 0
+            if part != wanted { return part > wanted }
         }
-        return nil
+        return true
     }
 }
 

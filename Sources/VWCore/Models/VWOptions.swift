@@ -158,7 +158,7 @@ public enum VWOptions {
         OptionGroup(
             refusal: "connects to a server",
             values: [
-                "id", "node", "sendto", "span_server", "span_server_port", "total", "unique_id",
+                "node", "sendto", "span_server", "span_server_port", "total", "unique_id",
             ]
         ),
         OptionGroup(
@@ -178,6 +178,11 @@ public enum VWOptions {
             values: [
                 "csv_header", "csv_ns_value", "csv_separator",
             ]
+        ),
+        OptionGroup(
+            // A model file's id field is read as ` --id <id>`, so what it holds is read as options too.
+            refusal: "a model id is not used for serving",
+            values: ["id"]
         ),
         OptionGroup(
             // Stored by models trained on JSON; they change only how JSON is hashed, and vw reads text here.
