@@ -24,9 +24,14 @@ import VWCore
         ["--decay_learning_rate", "1"], ["--initial_t", "1"], ["--feature_mask", "written.vw"],
     ]
 
+    /// Load a model with `args`; or craft `craft` from the source model with `header` and `modelID`
+    /// (without loading it); or load the model at `model`.
     struct Case: Codable {
         var args: [String]?
         var header: String?
+        var modelID: String?
+        var craft: String?
+        var model: String?
     }
 
     struct Outcome: Codable {
@@ -61,17 +66,19 @@ import VWCore
         os.chdir(work)
         out = {"ok": False, "arguments": None, "error": None, "written": []}
         try:
-            model = source
-            if case.get("header") is not None:
-                model = Path(work) / "crafted.model"
-                craft_model(source, case["header"], model, replace=True)
+            if case.get("craft") is not None:
+                model_id = case["modelID"].encode() if case.get("modelID") is not None else None
+                craft_model(source, case["header"], Path(case["craft"]), replace=True, model_id=model_id)
+                print(json.dumps(out), flush=True)
+                continue
+            model = Path(case["model"]) if case.get("model") else source
             ws = vowpalwabbit.Workspace(arg_list=["-i", str(model), "-t", "--quiet"] + (case.get("args") or []))
             out["arguments"] = ws.get_arguments()
             ws.finish()
             out["ok"] = True
         except Exception as error:
             out["error"] = str(error)[:300]
-        out["written"] = sorted(p for p in os.listdir(work) if p != "crafted.model")
+        out["written"] = sorted(os.listdir(work))
         print(json.dumps(out), flush=True)
     """
 
@@ -103,7 +110,11 @@ import VWCore
 
     @Test func whatTheAllowlistAcceptsVWReadsAsAllowedOptionsOnly() throws {
         var generator = Generator(state: 11)
+        let crafted = FileManager.default.temporaryDirectory.appendingPathComponent("vwopt-diff-\(UUID())")
+        try FileManager.default.createDirectory(at: crafted, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: crafted) }
         var cases: [Case] = []
+        var crafts: [Case] = []
         var refused = 0
         for round in 0..<1500 {
             let count = Int.random(in: 1...4, using: &generator)
@@ -116,14 +127,25 @@ import VWCore
                     refused += 1
                 }
             } else {
-                let separators = [" ", "\t", "\n", "\r", "  "]
-                var header = ""
-                for token in tokens { header += separators.randomElement(using: &generator)! + token }
-                if (try? ModelOptions.check(stored: VWOptions.split("--oaa 3" + header), extra: [])) != nil {
-                    cases.append(Case(header: "--oaa 3" + header))
-                } else {
-                    refused += 1
+                // Options in the stored string, or in the model id (which VW reads as `--id <id>`).
+                let separators = [" ", "\t", "\n", "\r", "  ", ""]
+                var text = ""
+                for token in tokens { text += separators.randomElement(using: &generator)! + token }
+                let path = crafted.appendingPathComponent("\(round).vw").path
+                switch round % 3 {
+                case 0: crafts.append(Case(header: "--oaa 3" + text, modelID: "x" + text + "\0", craft: path))
+                case 1: crafts.append(Case(header: "--oaa 3", modelID: "\0" + text, craft: path))
+                default: crafts.append(Case(header: "--oaa 3" + text, craft: path))
                 }
+            }
+        }
+        _ = try Self.runVW(crafts)
+        for item in crafts {
+            let path = item.craft!
+            if let header = try? ModelHeader.read(path: path), (try? ModelOptions.check(header: header, extra: [])) != nil {
+                cases.append(Case(header: item.header, modelID: item.modelID, model: path))
+            } else {
+                refused += 1
             }
         }
         #expect(cases.count > 100)
@@ -132,7 +154,7 @@ import VWCore
         try #require(outcomes.count == cases.count)
         var loaded = 0
         for (item, outcome) in zip(cases, outcomes) {
-            let label = item.args.map { "vw_args \($0)" } ?? "header \(item.header ?? "")"
+            let label = item.args.map { "vw_args \($0)" } ?? "header \(item.header ?? "") id \(item.modelID ?? "")"
             #expect(outcome.written == [], "\(label) wrote \(outcome.written)")
             guard outcome.ok, let arguments = outcome.arguments else { continue }
             loaded += 1
