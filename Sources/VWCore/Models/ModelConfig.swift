@@ -13,29 +13,6 @@ public struct ModelConfig: Sendable, Equatable {
         self.maxBatch = maxBatch
     }
 
-    /// vw options that would write files, open ports, read other data or change what vw prints.
-    static let forbiddenArguments: Set<String> = [
-        "--daemon", "--port", "--port_file", "--pid_file", "--num_children", "--foreground",
-        "-f", "--final_regressor", "--readable_model", "--invert_hash", "--save_per_pass",
-        "--output_feature_regularizer_binary", "--output_feature_regularizer_text",
-        "-p", "--predictions", "-r", "--raw_predictions", "-d", "--data", "-i", "--initial_regressor",
-        "-c", "--cache", "--cache_file", "--kill_cache", "-a", "--audit", "--audit_regressor",
-        "--dsjson", "--json", "--flatbuffer", "--onethread", "--passes", "--sendto",
-        "--dictionary", "--dictionary_path", "--extra_metrics", "--json_stats",
-        "--save_resume", "--preserve_performance_counters", "--feature_mask",
-    ]
-
-    /// Whether a vw argument token is forbidden: `--name`, `--name=value`, or a short option
-    /// with its value attached (`-fFILE`).
-    static func isForbidden(_ token: String) -> Bool {
-        let name = token.split(separator: "=", maxSplits: 1).first.map(String.init) ?? token
-        if forbiddenArguments.contains(name) { return true }
-        if token.hasPrefix("-"), !token.hasPrefix("--"), token.utf8.count > 2 {
-            return forbiddenArguments.contains(String(token.prefix(2)))
-        }
-        return false
-    }
-
     /// Parses and validates a config file's bytes.
     public static func parse(_ bytes: [UInt8]) throws(LoadError) -> ModelConfig {
         let document: JSONValue
@@ -60,10 +37,11 @@ public struct ModelConfig: Sendable, Equatable {
                 config.maxBatch = n
             case "vw_args":
                 guard let args = value.strings else { throw .invalidConfig("\"vw_args\" must be an array of strings") }
-                for arg in args {
-                    if isForbidden(arg) {
-                        throw .invalidConfig("vw argument \(arg) is not allowed (it would write files, open ports or change vw's output)")
-                    }
+                // Each string is one argv token; only allowlisted options pass (see `VWOptions`).
+                do {
+                    _ = try VWOptions.check(args)
+                } catch {
+                    throw .invalidConfig("vw_args: \(error.reason)")
                 }
                 config.vwArgs = args
             case "warmup":

@@ -8,6 +8,12 @@ public enum ModelHeaderError: Error, Equatable, Sendable {
     case tooShort
     /// The file does not start with a VW version string.
     case notAVWModel
+    /// The header says its options string is longer than the bytes read to find it.
+    case optionsTooLong(bytes: Int)
+    /// A version whose header layout vwfcgi does not read (before 8.0.3, which added the model id).
+    case unsupportedVersion(String)
+    /// A header field VW would read differently or refuse.
+    case malformed(String)
 
     /// A short human-readable reason.
     public var reason: String {
@@ -15,6 +21,10 @@ public enum ModelHeaderError: Error, Equatable, Sendable {
         case .unreadable(let code): "cannot read model file (errno \(code))"
         case .tooShort: "model file too short"
         case .notAVWModel: "not a VW model file (no version string)"
+        case .optionsTooLong(let bytes): "the options stored in the model file are too long (\(bytes) bytes)"
+        case .unsupportedVersion(let version):
+            "model files written by vw \(version) are not supported (their header layout predates vw 8.0.3)"
+        case .malformed(let why): "malformed model header: \(why)"
         }
     }
 }
@@ -23,12 +33,17 @@ public enum ModelHeaderError: Error, Equatable, Sendable {
 public struct ModelHeader: Sendable, Equatable {
     /// The VW version that wrote the file, e.g. "9.11.9".
     public let vwVersion: String
-    /// The option tokens stored in the file, e.g. ["--cb_adf", "--cb_type", "mtr"].
+    /// The option tokens stored in the file, split on any whitespace as VW does, e.g.
+    /// ["--cb_adf", "--cb_type", "mtr"]; `ModelOptions.check` judges them.
+    /// VW adds the header's `--ngram` and `--skips` fields in front, as it does when it loads the file.
     public let options: [String]
+    /// The feature table's bits stored in the header, when the header was read in VW 9's layout.
+    public let bits: Int?
 
-    public init(vwVersion: String, options: [String]) {
+    public init(vwVersion: String, options: [String], bits: Int? = nil) {
         self.vwVersion = vwVersion
         self.options = options
+        self.bits = bits
     }
 
     /// How many bytes of a file are read to find the header.
@@ -56,12 +71,14 @@ public struct ModelHeader: Sendable, Equatable {
         return try parse(bytes)
     }
 
-    /// Parses the header from the first bytes of a model file.
+    /// Parses the header from the first bytes of a model file, the way VW 9 reads it
+    /// (`save_load_header` in `parse_regressor.cc`).
     ///
-    /// VW 9 writes: a uint32 length and the NUL-terminated version, the model id, 'm', min and max
-    /// label, bits, lda, ngrams, skips, then a uint32 length and the NUL-terminated options string.
-    /// When that walk fails (another layout), the options string is found by scanning for a
-    /// length-prefixed, NUL-terminated string starting with " --".
+    /// VW writes: a uint32 length and the NUL-terminated version, the model id (since 8.0.3), 'm',
+    /// min and max label, bits, lda, n-grams, skips, then a uint32 length and the NUL-terminated
+    /// options string. The options are what VW applies: a non-empty model id as `--id`, the
+    /// n-grams and skips as `--ngram`/`--skips`, then the stored string up to its first NUL, split
+    /// on any whitespace. Anything VW would read differently is refused rather than guessed.
     public static func parse(_ bytes: [UInt8]) throws(ModelHeaderError) -> ModelHeader {
         var reader = ByteReader(bytes: bytes)
         guard let versionLength = reader.uint32() else { throw .tooShort }
@@ -71,114 +88,53 @@ public struct ModelHeader: Sendable, Equatable {
               versionBytes.dropLast().allSatisfy({ $0 &- 0x30 < 10 || $0 == UInt8(ascii: ".") })
         else { throw .notAVWModel }
         let version = String(decoding: versionBytes.dropLast(), as: UTF8.self)
-        let optionBytes = walkToOptions(&reader) ?? scanForOptions(bytes, from: 4 + Int(versionLength)) ?? []
-        let options = optionBytes.split(separator: UInt8(ascii: " ")).map { String(decoding: $0, as: UTF8.self) }
-        return ModelHeader(vwVersion: version, options: options)
-    }
+        guard isAtLeast(version, [8, 0, 3]) else { throw .unsupportedVersion(version) }
 
-    /// Reads the VW 9 header fields after the version, returning the options string without its NUL.
-    private static func walkToOptions(_ reader: inout ByteReader) -> ArraySlice<UInt8>? {
-        guard let idLength = reader.uint32(), idLength <= 4096, reader.bytes(Int(idLength)) != nil,
-              reader.bytes(1) == [UInt8(ascii: "m")],
-              reader.bytes(8) != nil,                           // min and max label
-              let bits = reader.uint32(), (1...64).contains(bits),
-              reader.uint32() != nil,                           // lda
-              let ngrams = reader.uint32(), ngrams <= 256, reader.bytes(3 * Int(ngrams)) != nil,
-              let skips = reader.uint32(), skips <= 256, reader.bytes(3 * Int(skips)) != nil,
-              let length = reader.uint32(), length >= 1, let text = reader.bytes(Int(length)),
-              text.last == 0
-        else { return nil }
-        let options = text.dropLast()
-        guard options.isEmpty || options.starts(with: " -".utf8) else { return nil }
-        return options
-    }
-
-    /// Finds the first length-prefixed, NUL-terminated string starting with " --".
-    private static func scanForOptions(_ bytes: [UInt8], from start: Int) -> ArraySlice<UInt8>? {
-        let marker: [UInt8] = Array(" --".utf8)
-        var position = start
-        while position + 4 + marker.count < bytes.count {
-            if bytes[(position + 4)..<(position + 4 + marker.count)].elementsEqual(marker) {
-                let length = Int(bytes[position]) | Int(bytes[position + 1]) << 8
-                    | Int(bytes[position + 2]) << 16 | Int(bytes[position + 3]) << 24
-                let end = position + 4 + length
-                if length > marker.count, end <= bytes.count, bytes[end - 1] == 0,
-                   !bytes[(position + 4)..<(end - 1)].contains(0) {
-                    return bytes[(position + 4)..<(end - 1)]
-                }
-            }
-            position += 1
-        }
-        return nil
-    }
-
-    /// Reductions whose examples span several lines ended by a blank line.
-    public static let multilineOptions: Set<String> = [
-        "--cb_adf", "--cb_explore_adf", "--ccb_explore_adf", "--slates", "--csoaa_ldf", "--wap_ldf",
-        "--cb_sample", "--explore_eval", "--cbify_ldf", "--cb_dro", "--search",
-    ]
-
-    /// Reductions that read single-line examples and turn them into multiline ones for an ADF base,
-    /// so the stored options list ADF reductions although examples are single lines.
-    public static let singleLineWrapperOptions: Set<String> = ["--cb", "--cb_explore", "--cbify", "--warm_cb"]
-
-    /// Whether examples for a model with these options span several lines ended by a blank line.
-    public static func isMultiline(options: [String]) -> Bool {
-        let names = optionNames(options)
-        if !names.isDisjoint(with: singleLineWrapperOptions) { return false }
-        return !names.isDisjoint(with: multilineOptions)
-    }
-
-    /// Whether vw needs the labels of a multiline example to predict: `--csoaa_ldf` and
-    /// `--wap_ldf` skip unlabeled examples (they print nothing), unless they only serve a
-    /// contextual-bandit reduction (`--cb_adf` stores `--csoaa_ldf multiline`).
-    public static func predictsFromLabels(options: [String]) -> Bool {
-        let names = optionNames(options)
-        let ldf = names.contains("--csoaa_ldf") || names.contains("--wap_ldf")
-        let bandit: Set<String> = ["--cb_adf", "--cb_explore_adf", "--ccb_explore_adf", "--slates", "--cb", "--cb_explore"]
-        return ldf && names.isDisjoint(with: bandit)
-    }
-
-    /// Whether vw prints a blank line after each answer: for multiline models, and for `--cb N` /
-    /// `--cb_explore N` models, whose single-line examples VW 9 runs through `--cb_adf`.
-    public static func answersEndWithBlankLine(options: [String]) -> Bool {
-        if isMultiline(options: options) { return true }
-        let names = optionNames(options)
-        let cbToADF = names.contains("--cb") || names.contains("--cb_explore")
-        return cbToADF && names.contains("--cb_adf") && !names.contains("--cb_force_legacy")
-    }
-
-    /// How to read what vw prints for a model with these options.
-    public static func predictionKind(options: [String]) -> PredictionKind {
-        let names = optionNames(options)
-        // cbify and warm_cb print the chosen action as an integer although an explore reduction runs beneath.
-        if names.contains("--cbify") || names.contains("--warm_cb") { return .plain }
-        if names.contains(where: { $0.contains("explore") }) || names.contains("--slates") {
-            return .actionProbabilities
-        }
-        // `--cb_adf` stores `--csoaa_rank` but prints only the chosen action.
-        if names.contains("--cb_adf") { return .plain }
-        if names.contains("--csoaa_rank") { return .actionScores }
-        return .plain
-    }
-
-    /// Whether examples for this model span several lines ended by a blank line.
-    public var isMultiline: Bool { Self.isMultiline(options: options) }
-
-    /// How to read what vw prints for this model.
-    public var predictionKind: PredictionKind { Self.predictionKind(options: options) }
-
-    /// The option names among the tokens ("--name" of "--name=value"), values left out.
-    private static func optionNames(_ options: [String]) -> Set<String> {
-        var names = Set<String>()
-        for token in options where token.hasPrefix("-") {
-            if let equals = token.firstIndex(of: "=") {
-                names.insert(String(token[..<equals]))
-            } else {
-                names.insert(token)
+        var options: [UInt8] = []
+        guard let idLength = reader.uint32() else { throw .tooShort }
+        guard idLength <= 512 else { throw .malformed("model id longer than 512 bytes") }
+        guard let id = reader.bytes(Int(idLength)) else { throw .tooShort }
+        // VW adds a non-empty id as ` --id <id>`: whatever it holds is read as options too.
+        let idText = id.prefix { $0 != 0 }
+        if !idText.isEmpty { options += Array(" --id ".utf8) + idText }
+        guard let marker = reader.bytes(1) else { throw .tooShort }
+        guard marker == [UInt8(ascii: "m")] else { throw .malformed("no 'm' after the model id") }
+        guard reader.bytes(8) != nil,                       // min and max label
+              let bits = reader.uint32(),
+              reader.uint32() != nil                        // lda
+        else { throw .tooShort }
+        for name in ["ngram", "skips"] {
+            guard let count = reader.uint32(), let fields = reader.bytes(3 * Int(count)) else { throw .tooShort }
+            for index in 0..<Int(count) {
+                // Each is a 3-byte C string.
+                let field = fields.dropFirst(3 * index).prefix(3)
+                options += Array(" --\(name) ".utf8) + field.prefix { $0 != 0 }
             }
         }
-        return names
+        guard let length = reader.uint32() else { throw .tooShort }
+        guard length <= 104_857_600 else { throw .malformed("options string longer than VW accepts") }
+        guard let text = reader.bytes(Int(length)) else {
+            // vw would read options that are not among these bytes: nothing can be said about them.
+            throw Int(length) > maxHeaderBytes / 2 ? .optionsTooLong(bytes: Int(length)) : .tooShort
+        }
+        if length > 0 {
+            // VW appends the string as a C string; without a NUL it would read on past it.
+            guard let end = text.firstIndex(of: 0) else { throw .malformed("options string without a NUL") }
+            options += Array(" ".utf8) + text[..<end]
+        }
+        // VW splits the stored string with `std::istream >>`: on any whitespace, not only spaces.
+        let tokens = options.split(whereSeparator: VWOptions.isSpace).map { String(decoding: $0, as: UTF8.self) }
+        return ModelHeader(vwVersion: version, options: tokens, bits: Int(bits))
+    }
+
+    /// Whether a dotted version is at least `minimum` (missing parts count as 0).
+    static func isAtLeast(_ version: String, _ minimum: [Int]) -> Bool {
+        let parts = version.split(separator: ".", omittingEmptySubsequences: false).map { Int($0) ?? 0 }
+        for (index, wanted) in minimum.enumerated() {
+            let part = index < parts.count ? parts[index] : 0
+            if part != wanted { return part > wanted }
+        }
+        return true
     }
 }
 

@@ -302,16 +302,9 @@ public final class ModelStore: Sendable {
             throw .unreadable("not a VW model file: \(error.reason)")
         }
         // vw applies the options stored in the model file itself (their checksum is no protection):
-        // a model must not make vw write files, listen on a port or change its output either.
-        if let stored = header.options.first(where: ModelConfig.isForbidden) {
-            throw .unreadable("the model file stores vw option \(stored), which is not allowed (it would write files, open ports or change vw's output)")
-        }
-        let options = header.options + config.vwArgs
-        let multiline = ModelHeader.isMultiline(options: options)
-        let framing = ExampleFraming(
-            family: Self.family(options: options, multiline: multiline),
-            blankLineAfterEach: ModelHeader.answersEndWithBlankLine(options: options)
-        )
+        // they pass the same allowlist as `vw_args`.
+        let options = try ModelOptions.check(header: header, extra: config.vwArgs)
+        let framing = ExampleFraming(family: options.family, blankLineAfterEach: options.answersEndWithBlankLine)
         let probe = try probeBatch(config: config, framing: framing)
 
         let staged = settings.stagingDirectory + "/" + name + "-" + version + ".vw"
@@ -322,7 +315,7 @@ public final class ModelStore: Sendable {
         poolLogger[metadataKey: "version"] = "\(version)"
         let pool = ShardPool(
             modelName: name, arguments: arguments, count: config.shards ?? settings.defaultShards,
-            maxQueuedRequests: settings.maxQueuedRequests, logger: poolLogger
+            maxQueuedRequests: settings.maxQueuedRequests, writeTimeout: settings.requestTimeout, logger: poolLogger
         )
         do {
             try pool.start(probe: probe, timeout: settings.loadTimeout)
@@ -333,23 +326,9 @@ public final class ModelStore: Sendable {
         }
         return ModelVersion(
             name: name, version: version, loadedAt: rfc3339Now(), vwArgs: config.vwArgs, framing: framing,
-            predictionKind: ModelHeader.predictionKind(options: options),
+            options: options,
             maxBatch: config.maxBatch ?? settings.maxBatch, pool: pool, stagedPath: staged
         )
-    }
-
-    /// The family of a model's examples.
-    static func family(options: [String], multiline: Bool) -> ExampleFamily {
-        let names = Set(options.map { $0.split(separator: "=").first.map(String.init) ?? $0 })
-        if names.contains("--ccb_explore_adf") { return .ccb }
-        if names.contains("--slates") { return .slates }
-        if ModelHeader.predictsFromLabels(options: options) { return .csoaaLDF }
-        if multiline { return .cbADF }
-        if names.contains("--multilabel_oaa") { return .multilabel }
-        if names.contains("--cb") || names.contains("--cb_explore") { return .contextualBandit }
-        if names.contains("--csoaa") || names.contains("--wap") { return .costSensitive }
-        if names.contains("--oaa") || names.contains("--ect") { return .multiclass }
-        return .simple
     }
 
     /// The warmup examples, or a minimal example of the model's family that every model answers.

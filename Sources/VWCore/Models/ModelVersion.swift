@@ -12,6 +12,8 @@ public final class ModelVersion: Sendable {
     /// How examples are written to vw and answers framed.
     public let framing: ExampleFraming
     public let predictionKind: PredictionKind
+    /// The options vw runs with (stored and `vw_args`), as checked by the allowlist.
+    public let options: ModelOptions
     public let maxBatch: Int
     public let pool: ShardPool
     let stagedPath: String
@@ -25,13 +27,14 @@ public final class ModelVersion: Sendable {
     public var multiline: Bool { framing.isMultiline }
 
     init(name: String, version: String, loadedAt: String, vwArgs: [String], framing: ExampleFraming,
-         predictionKind: PredictionKind, maxBatch: Int, pool: ShardPool, stagedPath: String) {
+         options: ModelOptions, maxBatch: Int, pool: ShardPool, stagedPath: String) {
         self.name = name
         self.version = version
         self.loadedAt = loadedAt
         self.vwArgs = vwArgs
         self.framing = framing
-        self.predictionKind = predictionKind
+        self.options = options
+        self.predictionKind = options.predictionKind
         self.maxBatch = maxBatch
         self.pool = pool
         self.stagedPath = stagedPath
