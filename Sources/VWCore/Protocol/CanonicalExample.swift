@@ -56,10 +56,8 @@ enum LabelKeyword: UInt8, Sendable {
     }
 }
 
-/// One line of a parsed example: offsets into the client's line of what is written to vw.
-struct CanonicalLine: Sendable {
-    /// The client's line (its storage is kept; nothing is copied until written).
-    var source: Substring
+/// Where, in a client's line, the parts written to vw are (offsets into its UTF-8 bytes).
+struct LineLayout: Sendable {
     var keyword: LabelKeyword
     /// Label words kept after the keyword (validated tokens, written with single spaces).
     var label: Range<Int>
@@ -69,6 +67,12 @@ struct CanonicalLine: Sendable {
     var features: Range<Int>
     /// Whether the features are already tokens joined by single spaces, with a space before every `|` but the first.
     var featuresAreCanonical: Bool
+}
+
+/// One line of a parsed example: the client's line (its storage is kept; nothing is copied until written) and its layout.
+struct CanonicalLine: Sendable {
+    var source: Substring
+    var layout: LineLayout
 }
 
 /// One client example accepted by ``ExampleGrammar``, in canonical form.
@@ -102,8 +106,8 @@ public struct ParsedExample: Sendable {
     public func clientTag(line index: Int) -> Substring {
         let line = index == 0 ? first : rest[index - 1]
         let utf8 = line.source.utf8
-        let start = utf8.index(utf8.startIndex, offsetBy: line.tag.lowerBound)
-        let end = utf8.index(start, offsetBy: line.tag.count)
+        let start = utf8.index(utf8.startIndex, offsetBy: line.layout.tag.lowerBound)
+        let end = utf8.index(start, offsetBy: line.layout.tag.count)
         return Substring(utf8[start..<end])
     }
 
@@ -125,7 +129,7 @@ public struct ParsedExample: Sendable {
     public func write(serverTag: [UInt8], into payload: inout [UInt8]) {
         precondition(serverTag.isEmpty || Self.isValidServerTag(serverTag), "server tag must be [A-Za-z0-9_]{1,64} and not start with 'save'")
         Self.write(first, serverTag: serverTag, into: &payload)
-        for line in rest { Self.write(line, serverTag: serverTag, into: &payload) }
+        for index in rest.indices { Self.write(rest[index], serverTag: serverTag, into: &payload) }
         if family.isMultiline { payload.append(VWTextSyntax.newline) }
     }
 
@@ -136,17 +140,18 @@ public struct ParsedExample: Sendable {
         return String(decoding: payload, as: UTF8.self)
     }
 
-    private static func write(_ line: CanonicalLine, serverTag: [UInt8], into payload: inout [UInt8]) {
+    private static func write(_ line: borrowing CanonicalLine, serverTag: [UInt8], into payload: inout [UInt8]) {
+        let layout = line.layout
         let written: Void? = line.source.utf8.withContiguousStorageIfAvailable { bytes in
-            write(line, bytes: bytes, serverTag: serverTag, into: &payload)
+            write(layout, bytes: bytes, serverTag: serverTag, into: &payload)
         }
         if written == nil {
             let copy = Array(line.source.utf8)
-            copy.withUnsafeBufferPointer { write(line, bytes: $0, serverTag: serverTag, into: &payload) }
+            copy.withUnsafeBufferPointer { write(layout, bytes: $0, serverTag: serverTag, into: &payload) }
         }
     }
 
-    private static func write(_ line: CanonicalLine, bytes: UnsafeBufferPointer<UInt8>, serverTag: [UInt8], into payload: inout [UInt8]) {
+    private static func write(_ line: LineLayout, bytes: UnsafeBufferPointer<UInt8>, serverTag: [UInt8], into payload: inout [UInt8]) {
         var wroteLabel = false
         if line.keyword != .none {
             let text = line.keyword.text

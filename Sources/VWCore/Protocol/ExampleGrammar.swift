@@ -69,7 +69,7 @@ public struct ExampleGrammar: Sendable {
         if !family.isMultiline {
             guard lines.count == 1 else { throw .newlineInSingleLineExample }
             let parsed = try parseLine(firstSource, counts: &counts)
-            return ParsedExample(family: family, answerLines: 1, featureCounts: counts, first: parsed.line, rest: [])
+            return ParsedExample(family: family, answerLines: 1, featureCounts: counts, first: CanonicalLine(source: firstSource, layout: parsed.layout), rest: [])
         }
         var structure = Structure(family: family, lineCount: lines.count)
         var first: CanonicalLine? = nil
@@ -86,7 +86,8 @@ public struct ExampleGrammar: Sendable {
                 }
             }
             try structure.add(parsed)
-            if first == nil { first = parsed.line } else { rest.append(parsed.line) }
+            let line = CanonicalLine(source: source, layout: parsed.layout)
+            if first == nil { first = line } else { rest.append(line) }
         }
         let answerLines = try structure.finish()
         return ParsedExample(family: family, answerLines: answerLines, featureCounts: counts, first: first!, rest: rest)
@@ -112,7 +113,7 @@ public struct ExampleGrammar: Sendable {
     }
 
     struct ParsedLine {
-        var line: CanonicalLine
+        var layout: LineLayout
         var role: Role
     }
 
@@ -121,17 +122,22 @@ public struct ExampleGrammar: Sendable {
         let length = utf8.count
         if length > limits.maxLineBytes { throw .lineTooLong(limit: limits.maxLineBytes) }
         if length == 0 { throw .empty }
-        let result: Result<ParsedLine, ExampleProblem>? = utf8.withContiguousStorageIfAvailable { bytes in
-            Result { () throws(ExampleProblem) in try parseLine(source, bytes: bytes, counts: &counts) }
+        // The problem leaves the closure through a variable: a plain `ParsedLine?` result copies cheaply.
+        var problem: ExampleProblem? = nil
+        let parsed: ParsedLine?? = utf8.withContiguousStorageIfAvailable { bytes in
+            do throws(ExampleProblem) { return try parseLine(bytes: bytes, counts: &counts) } catch { problem = error; return nil }
         }
-        if let result { return try result.get() }
+        if let problem { throw problem }
+        if let parsed, let parsed { return parsed }
         let copy = Array(utf8)
-        return try copy.withUnsafeBufferPointer { bytes in
-            Result { () throws(ExampleProblem) in try parseLine(source, bytes: bytes, counts: &counts) }
-        }.get()
+        let copied: ParsedLine? = copy.withUnsafeBufferPointer { bytes in
+            do throws(ExampleProblem) { return try parseLine(bytes: bytes, counts: &counts) } catch { problem = error; return nil }
+        }
+        if let problem { throw problem }
+        return copied!
     }
 
-    private func parseLine(_ source: Substring, bytes: UnsafeBufferPointer<UInt8>, counts: inout FeatureCounts) throws(ExampleProblem) -> ParsedLine {
+    private func parseLine(bytes: UnsafeBufferPointer<UInt8>, counts: inout FeatureCounts) throws(ExampleProblem) -> ParsedLine {
         var end = bytes.count
         if bytes[end - 1] == VWTextSyntax.carriageReturn { end -= 1 }
 
@@ -178,8 +184,7 @@ public struct ExampleGrammar: Sendable {
 
         let (keyword, kept, role) = try parseLabel(bytes, labelStart..<labelEnd)
         let canonical = try parseFeatures(bytes, from: bar, to: end, counts: &counts)
-        let line = CanonicalLine(source: source, keyword: keyword, label: kept, tag: tag, features: bar..<end, featuresAreCanonical: canonical)
-        return ParsedLine(line: line, role: role)
+        return ParsedLine(layout: LineLayout(keyword: keyword, label: kept, tag: tag, features: bar..<end, featuresAreCanonical: canonical), role: role)
     }
 
     // MARK: - Features
@@ -261,6 +266,7 @@ public struct ExampleGrammar: Sendable {
         var index = start
         while index < end {
             let byte = bytes[index]
+            if VWTextSyntax.isNameByte(byte) { index += 1; continue }
             if byte >= 0x80 {
                 index = try VWTextSyntax.skipMultibyte(bytes, at: index, end: end)
                 continue
@@ -531,7 +537,7 @@ public struct ExampleGrammar: Sendable {
 
         mutating func add(_ parsed: ParsedLine) throws(ExampleProblem) {
             defer { position += 1 }
-            let name = family.lineName
+            var name: String { family.lineName }
             switch parsed.role {
             case .single:
                 preconditionFailure("single-line role in a multiline example")
@@ -567,7 +573,7 @@ public struct ExampleGrammar: Sendable {
 
         /// Checks the whole example; returns how many answer lines vw prints for it.
         func finish() throws(ExampleProblem) -> Int {
-            let name = family.lineName
+            var name: String { family.lineName }
             guard actions > 0 else { throw .invalidStructure("a \(name) example needs at least one action line besides 'shared'") }
             switch family {
             case .cbADF: return 1

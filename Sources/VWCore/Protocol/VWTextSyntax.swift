@@ -19,6 +19,13 @@ enum VWTextSyntax {
 
     @inline(__always) static func isDigit(_ byte: UInt8) -> Bool { byte &- 0x30 < 10 }
 
+    /// Whether an ASCII byte may be part of a name: printable, not space, `:` or `|` (one bit test).
+    @inline(__always) static func isNameByte(_ byte: UInt8) -> Bool {
+        // Bits 0x21...0x3F but 0x3A, and 0x40...0x7E but 0x7C.
+        let mask: UInt64 = byte < 0x40 ? 0xFBFF_FFFE_0000_0000 : 0x6FFF_FFFF_FFFF_FFFF
+        return byte < 0x80 && (mask >> UInt64(byte & 0x3F)) & 1 == 1
+    }
+
     @inline(__always) static func isSeparator(_ byte: UInt8) -> Bool { byte == space || byte == tab }
 
     /// Scans a number at `start` in VW's documented syntax: `-?(digits[.digits*]|.digits)([eE][+-]?digits)?`,
