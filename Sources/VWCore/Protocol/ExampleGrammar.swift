@@ -222,11 +222,12 @@ public struct ExampleGrammar: Sendable {
                     index += 1
                     continue
                 }
-                if index > start && bytes[index - 1] == VWTextSyntax.bar {
-                    // Only a namespace name follows a `|` directly; a separator came before this feature.
-                }
                 let nameStart = index
-                index = try scanName(bytes, from: index, to: end)
+                // The common case inline: ASCII name bytes; anything else in the general scanner.
+                while index < end && VWTextSyntax.isNameByte(bytes[index]) { index += 1 }
+                if index < end && !isTokenEnd(bytes[index]) && bytes[index] != VWTextSyntax.colon {
+                    index = try scanName(bytes, from: index, to: end)
+                }
                 if index < end && bytes[index] == VWTextSyntax.colon {
                     let valueStart = index + 1
                     if let valueEnd = VWTextSyntax.scanFloat(bytes, from: valueStart, to: end), valueEnd == end || isTokenEnd(bytes[valueEnd]) {
@@ -261,7 +262,6 @@ public struct ExampleGrammar: Sendable {
     }
 
     /// Scans a name (namespace or feature): any bytes but whitespace, `|` and `:`; returns the offset past it.
-    @inline(__always)
     private func scanName(_ bytes: UnsafeBufferPointer<UInt8>, from start: Int, to end: Int) throws(ExampleProblem) -> Int {
         var index = start
         while index < end {

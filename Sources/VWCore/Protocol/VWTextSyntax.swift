@@ -34,6 +34,7 @@ enum VWTextSyntax {
     /// Refused although VW would read something: `+1` (strtof only), `inf`, `nan`, hex, `1.` followed
     /// by nothing but an exponent marker, a value or exponent past 10^38 (VW reads inf, or a NaN
     /// from `0 × inf`), more than 38 significant digits (VW's accumulator overflows).
+    @inline(__always)
     static func scanFloat(_ bytes: UnsafeBufferPointer<UInt8>, from start: Int, to end: Int) -> Int? {
         var index = start
         if index < end && bytes[index] == UInt8(ascii: "-") { index += 1 }
