@@ -185,6 +185,31 @@ struct ExampleGrammarVWTests {
         }
     }
 
+    /// The file-write attack on a `--csoaa_ldf` model: a featureless line whose tag is `save_<path>`
+    /// makes vw save its model to <path> (with or without a BOM before it). The grammar rejects the BOM
+    /// and never lets the client's tag reach vw; the client's bytes, as a control, do write the file.
+    @Test func saveTagsNeverReachVW() throws {
+        let model = "/tmp/vwfcgi-grammar-\(getpid())-ldf.vw"
+        let target = "/tmp/vwfcgi-grammar-\(getpid())-pwned"
+        defer { unlink(model); unlink(target) }
+        _ = try run([vwPath, "--quiet", "-d", "/dev/stdin", "-f", model, "--csoaa_ldf", "multiline"], input: Array("1:0 |a x\n2:1 |a y\n\n".utf8))
+        let serve = VWProcess.arguments(command: [vwPath], modelPath: model, extraArguments: [])
+        let grammar = ExampleGrammar(family: .csoaaLDF)
+
+        #expect(throws: ExampleProblem.byteOrderMark) { try grammar.parse(lines: [Substring("\u{FEFF}save_\(target)|")]) }
+        let attack: [Substring] = [Substring("1:0 save_\(target)|")]
+        var payload: [UInt8] = []
+        try grammar.parse(lines: attack).write(serverTag: Array("s0".utf8), into: &payload)
+        let answered = try run(serve, input: payload)
+        #expect(answered.status == "exited with code 0")
+        #expect(answered.output == "1 s0\n\n")
+        #expect(access(target, F_OK) != 0, "vw wrote \(target) from the canonical form")
+
+        // Control: the client's own bytes make vw write the file.
+        _ = try run(serve, input: Array("1:0 save_\(target)|\n\n".utf8))
+        #expect(access(target, F_OK) == 0, "the attack no longer works on vw itself: the control proves nothing")
+    }
+
     /// VW's `houses` test: the initial value 0.5 is added to the prediction under -t.
     @Test func initialValueReachesThePrediction() throws {
         let model = "/tmp/vwfcgi-grammar-\(getpid())-houses.vw"
