@@ -36,6 +36,7 @@ private func isInvalidStructure(_ problem: ExampleProblem?) -> Bool {
             == "0 1 0.5 's1 | price:.53 sqft:.32 age:.87 1924\n")
         #expect(try canonical(.simple, ["1  2\t|a x"]) == "'s1 |a x\n")  // VW ignores up to the TAB
         #expect(try canonical(.simple, ["-1 2e-3 |a x:1E+5"]) == "-1 2e-3 's1 |a x:1E+5\n")
+        #expect(try canonical(.simple, ["|a x:1e-50 y:-.5 z:5. w:1.5e-92"]) == "'s1 |a x:1e-50 y:-.5 z:5. w:1.5e-92\n")
         #expect(try canonical(.simple, ["|a x"], tag: "") == "|a x\n")
         #expect(try canonical(.simple, ["1 |a x"], tag: "") == "1 |a x\n")
     }
@@ -94,7 +95,7 @@ private func isInvalidStructure(_ problem: ExampleProblem?) -> Bool {
 
     @Test(arguments: [
         "|:a x", "|a x:", "|a x:1x", "|a x: 1", "|a x:inf", "|a x:nan", "|a x:NaN", "|a x:e5", "|a x:1e999", "|a x:0x10",
-        "|a:x y", "|a:1x y", "|a x:red|b y", "|a x:a:b", "|a :red", "|a x:+1",
+        "|a:x y", "|a:1x y", "|a x:1e-100", "|a x:0.000000000000000000000000000000001e-99", "|a x:1e38", "|a x:0e39", "|a x:red|b y", "|a x:a:b", "|a :red", "|a x:+1",
     ] as [Substring])
     func malformedFeaturesAreRejected(line: Substring) {
         #expect(isMalformedFeatures(problem(.simple, [line])), "\(line)")

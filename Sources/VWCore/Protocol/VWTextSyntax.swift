@@ -13,7 +13,7 @@ enum VWTextSyntax {
     static let carriageReturn: UInt8 = 0x0D
     static let newline: UInt8 = 0x0A
 
-    /// The largest decimal exponent (of the value, and of the exponent written) accepted: every
+    /// The largest decimal exponent (of the value, and of a positive exponent written) accepted: every
     /// accepted number is below 10^38 < FLT_MAX, and VW's `fast_pow10(int8_t)` never overflows.
     static let maxDecimalExponent = 38
 
@@ -31,9 +31,10 @@ enum VWTextSyntax {
     /// Scans a number at `start` in VW's documented syntax: `-?(digits[.digits*]|.digits)([eE][+-]?digits)?`,
     /// finite as a 32-bit float. Returns the offset just past it, or nil when there is no such number.
     ///
-    /// Refused although VW would read something: `+1` (strtof only), `inf`, `nan`, hex, `1.` followed
-    /// by nothing but an exponent marker, a value or exponent past 10^38 (VW reads inf, or a NaN
-    /// from `0 × inf`), more than 38 significant digits (VW's accumulator overflows).
+    /// Refused although VW would read something: `+1` (strtof only), `inf`, `nan`, hex, a value or
+    /// positive exponent past 10^38 (VW reads inf, or a NaN from `0 × inf`), more than 38 significant
+    /// digits (VW's accumulator overflows), exponents of 3 digits, and negative exponents that with the
+    /// fraction digits overflow VW's `int8_t` power of ten (`1.5e-99` would become 10^122).
     @inline(__always)
     static func scanFloat(_ bytes: UnsafeBufferPointer<UInt8>, from start: Int, to end: Int) -> Int? {
         var index = start
@@ -46,11 +47,13 @@ enum VWTextSyntax {
             digits += 1
             index += 1
         }
+        var fractionDigits = 0
         if index < end && bytes[index] == UInt8(ascii: ".") {
             index += 1
             while index < end, isDigit(bytes[index]) {
                 if significant > 0 || bytes[index] != 0x30 { significant += 1 }
                 digits += 1
+                fractionDigits += 1
                 index += 1
             }
         }
@@ -70,8 +73,13 @@ enum VWTextSyntax {
                 if exponentDigits > 2 { return nil }
                 index += 1
             }
-            guard exponentDigits > 0, exponent <= maxDecimalExponent else { return nil }
-            if !negative && integerSignificant + exponent > maxDecimalExponent { return nil }
+            guard exponentDigits > 0 else { return nil }
+            if negative {
+                // VW computes 10^(exponent - fraction digits (at most 35)) through an int8_t: keep it in range.
+                if exponent + min(fractionDigits, 35) > 127 { return nil }
+            } else if exponent > maxDecimalExponent || integerSignificant + exponent > maxDecimalExponent {
+                return nil
+            }
         }
         return index
     }
