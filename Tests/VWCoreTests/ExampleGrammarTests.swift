@@ -131,6 +131,7 @@ private func isInvalidStructure(_ problem: ExampleProblem?) -> Bool {
         #expect(parsed.canonicalText(serverTag: "s1") == "shared 's1 |s u1\n's1 |a x\n's1 |a y\n\n")
         #expect(parsed.answerLines == 1)
         #expect(parsed.clientTag == "u1")
+        #expect(parsed.clientTag(answer: 0) == "u1")
         #expect(parsed.lineCount == 3)
         #expect(try canonical(.cbADF, ["|a x"]) == "'s1 |a x\n\n")
     }
@@ -154,6 +155,13 @@ private func isInvalidStructure(_ problem: ExampleProblem?) -> Bool {
         #expect(parsed.answerLines == 3)
         #expect(parsed.clientTag(line: 1) == "a")
         #expect(parsed.clientTag(line: 2) == "b")
+        #expect(parsed.clientTag(answer: 0) == "a")
+        #expect(parsed.clientTag(answer: 1) == "b")
+        #expect(parsed.clientTag(answer: 2) == "")
+        #expect(parsed.answersCarryTags)
+        let unshared = try ExampleGrammar(family: .csoaaLDF).parse(lines: ["1:0 'a|a x", "2 b|a y"])
+        #expect(unshared.clientTag(answer: 0) == "a")
+        #expect(unshared.clientTag(answer: 1) == "b")
     }
 
     @Test func csoaaLDFRejectsUnlabelledLinesAndSave() throws {
@@ -177,6 +185,8 @@ private func isInvalidStructure(_ problem: ExampleProblem?) -> Bool {
         #expect(parsed.canonicalText(serverTag: "s1")
             == "ccb shared 's1 |s u\nccb action 's1 |a x\nccb action 's1 |a y\nccb slot 1,0 's1 |f s1\nccb slot 's1 |f s2\n\n")
         #expect(parsed.answerLines == 2)
+        #expect(!parsed.answersCarryTags)
+        #expect(parsed.clientTag(answer: 1) == "")
     }
 
     @Test(arguments: [

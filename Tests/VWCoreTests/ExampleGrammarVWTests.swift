@@ -172,11 +172,13 @@ struct ExampleGrammarVWTests {
             for (mine, (number, theirs)) in zip(sent.map { answers[$0] }, zip(sent, rawAnswers)) {
                 let stripTags = testCase.echoesTags
                 let left = mine.map { stripTags ? prediction($0) : $0 }
-                let right = theirs.map { line -> Substring in
+                let right = theirs.enumerated().map { answer, line -> Substring in
                     guard stripTags else { return line }
-                    // The raw line's tag is the client's (maybe empty: then vw prints no tag).
-                    let tag = parsed[number].clientTag
-                    return tag.isEmpty ? trimmed(line) : prediction(line)
+                    // The raw line's tag is the client's as the grammar read it (when empty, vw prints none).
+                    let tag = parsed[number].clientTag(answer: answer)
+                    if tag.isEmpty { return trimmed(line) }
+                    #expect(line.hasSuffix(" " + tag), "\(testCase.trainArguments) example \(number): vw printed \(line.debugDescription), the grammar read tag \(tag.debugDescription)")
+                    return prediction(line)
                 }
                 #expect(left == right, "\(testCase.trainArguments) example \(number): canonical \(mine) vs client bytes \(theirs)")
             }

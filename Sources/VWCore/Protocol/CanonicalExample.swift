@@ -111,6 +111,28 @@ public struct ParsedExample: Sendable {
         return Substring(utf8[start..<end])
     }
 
+    /// Whether vw prints a tag on this example's answer lines: every family but ccb and slates
+    /// (checked against vw 9.11). On a single-line family and cbADF the tag is the first line's;
+    /// on csoaaLDF every answer line carries the tag of its line.
+    public var answersCarryTags: Bool {
+        switch family {
+        case .ccb, .slates: false
+        case .simple, .multiclass, .multilabel, .costSensitive, .contextualBandit, .cbADF, .csoaaLDF: true
+        }
+    }
+
+    /// The tag vw prints on answer line `index` (0 ..< answerLines) for the client's example as sent:
+    /// the first line's tag (single-line families, cbADF), the tag of the `index`-th non-`shared`
+    /// line (csoaaLDF), "" for ccb and slates, which print no tags.
+    public func clientTag(answer index: Int) -> Substring {
+        precondition(index >= 0 && index < answerLines, "answer line \(index) of \(answerLines)")
+        switch family {
+        case .ccb, .slates: return first.source[first.source.endIndex...]
+        case .csoaaLDF: return clientTag(line: first.layout.keyword == .shared ? index + 1 : index)
+        case .simple, .multiclass, .multilabel, .costSensitive, .contextualBandit, .cbADF: return clientTag(line: 0)
+        }
+    }
+
     /// Whether `tag` can be written as a server tag: 1 to 64 bytes of `[A-Za-z0-9_]`, not starting
     /// with `save` (vw saves its model when an example's tag starts with `save`).
     public static func isValidServerTag(_ tag: some Collection<UInt8>) -> Bool {
