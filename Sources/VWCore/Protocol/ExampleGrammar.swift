@@ -49,9 +49,13 @@
 /// | ccb | `ccb shared` first (exactly once), then ≥ 1 `ccb action`, then ≥ 1 `ccb slot`; slots ≤ actions; included actions < actions; a slot's included actions number more than the slots before it | no shared line: SIGSEGV; more slots than actions: abort; `ccb slot 5` or an included action taken by an earlier slot: an empty answer line |
 /// | slates | `slates shared` first (exactly once), then ≥ 1 `slates action <slot>`, then ≥ 1 `slates slot`; every slot id < slots; every slot has an action | no shared line: SIGSEGV; `slates action 5` or a slot without an action: abort |
 ///
-/// vw prints per example: 1 line (single-line families, cbADF), one line per non-`shared` line
-/// (csoaaLDF, each with its line's tag), one line per slot (ccb, slates, without tags), then a
-/// blank line for multiline families. `--cb` (single-line) also prints a blank line after its answer in vw 9.11.
+/// vw prints per example (checked against vw 9.11 with the tests in `ExampleGrammarVWTests` and
+/// `ExampleGrammarVWFuzzTests`): 1 line (single-line families, cbADF), one line per non-`shared`
+/// line (csoaaLDF, each with its line's tag), one line per slot (ccb, slates, without tags), then a
+/// blank line for multiline families. Model-dependent details a framer must know: `--cb` and
+/// `--cb_explore` (single-line, without `--cb_force_legacy`) print a blank line after each answer;
+/// `--bootstrap` prints `prediction tag bag1 bag2 ...` (the tag is not last); `--multilabel_oaa`
+/// ends its classes with a space and answers an empty class set with a line holding one space.
 public struct ExampleGrammar: Sendable {
     public let family: ExampleFamily
     public let limits: ExampleLimits
