@@ -24,6 +24,7 @@ let package = Package(
         // prediction parser): the part of VWCore with no process or system dependency.
         .target(name: "VWCore", swiftSettings: swiftSettings),
         .executableTarget(name: "FuzzValidator", dependencies: ["VWCore"], swiftSettings: swiftSettings),
+        .executableTarget(name: "FuzzGrammar", dependencies: ["VWCore"], swiftSettings: swiftSettings),
         .executableTarget(name: "FuzzJSON", dependencies: ["VWCore"], swiftSettings: swiftSettings),
         .executableTarget(name: "FuzzPredictionParser", dependencies: ["VWCore"], swiftSettings: swiftSettings),
         .executableTarget(name: "FuzzFastCGIParams", swiftSettings: swiftSettings),

@@ -18,6 +18,13 @@ public enum ExampleProblem: Error, Equatable, Sendable {
     case invalidLabel(String)
     /// A structured (JSON object) instance that cannot be written as VW text safely.
     case invalidInstance(String)
+    /// A UTF-8 byte order mark (EF BB BF): vw strips one at the start of a line, so bytes after it
+    /// would be read differently from what a check of the line saw.
+    case byteOrderMark
+    /// The features (from the first `|` on) do not follow VW's documented grammar.
+    case malformedFeatures(String)
+    /// The lines of a multiline example do not form an example the model's reduction can read.
+    case invalidStructure(String)
 
     /// A short human-readable reason, used in 400 replies.
     public var reason: String {
@@ -34,6 +41,9 @@ public enum ExampleProblem: Error, Equatable, Sendable {
         case .notUTF8: "example is not valid UTF-8"
         case .invalidLabel(let why): why
         case .invalidInstance(let why): why
+        case .byteOrderMark: "byte order mark (U+FEFF) in example"
+        case .malformedFeatures(let why): why
+        case .invalidStructure(let why): why
         }
     }
 }
