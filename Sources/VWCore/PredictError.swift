@@ -6,6 +6,8 @@ public enum PredictError: Error, Equatable, Sendable {
     /// The body is not a valid request (e.g. malformed JSON).
     case malformedBody(String)
     case tooManyInstances(count: Int, limit: Int)
+    /// The model's interactions would make vw compute more features than the per-request budget.
+    case tooExpensive(index: Int, features: Int, limit: Int)
     /// The model's queue is full: retry later.
     case overloaded(String)
     /// vw did not answer within the request timeout.
@@ -20,6 +22,9 @@ public enum PredictError: Error, Equatable, Sendable {
         case .invalidExample(let invalid): invalid.message
         case .malformedBody(let why): why
         case .tooManyInstances(let count, let limit): "\(count) instances, more than the limit of \(limit)"
+        case .tooExpensive(let index, let features, let limit):
+            "instance \(index): with the model's feature interactions the request needs \(features == .max ? "more than \(limit)" : "\(features)") "
+                + "feature computations, more than the limit of \(limit) per request (--max-interaction-features)"
         case .overloaded(let name): "model '\(name)' is overloaded, retry later"
         case .timedOut(let name): "model '\(name)': vw did not answer in time"
         case .shardFailed(let reason): "vw failed: \(reason)"

@@ -51,6 +51,9 @@ struct Serve: ParsableCommand {
     @Option(help: "Most features on one line of VW text (400 beyond).")
     var maxFeatures: Int = 65_536
 
+    @Option(help: "Most feature computations one request may cost vw, interactions included (413 above).")
+    var maxInteractionFeatures: Int = 50_000_000
+
     @Option(help: "Deepest JSON nesting accepted (400 beyond).")
     var maxJsonDepth: Int = 32
 
@@ -82,7 +85,7 @@ struct Serve: ParsableCommand {
         if threads < 1 || threads > 1024 { throw ValidationError("--threads must be from 1 to 1024") }
         if rescanInterval <= 0 { throw ValidationError("--rescan-interval must be positive") }
         if timeout <= 0 { throw ValidationError("--timeout must be positive") }
-        if maxBodyBytes < 1 || maxBatch < 1 || maxLineBytes < 1 || maxFeatures < 1 || maxJsonDepth < 1 || maxQueue < 1 {
+        if maxBodyBytes < 1 || maxBatch < 1 || maxLineBytes < 1 || maxFeatures < 1 || maxInteractionFeatures < 1 || maxJsonDepth < 1 || maxQueue < 1 {
             throw ValidationError("limits must be positive")
         }
         guard SandboxPolicy.parseBytes(vwMemoryLimit) != nil else {
@@ -116,6 +119,7 @@ struct Serve: ParsableCommand {
         settings.defaultShards = shards
         settings.maxBatch = maxBatch
         settings.limits = ExampleLimits(maxLineBytes: maxLineBytes, maxFeatures: maxFeatures)
+        settings.maxInteractionFeatures = maxInteractionFeatures
         settings.requestTimeout = .milliseconds(Int64(timeout * 1000))
         settings.maxQueuedRequests = maxQueue
         settings.drainGrace = .milliseconds(Int64(grace * 1000))

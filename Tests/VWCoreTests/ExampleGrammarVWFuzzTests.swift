@@ -6,13 +6,6 @@ import Testing
 /// example the grammar accepts is written in canonical form to the real vw, which must exit
 /// normally and print exactly the framing the grammar announced, with the server tag echoed
 /// where VW echoes tags. A failure names the first example that breaks vw on its own.
-private let repositoryRoot: String = {
-    var path = #filePath
-    for _ in 0..<3 { path = String(path[..<path.lastIndex(of: "/")!]) }
-    return path
-}()
-private let vwPath = repositoryRoot + "/bin/vw"
-private let vwAvailable = access(repositoryRoot + "/.venv/bin/python", X_OK) == 0
 
 private struct SplitMix {
     var state: UInt64
@@ -26,23 +19,6 @@ private struct SplitMix {
     mutating func below(_ n: Int) -> Int { Int(next() % UInt64(n)) }
     mutating func pick<T>(_ items: [T]) -> T { items[below(items.count)] }
     mutating func chance(_ percent: Int) -> Bool { below(100) < percent }
-}
-
-private func spawnRun(_ arguments: [String], input: [UInt8]) throws -> (output: String, status: String) {
-    let process = try VWProcess.spawn(arguments: arguments)
-    let written = input.withUnsafeBytes { process.writeAll($0) }
-    process.closeInput()
-    var output: [UInt8] = []
-    var buffer = [UInt8](repeating: 0, count: 1 << 16)
-    while true {
-        let count = buffer.withUnsafeMutableBytes { VWProcess.read(process.stdoutFD, into: $0) }
-        if count <= 0 { break }
-        output.append(contentsOf: buffer[0..<count])
-    }
-    let status = process.reap()
-    _ = Glibc.close(process.stdoutFD)
-    _ = Glibc.close(process.stderrFD)
-    return (String(decoding: output, as: UTF8.self), written ? status : "write failed, " + status)
 }
 
 /// Random features: namespaces with and without values, names and values near the grammar's edges.
@@ -171,7 +147,7 @@ struct ExampleGrammarVWFuzzTests {
         let model = models[modelIndex]
         let path = "/tmp/vwfcgi-grammar-fuzz-\(getpid())-\(modelIndex).vw"
         defer { unlink(path) }
-        let trained = try spawnRun([vwPath, "--quiet", "-d", "/dev/stdin", "-f", path] + model.arguments, input: Array(model.training.utf8))
+        let trained = train(model.arguments, data: model.training, to: path)
         try #require(trained.status == "exited with code 0", "training \(model.arguments): \(trained.status)")
 
         let seed = getenv("VWFCGI_GRAMMAR_FUZZ_SEED").flatMap { UInt64(String(cString: $0)) } ?? 0x5EED
@@ -193,7 +169,7 @@ struct ExampleGrammarVWFuzzTests {
             return bytes
         }
         let serve = VWProcess.arguments(command: [vwPath], modelPath: path, extraArguments: [])
-        let answered = try spawnRun(serve, input: payload(accepted[...]))
+        let answered = try runSandboxed(serve, input: payload(accepted[...]))
         if answered.status == "exited with code 0" && fits(answered.output, accepted.map(\.parsed), model) {
             print("grammar fuzz \(model.arguments): \(accepted.count) accepted, \(rejected) rejected, \(answered.output.utf8.count) bytes framed")
             return
@@ -201,7 +177,7 @@ struct ExampleGrammarVWFuzzTests {
 
         // Find the first example that breaks vw on its own.
         for index in accepted.indices {
-            let single = try spawnRun(serve, input: payload(accepted[index...index]))
+            let single = try runSandboxed(serve, input: payload(accepted[index...index]))
             if single.status != "exited with code 0" || !fits(single.output, [accepted[index].parsed], model) {
                 Issue.record("\(model.arguments): \(accepted[index].lines) written as \(accepted[index].parsed.canonicalText(serverTag: "s0").debugDescription): vw \(single.status), printed \(single.output.debugDescription)")
                 return

@@ -6,31 +6,6 @@ import Testing
 /// examples (edge cases included) are written in canonical form with a server tag each, and vw must
 /// print exactly `answerLines` lines per example (plus the blank line of multiline families), echo
 /// the server tag where VW echoes tags, never crash, and answer as it does for the client's own bytes.
-private let repositoryRoot: String = {
-    var path = #filePath
-    for _ in 0..<3 { path = String(path[..<path.lastIndex(of: "/")!]) }
-    return path
-}()
-private let vwPath = repositoryRoot + "/bin/vw"
-private let vwAvailable = access(repositoryRoot + "/.venv/bin/python", X_OK) == 0
-
-/// Runs `arguments` with `input` on stdin until it exits; returns stdout and how it ended.
-private func run(_ arguments: [String], input: [UInt8]) throws -> (output: String, status: String) {
-    let process = try VWProcess.spawn(arguments: arguments)
-    let written = input.withUnsafeBytes { process.writeAll($0) }
-    process.closeInput()
-    var output: [UInt8] = []
-    var buffer = [UInt8](repeating: 0, count: 1 << 16)
-    while true {
-        let count = buffer.withUnsafeMutableBytes { VWProcess.read(process.stdoutFD, into: $0) }
-        if count <= 0 { break }
-        output.append(contentsOf: buffer[0..<count])
-    }
-    let status = process.reap()
-    _ = Glibc.close(process.stdoutFD)
-    _ = Glibc.close(process.stderrFD)
-    return (String(decoding: output, as: UTF8.self), written ? status : "write failed, " + status)
-}
 
 private struct Case {
     let family: ExampleFamily
@@ -128,7 +103,7 @@ struct ExampleGrammarVWTests {
         let testCase = cases[caseIndex]
         let model = "/tmp/vwfcgi-grammar-\(getpid())-\(caseIndex).vw"
         defer { unlink(model) }
-        let trained = try run([vwPath, "--quiet", "-d", "/dev/stdin", "-f", model] + testCase.trainArguments, input: Array(testCase.training.utf8))
+        let trained = train(testCase.trainArguments, data: testCase.training, to: model)
         try #require(trained.status == "exited with code 0", "training \(testCase.trainArguments): \(trained.status)")
 
         let grammar = ExampleGrammar(family: testCase.family)
@@ -144,7 +119,7 @@ struct ExampleGrammarVWTests {
             if testCase.family.isMultiline { raw.append(0x0A) }
         }
         let serve = VWProcess.arguments(command: [vwPath], modelPath: model, extraArguments: [])
-        let answered = try run(serve, input: canonical)
+        let answered = try runSandboxed(serve, input: canonical)
         #expect(answered.status == "exited with code 0", "\(testCase.trainArguments): \(answered.status)")
         let framed = frame(answered.output, parsed, blankAfterSingleLine: testCase.blankAfterSingleLine)
         try #require(framed != nil, "\(testCase.trainArguments): output does not fit the framing: \(answered.output.debugDescription)")
@@ -165,7 +140,7 @@ struct ExampleGrammarVWTests {
         }
 
         // The client's own bytes give the same predictions (tags aside).
-        let rawAnswered = try run(serve, input: raw)
+        let rawAnswered = try runSandboxed(serve, input: raw)
         #expect(rawAnswered.status == "exited with code 0")
         let sent = parsed.indices.filter { !testCase.breaksVWAsSent.contains($0) }
         if let rawAnswers = frame(rawAnswered.output, sent.map { parsed[$0] }, blankAfterSingleLine: testCase.blankAfterSingleLine) {
@@ -194,7 +169,7 @@ struct ExampleGrammarVWTests {
         let model = "/tmp/vwfcgi-grammar-\(getpid())-ldf.vw"
         let target = "/tmp/vwfcgi-grammar-\(getpid())-pwned"
         defer { unlink(model); unlink(target) }
-        _ = try run([vwPath, "--quiet", "-d", "/dev/stdin", "-f", model, "--csoaa_ldf", "multiline"], input: Array("1:0 |a x\n2:1 |a y\n\n".utf8))
+        _ = train(["--csoaa_ldf", "multiline"], data: "1:0 |a x\n2:1 |a y\n\n", to: model)
         let serve = VWProcess.arguments(command: [vwPath], modelPath: model, extraArguments: [])
         let grammar = ExampleGrammar(family: .csoaaLDF)
 
@@ -202,13 +177,13 @@ struct ExampleGrammarVWTests {
         let attack: [Substring] = [Substring("1:0 save_\(target)|")]
         var payload: [UInt8] = []
         try grammar.parse(lines: attack).write(serverTag: Array("s0".utf8), into: &payload)
-        let answered = try run(serve, input: payload)
+        let answered = try runSandboxed(serve, input: payload)
         #expect(answered.status == "exited with code 0")
         #expect(answered.output == "1 s0\n\n")
         #expect(access(target, F_OK) != 0, "vw wrote \(target) from the canonical form")
 
-        // Control: the client's own bytes make vw write the file.
-        _ = try run(serve, input: Array("1:0 save_\(target)|\n\n".utf8))
+        // Control: the client's own bytes make vw write the file (outside the sandbox, which would stop it).
+        _ = runOutsideSandbox(serve, input: "1:0 save_\(target)|\n\n")
         #expect(access(target, F_OK) == 0, "the attack no longer works on vw itself: the control proves nothing")
     }
 
@@ -217,12 +192,12 @@ struct ExampleGrammarVWTests {
         let model = "/tmp/vwfcgi-grammar-\(getpid())-houses.vw"
         defer { unlink(model) }
         let training = "0 1 0.5 'third_house | price:.53 sqft:.32 age:.87 1924\n1 2 'first_house | price:.23 sqft:.25 age:.05 2006\n0 1 'second_house | price:.18 sqft:.15 age:.35 1976\n"
-        _ = try run([vwPath, "--quiet", "-d", "/dev/stdin", "-f", model], input: Array(training.utf8))
+        _ = train([], data: training, to: model)
         let grammar = ExampleGrammar(family: .simple)
         var payload: [UInt8] = []
         try grammar.parse(lines: ["0 1 0.5 'third_house | price:.53 sqft:.32 age:.87 1924"]).write(serverTag: Array("h".utf8), into: &payload)
         try grammar.parse(lines: ["| price:.53 sqft:.32 age:.87 1924"]).write(serverTag: Array("h".utf8), into: &payload)
-        let answered = try run(VWProcess.arguments(command: [vwPath], modelPath: model, extraArguments: []), input: payload)
+        let answered = try runSandboxed(VWProcess.arguments(command: [vwPath], modelPath: model, extraArguments: []), input: payload)
         let lines = answered.output.split(separator: "\n")
         try #require(lines.count == 2)
         let withInitial = Double(prediction(lines[0]))!

@@ -12,7 +12,7 @@ private let echoCommand = [
 ]
 
 private func batch(_ lines: [String]) -> PreparedBatch {
-    var builder = ExampleBatchBuilder(framing: ExampleFraming(family: .simple, blankLineAfterEach: false), validator: ExampleValidator())
+    var builder = ExampleBatchBuilder(framing: ExampleFraming(family: .simple, blankLineAfterEach: false))
     for line in lines { try! builder.append(lines: [Substring(line)]) }
     return builder.finish()
 }

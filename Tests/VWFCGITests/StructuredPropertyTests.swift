@@ -68,7 +68,7 @@ import VWCore
         if let example = examples.first {
             try #require(examples.count == 1)
             let framing = ExampleFraming(family: multiline ? .cbADF : .simple, blankLineAfterEach: multiline)
-            var builder = ExampleBatchBuilder(framing: framing, validator: ExampleValidator())
+            var builder = ExampleBatchBuilder(framing: framing)
             do throws(ExampleProblem) {
                 try builder.append(lines: example)
                 lines = example

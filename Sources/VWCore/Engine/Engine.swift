@@ -91,8 +91,9 @@ public struct Engine: Sendable {
             }
             if examples.count > version.maxBatch { throw .tooManyInstances(count: examples.count, limit: version.maxBatch) }
         }
+        let budget = store.settings.maxInteractionFeatures
         var builder = ExampleBatchBuilder(
-            framing: version.framing, validator: ExampleValidator(limits: store.settings.limits),
+            framing: version.framing, limits: store.settings.limits, cost: version.interactionCost,
             reservingCapacity: bodyBytes + examples.count * 12
         )
         for (index, lines) in examples.enumerated() {
@@ -101,6 +102,7 @@ public struct Engine: Sendable {
             } catch {
                 throw .invalidExample(InvalidExample(index: index, problem: error))
             }
+            if builder.features > budget { throw .tooExpensive(index: index, features: builder.features, limit: budget) }
         }
         return builder.finish()
     }

@@ -13,6 +13,8 @@ public struct EngineSettings: Sendable {
     public var defaultShards = 1
     public var maxBatch = 10_000
     public var limits = ExampleLimits()
+    /// The most feature computations one request may cost vw (see `InteractionCost`).
+    public var maxInteractionFeatures = 50_000_000
     public var requestTimeout: Duration = .seconds(5)
     public var loadTimeout: Duration = .seconds(60)
     public var maxQueuedRequests = 1024
@@ -333,7 +335,7 @@ public final class ModelStore: Sendable {
 
     /// The warmup examples, or a minimal example of the model's family that every model answers.
     private func probeBatch(config: ModelConfig, framing: ExampleFraming) throws(LoadError) -> PreparedBatch {
-        var builder = ExampleBatchBuilder(framing: framing, validator: ExampleValidator(limits: settings.limits))
+        var builder = ExampleBatchBuilder(framing: framing, limits: settings.limits)
         let examples = config.warmup.isEmpty ? [Self.minimalExample(of: framing.family)] : config.warmup
         for (index, example) in examples.enumerated() {
             let lines = framing.isMultiline ? example.split(separator: "\n", omittingEmptySubsequences: false) : [Substring(example)]

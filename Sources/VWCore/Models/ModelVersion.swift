@@ -14,6 +14,8 @@ public final class ModelVersion: Sendable {
     public let predictionKind: PredictionKind
     /// The options vw runs with (stored and `vw_args`), as checked by the allowlist.
     public let options: ModelOptions
+    /// What the model's interactions cost per example, for the per-request budget.
+    public let interactionCost: InteractionCost
     public let maxBatch: Int
     public let pool: ShardPool
     let stagedPath: String
@@ -34,6 +36,7 @@ public final class ModelVersion: Sendable {
         self.vwArgs = vwArgs
         self.framing = framing
         self.options = options
+        self.interactionCost = InteractionCost(interactions: options.interactions)
         self.predictionKind = options.predictionKind
         self.maxBatch = maxBatch
         self.pool = pool

@@ -142,25 +142,41 @@ public struct AnswerFramer: Sendable {
         if lineInExample == expectedLines && !frame.blankLineAfterEach { finishExample(end: raw.count - 1) }
     }
 
-    /// Appends `line` with the server tag at its end replaced by the client's tag.
+    /// Appends `line` with the server tag replaced by the client's tag.
+    ///
+    /// The tag is a whole word: at the end of the line (`0.5 tag`, `1,2  tag` for multilabel) or
+    /// after the prediction (`--bootstrap` prints `pred tag bag1 bag2`). VW writes ` tag` only when
+    /// there is a tag, so without a client tag the word and its space are removed.
     private mutating func appendRestoringTag(_ line: UnsafeRawBufferPointer) throws(FramingViolation) {
-        let tag = expectedTag
-        guard line.count >= tag.count, line[(line.count - tag.count)...].elementsEqual(tag) else {
-            throw violation(line.isEmpty ? "a blank line where a tagged answer is due" : "the line does not end with this example's tag")
+        guard let start = Self.word(expectedTag, in: line) else {
+            throw violation(line.isEmpty ? "a blank line where a tagged answer is due" : "the line does not carry this example's tag")
         }
-        var contentEnd = line.count - tag.count
-        let separated = contentEnd > 0
-        if separated {
-            guard line[contentEnd - 1] == 0x20 else { throw violation("the tag is not separated from the prediction") }
-            contentEnd -= 1
-        }
-        raw.append(contentsOf: line[0..<contentEnd])
+        let separated = start > 0
+        raw.append(contentsOf: line[0..<(separated ? start - 1 : 0)])
         let clientTag = frame.clientTags[tagIndex].utf8
         tagIndex += 1
         if !clientTag.isEmpty {
             if separated { raw.append(0x20) }
             raw.append(contentsOf: clientTag)
         }
+        raw.append(contentsOf: line[(start + expectedTag.count)...])
+    }
+
+    /// Where `word` stands alone in `line` (after a space or at the start, before a space or at the end).
+    private static func word(_ word: [UInt8], in line: UnsafeRawBufferPointer) -> Int? {
+        guard line.count >= word.count else { return nil }
+        var start = line.count - word.count
+        // The end of the line is where VW writes the tag for every reduction but one: try it first.
+        if line[start...].elementsEqual(word) && (start == 0 || line[start - 1] == 0x20) { return start }
+        start = 0
+        while start + word.count < line.count {
+            if (start == 0 || line[start - 1] == 0x20) && line[start + word.count] == 0x20
+                && line[start..<(start + word.count)].elementsEqual(word) {
+                return start
+            }
+            start += 1
+        }
+        return nil
     }
 
     private mutating func finishExample(end: Int) {

@@ -57,19 +57,27 @@ public struct ExampleFraming: Sendable, Equatable {
     public var isMultiline: Bool { family.isMultiline }
 }
 
-/// Validates examples one by one and accumulates the payload and the answer frame.
+/// Parses examples one by one with the strict grammar and accumulates their canonical form and the answer frame.
+///
+/// The client's bytes never reach vw: each example is written as the grammar re-serialises it,
+/// with a server tag (unique in the process) in place of the client's tag on every line.
 public struct ExampleBatchBuilder: Sendable {
     public let framing: ExampleFraming
-    public let validator: ExampleValidator
+    public let grammar: ExampleGrammar
+    /// The interaction work of the examples, when budgeted.
+    public let cost: InteractionCost?
     private var payload: [UInt8] = []
     private var tags: [String] = []
     private var clientTags: [String] = []
     private var lineCounts: [Int] = []
     private var serials: [UInt64] = []
+    /// The features vw will compute for the examples so far (see `InteractionCost`).
+    public private(set) var features = 0
 
-    public init(framing: ExampleFraming, validator: ExampleValidator, reservingCapacity: Int = 0) {
+    public init(framing: ExampleFraming, limits: ExampleLimits = ExampleLimits(), cost: InteractionCost? = nil, reservingCapacity: Int = 0) {
         self.framing = framing
-        self.validator = validator
+        self.grammar = ExampleGrammar(family: framing.family, limits: limits)
+        self.cost = cost
         payload.reserveCapacity(reservingCapacity)
     }
 
@@ -82,97 +90,20 @@ public struct ExampleBatchBuilder: Sendable {
     ///
     /// Nothing is appended when the example is rejected.
     public mutating func append(lines: [Substring]) throws(ExampleProblem) {
-        guard let first = lines.first else { throw .empty }
+        if !multiline && lines.count > 1 { throw .newlineInSingleLineExample }
+        let example = try grammar.parse(lines: lines)
+        if let cost { features += cost.features(of: example.featureCounts, lines: example.lineCount) }
         let serial = ServerTagSerials.take(1)
-        if !multiline {
-            guard lines.count == 1 else { throw .newlineInSingleLineExample }
-            let shape = try validator.shape(of: first)
-            appendWithoutLabel(shape, keepingShared: false, serial: serial)
-            payload.append(0x0A)
-            record(serial: serial, lines: 1, tags: [shape.tag])
-            return
-        }
-        // A blank line ends a multiline example in vw, so one inside would split it in two.
-        var shapes: [ExampleValidator.LineShape] = []
-        shapes.reserveCapacity(lines.count)
-        for line in lines {
-            let shape: ExampleValidator.LineShape
-            do throws(ExampleProblem) {
-                shape = try validator.shape(of: line)
-            } catch {
-                switch error {
-                case .empty, .whitespaceOnly: throw .blankLineInMultilineExample
-                default: throw error
-                }
-            }
-            if framing.family == .csoaaLDF { try Self.checkLabel(shape.labelWords) }
-            shapes.append(shape)
-        }
-        var answerLines = 0
-        for shape in shapes {
-            let structural = shape.labelWords.first == "ccb" || shape.labelWords.first == "slates"
-            if framing.family == .csoaaLDF || structural {
-                // Labels vw predicts from (`--csoaa_ldf` costs, `ccb slot ...`).
-                for word in shape.labelWords {
-                    append(word)
-                    payload.append(0x20)
-                }
-                appendTag(serial)
-                append(shape.features)
-            } else {
-                appendWithoutLabel(shape, keepingShared: true, serial: serial)
-            }
-            payload.append(0x0A)
-            switch framing.family {
-            case .csoaaLDF: answerLines += 1
-            case .ccb, .slates: if shape.labelWords.dropFirst().first == "slot" { answerLines += 1 }
-            default: answerLines = 1
-            }
-        }
-        payload.append(0x0A)
-        record(serial: serial, lines: answerLines, tags: shapes.map(\.tag))
-    }
-
-    private mutating func record(serial: UInt64, lines: Int, tags lineTags: [Substring]) {
+        example.write(serverTag: AnswerFrame.serverTag(serial), into: &payload)
         serials.append(serial)
-        lineCounts.append(lines)
-        let first = lineTags.first.map(String.init) ?? ""
+        lineCounts.append(example.answerLines)
+        let first = String(example.clientTag)
         tags.append(first)
         switch framing.echo {
         case .none: break
         case .firstLine: clientTags.append(first)
-        case .everyLine: clientTags.append(contentsOf: lineTags.map(String.init))
-        }
-    }
-
-    /// Appends a line as `['shared ']'servertag |features`: its label left out.
-    ///
-    /// A label does not change a test-mode prediction, but a malformed one makes some reductions
-    /// stop reading (`--oaa` with label `x`, `--cb_adf` with `0:1:0.5:7`).
-    private mutating func appendWithoutLabel(_ shape: ExampleValidator.LineShape, keepingShared: Bool, serial: UInt64) {
-        if keepingShared && shape.labelWords.first == "shared" { payload.append(contentsOf: "shared ".utf8) }
-        appendTag(serial)
-        append(shape.features)
-    }
-
-    /// Appends `'v<serial> `: the server tag that frames the answer.
-    private mutating func appendTag(_ serial: UInt64) {
-        payload.append(contentsOf: [UInt8(ascii: "'"), UInt8(ascii: "v")])
-        AnswerFrame.appendHex(serial, to: &payload)
-        payload.append(0x20)
-    }
-
-    /// Appends a line's bytes with one copy.
-    private mutating func append(_ text: Substring) {
-        let copied: Void? = text.utf8.withContiguousStorageIfAvailable { payload.append(contentsOf: $0) }
-        if copied == nil { payload.append(contentsOf: text.utf8) }
-    }
-
-    /// Rejects label sections sent as written that would abort vw's label parser (two costs on one line).
-    static func checkLabel(_ words: [Substring]) throws(ExampleProblem) {
-        let costs = words.first == "shared" ? words.count - 1 : words.count
-        if costs > 1 {
-            throw .invalidLabel("more than one label word (\(words.joined(separator: " "))) on a line of a multiline example")
+        case .everyLine:
+            for answer in 0..<example.answerLines { clientTags.append(String(example.clientTag(answer: answer))) }
         }
     }
 
@@ -183,5 +114,39 @@ public struct ExampleBatchBuilder: Sendable {
             blankLineAfterEach: framing.blankLineAfterEach, echo: framing.echo
         )
         return PreparedBatch(payload: payload, frame: frame, tags: tags, multiline: multiline)
+    }
+}
+
+/// How many features vw computes for an example, from the model's interactions: the budget that
+/// stops a request whose size is within every limit but whose interactions are quadratic
+/// (`-q ab` with 30,000 features in each namespace is 900 million products).
+///
+/// Per example: every feature once, plus, for each interaction term, the product of the feature
+/// counts of its namespaces (`:`, VW's wildcard, counts every feature). For a multiline example
+/// the counts of all its lines are used for each line, an upper bound of ADF's shared-times-action
+/// products.
+public struct InteractionCost: Sendable, Equatable {
+    /// Namespace tuples (`-q ab` → `[a, b]`).
+    public let interactions: [[UInt8]]
+
+    public init(interactions: [[UInt8]]) {
+        self.interactions = interactions
+    }
+
+    /// The features vw computes for an example with `counts` over `lines` lines; saturates at `Int.max`.
+    public func features(of counts: FeatureCounts, lines: Int) -> Int {
+        var total = counts.total
+        for term in interactions {
+            var product = 1
+            for namespace in term {
+                let factor = namespace == UInt8(ascii: ":") ? counts.total : counts[namespace]
+                let (next, overflow) = product.multipliedReportingOverflow(by: factor)
+                product = overflow ? .max : next
+            }
+            let (sum, overflow) = total.addingReportingOverflow(product)
+            total = overflow ? .max : sum
+        }
+        let (scaled, overflow) = total.multipliedReportingOverflow(by: max(1, lines))
+        return overflow ? .max : scaled
     }
 }

@@ -118,6 +118,7 @@ extension PredictError {
         case .invalidExample: "invalid_example"
         case .malformedBody: "malformed_body"
         case .tooManyInstances: "too_many_instances"
+        case .tooExpensive: "too_many_interactions"
         case .overloaded: "overloaded"
         case .timedOut: "timeout"
         case .shardFailed: "vw_failed"

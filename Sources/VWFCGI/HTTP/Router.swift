@@ -181,7 +181,7 @@ struct Router: Sendable {
         case .modelNotFound: .error(404, error.message)
         case .modelNotReady, .overloaded: .error(503, error.message, headers: [("Retry-After", "1")])
         case .invalidExample, .malformedBody: .error(400, error.message)
-        case .tooManyInstances: .error(413, error.message)
+        case .tooManyInstances, .tooExpensive: .error(413, error.message)
         case .timedOut: .error(504, error.message)
         case .shardFailed: .error(503, error.message, headers: [("Retry-After", "1")])
         }

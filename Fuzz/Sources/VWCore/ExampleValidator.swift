@@ -1,1 +1,0 @@
-../../../Sources/VWCore/Protocol/ExampleValidator.swift
