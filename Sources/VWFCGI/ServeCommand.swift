@@ -66,6 +66,9 @@ struct Serve: ParsableCommand {
     @Option(help: "Seconds between full rescans of the model directory (inotify catches most changes at once).")
     var rescanInterval: Double = 1
 
+    @Option(help: "When /readyz answers 200: any (once the start-up models were tried, while one model serves) or all (only while every model serves).")
+    var readiness: String = "any"
+
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: String = "info"
 
@@ -73,6 +76,7 @@ struct Serve: ParsableCommand {
     var logFormat: String = "text"
 
     func validate() throws {
+        guard ReadinessRule(rawValue: readiness) != nil else { throw ValidationError("--readiness must be any or all") }
         guard ["text", "json"].contains(logFormat) else { throw ValidationError("--log-format must be text or json") }
         if (socket == nil) == (listen == nil) { throw ValidationError("give exactly one of --socket PATH or --listen 127.0.0.1:PORT") }
         if shards < 1 || shards > 64 { throw ValidationError("--shards must be from 1 to 64") }
@@ -113,16 +117,12 @@ struct Serve: ParsableCommand {
         settings.requestTimeout = .milliseconds(Int64(timeout * 1000))
         settings.maxQueuedRequests = maxQueue
         settings.drainGrace = .milliseconds(Int64(grace * 1000))
+        settings.readiness = ReadinessRule(rawValue: readiness) ?? .anyModel
 
         let stopSignals = StopSignals()
         let metrics = RequestMetrics.bootstrap()
         let store = ModelStore(settings: settings, logger: logger)
-        store.reconcile()
-        let loaded = store.statuses
-        logger.info("models loaded", metadata: [
-            "ready": "\(loaded.filter(\.ready).map(\.name))", "not_ready": "\(loaded.filter { !$0.ready }.map(\.name))",
-        ])
-
+        // Serve from the start: /healthz answers and /readyz says 503 until the models were tried.
         let socketFD = try FastCGIServer.openSocket(unixPath: socket, listen: listen)
         let router = Router(store: store, maxDepth: maxJsonDepth, metrics: metrics)
         let server = FastCGIServer(socketFD: socketFD, threads: threads, maxBodyBytes: maxBodyBytes, logger: logger) { request, context in
@@ -131,10 +131,18 @@ struct Serve: ParsableCommand {
         server.start()
         logger.info("vwfcgi serving", metadata: ["socket": "\(socket ?? listen ?? "")", "threads": "\(threads)", "vw": "\(command.joined(separator: " "))"])
 
+        store.reconcile()
+        store.finishStartup()
+        let loaded = store.statuses
+        logger.info("models loaded", metadata: [
+            "ready": "\(loaded.filter(\.ready).map(\.name))", "not_ready": "\(loaded.filter { !$0.ready }.map(\.name))",
+        ])
+
         ModelDirectoryWatcher(store: store, rescanInterval: .milliseconds(Int64(rescanInterval * 1000)), logger: logger).start()
 
         let received = stopSignals.wait()
         logger.info("stopping", metadata: ["signal": "\(received)"])
+        store.beginDraining()
         server.stop(grace: settings.drainGrace)
         store.shutdown()
         if let socket { unlink(socket) }

@@ -19,6 +19,8 @@ public struct EngineSettings: Sendable {
     public var drainGrace: Duration = .seconds(10)
     /// Private directory holding the exact bytes each loaded version was started from.
     public var stagingDirectory: String
+    /// When `/readyz` answers 200 (SPEC §5).
+    public var readiness: ReadinessRule = .anyModel
 
     public init(modelDirectory: String, vwCommand: [String], stagingDirectory: String) {
         self.modelDirectory = modelDirectory
@@ -37,6 +39,24 @@ public struct ModelStatus: Sendable {
     public let vwArgs: [String]
     public let multiline: Bool?
     public let lastError: LoadFailure?
+}
+
+/// When the server counts as ready (`GET /readyz`).
+public enum ReadinessRule: String, Sendable {
+    /// Once the start-up models were each tried, while at least one model serves (SPEC §5): one bad
+    /// file dropped into every pod's directory must not take every model off the Service.
+    case anyModel = "any"
+    /// Only while every model of the directory serves (`--readiness all`).
+    case allModels = "all"
+}
+
+/// What `GET /readyz` reports.
+public struct Readiness: Sendable {
+    public let isReady: Bool
+    /// Why the server is not ready, nil when it is.
+    public let reason: String?
+    public let ready: [String]
+    public let notReady: [String]
 }
 
 /// The latest failure to load a model's current files.
@@ -58,8 +78,14 @@ public final class ModelStore: Sendable {
 
         let name: String
         let state = Mutex(State())
+        /// `vwfcgi_model_ready{model}`: 1 while a version serves, removed with the model.
+        let readyGauge: Gauge
 
-        init(name: String) { self.name = name }
+        init(name: String) {
+            self.name = name
+            readyGauge = Gauge(label: "vwfcgi_model_ready", dimensions: [("model", name)])
+            readyGauge.record(0)
+        }
     }
 
     public let settings: EngineSettings
@@ -68,6 +94,8 @@ public final class ModelStore: Sendable {
     /// Serialises reconciliations (startup, watcher, rescans).
     private let reconciling = Mutex(())
     private let reportedIgnored = Mutex<Set<String>>([])
+    /// 0 while the start-up models are being tried, 1 once they were, 2 while draining.
+    private let phase = Atomic<Int>(0)
 
     public init(settings: EngineSettings, logger: Logger) {
         self.settings = settings
@@ -175,6 +203,37 @@ public final class ModelStore: Sendable {
 
     public var statuses: [ModelStatus] { modelNames.compactMap { status(of: $0) } }
 
+    /// Marks the models present at start-up as tried: from now on `/readyz` follows the models.
+    public func finishStartup() {
+        _ = phase.compareExchange(expected: 0, desired: 1, ordering: .sequentiallyConsistent)
+    }
+
+    /// Marks the server as draining: `/readyz` answers 503 from now on.
+    public func beginDraining() {
+        phase.store(2, ordering: .sequentiallyConsistent)
+    }
+
+    /// Whether the server should receive traffic, per `settings.readiness` (SPEC §5).
+    public func readiness() -> Readiness {
+        let all = statuses
+        let ready = all.filter(\.ready).map(\.name)
+        let notReady = all.filter { !$0.ready }.map(\.name)
+        let reason: String? =
+            switch phase.load(ordering: .sequentiallyConsistent) {
+            case 0: "starting: the models present at start-up are still loading"
+            case 2: "draining: shutting down"
+            default:
+                if ready.isEmpty {
+                    all.isEmpty ? "no model is loaded" : "no model serves"
+                } else if settings.readiness == .allModels && !notReady.isEmpty {
+                    "models without a serving version"
+                } else {
+                    nil
+                }
+            }
+        return Readiness(isReady: reason == nil, reason: reason, ready: ready, notReady: notReady)
+    }
+
     // MARK: Loading
 
     /// How long a changed file must be left alone before it is loaded, unless the kernel said it was closed or renamed into place.
@@ -260,10 +319,12 @@ public final class ModelStore: Sendable {
             let failure = LoadFailure(time: rfc3339Now(), reason: error.description)
             logger.error("model failed to load", metadata: ["model": "\(name)", "reason": "\(error.description)"])
             EngineMetrics.modelLoaded(name, ok: false)
-            entry.state.withLock { s in
+            let serving = entry.state.withLock { s in
                 s.lastError = failure
                 s.seenFiles = files
+                return s.current != nil
             }
+            entry.readyGauge.record(serving ? 1 : 0)
             return
         }
         let previous = entry.state.withLock { s in
@@ -275,6 +336,7 @@ public final class ModelStore: Sendable {
         }
         logger.info("model serving", metadata: ["model": "\(name)", "version": "\(loaded.version)", "shards": "\(loaded.pool.shards.count)"])
         EngineMetrics.modelLoaded(name, ok: true)
+        entry.readyGauge.record(1)
         publishTable()
         if let previous { retire(previous) }
     }
@@ -372,11 +434,13 @@ public final class ModelStore: Sendable {
             return s.current
         }
         logger.info("model removed", metadata: ["model": "\(entry.name)"])
+        entry.readyGauge.destroy()
         if let current { retire(current) }
     }
 
     /// Stops every model: waits for in-flight requests, then lets vw finish and exit.
     public func shutdown() {
+        beginDraining()
         let all = entries.withLock { all in
             defer { all.removeAll() }
             return Array(all.values)
