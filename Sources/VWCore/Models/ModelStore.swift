@@ -94,6 +94,8 @@ public final class ModelStore: Sendable {
     /// Serialises reconciliations (startup, watcher, rescans).
     private let reconciling = Mutex(())
     private let reportedIgnored = Mutex<Set<String>>([])
+    /// Makes every staged copy's name unique (A→B→A must not share a file with the retiring A).
+    private let stagingSerial = Atomic<Int>(0)
     /// 0 while the start-up models are being tried, 1 once they were, 2 while draining.
     private let phase = Atomic<Int>(0)
 
@@ -371,7 +373,8 @@ public final class ModelStore: Sendable {
         let keepsLabels = ModelHeader.predictsFromLabels(options: options)
         let probe = try probeBatch(config: config, multiline: multiline, keepsLabels: keepsLabels)
 
-        let staged = settings.stagingDirectory + "/" + name + "-" + version + ".vw"
+        // Unique per load: a retiring version unlinks its own copy, never the one of a newer load of the same bytes.
+        let staged = settings.stagingDirectory + "/" + name + "-" + version + "-" + String(stagingSerial.add(1, ordering: .relaxed).newValue) + ".vw"
         try ModelDirectory.write(modelBytes, to: staged)
         let arguments = VWProcess.arguments(command: settings.vwCommand, modelPath: staged, extraArguments: config.vwArgs)
         var poolLogger = logger
@@ -436,6 +439,7 @@ public final class ModelStore: Sendable {
         logger.info("model removed", metadata: ["model": "\(entry.name)"])
         entry.readyGauge.destroy()
         if let current { retire(current) }
+        EngineMetrics.forget(model: entry.name)
     }
 
     /// Stops every model: waits for in-flight requests, then lets vw finish and exit.
