@@ -5,8 +5,11 @@ Models are small logistic ones trained by conftest; waits are bounded liveness w
 
 from __future__ import annotations
 
+import hashlib
+import os
 import re
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -22,6 +25,28 @@ def small_model(tmp_path_factory) -> bytes:
     path = tmp_path_factory.mktemp("small") / "m.vw"
     train_small_logistic(path, 1)
     return path.read_bytes()
+
+
+@pytest.fixture(scope="module")
+def other_model(tmp_path_factory) -> bytes:
+    path = tmp_path_factory.mktemp("other") / "m.vw"
+    train_small_logistic(path, 2)
+    return path.read_bytes()
+
+
+def version_of(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()[:12]
+
+
+def drop(model_dir: Path, name: str, data: bytes) -> None:
+    tmp = model_dir / f"{name}.vw.tmp"
+    tmp.write_bytes(data)
+    os.rename(tmp, model_dir / f"{name}.vw")
+
+
+def serving(stack: Stack, name: str):
+    status = stack.get(f"/v1/models/{name}").json()
+    return status.get("version") if status.get("ready") else None
 
 
 def gauge(text: str, name: str, model: str) -> float | None:
@@ -77,6 +102,83 @@ def test_no_serving_model_is_unready(tmp_path):
         r = stack.get("/readyz")
         assert_json_error(r, 503)
         assert r.json()["not_ready"] == ["corrupt"] and r.json()["ready"] == []
+    finally:
+        problems = stack.stop()
+    assert not problems, "\n".join(problems)
+
+
+# ---------------------------------------------------------------- metrics hygiene
+def check_exposition(text: str) -> None:
+    """Every family has HELP and TYPE: `promtool check metrics` when installed, else a parse."""
+    promtool = shutil.which("promtool")
+    if promtool:
+        import subprocess
+        done = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True, timeout=30)
+        assert done.returncode == 0 and not done.stdout.strip() and not done.stderr.strip(), done.stdout + done.stderr
+    from prometheus_client.parser import text_string_to_metric_families
+    families = list(text_string_to_metric_families(text))
+    assert families
+    helps = set(re.findall(r"^# HELP (\S+) \S", text, re.M))
+    types = set(re.findall(r"^# TYPE (\S+) \S", text, re.M))
+    samples = {re.match(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)", line).group(1)
+               for line in text.splitlines() if line and not line.startswith("#")}
+    for name in samples:
+        family = re.sub(r"_(bucket|sum|count)$", "", name)
+        family = family if family in types else name
+        assert family in types, f"{name}: no # TYPE"
+        assert family in helps, f"{name}: no # HELP"
+
+
+def test_every_metric_has_help_and_removed_models_leave_metrics(tmp_path, small_model):
+    for name in ("keep", "gone"):
+        (tmp_path / f"{name}.vw").write_bytes(small_model)
+    stack = Stack(tmp_path).start()
+    try:
+        for name in ("keep", "gone"):
+            assert stack.predict(name, EXAMPLES).status_code == 200
+            assert stack.post(f"/v1/models/{name}:predict", data=b"{", headers={"Content-Type": "application/json"}).status_code == 400
+            assert stack.get(f"/v1/models/{name}").status_code == 200
+        text = stack.get("/metrics").text
+        check_exposition(text)
+        assert 'model="gone"' in text and 'model="keep"' in text
+        (tmp_path / "gone.vw").unlink()
+        assert wait_until(lambda: stack.get("/v1/models/gone").status_code == 404, 10)
+        text = stack.get("/metrics").text
+        check_exposition(text)
+        left = [line for line in text.splitlines() if 'model="gone"' in line]
+        assert not left, f"series of a removed model still exported: {left[:5]}"
+        assert 'model="keep"' in text
+        # The model comes back: its series come back too (thread caches were dropped).
+        (tmp_path / "gone.vw").write_bytes(small_model)
+        assert wait_until(lambda: stack.get("/v1/models/gone").json().get("ready"), 30)
+        for _ in range(8):
+            assert stack.predict("gone", EXAMPLES).status_code == 200
+        text = stack.get("/metrics").text
+        assert re.search(r'^vwfcgi_examples_total\{model="gone"\} 16(\.0)?$', text, re.M), \
+            [line for line in text.splitlines() if 'model="gone"' in line]
+        assert gauge(text, "vwfcgi_model_ready", "gone") == 1
+    finally:
+        problems = stack.stop()
+    assert not problems, "\n".join(problems)
+
+
+# ---------------------------------------------------------------- staging and loading
+def test_a_b_a_within_50_ms_leaves_a_serving(tmp_path, small_model, other_model):
+    a, b = small_model, other_model
+    drop(tmp_path, "m", a)
+    stack = Stack(tmp_path).start()
+    try:
+        for _ in range(3):
+            assert wait_until(lambda: serving(stack, "m") == version_of(a), 30)
+            drop(tmp_path, "m", b)
+            time.sleep(0.02)
+            drop(tmp_path, "m", a)
+            assert wait_until(lambda: serving(stack, "m") == version_of(a), 30)
+            time.sleep(0.5)  # the retiring versions stop meanwhile
+            assert serving(stack, "m") == version_of(a), stack.get("/v1/models/m").json()
+            r = stack.predict("m", EXAMPLES)
+            assert r.status_code == 200 and r.headers["X-Model-Version"] == version_of(a), r.text
+            assert stack.get("/v1/models/m").json()["last_error"] is None
     finally:
         problems = stack.stop()
     assert not problems, "\n".join(problems)

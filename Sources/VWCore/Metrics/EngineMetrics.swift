@@ -8,6 +8,15 @@ enum EngineMetrics {
         Counter(label: "vwfcgi_model_loads_total", dimensions: [("model", name), ("result", ok ? "ok" : "failed")]).increment()
     }
 
+    /// Drops every engine series of a removed model.
+    static func forget(model: String) {
+        for result in ["ok", "failed"] {
+            Counter(label: "vwfcgi_model_loads_total", dimensions: [("model", model), ("result", result)]).destroy()
+        }
+        Counter(label: "vwfcgi_shard_restarts_total", dimensions: [("model", model)]).destroy()
+        Meter(label: "vwfcgi_inflight_requests", dimensions: [("model", model)]).destroy()
+    }
+
     static func shardRestarted(model: String) {
         Counter(label: "vwfcgi_shard_restarts_total", dimensions: [("model", model)]).increment()
     }
