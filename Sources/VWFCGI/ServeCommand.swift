@@ -66,6 +66,15 @@ struct Serve: ParsableCommand {
     @Option(help: "Seconds between full rescans of the model directory (inotify catches most changes at once).")
     var rescanInterval: Double = 1
 
+    @Option(help: "Largest model file loaded, in bytes; larger ones are refused before they are read (last_error says why).")
+    var maxModelBytes: Int = 1 << 30
+
+    @Flag(help: "Load a model only when <name>.sha256 exists next to it and matches.")
+    var requireChecksum = false
+
+    @Option(help: "Seconds a model's vw processes may take to start and answer the load probe.")
+    var loadTimeout: Double = 60
+
     @Option(help: "When /readyz answers 200: any (once the start-up models were tried, while one model serves) or all (only while every model serves).")
     var readiness: String = "any"
 
@@ -83,6 +92,8 @@ struct Serve: ParsableCommand {
         if threads < 1 || threads > 1024 { throw ValidationError("--threads must be from 1 to 1024") }
         if rescanInterval <= 0 { throw ValidationError("--rescan-interval must be positive") }
         if timeout <= 0 { throw ValidationError("--timeout must be positive") }
+        if loadTimeout <= 0 { throw ValidationError("--load-timeout must be positive") }
+        if maxModelBytes < 1 { throw ValidationError("--max-model-bytes must be positive") }
         if maxBodyBytes < 1 || maxBatch < 1 || maxLineBytes < 1 || maxFeatures < 1 || maxJsonDepth < 1 || maxQueue < 1 {
             throw ValidationError("limits must be positive")
         }
@@ -117,6 +128,9 @@ struct Serve: ParsableCommand {
         settings.requestTimeout = .milliseconds(Int64(timeout * 1000))
         settings.maxQueuedRequests = maxQueue
         settings.drainGrace = .milliseconds(Int64(grace * 1000))
+        settings.maxModelBytes = maxModelBytes
+        settings.requireChecksum = requireChecksum
+        settings.loadTimeout = .milliseconds(Int64(loadTimeout * 1000))
         settings.readiness = ReadinessRule(rawValue: readiness) ?? .anyModel
 
         let stopSignals = StopSignals()

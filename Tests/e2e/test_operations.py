@@ -168,17 +168,89 @@ def test_a_b_a_within_50_ms_leaves_a_serving(tmp_path, small_model, other_model)
     drop(tmp_path, "m", a)
     stack = Stack(tmp_path).start()
     try:
+        def loads(result: str) -> float:
+            pattern = r'^vwfcgi_model_loads_total\{[^}]*result="%s"[^}]*\} (\S+)$' % result
+            return sum(float(v) for v in re.findall(pattern, stack.get("/metrics").text, re.M))
+
         for _ in range(3):
-            assert wait_until(lambda: serving(stack, "m") == version_of(a), 30)
+            ok, failed = loads("ok"), loads("failed")
             drop(tmp_path, "m", b)
             time.sleep(0.02)
             drop(tmp_path, "m", a)
-            assert wait_until(lambda: serving(stack, "m") == version_of(a), 30)
-            time.sleep(0.5)  # the retiring versions stop meanwhile
+            # B loads, then A loads again (unless both renames were seen in one batch: nothing loads).
+            wait_until(lambda: loads("ok") + loads("failed") >= ok + failed + 2, 20)
+            assert loads("failed") == failed, stack.get("/v1/models/m").json()
             assert serving(stack, "m") == version_of(a), stack.get("/v1/models/m").json()
             r = stack.predict("m", EXAMPLES)
             assert r.status_code == 200 and r.headers["X-Model-Version"] == version_of(a), r.text
             assert stack.get("/v1/models/m").json()["last_error"] is None
+    finally:
+        problems = stack.stop()
+    assert not problems, "\n".join(problems)
+
+
+def vm_hwm_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmHWM")
+
+
+GIB = 1 << 30
+
+
+def test_large_files_are_checked_before_they_are_read(tmp_path, small_model):
+    models, outside = tmp_path / "models", tmp_path / "outside"
+    models.mkdir()
+    outside.mkdir()
+    (models / "good.vw").write_bytes(small_model)
+    # A symlink to a sparse 1 GiB file that is no VW model: refused after its first 64 KiB.
+    sparse = outside / "sparse.bin"
+    with open(sparse, "wb") as f:
+        f.write(b"\x05\x00\x00\x00junk" * 100)
+        f.truncate(GIB)
+    (models / "sparse.vw").symlink_to(sparse)
+    # A model header followed by 1 GiB of holes: over the default --max-model-bytes (1 GiB), refused before any read.
+    huge = outside / "huge.bin"
+    with open(huge, "wb") as f:
+        f.write(small_model)
+        f.truncate(GIB + 4096)
+    (models / "huge.vw").symlink_to(huge)
+    stack = Stack(models).start()
+    try:
+        errors = wait_until(lambda: all(stack.get(f"/v1/models/{n}").json()["last_error"] for n in ("sparse", "huge")), 30)
+        assert errors
+        sparse_error = stack.get("/v1/models/sparse").json()["last_error"]["reason"]
+        huge_error = stack.get("/v1/models/huge").json()["last_error"]["reason"]
+        assert "not a VW model file" in sparse_error, sparse_error
+        assert "--max-model-bytes" in huge_error, huge_error
+        hwm = vm_hwm_kib(stack.vwfcgi.pid)
+        print(f"vwfcgi VmHWM after refusing two 1 GiB files: {hwm} KiB")
+        assert hwm < 100 * 1024, f"vwfcgi peak RSS {hwm} KiB: a 1 GiB file was read into memory"
+        assert stack.predict("good", EXAMPLES).status_code == 200
+        # The staging directory holds only the serving copy.
+        staging = [p for p in Path("/tmp").glob("vwfcgi-*") if p.is_dir() and any(p.glob("good-*.vw"))]
+        for directory in staging:
+            assert not list(directory.glob("*.partial")), list(directory.iterdir())
+    finally:
+        problems = stack.stop()
+    assert not problems, "\n".join(problems)
+
+
+def test_require_checksum(tmp_path, small_model):
+    (tmp_path / "m.vw").write_bytes(small_model)
+    stack = Stack(tmp_path, extra_args=("--require-checksum",)).start(ready=False)
+    try:
+        assert wait_until(lambda: stack.get("/v1/models/m").json()["last_error"], 30)
+        reason = stack.get("/v1/models/m").json()["last_error"]["reason"]
+        assert "m.sha256" in reason and "--require-checksum" in reason, reason
+        assert_json_error(stack.get("/readyz"), 503)
+        digest = hashlib.sha256(small_model).hexdigest()
+        tmp = tmp_path / ".m.sha256"
+        tmp.write_text(f"{digest}  m.vw\n")
+        os.rename(tmp, tmp_path / "m.sha256")
+        assert wait_until(lambda: serving(stack, "m") == version_of(small_model), 30)
+        assert stack.get("/readyz").status_code == 200
     finally:
         problems = stack.stop()
     assert not problems, "\n".join(problems)

@@ -19,6 +19,10 @@ public struct EngineSettings: Sendable {
     public var drainGrace: Duration = .seconds(10)
     /// Private directory holding the exact bytes each loaded version was started from.
     public var stagingDirectory: String
+    /// Largest model file loaded (`--max-model-bytes`); larger ones are refused before they are read.
+    public var maxModelBytes = 1 << 30
+    /// Whether `<name>.sha256` must exist next to `<name>.vw` (`--require-checksum`).
+    public var requireChecksum = false
     /// When `/readyz` answers 200 (SPEC §5).
     public var readiness: ReadinessRule = .anyModel
 
@@ -346,20 +350,39 @@ public final class ModelStore: Sendable {
     /// Loads the model's files into a new version, or returns nil when their content is `unlessVersion`.
     private func load(name: String, unlessVersion: String?) throws(LoadError) -> ModelVersion? {
         let base = settings.modelDirectory + "/" + name
-        let modelBytes = try ModelDirectory.read(base + ".vw")
+        // The file is streamed into a private copy and hashed on the way, never read whole into
+        // memory; its header is checked on the first 64 KiB before anything else is read.
+        let serial = String(stagingSerial.add(1, ordering: .relaxed).newValue)
+        var staged = settings.stagingDirectory + "/" + name + "-" + serial + ".partial"
+        var keepStaged = false
+        defer { if !keepStaged { unlink(staged) } }
+        var headerPrefix: [UInt8] = []
+        let modelHash = try ModelDirectory.stage(base + ".vw", to: staged, maxBytes: settings.maxModelBytes) { prefix throws(LoadError) in
+            do throws(ModelHeaderError) {
+                _ = try ModelHeader.parse(prefix)
+            } catch {
+                throw .unreadable("not a VW model file: \(error.reason)")
+            }
+            headerPrefix = prefix
+        }
         let configBytes: [UInt8]? = FileStamp(path: base + ".json") != nil ? try ModelDirectory.read(base + ".json") : nil
-        let version = String(SHA256.hex(modelBytes, configBytes ?? []).prefix(12))
+        var versionHash = modelHash
+        versionHash.update(configBytes ?? [])
+        let version = String(versionHash.finalize().hexString.prefix(12))
         if FileStamp(path: base + ".sha256") != nil {
             let text = String(decoding: try ModelDirectory.read(base + ".sha256"), as: UTF8.self)
             let expected = text.split(whereSeparator: { $0 == " " || $0 == "\n" || $0 == "\t" }).first.map { $0.lowercased() } ?? ""
-            let actual = SHA256.hex(modelBytes)
+            var digest = modelHash
+            let actual = digest.finalize().hexString
             if expected != actual { throw .checksumMismatch(expected: expected, actual: actual) }
+        } else if settings.requireChecksum {
+            throw .unreadable("\(name).sha256 is missing (--require-checksum)")
         }
         if version == unlessVersion { return nil }
         let config = try configBytes.map { bytes throws(LoadError) in try ModelConfig.parse(bytes) } ?? ModelConfig()
         let header: ModelHeader
         do {
-            header = try ModelHeader.parse(Array(modelBytes.prefix(1 << 16)))
+            header = try ModelHeader.parse(headerPrefix)
         } catch {
             throw .unreadable("not a VW model file: \(error.reason)")
         }
@@ -374,8 +397,12 @@ public final class ModelStore: Sendable {
         let probe = try probeBatch(config: config, multiline: multiline, keepsLabels: keepsLabels)
 
         // Unique per load: a retiring version unlinks its own copy, never the one of a newer load of the same bytes.
-        let staged = settings.stagingDirectory + "/" + name + "-" + version + "-" + String(stagingSerial.add(1, ordering: .relaxed).newValue) + ".vw"
-        try ModelDirectory.write(modelBytes, to: staged)
+        let partial = staged
+        staged = settings.stagingDirectory + "/" + name + "-" + version + "-" + serial + ".vw"
+        guard rename(partial, staged) == 0 else {
+            staged = partial
+            throw .unreadable("cannot stage \(name): \(String(cString: strerror(errno)))")
+        }
         let arguments = VWProcess.arguments(command: settings.vwCommand, modelPath: staged, extraArguments: config.vwArgs)
         var poolLogger = logger
         poolLogger[metadataKey: "model"] = "\(name)"
@@ -389,9 +416,9 @@ public final class ModelStore: Sendable {
             try pool.start(probe: probe, timeout: settings.loadTimeout)
         } catch {
             pool.stop(grace: .milliseconds(100))
-            unlink(staged)
             throw error
         }
+        keepStaged = true
         return ModelVersion(
             name: name, version: version, loadedAt: rfc3339Now(), vwArgs: config.vwArgs, multiline: multiline,
             predictionKind: ModelHeader.predictionKind(options: options), keepsMultilineLabels: keepsLabels,
