@@ -9,6 +9,7 @@ import hashlib
 import os
 import re
 import shutil
+import threading
 import time
 from pathlib import Path
 
@@ -251,6 +252,51 @@ def test_require_checksum(tmp_path, small_model):
         os.rename(tmp, tmp_path / "m.sha256")
         assert wait_until(lambda: serving(stack, "m") == version_of(small_model), 30)
         assert stack.get("/readyz").status_code == 200
+    finally:
+        problems = stack.stop()
+    assert not problems, "\n".join(problems)
+
+
+def test_a_file_written_in_place_with_a_stall_is_never_served_half_written(tmp_path, small_model, other_model):
+    """A writer rewrites m.vw in place (no rename), stalling 600 ms mid-file: only the whole file is ever served."""
+    drop(tmp_path, "m", small_model)
+    stack = Stack(tmp_path).start()
+    try:
+        data = other_model
+        half = len(data) // 2
+        partial_versions = {version_of(data[:n]) for n in range(0, len(data), 4096)} | {version_of(data[:half])}
+        seen: set[str] = set()
+        stop = threading.Event()
+
+        def watch():
+            while not stop.is_set():
+                version = serving(stack, "m")
+                if version:
+                    seen.add(version)
+                time.sleep(0.02)
+
+        watcher = threading.Thread(target=watch)
+        watcher.start()
+        try:
+            for _ in range(2):
+                with open(tmp_path / "m.vw", "r+b") as f:
+                    f.truncate(0)
+                    f.write(data[:half])
+                    f.flush()
+                    os.fsync(f.fileno())
+                    time.sleep(0.6)
+                    f.write(data[half:])
+                assert wait_until(lambda: serving(stack, "m") == version_of(data), 20)
+                data = small_model if data is other_model else other_model
+                half = len(data) // 2
+                partial_versions |= {version_of(data[:n]) for n in range(0, len(data), 4096)} | {version_of(data[:half])}
+        finally:
+            stop.set()
+            watcher.join()
+        assert not seen & partial_versions, f"a half-written file was served: {seen & partial_versions}"
+        assert seen <= {version_of(small_model), version_of(other_model)}, seen
+        log = stack.vwfcgi_log.read_text()
+        assert log.count("model failed to load") == 0, log[-2000:]
     finally:
         problems = stack.stop()
     assert not problems, "\n".join(problems)

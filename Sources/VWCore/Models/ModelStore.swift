@@ -242,17 +242,28 @@ public final class ModelStore: Sendable {
 
     // MARK: Loading
 
-    /// How long a changed file must be left alone before it is loaded, unless the kernel said it was closed or renamed into place.
+    /// How long a changed file must be left alone before it is loaded, unless the kernel said it was closed or renamed into place:
+    /// 300 ms plus the time to write its size at 50 MB/s, so a large file copied slowly is not read while it grows.
     static let settleTime: Duration = .milliseconds(300)
+    static let settleBytesPerSecond: Int64 = 50_000_000
+
+    static func settleNanoseconds(size: Int64) -> Int64 {
+        300_000_000 + max(0, size) * 1_000_000_000 / settleBytesPerSecond
+    }
+
+    /// A file inotify saw being written and not yet closed loads only once closed, or once it was
+    /// left alone this long (a writer that keeps it open).
+    static let openWriterNanoseconds: Int64 = 30_000_000_000
 
     /// Brings the store in line with the model directory: loads new and changed files, unloads removed ones.
     ///
     /// - Parameters:
     ///   - finished: file names known to be completely written (closed after writing, or renamed into place).
+    ///   - writing: file names inotify saw modified and not yet closed (a writer has them open).
     ///   - settleAll: treat every file as completely written (at start, after a Kubernetes `..data` swap).
     /// - Returns: true when a changed file was left for later because it may still be being written.
     @discardableResult
-    public func reconcile(finished: Set<String> = [], settleAll: Bool = true) -> Bool {
+    public func reconcile(finished: Set<String> = [], writing: Set<String> = [], settleAll: Bool = true) -> Bool {
         reconciling.withLock { _ in
             guard let files = ModelDirectory.entries(of: settings.modelDirectory) else {
                 logger.error("cannot read the model directory", metadata: ["dir": "\(settings.modelDirectory)"])
@@ -278,10 +289,13 @@ public final class ModelStore: Sendable {
             var unsettled = false
             let now = realtimeNanoseconds()
             for (name, files) in found.sorted(by: { $0.key < $1.key }) where files.model != nil {
-                let announced = settleAll || [".vw", ".json", ".sha256"].contains { finished.contains(name + $0) }
+                let fileNames = [".vw", ".json", ".sha256"].map { name + $0 }
+                let announced = settleAll || fileNames.contains { finished.contains($0) }
+                let open = fileNames.contains { writing.contains($0) }
                 let quietSince = now - files.newestModification
-                let settleNanos = Self.settleTime.components.attoseconds / 1_000_000_000 + Self.settleTime.components.seconds * 1_000_000_000
-                if !announced && quietSince < settleNanos && isChanged(name: name, files: files) {
+                let settleNanos = Self.settleNanoseconds(size: files.model?.size ?? 0)
+                let wait = open ? max(settleNanos, Self.openWriterNanoseconds) : announced ? 0 : settleNanos
+                if quietSince < wait && isChanged(name: name, files: files) {
                     unsettled = true
                     continue
                 }
