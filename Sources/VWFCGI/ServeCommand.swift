@@ -146,13 +146,14 @@ struct Serve: ParsableCommand {
         logger.info("vwfcgi serving", metadata: ["socket": "\(socket ?? listen ?? "")", "threads": "\(threads)", "vw": "\(command.joined(separator: " "))"])
 
         store.reconcile()
+        // Reloads start at once, even while a start-up model is still loading.
+        ModelDirectoryWatcher(store: store, rescanInterval: .milliseconds(Int64(rescanInterval * 1000)), logger: logger).start()
+        store.waitForLoads()
         store.finishStartup()
         let loaded = store.statuses
         logger.info("models loaded", metadata: [
             "ready": "\(loaded.filter(\.ready).map(\.name))", "not_ready": "\(loaded.filter { !$0.ready }.map(\.name))",
         ])
-
-        ModelDirectoryWatcher(store: store, rescanInterval: .milliseconds(Int64(rescanInterval * 1000)), logger: logger).start()
 
         let received = stopSignals.wait()
         logger.info("stopping", metadata: ["signal": "\(received)"])

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Stack, assert_json_error, train_small_logistic, wait_until
+from conftest import VW_COMMAND, Stack, assert_json_error, train_small_logistic, wait_until
 
 EXAMPLES = [" |a x:0.1 |b y:0.9", " |a x:0.7 |b y:0.2"]
 CORRUPT = b"\x07\x00\x00\x00garbage" * 10
@@ -297,6 +297,30 @@ def test_a_file_written_in_place_with_a_stall_is_never_served_half_written(tmp_p
         assert seen <= {version_of(small_model), version_of(other_model)}, seen
         log = stack.vwfcgi_log.read_text()
         assert log.count("model failed to load") == 0, log[-2000:]
+    finally:
+        problems = stack.stop()
+    assert not problems, "\n".join(problems)
+
+
+def test_a_model_whose_probe_hangs_does_not_block_other_loads(tmp_path, small_model, other_model, monkeypatch):
+    monkeypatch.setenv("REAL_VW", VW_COMMAND)
+    drop(tmp_path, "m", small_model)
+    drop(tmp_path, "hang", small_model)
+    wrapper = str(Path(__file__).with_name("hang_vw.sh"))
+    stack = Stack(tmp_path, extra_args=("--vw-command", wrapper, "--load-timeout", "20")).start(ready=False)
+    try:
+        # m serves while hang's probe is still waiting (its load has 20 s).
+        assert wait_until(lambda: serving(stack, "m") == version_of(small_model), 15)
+        status = stack.get("/v1/models/hang").json()
+        assert not status["ready"] and status["last_error"] is None, status
+        assert_json_error(stack.get("/readyz"), 503)  # start-up models not all tried yet
+        # A reload of m is not held back by hang either.
+        drop(tmp_path, "m", other_model)
+        assert wait_until(lambda: serving(stack, "m") == version_of(other_model), 15)
+        assert stack.get("/v1/models/hang").json()["last_error"] is None
+        # hang fails at its load timeout; then the server is ready (m serves).
+        assert wait_until(lambda: stack.get("/v1/models/hang").json()["last_error"], 40)
+        assert wait_until(lambda: stack.get("/readyz").status_code == 200, 10)
     finally:
         problems = stack.stop()
     assert not problems, "\n".join(problems)

@@ -78,6 +78,10 @@ public final class ModelStore: Sendable {
             /// The files last looked at, so an unchanged directory costs only stat(2) calls.
             var seenFiles: ModelFiles?
             var seenContent: String?
+            /// A load of this model's files is running on its own thread.
+            var loading = false
+            /// The model left the directory (or the server is stopping): a load that ends now is retired.
+            var removed = false
         }
 
         let name: String
@@ -85,10 +89,74 @@ public final class ModelStore: Sendable {
         /// `vwfcgi_model_ready{model}`: 1 while a version serves, removed with the model.
         let readyGauge: Gauge
 
+        /// The model's loader thread. vw children get SIGKILL when the thread that forked them
+        /// exits (`PR_SET_PDEATHSIG` follows the thread), so the thread that starts a version's
+        /// processes lives until every version it started has stopped.
+        let loader = Loader()
+
         init(name: String) {
             self.name = name
             readyGauge = Gauge(label: "vwfcgi_model_ready", dimensions: [("model", name)])
             readyGauge.record(0)
+        }
+    }
+
+    /// One thread per model running its loads in order; it ends once the model was removed and
+    /// every version it started has stopped.
+    final class Loader: Sendable {
+        private struct Queue {
+            var jobs: [@Sendable () -> Void] = []
+            var running = false
+        }
+
+        private struct Semaphore: @unchecked Sendable {
+            let pointer: UnsafeMutablePointer<sem_t>
+        }
+
+        private let queue = Mutex(Queue())
+        private let wake: Semaphore
+        /// Versions started on this thread that have not stopped yet.
+        let liveVersions = Atomic<Int>(0)
+        let finished = Atomic<Bool>(false)
+
+        init() {
+            let pointer = UnsafeMutablePointer<sem_t>.allocate(capacity: 1)
+            sem_init(pointer, 0, 0)
+            wake = Semaphore(pointer: pointer)
+        }
+
+        deinit {
+            sem_destroy(wake.pointer)
+            wake.pointer.deallocate()
+        }
+
+        func submit(name: String, _ job: @escaping @Sendable () -> Void) {
+            let start = queue.withLock { q in
+                q.jobs.append(job)
+                defer { q.running = true }
+                return !q.running
+            }
+            if start { DetachedThread.start(name: "load-\(name.prefix(10))") { [self] in run() } }
+            sem_post(wake.pointer)
+        }
+
+        private func run() {
+            while true {
+                var deadline = timespec()
+                clock_gettime(CLOCK_REALTIME, &deadline)
+                deadline.tv_sec += 1
+                _ = sem_timedwait(wake.pointer, &deadline)
+                let job: (@Sendable () -> Void)? = queue.withLock { q in
+                    if !q.jobs.isEmpty { return q.jobs.removeFirst() }
+                    if finished.load(ordering: .acquiring) && liveVersions.load(ordering: .acquiring) == 0 { q.running = false }
+                    return nil
+                }
+                if let job {
+                    job()
+                } else if !queue.withLock({ $0.running }) {
+                    return
+                }
+            }
         }
     }
 
@@ -100,6 +168,7 @@ public final class ModelStore: Sendable {
     private let reportedIgnored = Mutex<Set<String>>([])
     /// Makes every staged copy's name unique (A→B→A must not share a file with the retiring A).
     private let stagingSerial = Atomic<Int>(0)
+    private let loadsInProgress = Atomic<Int>(0)
     /// 0 while the start-up models are being tried, 1 once they were, 2 while draining.
     private let phase = Atomic<Int>(0)
 
@@ -135,12 +204,13 @@ public final class ModelStore: Sendable {
 
     /// Publishes the current versions; must happen before a replaced version is retired.
     private func publishTable() {
-        let all = entries.withLock { $0 }
-        var versions: [String: ModelVersion] = [:]
-        for (name, entry) in all {
-            if let current = entry.state.withLock({ $0.current }) { versions[name] = current }
-        }
+        // Under the table lock throughout, so concurrent loads cannot publish an older state over a newer one.
         table.withLock { table in
+            let all = entries.withLock { $0 }
+            var versions: [String: ModelVersion] = [:]
+            for (name, entry) in all {
+                if let current = entry.state.withLock({ $0.current }) { versions[name] = current }
+            }
             table = ServingTable(generation: table.generation + 1, versions: versions, names: Set(all.keys))
             generation.store(table.generation, ordering: .sequentiallyConsistent)
         }
@@ -299,7 +369,7 @@ public final class ModelStore: Sendable {
                     unsettled = true
                     continue
                 }
-                reconcile(name: name, files: files)
+                if reconcile(name: name, files: files) { unsettled = true }
             }
             let removed = entries.withLock { all in
                 all.keys.filter { found[$0]?.model == nil }.compactMap { all.removeValue(forKey: $0) }
@@ -315,26 +385,53 @@ public final class ModelStore: Sendable {
         return entry.state.withLock { $0.seenFiles != files }
     }
 
-    private func reconcile(name: String, files: ModelFiles) {
+    /// Starts loading the model's files on a thread of their own unless they were seen already.
+    ///
+    /// Loads of different models never wait for each other: one whose probe hangs until
+    /// `--load-timeout` holds back only its own reloads. Returns true when the model is still
+    /// loading an earlier state of its files (it is looked at again once that load ends).
+    private func reconcile(name: String, files: ModelFiles) -> Bool {
         let entry = entries.withLock { all in
             if let existing = all[name] { return existing }
             let created = Entry(name: name)
             all[name] = created
             return created
         }
-        let (seen, current) = entry.state.withLock { ($0.seenFiles, $0.current) }
-        if seen == files { return }
+        let (start, busy, current) = entry.state.withLock { s -> (Bool, Bool, ModelVersion?) in
+            if s.loading { return (false, true, nil) }
+            if s.seenFiles == files { return (false, false, nil) }
+            s.loading = true
+            return (true, false, s.current)
+        }
+        if !start { return busy }
+        loadsInProgress.add(1, ordering: .sequentiallyConsistent)
+        entry.loader.submit(name: name) { [self] in
+            defer { loadsInProgress.subtract(1, ordering: .sequentiallyConsistent) }
+            load(entry, files: files, unlessVersion: current?.version)
+        }
+        return false
+    }
+
+    /// Waits until no load is in progress (at start-up: the models present were each tried).
+    public func waitForLoads() {
+        while loadsInProgress.load(ordering: .sequentiallyConsistent) > 0 { usleep(10_000) }
+    }
+
+    private func load(_ entry: Entry, files: ModelFiles, unlessVersion: String?) {
+        let name = entry.name
         let loaded: ModelVersion
         do {
-            guard let candidate = try load(name: name, unlessVersion: current?.version) else {
+            guard let candidate = try load(name: name, unlessVersion: unlessVersion) else {
                 // The files are back to what already serves: nothing failed to load.
                 entry.state.withLock { s in
                     s.seenFiles = files
                     s.lastError = nil
+                    s.loading = false
                 }
                 return
             }
             loaded = candidate
+            entry.loader.liveVersions.add(1, ordering: .sequentiallyConsistent)
         } catch {
             let failure = LoadFailure(time: rfc3339Now(), reason: error.description)
             logger.error("model failed to load", metadata: ["model": "\(name)", "reason": "\(error.description)"])
@@ -342,23 +439,31 @@ public final class ModelStore: Sendable {
             let serving = entry.state.withLock { s in
                 s.lastError = failure
                 s.seenFiles = files
+                s.loading = false
                 return s.current != nil
             }
             entry.readyGauge.record(serving ? 1 : 0)
             return
         }
-        let previous = entry.state.withLock { s in
+        let (previous, removed) = entry.state.withLock { s -> (ModelVersion?, Bool) in
+            s.loading = false
+            if s.removed { return (nil, true) }
             let previous = s.current
             s.current = loaded
             s.lastError = nil
             s.seenFiles = files
-            return previous
+            return (previous, false)
+        }
+        if removed {
+            // The model was removed (or the server is stopping) while it loaded.
+            retire(loaded, of: entry)
+            return
         }
         logger.info("model serving", metadata: ["model": "\(name)", "version": "\(loaded.version)", "shards": "\(loaded.pool.shards.count)"])
         EngineMetrics.modelLoaded(name, ok: true)
         entry.readyGauge.record(1)
         publishTable()
-        if let previous { retire(previous) }
+        if let previous { retire(previous, of: entry) }
     }
 
     /// Loads the model's files into a new version, or returns nil when their content is `unlessVersion`.
@@ -459,7 +564,7 @@ public final class ModelStore: Sendable {
     }
 
     /// Stops a replaced or removed version once its in-flight requests have finished.
-    private func retire(_ version: ModelVersion) {
+    private func retire(_ version: ModelVersion, of entry: Entry) {
         let grace = settings.drainGrace
         DetachedThread.start(name: "retire-\(version.version)") {
             let deadline = ContinuousClock.now + grace
@@ -468,18 +573,23 @@ public final class ModelStore: Sendable {
             }
             version.pool.stop(grace: grace)
             unlink(version.stagedPath)
+            entry.loader.liveVersions.subtract(1, ordering: .sequentiallyConsistent)
         }
         version.infoGauge.destroy()
     }
 
     private func unload(_ entry: Entry) {
         let current = entry.state.withLock { s in
-            defer { s.current = nil }
+            defer {
+                s.current = nil
+                s.removed = true
+            }
             return s.current
         }
         logger.info("model removed", metadata: ["model": "\(entry.name)"])
         entry.readyGauge.destroy()
-        if let current { retire(current) }
+        entry.loader.finished.store(true, ordering: .releasing)
+        if let current { retire(current, of: entry) }
         EngineMetrics.forget(model: entry.name)
     }
 
@@ -490,7 +600,15 @@ public final class ModelStore: Sendable {
             defer { all.removeAll() }
             return Array(all.values)
         }
-        let versions = all.compactMap { entry in entry.state.withLock { s in defer { s.current = nil }; return s.current } }
+        let versions = all.compactMap { entry in
+            entry.state.withLock { s in
+                defer {
+                    s.current = nil
+                    s.removed = true
+                }
+                return s.current
+            }
+        }
         publishTable()
         let deadline = ContinuousClock.now + settings.drainGrace
         for version in versions {
