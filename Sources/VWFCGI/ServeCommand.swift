@@ -104,14 +104,15 @@ struct Serve: ParsableCommand {
         let level = Logger.Level(rawValue: logLevel) ?? .info
         let json = logFormat == "json"
         LoggingSystem.bootstrap { label in
+            // Client-sent values (X-Request-Id, paths) are escaped before any handler writes them.
             if json {
                 var handler = JSONLogHandler(label: label)
                 handler.logLevel = level
-                return handler
+                return SanitizingLogHandler(inner: handler)
             }
             var handler = StreamLogHandler.standardError(label: label)
             handler.logLevel = level
-            return handler
+            return SanitizingLogHandler(inner: handler)
         }
         var logger = Logger(label: "vwfcgi")
         logger.logLevel = level
