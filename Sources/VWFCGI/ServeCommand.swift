@@ -5,11 +5,15 @@ import ArgumentParser
 import Logging
 import VWCore
 
+/// `vwfcgi --version`.
+let vwfcgiVersion = "0.9.0"
+
 @main
 struct VWFCGICommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "vwfcgi",
         abstract: "Serve Vowpal Wabbit models over FastCGI (behind nginx).",
+        version: vwfcgiVersion,
         subcommands: [Serve.self],
         defaultSubcommand: Serve.self
     )
@@ -137,6 +141,7 @@ struct Serve: ParsableCommand {
         let stopSignals = StopSignals()
         let metrics = RequestMetrics.bootstrap()
         let store = ModelStore(settings: settings, logger: logger)
+        if let socket { try Self.refuseLiveSocket(socket) }
         // Serve from the start: /healthz answers and /readyz says 503 until the models were tried.
         let socketFD = try FastCGIServer.openSocket(unixPath: socket, listen: listen)
         let router = Router(store: store, maxDepth: maxJsonDepth, metrics: metrics)
@@ -164,6 +169,35 @@ struct Serve: ParsableCommand {
         if let socket { unlink(socket) }
         rmdir(staging)
         logger.info("stopped")
+    }
+
+    /// Refuses to start when another server answers on `path`; only a stale socket (nobody
+    /// listening) may be replaced. Anything else at `path` is left alone.
+    static func refuseLiveSocket(_ path: String) throws {
+        var info = stat()
+        guard lstat(path, &info) == 0 else { return }
+        guard (info.st_mode & S_IFMT) == S_IFSOCK else {
+            throw ValidationError("\(path) exists and is not a socket; not replacing it")
+        }
+        let fd = Glibc.socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { return }
+        defer { close(fd) }
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.utf8)
+        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else {
+            throw ValidationError("socket path \(path) is too long")
+        }
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            raw.copyBytes(from: bytes)
+            raw[bytes.count] = 0
+        }
+        let connected = withUnsafePointer(to: &address) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        if connected == 0 || errno == EAGAIN {
+            throw ValidationError("another server is listening on \(path); not starting a second one on it")
+        }
     }
 
     private static func makeStagingDirectory() throws -> String {

@@ -324,3 +324,45 @@ def test_a_model_whose_probe_hangs_does_not_block_other_loads(tmp_path, small_mo
     finally:
         problems = stack.stop()
     assert not problems, "\n".join(problems)
+
+
+# ---------------------------------------------------------------- start-up checks
+def test_a_second_server_on_a_live_socket_refuses_to_start(tmp_path, small_model):
+    import subprocess
+    from conftest import VWFCGI_BIN
+    (tmp_path / "m.vw").write_bytes(small_model)
+    stack = Stack(tmp_path).start()
+    try:
+        second = subprocess.run(
+            [str(VWFCGI_BIN), "serve", "--models", str(tmp_path), "--socket", str(stack.socket_path),
+             "--vw-command", VW_COMMAND],
+            capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
+        assert second.returncode != 0, second.stderr
+        assert "another server is listening" in second.stderr, second.stderr
+        assert stack.socket_path.is_socket()
+        assert stack.predict("m", EXAMPLES).status_code == 200  # the first one is untouched
+    finally:
+        problems = stack.stop()
+    assert not problems, "\n".join(problems)
+
+
+def test_a_stale_socket_is_replaced(tmp_path, small_model):
+    import socket as sockets
+    (tmp_path / "m.vw").write_bytes(small_model)
+    stack = Stack(tmp_path)
+    stale = sockets.socket(sockets.AF_UNIX, sockets.SOCK_STREAM)
+    stale.bind(str(stack.socket_path))
+    stale.close()  # the file stays, nobody listens
+    stack.start()
+    try:
+        assert stack.predict("m", EXAMPLES).status_code == 200
+    finally:
+        problems = stack.stop()
+    assert not problems, "\n".join(problems)
+
+
+def test_version_flag():
+    import subprocess
+    from conftest import VWFCGI_BIN
+    done = subprocess.run([str(VWFCGI_BIN), "--version"], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0 and re.fullmatch(r"\d+\.\d+\.\d+\s*", done.stdout), (done.stdout, done.stderr)
