@@ -366,3 +366,38 @@ def test_version_flag():
     from conftest import VWFCGI_BIN
     done = subprocess.run([str(VWFCGI_BIN), "--version"], capture_output=True, text=True, timeout=30)
     assert done.returncode == 0 and re.fullmatch(r"\d+\.\d+\.\d+\s*", done.stdout), (done.stdout, done.stderr)
+
+
+# ---------------------------------------------------------------- memory of a request
+def tiny_objects_body(size: int) -> bytes:
+    """`{"instances":[{},{},...]}` of just under `size` bytes: millions of tiny JSON values."""
+    head, tail = b'{"instances":[', b"{}]}"
+    count = (size - len(head) - len(tail)) // 3
+    return head + b"{}," * count + tail
+
+
+def test_a_large_body_of_tiny_objects_does_not_build_its_whole_tree(tmp_path, small_model):
+    (tmp_path / "m.vw").write_bytes(small_model)
+    stack = Stack(tmp_path).start()  # default limits: 8 MiB bodies (nginx and vwfcgi), 10,000 instances
+    try:
+        body = tiny_objects_body(8 * 1024 * 1024 - 1024)
+        pid = stack.vwfcgi.pid
+        before = vm_hwm_kib(pid)
+        r = stack.post("/v1/models/m:predict", data=body, headers={"Content-Type": "application/json"}, timeout=60)
+        assert_json_error(r, 413)
+        one = vm_hwm_kib(pid)
+        bodies = [threading.Thread(target=lambda: stack.post(
+            "/v1/models/m:predict", data=body, headers={"Content-Type": "application/json"}, timeout=120))
+            for _ in range(8)]
+        for t in bodies:
+            t.start()
+        for t in bodies:
+            t.join()
+        eight = vm_hwm_kib(pid)
+        print(f"vwfcgi VmHWM: {before} KiB idle, {one} KiB after one {len(body)}-byte body, {eight} KiB after eight at once")
+        assert (one - before) * 1024 <= 4 * len(body), f"one request raised the peak by {one - before} KiB"
+        assert eight < 150 * 1024, f"eight requests: peak {eight} KiB"
+        assert stack.predict("m", EXAMPLES).status_code == 200
+    finally:
+        problems = stack.stop()
+    assert not problems, "\n".join(problems)
