@@ -172,22 +172,6 @@ enum ModelDirectory {
             offset += n
         }
     }
-
-    /// Writes `bytes` to a new file at `path`.
-    static func write(_ bytes: [UInt8], to path: String) throws(LoadError) {
-        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw .unreadable("cannot stage \(path): \(String(cString: strerror(errno)))") }
-        defer { close(fd) }
-        var offset = 0
-        while offset < bytes.count {
-            let n = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + offset, $0.count - offset) }
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw .unreadable("cannot stage \(path): \(String(cString: strerror(errno)))")
-            }
-            offset += n
-        }
-    }
 }
 
 /// The current time in RFC 3339 (UTC, milliseconds).
