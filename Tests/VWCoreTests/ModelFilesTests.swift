@@ -114,3 +114,27 @@ struct ModelStagingTests {
         }
     }
 }
+
+struct SparseStagingTests {
+    @Test func holesStayHolesAndBytesAreExact() throws {
+        var template = Array("/tmp/vwfcgi-sparse-test-XXXXXX".utf8CString)
+        let dir = template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)!) }
+        let fd = open(dir + "/m.vw", O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        let head = Array("header".utf8), tail = Array("tail".utf8)
+        _ = head.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        lseek(fd, 8 << 20, SEEK_SET)
+        _ = tail.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        ftruncate(fd, (12 << 20) + 3)  // ends in a hole
+        close(fd)
+        var hasher = try ModelDirectory.stage(dir + "/m.vw", to: dir + "/staged", maxBytes: 1 << 30) { _ throws(LoadError) in }
+        let original = try ModelDirectory.read(dir + "/m.vw", maxBytes: 1 << 30)
+        #expect(hasher.finalize().hexString == SHA256.hex(original))
+        #expect(try ModelDirectory.read(dir + "/staged", maxBytes: 1 << 30) == original)
+        var info = stat()
+        stat(dir + "/staged", &info)
+        #expect(Int(info.st_size) == original.count)
+        #expect(Int(info.st_blocks) * 512 < 4 << 20, "the staged copy is not sparse: \(info.st_blocks) blocks")
+        for file in ["m.vw", "staged"] { unlink(dir + "/" + file) }
+        rmdir(dir)
+    }
+}

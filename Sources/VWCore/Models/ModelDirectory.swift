@@ -151,14 +151,35 @@ enum ModelDirectory {
                 }
                 let bytes = UnsafeRawBufferPointer(rebasing: chunk[0..<count])
                 hasher.update(bytes)
-                try writeAll(bytes, to: out, path: staged)
+                if isZero(bytes) {
+                    // Holes stay holes: a sparse file is not made dense in the staging directory.
+                    guard lseek(out, off_t(count), SEEK_CUR) >= 0 else {
+                        throw .unreadable("cannot stage \(staged): \(String(cString: strerror(errno)))")
+                    }
+                } else {
+                    try writeAll(bytes, to: out, path: staged)
+                }
                 count = try fill(chunk)
+            }
+            guard ftruncate(out, off_t(total)) == 0 else {
+                throw .unreadable("cannot stage \(staged): \(String(cString: strerror(errno)))")
             }
         } catch {
             unlink(staged)
             throw error
         }
         return hasher
+    }
+
+    private static func isZero(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        var index = 0
+        let words = bytes.count / 8
+        while index < words {
+            if bytes.loadUnaligned(fromByteOffset: index * 8, as: UInt64.self) != 0 { return false }
+            index += 1
+        }
+        for byte in bytes[(words * 8)...] where byte != 0 { return false }
+        return true
     }
 
     private static func writeAll(_ bytes: UnsafeRawBufferPointer, to fd: Int32, path: String) throws(LoadError) {
