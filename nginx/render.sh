@@ -14,6 +14,10 @@
 #   WORKERS [2]            worker_processes
 #   CLIENT_HEADER_TIMEOUT [10s]  nginx client_header_timeout (slow clients sending headers: 408)
 #   CLIENT_BODY_TIMEOUT [10s]    nginx client_body_timeout (slow clients sending the body: 408)
+#   SEND_TIMEOUT [10s]     nginx send_timeout (clients that do not read the reply)
+#   WORKER_CONNECTIONS [4096]  connections per worker (clients + FastCGI)
+#   WORKER_NOFILE [2 x WORKER_CONNECTIONS]  worker_rlimit_nofile
+#   LIMIT_CONN [128]       concurrent connections per client address (429 beyond)
 #   KEEPALIVE [16]         idle FastCGI connections kept per worker (WORKERS x KEEPALIVE << vwfcgi --threads)
 #   ERROR_LOG [PREFIX/error.log]   a file, or stderr
 #   ACCESS_LOG [PREFIX/access.log] a file, /dev/stdout, or off
@@ -42,6 +46,9 @@ WORKERS=${WORKERS:-2}
 KEEPALIVE=${KEEPALIVE:-16}
 CLIENT_HEADER_TIMEOUT=${CLIENT_HEADER_TIMEOUT:-10s}
 CLIENT_BODY_TIMEOUT=${CLIENT_BODY_TIMEOUT:-10s}
+SEND_TIMEOUT=${SEND_TIMEOUT:-10s}
+WORKER_CONNECTIONS=${WORKER_CONNECTIONS:-4096}
+LIMIT_CONN=${LIMIT_CONN:-128}
 ERROR_LOG=${ERROR_LOG:-$PREFIX/error.log}
 ACCESS_LOG=${ACCESS_LOG:-$PREFIX/access.log}
 ACCESS_LOG_DIRECTIVE=off
@@ -58,7 +65,11 @@ fi
 [[ "$PORT" =~ ^[0-9]+$ ]] || die "PORT must be a number, got '$PORT'"
 [[ "$WORKERS" =~ ^([0-9]+|auto)$ ]] || die "WORKERS must be a number or auto, got '$WORKERS'"
 [[ "$KEEPALIVE" =~ ^[0-9]+$ ]] || die "KEEPALIVE must be a number, got '$KEEPALIVE'"
-for value in "$CLIENT_HEADER_TIMEOUT" "$CLIENT_BODY_TIMEOUT"; do
+[[ "$WORKER_CONNECTIONS" =~ ^[0-9]+$ ]] || die "WORKER_CONNECTIONS must be a number, got '$WORKER_CONNECTIONS'"
+WORKER_NOFILE=${WORKER_NOFILE:-$((WORKER_CONNECTIONS * 2))}
+[[ "$WORKER_NOFILE" =~ ^[0-9]+$ ]] || die "WORKER_NOFILE must be a number, got '$WORKER_NOFILE'"
+[[ "$LIMIT_CONN" =~ ^[1-9][0-9]*$ ]] || die "LIMIT_CONN must be a positive number, got '$LIMIT_CONN'"
+for value in "$CLIENT_HEADER_TIMEOUT" "$CLIENT_BODY_TIMEOUT" "$SEND_TIMEOUT"; do
     [[ "$value" =~ ^[0-9]+(ms|s|m)?$ ]] || die "client timeouts must look like 10s, 500ms or 1m, got '$value'"
 done
 [[ "$MAX_BODY" =~ ^[0-9]+[kKmMgG]?$ ]] || die "MAX_BODY must look like 8m, 512k or 1048576, got '$MAX_BODY'"
@@ -83,6 +94,10 @@ sed -e "s|@USER_LINE@|$(esc "$USER_LINE")|g" \
     -e "s|@MAX_BODY@|$(esc "$MAX_BODY")|g" \
     -e "s|@CLIENT_HEADER_TIMEOUT@|$(esc "$CLIENT_HEADER_TIMEOUT")|g" \
     -e "s|@CLIENT_BODY_TIMEOUT@|$(esc "$CLIENT_BODY_TIMEOUT")|g" \
+    -e "s|@SEND_TIMEOUT@|$(esc "$SEND_TIMEOUT")|g" \
+    -e "s|@WORKER_CONNECTIONS@|$(esc "$WORKER_CONNECTIONS")|g" \
+    -e "s|@WORKER_NOFILE@|$(esc "$WORKER_NOFILE")|g" \
+    -e "s|@LIMIT_CONN@|$(esc "$LIMIT_CONN")|g" \
     "$template" > "$PREFIX/.render.$$" || die "sed failed"
 if grep -n '^[^#]*@[A-Z_][A-Z_]*@' "$PREFIX/.render.$$" >&2; then
     rm -f "$PREFIX/.render.$$"

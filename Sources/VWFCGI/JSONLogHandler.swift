@@ -67,3 +67,65 @@ struct JSONLogHandler: LogHandler {
         return base + "." + String(1000 + millis).dropFirst() + "Z"
     }
 }
+
+/// Makes every log line safe to write whatever a client sent: metadata values (request ids,
+/// paths, reasons) have control characters, backslashes and non-ASCII bytes escaped as `\xHH`,
+/// so a client cannot start a new log line or forge fields, and `request_id` is capped.
+struct SanitizingLogHandler: LogHandler {
+    var inner: any LogHandler
+
+    /// Longest `request_id` logged, in bytes (after escaping).
+    static let maxRequestIDBytes = 128
+
+    var logLevel: Logger.Level {
+        get { inner.logLevel }
+        set { inner.logLevel = newValue }
+    }
+
+    var metadata: Logger.Metadata {
+        get { inner.metadata }
+        set { inner.metadata = newValue }
+    }
+
+    var metadataProvider: Logger.MetadataProvider? {
+        get { inner.metadataProvider }
+        set { inner.metadataProvider = newValue }
+    }
+
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { inner[metadataKey: key] }
+        set { inner[metadataKey: key] = newValue }
+    }
+
+    func log(event: LogEvent) {
+        var event = event
+        if let metadata = event.metadata {
+            var clean: Logger.Metadata = [:]
+            for (key, value) in metadata {
+                clean[key] = .string(Self.clean("\(value)", limit: key == "request_id" ? Self.maxRequestIDBytes : nil))
+            }
+            event.metadata = clean
+        }
+        inner.log(event: event)
+    }
+
+    /// Printable ASCII as is (a backslash doubled), every other byte as `\xHH`; cut at `limit` bytes.
+    static func clean(_ text: String, limit: Int? = nil) -> String {
+        let hex = Array("0123456789abcdef".utf8)
+        var out: [UInt8] = []
+        out.reserveCapacity(text.utf8.count)
+        for byte in text.utf8 {
+            var piece: [UInt8]
+            if byte == UInt8(ascii: "\\") {
+                piece = [byte, byte]
+            } else if byte >= 0x20 && byte < 0x7f {
+                piece = [byte]
+            } else {
+                piece = [UInt8(ascii: "\\"), UInt8(ascii: "x"), hex[Int(byte >> 4)], hex[Int(byte & 0xf)]]
+            }
+            if let limit, out.count + piece.count > limit { break }
+            out.append(contentsOf: piece)
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+}

@@ -5,11 +5,15 @@ import ArgumentParser
 import Logging
 import VWCore
 
+/// `vwfcgi --version`.
+let vwfcgiVersion = "0.9.0"
+
 @main
 struct VWFCGICommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "vwfcgi",
         abstract: "Serve Vowpal Wabbit models over FastCGI (behind nginx).",
+        version: vwfcgiVersion,
         subcommands: [Serve.self],
         defaultSubcommand: Serve.self
     )
@@ -72,6 +76,18 @@ struct Serve: ParsableCommand {
     @Option(help: "Seconds between full rescans of the model directory (inotify catches most changes at once).")
     var rescanInterval: Double = 1
 
+    @Option(help: "Largest model file loaded, in bytes; larger ones are refused before they are read (last_error says why).")
+    var maxModelBytes: Int = 1 << 30
+
+    @Flag(help: "Load a model only when <name>.sha256 exists next to it and matches.")
+    var requireChecksum = false
+
+    @Option(help: "Seconds a model's vw processes may take to start and answer the load probe.")
+    var loadTimeout: Double = 60
+
+    @Option(help: "When /readyz answers 200: any (once the start-up models were tried, while one model serves) or all (only while every model serves).")
+    var readiness: String = "any"
+
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: String = "info"
 
@@ -79,12 +95,15 @@ struct Serve: ParsableCommand {
     var logFormat: String = "text"
 
     func validate() throws {
+        guard ReadinessRule(rawValue: readiness) != nil else { throw ValidationError("--readiness must be any or all") }
         guard ["text", "json"].contains(logFormat) else { throw ValidationError("--log-format must be text or json") }
         if (socket == nil) == (listen == nil) { throw ValidationError("give exactly one of --socket PATH or --listen 127.0.0.1:PORT") }
         if shards < 1 || shards > 64 { throw ValidationError("--shards must be from 1 to 64") }
         if threads < 1 || threads > 1024 { throw ValidationError("--threads must be from 1 to 1024") }
         if rescanInterval <= 0 { throw ValidationError("--rescan-interval must be positive") }
         if timeout <= 0 { throw ValidationError("--timeout must be positive") }
+        if loadTimeout <= 0 { throw ValidationError("--load-timeout must be positive") }
+        if maxModelBytes < 1 { throw ValidationError("--max-model-bytes must be positive") }
         if maxBodyBytes < 1 || maxBatch < 1 || maxLineBytes < 1 || maxFeatures < 1 || maxInteractionFeatures < 1 || maxJsonDepth < 1 || maxQueue < 1 {
             throw ValidationError("limits must be positive")
         }
@@ -98,14 +117,15 @@ struct Serve: ParsableCommand {
         let level = Logger.Level(rawValue: logLevel) ?? .info
         let json = logFormat == "json"
         LoggingSystem.bootstrap { label in
+            // Client-sent values (X-Request-Id, paths) are escaped before any handler writes them.
             if json {
                 var handler = JSONLogHandler(label: label)
                 handler.logLevel = level
-                return handler
+                return SanitizingLogHandler(inner: handler)
             }
             var handler = StreamLogHandler.standardError(label: label)
             handler.logLevel = level
-            return handler
+            return SanitizingLogHandler(inner: handler)
         }
         var logger = Logger(label: "vwfcgi")
         logger.logLevel = level
@@ -126,16 +146,16 @@ struct Serve: ParsableCommand {
         settings.vwMemoryLimit = SandboxPolicy.parseBytes(vwMemoryLimit) ?? SandboxPolicy.defaultMemoryLimit
         Sandbox.configure(SandboxPolicy(memoryLimit: settings.vwMemoryLimit))
         Self.logSandbox(logger: logger, memoryLimit: settings.vwMemoryLimit)
+        settings.maxModelBytes = maxModelBytes
+        settings.requireChecksum = requireChecksum
+        settings.loadTimeout = .milliseconds(Int64(loadTimeout * 1000))
+        settings.readiness = ReadinessRule(rawValue: readiness) ?? .anyModel
 
         let stopSignals = StopSignals()
         let metrics = RequestMetrics.bootstrap()
         let store = ModelStore(settings: settings, logger: logger)
-        store.reconcile()
-        let loaded = store.statuses
-        logger.info("models loaded", metadata: [
-            "ready": "\(loaded.filter(\.ready).map(\.name))", "not_ready": "\(loaded.filter { !$0.ready }.map(\.name))",
-        ])
-
+        if let socket { try Self.refuseLiveSocket(socket) }
+        // Serve from the start: /healthz answers and /readyz says 503 until the models were tried.
         let socketFD = try FastCGIServer.openSocket(unixPath: socket, listen: listen)
         let router = Router(engine: Engine(store: store, maxJSONDepth: maxJsonDepth), metrics: metrics)
         let server = FastCGIServer(socketFD: socketFD, threads: threads, maxBodyBytes: maxBodyBytes, logger: logger) { request, context in
@@ -144,10 +164,19 @@ struct Serve: ParsableCommand {
         server.start()
         logger.info("vwfcgi serving", metadata: ["socket": "\(socket ?? listen ?? "")", "threads": "\(threads)", "vw": "\(command.joined(separator: " "))"])
 
+        store.reconcile()
+        // Reloads start at once, even while a start-up model is still loading.
         ModelDirectoryWatcher(store: store, rescanInterval: .milliseconds(Int64(rescanInterval * 1000)), logger: logger).start()
+        store.waitForLoads()
+        store.finishStartup()
+        let loaded = store.statuses
+        logger.info("models loaded", metadata: [
+            "ready": "\(loaded.filter(\.ready).map(\.name))", "not_ready": "\(loaded.filter { !$0.ready }.map(\.name))",
+        ])
 
         let received = stopSignals.wait()
         logger.info("stopping", metadata: ["signal": "\(received)"])
+        store.beginDraining()
         server.stop(grace: settings.drainGrace)
         store.shutdown()
         if let socket { unlink(socket) }
@@ -168,6 +197,35 @@ struct Serve: ParsableCommand {
             logger.warning("this kernel has no Landlock: vw children are not confined to a read-only filesystem and may connect or listen over TCP (seccomp still refuses sockets)", metadata: metadata)
         case .none:
             logger.error("this kernel has no seccomp filters: no vw child can be started", metadata: metadata)
+        }
+    }
+
+    /// Refuses to start when another server answers on `path`; only a stale socket (nobody
+    /// listening) may be replaced. Anything else at `path` is left alone.
+    static func refuseLiveSocket(_ path: String) throws {
+        var info = stat()
+        guard lstat(path, &info) == 0 else { return }
+        guard (info.st_mode & S_IFMT) == S_IFSOCK else {
+            throw ValidationError("\(path) exists and is not a socket; not replacing it")
+        }
+        let fd = Glibc.socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { return }
+        defer { close(fd) }
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.utf8)
+        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else {
+            throw ValidationError("socket path \(path) is too long")
+        }
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            raw.copyBytes(from: bytes)
+            raw[bytes.count] = 0
+        }
+        let connected = withUnsafePointer(to: &address) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        if connected == 0 || errno == EAGAIN {
+            throw ValidationError("another server is listening on \(path); not starting a second one on it")
         }
     }
 

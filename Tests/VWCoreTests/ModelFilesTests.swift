@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import Testing
 @testable import VWCore
 
@@ -55,5 +58,83 @@ struct ModelConfigTests {
         ] {
             #expect(throws: LoadError.self, "\(text)") { try ModelConfig.parse(Array(text.utf8)) }
         }
+    }
+}
+
+struct ModelStagingTests {
+    private func temporaryDirectory() -> String {
+        var template = Array("/tmp/vwfcgi-staging-test-XXXXXX".utf8CString)
+        return template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)!) }
+    }
+
+    private func write(_ bytes: [UInt8], to path: String) {
+        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        _ = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
+        close(fd)
+    }
+
+    @Test func streamsHashesAndCopiesAcrossChunks() throws {
+        let dir = temporaryDirectory()
+        let bytes = (0..<(3 << 20) + 12345).map { UInt8(truncatingIfNeeded: $0 &* 7) }
+        write(bytes, to: dir + "/m.vw")
+        var seen = 0
+        var hasher = try ModelDirectory.stage(dir + "/m.vw", to: dir + "/staged", maxBytes: 1 << 30) { prefix throws(LoadError) in
+            seen = prefix.count
+        }
+        #expect(seen == ModelDirectory.headerBytes)
+        #expect(hasher.finalize().hexString == SHA256.hex(bytes))
+        #expect(try ModelDirectory.read(dir + "/staged", maxBytes: 1 << 30) == bytes)
+        for file in ["m.vw", "staged"] { unlink(dir + "/" + file) }
+        rmdir(dir)
+    }
+
+    @Test func refusesBeforeCopying() {
+        let dir = temporaryDirectory()
+        write(Array(repeating: 1, count: 100_000), to: dir + "/m.vw")
+        #expect(throws: LoadError.self) {
+            _ = try ModelDirectory.stage(dir + "/m.vw", to: dir + "/staged", maxBytes: 99_999) { _ throws(LoadError) in }
+        }
+        #expect(throws: LoadError.self) {
+            _ = try ModelDirectory.stage(dir + "/m.vw", to: dir + "/staged", maxBytes: 1 << 20) { _ throws(LoadError) in
+                throw .unreadable("not a model")
+            }
+        }
+        #expect(access(dir + "/staged", F_OK) != 0, "nothing staged")
+        unlink(dir + "/m.vw")
+        rmdir(dir)
+    }
+
+    @Test func hashesPiecewiseLikeWhole() {
+        let bytes = (0..<1000).map { UInt8(truncatingIfNeeded: $0 &* 13) }
+        for split in [0, 1, 63, 64, 65, 500, 999] {
+            var hasher = SHA256()
+            hasher.update(bytes[..<split])
+            bytes[split...].withUnsafeBytes { hasher.update($0) }
+            #expect(hasher.finalize().hexString == SHA256.hex(bytes), "split at \(split)")
+        }
+    }
+}
+
+struct SparseStagingTests {
+    @Test func holesStayHolesAndBytesAreExact() throws {
+        var template = Array("/tmp/vwfcgi-sparse-test-XXXXXX".utf8CString)
+        let dir = template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)!) }
+        let fd = open(dir + "/m.vw", O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        let head = Array("header".utf8), tail = Array("tail".utf8)
+        _ = head.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        lseek(fd, 8 << 20, SEEK_SET)
+        _ = tail.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        ftruncate(fd, (12 << 20) + 3)  // ends in a hole
+        close(fd)
+        var hasher = try ModelDirectory.stage(dir + "/m.vw", to: dir + "/staged", maxBytes: 1 << 30) { _ throws(LoadError) in }
+        let original = try ModelDirectory.read(dir + "/m.vw", maxBytes: 1 << 30)
+        #expect(hasher.finalize().hexString == SHA256.hex(original))
+        #expect(try ModelDirectory.read(dir + "/staged", maxBytes: 1 << 30) == original)
+        var info = stat()
+        stat(dir + "/staged", &info)
+        #expect(Int(info.st_size) == original.count)
+        #expect(Int(info.st_blocks) * 512 < 4 << 20, "the staged copy is not sparse: \(info.st_blocks) blocks")
+        for file in ["m.vw", "staged"] { unlink(dir + "/" + file) }
+        rmdir(dir)
     }
 }

@@ -1,5 +1,5 @@
 import Testing
-import VWCore
+@testable import VWCore
 @testable import VWFCGI
 
 private let singleLine = PredictRequestDecoder(multiline: false, maxInstances: 100)
@@ -210,5 +210,62 @@ private func reason(_ e: PredictRequestError?) -> String? {
             == invalid(0, "an instance must be a string, an array of lines or an object, not null"))
         #expect(error(adf, #"{"instances": [true]}"#)
             == invalid(0, "an instance must be a string, an array of lines or an object, not a boolean"))
+    }
+}
+
+struct PredictRequestMemoryTests {
+    @Test func instancesPastTheLimitAreCheckedNotBuilt() {
+        let decoder = PredictRequestDecoder(multiline: false, maxInstances: 10)
+        let body = Array(("{\"instances\": [" + Array(repeating: "{\"features\":{}}", count: 200_000).joined(separator: ",") + "]}").utf8)
+        var built = 0
+        #expect(throws: PredictRequestError.tooManyInstances(count: 200_000, limit: 10)) {
+            _ = try decoder.decode(body, maxDepth: 32, builtInstances: &built)
+        }
+        #expect(built == 10)
+        // Still checked as JSON: a syntax error after the limit is a 400, as before.
+        let broken = Array(("{\"instances\": [" + Array(repeating: "\"|a\"", count: 100).joined(separator: ",") + ",{]}").utf8)
+        built = 0
+        do {
+            _ = try decoder.decode(broken, maxDepth: 32, builtInstances: &built)
+            Issue.record("accepted")
+        } catch {
+            guard case .malformed = error else { Issue.record("a syntax error past the limit must be malformed: \(error)"); return }
+        }
+        #expect(built == 10)
+    }
+
+    @Test func nothingIsBuiltAfterTheFirstInvalidInstance() {
+        let decoder = PredictRequestDecoder(multiline: false, maxInstances: 1_000_000)
+        let body = Array(("{\"instances\": [\"|a\", 5, " + Array(repeating: "{\"features\": {}}", count: 50_000).joined(separator: ",") + "]}").utf8)
+        var built = 0
+        do {
+            _ = try decoder.decode(body, maxDepth: 32, builtInstances: &built)
+            Issue.record("accepted")
+        } catch {
+            guard case .invalidInstance(let invalid) = error else { Issue.record("\(error)"); return }
+            #expect(invalid.index == 1)
+        }
+        #expect(built == 2)
+    }
+
+    @Test func oneInstanceHasAValueBudget() {
+        let decoder = PredictRequestDecoder(multiline: false, maxInstances: 10, maxValuesPerInstance: 100)
+        let features = (0..<200).map { "\"f\($0)\": 1" }.joined(separator: ",")
+        let body = Array("{\"instances\": [\"|a\", {\"features\": {\"a\": {\(features)}}}]}".utf8)
+        #expect(throws: PredictRequestError.invalidInstance(InvalidExample(
+            index: 1, problem: .invalidInstance("more than 100 JSON values in one instance")))) {
+            _ = try decoder.decode(body)
+        }
+        let fits = (0..<90).map { "\"f\($0)\": 1" }.joined(separator: ",")
+        #expect((try? decoder.decode(Array("{\"instances\": [{\"features\": {\"a\": {\(fits)}}}]}".utf8)))?.count == 1)
+    }
+
+    @Test func otherMembersAreCheckedNotBuilt() {
+        let decoder = PredictRequestDecoder(multiline: false, maxInstances: 10)
+        let noise = "[" + Array(repeating: "{\"x\": [1, \"s\", null]}", count: 10_000).joined(separator: ",") + "]"
+        let body = Array("{\"noise\": \(noise), \"instances\": [\"|a x:1\"]}".utf8)
+        var built = 0
+        #expect((try? decoder.decode(body, maxDepth: 32, builtInstances: &built)) == [["|a x:1"]])
+        #expect(built == 1)
     }
 }

@@ -81,3 +81,87 @@ def test_render_rejects_missing_prefix_and_bad_port():
         r = subprocess.run([str(RENDER)], env=dict(env, PREFIX=tmp, SOCKET="/tmp/x.sock", PORT="80; evil"),
                            capture_output=True, text=True)
         assert r.returncode != 0 and "PORT" in r.stderr
+
+
+def read_reply(conn: socket.socket, bound: float = 10) -> tuple[int, dict, str]:
+    """(status, lower-case headers, body) of one reply; (0, {}, "") when the connection closes without one."""
+    conn.settimeout(bound)
+    data = b""
+    try:
+        while b"\r\n\r\n" not in data or len(data.partition(b"\r\n\r\n")[2]) < int(
+                dict((l.split(b":", 1)[0].strip().lower(), l.split(b":", 1)[1].strip())
+                     for l in data.partition(b"\r\n\r\n")[0].split(b"\r\n")[1:] if b":" in l).get(b"content-length", b"0")):
+            chunk = conn.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    except ConnectionResetError:
+        pass
+    if not data:
+        return 0, {}, ""
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode().split("\r\n")
+    headers = dict((k.strip().lower(), v.strip()) for k, v in (l.split(":", 1) for l in lines[1:] if ":" in l))
+    return int(lines[0].split()[1]), headers, body.decode()
+
+
+def connect(port: int, source: str = "127.0.0.1") -> socket.socket:
+    conn = socket.create_connection(("127.0.0.1", port), timeout=10, source_address=(source, 0))
+    return conn
+
+
+TRICKLE_HEAD = ("POST /v1/models/m:predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                "Content-Length: 1000\r\n\r\n{").encode()
+
+
+def test_slow_and_many_clients_do_not_take_the_service():
+    """A client trickling its body is cut at client_body_timeout (nginx closes a timed-out
+    connection without a reply, and resets it); one address holding many connections gets a JSON
+    429 beyond LIMIT_CONN; 1,500 idle connections leave the service reachable to others."""
+    with tempfile.TemporaryDirectory(prefix="vwfcgi-nginx-", dir="/tmp") as tmp:
+        conf_env = dict(CLIENT_BODY_TIMEOUT="1s", CLIENT_HEADER_TIMEOUT="1s", LIMIT_CONN="20")
+        proc, port = start_nginx(Path(tmp), **conf_env)
+        conf = (Path(tmp) / "nginx.conf").read_text()
+        for directive in ("worker_connections 4096;", "worker_rlimit_nofile 8192;", "reset_timedout_connection on;",
+                          "limit_conn vw_per_client 20;", "client_body_timeout 1s;", "send_timeout 10s;"):
+            assert directive in conf, f"{directive} missing from the rendered config"
+        held: list[socket.socket] = []
+        try:
+            # A trickling body is cut after the 1 s timeout (bounded wait: 10 s), not held open.
+            conn = connect(port)
+            conn.sendall(TRICKLE_HEAD)
+            status, headers, body = read_reply(conn)
+            conn.close()
+            assert status in (0, 408), (status, body)
+            if status == 408:
+                assert headers.get("content-type", "").startswith("application/json"), (status, body)
+            # 25 connections from one address each trickling a body: beyond 20, 429 JSON at once.
+            for _ in range(25):
+                conn = connect(port)
+                conn.sendall(TRICKLE_HEAD)
+                held.append(conn)
+            refused = []
+            for conn in held[20:]:
+                status, headers, body = read_reply(conn, 5)
+                refused.append(status)
+                assert headers.get("content-type", "").startswith("application/json"), (status, body)
+            assert refused == [429] * 5, refused
+            # 1,500 idle connections (nothing sent) on top: another address is still answered.
+            for _ in range(1500):
+                held.append(connect(port))
+            status, headers, body = raw_get_from(port, "/healthz", "127.0.0.2")
+            assert status == 502 and json.loads(body)["error"], (status, body)  # nginx answers; no vwfcgi here
+        finally:
+            for conn in held:
+                conn.close()
+            proc.send_signal(signal.SIGQUIT)
+            proc.wait(timeout=15)
+
+
+def raw_get_from(port: int, target: str, source: str):
+    conn = connect(port, source)
+    try:
+        conn.sendall(f"GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+        return read_reply(conn)
+    finally:
+        conn.close()

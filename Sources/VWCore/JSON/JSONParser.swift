@@ -51,10 +51,13 @@ public enum JSONParser {
 }
 
 /// The cursor of one parse: every read is bounds-checked and recursion stops at `maxDepth`.
-private struct JSONByteReader {
+fileprivate struct JSONByteReader {
     let bytes: [UInt8]
     let maxDepth: Int
     var index = 0
+    /// Values `parseValue` may still build; below zero the parse stops with `outOfValues` set.
+    var valuesLeft = Int.max
+    var outOfValues = false
 
     init(bytes: [UInt8], maxDepth: Int) {
         self.bytes = bytes
@@ -80,6 +83,11 @@ private struct JSONByteReader {
     /// Parses the value at `index`; `depth` counts the containers around it.
     mutating func parseValue(depth: Int) throws(JSONError) -> JSONValue {
         guard index < bytes.count else { throw JSONError("unexpected end of input", at: index) }
+        valuesLeft -= 1
+        if valuesLeft < 0 {
+            outOfValues = true
+            throw JSONError("too many values", at: index)
+        }
         switch bytes[index] {
         case UInt8(ascii: "{"): return try parseObject(depth: depth + 1)
         case UInt8(ascii: "["): return try parseArray(depth: depth + 1)
@@ -165,6 +173,62 @@ private struct JSONByteReader {
             case UInt8(ascii: "}"): index += 1; return .object(members)
             default: throw JSONError("expected ',' or '}'", at: index)
             }
+        }
+    }
+
+    /// Checks the value at `index` as `parseValue` does, building nothing that outlives the call.
+    mutating func skipValue(depth: Int) throws(JSONError) {
+        guard index < bytes.count else { throw JSONError("unexpected end of input", at: index) }
+        switch bytes[index] {
+        case UInt8(ascii: "{"):
+            try checkDepth(depth + 1)
+            index += 1
+            skipWhitespace()
+            if index < bytes.count, bytes[index] == UInt8(ascii: "}") { index += 1; return }
+            while true {
+                skipWhitespace()
+                guard index < bytes.count, bytes[index] == UInt8(ascii: "\"") else {
+                    throw JSONError("expected a string key", at: index)
+                }
+                _ = try parseString()
+                skipWhitespace()
+                guard index < bytes.count, bytes[index] == UInt8(ascii: ":") else { throw JSONError("expected ':'", at: index) }
+                index += 1
+                skipWhitespace()
+                try skipValue(depth: depth + 1)
+                skipWhitespace()
+                guard index < bytes.count else { throw JSONError("unexpected end of input (expected ',' or '}')", at: index) }
+                switch bytes[index] {
+                case UInt8(ascii: ","): index += 1
+                case UInt8(ascii: "}"): index += 1; return
+                default: throw JSONError("expected ',' or '}'", at: index)
+                }
+            }
+        case UInt8(ascii: "["):
+            try checkDepth(depth + 1)
+            index += 1
+            skipWhitespace()
+            if index < bytes.count, bytes[index] == UInt8(ascii: "]") { index += 1; return }
+            while true {
+                skipWhitespace()
+                try skipValue(depth: depth + 1)
+                skipWhitespace()
+                guard index < bytes.count else { throw JSONError("unexpected end of input (expected ',' or ']')", at: index) }
+                switch bytes[index] {
+                case UInt8(ascii: ","): index += 1
+                case UInt8(ascii: "]"): index += 1; return
+                default: throw JSONError("expected ',' or ']'", at: index)
+                }
+            }
+        case UInt8(ascii: "\""): _ = try parseString()
+        case UInt8(ascii: "t"): try expectLiteral("true")
+        case UInt8(ascii: "f"): try expectLiteral("false")
+        case UInt8(ascii: "n"): try expectLiteral("null")
+        case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"):
+            guard let end = JSONParser.numberEnd(in: bytes, from: index) else { throw JSONError("invalid number", at: index) }
+            index = end
+        default:
+            throw JSONError("unexpected \(describeByte(at: index))", at: index)
         }
     }
 
@@ -298,5 +362,113 @@ private struct JSONByteReader {
             i += length
         }
         return from
+    }
+}
+
+/// Reads a document piece by piece, so a caller can act on each element of a large array and
+/// drop it before the next one is read (the whole tree is never built). Same rules and messages
+/// as `JSONParser.parse`.
+public struct JSONStream {
+    fileprivate var reader: JSONByteReader
+
+    public init(bytes: [UInt8], maxDepth: Int = 32) {
+        reader = JSONByteReader(bytes: bytes, maxDepth: maxDepth)
+        reader.skipWhitespace()
+    }
+
+    /// The kind of the next value (`JSONValue.kindName`), nil when no value starts there.
+    public var nextKind: String? {
+        guard reader.index < reader.bytes.count else { return nil }
+        switch reader.bytes[reader.index] {
+        case UInt8(ascii: "{"): return "an object"
+        case UInt8(ascii: "["): return "an array"
+        case UInt8(ascii: "\""): return "a string"
+        case UInt8(ascii: "t"), UInt8(ascii: "f"): return "a boolean"
+        case UInt8(ascii: "n"): return "null"
+        case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"): return "a number"
+        default: return nil
+        }
+    }
+
+    /// Enters the object or array that starts here (`depth` is the number of containers around it).
+    public mutating func enter(_ opening: UInt8, depth: Int) throws(JSONError) {
+        try reader.checkDepth(depth + 1)
+        reader.index += 1
+        reader.skipWhitespace()
+        _ = opening
+    }
+
+    /// In an object just entered or after a member: the next key (the cursor then on its value), or nil at `}`.
+    public mutating func nextKey(first: Bool) throws(JSONError) -> String? {
+        if !first {
+            reader.skipWhitespace()
+            guard reader.index < reader.bytes.count else {
+                throw JSONError("unexpected end of input (expected ',' or '}')", at: reader.index)
+            }
+            switch reader.bytes[reader.index] {
+            case UInt8(ascii: ","): reader.index += 1
+            case UInt8(ascii: "}"): reader.index += 1; return nil
+            default: throw JSONError("expected ',' or '}'", at: reader.index)
+            }
+        } else if reader.index < reader.bytes.count, reader.bytes[reader.index] == UInt8(ascii: "}") {
+            reader.index += 1
+            return nil
+        }
+        reader.skipWhitespace()
+        guard reader.index < reader.bytes.count, reader.bytes[reader.index] == UInt8(ascii: "\"") else {
+            throw JSONError("expected a string key", at: reader.index)
+        }
+        let key = try reader.parseString()
+        reader.skipWhitespace()
+        guard reader.index < reader.bytes.count, reader.bytes[reader.index] == UInt8(ascii: ":") else {
+            throw JSONError("expected ':'", at: reader.index)
+        }
+        reader.index += 1
+        reader.skipWhitespace()
+        return key
+    }
+
+    /// In an array just entered or after an element: true when another element follows (the cursor on it), false at `]`.
+    public mutating func nextElement(first: Bool) throws(JSONError) -> Bool {
+        if !first {
+            reader.skipWhitespace()
+            guard reader.index < reader.bytes.count else {
+                throw JSONError("unexpected end of input (expected ',' or ']')", at: reader.index)
+            }
+            switch reader.bytes[reader.index] {
+            case UInt8(ascii: ","): reader.index += 1
+            case UInt8(ascii: "]"): reader.index += 1; return false
+            default: throw JSONError("expected ',' or ']'", at: reader.index)
+            }
+        } else if reader.index < reader.bytes.count, reader.bytes[reader.index] == UInt8(ascii: "]") {
+            reader.index += 1
+            return false
+        }
+        reader.skipWhitespace()
+        return true
+    }
+
+    /// Builds the value here, of at most `maxValues` JSON values; beyond them throws with `outOfValues` true.
+    public mutating func value(depth: Int, maxValues: Int) throws(JSONError) -> JSONValue {
+        reader.valuesLeft = maxValues
+        reader.outOfValues = false
+        defer { reader.valuesLeft = Int.max }
+        return try reader.parseValue(depth: depth)
+    }
+
+    /// Whether the last `value(depth:maxValues:)` stopped at its budget.
+    public var outOfValues: Bool { reader.outOfValues }
+
+    /// Checks the value here and moves past it, building nothing.
+    public mutating func skip(depth: Int) throws(JSONError) {
+        try reader.skipValue(depth: depth)
+    }
+
+    /// Checks that nothing but whitespace follows the document.
+    public mutating func finish() throws(JSONError) {
+        reader.skipWhitespace()
+        if reader.index < reader.bytes.count {
+            throw JSONError("unexpected \(reader.describeByte(at: reader.index)) after the document", at: reader.index)
+        }
     }
 }

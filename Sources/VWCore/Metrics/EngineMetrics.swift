@@ -12,6 +12,16 @@ enum EngineMetrics {
         Counter(label: "vwfcgi_framing_violations_total", dimensions: [("model", model)]).increment()
     }
 
+    /// Drops every engine series of a removed model.
+    static func forget(model: String) {
+        for result in ["ok", "failed"] {
+            Counter(label: "vwfcgi_model_loads_total", dimensions: [("model", model), ("result", result)]).destroy()
+        }
+        Counter(label: "vwfcgi_shard_restarts_total", dimensions: [("model", model)]).destroy()
+        Counter(label: "vwfcgi_framing_violations_total", dimensions: [("model", model)]).destroy()
+        Meter(label: "vwfcgi_inflight_requests", dimensions: [("model", model)]).destroy()
+    }
+
     static func shardRestarted(model: String) {
         Counter(label: "vwfcgi_shard_restarts_total", dimensions: [("model", model)]).increment()
     }

@@ -80,8 +80,8 @@ enum ModelDirectory {
         return names
     }
 
-    /// Reads a whole file.
-    static func read(_ path: String) throws(LoadError) -> [UInt8] {
+    /// Reads a whole small file (a config or checksum), refusing one over `maxBytes`.
+    static func read(_ path: String, maxBytes: Int = 1 << 20) throws(LoadError) -> [UInt8] {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw .unreadable("\(path): \(String(cString: strerror(errno)))") }
         defer { close(fd) }
@@ -95,17 +95,97 @@ enum ModelDirectory {
             }
             if n == 0 { return bytes }
             bytes.append(contentsOf: chunk[0..<n])
+            if bytes.count > maxBytes { throw .unreadable("\(path) is over \(maxBytes) bytes") }
         }
     }
 
-    /// Writes `bytes` to a new file at `path`.
-    static func write(_ bytes: [UInt8], to path: String) throws(LoadError) {
-        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw .unreadable("cannot stage \(path): \(String(cString: strerror(errno)))") }
+    /// How much of a model file is read before anything else: VW's header is in it.
+    static let headerBytes = 1 << 16
+
+    /// Copies the model file at `source` to the new file `staged`, hashing the bytes as they are copied.
+    ///
+    /// Never holds more than one chunk of the file in memory. The size is checked before the
+    /// first read and again while reading (the file may grow); `checkHeader` sees the first
+    /// `headerBytes` before anything is written, so a file that is not a VW model costs one read.
+    /// On any failure `staged` is removed.
+    ///
+    /// - Returns: the hasher after the model bytes (the caller appends the config for the version).
+    static func stage(
+        _ source: String, to staged: String, maxBytes: Int, checkHeader: ([UInt8]) throws(LoadError) -> Void
+    ) throws(LoadError) -> SHA256 {
+        let fd = open(source, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw .unreadable("\(source): \(String(cString: strerror(errno)))") }
         defer { close(fd) }
+        var info = stat()
+        guard fstat(fd, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG else { throw .unreadable("\(source): not a regular file") }
+        if Int(info.st_size) > maxBytes {
+            throw .unreadable("\(source) is \(info.st_size) bytes, over the limit of \(maxBytes) (--max-model-bytes)")
+        }
+        let chunk = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 16)
+        defer { chunk.deallocate() }
+        func fill(_ buffer: UnsafeMutableRawBufferPointer) throws(LoadError) -> Int {
+            var filled = 0
+            while filled < buffer.count {
+                let n = Glibc.read(fd, buffer.baseAddress! + filled, buffer.count - filled)
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    throw .unreadable("\(source): \(String(cString: strerror(errno)))")
+                }
+                if n == 0 { break }
+                filled += n
+            }
+            return filled
+        }
+        var count = try fill(UnsafeMutableRawBufferPointer(rebasing: chunk[0..<headerBytes]))
+        try checkHeader(Array(UnsafeRawBufferPointer(rebasing: chunk[0..<count])))
+        let out = open(staged, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        guard out >= 0 else { throw .unreadable("cannot stage \(staged): \(String(cString: strerror(errno)))") }
+        var hasher = SHA256()
+        var total = 0
+        do throws(LoadError) {
+            defer { close(out) }
+            while count > 0 {
+                total += count
+                if total > maxBytes {
+                    throw .unreadable("\(source) grew over the limit of \(maxBytes) bytes (--max-model-bytes)")
+                }
+                let bytes = UnsafeRawBufferPointer(rebasing: chunk[0..<count])
+                hasher.update(bytes)
+                if isZero(bytes) {
+                    // Holes stay holes: a sparse file is not made dense in the staging directory.
+                    guard lseek(out, off_t(count), SEEK_CUR) >= 0 else {
+                        throw .unreadable("cannot stage \(staged): \(String(cString: strerror(errno)))")
+                    }
+                } else {
+                    try writeAll(bytes, to: out, path: staged)
+                }
+                count = try fill(chunk)
+            }
+            guard ftruncate(out, off_t(total)) == 0 else {
+                throw .unreadable("cannot stage \(staged): \(String(cString: strerror(errno)))")
+            }
+        } catch {
+            unlink(staged)
+            throw error
+        }
+        return hasher
+    }
+
+    private static func isZero(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        var index = 0
+        let words = bytes.count / 8
+        while index < words {
+            if bytes.loadUnaligned(fromByteOffset: index * 8, as: UInt64.self) != 0 { return false }
+            index += 1
+        }
+        for byte in bytes[(words * 8)...] where byte != 0 { return false }
+        return true
+    }
+
+    private static func writeAll(_ bytes: UnsafeRawBufferPointer, to fd: Int32, path: String) throws(LoadError) {
         var offset = 0
         while offset < bytes.count {
-            let n = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + offset, $0.count - offset) }
+            let n = Glibc.write(fd, bytes.baseAddress! + offset, bytes.count - offset)
             if n < 0 {
                 if errno == EINTR { continue }
                 throw .unreadable("cannot stage \(path): \(String(cString: strerror(errno)))")

@@ -40,6 +40,8 @@ public final class ModelDirectoryWatcher: Sendable {
         defer { buffer.deallocate() }
         var nextRescan = ContinuousClock.now + rescanInterval
         var waitingToSettle = false
+        // Files a writer has open (modified, not yet closed): kept across iterations, cleared by close, rename or delete.
+        var writing = Set<String>()
         while true {
             let wait = waitingToSettle ? min(ModelStore.settleTime, nextRescan - .now) : nextRescan - .now
             var finished = Set<String>()
@@ -51,19 +53,22 @@ public final class ModelDirectoryWatcher: Sendable {
                 repeat {
                     let n = read(fd, buffer.baseAddress, buffer.count)
                     if n <= 0 { break }
-                    Self.parse(UnsafeRawBufferPointer(rebasing: buffer[0..<n]), finished: &finished, settleAll: &settleAll)
+                    Self.parse(UnsafeRawBufferPointer(rebasing: buffer[0..<n]), finished: &finished, writing: &writing, settleAll: &settleAll)
                 } while poll(fd, timeout: .milliseconds(5))
             } else if fd < 0 {
                 sleep(for: max(.milliseconds(1), wait))
             }
             if !sawEvent && !waitingToSettle && ContinuousClock.now < nextRescan { continue }
-            waitingToSettle = store.reconcile(finished: finished, settleAll: settleAll)
+            if settleAll { writing.removeAll() }
+            waitingToSettle = store.reconcile(finished: finished, writing: writing, settleAll: settleAll)
             if ContinuousClock.now >= nextRescan { nextRescan = ContinuousClock.now + rescanInterval }
         }
     }
 
     /// Collects the names the kernel reports as completely written.
-    private static func parse(_ events: UnsafeRawBufferPointer, finished: inout Set<String>, settleAll: inout Bool) {
+    private static func parse(
+        _ events: UnsafeRawBufferPointer, finished: inout Set<String>, writing: inout Set<String>, settleAll: inout Bool
+    ) {
         var offset = 0
         let headerSize = MemoryLayout<inotify_event>.size
         while offset + headerSize <= events.count {
@@ -71,7 +76,14 @@ public final class ModelDirectoryWatcher: Sendable {
             let length = Int(events.loadUnaligned(fromByteOffset: offset + 12, as: UInt32.self))
             let nameBytes = events[(offset + headerSize)..<min(events.count, offset + headerSize + length)]
             let name = String(decoding: nameBytes.prefix { $0 != 0 }, as: UTF8.self)
+            if mask & UInt32(IN_MODIFY) != 0 {
+                // Written again after a close: not finished any more.
+                writing.insert(name)
+                finished.remove(name)
+            }
+            if mask & UInt32(IN_DELETE | IN_MOVED_FROM) != 0 { writing.remove(name) }
             if mask & UInt32(IN_CLOSE_WRITE | IN_MOVED_TO) != 0 {
+                writing.remove(name)
                 finished.insert(name)
                 // Kubernetes publishes a new volume content by renaming `..data`.
                 if name.hasPrefix("..") { settleAll = true }

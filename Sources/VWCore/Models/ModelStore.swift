@@ -23,6 +23,12 @@ public struct EngineSettings: Sendable {
     public var vwMemoryLimit: UInt64 = SandboxPolicy.defaultMemoryLimit
     /// Private directory holding the exact bytes each loaded version was started from.
     public var stagingDirectory: String
+    /// Largest model file loaded (`--max-model-bytes`); larger ones are refused before they are read.
+    public var maxModelBytes = 1 << 30
+    /// Whether `<name>.sha256` must exist next to `<name>.vw` (`--require-checksum`).
+    public var requireChecksum = false
+    /// When `/readyz` answers 200 (SPEC §5).
+    public var readiness: ReadinessRule = .anyModel
 
     public init(modelDirectory: String, vwCommand: [String], stagingDirectory: String) {
         self.modelDirectory = modelDirectory
@@ -43,6 +49,24 @@ public struct ModelStatus: Sendable {
     public let lastError: LoadFailure?
 }
 
+/// When the server counts as ready (`GET /readyz`).
+public enum ReadinessRule: String, Sendable {
+    /// Once the start-up models were each tried, while at least one model serves (SPEC §5): one bad
+    /// file dropped into every pod's directory must not take every model off the Service.
+    case anyModel = "any"
+    /// Only while every model of the directory serves (`--readiness all`).
+    case allModels = "all"
+}
+
+/// What `GET /readyz` reports.
+public struct Readiness: Sendable {
+    public let isReady: Bool
+    /// Why the server is not ready, nil when it is.
+    public let reason: String?
+    public let ready: [String]
+    public let notReady: [String]
+}
+
 /// The latest failure to load a model's current files.
 public struct LoadFailure: Sendable, Equatable {
     public let time: String
@@ -58,12 +82,86 @@ public final class ModelStore: Sendable {
             /// The files last looked at, so an unchanged directory costs only stat(2) calls.
             var seenFiles: ModelFiles?
             var seenContent: String?
+            /// A load of this model's files is running on its own thread.
+            var loading = false
+            /// The model left the directory (or the server is stopping): a load that ends now is retired.
+            var removed = false
         }
 
         let name: String
         let state = Mutex(State())
+        /// `vwfcgi_model_ready{model}`: 1 while a version serves, removed with the model.
+        let readyGauge: Gauge
 
-        init(name: String) { self.name = name }
+        /// The model's loader thread. vw children get SIGKILL when the thread that forked them
+        /// exits (`PR_SET_PDEATHSIG` follows the thread), so the thread that starts a version's
+        /// processes lives until every version it started has stopped.
+        let loader = Loader()
+
+        init(name: String) {
+            self.name = name
+            readyGauge = Gauge(label: "vwfcgi_model_ready", dimensions: [("model", name)])
+            readyGauge.record(0)
+        }
+    }
+
+    /// One thread per model running its loads in order; it ends once the model was removed and
+    /// every version it started has stopped.
+    final class Loader: Sendable {
+        private struct Queue {
+            var jobs: [@Sendable () -> Void] = []
+            var running = false
+        }
+
+        private struct Semaphore: @unchecked Sendable {
+            let pointer: UnsafeMutablePointer<sem_t>
+        }
+
+        private let queue = Mutex(Queue())
+        private let wake: Semaphore
+        /// Versions started on this thread that have not stopped yet.
+        let liveVersions = Atomic<Int>(0)
+        let finished = Atomic<Bool>(false)
+
+        init() {
+            let pointer = UnsafeMutablePointer<sem_t>.allocate(capacity: 1)
+            sem_init(pointer, 0, 0)
+            wake = Semaphore(pointer: pointer)
+        }
+
+        deinit {
+            sem_destroy(wake.pointer)
+            wake.pointer.deallocate()
+        }
+
+        func submit(name: String, _ job: @escaping @Sendable () -> Void) {
+            let start = queue.withLock { q in
+                q.jobs.append(job)
+                defer { q.running = true }
+                return !q.running
+            }
+            if start { DetachedThread.start(name: "load-\(name.prefix(10))") { [self] in run() } }
+            sem_post(wake.pointer)
+        }
+
+        private func run() {
+            while true {
+                var deadline = timespec()
+                clock_gettime(CLOCK_REALTIME, &deadline)
+                deadline.tv_sec += 1
+                _ = sem_timedwait(wake.pointer, &deadline)
+                let job: (@Sendable () -> Void)? = queue.withLock { q in
+                    if !q.jobs.isEmpty { return q.jobs.removeFirst() }
+                    if finished.load(ordering: .acquiring) && liveVersions.load(ordering: .acquiring) == 0 { q.running = false }
+                    return nil
+                }
+                if let job {
+                    job()
+                } else if !queue.withLock({ $0.running }) {
+                    return
+                }
+            }
+        }
     }
 
     public let settings: EngineSettings
@@ -72,6 +170,11 @@ public final class ModelStore: Sendable {
     /// Serialises reconciliations (startup, watcher, rescans).
     private let reconciling = Mutex(())
     private let reportedIgnored = Mutex<Set<String>>([])
+    /// Makes every staged copy's name unique (A→B→A must not share a file with the retiring A).
+    private let stagingSerial = Atomic<Int>(0)
+    private let loadsInProgress = Atomic<Int>(0)
+    /// 0 while the start-up models are being tried, 1 once they were, 2 while draining.
+    private let phase = Atomic<Int>(0)
 
     public init(settings: EngineSettings, logger: Logger) {
         self.settings = settings
@@ -105,12 +208,13 @@ public final class ModelStore: Sendable {
 
     /// Publishes the current versions; must happen before a replaced version is retired.
     private func publishTable() {
-        let all = entries.withLock { $0 }
-        var versions: [String: ModelVersion] = [:]
-        for (name, entry) in all {
-            if let current = entry.state.withLock({ $0.current }) { versions[name] = current }
-        }
+        // Under the table lock throughout, so concurrent loads cannot publish an older state over a newer one.
         table.withLock { table in
+            let all = entries.withLock { $0 }
+            var versions: [String: ModelVersion] = [:]
+            for (name, entry) in all {
+                if let current = entry.state.withLock({ $0.current }) { versions[name] = current }
+            }
             table = ServingTable(generation: table.generation + 1, versions: versions, names: Set(all.keys))
             generation.store(table.generation, ordering: .sequentiallyConsistent)
         }
@@ -179,19 +283,61 @@ public final class ModelStore: Sendable {
 
     public var statuses: [ModelStatus] { modelNames.compactMap { status(of: $0) } }
 
+    /// Marks the models present at start-up as tried: from now on `/readyz` follows the models.
+    public func finishStartup() {
+        _ = phase.compareExchange(expected: 0, desired: 1, ordering: .sequentiallyConsistent)
+    }
+
+    /// Marks the server as draining: `/readyz` answers 503 from now on.
+    public func beginDraining() {
+        phase.store(2, ordering: .sequentiallyConsistent)
+    }
+
+    /// Whether the server should receive traffic, per `settings.readiness` (SPEC §5).
+    public func readiness() -> Readiness {
+        let all = statuses
+        let ready = all.filter(\.ready).map(\.name)
+        let notReady = all.filter { !$0.ready }.map(\.name)
+        let reason: String? =
+            switch phase.load(ordering: .sequentiallyConsistent) {
+            case 0: "starting: the models present at start-up are still loading"
+            case 2: "draining: shutting down"
+            default:
+                if ready.isEmpty {
+                    all.isEmpty ? "no model is loaded" : "no model serves"
+                } else if settings.readiness == .allModels && !notReady.isEmpty {
+                    "models without a serving version"
+                } else {
+                    nil
+                }
+            }
+        return Readiness(isReady: reason == nil, reason: reason, ready: ready, notReady: notReady)
+    }
+
     // MARK: Loading
 
-    /// How long a changed file must be left alone before it is loaded, unless the kernel said it was closed or renamed into place.
+    /// How long a changed file must be left alone before it is loaded, unless the kernel said it was closed or renamed into place:
+    /// 300 ms plus the time to write its size at 50 MB/s, so a large file copied slowly is not read while it grows.
     static let settleTime: Duration = .milliseconds(300)
+    static let settleBytesPerSecond: Int64 = 50_000_000
+
+    static func settleNanoseconds(size: Int64) -> Int64 {
+        300_000_000 + max(0, size) * 1_000_000_000 / settleBytesPerSecond
+    }
+
+    /// A file inotify saw being written and not yet closed loads only once closed, or once it was
+    /// left alone this long (a writer that keeps it open).
+    static let openWriterNanoseconds: Int64 = 30_000_000_000
 
     /// Brings the store in line with the model directory: loads new and changed files, unloads removed ones.
     ///
     /// - Parameters:
     ///   - finished: file names known to be completely written (closed after writing, or renamed into place).
+    ///   - writing: file names inotify saw modified and not yet closed (a writer has them open).
     ///   - settleAll: treat every file as completely written (at start, after a Kubernetes `..data` swap).
     /// - Returns: true when a changed file was left for later because it may still be being written.
     @discardableResult
-    public func reconcile(finished: Set<String> = [], settleAll: Bool = true) -> Bool {
+    public func reconcile(finished: Set<String> = [], writing: Set<String> = [], settleAll: Bool = true) -> Bool {
         reconciling.withLock { _ in
             guard let files = ModelDirectory.entries(of: settings.modelDirectory) else {
                 logger.error("cannot read the model directory", metadata: ["dir": "\(settings.modelDirectory)"])
@@ -217,14 +363,17 @@ public final class ModelStore: Sendable {
             var unsettled = false
             let now = realtimeNanoseconds()
             for (name, files) in found.sorted(by: { $0.key < $1.key }) where files.model != nil {
-                let announced = settleAll || [".vw", ".json", ".sha256"].contains { finished.contains(name + $0) }
+                let fileNames = [".vw", ".json", ".sha256"].map { name + $0 }
+                let announced = settleAll || fileNames.contains { finished.contains($0) }
+                let open = fileNames.contains { writing.contains($0) }
                 let quietSince = now - files.newestModification
-                let settleNanos = Self.settleTime.components.attoseconds / 1_000_000_000 + Self.settleTime.components.seconds * 1_000_000_000
-                if !announced && quietSince < settleNanos && isChanged(name: name, files: files) {
+                let settleNanos = Self.settleNanoseconds(size: files.model?.size ?? 0)
+                let wait = open ? max(settleNanos, Self.openWriterNanoseconds) : announced ? 0 : settleNanos
+                if quietSince < wait && isChanged(name: name, files: files) {
                     unsettled = true
                     continue
                 }
-                reconcile(name: name, files: files)
+                if reconcile(name: name, files: files) { unsettled = true }
             }
             let removed = entries.withLock { all in
                 all.keys.filter { found[$0]?.model == nil }.compactMap { all.removeValue(forKey: $0) }
@@ -240,66 +389,123 @@ public final class ModelStore: Sendable {
         return entry.state.withLock { $0.seenFiles != files }
     }
 
-    private func reconcile(name: String, files: ModelFiles) {
+    /// Starts loading the model's files on a thread of their own unless they were seen already.
+    ///
+    /// Loads of different models never wait for each other: one whose probe hangs until
+    /// `--load-timeout` holds back only its own reloads. Returns true when the model is still
+    /// loading an earlier state of its files (it is looked at again once that load ends).
+    private func reconcile(name: String, files: ModelFiles) -> Bool {
         let entry = entries.withLock { all in
             if let existing = all[name] { return existing }
             let created = Entry(name: name)
             all[name] = created
             return created
         }
-        let (seen, current) = entry.state.withLock { ($0.seenFiles, $0.current) }
-        if seen == files { return }
+        let (start, busy, current) = entry.state.withLock { s -> (Bool, Bool, ModelVersion?) in
+            if s.loading { return (false, true, nil) }
+            if s.seenFiles == files { return (false, false, nil) }
+            s.loading = true
+            return (true, false, s.current)
+        }
+        if !start { return busy }
+        loadsInProgress.add(1, ordering: .sequentiallyConsistent)
+        entry.loader.submit(name: name) { [self] in
+            defer { loadsInProgress.subtract(1, ordering: .sequentiallyConsistent) }
+            load(entry, files: files, unlessVersion: current?.version)
+        }
+        return false
+    }
+
+    /// Waits until no load is in progress (at start-up: the models present were each tried).
+    public func waitForLoads() {
+        while loadsInProgress.load(ordering: .sequentiallyConsistent) > 0 { usleep(10_000) }
+    }
+
+    private func load(_ entry: Entry, files: ModelFiles, unlessVersion: String?) {
+        let name = entry.name
         let loaded: ModelVersion
         do {
-            guard let candidate = try load(name: name, unlessVersion: current?.version) else {
+            guard let candidate = try load(name: name, unlessVersion: unlessVersion) else {
                 // The files are back to what already serves: nothing failed to load.
                 entry.state.withLock { s in
                     s.seenFiles = files
                     s.lastError = nil
+                    s.loading = false
                 }
                 return
             }
             loaded = candidate
+            entry.loader.liveVersions.add(1, ordering: .sequentiallyConsistent)
         } catch {
             let failure = LoadFailure(time: rfc3339Now(), reason: error.description)
             logger.error("model failed to load", metadata: ["model": "\(name)", "reason": "\(error.description)"])
             EngineMetrics.modelLoaded(name, ok: false)
-            entry.state.withLock { s in
+            let serving = entry.state.withLock { s in
                 s.lastError = failure
                 s.seenFiles = files
+                s.loading = false
+                return s.current != nil
             }
+            entry.readyGauge.record(serving ? 1 : 0)
             return
         }
-        let previous = entry.state.withLock { s in
+        let (previous, removed) = entry.state.withLock { s -> (ModelVersion?, Bool) in
+            s.loading = false
+            if s.removed { return (nil, true) }
             let previous = s.current
             s.current = loaded
             s.lastError = nil
             s.seenFiles = files
-            return previous
+            return (previous, false)
+        }
+        if removed {
+            // The model was removed (or the server is stopping) while it loaded.
+            retire(loaded, of: entry)
+            return
         }
         logger.info("model serving", metadata: ["model": "\(name)", "version": "\(loaded.version)", "shards": "\(loaded.pool.shards.count)"])
         EngineMetrics.modelLoaded(name, ok: true)
+        entry.readyGauge.record(1)
         publishTable()
-        if let previous { retire(previous) }
+        if let previous { retire(previous, of: entry) }
     }
 
     /// Loads the model's files into a new version, or returns nil when their content is `unlessVersion`.
     private func load(name: String, unlessVersion: String?) throws(LoadError) -> ModelVersion? {
         let base = settings.modelDirectory + "/" + name
-        let modelBytes = try ModelDirectory.read(base + ".vw")
+        // The file is streamed into a private copy and hashed on the way, never read whole into
+        // memory; its header is checked on the first 64 KiB before anything else is read.
+        let serial = String(stagingSerial.add(1, ordering: .relaxed).newValue)
+        var staged = settings.stagingDirectory + "/" + name + "-" + serial + ".partial"
+        var keepStaged = false
+        defer { if !keepStaged { unlink(staged) } }
+        var headerPrefix: [UInt8] = []
+        let modelHash = try ModelDirectory.stage(base + ".vw", to: staged, maxBytes: settings.maxModelBytes) { prefix throws(LoadError) in
+            do throws(ModelHeaderError) {
+                _ = try ModelHeader.parse(prefix)
+            } catch {
+                throw .unreadable("not a VW model file: \(error.reason)")
+            }
+            headerPrefix = prefix
+        }
         let configBytes: [UInt8]? = FileStamp(path: base + ".json") != nil ? try ModelDirectory.read(base + ".json") : nil
-        let version = String(SHA256.hex(modelBytes, configBytes ?? []).prefix(12))
+        var versionHash = modelHash
+        versionHash.update(configBytes ?? [])
+        let version = String(versionHash.finalize().hexString.prefix(12))
         if FileStamp(path: base + ".sha256") != nil {
             let text = String(decoding: try ModelDirectory.read(base + ".sha256"), as: UTF8.self)
             let expected = text.split(whereSeparator: { $0 == " " || $0 == "\n" || $0 == "\t" }).first.map { $0.lowercased() } ?? ""
-            let actual = SHA256.hex(modelBytes)
+            var digest = modelHash
+            let actual = digest.finalize().hexString
             if expected != actual { throw .checksumMismatch(expected: expected, actual: actual) }
+        } else if settings.requireChecksum {
+            throw .unreadable("\(name).sha256 is missing (--require-checksum)")
         }
         if version == unlessVersion { return nil }
         let config = try configBytes.map { bytes throws(LoadError) in try ModelConfig.parse(bytes) } ?? ModelConfig()
         let header: ModelHeader
         do {
-            header = try ModelHeader.parse(Array(modelBytes.prefix(1 << 16)))
+            header = try ModelHeader.parse(headerPrefix)
         } catch {
             throw .unreadable("not a VW model file: \(error.reason)")
         }
@@ -309,8 +515,13 @@ public final class ModelStore: Sendable {
         let framing = ExampleFraming(family: options.family, blankLineAfterEach: options.answersEndWithBlankLine)
         let probe = try probeBatch(config: config, framing: framing)
 
-        let staged = settings.stagingDirectory + "/" + name + "-" + version + ".vw"
-        try ModelDirectory.write(modelBytes, to: staged)
+        // Unique per load: a retiring version unlinks its own copy, never the one of a newer load of the same bytes.
+        let partial = staged
+        staged = settings.stagingDirectory + "/" + name + "-" + version + "-" + serial + ".vw"
+        guard rename(partial, staged) == 0 else {
+            staged = partial
+            throw .unreadable("cannot stage \(name): \(String(cString: strerror(errno)))")
+        }
         let arguments = VWProcess.arguments(command: settings.vwCommand, modelPath: staged, extraArguments: config.vwArgs)
         var poolLogger = logger
         poolLogger[metadataKey: "model"] = "\(name)"
@@ -323,9 +534,9 @@ public final class ModelStore: Sendable {
             try pool.start(probe: probe, timeout: settings.loadTimeout)
         } catch {
             pool.stop(grace: .milliseconds(100))
-            unlink(staged)
             throw error
         }
+        keepStaged = true
         return ModelVersion(
             name: name, version: version, loadedAt: rfc3339Now(), vwArgs: config.vwArgs, framing: framing,
             options: options,
@@ -359,32 +570,48 @@ public final class ModelStore: Sendable {
     }
 
     /// Stops a replaced or removed version once its in-flight requests have finished.
-    private func retire(_ version: ModelVersion) {
+    private func retire(_ version: ModelVersion, of entry: Entry) {
         let grace = settings.drainGrace
         DetachedThread.start(name: "retire-\(version.version)") {
             version.waitUntilDrained(by: .after(grace))
             version.pool.stop(grace: grace)
             unlink(version.stagedPath)
+            entry.loader.liveVersions.subtract(1, ordering: .sequentiallyConsistent)
         }
         version.infoGauge.destroy()
     }
 
     private func unload(_ entry: Entry) {
         let current = entry.state.withLock { s in
-            defer { s.current = nil }
+            defer {
+                s.current = nil
+                s.removed = true
+            }
             return s.current
         }
         logger.info("model removed", metadata: ["model": "\(entry.name)"])
-        if let current { retire(current) }
+        entry.readyGauge.destroy()
+        entry.loader.finished.store(true, ordering: .releasing)
+        if let current { retire(current, of: entry) }
+        EngineMetrics.forget(model: entry.name)
     }
 
     /// Stops every model: waits for in-flight requests, then lets vw finish and exit.
     public func shutdown() {
+        beginDraining()
         let all = entries.withLock { all in
             defer { all.removeAll() }
             return Array(all.values)
         }
-        let versions = all.compactMap { entry in entry.state.withLock { s in defer { s.current = nil }; return s.current } }
+        let versions = all.compactMap { entry in
+            entry.state.withLock { s in
+                defer {
+                    s.current = nil
+                    s.removed = true
+                }
+                return s.current
+            }
+        }
         publishTable()
         let deadline = Deadline.after(settings.drainGrace)
         for version in versions { version.waitUntilDrained(by: deadline) }

@@ -15,45 +15,93 @@ public enum PredictRequestError: Error, Equatable, Sendable {
 public struct PredictRequestDecoder: Sendable {
     public let multiline: Bool
     public let maxInstances: Int
+    /// Most JSON values (objects, strings, numbers, ...) in one instance: the tree of one instance
+    /// is the most that is ever built at once.
+    public let maxValuesPerInstance: Int
 
-    public init(multiline: Bool, maxInstances: Int) {
+    public init(multiline: Bool, maxInstances: Int, maxValuesPerInstance: Int = 1 << 17) {
         self.multiline = multiline
         self.maxInstances = maxInstances
+        self.maxValuesPerInstance = maxValuesPerInstance
     }
 
     /// Decodes `{"instances": [...]}` into one array of VW text lines per instance.
+    ///
+    /// The body is read as a stream: each instance is parsed, turned into VW text and dropped
+    /// before the next one, and instances past the limit (or after an invalid one) are only
+    /// checked, never built, so memory follows the accepted instances, not the body's shape.
+    /// Errors keep their precedence: invalid JSON anywhere, then the shape of the document, then
+    /// too many instances, then the first invalid instance.
     public func decode(_ body: [UInt8], maxDepth: Int = 32) throws(PredictRequestError) -> [[Substring]] {
-        let document: JSONValue
-        do {
-            document = try JSONParser.parse(body, maxDepth: maxDepth)
-        } catch {
-            throw .malformed(error.message)
-        }
-        guard case .object(let members) = document else {
-            throw .malformed("the request body must be a JSON object with an \"instances\" array, not \(document.kindName)")
-        }
-        let instancesValue: JSONValue?
-        do {
-            instancesValue = try Self.member("instances", of: members)
-        } catch {
-            throw .malformed(error.reason)
-        }
-        guard let instancesValue else { throw .malformed("the request has no \"instances\" array") }
-        guard case .array(let instances) = instancesValue else {
-            throw .malformed("\"instances\" must be an array, not \(instancesValue.kindName)")
-        }
-        guard instances.count <= maxInstances else {
-            throw .tooManyInstances(count: instances.count, limit: maxInstances)
-        }
+        var built = 0
+        return try decode(body, maxDepth: maxDepth, builtInstances: &built)
+    }
+
+    /// `decode`, also counting the instances whose JSON tree was built (for tests: the rest were only checked).
+    func decode(_ body: [UInt8], maxDepth: Int, builtInstances: inout Int) throws(PredictRequestError) -> [[Substring]] {
+        var stream = JSONStream(bytes: body, maxDepth: maxDepth)
+        var shapeError: String?
+        var instanceError: InvalidExample?
+        var count = 0
+        var sawInstances = false
         var result: [[Substring]] = []
-        result.reserveCapacity(instances.count)
-        for (index, instance) in instances.enumerated() {
-            do {
-                result.append(try lines(of: instance))
-            } catch {
-                throw .invalidInstance(InvalidExample(index: index, problem: error))
+        do {
+            if stream.nextKind != "an object" {
+                let kind = stream.nextKind
+                try stream.skip(depth: 0)
+                try stream.finish()
+                throw PredictRequestError.malformed(
+                    "the request body must be a JSON object with an \"instances\" array, not \(kind ?? "nothing")")
             }
+            try stream.enter(UInt8(ascii: "{"), depth: 0)
+            var firstMember = true
+            while let key = try stream.nextKey(first: firstMember) {
+                firstMember = false
+                if key != "instances" || sawInstances {
+                    if key == "instances" { shapeError = shapeError ?? "duplicate key \"instances\"" }
+                    try stream.skip(depth: 1)
+                    continue
+                }
+                sawInstances = true
+                guard stream.nextKind == "an array" else {
+                    shapeError = "\"instances\" must be an array, not \(stream.nextKind ?? "nothing")"
+                    try stream.skip(depth: 1)
+                    continue
+                }
+                try stream.enter(UInt8(ascii: "["), depth: 1)
+                var firstElement = true
+                while try stream.nextElement(first: firstElement) {
+                    firstElement = false
+                    count += 1
+                    if count > maxInstances || instanceError != nil || shapeError != nil {
+                        try stream.skip(depth: 2)
+                        continue
+                    }
+                    let instance = try stream.value(depth: 2, maxValues: maxValuesPerInstance)
+                    builtInstances += 1
+                    do {
+                        result.append(try lines(of: instance))
+                    } catch {
+                        instanceError = InvalidExample(index: count - 1, problem: error)
+                    }
+                }
+            }
+            try stream.finish()
+        } catch let error as PredictRequestError {
+            throw error
+        } catch let error as JSONError {
+            if stream.outOfValues {
+                throw .invalidInstance(InvalidExample(
+                    index: count - 1, problem: .invalidInstance("more than \(maxValuesPerInstance) JSON values in one instance")))
+            }
+            throw .malformed(error.message)
+        } catch {
+            throw .malformed("\(error)")
         }
+        if let shapeError { throw .malformed(shapeError) }
+        guard sawInstances else { throw .malformed("the request has no \"instances\" array") }
+        guard count <= maxInstances else { throw .tooManyInstances(count: count, limit: maxInstances) }
+        if let instanceError { throw .invalidInstance(instanceError) }
         return result
     }
 

@@ -16,6 +16,8 @@ final class RequestMetrics: Sendable {
 
     /// A request thread's own handles: the shared caches are consulted once per label set and thread.
     struct HandleCache {
+        /// The `epoch` the handles were taken in: series of removed models are dropped by starting a new one.
+        fileprivate var epoch = 0
         fileprivate var requests: [RequestKey: CoreMetrics.Counter] = [:]
         fileprivate var perModel: [String: ModelHandles] = [:]
         fileprivate var errors: [String: CoreMetrics.Counter] = [:]
@@ -44,6 +46,10 @@ final class RequestMetrics: Sendable {
     private let requests = Mutex<[RequestKey: CoreMetrics.Counter]>([:])
     private let perModel = Mutex<[String: ModelHandles]>([:])
     private let errors = Mutex<[String: CoreMetrics.Counter]>([:])
+    /// Raised whenever series are dropped, so threads drop their cached handles too.
+    private let epoch = Atomic<Int>(0)
+    /// Models whose `vwfcgi_queue_depth` was exported by the last scrape.
+    private let queueGauges = Mutex<Set<String>>([])
     private let startedAt = ContinuousClock.now
     private let uptime = Gauge(label: "vwfcgi_uptime_seconds")
 
@@ -61,6 +67,8 @@ final class RequestMetrics: Sendable {
     }
 
     func record(_ outcome: Outcome, status: Int, duration: Duration, cache: inout HandleCache) {
+        let current = epoch.load(ordering: .acquiring)
+        if cache.epoch != current { cache = HandleCache(epoch: current) }
         let key = RequestKey(model: outcome.model, route: outcome.route, code: status)
         let counter = cache.requests[key] ?? requests.withLock { shared in
             if let counter = shared[key] { return counter }
@@ -101,11 +109,85 @@ final class RequestMetrics: Sendable {
     func exposition(store: ModelStore) -> [UInt8] {
         let elapsed = ContinuousClock.now - startedAt
         uptime.record(Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
-        for status in store.statuses {
+        let statuses = store.statuses
+        let present = Set(statuses.map(\.name))
+        for status in statuses {
             Gauge(label: "vwfcgi_queue_depth", dimensions: [("model", status.name)])
                 .record(Double(status.shards.reduce(0) { $0 + $1.inflight }))
         }
-        return registry.emitToBuffer()
+        let goneQueues = queueGauges.withLock { exported in
+            defer { exported = present }
+            return exported.subtracting(present)
+        }
+        for name in goneQueues { Gauge(label: "vwfcgi_queue_depth", dimensions: [("model", name)]).destroy() }
+        dropSeries(keeping: present)
+        return Self.addingHelp(to: registry.emitToBuffer())
+    }
+
+    /// Drops the request series of models that are no longer in the directory (`model=""` stays).
+    private func dropSeries(keeping present: Set<String>) {
+        func gone(_ model: String) -> Bool { !model.isEmpty && !present.contains(model) }
+        var dropped = false
+        requests.withLock { shared in
+            for (key, counter) in shared where gone(key.model) {
+                counter.destroy()
+                shared.removeValue(forKey: key)
+                dropped = true
+            }
+        }
+        perModel.withLock { shared in
+            for (model, handles) in shared where gone(model) {
+                handles.duration.destroy()
+                handles.examples.destroy()
+                shared.removeValue(forKey: model)
+                dropped = true
+            }
+        }
+        errors.withLock { shared in
+            for (key, counter) in shared where gone(String(key.prefix { $0 != "\u{0}" })) {
+                counter.destroy()
+                shared.removeValue(forKey: key)
+                dropped = true
+            }
+        }
+        if dropped { epoch.wrappingAdd(1, ordering: .releasing) }
+    }
+
+    /// `# HELP` of every metric vwfcgi exports (swift-metrics has no place for it).
+    static let help: [String: String] = [
+        "vwfcgi_requests_total": "Requests vwfcgi answered, by model, route and HTTP status.",
+        "vwfcgi_request_duration_seconds": "Time from a request reaching vwfcgi to its reply.",
+        "vwfcgi_examples_total": "Examples (instances) in successful predictions.",
+        "vwfcgi_errors_total": "Error replies by model and reason.",
+        "vwfcgi_model_loads_total": "Model loads and reloads, by result (ok or failed).",
+        "vwfcgi_shard_restarts_total": "vw processes that exited or hung and were replaced.",
+        "vwfcgi_framing_violations_total": "vw processes killed because what they printed did not match the answers their requests expect (nothing was delivered).",
+        "vwfcgi_inflight_requests": "Requests in the engine, waiting for vw or being answered by it.",
+        "vwfcgi_queue_depth": "Requests queued at the model's vw processes, read at scrape time.",
+        "vwfcgi_model_info": "1 for the version each model serves.",
+        "vwfcgi_model_ready": "1 while the model has a serving version, 0 otherwise.",
+        "vwfcgi_uptime_seconds": "Seconds since the vwfcgi process started.",
+    ]
+
+    /// Inserts a `# HELP` line before each family's `# TYPE` line.
+    static func addingHelp(to exposition: [UInt8]) -> [UInt8] {
+        let typePrefix = Array("# TYPE ".utf8)
+        var out: [UInt8] = []
+        out.reserveCapacity(exposition.count + 128 * help.count)
+        var lineStart = 0
+        while lineStart < exposition.count {
+            let lineEnd = exposition[lineStart...].firstIndex(of: UInt8(ascii: "\n")) ?? exposition.count
+            let line = exposition[lineStart..<lineEnd]
+            if line.starts(with: typePrefix) {
+                let nameBytes = line.dropFirst(typePrefix.count).prefix { $0 != UInt8(ascii: " ") }
+                let name = String(decoding: nameBytes, as: UTF8.self)
+                out.append(contentsOf: "# HELP \(name) \(help[name] ?? "vwfcgi metric \(name).")\n".utf8)
+            }
+            out.append(contentsOf: line)
+            out.append(UInt8(ascii: "\n"))
+            lineStart = lineEnd + 1
+        }
+        return out
     }
 }
 

@@ -107,24 +107,24 @@ struct Router: Sendable {
     }
 
     private func readyz() -> HTTPResponse {
-        let statuses = store.statuses
-        let notReady = statuses.filter { !$0.ready }.map(\.name)
+        let readiness = store.readiness()
         var writer = JSONWriter()
-        if statuses.isEmpty {
-            writer.raw("{\"status\":\"not ready\",\"error\":\"no model is loaded\",\"not_ready\":[]}")
-            return .json(writer, status: 503, headers: [("Retry-After", "1")])
+        writer.raw("{\"status\":")
+        writer.string(readiness.isReady ? "ready" : "not ready")
+        if let reason = readiness.reason {
+            writer.raw(",\"error\":")
+            writer.string(reason)
         }
-        if notReady.isEmpty {
-            writer.raw("{\"status\":\"ready\"}")
-            return .json(writer)
+        for (key, names) in [("ready", readiness.ready), ("not_ready", readiness.notReady)] {
+            writer.raw(",\"\(key)\":[")
+            for (index, name) in names.enumerated() {
+                if index > 0 { writer.raw(",") }
+                writer.string(name)
+            }
+            writer.raw("]")
         }
-        writer.raw("{\"status\":\"not ready\",\"error\":\"models without a serving version\",\"not_ready\":[")
-        for (index, name) in notReady.enumerated() {
-            if index > 0 { writer.raw(",") }
-            writer.string(name)
-        }
-        writer.raw("]}")
-        return .json(writer, status: 503, headers: [("Retry-After", "1")])
+        writer.raw("}")
+        return readiness.isReady ? .json(writer) : .json(writer, status: 503, headers: [("Retry-After", "1")])
     }
 
     // MARK: Predict
