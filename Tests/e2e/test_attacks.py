@@ -30,17 +30,19 @@ import pytest
 import requests
 
 from conftest import Stack, assert_json_error, train_small_logistic, wait_until
-from test_families import Family, adf_train, answers_of, ccb_train, ldf_train, oracle, slates_train, train
+from test_families import (CCB_WARMUP, SLATES_WARMUP, Family, adf_train, answers_of, ccb_train, ldf_train, oracle,
+                           settled, slates_train, train)
 
 SHARDS = 2
 INNOCENT_BURST = 200
 
 MODELS = {
     "ldf": Family("ldf", ["--csoaa_ldf", "m"], ldf_train(100), ""),
-    "ccb": Family("ccb", ["--ccb_explore_adf", "--epsilon", "0"], ccb_train(150), ""),
+    # ccb and slates get a warmup: the default probe (`|`) is not an example of theirs.
+    "ccb": Family("ccb", ["--ccb_explore_adf", "--epsilon", "0"], ccb_train(150), "", warmup=CCB_WARMUP),
     "cbe": Family("cbe", ["--cb_explore_adf", "--epsilon", "0.2"], adf_train(150), ""),
     "cbadf": Family("cbadf", ["--cb_adf"], adf_train(150), ""),
-    "slates": Family("slates", ["--slates", "--epsilon", "0"], slates_train(150), ""),
+    "slates": Family("slates", ["--slates", "--epsilon", "0"], slates_train(150), "", warmup=SLATES_WARMUP),
 }
 
 
@@ -97,9 +99,7 @@ def served(tmp_path_factory):
         assert printed[:n] == printed[n:], f"{name}: VW's answers depend on what it saw before: {printed}"
         answers[name] = ["\n".join(lines) + "\n\n" for lines in printed[:n]]
     stack = Stack(model_dir, shards=SHARDS).start(ready=False)
-    ok = wait_until(lambda: all(stack.get(f"/v1/models/{m}", timeout=5).json().get("ready")
-                                for m in [*MODELS, "quad"]), bound=90, step=0.2)
-    assert ok, "attack models did not load\n" + stack.logs()
+    settled(stack, [*MODELS, "quad"])
     yield Served(stack, model_dir, work, answers)
     problems = stack.stop()
     assert not problems, "\n".join(problems)
@@ -108,6 +108,7 @@ def served(tmp_path_factory):
 # ---------------------------------------------------------------- harm checks
 def shards_of(stack: Stack, model: str) -> list[tuple[int | None, int]]:
     status = stack.get(f"/v1/models/{model}", timeout=10).json()
+    assert status.get("ready") is True, f"{model} is not ready: last_error={status.get('last_error')!r}"
     return [(s.get("pid"), s.get("restarts")) for s in status["shards"]]
 
 
