@@ -697,3 +697,56 @@ def test_stored_active_opens_no_port(refusable):
     ports = listening_ports(vw_pids | {refusable.stack.vwfcgi.pid}) | refusable.ports_seen
     assert ACTIVE_PORT not in ports and not ports, \
         f"vwfcgi or its vw children listened on TCP ports {sorted(ports)} (during start-up or now)"
+
+
+# ---- tags VW does not print, and line ends VW accepts
+TAB_LINES = ["t1\t|a x0:0.5", "'t2\t|a x0:0.5", "1 2\t|a x0:0.5", "0 1 0.5 t3\t|a x0:0.5"]
+
+
+def test_tab_before_the_bar_is_no_tag_vw_prints(served):
+    """VW prints no tag for `t1<TAB>|a ...` (a tab is not the space its tag rule looks for): the
+    text reply must not show one either (issue 11: vwfcgi echoed `t1\\t`)."""
+    require_ready(served, "squared")
+    family = next(f for f in FAMILIES if f.name == "squared")
+    text = "\n".join(TAB_LINES) + "\n"
+    want = oracle(family, served.model_dir, served.work, text)
+    r = post_text(served.stack, "squared", text)
+    assert r.status_code == 200 and r.text == want, f"\nvwfcgi: {r.status_code} {r.text!r}\nvw -t:  {want!r}"
+    r = served.stack.predict("squared", TAB_LINES)
+    assert r.status_code == 200, r.text
+    got, expected = r.json()["predictions"], [float(x) for x in want.split()]
+    assert len(got) == len(expected) and all(close(g, w) for g, w in zip(got, expected)), (got, expected)
+
+
+def test_json_string_ending_in_cr_is_read_as_vw_reads_it(served):
+    """VW (and text/plain) accept a line ending in `\\r`; so must a JSON string."""
+    require_ready(served, "squared")
+    family = next(f for f in FAMILIES if f.name == "squared")
+    want = oracle(family, served.model_dir, served.work, " |a x0:0.5\r\n |a x0:-0.5\n")
+    r = post_text(served.stack, "squared", " |a x0:0.5\r\n |a x0:-0.5\n")
+    assert r.status_code == 200 and r.text == want, f"\nvwfcgi: {r.status_code} {r.text!r}\nvw -t:  {want!r}"
+    r = served.stack.predict("squared", [" |a x0:0.5\r", " |a x0:-0.5"])
+    assert r.status_code == 200, r.text
+    assert [round(x, 6) for x in r.json()["predictions"]] == [float(x) for x in want.split()]
+
+
+@pytest.mark.parametrize("form", ["text", "json"])
+def test_bom_before_the_bar_is_refused_or_read_as_vw_reads_it(served, form):
+    """VW skips a BOM at the start of a line and prints no tag: 400 (a strict grammar may refuse
+    the BOM) or VW's answer, never the BOM echoed as a tag."""
+    require_ready(served, "squared")
+    family = next(f for f in FAMILIES if f.name == "squared")
+    line = "\ufeff|a x0:0.5"
+    want = oracle(family, served.model_dir, served.work, line + "\n")
+    if form == "text":
+        r = post_text(served.stack, "squared", line + "\n")
+    else:
+        r = served.stack.predict("squared", [line])
+    if r.status_code == 400:
+        assert r.headers["Content-Type"].startswith("application/json"), r.text
+        return
+    assert r.status_code == 200, r.text
+    if form == "text":
+        assert r.text == want, f"\nvwfcgi: {r.text!r}\nvw -t:  {want!r}"
+    else:
+        assert r.json()["predictions"] == [float(want)], (r.text, want)
