@@ -662,8 +662,9 @@ def test_refused_at_load_or_exact(refusable, family):
     assert status, (f"{family.name}: neither ready nor refused within {REFUSAL_BOUND}s "
                     f"(a load that hangs)\n{refusable.stack.logs()}")
     if not status.get("ready"):
-        error = status.get("last_error") or ""
-        assert family.refusable in error, \
+        error = status.get("last_error") or {}
+        reason = error.get("reason", "") if isinstance(error, dict) else str(error)
+        assert family.refusable in reason, \
             f"{family.name} refused, but last_error does not name --{family.refusable}: {error!r}"
         r = post_text(refusable.stack, family.name, family.query)
         assert r.status_code == 503 and r.headers["Content-Type"].startswith("application/json"), \
