@@ -294,7 +294,8 @@ REFUSABLE = [
     Family("active", ["--active", "--simulation", "--mellowness", "0.1", "--predict_only_model"],
            simple_train(200, binary=True), BINARY_Q, oracle_args=["--simulation"], refusable="active"),
 ]
-CANARY = Family("canary", [], simple_train(100), SIMPLE_Q)
+# The canary beside the refusable models: no label, so it answers right whatever labels do.
+CANARY = Family("canary", [], simple_train(100), " |a x0:0.1 x1:0.2 |b y0:0.3\n'c1 |a x0:0.5\nc2|b y0:-0.4\n")
 ACTIVE_PORT = 26542  # VW's default --active port
 
 
