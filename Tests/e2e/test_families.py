@@ -513,10 +513,6 @@ def post_text(stack: Stack, name: str, text: str):
                       headers={"Content-Type": "text/plain; charset=utf-8"})
 
 
-def instances_of(query: str) -> list[str]:
-    return examples_of(query)
-
-
 # ---------------------------------------------------------------- the tests
 @pytest.mark.parametrize("family", FAMILIES, ids=[f.name for f in FAMILIES])
 def test_text_reply_is_what_vw_prints(served, family):
@@ -532,7 +528,7 @@ def test_text_reply_is_what_vw_prints(served, family):
 @pytest.mark.parametrize("family", FAMILIES, ids=[f.name for f in FAMILIES])
 def test_json_predictions_are_vws(served, family):
     require_ready(served, family.name)
-    examples = instances_of(family.query)
+    examples = examples_of(family.query)
     r = served.stack.predict(family.name, examples)
     assert r.status_code == 200, f"{r.status_code} {r.text[:500]!r}"
     body = r.json()
