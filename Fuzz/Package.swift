@@ -23,7 +23,7 @@ let package = Package(
         // Sources/VWCore/Protocol of the main package (validator, batch builder, text body,
         // prediction parser): the part of VWCore with no process or system dependency.
         .target(name: "VWCore", swiftSettings: swiftSettings),
-        .executableTarget(name: "FuzzValidator", dependencies: ["VWCore"], swiftSettings: swiftSettings),
+        .executableTarget(name: "FuzzBatch", dependencies: ["VWCore"], swiftSettings: swiftSettings),
         .executableTarget(name: "FuzzGrammar", dependencies: ["VWCore"], swiftSettings: swiftSettings),
         .executableTarget(name: "FuzzJSON", dependencies: ["VWCore"], swiftSettings: swiftSettings),
         .executableTarget(name: "FuzzPredictionParser", dependencies: ["VWCore"], swiftSettings: swiftSettings),

@@ -73,6 +73,13 @@ struct AnswerFramerTests {
         #expect(throws: FramingViolation.self) { try frame(ldf, "1 v7\n0\n\n").get() }
     }
 
+    @Test func bootstrapPrintsTheTagAfterThePrediction() throws {
+        // `--bootstrap` prints `pred tag bag1 bag2`, and `pred bag1 bag2` without a tag.
+        let result = try frame(single([5, 6], tags: ["t1", ""]), "-0.3 v5 -0.36 -0.26\n0.1 v6 0.2 0.3\n").get()
+        #expect(result.1 == "-0.3 t1 -0.36 -0.26\n0.1 0.2 0.3\n")
+        #expect(throws: FramingViolation.self) { try frame(single([5]), "-0.3 v55 -0.36\n").get() }
+    }
+
     @Test func emptyPredictionKeepsVWsSeparator() throws {
         // A multilabel answer with no label: vw prints " tag".
         let result = try frame(single([3], tags: ["t"]), " v3\n").get()

@@ -6,7 +6,7 @@
 //
 // * the framer never traps, and never consumes more than it was given;
 // * when it accepts, the consumed bytes are exactly the lines the frame asks for: every tagged
-//   line ends with its own example's server tag, every blank line sits where a blank line is due,
+//   line carries its own example's server tag as a word, every blank line sits where a blank line is due,
 //   and the request ends right after its last expected line;
 // * the answer ranges lie inside the restored text, in order, one per example;
 // * when the reference reading accepts the whole input, so does the framer.
@@ -78,8 +78,9 @@ func referenceLength(of output: [UInt8], frame: AnswerFrame) -> Int? {
             cursor += 1
             let tagged = frame.echo == .everyLine || (frame.echo == .firstLine && position == 0)
             if tagged {
-                guard line.count >= tag.count, Array(line.suffix(tag.count)) == tag else { return nil }
-                if line.count > tag.count && line[line.count - tag.count - 1] != 0x20 { return nil }
+                // The tag is a word of the line: at its end, or followed by more words (`--bootstrap`).
+                let words = line.split(separator: 0x20, omittingEmptySubsequences: false)
+                guard words.contains(where: { Array($0) == tag }) else { return nil }
             } else if line.isEmpty && frame.blankLineAfterEach {
                 return nil
             }

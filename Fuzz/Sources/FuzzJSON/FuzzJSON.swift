@@ -6,8 +6,8 @@
 // * a parsed document written back with JSONWriter parses to the same value (escaping, numbers
 //   and unicode survive a round trip); parsing never depends on maxDepth except by failing;
 // * decode() never returns more instances than allowed;
-// * a structured (object) instance decodes to lines the validator accepts, with the user's tag
-//   (or none) on the first line only, no label words but `shared`, and exactly one `|` per
+// * a structured (object) instance decodes to lines the strict grammar accepts, with the user's
+//   tag (or none) on the first line only, no label but `shared`, and exactly one `|` per
 //   namespace;
 // * whatever decode() returns goes through ExampleBatchBuilder without trapping, and the
 //   payload has one "\n"-terminated line per appended line.
@@ -67,7 +67,7 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
 
     var builder = ExampleBatchBuilder(
         framing: ExampleFraming(family: multiline ? .cbADF : .simple, blankLineAfterEach: multiline),
-        validator: ExampleValidator(limits: ExampleLimits(maxLineBytes: 200, maxFeatures: 20))
+        limits: ExampleLimits(maxLineBytes: 200, maxFeatures: 20)
     )
     var appended = 0
     for lines in examples {
@@ -127,7 +127,7 @@ func namespaceCount(_ value: JSONValue?) -> Int {
 }
 
 func checkStructured(_ fields: [(key: String, value: JSONValue)], lines: [Substring], multiline: Bool) {
-    let validator = ExampleValidator(limits: ExampleLimits(maxLineBytes: .max, maxFeatures: .max))
+    let grammar = ExampleGrammar(family: multiline ? .cbADF : .simple, limits: ExampleLimits(maxLineBytes: .max, maxFeatures: .max))
     var tag = ""
     if case .string(let t)? = fields.first(where: { $0.key == "tag" })?.value { tag = t }
     let shared = fields.first(where: { $0.key == "shared" })?.value
@@ -141,16 +141,19 @@ func checkStructured(_ fields: [(key: String, value: JSONValue)], lines: [Substr
         expectedBars = [namespaceCount(fields.first(where: { $0.key == "features" })?.value)]
     }
     check(lines.count == expectedBars.count, "\(lines.count) lines for \(expectedBars.count) namespace objects")
+    let parsed: ParsedExample
+    do {
+        parsed = try grammar.parse(lines: lines)
+    } catch {
+        fatalError("invariant broken: structured lines \(lines) are invalid: \(error)")
+    }
+    // Without a server tag, the canonical text shows what the label section holds: nothing but `shared`.
+    let canonical = parsed.canonicalText().split(separator: "\n", omittingEmptySubsequences: true)
     for (k, line) in lines.enumerated() {
-        let shape: ExampleValidator.LineShape
-        do {
-            shape = try validator.shape(of: line)
-        } catch {
-            fatalError("invariant broken: structured line \(line) is invalid: \(error)")
-        }
-        check(String(shape.tag) == (k == 0 ? tag : ""), "line \(k) has tag \(shape.tag), the instance \(tag)")
-        let allowedLabel: [Substring] = (multiline && k == 0 && shared != nil) ? ["shared"] : []
-        check(shape.labelWords == allowedLabel, "structured line \(line) has label words \(shape.labelWords)")
+        check(String(parsed.clientTag(line: k)) == (k == 0 ? tag : ""), "line \(k) has tag \(parsed.clientTag(line: k)), the instance \(tag)")
+        let label = canonical[k].utf8.prefix { $0 != UInt8(ascii: "|") }
+        let allowed = (multiline && k == 0 && shared != nil) ? "shared " : ""
+        check(String(decoding: label, as: UTF8.self) == allowed, "structured line \(line) has label \(label)")
         check(line.utf8.count(where: { $0 == UInt8(ascii: "|") }) == expectedBars[k], "line \(line) has a '|' the encoder did not place")
     }
 }

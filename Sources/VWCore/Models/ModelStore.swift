@@ -93,9 +93,7 @@ public final class ModelStore: Sendable {
         /// `vwfcgi_model_ready{model}`: 1 while a version serves, removed with the model.
         let readyGauge: Gauge
 
-        /// The model's loader thread. vw children get SIGKILL when the thread that forked them
-        /// exits (`PR_SET_PDEATHSIG` follows the thread), so the thread that starts a version's
-        /// processes lives until every version it started has stopped.
+        /// Runs the model's loads in order, on a thread of their own, so models load in parallel.
         let loader = Loader()
 
         init(name: String) {
@@ -105,34 +103,17 @@ public final class ModelStore: Sendable {
         }
     }
 
-    /// One thread per model running its loads in order; it ends once the model was removed and
-    /// every version it started has stopped.
+    /// Runs one model's loads in order on a thread of its own, which ends when no load is left.
+    ///
+    /// A load may outlive its thread's work: the vw processes it starts are forked by the
+    /// spawner thread (`VWProcess.spawn`), so their parent-death signal does not follow this one.
     final class Loader: Sendable {
         private struct Queue {
             var jobs: [@Sendable () -> Void] = []
             var running = false
         }
 
-        private struct Semaphore: @unchecked Sendable {
-            let pointer: UnsafeMutablePointer<sem_t>
-        }
-
         private let queue = Mutex(Queue())
-        private let wake: Semaphore
-        /// Versions started on this thread that have not stopped yet.
-        let liveVersions = Atomic<Int>(0)
-        let finished = Atomic<Bool>(false)
-
-        init() {
-            let pointer = UnsafeMutablePointer<sem_t>.allocate(capacity: 1)
-            sem_init(pointer, 0, 0)
-            wake = Semaphore(pointer: pointer)
-        }
-
-        deinit {
-            sem_destroy(wake.pointer)
-            wake.pointer.deallocate()
-        }
 
         func submit(name: String, _ job: @escaping @Sendable () -> Void) {
             let start = queue.withLock { q in
@@ -141,25 +122,17 @@ public final class ModelStore: Sendable {
                 return !q.running
             }
             if start { DetachedThread.start(name: "load-\(name.prefix(10))") { [self] in run() } }
-            sem_post(wake.pointer)
         }
 
         private func run() {
-            while true {
-                var deadline = timespec()
-                clock_gettime(CLOCK_REALTIME, &deadline)
-                deadline.tv_sec += 1
-                _ = sem_timedwait(wake.pointer, &deadline)
-                let job: (@Sendable () -> Void)? = queue.withLock { q in
-                    if !q.jobs.isEmpty { return q.jobs.removeFirst() }
-                    if finished.load(ordering: .acquiring) && liveVersions.load(ordering: .acquiring) == 0 { q.running = false }
+            while let job = queue.withLock({ q -> (@Sendable () -> Void)? in
+                if q.jobs.isEmpty {
+                    q.running = false
                     return nil
                 }
-                if let job {
-                    job()
-                } else if !queue.withLock({ $0.running }) {
-                    return
-                }
+                return q.jobs.removeFirst()
+            }) {
+                job()
             }
         }
     }
@@ -173,6 +146,8 @@ public final class ModelStore: Sendable {
     /// Makes every staged copy's name unique (A→B→A must not share a file with the retiring A).
     private let stagingSerial = Atomic<Int>(0)
     private let loadsInProgress = Atomic<Int>(0)
+    /// Broadcast when a load finishes.
+    private let loadFinished = Condition()
     /// 0 while the start-up models are being tried, 1 once they were, 2 while draining.
     private let phase = Atomic<Int>(0)
 
@@ -410,15 +385,15 @@ public final class ModelStore: Sendable {
         if !start { return busy }
         loadsInProgress.add(1, ordering: .sequentiallyConsistent)
         entry.loader.submit(name: name) { [self] in
-            defer { loadsInProgress.subtract(1, ordering: .sequentiallyConsistent) }
             load(entry, files: files, unlessVersion: current?.version)
+            loadFinished.broadcast { loadsInProgress.subtract(1, ordering: .sequentiallyConsistent) }
         }
         return false
     }
 
     /// Waits until no load is in progress (at start-up: the models present were each tried).
     public func waitForLoads() {
-        while loadsInProgress.load(ordering: .sequentiallyConsistent) > 0 { usleep(10_000) }
+        loadFinished.wait(until: .never) { loadsInProgress.load(ordering: .sequentiallyConsistent) == 0 }
     }
 
     private func load(_ entry: Entry, files: ModelFiles, unlessVersion: String?) {
@@ -435,7 +410,6 @@ public final class ModelStore: Sendable {
                 return
             }
             loaded = candidate
-            entry.loader.liveVersions.add(1, ordering: .sequentiallyConsistent)
         } catch {
             let failure = LoadFailure(time: rfc3339Now(), reason: error.description)
             logger.error("model failed to load", metadata: ["model": "\(name)", "reason": "\(error.description)"])
@@ -460,14 +434,14 @@ public final class ModelStore: Sendable {
         }
         if removed {
             // The model was removed (or the server is stopping) while it loaded.
-            retire(loaded, of: entry)
+            retire(loaded)
             return
         }
         logger.info("model serving", metadata: ["model": "\(name)", "version": "\(loaded.version)", "shards": "\(loaded.pool.shards.count)"])
         EngineMetrics.modelLoaded(name, ok: true)
         entry.readyGauge.record(1)
         publishTable()
-        if let previous { retire(previous, of: entry) }
+        if let previous { retire(previous) }
     }
 
     /// Loads the model's files into a new version, or returns nil when their content is `unlessVersion`.
@@ -570,13 +544,12 @@ public final class ModelStore: Sendable {
     }
 
     /// Stops a replaced or removed version once its in-flight requests have finished.
-    private func retire(_ version: ModelVersion, of entry: Entry) {
+    private func retire(_ version: ModelVersion) {
         let grace = settings.drainGrace
         DetachedThread.start(name: "retire-\(version.version)") {
             version.waitUntilDrained(by: .after(grace))
             version.pool.stop(grace: grace)
             unlink(version.stagedPath)
-            entry.loader.liveVersions.subtract(1, ordering: .sequentiallyConsistent)
         }
         version.infoGauge.destroy()
     }
@@ -591,8 +564,7 @@ public final class ModelStore: Sendable {
         }
         logger.info("model removed", metadata: ["model": "\(entry.name)"])
         entry.readyGauge.destroy()
-        entry.loader.finished.store(true, ordering: .releasing)
-        if let current { retire(current, of: entry) }
+        if let current { retire(current) }
         EngineMetrics.forget(model: entry.name)
     }
 

@@ -1,1 +1,0 @@
-../../../Sources/VWCore/JSON/JSONValue.swift
