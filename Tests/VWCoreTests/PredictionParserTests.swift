@@ -14,6 +14,14 @@ import VWCore
         #expect(plain.parse(answer: "-1.5E-3", tag: "") == .number("-1.5E-3"))
     }
 
+    @Test func bootstrapTagIsRemovedFromAfterThePrediction() {
+        // --bootstrap 3 prints `pred tag bag1 bag2 bag3`.
+        #expect(plain.parse(answer: "-0.329552 t1 -0.362796 -0.300348", tag: "t1") == .text("-0.329552 -0.362796 -0.300348"))
+        #expect(plain.parse(answer: "-0.329552 -0.362796 -0.300348", tag: "") == .text("-0.329552 -0.362796 -0.300348"))
+        // Not a word of its own: left alone.
+        #expect(plain.parse(answer: "-0.3 t1x -0.36", tag: "t1") == .text("-0.3 t1x -0.36"))
+    }
+
     @Test func integerPredictionIsAnInteger() {
         // --oaa 3, and --cb_adf's chosen action.
         #expect(plain.parse(answer: "1", tag: "") == .integer(1))

@@ -101,7 +101,7 @@ import VWCore
         ("-k", "writes a file"), ("--dump_json_weights_experimental /tmp/j", "writes a file"),
         ("--epsilon_decay_audit /tmp/a", "writes a file"), ("--audit_regressor /tmp/a", "writes a file"),
         ("--extra_metrics /tmp/m", "writes a file"), ("--save_resume", "writes a file"),
-        ("--preserve_performance_counters", "writes a file"), ("--predict_only_model", "writes a file"),
+        ("--preserve_performance_counters", "writes a file"),
         ("-d /etc/hostname", "reads a file"), ("-i /tmp/m", "reads a file"),
         ("--input_feature_regularizer /etc/hostname", "reads a file"), ("--feature_mask /tmp/m", "reads a file"),
         ("--dictionary a:/etc/hostname", "reads a file"), ("--dictionary_path /etc", "reads a file"),

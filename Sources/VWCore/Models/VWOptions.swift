@@ -97,6 +97,8 @@ public enum VWOptions {
                 "freegrad", "ftrl", "global_only", "graph_feedback", "greedify", "hessian_on", "inpass", "invariant",
                 "ksvm", "large_action_space", "las_hint_explicit_simd", "leave_duplicate_interactions", "lrqdropout",
                 "meanfield", "multitask", "no_bias_regularization", "no_progress", "noconstant", "node_only", "noop",
+                // Only shapes what `-f` saves (vwfcgi never passes `-f`); VW 9 needs it to read a BFGS model.
+                "predict_only_model",
                 "normal_weights", "normalized", "nounif", "OjaNewton", "para_active", "per_model_save_load",
                 "permutations", "pistol", "plt_force_load_legacy_model", "pool_greedy", "probabilities", "project",
                 "quiet", "random_weights", "randomized_routing", "rank_all", "regcb", "regcbopt", "restart",
@@ -143,7 +145,7 @@ public enum VWOptions {
             flags: [
                 "cache", "csv_trace", "dump_json_weights_include_extra_online_state_experimental",
                 "dump_json_weights_include_feature_names_experimental", "hexfloat_weights", "kill_cache",
-                "predict_only_model", "preserve_performance_counters", "save_per_pass", "save_resume",
+                "preserve_performance_counters", "save_per_pass", "save_resume",
             ],
             values: [
                 "audit_regressor", "dump_json_weights_experimental", "epsilon_decay_audit", "extra_metrics",

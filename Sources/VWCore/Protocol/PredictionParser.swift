@@ -35,17 +35,24 @@ public struct PredictionParser: Sendable {
         return .text(String(line))
     }
 
-    /// Removes " " + `tag` from the end of `line` when it is there.
+    /// Removes `tag` where VW printed it: " " + `tag` at the end of `line`, or as its second word
+    /// (`--bootstrap` prints `pred tag bag1 bag2`).
     private static func strip(tag: String, from line: Substring) -> Substring {
         guard !tag.isEmpty else { return line }
         let tagBytes = tag.utf8
         let lineBytes = line.utf8
         guard lineBytes.count > tagBytes.count else { return line }
         let tagStart = lineBytes.index(lineBytes.endIndex, offsetBy: -tagBytes.count)
-        guard lineBytes[tagStart...].elementsEqual(tagBytes) else { return line }
-        let space = lineBytes.index(before: tagStart)
-        guard lineBytes[space] == 0x20 else { return line }
-        return line[line.startIndex..<space]
+        if lineBytes[tagStart...].elementsEqual(tagBytes) {
+            let space = lineBytes.index(before: tagStart)
+            if lineBytes[space] == 0x20 { return line[line.startIndex..<space] }
+        }
+        guard let firstSpace = lineBytes.firstIndex(of: 0x20) else { return line }
+        let secondWord = lineBytes.index(after: firstSpace)
+        guard let end = lineBytes.index(secondWord, offsetBy: tagBytes.count, limitedBy: lineBytes.endIndex),
+              end != lineBytes.endIndex, lineBytes[end] == 0x20,
+              lineBytes[secondWord..<end].elementsEqual(tagBytes) else { return line }
+        return line[line.startIndex..<firstSpace] + line[end...]
     }
 
     /// The value of an optional '-' followed by decimal digits, when it fits an `Int`.
