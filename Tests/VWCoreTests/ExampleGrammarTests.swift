@@ -47,11 +47,12 @@ private func isInvalidStructure(_ problem: ExampleProblem?) -> Bool {
         #expect(try grammar.parse(lines: ["1 abc|a x"]).clientTag == "abc")
         #expect(try grammar.parse(lines: ["1 |a x"]).clientTag == "")
         #expect(try grammar.parse(lines: ["''q|a x"]).clientTag == "'q")
-        #expect(try grammar.parse(lines: ["save_/tmp/x|a x"]).clientTag == "save_/tmp/x")
+        #expect(throws: ExampleProblem.saveTag) { try grammar.parse(lines: ["save_/tmp/x|a x"]) }
+        #expect(throws: ExampleProblem.saveTag) { try grammar.parse(lines: ["1 'save |a x"]) }
         #expect(try grammar.parse(lines: ["tag\t|a x"]).clientTag == "")  // VW drops up to the TAB
         #expect(try grammar.parse(lines: ["1 'abc |a x"]).canonicalText(serverTag: "r7") == "1 'r7 |a x\n")
-        // The client's `save` tag never reaches vw.
-        #expect(try grammar.parse(lines: ["save_/tmp/x|a x"]).canonicalText(serverTag: "r7") == "'r7 |a x\n")
+        // The client's tag never reaches vw.
+        #expect(try grammar.parse(lines: ["sav_/tmp/x|a x"]).canonicalText(serverTag: "r7") == "'r7 |a x\n")
     }
 
     @Test func featuresAreJoinedWithSingleSpaces() throws {
@@ -171,9 +172,11 @@ private func isInvalidStructure(_ problem: ExampleProblem?) -> Bool {
         #expect(isInvalidLabel(problem(.csoaaLDF, ["1:x |a x"])))
         #expect(isInvalidStructure(problem(.csoaaLDF, ["shared |s u"])))
         #expect(isInvalidStructure(problem(.csoaaLDF, ["1:0 |a x", "shared |s u"])))
-        // The attack: a BOM then a save tag; without the BOM the tag is the client's and never reaches vw.
+        // The attack: a BOM then a save tag; without the BOM the save tag is refused too (SPEC §5), and
+        // any other client tag never reaches vw.
         #expect(problem(.csoaaLDF, ["\u{FEFF}save_/tmp/pwned|a x"]) == .byteOrderMark)
-        #expect(try canonical(.csoaaLDF, ["1:0 save_/tmp/pwned|a x"]) == "1:0 's1 |a x\n\n")
+        #expect(problem(.csoaaLDF, ["1:0 save_/tmp/pwned|a x"]) == .saveTag)
+        #expect(try canonical(.csoaaLDF, ["1:0 sav_/tmp/pwned|a x"]) == "1:0 's1 |a x\n\n")
     }
 
     // MARK: ccb

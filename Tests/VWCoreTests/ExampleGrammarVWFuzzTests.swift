@@ -37,7 +37,7 @@ private func features(_ random: inout SplitMix) -> String {
 }
 
 private func tag(_ random: inout SplitMix) -> String {
-    random.pick(["", "", "'t ", "t", "'save_x ", "'' ", "'é "])
+    random.pick(["", "", "'t ", "t", "'sav_x ", "'' ", "'é "])
 }
 
 private func line(_ label: String, _ random: inout SplitMix) -> Substring {

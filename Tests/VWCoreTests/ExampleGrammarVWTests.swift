@@ -163,8 +163,9 @@ struct ExampleGrammarVWTests {
     }
 
     /// The file-write attack on a `--csoaa_ldf` model: a featureless line whose tag is `save_<path>`
-    /// makes vw save its model to <path> (with or without a BOM before it). The grammar rejects the BOM
-    /// and never lets the client's tag reach vw; the client's bytes, as a control, do write the file.
+    /// makes vw save its model to <path> (with or without a BOM before it). The grammar rejects both,
+    /// and never lets a client's tag reach vw: the same line with any other tag is written with the
+    /// server's tag and writes nothing; the client's bytes, as a control, do write the file.
     @Test func saveTagsNeverReachVW() throws {
         let model = "/tmp/vwfcgi-grammar-\(getpid())-ldf.vw"
         let target = "/tmp/vwfcgi-grammar-\(getpid())-pwned"
@@ -174,9 +175,9 @@ struct ExampleGrammarVWTests {
         let grammar = ExampleGrammar(family: .csoaaLDF)
 
         #expect(throws: ExampleProblem.byteOrderMark) { try grammar.parse(lines: [Substring("\u{FEFF}save_\(target)|")]) }
-        let attack: [Substring] = [Substring("1:0 save_\(target)|")]
+        #expect(throws: ExampleProblem.saveTag) { try grammar.parse(lines: [Substring("1:0 save_\(target)|")]) }
         var payload: [UInt8] = []
-        try grammar.parse(lines: attack).write(serverTag: Array("s0".utf8), into: &payload)
+        try grammar.parse(lines: [Substring("1:0 sav_\(target)|")]).write(serverTag: Array("s0".utf8), into: &payload)
         let answered = try runSandboxed(serve, input: payload)
         #expect(answered.status == "exited with code 0")
         #expect(answered.output == "1 s0\n\n")

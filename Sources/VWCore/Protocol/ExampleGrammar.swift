@@ -18,6 +18,7 @@
 /// | a BOM (EF BB BF) anywhere | `byteOrderMark` | strip it at the start of a line, so a `save_/path\|` behind it became a tag that saves the model to a path |
 /// | a byte < 0x20 other than TAB, or 0x7F (one CR ending the line is dropped) | `controlCharacter` / `newlineInSingleLineExample` | NUL cuts the line, LF/CR split or end it, 0x7F is VW's history namespace |
 /// | invalid UTF-8 (cannot be in a Swift string; checked on the bytes all the same) | `notUTF8` | a namespace starting with bytes 0x80–0x8D lands in VW's internal namespaces (constant, affix, ccb ids...) |
+/// | a tag starting with `save` | `saveTag` | VW saves its model (to the path after `save_`); harmless here, since the client's tag never reaches vw, but refused as SPEC §5 says |
 /// | no `\|` | `missingBar` | the whole line is a label: an example without features, or a label parser abort |
 /// | empty / blank line | `empty`, `whitespaceOnly`, `blankLineInMultilineExample` | skipped, or ends a multiline example early: answers shift between requests |
 /// | a second TAB in the label section | `invalidLabel` | words joined by a TAB become one label word |
@@ -184,6 +185,8 @@ public struct ExampleGrammar: Sendable {
         if wordStart < wordEnd && (wordEnd == bar || bytes[wordStart] == VWTextSyntax.quote) {
             tag = (bytes[wordStart] == VWTextSyntax.quote ? wordStart + 1 : wordStart)..<wordEnd
             labelEnd = wordStart
+            // The client's tag never reaches vw, but SPEC §5 refuses VW's model-save command outright.
+            if bytes[tag].starts(with: "save".utf8) { throw .saveTag }
         }
 
         let (keyword, kept, role) = try parseLabel(bytes, labelStart..<labelEnd)
