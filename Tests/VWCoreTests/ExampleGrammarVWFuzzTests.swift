@@ -7,20 +7,6 @@ import Testing
 /// normally and print exactly the framing the grammar announced, with the server tag echoed
 /// where VW echoes tags. A failure names the first example that breaks vw on its own.
 
-private struct SplitMix {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-    mutating func below(_ n: Int) -> Int { Int(next() % UInt64(n)) }
-    mutating func pick<T>(_ items: [T]) -> T { items[below(items.count)] }
-    mutating func chance(_ percent: Int) -> Bool { below(100) < percent }
-}
-
 /// Random features: namespaces with and without values, names and values near the grammar's edges.
 private func features(_ random: inout SplitMix) -> String {
     var text = ""

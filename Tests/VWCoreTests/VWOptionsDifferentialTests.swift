@@ -41,18 +41,6 @@ import VWCore
         let written: [String]
     }
 
-    /// A deterministic generator (SplitMix64).
-    struct Generator: RandomNumberGenerator {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-    }
-
     static let python = """
     import json, os, sys, tempfile
     sys.path.insert(0, os.path.join(sys.argv[1], "Tests", "e2e"))
@@ -109,7 +97,7 @@ import VWCore
     static let serverNames: Set<String> = ["initial_regressor", "testonly", "quiet", "no_stdin", "bit_precision", "oaa"]
 
     @Test func whatTheAllowlistAcceptsVWReadsAsAllowedOptionsOnly() throws {
-        var generator = Generator(state: 11)
+        var generator = SplitMix(state: 11)
         let crafted = FileManager.default.temporaryDirectory.appendingPathComponent("vwopt-diff-\(UUID())")
         try FileManager.default.createDirectory(at: crafted, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: crafted) }

@@ -400,21 +400,7 @@ public struct JSONStream {
 
     /// In an object just entered or after a member: the next key (the cursor then on its value), or nil at `}`.
     public mutating func nextKey(first: Bool) throws(JSONError) -> String? {
-        if !first {
-            reader.skipWhitespace()
-            guard reader.index < reader.bytes.count else {
-                throw JSONError("unexpected end of input (expected ',' or '}')", at: reader.index)
-            }
-            switch reader.bytes[reader.index] {
-            case UInt8(ascii: ","): reader.index += 1
-            case UInt8(ascii: "}"): reader.index += 1; return nil
-            default: throw JSONError("expected ',' or '}'", at: reader.index)
-            }
-        } else if reader.index < reader.bytes.count, reader.bytes[reader.index] == UInt8(ascii: "}") {
-            reader.index += 1
-            return nil
-        }
-        reader.skipWhitespace()
+        guard try continues(first: first, closing: UInt8(ascii: "}")) else { return nil }
         guard reader.index < reader.bytes.count, reader.bytes[reader.index] == UInt8(ascii: "\"") else {
             throw JSONError("expected a string key", at: reader.index)
         }
@@ -430,17 +416,24 @@ public struct JSONStream {
 
     /// In an array just entered or after an element: true when another element follows (the cursor on it), false at `]`.
     public mutating func nextElement(first: Bool) throws(JSONError) -> Bool {
+        try continues(first: first, closing: UInt8(ascii: "]"))
+    }
+
+    /// In a container just entered or after an item: consumes `,` (true, the cursor then on the next
+    /// item) or `closing` (false); a first item needs no comma.
+    private mutating func continues(first: Bool, closing: UInt8) throws(JSONError) -> Bool {
+        let close = Character(UnicodeScalar(closing))
         if !first {
             reader.skipWhitespace()
             guard reader.index < reader.bytes.count else {
-                throw JSONError("unexpected end of input (expected ',' or ']')", at: reader.index)
+                throw JSONError("unexpected end of input (expected ',' or '\(close)')", at: reader.index)
             }
             switch reader.bytes[reader.index] {
             case UInt8(ascii: ","): reader.index += 1
-            case UInt8(ascii: "]"): reader.index += 1; return false
-            default: throw JSONError("expected ',' or ']'", at: reader.index)
+            case closing: reader.index += 1; return false
+            default: throw JSONError("expected ',' or '\(close)'", at: reader.index)
             }
-        } else if reader.index < reader.bytes.count, reader.bytes[reader.index] == UInt8(ascii: "]") {
+        } else if reader.index < reader.bytes.count, reader.bytes[reader.index] == closing {
             reader.index += 1
             return false
         }
