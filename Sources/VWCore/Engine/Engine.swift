@@ -22,10 +22,21 @@ public struct PredictResult: Sendable {
     /// The number of examples answered.
     public var count: Int { answers.count }
 
-    /// Example `index`'s prediction as VW printed it, without its tag.
-    public func prediction(_ index: Int, parser: PredictionParser) -> Prediction {
-        let answer = text[answers[index]]
-        return parser.parse(answer: Substring(String(decoding: answer, as: UTF8.self)), tag: tags[index])
+    /// Calls `body` with each example's prediction, in order, as VW printed it without its tag.
+    public func forEachPrediction(parser: PredictionParser, _ body: (Prediction) -> Void) {
+        // One string for the whole answer; each example's answer is a view of it, reached from the
+        // previous one's end.
+        let whole = String(decoding: text, as: UTF8.self)
+        let utf8 = whole.utf8
+        var cursor = utf8.startIndex
+        var offset = 0
+        for (range, tag) in zip(answers, tags) {
+            let start = utf8.index(cursor, offsetBy: range.lowerBound - offset)
+            let end = utf8.index(start, offsetBy: range.count)
+            body(parser.parse(answer: whole[start..<end], tag: tag))
+            cursor = end
+            offset = range.upperBound
+        }
     }
 }
 

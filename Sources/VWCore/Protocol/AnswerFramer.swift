@@ -35,9 +35,16 @@ public struct AnswerFrame: Sendable, Equatable {
 
     /// The server tag of a serial number, as written after `'`: `v` and lowercase hex.
     public static func serverTag(_ serial: UInt64) -> [UInt8] {
-        var tag: [UInt8] = [UInt8(ascii: "v")]
-        appendHex(serial, to: &tag)
+        var tag: [UInt8] = []
+        writeServerTag(serial, into: &tag)
         return tag
+    }
+
+    /// Replaces `tag`'s bytes with the server tag of `serial`, reusing its storage.
+    public static func writeServerTag(_ serial: UInt64, into tag: inout [UInt8]) {
+        tag.removeAll(keepingCapacity: true)
+        tag.append(UInt8(ascii: "v"))
+        appendHex(serial, to: &tag)
     }
 
     /// Appends `serial` in lowercase hex without leading zeros.
@@ -84,7 +91,8 @@ public struct AnswerFramer: Sendable {
         self.frame = frame
         raw.reserveCapacity(capacity)
         answers.reserveCapacity(frame.lineCounts.count)
-        if let first = frame.serials.first { expectedTag = AnswerFrame.serverTag(first) }
+        expectedTag.reserveCapacity(17)
+        if let first = frame.serials.first { AnswerFrame.writeServerTag(first, into: &expectedTag) }
     }
 
     /// Whether every example has its answer.
@@ -104,7 +112,7 @@ public struct AnswerFramer: Sendable {
             if partial.isEmpty {
                 try accept(line: UnsafeRawBufferPointer(rebasing: rest[rest.startIndex..<newline]))
             } else {
-                partial.append(contentsOf: rest[rest.startIndex..<newline])
+                partial.append(contentsOf: UnsafeRawBufferPointer(rebasing: rest[rest.startIndex..<newline]))
                 let line = partial
                 partial.removeAll(keepingCapacity: true)
                 var failure: FramingViolation?
@@ -152,14 +160,14 @@ public struct AnswerFramer: Sendable {
             throw violation(line.isEmpty ? "a blank line where a tagged answer is due" : "the line does not carry this example's tag")
         }
         let separated = start > 0
-        raw.append(contentsOf: line[0..<(separated ? start - 1 : 0)])
+        raw.append(contentsOf: UnsafeRawBufferPointer(rebasing: line[0..<(separated ? start - 1 : 0)]))
         let clientTag = frame.clientTags[tagIndex].utf8
         tagIndex += 1
         if !clientTag.isEmpty {
             if separated { raw.append(0x20) }
             raw.append(contentsOf: clientTag)
         }
-        raw.append(contentsOf: line[(start + expectedTag.count)...])
+        raw.append(contentsOf: UnsafeRawBufferPointer(rebasing: line[(start + expectedTag.count)...]))
     }
 
     /// Where `word` stands alone in `line` (after a space or at the start, before a space or at the end).
@@ -183,7 +191,7 @@ public struct AnswerFramer: Sendable {
         answers.append(exampleStart..<max(exampleStart, end))
         exampleStart = raw.count
         lineInExample = 0
-        if !isComplete { expectedTag = AnswerFrame.serverTag(frame.serials[answers.count]) }
+        if !isComplete { AnswerFrame.writeServerTag(frame.serials[answers.count], into: &expectedTag) }
     }
 
     private func violation(_ reason: String) -> FramingViolation {

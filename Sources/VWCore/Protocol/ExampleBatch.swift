@@ -73,6 +73,8 @@ public struct ExampleBatchBuilder: Sendable {
     private var serials: [UInt64] = []
     /// The features vw will compute for the examples so far (see `InteractionCost`).
     public private(set) var features = 0
+    /// The current example's server tag, its storage reused.
+    private var serverTag: [UInt8] = []
 
     public init(framing: ExampleFraming, limits: ExampleLimits = ExampleLimits(), cost: InteractionCost? = nil, reservingCapacity: Int = 0) {
         self.framing = framing
@@ -94,7 +96,8 @@ public struct ExampleBatchBuilder: Sendable {
         let example = try grammar.parse(lines: lines)
         if let cost { features += cost.features(of: example.featureCounts, lines: example.lineCount) }
         let serial = ServerTagSerials.take(1)
-        example.write(serverTag: AnswerFrame.serverTag(serial), into: &payload)
+        AnswerFrame.writeServerTag(serial, into: &serverTag)
+        example.write(serverTag: serverTag, into: &payload)
         serials.append(serial)
         lineCounts.append(example.answerLines)
         let first = String(example.clientTag)

@@ -166,10 +166,11 @@ struct Router: Sendable {
         writer.raw(",\"version\":\"")
         writer.raw(result.version)
         writer.raw("\",\"predictions\":[")
-        let parser = PredictionParser(kind: result.predictionKind)
-        for index in 0..<result.count {
-            if index > 0 { writer.raw(",") }
-            writer.prediction(result.prediction(index, parser: parser))
+        var first = true
+        result.forEachPrediction(parser: PredictionParser(kind: result.predictionKind)) { prediction in
+            if !first { writer.raw(",") }
+            first = false
+            writer.prediction(prediction)
         }
         writer.raw("]}")
         return writer
