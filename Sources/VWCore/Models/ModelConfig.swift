@@ -1,10 +1,80 @@
 
-/// The optional `<name>.json` next to a model: `{"shards", "vw_args", "warmup", "max_batch"}`.
+/// The format of a model's examples (SPEC §8.1).
+public enum ModelInput: String, Sendable, Equatable {
+    /// VW's text format (the default).
+    case vwText = "vw_text"
+    /// VW's JSON format (`vw --json`): instances are JSON objects, ADF contexts carry `_multi`.
+    case vwJSON = "vw_json"
+}
+
+/// The `"loop"` object of a model's `.json` (SPEC §8.5, §8.6).
+public struct LoopConfig: Sendable, Equatable {
+    /// How long a decision waits for its rewards before it is joined.
+    public var rewardWait: Duration = .seconds(10)
+    /// The reward of a decision joined without any.
+    public var defaultReward: Double = 0
+    /// How often the trainer runs, and how many new joined events it needs (issue 13).
+    public var updateInterval: Duration = .seconds(30)
+    public var minEvents = 100
+    /// `"external"`: this instance only decides and logs; `vwfcgi train` learns (SPEC §8.7).
+    public var externalTrainer = false
+
+    public init() {}
+
+    static func parse(_ value: JSONValue) throws(LoadError) -> LoopConfig {
+        guard case .object(let members) = value else { throw .invalidConfig("\"loop\" must be an object") }
+        var loop = LoopConfig()
+        for (key, value) in members {
+            switch key {
+            case "reward_wait", "update_interval":
+                guard case .string(let text) = value, let duration = Self.duration(text) else {
+                    throw .invalidConfig("\"loop\".\"\(key)\" must be a duration such as \"10s\", \"500ms\" or \"2m\"")
+                }
+                if key == "reward_wait" { loop.rewardWait = duration } else { loop.updateInterval = duration }
+            case "default_reward":
+                guard case .number(let text) = value, let number = Double(text), number.isFinite else {
+                    throw .invalidConfig("\"loop\".\"default_reward\" must be a finite number")
+                }
+                loop.defaultReward = number
+            case "min_events":
+                guard let n = value.integer, n >= 1 else { throw .invalidConfig("\"loop\".\"min_events\" must be a positive integer") }
+                loop.minEvents = n
+            case "trainer":
+                guard case .string(let text) = value, text == "external" || text == "internal" else {
+                    throw .invalidConfig("\"loop\".\"trainer\" must be \"internal\" or \"external\"")
+                }
+                loop.externalTrainer = text == "external"
+            default:
+                throw .invalidConfig("unknown key \"loop\".\"\(key)\" (known: reward_wait, default_reward, update_interval, min_events, trainer)")
+            }
+        }
+        return loop
+    }
+
+    /// `"10s"`, `"500ms"`, `"2m"`, `"1h"`: a positive whole number and a unit.
+    static func duration(_ text: String) -> Duration? {
+        let digits = text.prefix { $0.isASCII && $0.isNumber }
+        guard let value = Int64(digits), value > 0, value < 1_000_000 else { return nil }
+        switch text.dropFirst(digits.count) {
+        case "ms": return .milliseconds(value)
+        case "s": return .seconds(value)
+        case "m": return .seconds(value * 60)
+        case "h": return .seconds(value * 3600)
+        default: return nil
+        }
+    }
+}
+
+/// The optional `<name>.json` next to a model:
+/// `{"shards", "vw_args", "warmup", "max_batch", "input", "loop"}`.
 public struct ModelConfig: Sendable, Equatable {
     public var shards: Int?
     public var vwArgs: [String] = []
     public var warmup: [String] = []
     public var maxBatch: Int?
+    public var input: ModelInput = .vwText
+    /// The learning loop's settings; nil when the file has no `"loop"` object.
+    public var loop: LoopConfig?
 
     public init(shards: Int? = nil, vwArgs: [String] = [], warmup: [String] = [], maxBatch: Int? = nil) {
         self.shards = shards
@@ -47,8 +117,15 @@ public struct ModelConfig: Sendable, Equatable {
             case "warmup":
                 guard let examples = value.strings else { throw .invalidConfig("\"warmup\" must be an array of strings") }
                 config.warmup = examples
+            case "input":
+                guard case .string(let text) = value, let input = ModelInput(rawValue: text) else {
+                    throw .invalidConfig("\"input\" must be \"vw_text\" or \"vw_json\"")
+                }
+                config.input = input
+            case "loop":
+                config.loop = try LoopConfig.parse(value)
             default:
-                throw .invalidConfig("unknown key \"\(key)\" (known: shards, vw_args, warmup, max_batch)")
+                throw .invalidConfig("unknown key \"\(key)\" (known: shards, vw_args, warmup, max_batch, input, loop)")
             }
         }
         return config
