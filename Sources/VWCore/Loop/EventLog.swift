@@ -64,6 +64,8 @@ public final class EventLog: @unchecked Sendable {
     private var segment: SegmentName
     private var segmentBytes = 0
     private var segmentOpened = ContinuousClock.now
+    /// Test hook: run by each leader after it took its batch, before writing it.
+    nonisolated(unsafe) var beforeBatch: (() -> Void)?
 
     /// Opens the log of model `name` under `stateDirectory` for `instance` (creating the directories); the first
     /// segment is `seq` one past the highest of this instance already there.
@@ -94,6 +96,9 @@ public final class EventLog: @unchecked Sendable {
 
     /// How many fsyncs of segment data were made (group commit makes it far fewer than appends).
     public var fsyncCount: Int { locked { fsyncs } }
+
+    /// Appends accepted so far (queued, written or failed).
+    var appendsQueued: Int { locked { lastEnqueued } }
 
     /// The segment currently written (the last one, once the log is idle).
     public var currentSegment: SegmentName { locked { segment } }
@@ -134,6 +139,7 @@ public final class EventLog: @unchecked Sendable {
                 if let failure { throw failure }
                 return
             }
+            beforeBatch?()
             let result = writeBatch(batch)
             condition.broadcast {
                 leaderActive = false

@@ -252,7 +252,7 @@ public final class Joiner {
         let chosen = Int(actions[0].numberText!)!
         let reward = decision.rewards.isEmpty
             ? settings.defaultReward : decision.rewards.reduce(0.0) { $0 + (Double($1) ?? 0) }
-        var writer = JSONWriter(capacity: decision.line.count + 160)
+        var writer = JSONLineWriter(capacity: decision.line.count + 160)
         writer.beginObject()
         writer.key("_label_cost"); writer.double(0 - reward)
         writer.key("_label_probability"); writer.raw(probabilities[0].numberText!.utf8)
@@ -286,7 +286,7 @@ public final class Joiner {
     ///   "pending":[{"id","order","seen","line":"<decision line>","deferred","activated"(ms or null),"rewards":["<text>",...]}],
     ///   "orphans":[{"id","seen","activated","rewards"}]}`, times in milliseconds of the caller's clock.
     private func serializedState() -> [UInt8] {
-        var writer = JSONWriter(capacity: 4096)
+        var writer = JSONLineWriter(capacity: 4096)
         writer.beginObject()
         writer.key("version"); writer.int(1)
         writer.key("next_file"); writer.int(nextFile)

@@ -2,7 +2,7 @@
 ///
 /// Callers write objects with `key(_:)` before each member value; commas are placed automatically.
 /// Numbers given as `Double` must be finite (JSON has no NaN or infinity): that is the caller's check.
-public struct JSONWriter {
+public struct JSONLineWriter {
     public private(set) var bytes: [UInt8] = []
     /// Per open container: whether the next element needs a comma first.
     private var needsComma: [Bool] = []
