@@ -58,7 +58,8 @@ public final class EventLog: @unchecked Sendable {
     private var leaderActive = false
     private var failures: [Int: EventLogError] = [:]
     private var fsyncs = 0
-    private var batches = 0
+    /// The leader's segment, published after each batch.
+    private var lastSegment: SegmentName
     // Owned by the current leader:
     private var fd: Int32 = -1
     private var segment: SegmentName
@@ -80,6 +81,7 @@ public final class EventLog: @unchecked Sendable {
         let highest = LoopFiles.list(directory).compactMap(SegmentName.init(fileName:)).filter { $0.instance == instance }
             .map(\.seq).max() ?? 0
         segment = SegmentName(instance: instance, seq: highest)
+        lastSegment = segment
     }
 
     deinit {
@@ -100,8 +102,8 @@ public final class EventLog: @unchecked Sendable {
     /// Appends accepted so far (queued, written or failed).
     var appendsQueued: Int { locked { lastEnqueued } }
 
-    /// The segment currently written (the last one, once the log is idle).
-    public var currentSegment: SegmentName { locked { segment } }
+    /// The segment of the last batch (its seq is that of the newest segment before the first append).
+    public var currentSegment: SegmentName { locked { lastSegment } }
 
     /// Appends `lines` (each one JSON object without "\n") and returns once they are written and fsynced.
     /// The lines of one call stay together and in order.
@@ -144,7 +146,7 @@ public final class EventLog: @unchecked Sendable {
             condition.broadcast {
                 leaderActive = false
                 lastCompleted = batchEnd
-                batches += 1
+                lastSegment = segment
                 if case .failure(let error) = result {
                     for t in batchStart...batchEnd where t != ticket { failures[t] = error }
                 } else {
@@ -156,11 +158,16 @@ public final class EventLog: @unchecked Sendable {
         }
     }
 
-    /// Closes the current segment; the next append opens a new one.
+    /// Closes the current segment once no batch is being written; the next append opens a new one.
     public func close() {
-        condition.wait(until: .never) { !leaderActive }
+        condition.wait(until: .never) {
+            if leaderActive { return false }
+            leaderActive = true
+            return true
+        }
         if fd >= 0 { Glibc.close(fd) }
         fd = -1
+        condition.broadcast { leaderActive = false }
     }
 
     private func locked<T>(_ body: () -> T) -> T {

@@ -38,6 +38,10 @@ public struct JoinStep: Sendable {
     public var droppedDeferred = 0
     /// Decisions whose event id was already pending (the later line is ignored).
     public var duplicateDecisions = 0
+    /// New log lines read, by kind (for the loop status and metrics).
+    public var decisionsRead = 0
+    public var rewardsRead = 0
+    public var activationsRead = 0
 }
 
 /// Joins a model's logged decisions with their rewards into VW dsjson training lines (SPEC §8.5).
@@ -215,6 +219,7 @@ public final class Joiner {
                 result.duplicateDecisions += 1
                 return
             }
+            result.decisionsRead += 1
             var decision = Pending(order: nextOrder, seen: now, line: record.line,
                                    deferred: value[member: "DeferredAction"] == .bool(true), activated: nil, rewards: [])
             nextOrder += 1
@@ -225,6 +230,7 @@ public final class Joiner {
             }
             pending[id] = decision
         } else if let reward = value[member: "v"]?.numberText {
+            result.rewardsRead += 1
             if pending[id] != nil {
                 pending[id]!.rewards.append(reward)
                 if pending[id]!.activated == nil { pending[id]!.activated = now }
@@ -232,6 +238,7 @@ public final class Joiner {
                 orphans[id, default: Orphan(seen: now, activated: nil, rewards: [])].rewards.append(reward)
             }
         } else if value[member: "ActionTaken"] == .bool(true) {
+            result.activationsRead += 1
             if pending[id] != nil {
                 if pending[id]!.activated == nil { pending[id]!.activated = now }
             } else {
