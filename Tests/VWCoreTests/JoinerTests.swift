@@ -126,6 +126,25 @@ struct JoinerTests {
         #expect(joiner.pendingCount == 1)  // the deferred one
     }
 
+    /// A step that cannot write its joined file changes nothing: the next one reads the same lines once.
+    @Test func failedStepIsUndone() throws {
+        let scratch = ScratchDirectory()
+        defer { scratch.remove() }
+        let log = try EventLog(stateDirectory: scratch.path, name: "m", instance: "a")
+        let joiner = try Joiner(stateDirectory: scratch.path, name: "m", settings: settings)
+        try log.append(lines: [decision("e1"), reward("e1", 1)])
+        try joiner.step(nowMilliseconds: 0)
+        try log.append(lines: [reward("e1", 2), decision("e2")])
+        let blocker = joiner.joinedDirectory + "/.1.dsjson.tmp"
+        mkdir(blocker, 0o755)  // the temporary file cannot be created
+        #expect(throws: EventLogError.self) { try joiner.step(nowMilliseconds: 10_000) }
+        #expect(joiner.pendingCount == 1 && joiner.joinedCount == 0)
+        rmdir(blocker)
+        #expect(try joiner.step(nowMilliseconds: 10_000).joined == ["e1"])
+        #expect(try joiner.step(nowMilliseconds: 20_000).joined == ["e2"])
+        #expect(joinedLines(joiner).map { $0[member: "_label_cost"]! } == [.number("-3.0"), .number("-0.25")])
+    }
+
     /// A crash after the joined file landed but before the join state did: the old state comes back.
     @Test func crashBetweenJoinedFileAndStateJoinsEachEventOnce() throws {
         let scratch = ScratchDirectory()

@@ -75,6 +75,9 @@ public struct JoinStep: Sendable {
 ///   next read of the log (which re-reads from the old offsets) ignores their decisions and rewards; the next
 ///   file seq moves past them. A crash after the log append but before the join: the decision is past no offset
 ///   and is read again. So no event is lost or joined twice, and no joined line is ever rewritten.
+/// * A step that throws before its joined file is renamed into place (disk full, unwritable) is undone in memory;
+///   the next step reads the same log lines again. After the rename, the step counts as done even if the
+///   directory fsync or the state write then fails (the next step rewrites the state).
 ///
 /// Not thread-safe: one joiner (thread) per model and state directory.
 public final class Joiner {
@@ -141,6 +144,9 @@ public final class Joiner {
         var reading = reader
         let (records, skipped) = try reading.readNew(writersStopped: writersStopped)
         result.skipped = skipped
+        // Until the joined file is renamed into place, a failure undoes the step: the same lines are read again.
+        let saved = (pending, orphans, nextOrder)
+        func undo() { (pending, orphans, nextOrder) = saved }
         for record in records { absorb(record, now: now, into: &result) }
 
         let wait = Self.milliseconds(settings.rewardWait)
@@ -175,27 +181,38 @@ public final class Joiner {
             let name = "\(fileNumber).dsjson"
             let temporary = joinedDirectory + "/." + name + ".tmp"
             let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-            if fd < 0 { throw .system("create", temporary) }
+            if fd < 0 {
+                let error = EventLogError.system("create", temporary)
+                undo()
+                throw error
+            }
             do {
                 try LoopFiles.writeAll(fd, bytes, path: temporary)
                 try LoopFiles.fsyncFile(fd, path: temporary)
             } catch {
                 close(fd)
                 unlink(temporary)
+                undo()
                 throw error
             }
             close(fd)
-            if rename(temporary, joinedDirectory + "/" + name) != 0 { throw .system("rename", temporary) }
-            try LoopFiles.fsyncDirectory(joinedDirectory)
+            if rename(temporary, joinedDirectory + "/" + name) != 0 {
+                let error = EventLogError.system("rename", temporary)
+                unlink(temporary)
+                undo()
+                throw error
+            }
             fileNumber += 1
             result.file = name
         }
-        // The joined file is durable: only now do the in-memory state and then its file move on.
+        // The joined file exists: the in-memory state moves on whatever happens next. Should the directory fsync or
+        // the state write fail, the next step writes the state again; a crash before that is what recovery handles.
         for (id, _) in due { pending[id] = nil }
         reader = reading
         nextFile = fileNumber
         joinedCount += due.count
         recovered = []
+        if result.file != nil { try LoopFiles.fsyncDirectory(joinedDirectory) }
         try LoopFiles.writeAtomically(serializedState(), to: statePath)
         return result
     }
