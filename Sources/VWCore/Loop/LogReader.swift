@@ -54,7 +54,10 @@ public struct LogReader: Sendable {
             let path = directory + "/" + segment.fileName
             let start = offsets[segment.fileName] ?? 0
             let fd = open(path, O_RDONLY | O_CLOEXEC)
-            if fd < 0 { throw .system("open", path) }
+            if fd < 0 {
+                if errno == ENOENT { continue }  // removed since the listing (shipped away): nothing to read
+                throw .system("open", path)
+            }
             let bytes: [UInt8]
             do {
                 bytes = try LoopFiles.readRest(fd, from: start, path: path)
