@@ -1,0 +1,76 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Builders of the event log's dsjson lines (SPEC §8.4), each one JSON object without the final "\n"
+/// (``EventLog/append(lines:)`` adds it).
+///
+/// * Decision: `{"EventId","Timestamp","Version":"1","a":[chosen, others...],"c":<context>,"p":[...],"VWState":{"m":<version>}}`,
+///   plus `"DeferredAction":true` (the name VW's reinforcement-learning client uses) when the reward may never come.
+/// * Reward (observation): `{"EventId","v":<reward>,"Timestamp"}`.
+/// * Activation of a deferred decision: `{"EventId","ActionTaken":true,"Timestamp"}` (as VW's joiner writes outcomes).
+///
+/// Timestamps are UTC, ISO 8601 with milliseconds: `2026-11-30T19:21:23.123Z`.
+public enum EventLine {
+    /// A decision line. `actions` are 1-based action ids with the chosen one first, `probabilities` in the same
+    /// order; `context` is the already validated VW JSON object, written verbatim.
+    public static func decision(eventId: String, timestampMilliseconds: Int64, actions: [Int], probabilities: [Double],
+                                context: [UInt8], modelVersion: String, deferred: Bool = false) -> [UInt8] {
+        precondition(!actions.isEmpty && actions.count == probabilities.count, "one probability per action")
+        var writer = JSONLineWriter(capacity: context.count + 160)
+        writer.beginObject()
+        writer.key("EventId"); writer.string(eventId)
+        writer.key("Timestamp"); writer.string(timestamp(milliseconds: timestampMilliseconds))
+        writer.key("Version"); writer.string("1")
+        writer.key("a"); writer.beginArray(); for action in actions { writer.int(action) }; writer.endArray()
+        writer.key("c"); writer.raw(context)
+        writer.key("p"); writer.beginArray(); for p in probabilities { writer.double(p) }; writer.endArray()
+        writer.key("VWState"); writer.beginObject(); writer.key("m"); writer.string(modelVersion); writer.endObject()
+        if deferred { writer.key("DeferredAction"); writer.bool(true) }
+        writer.endObject()
+        return writer.bytes
+    }
+
+    /// A reward line; `value` must be finite (the reward endpoint refuses others with 400).
+    public static func reward(eventId: String, value: Double, timestampMilliseconds: Int64) -> [UInt8] {
+        var writer = JSONLineWriter(capacity: 96)
+        writer.beginObject()
+        writer.key("EventId"); writer.string(eventId)
+        writer.key("v"); writer.double(value)
+        writer.key("Timestamp"); writer.string(timestamp(milliseconds: timestampMilliseconds))
+        writer.endObject()
+        return writer.bytes
+    }
+
+    /// An activation line (`:activate` of a deferred decision).
+    public static func activation(eventId: String, timestampMilliseconds: Int64) -> [UInt8] {
+        var writer = JSONLineWriter(capacity: 96)
+        writer.beginObject()
+        writer.key("EventId"); writer.string(eventId)
+        writer.key("ActionTaken"); writer.bool(true)
+        writer.key("Timestamp"); writer.string(timestamp(milliseconds: timestampMilliseconds))
+        writer.endObject()
+        return writer.bytes
+    }
+
+    /// The wall clock in milliseconds since the Unix epoch.
+    public static func nowMilliseconds() -> Int64 {
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        return Int64(now.tv_sec) * 1000 + Int64(now.tv_nsec / 1_000_000)
+    }
+
+    /// `2026-11-30T19:21:23.123Z` for `milliseconds` since the epoch.
+    public static func timestamp(milliseconds: Int64) -> String {
+        var seconds = time_t(milliseconds / 1000)
+        var parts = tm()
+        gmtime_r(&seconds, &parts)
+        func pad(_ value: Int32, _ width: Int) -> String {
+            let text = String(value)
+            return String(repeating: "0", count: max(0, width - text.count)) + text
+        }
+        return pad(parts.tm_year + 1900, 4) + "-" + pad(parts.tm_mon + 1, 2) + "-" + pad(parts.tm_mday, 2) + "T"
+            + pad(parts.tm_hour, 2) + ":" + pad(parts.tm_min, 2) + ":" + pad(parts.tm_sec, 2) + "."
+            + pad(Int32(milliseconds % 1000), 3) + "Z"
+    }
+}

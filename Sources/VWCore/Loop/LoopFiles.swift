@@ -1,0 +1,127 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Why the event log or the join could not do its work; `message` is meant for a 503 body and the log.
+public struct EventLogError: Error, Equatable, CustomStringConvertible {
+    public let message: String
+
+    public init(_ message: String) { self.message = message }
+
+    /// The error for a failed system call on `path`, with errno's text (`No space left on device`).
+    static func system(_ operation: String, _ path: String, errno code: Int32 = errno) -> EventLogError {
+        EventLogError("event log: cannot \(operation) \(path): \(String(cString: strerror(code)))")
+    }
+
+    public var description: String { message }
+}
+
+/// The file-system steps of the log and the join, each checked and reported as an ``EventLogError``.
+enum LoopFiles {
+    /// Creates `path` and its missing parents (mode 0755).
+    static func makeDirectories(_ path: String) throws(EventLogError) {
+        var prefix = path.hasPrefix("/") ? "/" : ""
+        for component in path.split(separator: "/") {
+            prefix += component + "/"
+            if mkdir(prefix, 0o755) != 0 && errno != EEXIST { throw .system("create directory", prefix) }
+        }
+        var info = stat()
+        guard stat(path, &info) == 0, (info.st_mode & S_IFMT) == S_IFDIR else { throw .system("use directory", path) }
+    }
+
+    /// The names in `directory` (no `.`/`..`); empty when it does not exist.
+    static func list(_ directory: String) -> [String] {
+        guard let dir = opendir(directory) else { return [] }
+        defer { closedir(dir) }
+        var names: [String] = []
+        while let entry = readdir(dir) {
+            let name = withUnsafePointer(to: entry.pointee.d_name) {
+                $0.withMemoryRebound(to: CChar.self, capacity: 256) { String(cString: $0) }
+            }
+            if name != "." && name != ".." { names.append(name) }
+        }
+        return names
+    }
+
+    /// Writes all of `bytes` to `fd`, resuming after short writes and EINTR.
+    static func writeAll(_ fd: Int32, _ bytes: [UInt8], path: String) throws(EventLogError) {
+        var done = 0
+        while done < bytes.count {
+            let n = bytes.withUnsafeBytes { write(fd, $0.baseAddress! + done, $0.count - done) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw .system("write", path)
+            }
+            done += n
+        }
+    }
+
+    static func fsyncFile(_ fd: Int32, path: String) throws(EventLogError) {
+        if fsync(fd) != 0 { throw .system("fsync", path) }
+    }
+
+    /// Makes the entries of `directory` (a created or renamed file) durable.
+    static func fsyncDirectory(_ directory: String) throws(EventLogError) {
+        let fd = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if fd < 0 { throw .system("open directory", directory) }
+        defer { close(fd) }
+        if fsync(fd) != 0 { throw .system("fsync directory", directory) }
+    }
+
+    /// Replaces `path` with `bytes` atomically: write `path.tmp`, fsync, rename, fsync the directory.
+    static func writeAtomically(_ bytes: [UInt8], to path: String) throws(EventLogError) {
+        let temporary = path + ".tmp"
+        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        if fd < 0 { throw .system("create", temporary) }
+        do {
+            try writeAll(fd, bytes, path: temporary)
+            try fsyncFile(fd, path: temporary)
+        } catch {
+            close(fd)
+            unlink(temporary)
+            throw error
+        }
+        close(fd)
+        if rename(temporary, path) != 0 { throw .system("rename", temporary) }
+        try fsyncDirectory(directory(of: path))
+    }
+
+    /// The whole file, or nil when it does not exist.
+    static func read(_ path: String) throws(EventLogError) -> [UInt8]? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        if fd < 0 {
+            if errno == ENOENT { return nil }
+            throw .system("open", path)
+        }
+        defer { close(fd) }
+        return try readRest(fd, from: 0, path: path)
+    }
+
+    /// The bytes of `fd` from `offset` to its end.
+    static func readRest(_ fd: Int32, from offset: Int, path: String) throws(EventLogError) -> [UInt8] {
+        var result: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 1 << 16)
+        var position = offset
+        while true {
+            let n = chunk.withUnsafeMutableBytes { pread(fd, $0.baseAddress!, $0.count, off_t(position)) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw .system("read", path)
+            }
+            if n == 0 { return result }
+            result.append(contentsOf: chunk[0..<n])
+            position += n
+        }
+    }
+
+    static func directory(of path: String) -> String {
+        guard let slash = path.lastIndex(of: "/") else { return "." }
+        return slash == path.startIndex ? "/" : String(path[..<slash])
+    }
+
+    /// The number `N` of a name `<prefix>N<suffix>` with only digits for N, else nil.
+    static func number(in name: Substring) -> Int? {
+        guard !name.isEmpty, name.count <= 18, name.utf8.allSatisfy({ $0 >= 48 && $0 <= 57 }) else { return nil }
+        return Int(name)
+    }
+}
