@@ -19,11 +19,11 @@
 /// | `"_label"`, `"_label_*"`, `"_labelIndex"` (any case) | the label | dropped (cannot change a `-t` prediction), except a simple label's initial value (`"Initial"`, `"_label_Initial"`, a third word in a string label), which VW adds to the prediction: refused |
 /// | any other key starting with `_` (`_comment`, `_slots`, `_a`, `_p`, `_inc`, `__aid`, ...) | skipped by a raw byte scan, or read as decision-service or ccb data | refused |
 ///
-/// Every string (keys too) is valid UTF-8 (the parser checks) without bytes below 0x20 or 0x7F;
+/// Every string (keys too) is valid UTF-8 (the parser checks) without bytes below 0x20 (but TAB) or 0x7F;
 /// keys are not empty. Members keep their document order; duplicates are kept, as VW reads them.
 ///
 /// The canonical line is `{["_tag":"serverTag",]member,...}\n` without spaces: strings escaped
-/// with `\"` and `\\` only (other bytes raw UTF-8), numbers the client's validated text.
+/// with `\"`, `\\` and `\t` only (other bytes raw UTF-8), numbers the client's validated text.
 ///
 /// vw (checked against vw 9.x with `VWJSONGrammarVWTests`) prints, per example: for a non-ADF
 /// model one line `prediction[ tag]`; for an ADF model one line (the action scores or PMF, then
@@ -267,9 +267,9 @@ public struct VWJSONGrammar: Sendable {
         }
     }
 
-    /// Strings reach vw as bytes: no control characters (NUL cuts VW's in-place strings).
+    /// Strings reach vw as bytes: no control characters but TAB (NUL cuts VW's in-place strings).
     static func checkText(_ text: String, what: String) throws(ExampleProblem) {
-        for byte in text.utf8 where byte < 0x20 || byte == 0x7F {
+        for byte in text.utf8 where (byte < 0x20 && byte != VWTextSyntax.tab) || byte == 0x7F {
             throw .invalidInstance("control character 0x\(String(byte, radix: 16)) in \(what)")
         }
     }
@@ -292,10 +292,15 @@ public struct VWJSONGrammar: Sendable {
         String(decoding: key.utf8.map { $0 >= 0x41 && $0 <= 0x5A ? $0 | 0x20 : $0 }, as: UTF8.self)
     }
 
-    /// Writes `text` as a JSON string: `"` and `\` escaped, every other byte raw (control characters were refused).
+    /// Writes `text` as a JSON string: `"`, `\` and TAB escaped (`\t`), every other byte raw (other control characters were refused).
     static func appendString(_ text: String, to output: inout [UInt8]) {
         output.append(UInt8(ascii: "\""))
         for byte in text.utf8 {
+            if byte == VWTextSyntax.tab {
+                output.append(UInt8(ascii: "\\"))
+                output.append(UInt8(ascii: "t"))
+                continue
+            }
             if byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") { output.append(UInt8(ascii: "\\")) }
             output.append(byte)
         }
