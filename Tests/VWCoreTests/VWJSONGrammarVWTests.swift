@@ -47,7 +47,8 @@ private func value(_ random: inout SplitMix) -> String {
 }
 
 private func key(_ random: inout SplitMix) -> String {
-    pick(&random, [#""id""#, #""age""#, #""x""#, #""\u00e9""#, #""a b""#, #""a:b""#, #""a|b""#, #""1""#, #""q\tr""#, #""id""#, #""id""#, #""""#, #""_comment""#])
+    pick(&random, [#""id""#, #""age""#, #""x""#, #""\u00e9""#, #""a b""#, #""a:b""#, #""a|b""#, #""1""#, #""q\tr""#, #""id""#, #""id""#, #""""#, #""_comment""#,
+                          #""k\"q""#, #""b\\s""#, #""\ud83d\ude00""#, #""s\/l""#, #""_TEXT""#, #""_Tag""#, #""_labelindex""#])
 }
 
 private func namespace(_ random: inout SplitMix) -> String {
@@ -169,6 +170,10 @@ struct VWJSONGrammarVWTests {
             #"{"User":{"id":"al\u0069ce","age":null},"_multi":[{"Action":{"name":"a0"},"_label":{"Cost":1}},{"Action":{"name":"a1"}}]}"#,
             #"{"_multi":[{}]}"#,
             #"{"User":{"id":"carol","v":[1,null,2]},"_text":"a b\tc","_multi":[{"Action":{"name":"a2","f":false,"g":true}},{"Action":{"name":"a\/1"}}]}"#,
+            // The limits' edges: objects 8 deep, 100 actions, 1,000 array features.
+            #"{"a":{"b":{"c":{"d":{"e":{"f":{"g":{"h":1}}}}}}},"_multi":[{"A":{"B":{"C":{"D":{"E":{"x":1}}}}}}]}"#,
+            #"{"User":{"id":"bob"},"_multi":["# + (0..<100).map { #"{"Action":{"name":"a\#($0 % 3)","i":\#($0)}}"# }.joined(separator: ",") + "]}",
+            #"{"v":["# + (0..<1000).map { String($0) }.joined(separator: ",") + #"],"_multi":[{"Action":{"name":"a0"}},{}]}"#,
         ]
         let accepted = try fixed.map { Accepted(client: $0, example: try grammar.parse(bytes: Array($0.utf8))) }
         try check(accepted, model: path, isADF: true)
@@ -183,7 +188,7 @@ struct VWJSONGrammarVWTests {
         var random = SplitMix(state: 0x15_0A)
         var randomAccepted: [Accepted] = []
         var rejected = 0
-        for _ in 0..<600 {
+        for _ in 0..<1_500 {
             let client = adfObject(&random)
             if let example = try? grammar.parse(bytes: Array(client.utf8)) {
                 randomAccepted.append(Accepted(client: client, example: example))

@@ -43,6 +43,7 @@ public struct VWJSONGrammar: Sendable {
 
     /// Parses one example from the bytes of one JSON document (with the bounded parser) and checks it.
     public func parse(bytes: [UInt8]) throws(ExampleProblem) -> VWJSONExample {
+        if bytes.count > limits.maxLineBytes { throw .lineTooLong(limit: limits.maxLineBytes) }
         let value: JSONValue
         do throws(JSONError) {
             value = try JSONParser.parse(bytes, maxDepth: maxDepth + 1)
@@ -281,9 +282,10 @@ public struct VWJSONGrammar: Sendable {
         }
     }
 
-    /// A number vw reads as a finite float.
+    /// A number vw reads as a finite float: rapidjson reads a double (beyond its range: an error that
+    /// stops vw), which VW narrows to a float (beyond its range: inf).
     static func checkNumber(_ text: String, key: String) throws(ExampleProblem) {
-        guard JSONParser.isNumber(text), let double = Double(text), double.isFinite, let float = Float(text), float.isFinite else {
+        guard JSONParser.isNumber(text), let double = Double(text), double.isFinite, Float(double).isFinite else {
             throw .invalidInstance("value of \"\(key)\" is not a finite 32-bit float: \(text)")
         }
     }
