@@ -74,6 +74,7 @@ private func adfObject(_ random: inout SplitMix) -> String {
     var members = features(&random, depth: 0)
     if random.chance(30) { members.append(#""User":{"id":"# + pick(&random, [#""alice""#, #""bob""#, #""carol""#]) + "}") }
     if random.chance(20) { members.append(#""_tag":"client""#) }
+    var multi: String? = nil
     if random.chance(95) {
         var actions: [String] = []
         for _ in 0..<(random.chance(5) ? 0 : 1 + random.below(4)) {
@@ -82,9 +83,11 @@ private func adfObject(_ random: inout SplitMix) -> String {
             action.shuffle(using: &random)
             actions.append("{" + action.joined(separator: "," + space(&random)) + "}")
         }
-        members.append(#""_multi":["# + actions.joined(separator: ",") + "]")
+        multi = #""_multi":["# + actions.joined(separator: ",") + "]"
     }
     members.shuffle(using: &random)
+    // Mostly last, as the grammar requires.
+    if let multi { members.insert(multi, at: random.chance(85) ? members.count : random.below(members.count + 1)) }
     return space(&random) + "{" + space(&random) + members.joined(separator: "," + space(&random)) + "}" + space(&random)
 }
 

@@ -14,7 +14,7 @@
 /// | `"k": {...}` | namespace `k` (its index the first byte of `k`), members read the same way | `k` starts with a printable ASCII byte other than space; depth ≤ `maxDepth` |
 /// | `"k": [numbers]` | namespace `k`, features at hash(k)+0, +1, ... (nulls skipped, not counted) | numbers and nulls only (objects inside arrays and nested arrays refused) |
 /// | `"_text": "a b c"` | the words (split on space/TAB, `:`/`\|` become `_`) as features of the current namespace | no control characters |
-/// | `"_multi": [{...}, ...]` | the actions of an ADF example (the object around it is the shared example) | top level of an ADF model only, exactly once, ≥ 1 object (empty or missing: vw prints nothing; nested: vw stops) |
+/// | `"_multi": [{...}, ...]` | the actions of an ADF example (the object around it is the shared example); the members after it are skipped, or read as decision-service fields (`"c"` adds features) | top level of an ADF model only, exactly once, ≥ 1 object (empty or missing: vw prints nothing; nested: vw stops), last but for dropped label and tag keys |
 /// | `"_tag"` (any case) | the example's tag, printed after the prediction | the client's is dropped; the server's may be written instead |
 /// | `"_label"`, `"_label_*"`, `"_labelIndex"` (any case) | the label | dropped (cannot change a `-t` prediction), except a simple label's initial value (`"Initial"`, `"_label_Initial"`, a third word in a string label), which VW adds to the prediction: refused |
 /// | any other key starting with `_` (`_comment`, `_slots`, `_a`, `_p`, `_inc`, `__aid`, ...) | skipped by a raw byte scan, or read as decision-service or ccb data | refused |
@@ -112,8 +112,11 @@ public struct VWJSONGrammar: Sendable {
                 let keyBytes = key.utf8
                 guard let head = keyBytes.first else { throw .invalidInstance("empty key") }
                 try VWJSONGrammar.checkText(key, what: "key")
+                let afterMulti = role == .shared && sawMulti
                 if head == UInt8(ascii: "_") {
-                    switch try special(key, member.value, role: role) {
+                    let kind = try special(key, member.value, role: role)
+                    if afterMulti { guard case .drop = kind else { throw VWJSONGrammar.afterMulti } }
+                    switch kind {
                     case .drop: continue
                     case .text(let words):
                         if !first { output.append(UInt8(ascii: ",")) }
@@ -140,6 +143,7 @@ public struct VWJSONGrammar: Sendable {
                     }
                     continue
                 }
+                if afterMulti { throw VWJSONGrammar.afterMulti }
                 switch member.value {
                 case .null:
                     continue
@@ -244,6 +248,11 @@ public struct VWJSONGrammar: Sendable {
     }
 
     // MARK: - Checks
+
+    /// After `_multi`, VW's `--json` reader is in its decision-service state: it skips the shared
+    /// example's remaining members, or reads some (`c`, `a`, `p`, `o`, `_label_*`, ...) as
+    /// decision-service fields.
+    static let afterMulti = ExampleProblem.invalidStructure("\"_multi\" must be the example's last member (VW ignores the members after it, or reads some, like \"c\", as decision-service fields)")
 
     /// Labels are dropped, but a simple label's initial value changes a `-t` prediction: refused.
     static func checkLabel(_ key: String, _ value: JSONValue) throws(ExampleProblem) {
