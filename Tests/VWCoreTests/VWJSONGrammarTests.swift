@@ -50,6 +50,13 @@ private func problem(_ grammar: VWJSONGrammar, _ text: String) -> ExampleProblem
         #expect(try canonical(single, #"{"_label":"1 2"}"#) == "{}\n")
     }
 
+    @Test func families() {
+        #expect(VWJSONGrammar(family: .cbADF)?.isADF == true)
+        #expect(VWJSONGrammar(family: .simple)?.isADF == false)
+        #expect(VWJSONGrammar(family: .contextualBandit)?.isADF == false)
+        #expect(VWJSONGrammar(family: .csoaaLDF) == nil && VWJSONGrammar(family: .ccb) == nil && VWJSONGrammar(family: .slates) == nil)
+    }
+
     @Test func featureCounts() throws {
         let example = try adf.parse(bytes: Array(#"{"U":{"a":1,"b":"x","c":true,"d":false,"e":null},"v":[1,2,null],"_text":"p q","_multi":[{"A":{"n":"a"}},{"A":{"n":"b"},"B":{"m":1}}]}"#.utf8))
         #expect(example.featureCounts[UInt8(ascii: "U")] == 3)

@@ -132,19 +132,20 @@ private struct Accepted {
 /// are left out of the second run: the grammar drops labels, and vw aborts on many as sent (under
 /// `--json` on a cb_adf model any `"_label_cost"`, or a shared `"_label":{"Cost":1,...}`: "only one
 /// cost can be known but found 2", SIGABRT).
-private func check(_ accepted: [Accepted], model: String, isADF: Bool) throws {
+private func check(_ accepted: [Accepted], model: String, isADF: Bool, blankAfterAnswer: Bool? = nil) throws {
+    let blank = blankAfterAnswer ?? isADF
     let serve = VWProcess.arguments(command: [vwPath], modelPath: model, extraArguments: ["--json"])
     var canonical: [UInt8] = []
     for (number, item) in accepted.enumerated() { item.example.write(serverTag: Array("s\(number)".utf8), into: &canonical) }
     let served = try runSandboxed(serve, input: canonical)
     try #require(served.status == "exited with code 0", "vw on canonical lines: \(served.status)")
-    let ours = try #require(answers(served.output, count: accepted.count, isADF: isADF), "framing of \(served.output.prefix(500).debugDescription)")
+    let ours = try #require(answers(served.output, count: accepted.count, isADF: blank), "framing of \(served.output.prefix(500).debugDescription)")
 
     let comparable = accepted.indices.filter { !accepted[$0].client.contains(#""_label"#) }
     let raw = comparable.map { accepted[$0].client }.joined(separator: "\n") + "\n"
     let direct = try runSandboxed(serve, input: Array(raw.utf8))
     try #require(direct.status == "exited with code 0", "vw on the client's bytes: \(direct.status) after \(direct.output.debugDescription) for \(raw.debugDescription)")
-    let theirs = try #require(answers(direct.output, count: comparable.count, isADF: isADF), "framing of the client's bytes: \(direct.output.prefix(500).debugDescription)")
+    let theirs = try #require(answers(direct.output, count: comparable.count, isADF: blank), "framing of the client's bytes: \(direct.output.prefix(500).debugDescription)")
 
     for (position, number) in comparable.enumerated() {
         let item = accepted[number]
@@ -232,5 +233,17 @@ struct VWJSONGrammarVWTests {
         #expect(randomAccepted.count > 60 && rejected > 60, "\(randomAccepted.count) accepted, \(rejected) rejected")
         try check(randomAccepted, model: path, isADF: false)
         print("VW JSON fuzz (regression): \(randomAccepted.count) accepted, \(rejected) rejected")
+    }
+
+    /// A single-line `--cb` model (trained from text) served with `--json`: an answer line, then a blank line, as for text.
+    @Test func singleLineBanditModel() throws {
+        let path = "/tmp/vwfcgi-vwjson-\(getpid())-cb1.vw"
+        defer { unlink(path) }
+        let trained = train(["--cb", "3"], data: "1:1:0.5 |a x\n2:0:0.5 |a y\n3:1:0.3 |a z\n", to: path)
+        try #require(trained.status == "exited with code 0", "training: \(trained.status)")
+        let grammar = try #require(VWJSONGrammar(family: .contextualBandit))
+        let fixed = [#"{"a":{"x":1}}"#, #"{"a":{"y":1},"_tag":"q"}"#, #"{}"#, #"{"_text":"z"}"#]
+        let accepted = try fixed.map { Accepted(client: $0, example: try grammar.parse(bytes: Array($0.utf8))) }
+        try check(accepted, model: path, isADF: false, blankAfterAnswer: true)
     }
 }

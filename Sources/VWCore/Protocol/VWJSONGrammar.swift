@@ -41,6 +41,21 @@ public struct VWJSONGrammar: Sendable {
         self.maxDepth = maxDepth
     }
 
+    /// The grammar for a model of `family`; nil for the families VW's JSON reader cannot serve:
+    /// csoaaLDF (`_multi` on a cost-sensitive label: vw stops, "label type is not CB, ..."),
+    /// ccb and slates (their `_slots` and `_slot_id` structure is not implemented here).
+    ///
+    /// The answer framing is the text format's (checked against vw 9.11): single-line families
+    /// print one line (`--cb` and `--cb_explore` then a blank line, as in text), cbADF one line and a
+    /// blank line; every answer line ends in ` tag` when the example has a `_tag`.
+    public init?(family: ExampleFamily, limits: ExampleLimits = ExampleLimits(), maxDepth: Int = 8) {
+        switch family {
+        case .simple, .multiclass, .multilabel, .costSensitive, .contextualBandit: self.init(isADF: false, limits: limits, maxDepth: maxDepth)
+        case .cbADF: self.init(isADF: true, limits: limits, maxDepth: maxDepth)
+        case .csoaaLDF, .ccb, .slates: return nil
+        }
+    }
+
     /// Parses one example from the bytes of one JSON document (with the bounded parser) and checks it.
     public func parse(bytes: [UInt8]) throws(ExampleProblem) -> VWJSONExample {
         if bytes.count > limits.maxLineBytes { throw .lineTooLong(limit: limits.maxLineBytes) }
@@ -339,7 +354,8 @@ public struct VWJSONExample: Sendable {
 
     /// How many answer lines vw prints for this example, before the blank line an ADF answer ends with: always 1.
     public var answerLines: Int { 1 }
-    /// Whether vw prints a blank line after the answer line (ADF models).
+    /// Whether vw prints a blank line after the answer line because the example is multiline (ADF);
+    /// single-line `--cb`/`--cb_explore` models add one too, a model detail as for VW text.
     public var endsWithBlankLine: Bool { isADF }
     /// Whether vw prints the example's `_tag` after the prediction on its answer line (` tag`): always.
     public var answersCarryTags: Bool { true }
