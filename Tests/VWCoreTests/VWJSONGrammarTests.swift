@@ -65,7 +65,8 @@ private func problem(_ grammar: VWJSONGrammar, _ text: String) -> ExampleProblem
         #expect(example.featureCounts[UInt8(ascii: "A")] == 2)
         #expect(example.featureCounts[UInt8(ascii: "B")] == 1)
         #expect(example.featureCounts.total == 10)
-        #expect(example.actions == 2)
+        #expect(example.actions == 2 && example.lineCount == 3)
+        #expect(InteractionCost(interactions: [[UInt8(ascii: "U"), UInt8(ascii: "A")]]).features(of: example.featureCounts, lines: example.lineCount) == (10 + 3 * 2) * 3)
     }
 
     @Test(arguments: [

@@ -352,6 +352,9 @@ public struct VWJSONExample: Sendable {
         self.body = body
     }
 
+    /// The examples vw builds from this one: the shared example and its actions for ADF, else 1
+    /// (the `lines` of ``InteractionCost/features(of:lines:)``, as ``ParsedExample/lineCount`` for text).
+    public var lineCount: Int { isADF ? 1 + actions : 1 }
     /// How many answer lines vw prints for this example, before the blank line an ADF answer ends with: always 1.
     public var answerLines: Int { 1 }
     /// Whether vw prints a blank line after the answer line because the example is multiline (ADF);
