@@ -16,18 +16,21 @@
 /// | `"_text": "a b c"` | the words (split on space/TAB, `:`/`\|` become `_`) as features of the current namespace | no control characters |
 /// | `"_multi": [{...}, ...]` | the actions of an ADF example (the object around it is the shared example); the members after it are skipped, or read as decision-service fields (`"c"` adds features) | top level of an ADF model only, exactly once, ≥ 1 object (empty or missing: vw prints nothing; nested: vw stops), last but for dropped label and tag keys |
 /// | `"_tag"` (any case) | the example's tag, printed after the prediction | the client's is dropped; the server's may be written instead |
-/// | `"_label"`, `"_label_*"`, `"_labelIndex"` (any case) | the label | dropped (cannot change a `-t` prediction), except a simple label's initial value (`"Initial"`, `"_label_Initial"`, a third word in a string label), which VW adds to the prediction: refused |
+/// | `"_label"`, `"_label_*"`, `"_labelIndex"` (this one in any case) | the label | dropped: cannot change a `-t` prediction, and vw aborts on many as sent (any `"_label_cost"` under `--json` on a cb_adf model: "only one cost can be known but found 2"); a simple label's initial value (`"Initial"`, `"_label_Initial"`, a third word in a string label), which VW adds to the prediction even under `-t`: refused |
 /// | any other key starting with `_` (`_comment`, `_slots`, `_a`, `_p`, `_inc`, `__aid`, ...) | skipped by a raw byte scan, or read as decision-service or ccb data | refused |
 ///
 /// Every string (keys too) is valid UTF-8 (the parser checks) without bytes below 0x20 (but TAB) or 0x7F;
 /// keys are not empty. Members keep their document order; duplicates are kept, as VW reads them.
+/// At most `limits.maxFeatures` features (numbers, strings, `true`, array elements, `_text` words)
+/// and `limits.maxLineBytes` bytes in the line written.
 ///
 /// The canonical line is `{["_tag":"serverTag",]member,...}\n` without spaces: strings escaped
 /// with `\"`, `\\` and `\t` only (other bytes raw UTF-8), numbers the client's validated text.
 ///
-/// vw (checked against vw 9.x with `VWJSONGrammarVWTests`) prints, per example: for a non-ADF
-/// model one line `prediction[ tag]`; for an ADF model one line (the action scores or PMF, then
-/// ` tag` when there is one) and a blank line.
+/// vw (checked against vw 9.11 with `VWJSONGrammarVWTests`: the same answers as for the client's
+/// bytes) prints, per example: for a non-ADF model one line `prediction[ tag]` (plus a blank line
+/// for `--cb`/`--cb_explore`); for an ADF model one line (the action scores or PMF, then ` tag`
+/// when there is one) and a blank line. So a server tag frames JSON answers as it does text ones.
 public struct VWJSONGrammar: Sendable {
     /// Whether the model reads multiline (ADF) examples: objects with `_multi`.
     public let isADF: Bool
