@@ -219,6 +219,14 @@ struct VWJSONGrammarVWTests {
         let accepted = try fixed.map { Accepted(client: $0, example: try grammar.parse(bytes: Array($0.utf8))) }
         try check(accepted, model: path, isADF: false)
 
+        // A label's initial value is added to the prediction even under -t: refused, not dropped.
+        let initials = [#"{"_label":{"Label":1,"Initial":0.5},"a":{"x":1}}"#, #"{"_label_Initial":0.5,"a":{"x":1}}"#, #"{"_label":"1 1 0.5","a":{"x":1}}"#]
+        for client in initials { #expect(throws: ExampleProblem.self) { try grammar.parse(bytes: Array(client.utf8)) } }
+        let serve = VWProcess.arguments(command: [vwPath], modelPath: path, extraArguments: ["--json"])
+        let plain = try runSandboxed(serve, input: Array(#"{"a":{"x":1}}"#.utf8) + [10]).output
+        let shifted = try runSandboxed(serve, input: Array((initials.joined(separator: "\n") + "\n").utf8)).output.split(separator: "\n")
+        #expect(shifted.count == 3 && !shifted.contains(where: { $0 + "\n" == plain }), "\(plain) vs \(shifted)")
+
         var random = SplitMix(state: 0x51_46)
         var randomAccepted: [Accepted] = []
         var rejected = 0
