@@ -34,6 +34,10 @@ private let regressionData = """
 
 // MARK: - Random client objects
 
+/// VWFCGI_VWJSON_FUZZ=N and VWFCGI_VWJSON_FUZZ_SEED=S run N random objects from seed S (a longer search).
+private let fuzzCount = getenv("VWFCGI_VWJSON_FUZZ").flatMap { Int(String(cString: $0)) }
+private let fuzzSeed = getenv("VWFCGI_VWJSON_FUZZ_SEED").flatMap { UInt64(String(cString: $0)) }
+
 private func pick(_ random: inout SplitMix, _ items: [String]) -> String { random.pick(items) }
 
 private func space(_ random: inout SplitMix) -> String { random.chance(20) ? pick(&random, [" ", "  ", "\t", " \r"]) : "" }
@@ -189,10 +193,10 @@ struct VWJSONGrammarVWTests {
         #expect(output.split(separator: "\n").map { $0.prefix(2) } == ["0:", "1:", "2:"], "\(output)")
 
         // Random objects near the edges: every accepted one is framed and answered as VW answers the client.
-        var random = SplitMix(state: 0x15_0A)
+        var random = SplitMix(state: fuzzSeed ?? 0x15_0A)
         var randomAccepted: [Accepted] = []
         var rejected = 0
-        for _ in 0..<1_500 {
+        for _ in 0..<(fuzzCount ?? 1_500) {
             let client = adfObject(&random)
             if let example = try? grammar.parse(bytes: Array(client.utf8)) {
                 randomAccepted.append(Accepted(client: client, example: example))
@@ -227,10 +231,10 @@ struct VWJSONGrammarVWTests {
         let shifted = try runSandboxed(serve, input: Array((initials.joined(separator: "\n") + "\n").utf8)).output.split(separator: "\n")
         #expect(shifted.count == 3 && !shifted.contains(where: { $0 + "\n" == plain }), "\(plain) vs \(shifted)")
 
-        var random = SplitMix(state: 0x51_46)
+        var random = SplitMix(state: fuzzSeed ?? 0x51_46)
         var randomAccepted: [Accepted] = []
         var rejected = 0
-        for _ in 0..<600 {
+        for _ in 0..<(fuzzCount ?? 600) {
             let client = singleObject(&random)
             if let example = try? grammar.parse(bytes: Array(client.utf8)) {
                 randomAccepted.append(Accepted(client: client, example: example))
