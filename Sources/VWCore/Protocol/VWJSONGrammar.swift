@@ -1,0 +1,393 @@
+/// VW's JSON example format (`vw --json`), strictly: validates one client object completely and
+/// writes it back as one compact JSON line built from the parsed values, so vw only ever reads
+/// bytes written by the server (never the client's).
+///
+/// The format is the one VW's JSON reader (`vowpalwabbit/json_parser/src/parse_example_json.cc`,
+/// `DefaultState`) reads:
+///
+/// | member | VW reads it as | accepted here |
+/// |---|---|---|
+/// | `"k": number` | feature `k` of the current namespace, value `number` (as a float) | finite as a float (`1e39`, `1e400` refused: inf, or a rapidjson error that stops vw) |
+/// | `"k": "v"` | feature `kv` (key and value concatenated, then hashed; ` `, TAB, `\|`, `:` in `v` become `_`), value 1 | no control characters |
+/// | `"k": true` / `false` | feature `k` / nothing | both, written as they are |
+/// | `"k": null` | nothing | dropped |
+/// | `"k": {...}` | namespace `k` (its index the first byte of `k`), members read the same way | `k` starts with a printable ASCII byte other than space; depth ≤ `maxDepth` |
+/// | `"k": [numbers]` | namespace `k`, features at hash(k)+0, +1, ... (nulls skipped, not counted) | numbers and nulls only (objects inside arrays and nested arrays refused) |
+/// | `"_text": "a b c"` | the words (split on space/TAB, `:`/`\|` become `_`) as features of the current namespace | no control characters |
+/// | `"_multi": [{...}, ...]` | the actions of an ADF example (the object around it is the shared example); the members after it are skipped, or read as decision-service fields (`"c"` adds features) | top level of an ADF model only, exactly once, ≥ 1 object (empty or missing: vw prints nothing; nested: vw stops), last but for dropped label and tag keys |
+/// | `"_tag"` (any case) | the example's tag, printed after the prediction | the client's is dropped; the server's may be written instead |
+/// | `"_label"`, `"_label_*"`, `"_labelIndex"` (this one in any case) | the label | dropped: cannot change a `-t` prediction, and vw aborts on many as sent (any `"_label_cost"` under `--json` on a cb_adf model: "only one cost can be known but found 2"); a simple label's initial value (`"Initial"`, `"_label_Initial"`, a third word in a string label), which VW adds to the prediction even under `-t`: refused |
+/// | any other key starting with `_` (`_comment`, `_slots`, `_a`, `_p`, `_inc`, `__aid`, ...) | skipped by a raw byte scan, or read as decision-service or ccb data | refused |
+///
+/// Every string (keys too) is valid UTF-8 (the parser checks) without bytes below 0x20 (but TAB) or 0x7F;
+/// keys are not empty. Members keep their document order; duplicates are kept, as VW reads them.
+/// At most `limits.maxFeatures` features (numbers, strings, `true`, array elements, `_text` words)
+/// and `limits.maxLineBytes` bytes in the line written.
+///
+/// The canonical line is `{["_tag":"serverTag",]member,...}\n` without spaces: strings escaped
+/// with `\"`, `\\` and `\t` only (other bytes raw UTF-8), numbers the client's validated text.
+///
+/// vw (checked against vw 9.11 with `VWJSONGrammarVWTests`: the same answers as for the client's
+/// bytes) prints, per example: for a non-ADF model one line `prediction[ tag]` (plus a blank line
+/// for `--cb`/`--cb_explore`); for an ADF model one line (the action scores or PMF, then ` tag`
+/// when there is one) and a blank line. So a server tag frames JSON answers as it does text ones.
+public struct VWJSONGrammar: Sendable {
+    /// Whether the model reads multiline (ADF) examples: objects with `_multi`.
+    public let isADF: Bool
+    public let limits: ExampleLimits
+    /// The deepest nesting of objects and arrays accepted (the example object is depth 1).
+    public let maxDepth: Int
+
+    public init(isADF: Bool, limits: ExampleLimits = ExampleLimits(), maxDepth: Int = 8) {
+        self.isADF = isADF
+        self.limits = limits
+        self.maxDepth = maxDepth
+    }
+
+    /// The grammar for a model of `family`; nil for the families VW's JSON reader cannot serve:
+    /// csoaaLDF (`_multi` on a cost-sensitive label: vw stops, "label type is not CB, ..."),
+    /// ccb and slates (their `_slots` and `_slot_id` structure is not implemented here).
+    ///
+    /// The answer framing is the text format's (checked against vw 9.11): single-line families
+    /// print one line (`--cb` and `--cb_explore` then a blank line, as in text), cbADF one line and a
+    /// blank line; every answer line ends in ` tag` when the example has a `_tag`.
+    public init?(family: ExampleFamily, limits: ExampleLimits = ExampleLimits(), maxDepth: Int = 8) {
+        switch family {
+        case .simple, .multiclass, .multilabel, .costSensitive, .contextualBandit: self.init(isADF: false, limits: limits, maxDepth: maxDepth)
+        case .cbADF: self.init(isADF: true, limits: limits, maxDepth: maxDepth)
+        case .csoaaLDF, .ccb, .slates: return nil
+        }
+    }
+
+    /// Parses one example from the bytes of one JSON document (with the bounded parser) and checks it.
+    public func parse(bytes: [UInt8]) throws(ExampleProblem) -> VWJSONExample {
+        if bytes.count > limits.maxLineBytes { throw .lineTooLong(limit: limits.maxLineBytes) }
+        let value: JSONValue
+        do throws(JSONError) {
+            value = try JSONParser.parse(bytes, maxDepth: maxDepth + 1)
+        } catch {
+            throw .invalidInstance(error.message)
+        }
+        return try parse(value)
+    }
+
+    /// Checks one example already parsed (an element of a request's `instances`) and returns it in canonical form.
+    public func parse(_ value: JSONValue) throws(ExampleProblem) -> VWJSONExample {
+        guard case .object(let members) = value else {
+            throw .invalidInstance("a VW JSON example is an object, not \(value.kindName)")
+        }
+        var writer = Writer(limits: limits, maxDepth: maxDepth)
+        writer.output.reserveCapacity(256)
+        try writer.writeObject(members, namespace: VWTextSyntax.space, depth: 1, role: isADF ? .shared : .single)
+        if isADF && writer.actions == 0 {
+            throw .invalidStructure("an ADF example needs \"_multi\" with at least one action object (vw prints nothing without it)")
+        }
+        if writer.output.count + 1 > limits.maxLineBytes { throw .lineTooLong(limit: limits.maxLineBytes) }
+        return VWJSONExample(isADF: isADF, actions: writer.actions, featureCounts: writer.counts, body: writer.output)
+    }
+
+    // MARK: - Writing
+
+    /// What the object being written is in the example.
+    enum Role {
+        /// The example of a single-line model.
+        case single
+        /// The top-level (shared) object of an ADF example: `_multi` allowed.
+        case shared
+        /// One element of `_multi`.
+        case action
+        /// A namespace object inside one of the above.
+        case namespace
+    }
+
+    /// Validates and writes members; counts features per namespace index.
+    struct Writer {
+        let limits: ExampleLimits
+        let maxDepth: Int
+        var output: [UInt8] = []
+        var counts = FeatureCounts()
+        var actions = 0
+        var sawMulti = false
+
+        init(limits: ExampleLimits, maxDepth: Int) {
+            self.limits = limits
+            self.maxDepth = maxDepth
+        }
+
+        mutating func count(_ n: Int, in namespace: UInt8) throws(ExampleProblem) {
+            counts.add(n, to: namespace)
+            if counts.total > limits.maxFeatures { throw .tooManyFeatures(limit: limits.maxFeatures) }
+            if output.count > limits.maxLineBytes { throw .lineTooLong(limit: limits.maxLineBytes) }
+        }
+
+        /// Writes `{...}` for an object whose features belong to `namespace` (an index byte).
+        mutating func writeObject(_ members: [(key: String, value: JSONValue)], namespace: UInt8, depth: Int, role: Role) throws(ExampleProblem) {
+            if depth > maxDepth { throw .invalidInstance("objects nested deeper than \(maxDepth)") }
+            output.append(UInt8(ascii: "{"))
+            var first = true
+            for member in members {
+                let key = member.key
+                let keyBytes = key.utf8
+                guard let head = keyBytes.first else { throw .invalidInstance("empty key") }
+                try VWJSONGrammar.checkText(key, what: "key")
+                let afterMulti = role == .shared && sawMulti
+                if head == UInt8(ascii: "_") {
+                    let kind = try special(key, member.value, role: role)
+                    if afterMulti { guard case .drop = kind else { throw VWJSONGrammar.afterMulti } }
+                    switch kind {
+                    case .drop: continue
+                    case .text(let words):
+                        if !first { output.append(UInt8(ascii: ",")) }
+                        first = false
+                        VWJSONGrammar.appendString(key, to: &output)
+                        output.append(UInt8(ascii: ":"))
+                        guard case .string(let text) = member.value else { preconditionFailure() }
+                        VWJSONGrammar.appendString(text, to: &output)
+                        try count(words, in: namespace)
+                    case .multi(let elements):
+                        if !first { output.append(UInt8(ascii: ",")) }
+                        first = false
+                        VWJSONGrammar.appendString(key, to: &output)
+                        output.append(contentsOf: ":[".utf8)
+                        for (offset, element) in elements.enumerated() {
+                            guard case .object(let action) = element else {
+                                throw .invalidStructure("every element of \"_multi\" is an action object, not \(element.kindName)")
+                            }
+                            if offset > 0 { output.append(UInt8(ascii: ",")) }
+                            try writeObject(action, namespace: VWTextSyntax.space, depth: depth + 2, role: .action)
+                            actions += 1
+                        }
+                        output.append(UInt8(ascii: "]"))
+                    }
+                    continue
+                }
+                if afterMulti { throw VWJSONGrammar.afterMulti }
+                switch member.value {
+                case .null:
+                    continue
+                case .bool(let value):
+                    if !first { output.append(UInt8(ascii: ",")) }
+                    first = false
+                    VWJSONGrammar.appendString(key, to: &output)
+                    output.append(contentsOf: (value ? ":true" : ":false").utf8)
+                    if value { try count(1, in: namespace) }
+                case .number(let text):
+                    try VWJSONGrammar.checkNumber(text, key: key)
+                    if !first { output.append(UInt8(ascii: ",")) }
+                    first = false
+                    VWJSONGrammar.appendString(key, to: &output)
+                    output.append(UInt8(ascii: ":"))
+                    output.append(contentsOf: text.utf8)
+                    try count(1, in: namespace)
+                case .string(let text):
+                    try VWJSONGrammar.checkText(text, what: "value of \"\(key)\"")
+                    if !first { output.append(UInt8(ascii: ",")) }
+                    first = false
+                    VWJSONGrammar.appendString(key, to: &output)
+                    output.append(UInt8(ascii: ":"))
+                    VWJSONGrammar.appendString(text, to: &output)
+                    try count(1, in: namespace)
+                case .object(let inner):
+                    try VWJSONGrammar.checkNamespace(head, key: key)
+                    if !first { output.append(UInt8(ascii: ",")) }
+                    first = false
+                    VWJSONGrammar.appendString(key, to: &output)
+                    output.append(UInt8(ascii: ":"))
+                    try writeObject(inner, namespace: head, depth: depth + 1, role: .namespace)
+                case .array(let elements):
+                    try VWJSONGrammar.checkNamespace(head, key: key)
+                    if depth + 1 > maxDepth { throw .invalidInstance("objects nested deeper than \(maxDepth)") }
+                    if !first { output.append(UInt8(ascii: ",")) }
+                    first = false
+                    VWJSONGrammar.appendString(key, to: &output)
+                    output.append(contentsOf: ":[".utf8)
+                    var written = 0
+                    for element in elements {
+                        switch element {
+                        case .null: continue
+                        case .number(let text):
+                            try VWJSONGrammar.checkNumber(text, key: key)
+                            if written > 0 { output.append(UInt8(ascii: ",")) }
+                            output.append(contentsOf: text.utf8)
+                            written += 1
+                        default:
+                            throw .invalidInstance("array \"\(key)\" holds \(element.kindName); VW reads arrays of numbers only")
+                        }
+                    }
+                    output.append(UInt8(ascii: "]"))
+                    try count(written, in: head)
+                }
+                if output.count > limits.maxLineBytes { throw .lineTooLong(limit: limits.maxLineBytes) }
+            }
+            output.append(UInt8(ascii: "}"))
+        }
+
+        enum Special {
+            case drop
+            case text(words: Int)
+            case multi([JSONValue])
+        }
+
+        /// Classifies a member whose key starts with `_`, as VW's `DefaultState::Key` does.
+        mutating func special(_ key: String, _ value: JSONValue, role: Role) throws(ExampleProblem) -> Special {
+            if key == "_text" {
+                guard case .string(let text) = value else { throw .invalidInstance("\"_text\" is a string, not \(value.kindName)") }
+                try VWJSONGrammar.checkText(text, what: "\"_text\"")
+                var words = 0
+                var inWord = false
+                for byte in text.utf8 {
+                    if byte == VWTextSyntax.space || byte == VWTextSyntax.tab { inWord = false } else if !inWord { inWord = true; words += 1 }
+                }
+                return .text(words: words)
+            }
+            if key == "_multi" {
+                guard role == .shared else {
+                    throw .invalidStructure(role == .single ? "\"_multi\" is for ADF models only" : "\"_multi\" belongs at the top level of the example, once")
+                }
+                guard !sawMulti else { throw .invalidStructure("\"_multi\" appears twice (vw stops on a nested _multi)") }
+                sawMulti = true
+                guard case .array(let elements) = value else { throw .invalidStructure("\"_multi\" is an array of action objects, not \(value.kindName)") }
+                guard !elements.isEmpty else { throw .invalidStructure("\"_multi\" is empty (vw prints nothing for it)") }
+                return .multi(elements)
+            }
+            let lower = VWJSONGrammar.lowercased(key)
+            if lower == "_tag" {
+                guard role == .single || role == .shared else { throw .invalidInstance("\"_tag\" belongs at the top level of the example") }
+                guard case .string(let text) = value else { throw .invalidInstance("\"_tag\" is a string, not \(value.kindName)") }
+                try VWJSONGrammar.checkText(text, what: "\"_tag\"")
+                return .drop
+            }
+            if key == "_label" || key.hasPrefix("_label_") || lower == "_labelindex" {
+                try VWJSONGrammar.checkLabel(key, value)
+                return .drop
+            }
+            throw .invalidInstance("unsupported key \"\(key)\" (VW skips or reads specially keys starting with '_')")
+        }
+    }
+
+    // MARK: - Checks
+
+    /// After `_multi`, VW's `--json` reader is in its decision-service state: it skips the shared
+    /// example's remaining members, or reads some (`c`, `a`, `p`, `o`, `_label_*`, ...) as
+    /// decision-service fields.
+    static let afterMulti = ExampleProblem.invalidStructure("\"_multi\" must be the example's last member (VW ignores the members after it, or reads some, like \"c\", as decision-service fields)")
+
+    /// Labels are dropped, but a simple label's initial value changes a `-t` prediction: refused.
+    static func checkLabel(_ key: String, _ value: JSONValue) throws(ExampleProblem) {
+        let lower = lowercased(key)
+        if lower == "_label_initial" { throw .invalidLabel("a label's initial value changes the prediction; send it as a feature instead") }
+        switch value {
+        case .object(let members):
+            guard key == "_label" else { throw .invalidLabel("\"\(key)\" is not an object") }
+            for member in members where lowercased(member.key) == "initial" {
+                throw .invalidLabel("a label's initial value changes the prediction; send it as a feature instead")
+            }
+        case .string(let text):
+            try checkText(text, what: "\"\(key)\"")
+            var words = 0
+            var inWord = false
+            for byte in text.utf8 {
+                if byte == VWTextSyntax.space || byte == VWTextSyntax.tab { inWord = false } else if !inWord { inWord = true; words += 1 }
+            }
+            if key == "_label" && words > 2 { throw .invalidLabel("a label's initial value changes the prediction; send it as a feature instead") }
+        case .number, .bool, .null: break
+        case .array: throw .invalidLabel("\"\(key)\" is not an array")
+        }
+    }
+
+    /// Strings reach vw as bytes: no control characters but TAB (NUL cuts VW's in-place strings).
+    static func checkText(_ text: String, what: String) throws(ExampleProblem) {
+        for byte in text.utf8 where (byte < 0x20 && byte != VWTextSyntax.tab) || byte == 0x7F {
+            throw .invalidInstance("control character 0x\(String(byte, radix: 16)) in \(what)")
+        }
+    }
+
+    /// A namespace's index is the first byte of its name: printable ASCII, not a space (bytes ≥ 0x80 can be VW's internal namespaces).
+    static func checkNamespace(_ head: UInt8, key: String) throws(ExampleProblem) {
+        guard head > 0x20, head < 0x7F else {
+            throw .invalidInstance("namespace \"\(key)\" must start with a printable ASCII character")
+        }
+    }
+
+    /// A number vw reads as a finite float: rapidjson reads a double (beyond its range: an error that
+    /// stops vw), which VW narrows to a float (beyond its range: inf).
+    static func checkNumber(_ text: String, key: String) throws(ExampleProblem) {
+        guard JSONParser.isNumber(text), let double = Double(text), double.isFinite, Float(double).isFinite else {
+            throw .invalidInstance("value of \"\(key)\" is not a finite 32-bit float: \(text)")
+        }
+    }
+
+    static func lowercased(_ key: String) -> String {
+        String(decoding: key.utf8.map { $0 >= 0x41 && $0 <= 0x5A ? $0 | 0x20 : $0 }, as: UTF8.self)
+    }
+
+    /// Writes `text` as a JSON string: `"`, `\` and TAB escaped (`\t`), every other byte raw (other control characters were refused).
+    static func appendString(_ text: String, to output: inout [UInt8]) {
+        output.append(UInt8(ascii: "\""))
+        for byte in text.utf8 {
+            if byte == VWTextSyntax.tab {
+                output.append(UInt8(ascii: "\\"))
+                output.append(UInt8(ascii: "t"))
+                continue
+            }
+            if byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") { output.append(UInt8(ascii: "\\")) }
+            output.append(byte)
+        }
+        output.append(UInt8(ascii: "\""))
+    }
+}
+
+/// One client example accepted by ``VWJSONGrammar``, in canonical form.
+public struct VWJSONExample: Sendable {
+    /// Whether the example is an ADF one (shared object with `_multi`).
+    public let isADF: Bool
+    /// The number of action objects in `_multi` (0 for a non-ADF example).
+    public let actions: Int
+    /// Features per namespace index, summed over the shared object and the actions.
+    public let featureCounts: FeatureCounts
+    /// The canonical object, without a tag and without the final newline.
+    let body: [UInt8]
+
+    init(isADF: Bool, actions: Int, featureCounts: FeatureCounts, body: [UInt8]) {
+        self.isADF = isADF
+        self.actions = actions
+        self.featureCounts = featureCounts
+        self.body = body
+    }
+
+    /// The examples vw builds from this one: the shared example and its actions for ADF, else 1
+    /// (the `lines` of ``InteractionCost/features(of:lines:)``, as ``ParsedExample/lineCount`` for text).
+    public var lineCount: Int { isADF ? 1 + actions : 1 }
+    /// How many answer lines vw prints for this example, before the blank line an ADF answer ends with: always 1.
+    public var answerLines: Int { 1 }
+    /// Whether vw prints a blank line after the answer line because the example is multiline (ADF);
+    /// single-line `--cb`/`--cb_explore` models add one too, a model detail as for VW text.
+    public var endsWithBlankLine: Bool { isADF }
+    /// Whether vw prints the example's `_tag` after the prediction on its answer line (` tag`): always.
+    public var answersCarryTags: Bool { true }
+
+    /// Appends the canonical line, ending in "\n", with `serverTag` as the example's `_tag` (the
+    /// client's never reaches vw). An empty `serverTag` writes no tag; a non-empty one must pass
+    /// ``ParsedExample/isValidServerTag(_:)``.
+    public func write(serverTag: [UInt8], into payload: inout [UInt8]) {
+        precondition(serverTag.isEmpty || ParsedExample.isValidServerTag(serverTag), "server tag must be [A-Za-z0-9_]{1,64} and not start with 'save'")
+        if serverTag.isEmpty {
+            payload.append(contentsOf: body)
+        } else {
+            payload.append(UInt8(ascii: "{"))
+            payload.append(contentsOf: "\"_tag\":\"".utf8)
+            payload.append(contentsOf: serverTag)
+            payload.append(UInt8(ascii: "\""))
+            if body.count > 2 { payload.append(UInt8(ascii: ",")) }
+            payload.append(contentsOf: body[1...])
+        }
+        payload.append(VWTextSyntax.newline)
+    }
+
+    /// The canonical line, as ``write(serverTag:into:)`` writes it.
+    public func canonicalText(serverTag: String = "") -> String {
+        var payload: [UInt8] = []
+        write(serverTag: Array(serverTag.utf8), into: &payload)
+        return String(decoding: payload, as: UTF8.self)
+    }
+}
