@@ -5,6 +5,7 @@
 #   MODEL_DIR [./models]  models to serve; a demo model is trained into it when it has no *.vw
 #   PORT [8080]           nginx's port (on LISTEN_ADDR [127.0.0.1])
 #   SHARDS [1]            vw processes per model
+#   STATE_DIR [./state]   the learning loop's event logs and joined events (SPEC §8.4)
 #   RUN_DIR [./run/PORT]  state: vwfcgi.sock, vwfcgi.log, nginx/ (conf, pid, logs, temp dirs);
 #                         one per port, so that several instances run side by side
 #   VWFCGI_BIN [.build/release/vwfcgi]   the server binary
@@ -25,6 +26,7 @@ SHARDS=${SHARDS:-1}
 LISTEN_ADDR=${LISTEN_ADDR:-127.0.0.1}
 MODEL_DIR=$(abspath "${MODEL_DIR:-models}")
 RUN_DIR=$(abspath "${RUN_DIR:-run/$PORT}")
+STATE_DIR=$(abspath "${STATE_DIR:-state}")
 VWFCGI_BIN=$(abspath "${VWFCGI_BIN:-.build/release/vwfcgi}")
 VW_COMMAND=${VW_COMMAND:-$ROOT/bin/vw}
 PYTHON=${PYTHON:-$ROOT/.venv/bin/python}
@@ -124,7 +126,7 @@ exec 3> >(trap '' INT TERM HUP; exec tee -a "$VWFCGI_LOG" >&2)
 # (nginx gracefully first, then vwfcgi, which drains and stops its vw children).
 # shellcheck disable=SC2086 # VWFCGI_ARGS is a list of words on purpose
 setsid "$VWFCGI_BIN" serve --models "$MODEL_DIR" --socket "$SOCKET" --shards "$SHARDS" \
-    --vw-command "$VW_COMMAND" ${VWFCGI_ARGS:-} >&3 2>&3 3>&- </dev/null &
+    --state-dir "$STATE_DIR" --vw-command "$VW_COMMAND" ${VWFCGI_ARGS:-} >&3 2>&3 3>&- </dev/null &
 vwfcgi_pid=$!
 setsid nginx -e stderr -p "$NGINX_PREFIX" -c "$NGINX_CONF" -g 'daemon off;' 3>&- </dev/null &
 nginx_pid=$!

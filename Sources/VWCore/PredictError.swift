@@ -14,6 +14,10 @@ public enum PredictError: Error, Equatable, Sendable {
     case timedOut(String)
     /// vw failed twice while holding the request.
     case shardFailed(String)
+    /// A learning-loop request (rank, reward, activate) that is malformed or does not fit the model.
+    case invalidRequest(String)
+    /// The event log cannot be written (disk full, unwritable): decisions and rewards are refused.
+    case eventLogFailed(String)
 
     public var message: String {
         switch self {
@@ -28,6 +32,8 @@ public enum PredictError: Error, Equatable, Sendable {
         case .overloaded(let name): "model '\(name)' is overloaded, retry later"
         case .timedOut(let name): "model '\(name)': vw did not answer in time"
         case .shardFailed(let reason): "vw failed: \(reason)"
+        case .invalidRequest(let why): why
+        case .eventLogFailed(let why): "cannot log the event, nothing was recorded: \(why)"
         }
     }
 }

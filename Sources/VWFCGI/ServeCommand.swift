@@ -70,6 +70,12 @@ struct Serve: ParsableCommand {
     @Option(help: "Seconds to wait for in-flight requests on SIGTERM/SIGINT.")
     var grace: Double = 10
 
+    @Option(help: "Directory of the learning loop's event logs and joined events (SPEC §8.4); created on first use.")
+    var stateDir: String = "./state"
+
+    @Option(help: "This instance's name in event log file names (default: the host name).")
+    var instanceId: String?
+
     @Option(help: "Directory for private copies of loaded model files (default: a fresh one under $TMPDIR or /tmp).")
     var stagingDir: String?
 
@@ -157,7 +163,8 @@ struct Serve: ParsableCommand {
         if let socket { try Self.refuseLiveSocket(socket) }
         // Serve from the start: /healthz answers and /readyz says 503 until the models were tried.
         let socketFD = try FastCGIServer.openSocket(unixPath: socket, listen: listen)
-        let router = Router(engine: Engine(store: store, maxJSONDepth: maxJsonDepth), metrics: metrics)
+        let loops = LearningLoops(stateDirectory: stateDir, instance: try Self.instance(instanceId), logger: logger)
+        let router = Router(engine: Engine(store: store, loops: loops, maxJSONDepth: maxJsonDepth), metrics: metrics)
         let server = FastCGIServer(socketFD: socketFD, threads: threads, maxBodyBytes: maxBodyBytes, logger: logger) { request, context in
             router.handle(request, context: &context)
         }
@@ -227,6 +234,21 @@ struct Serve: ParsableCommand {
         if connected == 0 || errno == EAGAIN {
             throw ValidationError("another server is listening on \(path); not starting a second one on it")
         }
+    }
+
+    /// `--instance-id`, else the host name; it names this instance's log segments.
+    static func instance(_ given: String?) throws -> String {
+        var name = given ?? ""
+        if given == nil {
+            var buffer = [CChar](repeating: 0, count: 256)
+            if gethostname(&buffer, buffer.count - 1) == 0 {
+                name = String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            }
+        }
+        guard EventLog.isValidInstance(name) else {
+            throw ValidationError("instance id \"\(name)\" must match [A-Za-z0-9_.-]{1,128} and not start with '.' (set --instance-id)")
+        }
+        return name
     }
 
     private static func makeStagingDirectory() throws -> String {

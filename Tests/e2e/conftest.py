@@ -346,7 +346,7 @@ class Stack:
     dirs: list[Path] = []
 
     def __init__(self, model_dir: Path, *, shards: int = 1, extra_args: tuple[str, ...] = (),
-                 max_body: str = "8m", start_timeout: float = START_TIMEOUT):
+                 max_body: str = "8m", start_timeout: float = START_TIMEOUT, state_dir: Path | None = None):
         self.model_dir = Path(model_dir)
         self.shards = shards
         self.extra_args = list(extra_args)
@@ -357,6 +357,8 @@ class Stack:
         self.dir = Path(tempfile.mkdtemp(prefix="vwfcgi-e2e-", dir="/tmp"))
         Stack.dirs.append(self.dir)
         self.socket_path = self.dir / "vwfcgi.sock"
+        # The learning loop's logs (SPEC §8.4); a test that restarts a server passes the same one.
+        self.state_dir = Path(state_dir) if state_dir else self.dir / "state"
         self.prefix = self.dir / "nginx"
         self.conf = self.dir / "nginx.conf"
         self.vwfcgi_log = self.dir / "vwfcgi.log"
@@ -383,7 +385,8 @@ class Stack:
         assert check.returncode == 0, f"nginx -t rejects the rendered config: {check.stderr}"
 
         command = [str(VWFCGI_BIN), "serve", "--models", str(self.model_dir), "--socket", str(self.socket_path),
-                   "--vw-command", VW_COMMAND, "--shards", str(self.shards), *self.extra_args]
+                   "--vw-command", VW_COMMAND, "--shards", str(self.shards), "--state-dir", str(self.state_dir),
+                   "--instance-id", "e2e", *self.extra_args]
         Stack.live.add(self)
         with open(self.vwfcgi_log, "wb") as log:
             self.vwfcgi = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,

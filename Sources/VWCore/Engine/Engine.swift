@@ -50,9 +50,12 @@ public struct Engine: Sendable {
     public let store: ModelStore
     /// The deepest JSON nesting accepted in a request body.
     public let maxJSONDepth: Int
+    /// Every model's decision and reward log on this instance (SPEC §8).
+    public let loops: LearningLoops
 
-    public init(store: ModelStore, maxJSONDepth: Int = 32) {
+    public init(store: ModelStore, loops: LearningLoops, maxJSONDepth: Int = 32) {
         self.store = store
+        self.loops = loops
         self.maxJSONDepth = maxJSONDepth
     }
 
@@ -78,6 +81,7 @@ public struct Engine: Sendable {
 
     /// The request's examples, checked and written in canonical form.
     func prepare(_ input: PredictInput, for version: ModelVersion) throws(PredictError) -> PreparedBatch {
+        if let grammar = version.jsonGrammar { return try prepareJSON(input, grammar: grammar, for: version) }
         let examples: [[Substring]]
         let bodyBytes: Int
         switch input {
@@ -116,5 +120,198 @@ public struct Engine: Sendable {
             if builder.features > budget { throw .tooExpensive(index: index, features: builder.features, limit: budget) }
         }
         return builder.finish()
+    }
+
+    /// The examples of a `vw_json` model: `{"instances": [<VW JSON object>, ...]}`, or in `text/plain`
+    /// one VW JSON object per line (as `vw --json` reads them), each checked by the VW JSON grammar.
+    private func prepareJSON(_ input: PredictInput, grammar: VWJSONGrammar, for version: ModelVersion) throws(PredictError) -> PreparedBatch {
+        var objects: [JSONValue] = []
+        var lines: [ArraySlice<UInt8>] = []
+        let bodyBytes: Int
+        switch input {
+        case .json(let body):
+            bodyBytes = body.count
+            objects = try Self.instances(of: body, maxDepth: maxJSONDepth)
+        case .text(let body):
+            bodyBytes = body.count
+            lines = body.split(separator: 0x0A, omittingEmptySubsequences: false)
+            if lines.last?.isEmpty == true { lines.removeLast() }
+        }
+        let count = max(objects.count, lines.count)
+        if count > version.maxBatch { throw .tooManyInstances(count: count, limit: version.maxBatch) }
+        let budget = store.settings.maxInteractionFeatures
+        var builder = ExampleBatchBuilder(
+            framing: version.framing, limits: store.settings.limits, cost: version.interactionCost,
+            reservingCapacity: bodyBytes + count * 16
+        )
+        for index in 0..<count {
+            do throws(ExampleProblem) {
+                let example = index < objects.count ? try grammar.parse(objects[index]) : try grammar.parse(bytes: Array(lines[index]))
+                builder.append(json: example)
+            } catch {
+                throw .invalidExample(InvalidExample(index: index, problem: error))
+            }
+            if builder.features > budget { throw .tooExpensive(index: index, features: builder.features, limit: budget) }
+        }
+        return builder.finish()
+    }
+
+    /// The `instances` array of a JSON body (`inputs` is not read: SPEC §5 names `instances`).
+    static func instances(of body: [UInt8], maxDepth: Int) throws(PredictError) -> [JSONValue] {
+        let document: JSONValue
+        do {
+            document = try JSONParser.parse(body, maxDepth: maxDepth)
+        } catch {
+            throw .malformedBody(error.message)
+        }
+        guard case .object(let members) = document else {
+            throw .malformedBody("the request body must be a JSON object with an \"instances\" array, not \(document.kindName)")
+        }
+        let found = members.filter { $0.key == "instances" }
+        guard found.count == 1, case .array(let items) = found[0].value else {
+            throw .malformedBody(found.count > 1 ? "\"instances\" is given twice" : "the request has no \"instances\" array")
+        }
+        return items
+    }
+
+    // MARK: The learning loop (SPEC §8.2–8.5)
+
+    /// `POST /v1/models/<name>:rank`: the PMF from vw, one action drawn for the event id, the decision on disk.
+    public func rank(model name: String, body: [UInt8], deadline: Deadline, cache: inout ModelStore.ReaderCache) throws(PredictError) -> RankResult {
+        let request = try RankRequest(body, maxDepth: maxJSONDepth)
+        return try store.withServingVersion(of: name, cache: &cache) { version throws(PredictError) in
+            guard let grammar = version.jsonGrammar else {
+                throw .invalidRequest("model '\(name)' takes VW text; :rank needs a model whose .json says \"input\": \"vw_json\"")
+            }
+            guard version.predictionKind == .actionProbabilities else {
+                throw .invalidRequest("model '\(name)' does not print action probabilities (:rank needs --cb_explore_adf or kin)")
+            }
+            let example: VWJSONExample
+            do throws(ExampleProblem) {
+                example = try grammar.parse(request.context)
+            } catch {
+                throw .invalidRequest("context: \(error.reason)")
+            }
+            var builder = ExampleBatchBuilder(framing: version.framing, limits: store.settings.limits, cost: version.interactionCost)
+            builder.append(json: example)
+            let budget = store.settings.maxInteractionFeatures
+            if builder.features > budget { throw .tooExpensive(index: 0, features: builder.features, limit: budget) }
+            let answer = try version.pool.predict(builder.finish(), deadline: deadline)
+            let line = Substring(String(decoding: answer.raw[answer.answers[0]], as: UTF8.self))
+            guard case .actions(let ranking, _) = PredictionParser(kind: .actionProbabilities).parse(answer: line, tag: ""),
+                  !ranking.isEmpty else {
+                throw .shardFailed("vw printed no action probabilities: \(line)")
+            }
+            let pmf = ranking.map { ActionSampler.Choice(action: $0.action, probability: Double($0.value) ?? 0) }
+            guard let chosen = ActionSampler.draw(from: pmf, eventID: request.eventID.text) else {
+                throw .shardFailed("vw printed a PMF without probability: \(line)")
+            }
+            // The log's `a` lists 1-based action ids, the chosen one first; `p` follows `a`.
+            let order = [chosen] + ranking.indices.filter { $0 != chosen }
+            let decision = EventLine.decision(
+                eventId: request.eventID.text, timestampMilliseconds: EventLine.nowMilliseconds(),
+                actions: order.map { ranking[$0].action + 1 }, probabilities: order.map { pmf[$0].probability },
+                // `c`: exactly what vw saw, without the server tag (the canonical line minus its "\n").
+                context: Array(example.canonicalText().utf8.dropLast()), modelVersion: version.version, deferred: request.deferred
+            )
+            do throws(EventLogError) {
+                try loops.loop(for: name, config: version.loop).append([decision], kind: .decision)
+            } catch {
+                throw .eventLogFailed(error.message)
+            }
+            return RankResult(
+                model: name, version: version.version, eventID: request.eventID.text,
+                action: ranking[chosen].action, probability: ranking[chosen].value, ranking: ranking
+            )
+        }
+    }
+
+    /// `POST /v1/models/<name>:reward`: the rewards on disk; returns how many were accepted.
+    public func reward(model name: String, body: [UInt8], cache: inout ModelStore.ReaderCache) throws(PredictError) -> Int {
+        guard store.contains(name, cache: &cache) else { throw .modelNotFound(name) }
+        let rewards: [RewardEvent]
+        do throws(LoopRequestError) {
+            rewards = try LoopRequests.rewards(body, maxDepth: maxJSONDepth)
+        } catch {
+            throw .invalidRequest(error.message)
+        }
+        let now = EventLine.nowMilliseconds()
+        let lines = rewards.map { EventLine.reward(eventId: $0.eventID.text, value: $0.number, timestampMilliseconds: now) }
+        try append(lines, kind: .reward, rewardSum: rewards.reduce(0) { $0 + $1.number }, model: name, cache: &cache)
+        return rewards.count
+    }
+
+    /// `POST /v1/models/<name>:activate`: a deferred decision will be joined (SPEC §8.2).
+    public func activate(model name: String, body: [UInt8], cache: inout ModelStore.ReaderCache) throws(PredictError) {
+        guard store.contains(name, cache: &cache) else { throw .modelNotFound(name) }
+        let id: EventID
+        do throws(LoopRequestError) {
+            id = try LoopRequests.activation(body, maxDepth: maxJSONDepth)
+        } catch {
+            throw .invalidRequest(error.message)
+        }
+        try append([EventLine.activation(eventId: id.text, timestampMilliseconds: EventLine.nowMilliseconds())],
+                   kind: .activation, rewardSum: 0, model: name, cache: &cache)
+    }
+
+    /// `GET /v1/models/<name>/loop`; nil for an unknown model.
+    public func loopStatus(model name: String) -> LoopStatus? {
+        guard store.status(of: name) != nil else { return nil }
+        return loops.existing(name)?.status
+            ?? LoopStatus(decisions: 0, rewards: 0, activations: 0, joined: 0, pending: 0, rewardSum: 0, averageReward: nil)
+    }
+
+    private func append(_ lines: [[UInt8]], kind: LoopMetrics.Kind, rewardSum: Double, model name: String,
+                        cache: inout ModelStore.ReaderCache) throws(PredictError) {
+        // The join settings come from the serving version's .json; a model not serving yet uses the defaults.
+        let config = try? store.withServingVersion(of: name, cache: &cache) { version throws(PredictError) in version.loop }
+        do throws(EventLogError) {
+            try loops.loop(for: name, config: config ?? nil).append(lines, kind: kind, rewardSum: rewardSum)
+        } catch {
+            throw .eventLogFailed(error.message)
+        }
+    }
+}
+
+/// The answer of `:rank` (SPEC §8.2).
+public struct RankResult: Sendable {
+    public let model: String
+    public let version: String
+    public let eventID: String
+    /// The chosen action: its index into the context's `_multi`.
+    public let action: Int
+    /// Its probability, as VW printed it.
+    public let probability: String
+    /// VW's PMF, in VW's order.
+    public let ranking: [ActionValue]
+}
+
+/// `{"event_id"?, "context": {...}, "deferred"?: bool}`.
+struct RankRequest {
+    let eventID: EventID
+    let context: JSONValue
+    let deferred: Bool
+
+    init(_ body: [UInt8], maxDepth: Int) throws(PredictError) {
+        let members: [(key: String, value: JSONValue)]
+        do throws(LoopRequestError) {
+            members = try LoopRequests.object(body, maxDepth: maxDepth)
+            for (key, _) in members where !["event_id", "context", "deferred"].contains(key) {
+                throw LoopRequestError("unknown member \"\(key)\" (known: event_id, context, deferred)")
+            }
+            eventID = try LoopRequests.eventID(members, required: false) ?? EventID.random()
+            guard let context = try LoopRequests.member("context", of: members) else {
+                throw LoopRequestError("\"context\" is missing")
+            }
+            guard case .object = context else { throw LoopRequestError("\"context\" must be a VW JSON object, not \(context.kindName)") }
+            self.context = context
+            switch try LoopRequests.member("deferred", of: members) {
+            case nil: deferred = false
+            case .bool(let flag)?: deferred = flag
+            case let other?: throw LoopRequestError("\"deferred\" must be true or false, not \(other.kindName)")
+            }
+        } catch {
+            throw .invalidRequest(error.message)
+        }
     }
 }

@@ -487,7 +487,17 @@ public final class ModelStore: Sendable {
         // they pass the same allowlist as `vw_args`.
         let options = try ModelOptions.check(header: header, extra: config.vwArgs)
         let framing = ExampleFraming(family: options.family, blankLineAfterEach: options.answersEndWithBlankLine)
-        let probe = try probeBatch(config: config, framing: framing)
+        let jsonGrammar: VWJSONGrammar?
+        switch config.input {
+        case .vwText:
+            jsonGrammar = nil
+        case .vwJSON:
+            guard let grammar = VWJSONGrammar(family: options.family, limits: settings.limits) else {
+                throw .invalidConfig("\"input\": \"vw_json\" is not supported for \(options.family) models")
+            }
+            jsonGrammar = grammar
+        }
+        let probe = try probeBatch(config: config, framing: framing, json: jsonGrammar)
 
         // Unique per load: a retiring version unlinks its own copy, never the one of a newer load of the same bytes.
         let partial = staged
@@ -496,7 +506,10 @@ public final class ModelStore: Sendable {
             staged = partial
             throw .unreadable("cannot stage \(name): \(String(cString: strerror(errno)))")
         }
-        let arguments = VWProcess.arguments(command: settings.vwCommand, modelPath: staged, extraArguments: config.vwArgs)
+        // `--json` is the server's own choice (SPEC §8.1), never a user option: the allowlist refuses it in vw_args.
+        let arguments = VWProcess.arguments(
+            command: settings.vwCommand, modelPath: staged, extraArguments: config.vwArgs + (jsonGrammar != nil ? ["--json"] : [])
+        )
         var poolLogger = logger
         poolLogger[metadataKey: "model"] = "\(name)"
         poolLogger[metadataKey: "version"] = "\(version)"
@@ -513,19 +526,26 @@ public final class ModelStore: Sendable {
         keepStaged = true
         return ModelVersion(
             name: name, version: version, loadedAt: rfc3339Now(), vwArgs: config.vwArgs, framing: framing,
-            options: options,
+            options: options, jsonGrammar: jsonGrammar, loop: config.loop,
             maxBatch: config.maxBatch ?? settings.maxBatch, pool: pool, stagedPath: staged
         )
     }
 
     /// The warmup examples, or a minimal example of the model's family that every model answers.
-    private func probeBatch(config: ModelConfig, framing: ExampleFraming) throws(LoadError) -> PreparedBatch {
+    ///
+    /// For a `vw_json` model each warmup example is the text of one JSON object.
+    private func probeBatch(config: ModelConfig, framing: ExampleFraming, json: VWJSONGrammar?) throws(LoadError) -> PreparedBatch {
         var builder = ExampleBatchBuilder(framing: framing, limits: settings.limits)
-        let examples = config.warmup.isEmpty ? [Self.minimalExample(of: framing.family)] : config.warmup
+        let minimal = json.map { $0.isADF ? #"{"_multi":[{}]}"# : "{}" } ?? Self.minimalExample(of: framing.family)
+        let examples = config.warmup.isEmpty ? [minimal] : config.warmup
         for (index, example) in examples.enumerated() {
-            let lines = framing.isMultiline ? example.split(separator: "\n", omittingEmptySubsequences: false) : [Substring(example)]
-            do {
-                try builder.append(lines: lines)
+            do throws(ExampleProblem) {
+                if let json {
+                    builder.append(json: try json.parse(bytes: Array(example.utf8)))
+                } else {
+                    let lines = framing.isMultiline ? example.split(separator: "\n", omittingEmptySubsequences: false) : [Substring(example)]
+                    try builder.append(lines: lines)
+                }
             } catch {
                 throw .invalidConfig("warmup example \(index): \(error.reason)")
             }

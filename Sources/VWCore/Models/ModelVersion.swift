@@ -14,6 +14,10 @@ public final class ModelVersion: Sendable {
     public let predictionKind: PredictionKind
     /// The options vw runs with (stored and `vw_args`), as checked by the allowlist.
     public let options: ModelOptions
+    /// The VW JSON grammar of a model whose `.json` says `"input": "vw_json"` (its shards run with `--json`).
+    public let jsonGrammar: VWJSONGrammar?
+    /// The learning loop's settings from the model's `.json`, when it has a `"loop"` object.
+    public let loop: LoopConfig?
     /// What the model's interactions cost per example, for the per-request budget.
     public let interactionCost: InteractionCost
     public let maxBatch: Int
@@ -29,13 +33,16 @@ public final class ModelVersion: Sendable {
     public var multiline: Bool { framing.isMultiline }
 
     init(name: String, version: String, loadedAt: String, vwArgs: [String], framing: ExampleFraming,
-         options: ModelOptions, maxBatch: Int, pool: ShardPool, stagedPath: String) {
+         options: ModelOptions, jsonGrammar: VWJSONGrammar? = nil, loop: LoopConfig? = nil,
+         maxBatch: Int, pool: ShardPool, stagedPath: String) {
         self.name = name
         self.version = version
         self.loadedAt = loadedAt
         self.vwArgs = vwArgs
         self.framing = framing
         self.options = options
+        self.jsonGrammar = jsonGrammar
+        self.loop = loop
         self.interactionCost = InteractionCost(interactions: options.interactions)
         self.predictionKind = options.predictionKind
         self.maxBatch = maxBatch

@@ -110,6 +110,20 @@ public struct ExampleBatchBuilder: Sendable {
         }
     }
 
+    /// Appends one VW JSON example (checked by `VWJSONGrammar`), written with a server tag in its `_tag`.
+    ///
+    /// The client's `_tag` is not kept: replies of JSON models carry no tag.
+    public mutating func append(json example: VWJSONExample) {
+        if let cost { features += cost.features(of: example.featureCounts, lines: example.lineCount) }
+        let serial = ServerTagSerials.take(1)
+        AnswerFrame.writeServerTag(serial, into: &serverTag)
+        example.write(serverTag: serverTag, into: &payload)
+        serials.append(serial)
+        lineCounts.append(example.answerLines)
+        tags.append("")
+        if framing.echo != .none { clientTags.append("") }
+    }
+
     /// The batch built so far.
     public consuming func finish() -> PreparedBatch {
         let frame = AnswerFrame(

@@ -61,6 +61,7 @@ struct HTTPResponse: Sendable {
     static func reason(_ status: Int) -> String {
         switch status {
         case 200: "OK"
+        case 202: "Accepted"
         case 400: "Bad Request"
         case 404: "Not Found"
         case 405: "Method Not Allowed"

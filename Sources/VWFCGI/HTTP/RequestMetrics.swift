@@ -167,6 +167,10 @@ final class RequestMetrics: Sendable {
         "vwfcgi_model_info": "1 for the version each model serves.",
         "vwfcgi_model_ready": "1 while the model has a serving version, 0 otherwise.",
         "vwfcgi_uptime_seconds": "Seconds since the vwfcgi process started.",
+        "vwfcgi_loop_events_total": "Decisions and rewards this instance logged durably, by kind.",
+        "vwfcgi_loop_joined_total": "Decisions this instance joined with their rewards into training lines.",
+        "vwfcgi_loop_pending_events": "Decisions waiting for their rewards before they are joined.",
+        "vwfcgi_loop_reward_sum": "The sum of the rewards this instance received.",
     ]
 
     /// Inserts a `# HELP` line before each family's `# TYPE` line.
@@ -204,6 +208,8 @@ extension PredictError {
         case .overloaded: "overloaded"
         case .timedOut: "timeout"
         case .shardFailed: "vw_failed"
+        case .invalidRequest: "invalid_request"
+        case .eventLogFailed: "event_log_failed"
         }
     }
 }

@@ -57,6 +57,23 @@ struct Router: Sendable {
             if store.contains(name, cache: &cache) { outcome.model = name }
             return only(["POST"], request) { predict(model: name, request, &outcome, &cache) }
         }
+        for verb in [":rank", ":reward", ":activate"] where rest.hasSuffix(verb) {
+            let name = String(rest.dropLast(verb.count))
+            if store.contains(name, cache: &cache) { outcome.model = name }
+            return only(["POST"], request) { loopRequest(verb, model: name, request, &outcome, &cache) }
+        }
+        if rest.hasSuffix("/loop") {
+            let name = String(rest.dropLast("/loop".count))
+            guard !name.contains("/"), !name.contains(":") else { return .error(404, "no route for \(path)") }
+            return only(["GET", "HEAD"], request) {
+                guard let status = engine.loopStatus(model: name) else {
+                    outcome.errorReason = PredictError.modelNotFound(name).metricReason
+                    return .error(404, PredictError.modelNotFound(name).message)
+                }
+                outcome.model = name
+                return .json(StatusDocument.loop(status))
+            }
+        }
         guard !rest.contains("/"), !rest.contains(":") else { return .error(404, "no route for \(path)") }
         let name = String(rest)
         return only(["GET", "HEAD"], request) {
@@ -77,7 +94,21 @@ struct Router: Sendable {
         case "/metrics": "metrics"
         case "/v1/models", "/v1/models/": "models"
         default:
-            if !path.hasPrefix("/v1/models/") { "other" } else if path.hasSuffix(":predict") { "predict" } else { "model" }
+            if !path.hasPrefix("/v1/models/") {
+                "other"
+            } else if path.hasSuffix(":predict") {
+                "predict"
+            } else if path.hasSuffix(":rank") {
+                "rank"
+            } else if path.hasSuffix(":reward") {
+                "reward"
+            } else if path.hasSuffix(":activate") {
+                "activate"
+            } else if path.hasSuffix("/loop") {
+                "loop"
+            } else {
+                "model"
+            }
         }
     }
 
@@ -159,6 +190,58 @@ struct Router: Sendable {
         }
     }
 
+    /// `:rank` (200 with the decision), `:reward` and `:activate` (202 once on disk).
+    private func loopRequest(
+        _ verb: String, model name: String, _ request: HTTPRequest, _ outcome: inout RequestMetrics.Outcome,
+        _ cache: inout ModelStore.ReaderCache
+    ) -> HTTPResponse {
+        if case .failure(let unsupported) = BodyFormat.of(contentType: request.contentType) {
+            outcome.errorReason = "unsupported_media_type"
+            return .error(415, unsupported.message)
+        }
+        do throws(PredictError) {
+            switch verb {
+            case ":rank":
+                let result = try engine.rank(model: name, body: request.body, deadline: .after(store.settings.requestTimeout), cache: &cache)
+                outcome.examples = 1
+                return .json(rankDocument(result), headers: [("X-Model-Version", result.version)])
+            case ":reward":
+                let accepted = try engine.reward(model: name, body: request.body, cache: &cache)
+                var writer = JSONWriter(capacity: 32)
+                writer.raw("{\"accepted\":")
+                writer.integer(accepted)
+                writer.raw("}")
+                return .json(writer, status: 202)
+            default:
+                try engine.activate(model: name, body: request.body, cache: &cache)
+                var writer = JSONWriter(capacity: 32)
+                writer.raw("{\"accepted\":1}")
+                return .json(writer, status: 202)
+            }
+        } catch {
+            outcome.errorReason = error.metricReason
+            return Self.response(for: error)
+        }
+    }
+
+    private func rankDocument(_ result: RankResult) -> JSONWriter {
+        var writer = JSONWriter(capacity: 128 + result.ranking.count * 40)
+        writer.raw("{\"model\":")
+        writer.string(result.model)
+        writer.raw(",\"version\":")
+        writer.string(result.version)
+        writer.raw(",\"event_id\":")
+        writer.string(result.eventID)
+        writer.raw(",\"action\":")
+        writer.integer(result.action)
+        writer.raw(",\"probability\":")
+        writer.raw(result.probability)
+        writer.raw(",\"ranking\":")
+        writer.prediction(.actions(result.ranking, probabilities: true))
+        writer.raw("}")
+        return writer
+    }
+
     private func predictionDocument(_ result: PredictResult) -> JSONWriter {
         var writer = JSONWriter(capacity: 64 + result.text.count * 2)
         writer.raw("{\"model\":")
@@ -185,6 +268,8 @@ struct Router: Sendable {
         case .tooManyInstances, .tooExpensive: .error(413, error.message)
         case .timedOut: .error(504, error.message)
         case .shardFailed: .error(503, error.message, headers: [("Retry-After", "1")])
+        case .invalidRequest: .error(400, error.message)
+        case .eventLogFailed: .error(503, error.message, headers: [("Retry-After", "1")])
         }
     }
 }

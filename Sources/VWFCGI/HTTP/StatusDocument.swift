@@ -13,6 +13,30 @@ enum StatusDocument {
         return writer
     }
 
+    /// `GET /v1/models/<name>/loop` (SPEC §8.8).
+    static func loop(_ status: LoopStatus) -> JSONWriter {
+        var writer = JSONWriter(capacity: 256)
+        writer.raw("{\"decisions\":")
+        writer.integer(status.decisions)
+        writer.raw(",\"rewards\":")
+        writer.integer(status.rewards)
+        writer.raw(",\"activations\":")
+        writer.integer(status.activations)
+        writer.raw(",\"joined\":")
+        writer.integer(status.joined)
+        writer.raw(",\"pending\":")
+        writer.integer(status.pending)
+        writer.raw(",\"reward_sum\":")
+        writer.raw(finite(status.rewardSum))
+        writer.raw(",\"average_reward\":")
+        writer.raw(status.averageReward.map(finite) ?? "null")
+        writer.raw("}")
+        return writer
+    }
+
+    /// A finite double as a JSON number (`"\(Double)"` is valid JSON for finite values).
+    private static func finite(_ value: Double) -> String { value.isFinite ? "\(value)" : "null" }
+
     static func model(_ status: ModelStatus) -> JSONWriter {
         var writer = JSONWriter()
         writer.model(status)

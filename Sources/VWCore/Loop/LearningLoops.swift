@@ -1,0 +1,182 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CoreMetrics
+public import Logging
+import Synchronization
+
+/// One model's decide, log, reward and join loop on this instance (SPEC §8.2–8.5).
+public final class ModelLoop: Sendable {
+    public let name: String
+    let log: EventLog
+    private let joiner: Mutex<Joiner>
+    let decisions = Atomic<Int>(0)
+    let rewards = Atomic<Int>(0)
+    let activations = Atomic<Int>(0)
+    private let sums = Mutex(Sums())
+    private let metrics: LoopMetrics
+
+    private struct Sums {
+        /// Rewards received by this instance.
+        var received = 0.0
+        /// The rewards (or default rewards) of the events joined since start: the logged policy's reward.
+        var joined = 0.0
+        var joinedCount = 0
+    }
+
+    init(name: String, log: EventLog, joiner: sending Joiner) {
+        self.name = name
+        self.log = log
+        self.joiner = Mutex(joiner)
+        metrics = LoopMetrics(model: name)
+    }
+
+    /// Appends lines to the log; returns once they are on disk.
+    func append(_ lines: [[UInt8]], kind: LoopMetrics.Kind, rewardSum: Double = 0) throws(EventLogError) {
+        try log.append(lines: lines)
+        switch kind {
+        case .decision: decisions.wrappingAdd(lines.count, ordering: .relaxed)
+        case .reward: rewards.wrappingAdd(lines.count, ordering: .relaxed)
+        case .activation: activations.wrappingAdd(lines.count, ordering: .relaxed)
+        }
+        let total = sums.withLock { s in
+            s.received += rewardSum
+            return s.received
+        }
+        metrics.recorded(kind, count: lines.count, rewardSum: total)
+    }
+
+    /// Joins what is due, and adds the joined events' rewards to the logged policy's average.
+    func join(now: Int64) throws(EventLogError) {
+        let (step, pending, directory) = try joiner.withLock { joiner throws(EventLogError) in
+            (try joiner.step(nowMilliseconds: now), joiner.pendingCount, joiner.joinedDirectory)
+        }
+        metrics.pending.record(pending)
+        guard let file = step.file, !step.joined.isEmpty else { return }
+        // The logged policy's reward: minus each joined line's `_label_cost`.
+        var sum = 0.0
+        if let bytes = try? LoopFiles.read(directory + "/" + file) {
+            for line in bytes.split(separator: 0x0A) {
+                if let value = try? JSONParser.parse(Array(line), maxDepth: 64),
+                   let cost = value[member: "_label_cost"]?.numberText, let number = Double(cost) {
+                    sum -= number
+                }
+            }
+        }
+        sums.withLock { s in
+            s.joined += sum
+            s.joinedCount += step.joined.count
+        }
+        metrics.joined.increment(by: step.joined.count)
+    }
+
+    /// `GET /v1/models/<name>/loop`.
+    public var status: LoopStatus {
+        let (joined, joinedSum, received) = sums.withLock { ($0.joinedCount, $0.joined, $0.received) }
+        let pending = joiner.withLock { $0.pendingCount }
+        return LoopStatus(
+            decisions: decisions.load(ordering: .relaxed), rewards: rewards.load(ordering: .relaxed),
+            activations: activations.load(ordering: .relaxed), joined: joined, pending: pending,
+            rewardSum: received, averageReward: joined > 0 ? joinedSum / Double(joined) : nil
+        )
+    }
+}
+
+/// What `GET /v1/models/<name>/loop` reports (the learning half, issue 13, adds updates and estimates).
+public struct LoopStatus: Sendable, Equatable {
+    /// Decisions, rewards and activations this instance logged since it started.
+    public let decisions: Int
+    public let rewards: Int
+    public let activations: Int
+    /// Events this instance joined since it started, and decisions waiting for their rewards.
+    public let joined: Int
+    public let pending: Int
+    /// The sum of the rewards this instance received.
+    public let rewardSum: Double
+    /// The logged policy's average reward over the events joined since start (nil before the first).
+    public let averageReward: Double?
+}
+
+/// Every model's loop on this instance, created on first use, and the thread that joins them.
+public final class LearningLoops: Sendable {
+    public let stateDirectory: String
+    public let instance: String
+    private let loops = Mutex<[String: ModelLoop]>([:])
+    private let joinerStarted = Atomic<Bool>(false)
+    private let logger: Logger
+    /// How often the joiner looks for due decisions.
+    static let joinPeriod: Duration = .milliseconds(250)
+
+    public init(stateDirectory: String, instance: String, logger: Logger) {
+        self.stateDirectory = stateDirectory
+        self.instance = instance
+        self.logger = logger
+    }
+
+    /// The loop of model `name`, opening its log and joiner on first use.
+    func loop(for name: String, config: LoopConfig?) throws(EventLogError) -> ModelLoop {
+        if let existing = loops.withLock({ $0[name] }) { return existing }
+        let loopConfig = config ?? LoopConfig()
+        let settings = JoinSettings(rewardWait: loopConfig.rewardWait, defaultReward: loopConfig.defaultReward)
+        let log = try EventLog(stateDirectory: stateDirectory, name: name, instance: instance)
+        let joiner = try Joiner(stateDirectory: stateDirectory, name: name, settings: settings)
+        let created = ModelLoop(name: name, log: log, joiner: joiner)
+        let loop = loops.withLock { all in
+            if let raced = all[name] { return raced }
+            all[name] = created
+            return created
+        }
+        if loop !== created { log.close() }
+        startJoiner()
+        return loop
+    }
+
+    /// The loop of `name` if it was used since start.
+    public func existing(_ name: String) -> ModelLoop? { loops.withLock { $0[name] } }
+
+    private func startJoiner() {
+        guard joinerStarted.compareExchange(expected: false, desired: true, ordering: .sequentiallyConsistent).exchanged else { return }
+        DetachedThread.start(name: "joiner") { [self] in
+            let tick = Condition()
+            while true {
+                tick.wait(until: .after(Self.joinPeriod)) { false }
+                for loop in loops.withLock({ Array($0.values) }) {
+                    do throws(EventLogError) {
+                        try loop.join(now: EventLine.nowMilliseconds())
+                    } catch {
+                        logger.error("join failed", metadata: ["model": "\(loop.name)", "error": "\(error.message)"])
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `vwfcgi_loop_*` of one model.
+struct LoopMetrics: Sendable {
+    enum Kind: String {
+        case decision, reward, activation
+    }
+
+    let model: String
+    let joined: Counter
+    let pending: Gauge
+    let rewardSum: Gauge
+
+    init(model: String) {
+        self.model = model
+        joined = Counter(label: "vwfcgi_loop_joined_total", dimensions: [("model", model)])
+        pending = Gauge(label: "vwfcgi_loop_pending_events", dimensions: [("model", model)])
+        rewardSum = Gauge(label: "vwfcgi_loop_reward_sum", dimensions: [("model", model)])
+        joined.increment(by: 0)
+        pending.record(0)
+        rewardSum.record(0)
+    }
+
+    func recorded(_ kind: Kind, count: Int, rewardSum total: Double) {
+        // SPEC §8.8 names the kinds decision, reward and learn; an activation counts as a reward-side event.
+        let label = kind == .decision ? "decision" : "reward"
+        Counter(label: "vwfcgi_loop_events_total", dimensions: [("model", model), ("kind", label)]).increment(by: count)
+        if kind == .reward { rewardSum.record(total) }
+    }
+}
