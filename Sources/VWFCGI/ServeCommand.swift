@@ -164,7 +164,8 @@ struct Serve: ParsableCommand {
         // Serve from the start: /healthz answers and /readyz says 503 until the models were tried.
         let socketFD = try FastCGIServer.openSocket(unixPath: socket, listen: listen)
         let loops = LearningLoops(stateDirectory: stateDir, instance: try Self.instance(instanceId), logger: logger)
-        let router = Router(engine: Engine(store: store, loops: loops, maxJSONDepth: maxJsonDepth), metrics: metrics)
+        let engine = Engine(store: store, loops: loops, maxJSONDepth: maxJsonDepth)
+        let router = Router(engine: engine, metrics: metrics)
         let server = FastCGIServer(socketFD: socketFD, threads: threads, maxBodyBytes: maxBodyBytes, logger: logger) { request, context in
             router.handle(request, context: &context)
         }
@@ -175,6 +176,7 @@ struct Serve: ParsableCommand {
         // Reloads start at once, even while a start-up model is still loading.
         ModelDirectoryWatcher(store: store, rescanInterval: .milliseconds(Int64(rescanInterval * 1000)), logger: logger).start()
         store.waitForLoads()
+        engine.resumeLoops()
         store.finishStartup()
         let loaded = store.statuses
         logger.info("models loaded", metadata: [

@@ -1,3 +1,5 @@
+import Logging
+
 /// A prediction request's body, as the client sent it.
 public enum PredictInput: Sendable {
     /// `text/plain`: VW text, one example per line (multiline examples separated by a blank line).
@@ -252,6 +254,21 @@ public struct Engine: Sendable {
         }
         try append([EventLine.activation(eventId: id.text, timestampMilliseconds: EventLine.nowMilliseconds())],
                    kind: .activation, rewardSum: 0, model: name, cache: &cache)
+    }
+
+    /// Opens the loop of every model that has one on disk from an earlier run, so its pending
+    /// decisions are joined after a restart without waiting for new traffic. Call once the
+    /// start-up models were tried.
+    public func resumeLoops() {
+        var cache = ModelStore.ReaderCache()
+        for name in store.modelNames where loops.hasState(name) {
+            let config = try? store.withServingVersion(of: name, cache: &cache) { version throws(PredictError) in version.loop }
+            do throws(EventLogError) {
+                _ = try loops.loop(for: name, config: config ?? nil)
+            } catch {
+                store.logger.error("cannot resume the learning loop", metadata: ["model": "\(name)", "error": "\(error.message)"])
+            }
+        }
     }
 
     /// `GET /v1/models/<name>/loop`; nil for an unknown model.

@@ -24,8 +24,13 @@ public final class ModelLoop: Sendable {
         var joinedCount = 0
     }
 
-    init(name: String, log: EventLog, joiner: sending Joiner) {
+    private let logger: Logger
+
+    init(name: String, log: EventLog, joiner: sending Joiner, logger: Logger) {
         self.name = name
+        var logger = logger
+        logger[metadataKey: "model"] = "\(name)"
+        self.logger = logger
         self.log = log
         self.joiner = Mutex(joiner)
         metrics = LoopMetrics(model: name)
@@ -52,6 +57,11 @@ public final class ModelLoop: Sendable {
             (try joiner.step(nowMilliseconds: now), joiner.pendingCount, joiner.joinedDirectory)
         }
         metrics.pending.record(pending)
+        // A torn last line (kill -9 while writing: never acknowledged) or any unreadable line is skipped, and said.
+        for skipped in step.skipped {
+            logger.warning("event log line skipped", metadata: ["line": "\(skipped)"])
+        }
+        if !step.skipped.isEmpty { metrics.skipped.increment(by: step.skipped.count) }
         guard let file = step.file, !step.joined.isEmpty else { return }
         // The logged policy's reward: minus each joined line's `_label_cost`.
         var sum = 0.0
@@ -120,7 +130,7 @@ public final class LearningLoops: Sendable {
         let settings = JoinSettings(rewardWait: loopConfig.rewardWait, defaultReward: loopConfig.defaultReward)
         let log = try EventLog(stateDirectory: stateDirectory, name: name, instance: instance)
         let joiner = try Joiner(stateDirectory: stateDirectory, name: name, settings: settings)
-        let created = ModelLoop(name: name, log: log, joiner: joiner)
+        let created = ModelLoop(name: name, log: log, joiner: joiner, logger: logger)
         let loop = loops.withLock { all in
             if let raced = all[name] { return raced }
             all[name] = created
@@ -133,6 +143,11 @@ public final class LearningLoops: Sendable {
 
     /// The loop of `name` if it was used since start.
     public func existing(_ name: String) -> ModelLoop? { loops.withLock { $0[name] } }
+
+    /// Whether model `name` has a loop on disk from an earlier run (its log or join state).
+    func hasState(_ name: String) -> Bool {
+        access(stateDirectory + "/" + name, F_OK) == 0
+    }
 
     private func startJoiner() {
         guard joinerStarted.compareExchange(expected: false, desired: true, ordering: .sequentiallyConsistent).exchanged else { return }
@@ -160,12 +175,14 @@ struct LoopMetrics: Sendable {
 
     let model: String
     let joined: Counter
+    let skipped: Counter
     let pending: Gauge
     let rewardSum: Gauge
 
     init(model: String) {
         self.model = model
         joined = Counter(label: "vwfcgi_loop_joined_total", dimensions: [("model", model)])
+        skipped = Counter(label: "vwfcgi_loop_skipped_lines_total", dimensions: [("model", model)])
         pending = Gauge(label: "vwfcgi_loop_pending_events", dimensions: [("model", model)])
         rewardSum = Gauge(label: "vwfcgi_loop_reward_sum", dimensions: [("model", model)])
         joined.increment(by: 0)

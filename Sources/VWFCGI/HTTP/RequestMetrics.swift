@@ -171,6 +171,7 @@ final class RequestMetrics: Sendable {
         "vwfcgi_loop_joined_total": "Decisions this instance joined with their rewards into training lines.",
         "vwfcgi_loop_pending_events": "Decisions waiting for their rewards before they are joined.",
         "vwfcgi_loop_reward_sum": "The sum of the rewards this instance received.",
+        "vwfcgi_loop_skipped_lines_total": "Event log lines the joiner skipped (a torn last line after a crash, or an unreadable one).",
     ]
 
     /// Inserts a `# HELP` line before each family's `# TYPE` line.
