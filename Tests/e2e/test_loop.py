@@ -719,3 +719,27 @@ def test_loop_status_and_metrics_after_traffic(fresh_stack):
     assert metric(m, "vwfcgi_loop_events_total", model="cb", kind="decision") == n
     assert metric(m, "vwfcgi_loop_events_total", model="cb", kind="reward") == len(sent)
     assert len(joined_lines(s.state_dir)) == n
+
+
+def test_an_unwritable_event_log_answers_503_and_predict_is_unaffected(loop_models, tmp_path):
+    """SPEC §8.4: disk full or unwritable -> rank/reward answer 503 with a clear error; :predict serves on.
+
+    As root, permissions cannot make a directory unwritable, so the state directory is a regular file:
+    the log's directory cannot be created under it."""
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("a file where the state directory should be\n")
+    stack = Stack(loop_models, state_dir=blocker).start()
+    try:
+        ctx = context("alice")
+        for _ in range(2):
+            r = rank(stack, ctx, "e-unwritable")
+            body = assert_json_error(r, 503, contains="cannot log the event")
+            assert r.headers.get("Retry-After"), body
+            r = stack.post("/v1/models/cb:reward", json={"event_id": "e-unwritable", "reward": 1.0})
+            assert_json_error(r, 503, contains="cannot log the event")
+            r = stack.predict("cb", [ctx])
+            assert r.status_code == 200, r.text
+            assert len(r.json()["predictions"][0]) == ACTIONS
+        assert blocker.read_text() == "a file where the state directory should be\n"
+    finally:
+        stack.stop()
