@@ -13,6 +13,10 @@ Writes, deterministically (fixed seeds), and only when missing or stale:
                                    separated by a blank line
   OUT/data/logistic_expected.json  the vowpalwabbit package's predictions for those examples
   OUT/data/adf_expected.json       ... and for the ADF examples ([[action, probability], ...])
+  OUT/models/loop.vw        --cb_explore_adf --epsilon 0.1 -q UA trained with --dsjson on a synthetic
+                            decision log (5 actions); loop.json says "input": "vw_json" (SPEC §8.1)
+  OUT/data/loop_requests.json      200 VW JSON contexts; loop_expected.json VW's PMFs for them
+                                   (`bin/vw -t --json`)
 """
 
 import json
@@ -24,7 +28,7 @@ import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VW = os.path.join(ROOT, "bin", "vw")
-VERSION = 1  # bump when the data below changes
+VERSION = 2  # bump when the data below changes
 
 LOGISTIC_ARGS = ["--link", "logistic"]  # serving args, stored in logistic.json
 N_TRAIN = 50_000
@@ -150,6 +154,36 @@ def adf_data(out: str):
     return train_path
 
 
+N_LOOP_ACTIONS = 5
+N_LOOP_REQUESTS = 200
+
+
+def loop_context(rng: random.Random, user: int) -> dict:
+    return {"User": {"id": f"u{user}", "dev": f"d{rng.randrange(3)}"},
+            "_multi": [{"Action": {"t": f"a{k}", "len": round(0.1 * (k + 1), 2)}} for k in range(N_LOOP_ACTIONS)]}
+
+
+def loop_data(out: str):
+    """A dsjson decision log (uniform logging policy, each user preferring one action) and requests."""
+    rng = random.Random(777)
+    train_path = os.path.join(out, "data", "loop_train.dsjson")
+    with open(train_path, "w") as f:
+        for i in range(3000):
+            user = rng.randrange(50)
+            chosen = rng.randrange(N_LOOP_ACTIONS)
+            cost = -1.0 if user % N_LOOP_ACTIONS == chosen else 0.0
+            others = [k + 1 for k in range(N_LOOP_ACTIONS) if k != chosen]
+            f.write(json.dumps({"_label_cost": cost, "_label_probability": 1 / N_LOOP_ACTIONS,
+                                "_label_Action": chosen + 1, "_labelIndex": chosen, "o": [],
+                                "a": [chosen + 1] + others, "p": [1 / N_LOOP_ACTIONS] * N_LOOP_ACTIONS,
+                                "c": loop_context(rng, user), "EventId": f"train-{i}"}) + "\n")
+    rng = random.Random(778)
+    requests = [loop_context(rng, rng.randrange(50)) for _ in range(N_LOOP_REQUESTS)]
+    with open(os.path.join(out, "data", "loop_requests.json"), "w") as f:
+        json.dump(requests, f)
+    return train_path, requests
+
+
 def run_vw(args):
     proc = subprocess.run([VW] + args, capture_output=True, text=True)
     if proc.returncode != 0:
@@ -201,6 +235,29 @@ def main(argv) -> int:
     ws.finish()
     with open(os.path.join(out, "data", "adf_expected.json"), "w") as f:
         json.dump(expected, f)
+
+    train, contexts = loop_data(out)
+    model = os.path.join(out, "models", "loop.vw")
+    run_vw(["--dsjson", "-d", train, "-f", model + ".tmp", "--cb_explore_adf", "--epsilon", "0.1",
+            "-q", "UA", "--random_seed", "1", "--quiet"])
+    os.replace(model + ".tmp", model)
+    with open(os.path.join(out, "models", "loop.json"), "w") as f:
+        json.dump({"input": "vw_json"}, f)
+        f.write("\n")
+    # VW's own answers for the contexts: `vw -t --json`, one PMF line (then a blank line) each.
+    lines = os.path.join(out, "data", "loop_requests.jsonl")
+    with open(lines, "w") as f:
+        for ctx in contexts:
+            f.write(json.dumps(ctx) + "\n")
+    preds = os.path.join(out, "data", "loop_preds.txt")
+    run_vw(["-i", model, "-t", "--json", "-d", lines, "-p", preds, "--quiet"])
+    with open(preds) as f:
+        pmfs = [[[int(a), float(p)] for a, p in (pair.split(":") for pair in line.split(","))]
+                for line in f.read().split("\n") if line.strip()]
+    if len(pmfs) != len(contexts):
+        sys.exit(f"make_data: ERROR: vw printed {len(pmfs)} PMFs for {len(contexts)} contexts")
+    with open(os.path.join(out, "data", "loop_expected.json"), "w") as f:
+        json.dump(pmfs, f)
 
     feats = len(requests[0].split()) - 3
     print(f"make_data: logistic model from {N_TRAIN} examples ({positives} positive, "

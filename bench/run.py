@@ -268,6 +268,10 @@ class Data:
             self.adf = [b for b in f.read().split("\n\n") if b.strip()]
         with open(os.path.join(d, "adf_expected.json")) as f:
             self.adf_expected = [{a: p for a, p in e} for e in json.load(f)]
+        with open(os.path.join(d, "loop_requests.json")) as f:
+            self.loop = json.load(f)
+        with open(os.path.join(d, "loop_expected.json")) as f:
+            self.loop_expected = [{a: p for a, p in e} for e in json.load(f)]
         self.models = os.path.join(out, "models")
         with open(os.path.join(self.models, "logistic.json")) as f:
             self.logistic_args = json.load(f)["vw_args"]
@@ -278,8 +282,9 @@ class Data:
 class RequestSet:
     """The bodies of one request type, with the predictions VW gives for each."""
 
-    def __init__(self, model, kind, per_request, fmt, bodies, expected):
-        self.model = model            # logistic | adf
+    def __init__(self, model, kind, per_request, fmt, bodies, expected, verb="predict"):
+        self.model = model            # logistic | adf | loop
+        self.verb = verb              # predict | rank | reward (the route: /v1/models/<model>:<verb>)
         self.kind = kind              # label, e.g. "1 ex json"
         self.per_request = per_request
         self.fmt = fmt                # json | text
@@ -307,6 +312,20 @@ def request_sets(data: Data) -> dict:
         "adf", "ADF 1 ex json", 1, "json",
         [json.dumps({"instances": [data.adf[i]]}) for i in range(N_ADF_BODIES)],
         [[data.adf_expected[i]] for i in range(N_ADF_BODIES)])
+    # The learning loop (SPEC §8.2, §8.3): the same VW JSON model predicted, ranked (the decision
+    # fsynced before the answer) and rewarded (fsynced before the 202). wrk cycles through the
+    # bodies, so event ids repeat: each request is logged all the same.
+    n = len(data.loop)
+    sets[("loop", 1, "json")] = RequestSet(
+        "loop", "loop predict json", 1, "json",
+        [json.dumps({"instances": [data.loop[i]]}) for i in range(n)], [[data.loop_expected[i]] for i in range(n)])
+    sets[("loop", "rank")] = RequestSet(
+        "loop", "loop rank", 1, "json",
+        [json.dumps({"event_id": f"bench-{i}", "context": data.loop[i]}) for i in range(n)],
+        [[data.loop_expected[i]] for i in range(n)], verb="rank")
+    sets[("loop", "reward")] = RequestSet(
+        "loop", "loop reward", 1, "json",
+        [json.dumps({"event_id": f"bench-{i}", "reward": 1.0}) for i in range(n)], [[] for _ in range(n)], verb="reward")
     return sets
 
 
@@ -316,7 +335,7 @@ CHECK_502: list = []  # requests of the correctness checks answered 502 (then re
 # --- correctness -----------------------------------------------------------------------------
 def parse_prediction(model: str, value):
     """A prediction as the server sent it -> a float, or {action: probability} for ADF."""
-    if model == "adf":
+    if model in ("adf", "loop"):
         if isinstance(value, list):
             return {item["action"]: item["probability"] for item in value}
         return {int(a): float(p) for a, p in (pair.split(":") for pair in value.split(","))}
@@ -324,7 +343,7 @@ def parse_prediction(model: str, value):
 
 
 def close_enough(model: str, got, want) -> bool:
-    if model == "adf":
+    if model in ("adf", "loop"):
         return got.keys() == want.keys() and all(abs(got[a] - want[a]) <= TOLERANCE for a in want)
     return abs(got - want) <= TOLERANCE
 
@@ -345,9 +364,15 @@ def check_server(server: str, port: int, rset: RequestSet, path: str):
                 # counted, retried once; a wrong prediction always aborts.
                 CHECK_502.append(where)
                 say(f"WARNING: {where}: HTTP 502 {raw.strip()[:100]} (retrying once)")
+            if rset.verb == "reward":
+                if resp.status != 202 or json.loads(raw) != {"accepted": 1}:
+                    raise BenchError(f"MISMATCH: {where}: HTTP {resp.status}: {raw[:300]}")
+                continue
             if resp.status != 200:
                 raise BenchError(f"MISMATCH: {where}: HTTP {resp.status}: {raw[:300]}")
-            if rset.fmt == "json":
+            if rset.verb == "rank":
+                got = [json.loads(raw)["ranking"]]
+            elif rset.fmt == "json":
                 got = json.loads(raw)["predictions"]
             else:
                 got = [line for line in raw.split("\n") if line.strip()]
@@ -501,8 +526,8 @@ class Server:
     name = ""
     port = 0
 
-    def path(self, model: str) -> str:
-        return f"/v1/models/{model}:predict"
+    def path(self, model: str, verb: str = "predict") -> str:
+        return f"/v1/models/{model}:{verb}"
 
 
 class VwfcgiStack(Server):
@@ -516,7 +541,8 @@ class VwfcgiStack(Server):
         if not os.access(binary, os.X_OK):
             raise BenchError(f"no vwfcgi binary at {binary} (run `make build`)")
         self.vwfcgi = Proc("vwfcgi", [binary, "serve", "--models", data.models, "--socket", self.socket,
-                                      "--vw-command", VW, "--shards", str(shards)],
+                                      "--vw-command", VW, "--shards", str(shards),
+                                      "--state-dir", os.path.join(run_dir, "state"), "--instance-id", "bench"],
                            os.path.join(run_dir, "vwfcgi.log"))
         prefix = os.path.join(run_dir, "nginx")
         self.error_log = os.path.join(prefix, "error.log")
@@ -646,11 +672,11 @@ def wait_ready_post(proc: Proc, port: int, path: str, data: Data, timeout: float
 def measure(server: Server, rset: RequestSet, connections: int, args, out: str, rows: list,
             sampler_pid: int = 0):
     lua_dir = os.path.join(out, "wrk")
-    tag = f"{server.name.split('+')[0]}-{rset.model}-{rset.per_request}-{rset.fmt}"
+    tag = f"{server.name.split('+')[0]}-{rset.model}-{rset.verb}-{rset.per_request}-{rset.fmt}"
     script = os.path.join(lua_dir, f"{tag}.lua")
     if not os.path.exists(script):
         lua_script(rset, script)
-    url = f"http://127.0.0.1:{server.port}{server.path(rset.model)}"
+    url = f"http://127.0.0.1:{server.port}{server.path(rset.model, rset.verb)}"
     if args.warmup > 0:
         run_wrk(url, script, connections, args.warmup, None)
     rss = None
@@ -772,6 +798,19 @@ def targets(rows, limits, rss_max_kb):
             add(f"{BATCH}-example {fmt} >= 0.75x direct-pipe limit (best c)", round(x, 3), 0.75,
                 x >= 0.75, f"{best['examples_per_s']:,.0f} ex/s at c={best['concurrency']} vs "
                            f"limit {limits['logistic']:,.0f} ex/s")
+    for c in (8, 64):
+        predict = next((r for r in rows if r["server"] == VwfcgiStack.name and r["request"] == "loop predict json"
+                        and r["concurrency"] == c), None)
+        for verb in ("rank", "reward"):
+            row = next((r for r in rows if r["server"] == VwfcgiStack.name and r["request"] == f"loop {verb}"
+                        and r["concurrency"] == c), None)
+            if predict and row and c == 64:
+                x = row["req_per_s"] / predict["req_per_s"]
+                add(f"{verb} c=64 >= 50% of predict's req/s (durable log, group commit)", round(x, 2), 0.5, x >= 0.5,
+                    f"{row['req_per_s']:,.0f} vs {predict['req_per_s']:,.0f} req/s")
+            if row and c == 8:
+                add(f"{verb} c=8 p99 <= 5 ms", round(row["p99_us"] / 1000, 3), 5.0, row["p99_us"] <= 5000,
+                    f"p99 {fmt_us(row['p99_us'])}, p50 {fmt_us(row['p50_us'])}")
     if rss_max_kb:
         add("vwfcgi RSS (without vw children) <= 30 MB during c=64", round(rss_max_kb / 1024, 1),
             30.0, rss_max_kb <= 30 * 1024, f"max VmRSS {rss_max_kb / 1024:.1f} MiB")
@@ -811,8 +850,12 @@ def plot(rows, limits, path):
         for r in rows:
             if r["examples_per_request"] != per:
                 continue
-            label = r["server"] if r["server"] != VwfcgiStack.name else \
-                f"vwfcgi {'ADF ' if r['model'] == 'adf' else ''}{r['format']}"
+            if r["server"] != VwfcgiStack.name:
+                label = r["server"]
+            elif r["model"] == "loop":
+                label = f"vwfcgi {r['request']}"
+            else:
+                label = f"vwfcgi {'ADF ' if r['model'] == 'adf' else ''}{r['format']}"
             series.setdefault(label, []).append(r)
         for label, pts in sorted(series.items()):
             pts.sort(key=lambda r: r["concurrency"])
@@ -922,13 +965,15 @@ def main(argv) -> int:
     try:
         rss["idle_kb"] = rss_kb(stack.vwfcgi.pid)
         for key in (("logistic", 1, "json"), ("logistic", 1, "text"), ("logistic", BATCH, "json"),
-                    ("logistic", BATCH, "text"), ("adf", 1, "json")):
-            check_server("vwfcgi", stack.port, sets[key], stack.path(key[0]))
+                    ("logistic", BATCH, "text"), ("adf", 1, "json"), ("loop", 1, "json"), ("loop", "rank"),
+                    ("loop", "reward")):
+            check_server("vwfcgi", stack.port, sets[key], stack.path(key[0], sets[key].verb))
         say(f"vwfcgi: answers match VW for all {sum(len(s.bodies) for s in sets.values())} "
             f"request bodies (pid {stack.vwfcgi.pid}, idle RSS {rss['idle_kb'] / 1024:.1f} MiB)")
         plan = [(("logistic", 1, "json"), (1, 8, 64)), (("logistic", 1, "text"), (1, 8, 64)),
                 (("logistic", BATCH, "json"), (1, 8, 64)), (("logistic", BATCH, "text"), (1, 8, 64)),
-                (("adf", 1, "json"), (8, 64))]
+                (("adf", 1, "json"), (8, 64)),
+                (("loop", 1, "json"), (8, 64)), (("loop", "rank"), (8, 64)), (("loop", "reward"), (8, 64))]
         log_offset = stack.error_log_offset()
         for key, conns in plan:
             for c in conns:
