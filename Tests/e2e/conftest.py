@@ -346,7 +346,8 @@ class Stack:
     dirs: list[Path] = []
 
     def __init__(self, model_dir: Path, *, shards: int = 1, extra_args: tuple[str, ...] = (),
-                 max_body: str = "8m", start_timeout: float = START_TIMEOUT, state_dir: Path | None = None):
+                 max_body: str = "8m", start_timeout: float = START_TIMEOUT, state_dir: Path | None = None,
+                 instance_id: str = "e2e"):
         self.model_dir = Path(model_dir)
         self.shards = shards
         self.extra_args = list(extra_args)
@@ -359,6 +360,7 @@ class Stack:
         self.socket_path = self.dir / "vwfcgi.sock"
         # The learning loop's logs (SPEC §8.4); a test that restarts a server passes the same one.
         self.state_dir = Path(state_dir) if state_dir else self.dir / "state"
+        self.instance_id = instance_id
         self.prefix = self.dir / "nginx"
         self.conf = self.dir / "nginx.conf"
         self.vwfcgi_log = self.dir / "vwfcgi.log"
@@ -386,7 +388,7 @@ class Stack:
 
         command = [str(VWFCGI_BIN), "serve", "--models", str(self.model_dir), "--socket", str(self.socket_path),
                    "--vw-command", VW_COMMAND, "--shards", str(self.shards), "--state-dir", str(self.state_dir),
-                   "--instance-id", "e2e", *self.extra_args]
+                   "--instance-id", self.instance_id, *self.extra_args]
         Stack.live.add(self)
         with open(self.vwfcgi_log, "wb") as log:
             self.vwfcgi = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,

@@ -743,3 +743,40 @@ def test_an_unwritable_event_log_answers_503_and_predict_is_unaffected(loop_mode
         assert blocker.read_text() == "a file where the state directory should be\n"
     finally:
         stack.stop()
+
+
+def test_two_instances_sharing_a_state_directory_join_each_event_once(loop_models, tmp_path_factory):
+    """SPEC §8.4: several instances may write into one state directory; a decision logged by one and
+    rewarded through the other is joined once, with its reward, by whichever instance holds the join lock."""
+    state = tmp_path_factory.mktemp("shared-state")
+    first = Stack(loop_models, state_dir=state, instance_id="pod-a").start()
+    second = None
+    try:
+        second = Stack(loop_models, state_dir=state, instance_id="pod-b").start()
+        decided = {}
+        for n in range(40):
+            stack = first if n % 2 == 0 else second
+            decided[f"shared-{n}"] = rank_ok(stack, context(USERS[n % 3]), f"shared-{n}")
+        for n in range(0, 40, 4):
+            # The reward reaches the other instance than the decision did.
+            reward_ok(second if n % 2 == 0 else first, f"shared-{n}", 1.0)
+
+        def all_joined():
+            ids = [line["EventId"] for line in joined_lines(state)]
+            return len(ids) >= len(decided) and ids
+        ids = wait_until(all_joined, JOIN_BOUND)
+        assert ids, f"not every decision was joined: {sorted(set(decided) - {l['EventId'] for l in joined_lines(state)})}"
+        time.sleep(2 * REWARD_WAIT)  # a second joiner would have written its duplicates by now
+        lines = joined_lines(state)
+        counts = Counter(line["EventId"] for line in lines)
+        assert counts == Counter(decided.keys()), f"joined more or less than once: {counts - Counter(decided.keys())}"
+        for line in lines:
+            rewarded = int(line["EventId"].split("-")[1]) % 4 == 0
+            assert line["_label_cost"] == (-1.0 if rewarded else -DEFAULT_REWARD), line
+            assert line["_labelIndex"] == decided[line["EventId"]]["action"], line
+        segments = sorted(p.name for p in (state / "cb" / "log").iterdir())
+        assert any(name.startswith("pod-a-") for name in segments) and any(name.startswith("pod-b-") for name in segments), segments
+    finally:
+        if second:
+            second.stop()
+        first.stop()

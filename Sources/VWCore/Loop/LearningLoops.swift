@@ -9,7 +9,10 @@ import Synchronization
 public final class ModelLoop: Sendable {
     public let name: String
     let log: EventLog
-    private let joiner: Mutex<Joiner>
+    /// The join, once this process holds the model's join lock (nil before).
+    private let joiner = Mutex<Joiner?>(nil)
+    private let stateDirectory: String
+    private let settings: JoinSettings
     let decisions = Atomic<Int>(0)
     let rewards = Atomic<Int>(0)
     let activations = Atomic<Int>(0)
@@ -26,13 +29,14 @@ public final class ModelLoop: Sendable {
 
     private let logger: Logger
 
-    init(name: String, log: EventLog, joiner: sending Joiner, logger: Logger) {
+    init(name: String, log: EventLog, stateDirectory: String, settings: JoinSettings, logger: Logger) {
         self.name = name
+        self.stateDirectory = stateDirectory
+        self.settings = settings
         var logger = logger
         logger[metadataKey: "model"] = "\(name)"
         self.logger = logger
         self.log = log
-        self.joiner = Mutex(joiner)
         metrics = LoopMetrics(model: name)
     }
 
@@ -52,10 +56,22 @@ public final class ModelLoop: Sendable {
     }
 
     /// Joins what is due, and adds the joined events' rewards to the logged policy's average.
+    ///
+    /// Several instances may share one state directory (SPEC §8.4): only the one holding
+    /// `<state>/<name>/join.lock` (flock, released when its process dies) joins; the others log
+    /// only and try again on the next round. The join state is read from disk when the lock is
+    /// taken, so a takeover continues exactly where the previous joiner stopped.
     func join(now: Int64) throws(EventLogError) {
-        let (step, pending, directory) = try joiner.withLock { joiner throws(EventLogError) in
-            (try joiner.step(nowMilliseconds: now), joiner.pendingCount, joiner.joinedDirectory)
+        let outcome = try joiner.withLock { current throws(EventLogError) -> (JoinStep, Int, String)? in
+            if current == nil {
+                guard Self.takeJoinLock(stateDirectory + "/" + name + "/join.lock") else { return nil }
+                current = try Joiner(stateDirectory: stateDirectory, name: name, settings: settings)
+                logger.info("joining this model's events here (join lock taken)")
+            }
+            let joiner = current!
+            return (try joiner.step(nowMilliseconds: now), joiner.pendingCount, joiner.joinedDirectory)
         }
+        guard let (step, pending, directory) = outcome else { return }
         metrics.pending.record(pending)
         // A torn last line (kill -9 while writing: never acknowledged) or any unreadable line is skipped, and said.
         for skipped in step.skipped {
@@ -80,10 +96,19 @@ public final class ModelLoop: Sendable {
         metrics.joined.increment(by: step.joined.count)
     }
 
+    /// Takes the exclusive lock at `path` for the life of the process; false when another holds it.
+    private static func takeJoinLock(_ path: String) -> Bool {
+        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { return false }
+        if flock(fd, LOCK_EX | LOCK_NB) == 0 { return true }  // the descriptor stays open: the lock lives with the process
+        close(fd)
+        return false
+    }
+
     /// `GET /v1/models/<name>/loop`.
     public var status: LoopStatus {
         let (joined, joinedSum, received) = sums.withLock { ($0.joinedCount, $0.joined, $0.received) }
-        let pending = joiner.withLock { $0.pendingCount }
+        let pending = joiner.withLock { $0?.pendingCount ?? 0 }
         return LoopStatus(
             decisions: decisions.load(ordering: .relaxed), rewards: rewards.load(ordering: .relaxed),
             activations: activations.load(ordering: .relaxed), joined: joined, pending: pending,
@@ -129,8 +154,7 @@ public final class LearningLoops: Sendable {
         let loopConfig = config ?? LoopConfig()
         let settings = JoinSettings(rewardWait: loopConfig.rewardWait, defaultReward: loopConfig.defaultReward)
         let log = try EventLog(stateDirectory: stateDirectory, name: name, instance: instance)
-        let joiner = try Joiner(stateDirectory: stateDirectory, name: name, settings: settings)
-        let created = ModelLoop(name: name, log: log, joiner: joiner, logger: logger)
+        let created = ModelLoop(name: name, log: log, stateDirectory: stateDirectory, settings: settings, logger: logger)
         let loop = loops.withLock { all in
             if let raced = all[name] { return raced }
             all[name] = created
