@@ -7,7 +7,8 @@
 // * a multi-line answer gives one prediction per line, a one-line answer is never `.lines`;
 // * numbers and integers are what the line says, and PredictionParser's JSON-number test
 //   agrees with JSONParser's;
-// * the tag is only ever removed as " <tag>" at the end of the first line.
+// * the tag is only ever removed from the first line, as " <tag>" at its end or, failing that, as
+//   its second word followed by a space (`--bootstrap` prints `pred tag bag1 bag2`).
 @testable import VWCore
 
 @_cdecl("LLVMFuzzerTestOneInput")
@@ -51,11 +52,18 @@ func check(_ condition: @autoclosure () -> Bool, _ message: @autoclosure () -> S
     if !condition() { fatalError("invariant broken: \(message())") }
 }
 
-/// `line` without " <tag>" at its end, when the tag is there (and not the whole line).
+/// `line` without " <tag>" at its end when the tag is there (and not the whole line), else without
+/// its second word when that word is the tag and another word follows; stated on byte arrays.
 func stripped(_ line: Substring, tag: String) -> Substring {
-    guard !tag.isEmpty, Array(line.utf8).reversed().starts(with: Array((" " + tag).utf8).reversed()) else { return line }
-    let cut = line.utf8.index(line.utf8.endIndex, offsetBy: -(tag.utf8.count + 1))
-    return line[line.startIndex..<cut]
+    guard !tag.isEmpty else { return line }
+    let bytes = Array(line.utf8), suffix = Array((" " + tag).utf8)
+    if bytes.count > tag.utf8.count, bytes.reversed().starts(with: suffix.reversed()) {
+        return Substring(String(decoding: bytes[..<(bytes.count - suffix.count)], as: UTF8.self))
+    }
+    guard let space = bytes.firstIndex(of: 0x20) else { return line }
+    let word = Array((" " + tag + " ").utf8)
+    guard bytes[space...].starts(with: word) else { return line }
+    return Substring(String(decoding: Array(bytes[..<space]) + bytes[(space + word.count - 1)...], as: UTF8.self))
 }
 
 func checkLine(_ prediction: Prediction, _ line: Substring, tag: String) {
