@@ -21,6 +21,8 @@
 #   NGINX_USER                   see nginx/render.sh (default: none as non-root, root as root)
 #   SHARDS [1], VWFCGI_GRACE [10], VWFCGI_ARGS (extra `vwfcgi serve` arguments)
 #   STAGING_DIR                  vwfcgi --staging-dir (default: a fresh dir under $TMPDIR or /tmp)
+#   STATE_DIR [/state]           vwfcgi --state-dir: the learning loop's event logs (mount a volume)
+#   INSTANCE_ID [host name]      vwfcgi --instance-id: names this pod's log segments
 #   VWFCGI_BIN [vwfcgi on PATH], VWFCGI_VW_COMMAND [<app>/bin/vw]
 #   NGINX_STOP_TIMEOUT [15]      seconds nginx may take to finish its requests on stop
 set -euo pipefail
@@ -38,6 +40,7 @@ NGINX_PREFIX=${NGINX_PREFIX:-${TMPDIR:-/tmp}/nginx}
 NGINX_CONF=${NGINX_CONF:-}
 SHARDS=${SHARDS:-1}
 VWFCGI_GRACE=${VWFCGI_GRACE:-10}
+STATE_DIR=${STATE_DIR:-/state}
 VWFCGI_BIN=${VWFCGI_BIN:-$(command -v vwfcgi || echo "$APP/bin/vwfcgi")}
 NGINX_STOP_TIMEOUT=${NGINX_STOP_TIMEOUT:-15}
 export VWFCGI_VW_COMMAND=${VWFCGI_VW_COMMAND:-$APP/bin/vw}
@@ -89,6 +92,9 @@ start_vwfcgi() {
     mkdir -p "$(dirname "$SOCKET")" || die "cannot create the socket directory of $SOCKET"
     local args=(serve --models "$MODEL_DIR" --socket "$SOCKET" --shards "$SHARDS" --grace "$VWFCGI_GRACE")
     [ -z "${STAGING_DIR:-}" ] || { mkdir -p "$STAGING_DIR" && args+=(--staging-dir "$STAGING_DIR"); }
+    # The state directory is created by vwfcgi on the first decision or reward (503 if it cannot be).
+    args+=(--state-dir "$STATE_DIR")
+    [ -z "${INSTANCE_ID:-}" ] || args+=(--instance-id "$INSTANCE_ID")
     # shellcheck disable=SC2206 # VWFCGI_ARGS is a list of words on purpose
     args+=(${VWFCGI_ARGS:-})
     say "starting vwfcgi ${args[*]}"
