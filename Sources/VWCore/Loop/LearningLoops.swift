@@ -9,8 +9,9 @@ import Synchronization
 public final class ModelLoop: Sendable {
     public let name: String
     let log: EventLog
-    /// The join, once this process holds the model's join lock (nil before).
+    /// The join, once this process holds the model's join lock (nil before), and whether it holds the lock.
     private let joiner = Mutex<Joiner?>(nil)
+    private let holdsJoinLock = Atomic<Bool>(false)
     private let stateDirectory: String
     private let settings: JoinSettings
     let decisions = Atomic<Int>(0)
@@ -64,7 +65,11 @@ public final class ModelLoop: Sendable {
     func join(now: Int64) throws(EventLogError) {
         let outcome = try joiner.withLock { current throws(EventLogError) -> (JoinStep, Int, String)? in
             if current == nil {
-                guard Self.takeJoinLock(stateDirectory + "/" + name + "/join.lock") else { return nil }
+                if !holdsJoinLock.load(ordering: .relaxed) {
+                    guard Self.takeJoinLock(stateDirectory + "/" + name + "/join.lock") else { return nil }
+                    holdsJoinLock.store(true, ordering: .relaxed)
+                }
+                // Reads the saved join state; a failure is retried on the next round, the lock kept.
                 current = try Joiner(stateDirectory: stateDirectory, name: name, settings: settings)
                 logger.info("joining this model's events here (join lock taken)")
             }
