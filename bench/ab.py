@@ -36,7 +36,7 @@ def main(argv) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--duration", type=int, default=4)
     parser.add_argument("--warmup", type=int, default=1)
-    parser.add_argument("--out", default=os.path.join(run.BENCH, "out-ab"))
+    parser.add_argument("--out", default=os.path.join(run.BENCH, "out", "ab"))
     args = parser.parse_args(argv)
     out = os.path.abspath(args.out)
     run_dir = os.path.join(out, "run")
