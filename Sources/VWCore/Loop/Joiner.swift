@@ -42,6 +42,8 @@ public struct JoinStep: Sendable {
     public var decisionsRead = 0
     public var rewardsRead = 0
     public var activationsRead = 0
+    /// The sum of the joined decisions' rewards (their default reward when none came): the logged policy's.
+    public var rewardSum = 0.0
 }
 
 /// Joins a model's logged decisions with their rewards into VW dsjson training lines (SPEC §8.5).
@@ -175,6 +177,7 @@ public final class Joiner {
             var bytes: [UInt8] = []
             for (id, decision) in due {
                 bytes.append(contentsOf: joinedLine(decision))
+                result.rewardSum += reward(of: decision)
                 bytes.append(0x0A)
                 result.joined.append(id)
             }
@@ -268,14 +271,18 @@ public final class Joiner {
         }
     }
 
+    /// The sum of a decision's rewards, or the default reward when none came.
+    private func reward(of decision: Pending) -> Double {
+        decision.rewards.isEmpty ? settings.defaultReward : decision.rewards.reduce(0.0) { $0 + (Double($1) ?? 0) }
+    }
+
     private func joinedLine(_ decision: Pending) -> [UInt8] {
         // The line parsed when it was read; it cannot fail now.
         let value = (try? JSONParser.parse(decision.line, maxDepth: reader.maxDepth)) ?? .null
         let actions = value[member: "a"]!.arrayValue!
         let probabilities = value[member: "p"]!.arrayValue!
         let chosen = Int(actions[0].numberText!)!
-        let reward = decision.rewards.isEmpty
-            ? settings.defaultReward : decision.rewards.reduce(0.0) { $0 + (Double($1) ?? 0) }
+        let reward = reward(of: decision)
         var writer = JSONLineWriter(capacity: decision.line.count + 160)
         writer.beginObject()
         writer.key("_label_cost"); writer.double(0 - reward)

@@ -63,7 +63,7 @@ public final class ModelLoop: Sendable {
     /// only and try again on the next round. The join state is read from disk when the lock is
     /// taken, so a takeover continues exactly where the previous joiner stopped.
     func join(now: Int64) throws(EventLogError) {
-        let outcome = try joiner.withLock { current throws(EventLogError) -> (JoinStep, Int, String)? in
+        let outcome = try joiner.withLock { current throws(EventLogError) -> (JoinStep, Int)? in
             if current == nil {
                 if !holdsJoinLock.load(ordering: .relaxed) {
                     guard Self.takeJoinLock(stateDirectory + "/" + name + "/join.lock") else { return nil }
@@ -74,28 +74,18 @@ public final class ModelLoop: Sendable {
                 logger.info("joining this model's events here (join lock taken)")
             }
             let joiner = current!
-            return (try joiner.step(nowMilliseconds: now), joiner.pendingCount, joiner.joinedDirectory)
+            return (try joiner.step(nowMilliseconds: now), joiner.pendingCount)
         }
-        guard let (step, pending, directory) = outcome else { return }
+        guard let (step, pending) = outcome else { return }
         metrics.pending.record(pending)
         // A torn last line (kill -9 while writing: never acknowledged) or any unreadable line is skipped, and said.
         for skipped in step.skipped {
             logger.warning("event log line skipped", metadata: ["line": "\(skipped)"])
         }
         if !step.skipped.isEmpty { metrics.skipped.increment(by: step.skipped.count) }
-        guard let file = step.file, !step.joined.isEmpty else { return }
-        // The logged policy's reward: minus each joined line's `_label_cost`.
-        var sum = 0.0
-        if let bytes = try? LoopFiles.read(directory + "/" + file) {
-            for line in bytes.split(separator: 0x0A) {
-                if let value = try? JSONParser.parse(Array(line), maxDepth: 64),
-                   let cost = value[member: "_label_cost"]?.numberText, let number = Double(cost) {
-                    sum -= number
-                }
-            }
-        }
+        guard !step.joined.isEmpty else { return }
         sums.withLock { s in
-            s.joined += sum
+            s.joined += step.rewardSum
             s.joinedCount += step.joined.count
         }
         metrics.joined.increment(by: step.joined.count)
