@@ -57,6 +57,20 @@ public struct ExampleFraming: Sendable, Equatable {
     public var isMultiline: Bool { family.isMultiline }
 }
 
+/// An example checked by a strict grammar (VW text or VW JSON), ready to be written to vw.
+public protocol CanonicalExample {
+    var featureCounts: FeatureCounts { get }
+    /// The lines it spans (for interaction budgets).
+    var lineCount: Int { get }
+    /// The answer lines vw prints for it (before a multiline answer's blank line).
+    var answerLines: Int { get }
+    /// Appends its canonical form with `serverTag` as its tag.
+    func write(serverTag: [UInt8], into payload: inout [UInt8])
+}
+
+extension ParsedExample: CanonicalExample {}
+extension VWJSONExample: CanonicalExample {}
+
 /// Parses examples one by one with the strict grammar and accumulates their canonical form and the answer frame.
 ///
 /// The client's bytes never reach vw: each example is written as the grammar re-serialises it,
@@ -94,12 +108,7 @@ public struct ExampleBatchBuilder: Sendable {
     public mutating func append(lines: [Substring]) throws(ExampleProblem) {
         if !multiline && lines.count > 1 { throw .newlineInSingleLineExample }
         let example = try grammar.parse(lines: lines)
-        if let cost { features += cost.features(of: example.featureCounts, lines: example.lineCount) }
-        let serial = ServerTagSerials.take(1)
-        AnswerFrame.writeServerTag(serial, into: &serverTag)
-        example.write(serverTag: serverTag, into: &payload)
-        serials.append(serial)
-        lineCounts.append(example.answerLines)
+        appendCanonical(example)
         let first = String(example.clientTag)
         tags.append(first)
         switch framing.echo {
@@ -114,14 +123,19 @@ public struct ExampleBatchBuilder: Sendable {
     ///
     /// The client's `_tag` is not kept: replies of JSON models carry no tag.
     public mutating func append(json example: VWJSONExample) {
+        appendCanonical(example)
+        tags.append("")
+        if framing.echo != .none { clientTags.append("") }
+    }
+
+    /// Counts an example's interaction cost, and writes it with a fresh server tag and its answer's shape.
+    private mutating func appendCanonical(_ example: some CanonicalExample) {
         if let cost { features += cost.features(of: example.featureCounts, lines: example.lineCount) }
         let serial = ServerTagSerials.take(1)
         AnswerFrame.writeServerTag(serial, into: &serverTag)
         example.write(serverTag: serverTag, into: &payload)
         serials.append(serial)
         lineCounts.append(example.answerLines)
-        tags.append("")
-        if framing.echo != .none { clientTags.append("") }
     }
 
     /// The batch built so far.

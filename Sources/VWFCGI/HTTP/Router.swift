@@ -52,24 +52,18 @@ struct Router: Sendable {
         let prefix = "/v1/models/"
         guard path.hasPrefix(prefix) else { return .error(404, "no route for \(path)") }
         let rest = path.dropFirst(prefix.count)
-        if rest.hasSuffix(":predict") {
-            let name = String(rest.dropLast(":predict".count))
-            if store.contains(name, cache: &cache) { outcome.model = name }
-            return only(["POST"], request) { predict(model: name, request, &outcome, &cache) }
-        }
-        for verb in [":rank", ":reward", ":activate"] where rest.hasSuffix(verb) {
+        for verb in [":predict", ":rank", ":reward", ":activate"] where rest.hasSuffix(verb) {
             let name = String(rest.dropLast(verb.count))
             if store.contains(name, cache: &cache) { outcome.model = name }
-            return only(["POST"], request) { loopRequest(verb, model: name, request, &outcome, &cache) }
+            return only(["POST"], request) {
+                verb == ":predict" ? predict(model: name, request, &outcome, &cache) : loopRequest(verb, model: name, request, &outcome, &cache)
+            }
         }
         if rest.hasSuffix("/loop") {
             let name = String(rest.dropLast("/loop".count))
             guard !name.contains("/"), !name.contains(":") else { return .error(404, "no route for \(path)") }
             return only(["GET", "HEAD"], request) {
-                guard let status = engine.loopStatus(model: name) else {
-                    outcome.errorReason = PredictError.modelNotFound(name).metricReason
-                    return .error(404, PredictError.modelNotFound(name).message)
-                }
+                guard let status = engine.loopStatus(model: name) else { return notFound(name, &outcome) }
                 outcome.model = name
                 return .json(StatusDocument.loop(status))
             }
@@ -77,13 +71,16 @@ struct Router: Sendable {
         guard !rest.contains("/"), !rest.contains(":") else { return .error(404, "no route for \(path)") }
         let name = String(rest)
         return only(["GET", "HEAD"], request) {
-            guard let status = store.status(of: name) else {
-                outcome.errorReason = PredictError.modelNotFound(name).metricReason
-                return .error(404, PredictError.modelNotFound(name).message)
-            }
+            guard let status = store.status(of: name) else { return notFound(name, &outcome) }
             outcome.model = name
             return .json(StatusDocument.model(status))
         }
+    }
+
+    private func notFound(_ name: String, _ outcome: inout RequestMetrics.Outcome) -> HTTPResponse {
+        let error = PredictError.modelNotFound(name)
+        outcome.errorReason = error.metricReason
+        return Self.response(for: error)
     }
 
     /// The `route` label of a path.
