@@ -14,7 +14,7 @@ struct VWFCGICommand: ParsableCommand {
         commandName: "vwfcgi",
         abstract: "Serve Vowpal Wabbit models over FastCGI (behind nginx).",
         version: vwfcgiVersion,
-        subcommands: [Serve.self],
+        subcommands: [Serve.self, Train.self],
         defaultSubcommand: Serve.self
     )
 }
@@ -76,6 +76,9 @@ struct Serve: ParsableCommand {
     @Option(help: "This instance's name in event log file names (default: the host name).")
     var instanceId: String?
 
+    @Option(help: "The vw command of the loop's trainer (default: the --vw-command); split on spaces.")
+    var trainerVwCommand: String?
+
     @Option(help: "Directory for private copies of loaded model files (default: a fresh one under $TMPDIR or /tmp).")
     var stagingDir: String?
 
@@ -120,21 +123,7 @@ struct Serve: ParsableCommand {
     }
 
     func run() throws {
-        let level = Logger.Level(rawValue: logLevel) ?? .info
-        let json = logFormat == "json"
-        LoggingSystem.bootstrap { label in
-            // Client-sent values (X-Request-Id, paths) are escaped before any handler writes them.
-            if json {
-                var handler = JSONLogHandler(label: label)
-                handler.logLevel = level
-                return SanitizingLogHandler(inner: handler)
-            }
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return SanitizingLogHandler(inner: handler)
-        }
-        var logger = Logger(label: "vwfcgi")
-        logger.logLevel = level
+        let logger = Self.bootstrapLogging(level: logLevel, format: logFormat)
         signal(SIGPIPE, SIG_IGN)
         MemoryTuning.limitMallocArenas(to: 2)
 
@@ -156,6 +145,11 @@ struct Serve: ParsableCommand {
         settings.requireChecksum = requireChecksum
         settings.loadTimeout = .milliseconds(Int64(loadTimeout * 1000))
         settings.readiness = ReadinessRule(rawValue: readiness) ?? .anyModel
+        let loops = LearningLoops(stateDirectory: stateDir, instance: try Self.instance(instanceId), logger: logger)
+        settings.learnedModel = { name, base, loop in loops.learnedModel(name: name, base: base, loop: loop) }
+        var trainer = TrainerSettings(vwCommand: trainerVwCommand.map { $0.split(separator: " ").map(String.init) } ?? command)
+        trainer.memoryLimit = settings.vwMemoryLimit
+        trainer.maxModelBytes = UInt64(maxModelBytes)
 
         let stopSignals = StopSignals()
         let metrics = RequestMetrics.bootstrap()
@@ -163,7 +157,6 @@ struct Serve: ParsableCommand {
         if let socket { try Self.refuseLiveSocket(socket) }
         // Serve from the start: /healthz answers and /readyz says 503 until the models were tried.
         let socketFD = try FastCGIServer.openSocket(unixPath: socket, listen: listen)
-        let loops = LearningLoops(stateDirectory: stateDir, instance: try Self.instance(instanceId), logger: logger)
         let engine = Engine(store: store, loops: loops, maxJSONDepth: maxJsonDepth)
         let router = Router(engine: engine, metrics: metrics)
         let server = FastCGIServer(socketFD: socketFD, threads: threads, maxBodyBytes: maxBodyBytes, logger: logger) { request, context in
@@ -177,6 +170,7 @@ struct Serve: ParsableCommand {
         ModelDirectoryWatcher(store: store, rescanInterval: .milliseconds(Int64(rescanInterval * 1000)), logger: logger).start()
         store.waitForLoads()
         engine.resumeLoops()
+        loops.startLearning(store: store, settings: trainer)
         store.finishStartup()
         let loaded = store.statuses
         logger.info("models loaded", metadata: [
@@ -193,8 +187,27 @@ struct Serve: ParsableCommand {
         logger.info("stopped")
     }
 
+    /// Sets up logging: text or JSON lines on stderr, client-sent values escaped.
+    static func bootstrapLogging(level name: String, format: String) -> Logger {
+        let level = Logger.Level(rawValue: name) ?? .info
+        LoggingSystem.bootstrap { label in
+            // Client-sent values (X-Request-Id, paths) are escaped before any handler writes them.
+            if format == "json" {
+                var handler = JSONLogHandler(label: label)
+                handler.logLevel = level
+                return SanitizingLogHandler(inner: handler)
+            }
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return SanitizingLogHandler(inner: handler)
+        }
+        var logger = Logger(label: "vwfcgi")
+        logger.logLevel = level
+        return logger
+    }
+
     /// Says once what every vw child is confined by, and loudly when the kernel allows less.
-    private static func logSandbox(logger: Logger, memoryLimit: UInt64) {
+    static func logSandbox(logger: Logger, memoryLimit: UInt64) {
         let metadata: Logger.Metadata = [
             "sandbox": "\(Sandbox.mode.rawValue)", "landlock_abi": "\(Sandbox.landlockABI)",
             "vw_memory_limit": "\(memoryLimit)",
@@ -253,7 +266,7 @@ struct Serve: ParsableCommand {
         return name
     }
 
-    private static func makeStagingDirectory() throws -> String {
+    static func makeStagingDirectory() throws -> String {
         let base = ProcessEnvironment.value("TMPDIR") ?? "/tmp"
         var template = Array("\(base)/vwfcgi-XXXXXX".utf8CString)
         guard let made = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) else {

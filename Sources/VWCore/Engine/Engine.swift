@@ -275,7 +275,8 @@ public struct Engine: Sendable {
     public func loopStatus(model name: String) -> LoopStatus? {
         guard store.status(of: name) != nil else { return nil }
         return loops.existing(name)?.status
-            ?? LoopStatus(decisions: 0, rewards: 0, activations: 0, joined: 0, pending: 0, rewardSum: 0, averageReward: nil)
+            ?? LoopStatus(decisions: 0, rewards: 0, activations: 0, joined: 0, pending: 0, rewardSum: 0, averageReward: nil,
+                          learning: LearnStatus())
     }
 
     private func append(_ lines: [[UInt8]], kind: LoopMetrics.Kind, rewardSum: Double, model name: String,

@@ -14,6 +14,10 @@ public final class ModelLoop: Sendable {
     private let holdsJoinLock = Atomic<Bool>(false)
     private let stateDirectory: String
     private let settings: JoinSettings
+    /// Whether this process joins the model's events (not a serving instance of an externally trained model).
+    private let joins: Bool
+    /// Learns the model, on the trainer thread only (see `LearningLoops.startLearning`).
+    let learner: Learner
     let decisions = Atomic<Int>(0)
     let rewards = Atomic<Int>(0)
     let activations = Atomic<Int>(0)
@@ -30,10 +34,12 @@ public final class ModelLoop: Sendable {
 
     private let logger: Logger
 
-    init(name: String, log: EventLog, stateDirectory: String, settings: JoinSettings, logger: Logger) {
+    init(name: String, log: EventLog, stateDirectory: String, settings: JoinSettings, joins: Bool, logger: Logger) {
         self.name = name
         self.stateDirectory = stateDirectory
         self.settings = settings
+        self.joins = joins
+        learner = Learner(stateDirectory: stateDirectory, name: name, logger: logger)
         var logger = logger
         logger[metadataKey: "model"] = "\(name)"
         self.logger = logger
@@ -63,6 +69,7 @@ public final class ModelLoop: Sendable {
     /// only and try again on the next round. The join state is read from disk when the lock is
     /// taken, so a takeover continues exactly where the previous joiner stopped.
     func join(now: Int64) throws(EventLogError) {
+        guard joins else { return }
         let outcome = try joiner.withLock { current throws(EventLogError) -> (JoinStep, Int)? in
             if current == nil {
                 if !holdsJoinLock.load(ordering: .relaxed) {
@@ -84,11 +91,13 @@ public final class ModelLoop: Sendable {
         }
         if !step.skipped.isEmpty { metrics.skipped.increment(by: step.skipped.count) }
         guard !step.joined.isEmpty else { return }
-        sums.withLock { s in
+        let average = sums.withLock { s in
             s.joined += step.rewardSum
             s.joinedCount += step.joined.count
+            return s.joined / Double(s.joinedCount)
         }
         metrics.joined.increment(by: step.joined.count)
+        metrics.averageReward.record(average)
     }
 
     /// Takes the exclusive lock at `path` for the life of the process; false when another holds it.
@@ -107,7 +116,8 @@ public final class ModelLoop: Sendable {
         return LoopStatus(
             decisions: decisions.load(ordering: .relaxed), rewards: rewards.load(ordering: .relaxed),
             activations: activations.load(ordering: .relaxed), joined: joined, pending: pending,
-            rewardSum: received, averageReward: joined > 0 ? joinedSum / Double(joined) : nil
+            rewardSum: received, averageReward: joined > 0 ? joinedSum / Double(joined) : nil,
+            learning: learner.status.withLock { $0 }
         )
     }
 }
@@ -125,6 +135,8 @@ public struct LoopStatus: Sendable, Equatable {
     public let rewardSum: Double
     /// The logged policy's average reward over the events joined since start (nil before the first).
     public let averageReward: Double?
+    /// Updates, the learned version and the policy estimate (SPEC §8.6, §8.8).
+    public let learning: LearnStatus
 }
 
 /// Every model's loop on this instance, created on first use, and the thread that joins them.
@@ -133,14 +145,45 @@ public final class LearningLoops: Sendable {
     public let instance: String
     private let loops = Mutex<[String: ModelLoop]>([:])
     private let joinerStarted = Atomic<Bool>(false)
+    private let trainerStarted = Atomic<Bool>(false)
+    /// `vwfcgi train`: joins every model, and learns those whose loop says `"trainer": "external"`.
+    public let externalTrainer: Bool
     private let logger: Logger
     /// How often the joiner looks for due decisions.
     static let joinPeriod: Duration = .milliseconds(250)
 
-    public init(stateDirectory: String, instance: String, logger: Logger) {
+    public init(stateDirectory: String, instance: String, externalTrainer: Bool = false, logger: Logger) {
         self.stateDirectory = stateDirectory
         self.instance = instance
+        self.externalTrainer = externalTrainer
         self.logger = logger
+    }
+
+    /// The model learned from file version `base` of model `name`, to load in its place (`EngineSettings.learnedModel`),
+    /// when this process learns it (a serving instance of an externally trained model gets its models from the sidecar).
+    public func learnedModel(name: String, base: String, loop: LoopConfig) -> LearnedModel? {
+        guard loop.externalTrainer == externalTrainer else { return nil }
+        return Learner.learnedModel(stateDirectory: stateDirectory, name: name, base: base)
+    }
+
+    /// Starts the trainer thread: every model whose serving version has a `"loop"` that this process learns
+    /// (internal here, external in `vwfcgi train`) is joined and, every `update_interval`, learned (SPEC §8.6).
+    public func startLearning(store: ModelStore, settings: TrainerSettings) {
+        guard trainerStarted.compareExchange(expected: false, desired: true, ordering: .sequentiallyConsistent).exchanged else { return }
+        DetachedThread.start(name: "trainer") { [self] in
+            let tick = Condition()
+            while true {
+                tick.wait(until: .after(Self.joinPeriod)) { false }
+                for name in store.modelNames {
+                    guard let config = store.serving(name)?.loop, config.externalTrainer == externalTrainer else { continue }
+                    do throws(EventLogError) {
+                        try loop(for: name, config: config).learner.tick(store: store, settings: settings)
+                    } catch {
+                        logger.error("cannot open the model's loop", metadata: ["model": "\(name)", "error": "\(error.message)"])
+                    }
+                }
+            }
+        }
     }
 
     /// The loop of model `name`, opening its log and joiner on first use.
@@ -149,7 +192,8 @@ public final class LearningLoops: Sendable {
         let loopConfig = config ?? LoopConfig()
         let settings = JoinSettings(rewardWait: loopConfig.rewardWait, defaultReward: loopConfig.defaultReward)
         let log = try EventLog(stateDirectory: stateDirectory, name: name, instance: instance)
-        let created = ModelLoop(name: name, log: log, stateDirectory: stateDirectory, settings: settings, logger: logger)
+        let joins = externalTrainer || !loopConfig.externalTrainer
+        let created = ModelLoop(name: name, log: log, stateDirectory: stateDirectory, settings: settings, joins: joins, logger: logger)
         let loop = loops.withLock { all in
             if let raced = all[name] { return raced }
             all[name] = created
@@ -197,6 +241,7 @@ struct LoopMetrics: Sendable {
     let skipped: Counter
     let pending: Gauge
     let rewardSum: Gauge
+    let averageReward: Gauge
 
     init(model: String) {
         self.model = model
@@ -204,6 +249,7 @@ struct LoopMetrics: Sendable {
         skipped = Counter(label: "vwfcgi_loop_skipped_lines_total", dimensions: [("model", model)])
         pending = Gauge(label: "vwfcgi_loop_pending_events", dimensions: [("model", model)])
         rewardSum = Gauge(label: "vwfcgi_loop_reward_sum", dimensions: [("model", model)])
+        averageReward = Gauge(label: "vwfcgi_loop_average_reward", dimensions: [("model", model)])
         joined.increment(by: 0)
         pending.record(0)
         rewardSum.record(0)

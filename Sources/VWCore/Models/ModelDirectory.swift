@@ -171,6 +171,52 @@ enum ModelDirectory {
         return hasher
     }
 
+    /// Copies `source` to `destination` durably (a temporary copy, fsync, rename); false on any failure.
+    static func copyDurably(_ source: String, to destination: String) -> Bool {
+        let temporary = destination + ".tmp"
+        unlink(temporary)
+        guard (try? stage(source, to: temporary, maxBytes: Int.max, checkHeader: { _ in })) != nil else { return false }
+        let fd = open(temporary, O_RDONLY | O_CLOEXEC)
+        let synced = fd >= 0 && fsync(fd) == 0
+        if fd >= 0 { close(fd) }
+        guard synced, rename(temporary, destination) == 0 else {
+            unlink(temporary)
+            return false
+        }
+        return true
+    }
+
+    /// Writes model `name` into `directory` as a model-sync source expects: `<name>.sha256` then `<name>.vw`,
+    /// each as a dot-prefixed temporary file (ignored by every reader), fsynced, then renamed. nil or why not.
+    static func publish(name: String, model: String, into directory: String) -> String? {
+        let target = directory + "/" + name
+        let modelTemporary = directory + "/." + name + ".vw.publish.tmp"
+        let digestTemporary = directory + "/." + name + ".sha256.publish.tmp"
+        defer {
+            unlink(modelTemporary)
+            unlink(digestTemporary)
+        }
+        func synced(_ path: String) -> Bool {
+            let fd = open(path, O_RDONLY | O_CLOEXEC)
+            defer { if fd >= 0 { close(fd) } }
+            return fd >= 0 && fsync(fd) == 0
+        }
+        func failure(_ what: String) -> String { "cannot write \(what): \(String(cString: strerror(errno)))" }
+        unlink(modelTemporary)
+        guard var hash = try? stage(model, to: modelTemporary, maxBytes: Int.max, checkHeader: { _ in }), synced(modelTemporary) else {
+            return failure(modelTemporary)
+        }
+        let digest = Array((hash.finalize().hexString + "  " + name + ".vw\n").utf8)
+        let fd = open(digestTemporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { return failure(digestTemporary) }
+        let written = digest.withUnsafeBytes { raw in (try? writeAll(raw, to: fd, path: digestTemporary)) != nil } && fsync(fd) == 0
+        close(fd)
+        guard written, rename(digestTemporary, target + ".sha256") == 0 else { return failure(target + ".sha256") }
+        guard rename(modelTemporary, target + ".vw") == 0 else { return failure(target + ".vw") }
+        _ = synced(directory)
+        return nil
+    }
+
     private static func isZero(_ bytes: UnsafeRawBufferPointer) -> Bool {
         var index = 0
         let words = bytes.count / 8

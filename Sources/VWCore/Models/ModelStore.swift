@@ -29,11 +29,25 @@ public struct EngineSettings: Sendable {
     public var requireChecksum = false
     /// When `/readyz` answers 200 (SPEC §5).
     public var readiness: ReadinessRule = .anyModel
+    /// The model the learning loop learned from file version `base` of model `name`, if any: loaded in
+    /// place of that file (SPEC §8.6, a restart resumes the learned model).
+    public var learnedModel: (@Sendable (_ name: String, _ base: String, _ loop: LoopConfig) -> LearnedModel?)?
 
     public init(modelDirectory: String, vwCommand: [String], stagingDirectory: String) {
         self.modelDirectory = modelDirectory
         self.vwCommand = vwCommand
         self.stagingDirectory = stagingDirectory
+    }
+}
+
+/// A model file the learning loop wrote, and how many joined events it learned.
+public struct LearnedModel: Sendable {
+    public var path: String
+    public var events: Int
+
+    public init(path: String, events: Int) {
+        self.path = path
+        self.events = events
     }
 }
 
@@ -47,6 +61,8 @@ public struct ModelStatus: Sendable {
     public let vwArgs: [String]
     public let multiline: Bool?
     public let lastError: LoadFailure?
+    /// Where the serving version's bytes came from; nil when none serves.
+    public let origin: ModelOrigin?
 }
 
 /// When the server counts as ready (`GET /readyz`).
@@ -251,7 +267,8 @@ public final class ModelStore: Sendable {
                 shards: s.current?.pool.status ?? [],
                 vwArgs: s.current?.vwArgs ?? [],
                 multiline: s.current?.multiline,
-                lastError: s.lastError
+                lastError: s.lastError,
+                origin: s.current?.origin
             )
         }
     }
@@ -444,42 +461,100 @@ public final class ModelStore: Sendable {
         if let previous { retire(previous) }
     }
 
+    /// A model file copied into the staging directory: the exact bytes a version starts from.
+    private struct StagedFile {
+        var path: String
+        var hash: SHA256
+        var headerPrefix: [UInt8]
+    }
+
+    /// Streams `source` into a private staged copy, hashing it and checking its header on the way
+    /// (on the first 64 KiB, before anything else is read); never reads it whole into memory.
+    private func stage(_ source: String, name: String) throws(LoadError) -> StagedFile {
+        let serial = String(stagingSerial.add(1, ordering: .relaxed).newValue)
+        let staged = settings.stagingDirectory + "/" + name + "-" + serial + ".partial"
+        var headerPrefix: [UInt8] = []
+        do {
+            let hash = try ModelDirectory.stage(source, to: staged, maxBytes: settings.maxModelBytes) { prefix throws(LoadError) in
+                do throws(ModelHeaderError) {
+                    _ = try ModelHeader.parse(prefix)
+                } catch {
+                    throw .unreadable("not a VW model file: \(error.reason)")
+                }
+                headerPrefix = prefix
+            }
+            return StagedFile(path: staged, hash: hash, headerPrefix: headerPrefix)
+        } catch {
+            unlink(staged)
+            throw error
+        }
+    }
+
+    /// The version name of a model's bytes with its config: the first 12 hex digits of SHA-256(model + config).
+    private static func versionName(_ staged: StagedFile, config: [UInt8]?) -> String {
+        var hash = staged.hash
+        hash.update(config ?? [])
+        return String(hash.finalize().hexString.prefix(12))
+    }
+
     /// Loads the model's files into a new version, or returns nil when their content is `unlessVersion`.
+    ///
+    /// When the learning loop has a model learned from exactly this file (`EngineSettings.learnedModel`),
+    /// that model is loaded instead, so a restart resumes the learned version (SPEC §8.6); if it does not
+    /// load, the file is.
     private func load(name: String, unlessVersion: String?) throws(LoadError) -> ModelVersion? {
         let base = settings.modelDirectory + "/" + name
-        // The file is streamed into a private copy and hashed on the way, never read whole into
-        // memory; its header is checked on the first 64 KiB before anything else is read.
-        let serial = String(stagingSerial.add(1, ordering: .relaxed).newValue)
-        var staged = settings.stagingDirectory + "/" + name + "-" + serial + ".partial"
-        var keepStaged = false
-        defer { if !keepStaged { unlink(staged) } }
-        var headerPrefix: [UInt8] = []
-        let modelHash = try ModelDirectory.stage(base + ".vw", to: staged, maxBytes: settings.maxModelBytes) { prefix throws(LoadError) in
-            do throws(ModelHeaderError) {
-                _ = try ModelHeader.parse(prefix)
-            } catch {
-                throw .unreadable("not a VW model file: \(error.reason)")
-            }
-            headerPrefix = prefix
-        }
+        let staged = try stage(base + ".vw", name: name)
+        var started = false
+        defer { if !started { unlink(staged.path) } }
         let configBytes: [UInt8]? = FileStamp(path: base + ".json") != nil ? try ModelDirectory.read(base + ".json") : nil
-        var versionHash = modelHash
-        versionHash.update(configBytes ?? [])
-        let version = String(versionHash.finalize().hexString.prefix(12))
+        let version = Self.versionName(staged, config: configBytes)
         if FileStamp(path: base + ".sha256") != nil {
             let text = String(decoding: try ModelDirectory.read(base + ".sha256"), as: UTF8.self)
             let expected = text.split(whereSeparator: { $0 == " " || $0 == "\n" || $0 == "\t" }).first.map { $0.lowercased() } ?? ""
-            var digest = modelHash
+            var digest = staged.hash
             let actual = digest.finalize().hexString
             if expected != actual { throw .checksumMismatch(expected: expected, actual: actual) }
         } else if settings.requireChecksum {
             throw .unreadable("\(name).sha256 is missing (--require-checksum)")
         }
+        let loop = try configBytes.map { bytes throws(LoadError) in try ModelConfig.parse(bytes) }?.loop
+        if let loop, let learned = settings.learnedModel?(name, version, loop) {
+            do {
+                let learnedStaged = try stage(learned.path, name: name)
+                var learnedStarted = false
+                defer { if !learnedStarted { unlink(learnedStaged.path) } }
+                let learnedVersion = Self.versionName(learnedStaged, config: configBytes)
+                if learnedVersion == unlessVersion { return nil }
+                let loaded = try start(
+                    name: name, staged: learnedStaged, version: learnedVersion, configBytes: configBytes,
+                    origin: .learned(base: version, events: learned.events)
+                )
+                learnedStarted = true
+                return loaded
+            } catch {
+                logger.error("the learned model does not load; serving the model file", metadata: [
+                    "model": "\(name)", "learned": "\(learned.path)", "reason": "\(error.description)",
+                ])
+            }
+        }
         if version == unlessVersion { return nil }
+        let loaded = try start(name: name, staged: staged, version: version, configBytes: configBytes, origin: .file)
+        started = true
+        return loaded
+    }
+
+    /// Checks a staged model against the allowlist and its config, and starts its shards (probed).
+    ///
+    /// On success the staged copy belongs to the returned version (renamed to a unique name and
+    /// unlinked when the version retires); on failure the caller still owns (and removes) it.
+    private func start(
+        name: String, staged: StagedFile, version: String, configBytes: [UInt8]?, origin: ModelOrigin
+    ) throws(LoadError) -> ModelVersion {
         let config = try configBytes.map { bytes throws(LoadError) in try ModelConfig.parse(bytes) } ?? ModelConfig()
         let header: ModelHeader
         do {
-            header = try ModelHeader.parse(headerPrefix)
+            header = try ModelHeader.parse(staged.headerPrefix)
         } catch {
             throw .unreadable("not a VW model file: \(error.reason)")
         }
@@ -500,15 +575,14 @@ public final class ModelStore: Sendable {
         let probe = try probeBatch(config: config, framing: framing, json: jsonGrammar)
 
         // Unique per load: a retiring version unlinks its own copy, never the one of a newer load of the same bytes.
-        let partial = staged
-        staged = settings.stagingDirectory + "/" + name + "-" + version + "-" + serial + ".vw"
-        guard rename(partial, staged) == 0 else {
-            staged = partial
+        let serial = String(stagingSerial.add(1, ordering: .relaxed).newValue)
+        let path = settings.stagingDirectory + "/" + name + "-" + version + "-" + serial + ".vw"
+        guard rename(staged.path, path) == 0 else {
             throw .unreadable("cannot stage \(name): \(String(cString: strerror(errno)))")
         }
         // `--json` is the server's own choice (SPEC §8.1), never a user option: the allowlist refuses it in vw_args.
         let arguments = VWProcess.arguments(
-            command: settings.vwCommand, modelPath: staged, extraArguments: config.vwArgs + (jsonGrammar != nil ? ["--json"] : [])
+            command: settings.vwCommand, modelPath: path, extraArguments: config.vwArgs + (jsonGrammar != nil ? ["--json"] : [])
         )
         var poolLogger = logger
         poolLogger[metadataKey: "model"] = "\(name)"
@@ -521,14 +595,94 @@ public final class ModelStore: Sendable {
             try pool.start(probe: probe, timeout: settings.loadTimeout)
         } catch {
             pool.stop(grace: .milliseconds(100))
+            unlink(path)
             throw error
         }
-        keepStaged = true
         return ModelVersion(
             name: name, version: version, loadedAt: rfc3339Now(), vwArgs: config.vwArgs, framing: framing,
-            options: options, jsonGrammar: jsonGrammar, loop: config.loop,
-            maxBatch: config.maxBatch ?? settings.maxBatch, pool: pool, stagedPath: staged
+            options: options, jsonGrammar: jsonGrammar, loop: config.loop, origin: origin,
+            maxBatch: config.maxBatch ?? settings.maxBatch, pool: pool, stagedPath: path
         )
+    }
+
+    // MARK: Publishing learned models
+
+    /// Why a learned model was not published.
+    public enum PublishError: Error, CustomStringConvertible {
+        /// The model is loading a file, was removed, or now serves another base: the learner must look again.
+        case superseded(String)
+        /// The learned model failed the same checks and probe as a dropped file.
+        case invalid(LoadError)
+        /// The learner could not persist it (the model is not swapped in).
+        case notPersisted(String)
+
+        public var description: String {
+            switch self {
+            case .superseded(let why): "superseded: \(why)"
+            case .invalid(let error): error.description
+            case .notPersisted(let why): "not persisted: \(why)"
+            }
+        }
+    }
+
+    /// The version of `name` that serves now, if any.
+    public func serving(_ name: String) -> ModelVersion? {
+        entries.withLock { $0[name] }?.state.withLock { $0.current }
+    }
+
+    /// Validates a learned model exactly like a dropped file (allowlist, config, probe), lets `persist`
+    /// make it durable, then swaps it in through the ordinary path: no request fails (SPEC §8.6).
+    ///
+    /// Publishes only while the model still serves `current`, the version it was learned from: a file
+    /// the operator dropped meanwhile wins. File loads of the model wait meanwhile. `base` is the file
+    /// version the learning started from, `events` the joined events learned since.
+    public func publishLearned(
+        name: String, path: String, current: String, base: String, events: Int, persist: (ModelVersion) -> String?
+    ) throws(PublishError) -> ModelVersion {
+        guard let entry = entries.withLock({ $0[name] }) else { throw .superseded("\(name) is not in the model directory") }
+        let claimed = entry.state.withLock { s -> Bool in
+            guard !s.loading, !s.removed, s.current?.version == current else { return false }
+            s.loading = true
+            return true
+        }
+        guard claimed else { throw .superseded("\(name) is loading, or serves another version than \(current)") }
+        defer { entry.state.withLock { $0.loading = false } }
+        let candidate: ModelVersion
+        do throws(LoadError) {
+            let configPath = settings.modelDirectory + "/" + name + ".json"
+            let configBytes: [UInt8]? = FileStamp(path: configPath) != nil ? try ModelDirectory.read(configPath) : nil
+            let staged = try stage(path, name: name)
+            do {
+                candidate = try start(
+                    name: name, staged: staged, version: Self.versionName(staged, config: configBytes), configBytes: configBytes,
+                    origin: .learned(base: base, events: events)
+                )
+            } catch {
+                unlink(staged.path)
+                throw error
+            }
+        } catch {
+            EngineMetrics.modelLoaded(name, ok: false)
+            throw .invalid(error)
+        }
+        if let why = persist(candidate) {
+            retire(candidate)
+            throw .notPersisted(why)
+        }
+        let previous = entry.state.withLock { s -> ModelVersion?? in
+            if s.removed { return .none }
+            defer { s.current = candidate }
+            return .some(s.current)
+        }
+        guard case .some(let replaced) = previous else {
+            retire(candidate)
+            throw .superseded("\(name) was removed")
+        }
+        logger.info("learned model serving", metadata: ["model": "\(name)", "version": "\(candidate.version)", "base": "\(base)", "events": "\(events)"])
+        EngineMetrics.modelLoaded(name, ok: true)
+        publishTable()
+        if let replaced { retire(replaced) }
+        return candidate
     }
 
     /// The warmup examples, or a minimal example of the model's family that every model answers.

@@ -1,6 +1,14 @@
 import CoreMetrics
 import Synchronization
 
+/// Where a serving version's bytes came from.
+public enum ModelOrigin: Sendable, Equatable {
+    /// The model directory (a dropped file).
+    case file
+    /// The learning loop: learned from file version `base`, `events` joined events learned in all.
+    case learned(base: String, events: Int)
+}
+
 /// One loaded version of a model: immutable, swapped atomically by the store.
 public final class ModelVersion: Sendable {
     public let name: String
@@ -20,6 +28,8 @@ public final class ModelVersion: Sendable {
     public let loop: LoopConfig?
     /// What the model's interactions cost per example, for the per-request budget.
     public let interactionCost: InteractionCost
+    /// Where the bytes came from: the model directory, or the learning loop.
+    public let origin: ModelOrigin
     public let maxBatch: Int
     public let pool: ShardPool
     let stagedPath: String
@@ -32,8 +42,16 @@ public final class ModelVersion: Sendable {
 
     public var multiline: Bool { framing.isMultiline }
 
+    /// The version of the model file this version is (`.file`) or was learned from (`.learned`).
+    public var baseVersion: String {
+        switch origin {
+        case .file: version
+        case .learned(let base, _): base
+        }
+    }
+
     init(name: String, version: String, loadedAt: String, vwArgs: [String], framing: ExampleFraming,
-         options: ModelOptions, jsonGrammar: VWJSONGrammar? = nil, loop: LoopConfig? = nil,
+         options: ModelOptions, jsonGrammar: VWJSONGrammar? = nil, loop: LoopConfig? = nil, origin: ModelOrigin = .file,
          maxBatch: Int, pool: ShardPool, stagedPath: String) {
         self.name = name
         self.version = version
@@ -43,6 +61,7 @@ public final class ModelVersion: Sendable {
         self.options = options
         self.jsonGrammar = jsonGrammar
         self.loop = loop
+        self.origin = origin
         self.interactionCost = InteractionCost(interactions: options.interactions)
         self.predictionKind = options.predictionKind
         self.maxBatch = maxBatch

@@ -71,3 +71,19 @@ public enum Sandbox {
         current.withLock { $0 = policy }
     }
 }
+
+/// The one directory a sandboxed vw may write in (the trainer's private output directory), and how
+/// large each file may grow.
+///
+/// vw writes its `-f` model as `<file>.writing` and renames it: Landlock grants creating, writing,
+/// renaming and removing regular files beneath this directory alone, so vw can touch nothing else.
+public struct WritableDirectory: Sendable, Equatable {
+    public var path: String
+    /// `RLIMIT_FSIZE` of the child, in bytes.
+    public var maxFileBytes: UInt64
+
+    public init(path: String, maxFileBytes: UInt64) {
+        self.path = path
+        self.maxFileBytes = maxFileBytes
+    }
+}

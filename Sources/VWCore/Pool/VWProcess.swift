@@ -46,7 +46,7 @@ public final class VWProcess: Sendable {
     /// child forked by a short-lived thread (a load, a retire) would be killed when that thread
     /// ends. Every fork therefore happens on one thread that lives as long as the server.
     public static func spawn(
-        arguments: [String], memoryLimit: UInt64 = Sandbox.policy.memoryLimit
+        arguments: [String], memoryLimit: UInt64 = Sandbox.policy.memoryLimit, writableDirectory: WritableDirectory? = nil
     ) throws(ProcessError) -> VWProcess {
         ignoreBrokenPipes
         let result = Spawner.shared.run { () -> Result<VWProcess, ProcessError> in
@@ -55,7 +55,13 @@ public final class VWProcess: Sendable {
             defer { for pointer in cStrings { free(pointer) } }
             var stdinFD: Int32 = -1, stdoutFD: Int32 = -1, stderrFD: Int32 = -1
             let pid = cStrings.withUnsafeBufferPointer { argv in
-                cspawn_piped(argv.baseAddress, memoryLimit, &stdinFD, &stdoutFD, &stderrFD)
+                if let writableDirectory {
+                    writableDirectory.path.withCString { path in
+                        cspawn_piped(argv.baseAddress, memoryLimit, path, writableDirectory.maxFileBytes, &stdinFD, &stdoutFD, &stderrFD)
+                    }
+                } else {
+                    cspawn_piped(argv.baseAddress, memoryLimit, nil, 0, &stdinFD, &stdoutFD, &stderrFD)
+                }
             }
             guard pid > 0 else { return .failure(ProcessError(operation: "spawn \(arguments.first ?? "")", errno: errno)) }
             return .success(VWProcess(pid: pid, stdinFD: stdinFD, stdoutFD: stdoutFD, stderrFD: stderrFD))
@@ -125,6 +131,65 @@ public final class VWProcess: Sendable {
         }
         if status & 0x7f == 0 { return "exited with code \((status >> 8) & 0xff)" }
         return "killed by signal \(status & 0x7f)"
+    }
+}
+
+/// How a vw run to completion ended (`VWProcess.runToEnd`).
+public struct CompletedRun: Sendable {
+    /// The exit code, or -1 when it was killed (by a signal or at its deadline) or could not start.
+    public var exitStatus: Int32
+    public var output: [UInt8]
+    /// The last part of what it printed on stderr (at most 4 KiB), or why it did not run.
+    public var errorText: String
+}
+
+extension VWProcess {
+    /// Runs `arguments` sandboxed with no input, collecting stdout and stderr until it exits; kills its
+    /// group at `deadline`. Used by the trainer, whose vw reads a file and may write in `writableDirectory`.
+    public static func runToEnd(
+        arguments: [String], memoryLimit: UInt64, writableDirectory: WritableDirectory?, deadline: Deadline, maxOutput: Int = 256 << 20
+    ) -> CompletedRun {
+        let process: VWProcess
+        do {
+            process = try spawn(arguments: arguments, memoryLimit: memoryLimit, writableDirectory: writableDirectory)
+        } catch {
+            return CompletedRun(exitStatus: -1, output: [], errorText: "\(error)")
+        }
+        process.closeInput()
+        var output: [UInt8] = []
+        var errors: [UInt8] = []
+        var open = [process.stdoutFD, process.stderrFD]
+        var buffer = [UInt8](repeating: 0, count: 1 << 16)
+        var killed = false
+        while !open.isEmpty {
+            var descriptors = open.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
+            let ready = poll(&descriptors, nfds_t(descriptors.count), deadline.pollMilliseconds)
+            if ready < 0 && errno == EINTR { continue }
+            if ready <= 0 || output.count > maxOutput {
+                process.killGroup()
+                killed = true
+                break
+            }
+            for descriptor in descriptors where descriptor.revents != 0 {
+                let count = buffer.withUnsafeMutableBytes { read(descriptor.fd, into: $0) }
+                if count <= 0 {
+                    open.removeAll { $0 == descriptor.fd }
+                } else if descriptor.fd == process.stdoutFD {
+                    output.append(contentsOf: buffer[0..<count])
+                } else {
+                    errors.append(contentsOf: buffer[0..<count])
+                    if errors.count > 4096 { errors.removeFirst(errors.count - 4096) }
+                }
+            }
+        }
+        var status: Int32 = 0
+        while waitpid(process.pid, &status, 0) < 0 && errno == EINTR {}
+        _ = Glibc.close(process.stdoutFD)
+        _ = Glibc.close(process.stderrFD)
+        let exited = status & 0x7f == 0
+        var text = String(decoding: errors, as: UTF8.self).trimmingWhitespace()
+        if killed { text = "vw was stopped at its deadline or output limit. " + text }
+        return CompletedRun(exitStatus: killed || !exited ? -1 : (status >> 8) & 0xff, output: output, errorText: text)
     }
 }
 

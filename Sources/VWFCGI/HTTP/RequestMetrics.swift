@@ -171,6 +171,10 @@ final class RequestMetrics: Sendable {
         "vwfcgi_loop_joined_total": "Decisions this instance joined with their rewards into training lines.",
         "vwfcgi_loop_pending_events": "Decisions waiting for their rewards before they are joined.",
         "vwfcgi_loop_reward_sum": "The sum of the rewards this instance received.",
+        "vwfcgi_loop_updates_total": "Learning updates (train, probe, publish), by result: ok or failed (the serving version stays).",
+        "vwfcgi_loop_learned_events": "Joined events the served model has learned, from the first in join order.",
+        "vwfcgi_loop_ips_estimate": "The learning policy's inverse-propensity estimate of its average reward on the last update's events.",
+        "vwfcgi_loop_average_reward": "The logged policy's average reward over the events joined since start.",
         "vwfcgi_loop_skipped_lines_total": "Event log lines the joiner skipped (a torn last line after a crash, or an unreadable one).",
     ]
 

@@ -30,6 +30,23 @@ enum StatusDocument {
         writer.raw(finite(status.rewardSum))
         writer.raw(",\"average_reward\":")
         writer.raw(status.averageReward.map(finite) ?? "null")
+        let learning = status.learning
+        writer.raw(",\"updates\":")
+        writer.integer(learning.updates)
+        writer.raw(",\"failed_updates\":")
+        writer.integer(learning.failedUpdates)
+        writer.raw(",\"last_update\":")
+        writer.optionalString(learning.lastUpdate)
+        writer.raw(",\"learned_version\":")
+        writer.optionalString(learning.learnedVersion)
+        writer.raw(",\"learned_events\":")
+        writer.integer(learning.learnedEvents)
+        writer.raw(",\"ips_estimate\":")
+        writer.raw(learning.ipsEstimate.map(finite) ?? "null")
+        writer.raw(",\"last_update_logged_average\":")
+        writer.raw(learning.loggedAverage.map(finite) ?? "null")
+        writer.raw(",\"last_error\":")
+        writer.optionalString(learning.lastError)
         writer.raw("}")
         return writer
     }
@@ -86,6 +103,17 @@ extension JSONWriter {
         }
         raw(",\"sandbox\":")
         string(Sandbox.mode.rawValue)
+        // Where the serving bytes came from (SPEC §8.6): the model directory, or the learning loop.
+        raw(",\"origin\":")
+        switch status.origin {
+        case nil: raw("null")
+        case .file?: raw("\"file\"")
+        case .learned(let base, let events)?:
+            raw("\"learned\",\"base_version\":")
+            string(base)
+            raw(",\"learned_events\":")
+            integer(events)
+        }
         raw("}")
     }
 

@@ -1,0 +1,403 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CoreMetrics
+public import Logging
+import Synchronization
+
+/// How the trainer runs vw (SPEC §8.6).
+public struct TrainerSettings: Sendable {
+    /// The vw command for training, e.g. `["/srv/vwfcgi/bin/vw"]`.
+    public var vwCommand: [String]
+    /// Largest address space of the trainer's vw (0: unlimited).
+    public var memoryLimit: UInt64 = SandboxPolicy.defaultMemoryLimit
+    /// Largest model the trainer's vw may write.
+    public var maxModelBytes: UInt64 = 1 << 30
+    /// How long one training run may take before its vw is killed and the update counts as failed.
+    public var timeout: Duration = .seconds(600)
+    /// `vwfcgi train`: the model directory each learned model is also written into (`<name>.vw`,
+    /// `.sha256`, with `.json` as it is; each written then renamed), for the model-sync sidecar.
+    public var publishDirectory: String?
+
+    public init(vwCommand: [String]) {
+        self.vwCommand = vwCommand
+    }
+}
+
+/// What the learner persists in `<state>/<name>/learn-state.json`, replaced atomically after each update:
+/// the model it learns from and the join position it reached, together (SPEC §8.6).
+struct LearnState: Equatable {
+    /// The model-directory file version learned from (the operator's base).
+    var base: String
+    /// The file under `learned/` holding the latest model: the base's bytes, then each learned model.
+    var model: String
+    /// The version that file serves as (`base` until the first update from it).
+    var modelVersion: String
+    /// Joined files learned: every `joined/<seq>.dsjson` with `seq <= position`.
+    var position: Int
+    /// Joined lines learned, from the first in join order.
+    var learnedEvents: Int
+    var updates: Int
+    var lastUpdate: String?
+    /// The versions learned from this base, newest last (at most 16): one of them found in the model
+    /// directory is this learner's own publication (`vwfcgi train` writes them there), not an operator's file.
+    var published: [String] = []
+
+    func serialized() -> [UInt8] {
+        var writer = JSONLineWriter()
+        writer.beginObject()
+        writer.key("version"); writer.int(1)
+        writer.key("base"); writer.string(base)
+        writer.key("model"); writer.string(model)
+        writer.key("model_version"); writer.string(modelVersion)
+        writer.key("position"); writer.int(position)
+        writer.key("learned_events"); writer.int(learnedEvents)
+        writer.key("updates"); writer.int(updates)
+        writer.key("last_update")
+        if let lastUpdate { writer.string(lastUpdate) } else { writer.raw("null".utf8) }
+        writer.key("published")
+        writer.beginArray()
+        for version in published { writer.string(version) }
+        writer.endArray()
+        writer.endObject()
+        return writer.bytes + [0x0A]
+    }
+
+    static func parse(_ bytes: [UInt8]) -> LearnState? {
+        guard let value = try? JSONParser.parse(bytes, maxDepth: 4), value[member: "version"]?.numberText == "1",
+              let base = value[member: "base"]?.stringValue, let model = value[member: "model"]?.stringValue,
+              Learner.isSafeFileName(model),
+              let modelVersion = value[member: "model_version"]?.stringValue,
+              let position = value[member: "position"]?.numberText.flatMap({ Int($0) }),
+              let learned = value[member: "learned_events"]?.numberText.flatMap({ Int($0) }),
+              let updates = value[member: "updates"]?.numberText.flatMap({ Int($0) })
+        else { return nil }
+        return LearnState(base: base, model: model, modelVersion: modelVersion, position: position, learnedEvents: learned,
+                          updates: updates, lastUpdate: value[member: "last_update"]?.stringValue,
+                          published: value[member: "published"]?.arrayValue?.compactMap(\.stringValue) ?? [])
+    }
+}
+
+/// What `GET /v1/models/<name>/loop` reports of learning.
+public struct LearnStatus: Sendable, Equatable {
+    public var updates = 0
+    public var failedUpdates = 0
+    public var lastUpdate: String?
+    /// The version the last update published (nil before the first update from the current base).
+    public var learnedVersion: String?
+    /// Joined lines the served model has learned, from the first in join order.
+    public var learnedEvents = 0
+    /// The learning policy's inverse-propensity estimate of its average reward on the last update's events.
+    public var ipsEstimate: Double?
+    /// The logged policy's average reward on the same events.
+    public var loggedAverage: Double?
+    public var lastError: String?
+}
+
+/// Learns one model from its joined events with the real vw and publishes each learned model through the
+/// store's ordinary swap (SPEC §8.6). Runs on the trainer thread only.
+///
+/// ## Files under `<state>/<name>/`
+/// * `learned/<version>.vw`: the model learned from (first a copy of the served base file, then each learned
+///   model), written by the server, never by vw; `learn-state.json` names the current one.
+/// * `train/out/`: the only directory the trainer's vw may write in (Landlock grants it alone), emptied
+///   before each run; vw writes `train/out/next.vw` there. `train/input`: the new joined lines, read by vw.
+///
+/// ## Crash safety
+/// An update is committed by the atomic replacement of `learn-state.json` (after the learned model was
+/// renamed into `learned/` and fsynced), before the swap. A crash before the commit leaves the old state:
+/// the same joined files are learned again from the same model, giving the same model (vw is
+/// deterministic). A crash after it: the restart loads the committed model (`EngineSettings.learnedModel`).
+///
+/// Unchecked Sendable: its mutable members are used by the trainer thread alone; `status` is a Mutex.
+final class Learner: @unchecked Sendable {
+    let name: String
+    let directory: String
+    private var learnedDirectory: String { directory + "/learned" }
+    private var trainDirectory: String { directory + "/train" }
+    private var statePath: String { directory + "/learn-state.json" }
+    private var joinedDirectory: String { directory + "/joined" }
+    private var state: LearnState?
+    private var stateRead = false
+    private var lastAttempt: ContinuousClock.Instant?
+    let status = Mutex(LearnStatus())
+    private let logger: Logger
+    private let metrics: LearnMetrics
+
+    init(stateDirectory: String, name: String, logger: Logger) {
+        self.name = name
+        directory = stateDirectory + "/" + name
+        self.logger = logger
+        metrics = LearnMetrics(model: name)
+    }
+
+    static func isSafeFileName(_ name: String) -> Bool {
+        !name.isEmpty && name.count <= 64 && !name.hasPrefix(".")
+            && name.utf8.allSatisfy { $0 == 0x2E || $0 == 0x2D || $0 == 0x5F || (0x30...0x39).contains($0) || (0x61...0x7A).contains($0) }
+    }
+
+    /// The learned model to load in place of file version `base` at start-up: when the state learned from that
+    /// file, or that file is one of its own earlier publications.
+    static func learnedModel(stateDirectory: String, name: String, base: String) -> LearnedModel? {
+        let directory = stateDirectory + "/" + name
+        guard let bytes = try? LoopFiles.read(directory + "/learn-state.json"), let state = LearnState.parse(bytes),
+              state.base == base || state.published.contains(base), state.modelVersion != base else { return nil }
+        return LearnedModel(path: directory + "/learned/" + state.model, events: state.learnedEvents)
+    }
+
+    /// One look at the model: adopts a new base, and trains and publishes when an update is due.
+    func tick(store: ModelStore, settings: TrainerSettings) {
+        guard let serving = store.serving(name), let loop = serving.loop else { return }
+        if !stateRead {
+            state = (try? LoopFiles.read(statePath)).flatMap { $0 }.flatMap(LearnState.parse)
+            stateRead = true
+            if let state { publishStatus(state, learnedVersion: state.modelVersion == state.base ? nil : state.modelVersion) }
+        }
+        do throws(LearnError) {
+            try update(serving: serving, loop: loop, store: store, settings: settings)
+        } catch {
+            switch error {
+            case .superseded:
+                lastAttempt = nil  // look again at the next tick, from the new serving version
+            case .storage(let why):
+                status.withLock { $0.lastError = why }
+                logger.error("learning state cannot be written", metadata: ["model": "\(name)", "error": "\(why)"])
+            case .failed(let why):
+                metrics.updated(ok: false, learnedEvents: nil, ips: nil)
+                status.withLock { s in
+                    s.failedUpdates += 1
+                    s.lastError = why
+                }
+                logger.error("learning update failed; the serving version stays", metadata: ["model": "\(name)", "reason": "\(why)"])
+            }
+        }
+    }
+
+    private func update(serving: ModelVersion, loop: LoopConfig, store: ModelStore, settings: TrainerSettings) throws(LearnError) {
+        if state?.modelVersion != serving.version {
+            do { try adopt(serving, store: store) } catch { throw .storage(error.message) }
+        }
+        guard var current = state else { return }
+        if let lastAttempt, ContinuousClock.now - lastAttempt < loop.updateInterval { return }
+        let files = Joiner.joinedFiles(in: joinedDirectory).filter { $0 > current.position }
+        var input: [UInt8] = []
+        for file in files {
+            do { input += try LoopFiles.read(joinedDirectory + "/\(file).dsjson") ?? [] } catch { throw .storage(error.message) }
+        }
+        let lines = input.split(separator: 0x0A)
+        guard lines.count >= loop.minEvents, let last = files.last else { return }
+        lastAttempt = .now
+        let started = ContinuousClock.now
+        let trained = try train(from: current, input: input, serving: serving, settings: settings)
+        let events = current.learnedEvents + lines.count
+        let published = try store.publishLearnedOrThrow(name: name, path: trained.output, current: current.modelVersion,
+                                                        base: current.base, events: events) { candidate in
+            // The commit: the model under its version, then the state naming it with the new position.
+            let model = candidate.version + ".vw"
+            var next = current
+            next.model = model
+            next.modelVersion = candidate.version
+            next.position = last
+            next.learnedEvents = events
+            next.updates += 1
+            next.lastUpdate = rfc3339Now()
+            next.published = Array((current.published + [candidate.version]).suffix(16))
+            do throws(EventLogError) {
+                if rename(trained.output, learnedDirectory + "/" + model) != 0 { throw .system("rename", trained.output) }
+                try LoopFiles.fsyncDirectory(learnedDirectory)
+                try LoopFiles.writeAtomically(next.serialized(), to: statePath)
+            } catch {
+                return error.message
+            }
+            current = next
+            // `vwfcgi train`: into the model directory the sidecar distributes (after the commit: a file there
+            // that the state does not know of would be taken for the operator's). The store defers reading
+            // these files until this publication ends, then finds the version it serves.
+            if let directory = settings.publishDirectory {
+                if let why = ModelDirectory.publish(name: name, model: learnedDirectory + "/" + model, into: directory) {
+                    logger.error("cannot write the learned model into the model directory", metadata: ["model": "\(name)", "error": "\(why)"])
+                }
+            }
+            return nil
+        }
+        state = current
+        removeStaleModels(keeping: current.model)
+        let estimate = Self.estimate(joined: lines, pmfs: trained.predictions)
+        status.withLock { s in
+            s.ipsEstimate = estimate.ips
+            s.loggedAverage = estimate.logged
+            s.lastError = nil
+        }
+        publishStatus(current, learnedVersion: published.version)
+        metrics.updated(ok: true, learnedEvents: events, ips: estimate.ips)
+        logger.info("model learned and published", metadata: [
+            "model": "\(name)", "version": "\(published.version)", "events": "\(lines.count)",
+            "learned_events": "\(events)", "seconds": "\(ContinuousClock.now - started)",
+        ])
+    }
+
+    private func publishStatus(_ state: LearnState, learnedVersion: String?) {
+        status.withLock { s in
+            s.updates = state.updates
+            s.lastUpdate = state.lastUpdate
+            s.learnedVersion = learnedVersion
+            s.learnedEvents = state.learnedEvents
+        }
+    }
+
+    /// Takes the serving version as the model to learn from: a file the operator dropped (the new base;
+    /// events already learned are not learned again), or the first look at this model.
+    private func adopt(_ serving: ModelVersion, store: ModelStore) throws(EventLogError) {
+        try LoopFiles.makeDirectories(learnedDirectory)
+        let model = serving.version + ".vw"
+        let path = learnedDirectory + "/" + model
+        // The staged copy stays while the version is held: a retirement waits for it.
+        let copied: Bool = (try? store.withServingVersion(of: name) { (version: ModelVersion) throws(PredictError) -> Bool in
+            guard version === serving else { return false }
+            return ModelDirectory.copyDurably(version.stagedPath, to: path)
+        }) ?? false
+        guard copied else { throw .system("copy the serving model to", path) }
+        try LoopFiles.fsyncDirectory(learnedDirectory)
+        let previous = state
+        let next = LearnState(
+            base: serving.baseVersion, model: model, modelVersion: serving.version, position: previous?.position ?? 0,
+            learnedEvents: previous?.learnedEvents ?? 0, updates: previous?.updates ?? 0, lastUpdate: previous?.lastUpdate,
+            published: previous?.base == serving.baseVersion ? previous?.published ?? [] : []
+        )
+        try LoopFiles.writeAtomically(next.serialized(), to: statePath)
+        state = next
+        removeStaleModels(keeping: model)
+        publishStatus(next, learnedVersion: serving.origin == .file ? nil : serving.version)
+        logger.info("learning from the serving version", metadata: [
+            "model": "\(name)", "version": "\(serving.version)", "position": "\(next.position)",
+        ])
+    }
+
+    private struct Trained {
+        var output: String
+        /// vw's progressive predictions, one per joined line (empty for models without action probabilities).
+        var predictions: [[Double]]
+    }
+
+    /// Runs the trainer's vw: `-i <model> [--dsjson] -d train/input --save_resume -f train/next.vw -p /dev/stdout`.
+    private func train(from state: LearnState, input: [UInt8], serving: ModelVersion, settings: TrainerSettings) throws(LearnError) -> Trained {
+        let inputPath = trainDirectory + "/input"
+        let outputDirectory = trainDirectory + "/out"
+        let output = outputDirectory + "/next.vw"
+        do throws(EventLogError) {
+            try LoopFiles.makeDirectories(outputDirectory)
+            try LoopFiles.writeAtomically(input, to: inputPath)
+            // Empty and private: the one directory the sandboxed vw may write in.
+            for file in LoopFiles.list(outputDirectory) { unlink(outputDirectory + "/" + file) }
+        } catch {
+            throw .failed(error.message)
+        }
+        let dsjson = serving.jsonGrammar != nil
+        let arguments = settings.vwCommand + ["-i", learnedDirectory + "/" + state.model] + (dsjson ? ["--dsjson"] : [])
+            + ["-d", inputPath, "--save_resume", "-f", output, "-p", "/dev/stdout", "--quiet"] + serving.vwArgs
+        let result = VWProcess.runToEnd(
+            arguments: arguments, memoryLimit: settings.memoryLimit,
+            writableDirectory: WritableDirectory(path: outputDirectory, maxFileBytes: settings.maxModelBytes), deadline: .after(settings.timeout)
+        )
+        unlink(inputPath)
+        guard result.exitStatus == 0 else {
+            unlink(output)
+            let why = result.errorText.isEmpty ? "vw exited with status \(result.exitStatus)" : result.errorText
+            throw .failed("training: \(why)")
+        }
+        let predictions = serving.predictionKind == .actionProbabilities ? Self.pmfs(result.output) : []
+        return Trained(output: output, predictions: predictions)
+    }
+
+    /// `0:0.85,1:0.05,...` lines (blank lines between multiline examples) as probabilities by action index.
+    static func pmfs(_ output: [UInt8]) -> [[Double]] {
+        output.split(separator: 0x0A).compactMap { line -> [Double]? in
+            var pmf: [Double] = []
+            for pair in line.split(separator: 0x2C) {
+                let parts = pair.split(separator: 0x3A)
+                guard parts.count == 2, let action = Int(String(decoding: parts[0], as: UTF8.self)),
+                      let p = Double(String(decoding: parts[1], as: UTF8.self)), (0..<1 << 16).contains(action) else { return nil }
+                if pmf.count <= action { pmf += [Double](repeating: 0, count: action + 1 - pmf.count) }
+                pmf[action] = p
+            }
+            return pmf.isEmpty ? nil : pmf
+        }
+    }
+
+    /// The inverse-propensity estimate of the learning policy's average reward (SPEC §8.8) on joined lines,
+    /// from its progressive predictions (each made before learning that line), and the logged policy's average.
+    static func estimate(joined lines: [ArraySlice<UInt8>], pmfs: [[Double]]) -> (ips: Double?, logged: Double?) {
+        var ipsSum = 0.0, loggedSum = 0.0, count = 0
+        for (index, line) in lines.enumerated() {
+            guard let value = try? JSONParser.parse(Array(line), maxDepth: 64),
+                  let cost = value[member: "_label_cost"]?.numberText.flatMap(Double.init),
+                  let probability = value[member: "_label_probability"]?.numberText.flatMap(Double.init), probability > 0,
+                  let action = value[member: "_label_Action"]?.numberText.flatMap({ Int($0) }), action >= 1
+            else { continue }
+            let reward = -cost
+            loggedSum += reward
+            count += 1
+            if index < pmfs.count, action - 1 < pmfs[index].count {
+                ipsSum += reward * pmfs[index][action - 1] / probability
+            }
+        }
+        guard count > 0 else { return (nil, nil) }
+        return (pmfs.count == lines.count ? ipsSum / Double(count) : nil, loggedSum / Double(count))
+    }
+
+    private func removeStaleModels(keeping model: String) {
+        for file in LoopFiles.list(learnedDirectory) where file != model {
+            unlink(learnedDirectory + "/" + file)
+        }
+    }
+}
+
+/// Why an update did not happen.
+enum LearnError: Error {
+    /// The model changed under the learner (a file was dropped, a load runs): look again.
+    case superseded
+    /// Training or validation failed: counted, and the serving version stays.
+    case failed(String)
+    /// The learner's own files could not be written.
+    case storage(String)
+}
+
+extension ModelStore {
+    /// `publishLearned`, its errors as a learner's.
+    func publishLearnedOrThrow(
+        name: String, path: String, current: String, base: String, events: Int, persist: (ModelVersion) -> String?
+    ) throws(LearnError) -> ModelVersion {
+        do {
+            return try publishLearned(name: name, path: path, current: current, base: base, events: events, persist: persist)
+        } catch {
+            switch error {
+            case .superseded: throw .superseded
+            case .invalid(let why): throw .failed("the learned model does not load: \(why)")
+            case .notPersisted(let why): throw .failed(why)
+            }
+        }
+    }
+}
+
+/// `vwfcgi_loop_updates_total{model,result}`, `vwfcgi_loop_learned_events{model}`, `vwfcgi_loop_ips_estimate{model}`.
+struct LearnMetrics {
+    let ok: Counter
+    let failed: Counter
+    let learned: Gauge
+    let ips: Gauge
+
+    init(model: String) {
+        ok = Counter(label: "vwfcgi_loop_updates_total", dimensions: [("model", model), ("result", "ok")])
+        failed = Counter(label: "vwfcgi_loop_updates_total", dimensions: [("model", model), ("result", "failed")])
+        learned = Gauge(label: "vwfcgi_loop_learned_events", dimensions: [("model", model)])
+        ips = Gauge(label: "vwfcgi_loop_ips_estimate", dimensions: [("model", model)])
+        ok.increment(by: 0)
+        failed.increment(by: 0)
+    }
+
+    func updated(ok success: Bool, learnedEvents: Int?, ips estimate: Double?) {
+        (success ? ok : failed).increment()
+        if let learnedEvents { learned.record(learnedEvents) }
+        if let estimate { ips.record(estimate) }
+    }
+}
