@@ -2,7 +2,8 @@
 # Runs vwfcgi + nginx in the foreground (what `make run` runs) until SIGINT/SIGTERM.
 #
 # Environment (defaults in brackets):
-#   MODEL_DIR [./models]  models to serve; a demo model is trained into it when it has no *.vw
+#   MODEL_DIR [./models]  models to serve; the demo models (demo, recommend: scripts/train_demo.py)
+#                         are trained into it when it has no *.vw
 #   PORT [8080]           nginx's port (on LISTEN_ADDR [127.0.0.1])
 #   SHARDS [1]            vw processes per model
 #   STATE_DIR [./state]   the learning loop's event logs and joined events (SPEC §8.4)
@@ -153,12 +154,17 @@ else
     first=$(basename "$(compgen -G "$MODEL_DIR/*.vw" | head -n 1)" .vw)
     example="curl -s -X POST $url/v1/models/$first:predict -H 'Content-Type: application/json' -d '{\"instances\": [\"<VW example>\"]}'"
 fi
+loop_demo=
+if [ -f "$MODEL_DIR/recommend.vw" ]; then
+    loop_demo="
+  learning loop demo (README): python3 scripts/simulate_loop.py --url $url/v1/models/recommend"
+fi
 cat >&2 <<MSG
 
 vwfcgi is serving $MODEL_DIR at $url  (vwfcgi pid $vwfcgi_pid, nginx pid $nginx_pid)
   logs: $VWFCGI_LOG, $NGINX_PREFIX/access.log, $NGINX_PREFIX/error.log
   try:  $example
-        curl -s $url/v1/models
+        curl -s $url/v1/models$loop_demo
   Ctrl-C stops both.
 
 MSG
