@@ -135,7 +135,7 @@ nginx_pid=$!
 url=http://$LISTEN_ADDR:$PORT
 [ "$LISTEN_ADDR" = 0.0.0.0 ] && url=http://127.0.0.1:$PORT
 deadline=$((SECONDS + ${READY_TIMEOUT:-30}))
-# vwfcgi opens its socket once every model is loaded; only then ask through nginx.
+# vwfcgi opens its socket at start-up; only then ask through nginx.
 until [ -S "$SOCKET" ] && curl -fsS -o /dev/null --max-time 2 "$url/healthz" 2>/dev/null; do
     if ! alive "$vwfcgi_pid" || ! alive "$nginx_pid" || [ $SECONDS -ge $deadline ]; then
         alive "$vwfcgi_pid" || say "vwfcgi exited during start-up"
@@ -144,6 +144,22 @@ until [ -S "$SOCKET" ] && curl -fsS -o /dev/null --max-time 2 "$url/healthz" 2>/
         stop_all
         tails
         die "start-up failed"
+    fi
+    sleep 0.2
+done
+# vwfcgi answers /healthz while its models still load; /readyz says 200 once every model present
+# at start-up was tried and one serves. Within the same deadline; a directory where no model loads
+# is still served (its models' status says why), with a warning.
+until curl -fsS -o /dev/null --max-time 2 "$url/readyz" 2>/dev/null; do
+    if ! alive "$vwfcgi_pid" || ! alive "$nginx_pid"; then
+        say "vwfcgi or nginx exited during start-up"
+        stop_all
+        tails
+        die "start-up failed"
+    fi
+    if [ $SECONDS -ge $deadline ]; then
+        say "WARNING: $url/readyz is not 200 within ${READY_TIMEOUT:-30}s: no model serves yet (see $url/v1/models)"
+        break
     fi
     sleep 0.2
 done
