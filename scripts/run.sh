@@ -2,7 +2,8 @@
 # Runs vwfcgi + nginx in the foreground (what `make run` runs) until SIGINT/SIGTERM.
 #
 # Environment (defaults in brackets):
-#   MODEL_DIR [./models]  models to serve; a demo model is trained into it when it has no *.vw
+#   MODEL_DIR [./models]  models to serve; the demo models (demo, recommend: scripts/train_demo.py)
+#                         are trained into it when it has no *.vw
 #   PORT [8080]           nginx's port (on LISTEN_ADDR [127.0.0.1])
 #   SHARDS [1]            vw processes per model
 #   STATE_DIR [./state]   the learning loop's event logs and joined events (SPEC §8.4)
@@ -134,7 +135,7 @@ nginx_pid=$!
 url=http://$LISTEN_ADDR:$PORT
 [ "$LISTEN_ADDR" = 0.0.0.0 ] && url=http://127.0.0.1:$PORT
 deadline=$((SECONDS + ${READY_TIMEOUT:-30}))
-# vwfcgi opens its socket once every model is loaded; only then ask through nginx.
+# vwfcgi opens its socket at start-up; only then ask through nginx.
 until [ -S "$SOCKET" ] && curl -fsS -o /dev/null --max-time 2 "$url/healthz" 2>/dev/null; do
     if ! alive "$vwfcgi_pid" || ! alive "$nginx_pid" || [ $SECONDS -ge $deadline ]; then
         alive "$vwfcgi_pid" || say "vwfcgi exited during start-up"
@@ -146,6 +147,22 @@ until [ -S "$SOCKET" ] && curl -fsS -o /dev/null --max-time 2 "$url/healthz" 2>/
     fi
     sleep 0.2
 done
+# vwfcgi answers /healthz while its models still load; /readyz says 200 once every model present
+# at start-up was tried and one serves. Within the same deadline; a directory where no model loads
+# is still served (its models' status says why), with a warning.
+until curl -fsS -o /dev/null --max-time 2 "$url/readyz" 2>/dev/null; do
+    if ! alive "$vwfcgi_pid" || ! alive "$nginx_pid"; then
+        say "vwfcgi or nginx exited during start-up"
+        stop_all
+        tails
+        die "start-up failed"
+    fi
+    if [ $SECONDS -ge $deadline ]; then
+        say "WARNING: $url/readyz is not 200 within ${READY_TIMEOUT:-30}s: no model serves yet (see $url/v1/models)"
+        break
+    fi
+    sleep 0.2
+done
 
 if [ -f "$MODEL_DIR/demo.vw" ]; then
     example="curl -s -X POST $url/v1/models/demo:predict -H 'Content-Type: application/json' -d '{\"instances\": [\" |a x:0.5 |b y:0.2\"]}'"
@@ -153,12 +170,17 @@ else
     first=$(basename "$(compgen -G "$MODEL_DIR/*.vw" | head -n 1)" .vw)
     example="curl -s -X POST $url/v1/models/$first:predict -H 'Content-Type: application/json' -d '{\"instances\": [\"<VW example>\"]}'"
 fi
+loop_demo=
+if [ -f "$MODEL_DIR/recommend.vw" ]; then
+    loop_demo="
+  learning loop demo (README): python3 scripts/simulate_loop.py --url $url/v1/models/recommend"
+fi
 cat >&2 <<MSG
 
 vwfcgi is serving $MODEL_DIR at $url  (vwfcgi pid $vwfcgi_pid, nginx pid $nginx_pid)
   logs: $VWFCGI_LOG, $NGINX_PREFIX/access.log, $NGINX_PREFIX/error.log
   try:  $example
-        curl -s $url/v1/models
+        curl -s $url/v1/models$loop_demo
   Ctrl-C stops both.
 
 MSG

@@ -1,4 +1,4 @@
-"""scripts/run.sh (what `make run` runs, SPEC §2): trains the demo model into an empty MODEL_DIR,
+"""scripts/run.sh (what `make run` runs, SPEC §2): trains the demo models into an empty MODEL_DIR,
 serves it through nginx, prints a curl example, runs side by side with another instance, and
 stops both processes on SIGTERM with exit 0."""
 
@@ -19,6 +19,7 @@ RUN = ROOT / "scripts" / "run.sh"
 def start_run(tmp: Path, name: str):
     port = free_port()
     env = dict(os.environ, MODEL_DIR=str(tmp / f"models-{name}"), PORT=str(port), RUN_DIR=str(tmp / f"run-{name}"),
+               STATE_DIR=str(tmp / f"state-{name}"),
                VWFCGI_BIN=str(VWFCGI_BIN), VW_COMMAND=VW_COMMAND, SHARDS="1")
     out = open(tmp / f"{name}.out", "wb")
     proc = subprocess.Popen([str(RUN)], env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -57,9 +58,11 @@ def test_run_script_trains_demo_serves_side_by_side_and_stops_cleanly():
         try:
             wait_serving(first, port1, out1)
             wait_serving(second, port2, out2)
-            assert (tmp / "models-a" / "demo.vw").is_file() and (tmp / "models-a" / "demo.json").is_file()
+            for name in ("demo.vw", "demo.json", "recommend.vw", "recommend.json"):
+                assert (tmp / "models-a" / name).is_file(), f"{name} not trained into the empty MODEL_DIR"
             text = out1.read_text()
             assert f"curl -s -X POST http://127.0.0.1:{port1}/v1/models/demo:predict" in text
+            assert f"scripts/simulate_loop.py --url http://127.0.0.1:{port1}/v1/models/recommend" in text
             for port in (port1, port2):
                 r = requests.post(f"http://127.0.0.1:{port}/v1/models/demo:predict",
                                   json={"instances": [" |a x:0.5 |b y:0.2"]}, timeout=30)
