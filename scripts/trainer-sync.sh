@@ -129,8 +129,8 @@ bucket_models() {
     echo "$SYNC_CACHE"
 }
 
-# cksum of file $1, or "none" when it does not exist.
-sum_of() { if [ -f "$1" ]; then cksum < "$1" | tr -s ' ' '-'; else echo none; fi; }
+# The SHA-256 of file $1, or "none" when it does not exist.
+sum_of() { if [ -f "$1" ]; then sha256sum < "$1" | cut -c1-64; else echo none; fi; }
 recorded() { if [ -f "$SYNC_RECORD/$1" ]; then cat "$SYNC_RECORD/$1"; else echo none; fi; }
 record() {
     mkdir -p "$SYNC_RECORD" && echo "$2" > "$SYNC_RECORD/$1.tmp" && mv -f "$SYNC_RECORD/$1.tmp" "$SYNC_RECORD/$1"

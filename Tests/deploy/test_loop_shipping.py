@@ -5,6 +5,9 @@ log-ship.sh (serving pod sidecar): only closed segments (never the newest of an 
 copyto into a remote. trainer-sync.sh (trainer pod): pulls complete segments by write-then-rename,
 pulls the models an operator changed in the bucket, pushes what the trainer published (.vw last,
 never a .vw that does not match its .sha256). The rclone cases use rclone's `:local:` backend.
+
+Every test runs twice: with the system's sh and tools, and with busybox's (sh and every tool the
+scripts use), as in the rclone image (Alpine's busybox).
 """
 
 import hashlib
@@ -23,6 +26,32 @@ SHIP = ROOT / "scripts/log-ship.sh"
 TRAINER_SYNC = ROOT / "scripts/trainer-sync.sh"
 RCLONE = shutil.which("rclone")
 needs_rclone = pytest.mark.skipif(RCLONE is None, reason="rclone is not installed (make deploy-tools installs it)")
+# The commands the scripts run, besides rclone.
+APPLETS = ("sh", "cp", "mv", "awk", "wc", "sha256sum", "cut", "tr", "cat", "mkdir", "rm", "chmod", "sed",
+           "sleep", "kill", "ls")
+PATH = os.environ["PATH"]
+
+
+@pytest.fixture(autouse=True, params=["system", "busybox"])
+def shell(request, tmp_path_factory):
+    """Sets PATH for the scripts: the system's tools, or busybox's applets first."""
+    global PATH
+    if request.param == "busybox":
+        busybox = shutil.which("busybox")
+        if busybox is None:
+            pytest.skip("busybox is not installed (make deploy-tools installs it)")
+        applets = tmp_path_factory.mktemp("busybox")
+        for name in APPLETS:
+            (applets / name).symlink_to(busybox)
+        PATH = f"{applets}:{os.environ['PATH']}"
+    else:
+        PATH = os.environ["PATH"]
+    yield request.param
+    PATH = os.environ["PATH"]
+
+
+def base_env() -> dict:
+    return {**{k: v for k, v in os.environ.items() if k in ("HOME", "LANG")}, "PATH": PATH}
 
 
 def line(event: str) -> str:
@@ -41,16 +70,14 @@ def files(root: Path) -> list:
 
 
 def ship(state: Path, dest, *args, **env):
-    base = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG")}
-    result = run(["sh", SHIP, *args], env={**base, "STATE_DIR": str(state), "LOG_DEST": str(dest), **env})
+    result = run(["sh", SHIP, *args], env={**base_env(), "STATE_DIR": str(state), "LOG_DEST": str(dest), **env})
     assert result.returncode == 0, result.stderr
     return result.stderr
 
 
 def trainer_sync(mode: str, logs, models, state: Path, out: Path, record: Path, **env):
-    base = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG")}
     result = run(["sh", TRAINER_SYNC, mode], env={
-        **base, "LOG_SOURCE": str(logs), "MODEL_SOURCE": str(models), "STATE_DIR": str(state),
+        **base_env(), "LOG_SOURCE": str(logs), "MODEL_SOURCE": str(models), "STATE_DIR": str(state),
         "MODEL_DIR": str(out), "SYNC_RECORD": str(record), "SYNC_CACHE": str(record.parent / "cache"), **env})
     assert result.returncode == 0, result.stderr
     return result.stderr
@@ -122,8 +149,7 @@ def test_final_ships_the_newest_segments_and_again_when_they_grew(state, tmp_pat
 def test_loop_ships_closed_segments_and_everything_on_sigterm(state, tmp_path):
     dest = tmp_path / "bucket-logs"
     dest.mkdir()
-    env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG")}
-    proc = subprocess.Popen(["sh", str(SHIP), "--loop"], env={**env, "STATE_DIR": str(state), "LOG_DEST": str(dest),
+    proc = subprocess.Popen(["sh", str(SHIP), "--loop"], env={**base_env(), "STATE_DIR": str(state), "LOG_DEST": str(dest),
                             "SHIP_INTERVAL": "1"}, stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
         deadline = time.monotonic() + 15
@@ -140,10 +166,10 @@ def test_loop_ships_closed_segments_and_everything_on_sigterm(state, tmp_path):
 
 
 def test_ship_refuses_a_bad_destination(state, tmp_path):
-    result = run(["sh", SHIP, "--once"], env={"PATH": os.environ["PATH"], "STATE_DIR": str(state),
+    result = run(["sh", SHIP, "--once"], env={"PATH": PATH, "STATE_DIR": str(state),
                                              "LOG_DEST": str(tmp_path / "missing")})
     assert result.returncode == 2 and "neither a directory nor an rclone remote" in result.stderr
-    result = run(["sh", SHIP, "--once"], env={"PATH": os.environ["PATH"], "STATE_DIR": str(state)})
+    result = run(["sh", SHIP, "--once"], env={"PATH": PATH, "STATE_DIR": str(state)})
     assert result.returncode == 2 and "LOG_DEST is not set" in result.stderr
 
 
