@@ -87,7 +87,15 @@ pull_logs() {
     if [ "$log_remote" = 1 ]; then
         # shellcheck disable=SC2086
         listing=$(rclone lsf -R --files-only --format "ps" --separator " " --include "*/log/*.dsjson" \
-            "$LOG_SOURCE" ${RCLONE_FLAGS}) || { say "ERROR: cannot list $LOG_SOURCE"; return 1; }
+            "$LOG_SOURCE" ${RCLONE_FLAGS})
+        status=$?
+        # 3: directory not found (no pod has shipped anything yet; object stores list it as empty).
+        if [ "$status" = 3 ]; then
+            listing=
+        elif [ "$status" != 0 ]; then
+            say "ERROR: cannot list $LOG_SOURCE"
+            return 1
+        fi
     else
         listing=$(for path in "$LOG_SOURCE"/*/log/*.dsjson; do
             [ -f "$path" ] && echo "${path#"$LOG_SOURCE"/} $(size_of "$path")"

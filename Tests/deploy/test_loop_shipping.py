@@ -259,6 +259,9 @@ def test_trainer_pushes_published_models_and_the_operator_wins(bucket, tmp_path)
 @needs_rclone
 def test_trainer_sync_with_rclone_remotes(bucket, tmp_path):
     tstate, out, record = tmp_path / "tstate", tmp_path / "out", tmp_path / "record"
+    # Before any pod shipped a segment, the logs prefix may not exist: nothing to pull, no error.
+    trainer_sync("--once", f":local:{tmp_path / 'no-logs-yet'}", f":local:{bucket / 'models'}", tstate, out, record)
+    assert files(tstate) == [] and (out / "m.vw").read_bytes() == b"base-m"
     logs, models = f":local:{bucket / 'logs'}", f":local:{bucket / 'models'}"
     trainer_sync("--once", logs, models, tstate, out, record)
     assert files(tstate) == ALL
