@@ -4,6 +4,8 @@
 #   entrypoint.sh [all]     nginx + vwfcgi in one container (docker run)
 #   entrypoint.sh vwfcgi    vwfcgi only (Kubernetes container "vwfcgi")
 #   entrypoint.sh nginx     nginx only  (Kubernetes container "nginx")
+#   entrypoint.sh train     `vwfcgi train --state $STATE_DIR --models $MODEL_DIR` (the external
+#                           trainer, SPEC §8.7; Kubernetes Deployment "vwfcgi-trainer"), exec'd
 #   entrypoint.sh CMD...    runs CMD (e.g. bash, vw, vwfcgi --help)
 #
 # SIGTERM/SIGINT: nginx gets QUIT (finishes the requests it holds), then vwfcgi gets TERM
@@ -19,7 +21,7 @@
 #                                PORT, LISTEN_ADDR, SOCKET, MAX_BODY, WORKERS, KEEPALIVE
 #   NGINX_PREFIX [$TMPDIR/nginx or /tmp/nginx]  nginx's pid and temp dirs (must match NGINX_CONF)
 #   NGINX_USER                   see nginx/render.sh (default: none as non-root, root as root)
-#   SHARDS [1], VWFCGI_GRACE [10], VWFCGI_ARGS (extra `vwfcgi serve` arguments)
+#   SHARDS [1], VWFCGI_GRACE [10], VWFCGI_ARGS (extra `vwfcgi serve` / `vwfcgi train` arguments)
 #   STAGING_DIR                  vwfcgi --staging-dir (default: a fresh dir under $TMPDIR or /tmp)
 #   STATE_DIR [/state]           vwfcgi --state-dir: the learning loop's event logs (mount a volume)
 #   INSTANCE_ID [host name]      vwfcgi --instance-id: names this pod's log segments
@@ -47,10 +49,22 @@ export VWFCGI_VW_COMMAND=${VWFCGI_VW_COMMAND:-$APP/bin/vw}
 
 mode=${1:-all}
 case "$mode" in
-    all | vwfcgi | nginx) ;;
+    all | vwfcgi | nginx | train) ;;
     *) exec "$@" ;;
 esac
 [ $# -le 1 ] || die "'$mode' takes no arguments (use VWFCGI_ARGS for vwfcgi's)"
+
+if [ "$mode" = train ]; then
+    [ -x "$VWFCGI_BIN" ] || die "no vwfcgi binary at '$VWFCGI_BIN'"
+    mkdir -p "$STATE_DIR" "$MODEL_DIR" || die "cannot create STATE_DIR $STATE_DIR or MODEL_DIR $MODEL_DIR"
+    args=(train --state "$STATE_DIR" --models "$MODEL_DIR")
+    [ -z "${INSTANCE_ID:-}" ] || args+=(--instance-id "$INSTANCE_ID")
+    # shellcheck disable=SC2206 # VWFCGI_ARGS is a list of words on purpose
+    args+=(${VWFCGI_ARGS:-})
+    say "exec vwfcgi ${args[*]}"
+    # exec: SIGTERM (from tini) reaches the trainer itself, which stops after its current update.
+    exec "$VWFCGI_BIN" "${args[@]}"
+fi
 [[ "$VWFCGI_GRACE" =~ ^[0-9]+([.][0-9]+)?$ ]] || die "VWFCGI_GRACE must be seconds, got '$VWFCGI_GRACE'"
 [[ "$NGINX_STOP_TIMEOUT" =~ ^[0-9]+$ ]] || die "NGINX_STOP_TIMEOUT must be whole seconds, got '$NGINX_STOP_TIMEOUT'"
 

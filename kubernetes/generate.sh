@@ -2,6 +2,7 @@
 # Generates the files of kubernetes/base that come from elsewhere in the repository:
 #   base/nginx.conf      nginx/render.sh (the one template) with the pod's values below
 #   base/model-sync.sh   a copy of scripts/model-sync.sh (kustomize reads only files under base/)
+#   base/log-ship.sh, base/trainer-sync.sh   copies of scripts/log-ship.sh, scripts/trainer-sync.sh
 #
 #   kubernetes/generate.sh           write them
 #   kubernetes/generate.sh --check   exit 1, with a diff, when a committed file is stale
@@ -24,10 +25,13 @@ trap 'rm -rf "$tmp"' EXIT
 PORT=8080 LISTEN_ADDR=0.0.0.0 SOCKET=/run/vwfcgi/vwfcgi.sock PREFIX=/tmp/nginx \
     WORKERS=2 KEEPALIVE=16 MAX_BODY=8m ERROR_LOG=stderr ACCESS_LOG=/dev/stdout NGINX_USER=- \
     "$root/nginx/render.sh" > "$tmp/nginx.conf"
-cp "$root/scripts/model-sync.sh" "$tmp/model-sync.sh"
+scripts="model-sync.sh log-ship.sh trainer-sync.sh"
+for name in $scripts; do
+    cp "$root/scripts/$name" "$tmp/$name"
+done
 
 status=0
-for name in nginx.conf model-sync.sh; do
+for name in nginx.conf $scripts; do
     if [ "$check" = 1 ]; then
         if ! diff -u "$here/base/$name" "$tmp/$name" >&2; then
             echo "kubernetes/base/$name is stale: run kubernetes/generate.sh (make deploy-generate)" >&2

@@ -2,8 +2,9 @@
 #
 #   make deploy-check      hadolint, kustomize + kubernetes-validate (offline, strict), the
 #                          nginx ConfigMap against the template, and a pod simulation with
-#                          local processes (installs kubectl, kubernetes-validate, hadolint)
-#   make deploy-generate   rewrite kubernetes/base/nginx.conf and model-sync.sh from their sources
+#                          local processes, the loop's log shipping and trainer sync scripts
+#                          (installs kubectl, rclone, busybox, kubernetes-validate, hadolint)
+#   make deploy-generate   rewrite kubernetes/base/nginx.conf and the scripts from their sources
 #   make deploy-render     print the rendered manifests of OVERLAY (dev or prod)
 
 DEPLOY_PYTHON ?= $(CURDIR)/.venv/bin/python
@@ -18,6 +19,13 @@ deploy-tools: deps
 	    DEBIAN_FRONTEND=noninteractive $$sudo apt-get update -qq && \
 	    DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends kubernetes-client >/dev/null \
 	    || { echo "deploy: ERROR: apt-get install kubernetes-client failed" >&2; exit 1; }; }
+	@{ command -v rclone && command -v busybox; } >/dev/null || { \
+	    echo "deploy: apt-get install rclone busybox (the log-ship / trainer-sync tests: remotes, the rclone image's sh)" >&2; \
+	    if [ "$$(id -u)" -eq 0 ]; then sudo=; else sudo=sudo; fi; \
+	    DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends rclone busybox >/dev/null \
+	    || { DEBIAN_FRONTEND=noninteractive $$sudo apt-get update -qq && \
+	         DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends rclone busybox >/dev/null; } \
+	    || { echo "deploy: ERROR: apt-get install rclone busybox failed" >&2; exit 1; }; }
 	@$(DEPLOY_PYTHON) -c 'import kubernetes_validate, yaml' 2>/dev/null || { \
 	    echo "deploy: pip install kubernetes-validate into .venv" >&2; \
 	    $(DEPLOY_PYTHON) -m pip install -q --disable-pip-version-check kubernetes-validate \

@@ -1,5 +1,6 @@
 """kubernetes/: kustomize renders each overlay; the output validates offline; the pod is
-wired as the issue asks (socket emptyDir, sidecar + initContainer, probes, security, drain)."""
+wired as the issue asks (socket emptyDir, sidecar + initContainer, probes, security, drain);
+the learning loop's log-ship sidecar and external trainer Deployment (issue 13) are wired too."""
 
 import os
 import re
@@ -23,18 +24,26 @@ def overlay(request):
     return request.param, result.stdout, docs
 
 
-def one(docs, kind, name_prefix=""):
-    found = [d for d in docs if d["kind"] == kind and d["metadata"]["name"].startswith(name_prefix)]
-    assert len(found) == 1, f"expected one {kind} {name_prefix!r}, got {len(found)}"
+def one(docs, kind, name_prefix="", name=None):
+    found = [d for d in docs if d["kind"] == kind and d["metadata"]["name"].startswith(name_prefix)
+             and (name is None or d["metadata"]["name"] == name)]
+    assert len(found) == 1, f"expected one {kind} {name or name_prefix!r}, got {len(found)}"
     return found[0]
 
 
-def pod(docs):
-    return one(docs, "Deployment")["spec"]["template"]
+SERVER, TRAINER = "vwfcgi", "vwfcgi-trainer"
 
 
-def containers(docs):
-    return {c["name"]: c for c in pod(docs)["spec"]["containers"]}
+def pod(docs, name=SERVER):
+    return one(docs, "Deployment", name=name)["spec"]["template"]
+
+
+def containers(docs, name=SERVER):
+    return {c["name"]: c for c in pod(docs, name)["spec"]["containers"]}
+
+
+def mounts_of(container):
+    return {m["mountPath"]: m for m in container["volumeMounts"]}
 
 
 def env(container):
@@ -62,8 +71,8 @@ def test_overlay_validates_offline_strict(overlay, version, tmp_path):
     result = run([tool("kubernetes-validate"), "--strict", "-k", version, "--quiet", path])
     assert result.returncode == 0, result.stdout + result.stderr
     kinds = sorted(d["kind"] for d in docs)
-    assert kinds == sorted(["ConfigMap"] * 3 + ["Deployment", "HorizontalPodAutoscaler", "NetworkPolicy",
-                                                "PodDisruptionBudget", "Service", "ServiceAccount"])
+    assert kinds == sorted(["ConfigMap"] * 4 + ["Deployment"] * 2 + ["HorizontalPodAutoscaler"] + ["NetworkPolicy"] * 2
+                           + ["PersistentVolumeClaim", "PodDisruptionBudget", "Service"] + ["ServiceAccount"] * 2)
 
 
 def test_generated_files_are_fresh():
@@ -95,7 +104,7 @@ def test_pod_layout(overlay):
     _, _, docs = overlay
     spec = pod(docs)["spec"]
     c = containers(docs)
-    assert set(c) == {"nginx", "vwfcgi", "model-sync"}
+    assert set(c) == {"nginx", "vwfcgi", "model-sync", "log-ship"}
     volumes = {v["name"]: v for v in spec["volumes"]}
     mounts = {n: {m["name"]: m for m in c[n]["volumeMounts"]} for n in c}
     # nginx and vwfcgi share the FastCGI socket through an emptyDir.
@@ -126,9 +135,10 @@ def test_probes(overlay):
     assert "tcpSocket" in c["nginx"]["livenessProbe"]
 
 
-def test_security_and_resources(overlay):
+@pytest.mark.parametrize("deployment", [SERVER, TRAINER])
+def test_security_and_resources(overlay, deployment):
     _, _, docs = overlay
-    spec = pod(docs)["spec"]
+    spec = pod(docs, deployment)["spec"]
     assert spec["securityContext"]["runAsNonRoot"] is True
     assert spec["securityContext"]["runAsUser"] != 0
     assert spec["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
@@ -152,6 +162,10 @@ def test_drain_fits_in_the_grace_period(overlay):
     timeout = float(re.search(r"--timeout (\S+)", env(c["vwfcgi"])["VWFCGI_ARGS"]).group(1))
     assert sleep_of(c["vwfcgi"]) >= sleep_of(c["nginx"]) + timeout
     assert spec["terminationGracePeriodSeconds"] >= sleep_of(c["vwfcgi"]) + vwfcgi_grace + 5
+    # log-ship gets its TERM (and ships the newest segments) once vwfcgi is gone: after its preStop,
+    # its drain and the entrypoint's 5 s margin before KILL; and has 10 s or more for the upload.
+    assert sleep_of(c["log-ship"]) >= sleep_of(c["vwfcgi"]) + vwfcgi_grace + 5
+    assert spec["terminationGracePeriodSeconds"] >= sleep_of(c["log-ship"]) + 10
 
 
 def test_service_hpa_pdb_networkpolicy_prometheus(overlay):
@@ -166,13 +180,115 @@ def test_service_hpa_pdb_networkpolicy_prometheus(overlay):
     assert all(labels.get(k) == v for k, v in service["spec"]["selector"].items())
     hpa = one(docs, "HorizontalPodAutoscaler")
     assert hpa["spec"]["metrics"][0]["resource"]["name"] == "cpu"
-    policy = one(docs, "NetworkPolicy")
+    policy = one(docs, "NetworkPolicy", name=SERVER)
     assert policy["spec"]["policyTypes"] == ["Ingress"]
     assert [p["port"] for rule in policy["spec"]["ingress"] for p in rule["ports"]] == [8080]
     pdb = one(docs, "PodDisruptionBudget")["spec"]
     assert not ("minAvailable" in pdb and "maxUnavailable" in pdb)
-    replicas = one(docs, "Deployment")["spec"]["replicas"]
+    replicas = one(docs, "Deployment", name=SERVER)["spec"]["replicas"]
     if name == "dev":
         assert replicas == 1 and hpa["spec"]["minReplicas"] == 1
     else:
         assert replicas == 3 and hpa["spec"]["minReplicas"] == 3 and pdb["minAvailable"] == 2
+
+
+def test_loop_scripts_configmap_is_the_scripts(overlay):
+    _, _, docs = overlay
+    data = one(docs, "ConfigMap", "loop-scripts")["data"]
+    assert set(data) == {"log-ship.sh", "trainer-sync.sh"}
+    for name, text in data.items():
+        assert text == (ROOT / "scripts" / name).read_text(), name
+
+
+def bucket_configmap(docs) -> dict:
+    """The ConfigMap "model-sync" (kustomize adds a hash suffix), not "model-sync-script"."""
+    found = [d for d in docs if d["kind"] == "ConfigMap" and "MODEL_SOURCE" in d.get("data", {})]
+    assert len(found) == 1 and found[0]["metadata"]["name"].startswith("model-sync-"), found
+    return found[0]
+
+
+def bucket(docs) -> dict:
+    return bucket_configmap(docs)["data"]
+
+
+def test_log_ship_sidecar(overlay):
+    """Ships the segments of the volume vwfcgi logs to, mounted read only, to LOG_DEST."""
+    _, _, docs = overlay
+    spec = pod(docs)["spec"]
+    c = containers(docs)
+    ship = c["log-ship"]
+    assert ship["command"][-1] == "--loop"
+    scripts = {m["name"]: m["mountPath"] for m in ship["volumeMounts"]}["loop-scripts"]
+    assert ship["command"][:2] == ["/bin/sh", scripts + "/log-ship.sh"]
+    vwfcgi_state = {m["name"]: m for m in c["vwfcgi"]["volumeMounts"]}["state"]
+    ship_state = {m["name"]: m for m in ship["volumeMounts"]}["state"]
+    assert ship_state["readOnly"] is True and vwfcgi_state.get("readOnly") is not True
+    # The image's default STATE_DIR (docker/entrypoint.sh) is where vwfcgi logs, and where log-ship reads.
+    assert vwfcgi_state["mountPath"] == ship_state["mountPath"] == env(ship)["STATE_DIR"] == "/state"
+    assert "emptyDir" in {v["name"]: v for v in spec["volumes"]}["state"]
+    # Its record of what was shipped is outside the read-only state volume, in its own /tmp.
+    assert env(ship)["SHIP_RECORD"].startswith(mounts_of(ship)["/tmp"]["mountPath"] + "/")
+    assert mounts_of(ship)["/tmp"]["name"] not in ("state", "models")
+    # The bucket: LOG_DEST beside MODEL_SOURCE, from the ConfigMap the pod already reads.
+    assert {"configMapRef": {"name": bucket_configmap(docs)["metadata"]["name"]}} in ship["envFrom"]
+    assert bucket(docs)["LOG_DEST"] and bucket(docs)["LOG_DEST"] != bucket(docs)["MODEL_SOURCE"]
+    # Each replica names its segments after its pod.
+    instance = [e for e in c["vwfcgi"]["env"] if e["name"] == "INSTANCE_ID"]
+    assert instance and instance[0]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+
+
+def test_trainer_deployment(overlay):
+    _, _, docs = overlay
+    deployment = one(docs, "Deployment", name=TRAINER)
+    assert deployment["spec"]["replicas"] == 1
+    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+    spec = deployment["spec"]["template"]["spec"]
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    # Not behind the serving Service, its PodDisruptionBudget or NetworkPolicy.
+    assert one(docs, "Service")["spec"]["selector"]["app.kubernetes.io/name"] != labels["app.kubernetes.io/name"]
+    c = containers(docs, TRAINER)
+    assert set(c) == {"trainer", "trainer-sync"}
+    trainer = c["trainer"]
+    # docker/entrypoint.sh train runs `vwfcgi train --state $STATE_DIR --models $MODEL_DIR`.
+    assert trainer["args"] == ["train"] and trainer["image"] == containers(docs)["vwfcgi"]["image"]
+    entrypoint = (ROOT / "docker/entrypoint.sh").read_text()
+    assert 'args=(train --state "$STATE_DIR" --models "$MODEL_DIR")' in entrypoint
+    assert env(trainer)["STATE_DIR"] == "/state" and env(trainer)["MODEL_DIR"] == "/models-out"
+    # Its state on the PersistentVolumeClaim, at /state; the published models beside it.
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    claim = one(docs, "PersistentVolumeClaim", name=TRAINER)
+    state = mounts_of(trainer)["/state"]
+    assert volumes[state["name"]]["persistentVolumeClaim"]["claimName"] == claim["metadata"]["name"]
+    out = mounts_of(trainer)["/models-out"]
+    assert out["name"] == state["name"] and out["subPath"] != state["subPath"]
+    assert claim["spec"]["accessModes"] == ["ReadWriteOnce"] and claim["spec"]["resources"]["requests"]["storage"]
+
+    # trainer-sync: first pull as an initContainer, then a loop; same volumes as the trainer.
+    init = {i["name"]: i for i in spec["initContainers"]}
+    assert set(init) == {"trainer-sync-init"}
+    for sync, mode in ((init["trainer-sync-init"], "--once"), (c["trainer-sync"], "--loop")):
+        scripts = {m["name"]: m["mountPath"] for m in sync["volumeMounts"]}["loop-scripts"]
+        assert sync["command"] == ["/bin/sh", scripts + "/trainer-sync.sh", mode]
+        sync_mounts = mounts_of(sync)
+        for path in ("/state", "/models-out"):
+            assert {k: sync_mounts[path].get(k) for k in ("name", "subPath")} == \
+                {k: mounts_of(trainer)[path].get(k) for k in ("name", "subPath")}, path
+            assert sync_mounts[path].get("readOnly") is not True
+        assert env(sync)["STATE_DIR"] == "/state" and env(sync)["MODEL_DIR"] == "/models-out"
+        # What the bucket and /models-out agreed on survives restarts: on the claim too.
+        record = env(sync)["SYNC_RECORD"]
+        record_mount = [m for p, m in sync_mounts.items() if record.startswith(p + "/")]
+        assert record_mount and volumes[record_mount[0]["name"]].get("persistentVolumeClaim"), record
+        # The logs come from where the serving pods ship them; models go where they load them from.
+        source = [e for e in sync["env"] if e["name"] == "LOG_SOURCE"][0]["valueFrom"]["configMapKeyRef"]
+        configmap = bucket_configmap(docs)["metadata"]["name"]
+        assert source == {"name": configmap, "key": "LOG_DEST"}
+        assert {"configMapRef": {"name": configmap}} in sync["envFrom"]
+    # The sidecar pushes after the trainer stopped.
+    assert sleep_of(c["trainer-sync"]) + 10 <= spec["terminationGracePeriodSeconds"]
+
+    account = one(docs, "ServiceAccount", name=TRAINER)
+    assert spec["serviceAccountName"] == TRAINER and account["automountServiceAccountToken"] is False
+    policy = one(docs, "NetworkPolicy", name=TRAINER)["spec"]
+    assert policy["podSelector"]["matchLabels"].items() <= labels.items()
+    assert policy["policyTypes"] == ["Ingress"] and not policy.get("ingress"), "nothing may connect to the trainer"

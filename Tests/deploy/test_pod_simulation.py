@@ -297,3 +297,151 @@ def test_single_container_mode_and_either_exit_stops_it(pod):
     while session_processes({sid}) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert session_processes({sid}) == [], pod.tails()
+
+
+# ---------------------------------------------------------------- the learning loop on many replicas
+SHIP = ROOT / "scripts/log-ship.sh"
+TRAINER_SYNC = ROOT / "scripts/trainer-sync.sh"
+USERS = ["alice", "bob", "carol"]
+
+
+def cb_context(user: str) -> dict:
+    return {"User": {"id": user}, "_multi": [{"Action": {"t": f"a{k}"}} for k in range(3)]}
+
+
+def train_cb(path: Path, work: Path, examples: int = 300):
+    """A contextual-bandit base model (real vw, --dsjson --cb_explore_adf) from a uniform synthetic log."""
+    import json
+    import random
+    rng = random.Random(5)
+    log = work / "cb-train.dsjson"
+    with log.open("w") as f:
+        for i in range(examples):
+            u, a = rng.randrange(3), rng.randrange(3)
+            f.write(json.dumps({
+                "_label_cost": -1 if a == u else 0, "_label_probability": 0.3333, "_label_Action": a + 1,
+                "_labelIndex": a, "o": [], "a": [a + 1] + [k + 1 for k in range(3) if k != a],
+                "p": [0.3333] * 3, "c": cb_context(USERS[u]), "EventId": f"t{i}"}) + "\n")
+    result = run([ROOT / "bin/vw", "--dsjson", "--cb_explore_adf", "--epsilon", "0.2", "-q", "UA",
+                  "--random_seed", "3", "-d", log, "-f", path, "--quiet"])
+    assert result.returncode == 0, result.stderr
+
+
+def trainer_available() -> bool:
+    """Whether this build has `vwfcgi train` (without it, "train" falls to the default subcommand, serve)."""
+    result = subprocess.run([str(VWFCGI_BIN), "train", "--help"], capture_output=True, text=True, timeout=30)
+    return result.returncode == 0 and "vwfcgi train" in result.stdout
+
+
+def test_many_replicas_ship_logs_to_an_external_trainer(pod):
+    """Two serving pods (instances pod-a, pod-b, each with its own state volume) log decisions and
+    rewards of an external-trainer model; log-ship.sh ships their segments to a directory standing in
+    for the bucket (closed ones only while they run, every one once they stopped: the sidecar's stop);
+    trainer-sync.sh pulls them for `vwfcgi train`, which publishes a model that trainer-sync.sh pushes
+    to the bucket, and model-sync.sh brings it to a third pod, which serves the new version.
+
+    vwfcgi only rotates segments at 64 MiB or 1 h (no option to force it), so while the pods run
+    every segment is the newest one of its instance and nothing is shipped; the pods are then stopped
+    and shipped with --final, as the sidecar does at its TERM."""
+    import json
+    bucket = pod.dir("bucket")
+    bucket_models, bucket_logs = pod.dir("bucket/models"), pod.dir("bucket/logs")
+    train_cb(bucket_models / "cb.vw", pod.root)
+    loop = {"trainer": "external", "update_interval": "2s", "min_events": 10, "reward_wait": "1s"}
+    (bucket_models / "cb.json").write_text(json.dumps({"input": "vw_json", "loop": loop}) + "\n")
+    base_version = version(bucket_models, "cb")
+
+    def serving_pod(name: str, sync: str):
+        models, state, tmp = pod.dir(f"{name}/models"), pod.dir(f"{name}/state"), pod.dir(f"{name}/tmp")
+        sync_env = pod.env(MODEL_SOURCE=str(bucket_models), MODEL_DIR=str(models), SYNC_CACHE=str(pod.dir(f"{name}/cache")),
+                           TMPDIR=str(pod.dir(f"{name}/sync-tmp")), SYNC_INTERVAL="1")
+        if sync == "once":
+            first = pod.run_once(["sh", SYNC, "--once"], sync_env)
+            assert first.returncode == 0, first.stderr
+        else:
+            pod.start(f"{name}-model-sync", ["sh", SYNC, "--loop"], sync_env)
+            wait_for(f"{name}'s first sync", lambda: (models / "cb.vw").exists(), 15, pod)
+        port = free_port()
+        pod.start(name, [ENTRYPOINT, "all"], pod.env(
+            MODEL_DIR=str(models), SOCKET=str(pod.dir(f"{name}/run") / "vwfcgi.sock"), PORT=str(port),
+            LISTEN_ADDR="127.0.0.1", TMPDIR=str(tmp), NGINX_PREFIX=str(tmp / "nginx"), STATE_DIR=str(state),
+            INSTANCE_ID=name, VWFCGI_VW_COMMAND=str(ROOT / "bin/vw"), VWFCGI_GRACE="5"), who="vw")
+        url = f"http://127.0.0.1:{port}"
+        wait_for(f"{name} ready", lambda: requests.get(f"{url}/readyz", timeout=2).status_code == 200, 30, pod)
+        return url, state
+
+    pods = {name: serving_pod(name, "once") for name in ("pod-a", "pod-b")}
+    # Decisions on both pods; half of the rewards reach the other pod (the join sees every pod's log).
+    events = 0
+    for i in range(40):
+        for j, (name, (url, _)) in enumerate(pods.items()):
+            user = USERS[(i + j) % 3]
+            event_id = f"{name}-e{i}"
+            reply = requests.post(f"{url}/v1/models/cb:rank", json={"event_id": event_id, "context": cb_context(user)},
+                                  timeout=5)
+            assert reply.status_code == 200, reply.text
+            best = USERS.index(user)
+            reward = 1.0 if reply.json()["action"] == best else 0.0
+            other = list(pods.values())[(j + i) % 2][0]
+            reply = requests.post(f"{other}/v1/models/cb:reward", json={"event_id": event_id, "reward": reward}, timeout=5)
+            assert reply.status_code == 202, reply.text
+            events += 1
+
+    ship_base = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG")}
+
+    def ship(state: Path, mode: str) -> str:
+        result = run(["sh", SHIP, mode], env={**ship_base, "STATE_DIR": str(state), "LOG_DEST": str(bucket_logs)})
+        assert result.returncode == 0, result.stderr
+        return result.stderr
+
+    # While the pods run, each one's only segment is being written: nothing is shipped.
+    for name, (_, state) in pods.items():
+        segments = sorted(p.name for p in (state / "cb/log").glob("*.dsjson"))
+        assert segments and all(s.startswith(f"{name}-") for s in segments), segments
+        ship(state, "--once")
+    assert not list(bucket_logs.rglob("*.dsjson"))
+    # The pods stop (their log-ship sidecars get TERM after vwfcgi has stopped): every segment is shipped.
+    for name, (_, state) in pods.items():
+        assert pod.stop(name) == 0, pod.tails()
+        ship(state, "--final")
+        for segment in (state / "cb/log").glob("*.dsjson"):
+            assert (bucket_logs / "cb/log" / segment.name).read_bytes() == segment.read_bytes()
+    shipped = sorted(p.name for p in (bucket_logs / "cb/log").iterdir())
+    assert {s.rsplit("-", 1)[0] for s in shipped} == {"pod-a", "pod-b"}, shipped
+    lines = [json.loads(l) for p in (bucket_logs / "cb/log").iterdir() for l in p.read_text().splitlines()]
+    assert sum(1 for l in lines if "c" in l) == events and sum(1 for l in lines if "v" in l and "c" not in l) == events
+    assert not list(bucket.rglob("*.tmp"))
+
+    # The trainer pod: trainer-sync-init pulls the logs and the base model.
+    tstate, out, record = pod.dir("trainer/state"), pod.dir("trainer/models-out"), pod.dir("trainer/sync")
+    sync_env = pod.env(LOG_SOURCE=str(bucket_logs), MODEL_SOURCE=str(bucket_models), STATE_DIR=str(tstate),
+                       MODEL_DIR=str(out), SYNC_RECORD=str(record / "record"), TMPDIR=str(pod.dir("trainer/tmp")),
+                       SYNC_INTERVAL="1")
+    first = pod.run_once(["sh", TRAINER_SYNC, "--once"], sync_env)
+    assert first.returncode == 0, first.stderr
+    assert sorted(p.name for p in (tstate / "cb/log").iterdir()) == shipped
+    assert version(out, "cb") == base_version
+
+    if not trainer_available():
+        pytest.skip("`vwfcgi train` is not in this build (SPEC §8.7): shipping and pulling were tested, training not")
+
+    # A third pod, whose model-sync sidecar follows the bucket.
+    url_c, _ = serving_pod("pod-c", "loop")
+    served = lambda: requests.get(f"{url_c}/v1/models/cb", timeout=2).json()["version"]  # noqa: E731
+    assert served() == base_version
+
+    pod.start("trainer", [ENTRYPOINT, "train"], pod.env(
+        STATE_DIR=str(tstate), MODEL_DIR=str(out), TMPDIR=str(pod.dir("trainer/vw-tmp")),
+        VWFCGI_VW_COMMAND=str(ROOT / "bin/vw")), who="vw")
+    pod.start("trainer-sync", ["sh", TRAINER_SYNC, "--loop"], sync_env)
+    wait_for("a learned model in the bucket", lambda: version(bucket_models, "cb") != base_version, 90, pod)
+    learned = (bucket_models / "cb.vw").read_bytes()
+    digest = (bucket_models / "cb.sha256").read_text().split()[0]
+    assert digest == hashlib.sha256(learned).hexdigest()
+    new_version = version(bucket_models, "cb")
+    wait_for("pod-c serves the learned model", lambda: served() == new_version, 30, pod)
+    ranked = requests.post(f"{url_c}/v1/models/cb:rank", json={"context": cb_context("alice")}, timeout=5)
+    assert ranked.status_code == 200 and ranked.json()["version"] == new_version, ranked.text
+
+    for name in ("trainer", "trainer-sync", "pod-c", "pod-c-model-sync"):
+        assert pod.stop(name) == 0, f"{name}\n{pod.tails()}"
