@@ -37,12 +37,12 @@ def context(user: str) -> dict:
     return {"User": {"id": user}, "_multi": [{"Action": {"t": f"a{k}"}} for k in range(ACTIONS)]}
 
 
-def make_model_dir(path: Path, *, loop: dict, name: str = "cb") -> Path:
-    """A base with little signal: a few events, every reward 0."""
+def make_model_dir(path: Path, *, loop: dict, name: str = "cb", events: int = 8) -> Path:
+    """A base with little signal: a few events, every reward 0 (`events` changes its bytes)."""
     path.mkdir(parents=True, exist_ok=True)
     seed = path / f"{name}.seed.dsjson"
     with seed.open("w") as f:
-        for i in range(8):
+        for i in range(events):
             a = i % ACTIONS
             f.write(json.dumps({
                 "_label_cost": 0, "_label_probability": 0.25, "_label_Action": a + 1, "_labelIndex": a, "o": [],
@@ -216,8 +216,8 @@ def test_a_restart_resumes_the_learned_model_and_a_dropped_file_becomes_the_new_
         assert_serves_reference(stack, base, state, tmp_path, "after a restart")
         # The operator drops a new file: it serves at once, and learning continues from it with the later events.
         position = learned["learned_events"]
-        new_base_dir = make_model_dir(tmp_path / "other", loop=LOOP)
-        (models / "cb.vw.tmp").write_bytes((new_base_dir / "cb.vw").read_bytes() + b"")
+        new_base_dir = make_model_dir(tmp_path / "other", loop=LOOP, events=12)
+        (models / "cb.vw.tmp").write_bytes((new_base_dir / "cb.vw").read_bytes())
         os.rename(models / "cb.vw.tmp", models / "cb.vw")
         dropped = wait_until(lambda: model_status(stack)["origin"] == "file" and model_status(stack), 30, step=0.1)
         assert dropped, model_status(stack)
