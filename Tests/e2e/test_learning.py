@@ -380,3 +380,78 @@ def test_the_external_trainer_learns_both_instances_logs_and_publishes_into_the_
         problems = a.stop() + b.stop()
     assert not problems, problems
     assert trainer.returncode == 0, (tmp_path / "trainer.log").read_text()[-3000:]
+
+
+# ---------------------------------------------------------------- :learn
+def test_learn_moves_a_linear_model_toward_its_labels_and_equals_vws_offline_continuation(tmp_path):
+    models = tmp_path / "models"
+    models.mkdir()
+    seed = tmp_path / "seed.txt"
+    seed.write_text("".join(f"0 |f a:{i % 3} b:{i % 2}\n" for i in range(10)))
+    subprocess.run([REFERENCE_VW, "-d", str(seed), "-f", str(models / "lin.vw"), "--quiet"], check=True, timeout=60,
+                   stdin=subprocess.DEVNULL)
+    (models / "lin.json").write_text(json.dumps({"loop": {"update_interval": "1s", "min_events": 10}}) + "\n")
+    (models / "plain.vw").write_bytes((models / "lin.vw").read_bytes())  # no loop: cannot :learn
+    base = tmp_path / "base.vw"
+    base.write_bytes((models / "lin.vw").read_bytes())
+    state = tmp_path / "state"
+    probe = ["|f a:1 b:1", "|f a:2 b:0"]
+    stack = Stack(models, state_dir=state).start()
+    try:
+        def predictions() -> list[float]:
+            r = stack.post("/v1/models/lin:predict", json={"instances": probe})
+            assert r.status_code == 200, r.text
+            return [float(p) for p in r.json()["predictions"]]
+
+        before = predictions()
+        rng = random.Random(8)
+        sent = []
+        for batch in range(4):
+            lines = []
+            for _ in range(50):
+                a, b = rng.randrange(3), rng.randrange(2)
+                lines.append(f"{2 * a + b + 1} |f a:{a} b:{b}")
+            if batch % 2:
+                r = stack.post("/v1/models/lin:learn", data="\n".join(lines) + "\n", headers={"Content-Type": "text/plain"})
+            else:
+                r = stack.post("/v1/models/lin:learn", json={"instances": lines})
+            assert r.status_code == 202 and r.json() == {"accepted": 50}, r.text
+            sent += lines
+        # Bad requests: a clear 400, nothing logged, and the model still answers.
+        for path, body, why in [
+            ("/v1/models/lin:learn", {"instances": ["|f a:1"]}, "needs a label"),
+            ("/v1/models/lin:learn", {"instances": ["1 |f a:1\n2 |f b:1"]}, ""),
+            ("/v1/models/lin:learn", {"instances": [{"f": 1}]}, "string"),
+            ("/v1/models/lin:learn", {"instances": ["x y z w |f a:1"]}, ""),
+            ("/v1/models/plain:learn", {"instances": ["1 |f a:1"]}, "loop"),
+        ]:
+            r = stack.post(path, json=body)
+            assert r.status_code == 400 and "error" in r.json(), (path, body, r.status_code, r.text)
+            assert why in r.json()["error"], r.json()
+            assert len(predictions()) == 2
+        assert stack.post("/v1/models/nope:learn", json={"instances": ["1 |f a:1"]}).status_code == 404
+        def learned_all():
+            s = stack.get("/v1/models/lin/loop").json()
+            return s if s["learned_events"] == 200 and s["learns"] == 200 else None
+        status = wait_until(learned_all, LEARN_BOUND, step=0.2)
+        assert status, stack.get("/v1/models/lin/loop").json()
+        joined = [json.loads(line)["Learn"] for line in joined_lines(state, "lin")]
+        assert sorted(joined) == sorted(sent) and len(joined) == 200
+        after = predictions()
+        targets = [2 * 1 + 1 + 1, 2 * 2 + 0 + 1]
+        for b, a, t in zip(before, after, targets):
+            assert abs(a - t) < abs(b - t), f"prediction {b} -> {a} did not move toward {t}"
+        data, ref, out, inputs = tmp_path / "learn.txt", tmp_path / "ref.vw", tmp_path / "ref.txt", tmp_path / "probe.txt"
+        data.write_text("".join(line + "\n" for line in joined))
+        subprocess.run([REFERENCE_VW, "-i", str(base), "-d", str(data), "--save_resume", "-f", str(ref), "--quiet"],
+                       check=True, timeout=60, stdin=subprocess.DEVNULL)
+        inputs.write_text("".join(line + "\n" for line in probe))
+        subprocess.run([REFERENCE_VW, "-i", str(ref), "-t", "-d", str(inputs), "-p", str(out), "--quiet"],
+                       check=True, timeout=60, stdin=subprocess.DEVNULL)
+        want = [float(line) for line in out.read_text().split()]
+        assert all(abs(g - w) <= 1e-6 for g, w in zip(after, want)), (after, want)
+        metrics = stack.get("/metrics").text
+        assert 'vwfcgi_loop_events_total{kind="learn",model="lin"} 200' in metrics or \
+               'vwfcgi_loop_events_total{model="lin",kind="learn"} 200' in metrics, metrics[-2000:]
+    finally:
+        assert not stack.stop()

@@ -256,6 +256,47 @@ public struct Engine: Sendable {
                    kind: .activation, rewardSum: 0, model: name, cache: &cache)
     }
 
+    /// `POST /v1/models/<name>:learn`: labelled VW text examples on disk, learned at the next update (SPEC §8.6).
+    ///
+    /// For single-line VW text models with a `"loop"`. Each example passes the strict grammar, labels kept (and
+    /// required), and is logged in canonical form, never as the client sent it. Returns how many were accepted.
+    public func learn(model name: String, body: [UInt8], isJSON: Bool, cache: inout ModelStore.ReaderCache) throws(PredictError) -> Int {
+        let lines = try store.withServingVersion(of: name, cache: &cache) { version throws(PredictError) -> [[UInt8]] in
+            guard version.loop != nil, version.jsonGrammar == nil, !version.multiline else {
+                throw .invalidRequest("model '\(name)' cannot :learn: that needs a single-line VW text model whose .json has a \"loop\"")
+            }
+            let texts: [Substring]
+            if isJSON {
+                texts = try Self.instances(of: body, maxDepth: maxJSONDepth).enumerated().map { index, item throws(PredictError) in
+                    guard case .string(let text) = item else {
+                        throw .invalidRequest("instance \(index): a :learn instance is a labelled VW text line (a string), not \(item.kindName)")
+                    }
+                    return Substring(text)
+                }
+            } else {
+                var split = String(decoding: body, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false)
+                if split.last == "" { split.removeLast() }
+                texts = split
+            }
+            guard !texts.isEmpty else { throw .invalidRequest("no examples to learn") }
+            guard texts.count <= version.maxBatch else { throw .tooManyInstances(count: texts.count, limit: version.maxBatch) }
+            let grammar = ExampleGrammar(family: version.options.family, limits: store.settings.limits, keepsLabels: true)
+            let now = EventLine.nowMilliseconds()
+            return try texts.enumerated().map { index, text throws(PredictError) in
+                do throws(ExampleProblem) {
+                    let example = try grammar.parse(lines: [text])
+                    guard example.hasLabel else { throw .invalidLabel("a :learn example needs a label") }
+                    return EventLine.learn(eventId: EventID.random().text, example: String(example.canonicalText().dropLast()),
+                                           timestampMilliseconds: now)
+                } catch {
+                    throw .invalidExample(InvalidExample(index: index, problem: error))
+                }
+            }
+        }
+        try append(lines, kind: .learn, rewardSum: 0, model: name, cache: &cache)
+        return lines.count
+    }
+
     /// Opens the loop of every model that has one on disk from an earlier run, so its pending
     /// decisions are joined after a restart without waiting for new traffic. Call once the
     /// start-up models were tried.
@@ -275,7 +316,7 @@ public struct Engine: Sendable {
     public func loopStatus(model name: String) -> LoopStatus? {
         guard store.status(of: name) != nil else { return nil }
         return loops.existing(name)?.status
-            ?? LoopStatus(decisions: 0, rewards: 0, activations: 0, joined: 0, pending: 0, rewardSum: 0, averageReward: nil,
+            ?? LoopStatus(decisions: 0, rewards: 0, activations: 0, learns: 0, joined: 0, pending: 0, rewardSum: 0, averageReward: nil,
                           learning: LearnStatus())
     }
 

@@ -42,6 +42,18 @@ public enum EventLine {
         return writer.bytes
     }
 
+    /// A labelled example for a single-line model (`:learn`): `{"EventId","Learn":"<canonical VW text>","Timestamp"}`.
+    /// The joiner passes it on at once; the trainer feeds its `"Learn"` text to vw.
+    public static func learn(eventId: String, example: String, timestampMilliseconds: Int64) -> [UInt8] {
+        var writer = JSONLineWriter(capacity: 96 + example.utf8.count)
+        writer.beginObject()
+        writer.key("EventId"); writer.string(eventId)
+        writer.key("Learn"); writer.string(example)
+        writer.key("Timestamp"); writer.string(timestamp(milliseconds: timestampMilliseconds))
+        writer.endObject()
+        return writer.bytes
+    }
+
     /// An activation line (`:activate` of a deferred decision).
     public static func activation(eventId: String, timestampMilliseconds: Int64) -> [UInt8] {
         var writer = JSONLineWriter(capacity: 96)

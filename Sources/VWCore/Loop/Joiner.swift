@@ -42,6 +42,9 @@ public struct JoinStep: Sendable {
     public var decisionsRead = 0
     public var rewardsRead = 0
     public var activationsRead = 0
+    public var learnsRead = 0
+    /// Decisions among `joined` (the others are `:learn` lines).
+    public var decisionsJoined = 0
     /// The sum of the joined decisions' rewards (their default reward when none came): the logged policy's.
     public var rewardSum = 0.0
 }
@@ -95,6 +98,8 @@ public final class Joiner {
         var deferred: Bool
         var activated: Int64?
         var rewards: [String]
+        /// A `:learn` line: joined as it is, in the step that reads it (never pending across steps).
+        var learn = false
     }
 
     private struct Orphan {
@@ -161,7 +166,7 @@ public final class Joiner {
                     pending[id] = nil
                     result.droppedDeferred += 1
                 }
-            } else if now >= decision.seen + wait {
+            } else if decision.learn || now >= decision.seen + wait {
                 due.append((id, decision))
             }
         }
@@ -176,8 +181,13 @@ public final class Joiner {
         if !due.isEmpty {
             var bytes: [UInt8] = []
             for (id, decision) in due {
-                bytes.append(contentsOf: joinedLine(decision))
-                result.rewardSum += reward(of: decision)
+                if decision.learn {
+                    bytes.append(contentsOf: decision.line)
+                } else {
+                    bytes.append(contentsOf: joinedLine(decision))
+                    result.rewardSum += reward(of: decision)
+                    result.decisionsJoined += 1
+                }
                 bytes.append(0x0A)
                 result.joined.append(id)
             }
@@ -257,6 +267,14 @@ public final class Joiner {
             } else {
                 orphans[id, default: Orphan(seen: now, activated: nil, rewards: [])].rewards.append(reward)
             }
+        } else if case .string? = value[member: "Learn"] {
+            result.learnsRead += 1
+            guard pending[id] == nil else {
+                result.duplicateDecisions += 1
+                return
+            }
+            pending[id] = Pending(order: nextOrder, seen: 0, line: record.line, deferred: false, activated: nil, rewards: [], learn: true)
+            nextOrder += 1
         } else if value[member: "ActionTaken"] == .bool(true) {
             result.activationsRead += 1
             if pending[id] != nil {

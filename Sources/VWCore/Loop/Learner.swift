@@ -151,7 +151,10 @@ final class Learner: @unchecked Sendable {
         if !stateRead {
             state = (try? LoopFiles.read(statePath)).flatMap { $0 }.flatMap(LearnState.parse)
             stateRead = true
-            if let state { publishStatus(state, learnedVersion: state.modelVersion == state.base ? nil : state.modelVersion) }
+            if let state {
+                publishStatus(state, learnedVersion: state.modelVersion == state.base ? nil : state.modelVersion)
+                metrics.learned.record(state.learnedEvents)
+            }
         }
         do throws(LearnError) {
             try update(serving: serving, loop: loop, store: store, settings: settings)
@@ -186,6 +189,14 @@ final class Learner: @unchecked Sendable {
         }
         let lines = input.split(separator: 0x0A)
         guard lines.count >= loop.minEvents, let last = files.last else { return }
+        if serving.jsonGrammar == nil {
+            // A VW text model learns the `"Learn"` lines (`:learn`): their canonical VW text.
+            input = lines.reduce(into: []) { text, line in
+                if case .string(let example)? = (try? JSONParser.parse(Array(line), maxDepth: 4))?[member: "Learn"] {
+                    text += Array(example.utf8) + [0x0A]
+                }
+            }
+        }
         lastAttempt = .now
         let started = ContinuousClock.now
         let trained = try train(from: current, input: input, serving: serving, settings: settings)
@@ -393,6 +404,7 @@ struct LearnMetrics {
         ips = Gauge(label: "vwfcgi_loop_ips_estimate", dimensions: [("model", model)])
         ok.increment(by: 0)
         failed.increment(by: 0)
+        learned.record(0)
     }
 
     func updated(ok success: Bool, learnedEvents: Int?, ips estimate: Double?) {

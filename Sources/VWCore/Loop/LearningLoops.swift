@@ -21,6 +21,7 @@ public final class ModelLoop: Sendable {
     let decisions = Atomic<Int>(0)
     let rewards = Atomic<Int>(0)
     let activations = Atomic<Int>(0)
+    let learns = Atomic<Int>(0)
     private let sums = Mutex(Sums())
     private let metrics: LoopMetrics
 
@@ -29,6 +30,8 @@ public final class ModelLoop: Sendable {
         var received = 0.0
         /// The rewards (or default rewards) of the events joined since start: the logged policy's reward.
         var joined = 0.0
+        var joinedDecisions = 0
+        /// Joined lines: decisions and `:learn` examples.
         var joinedCount = 0
     }
 
@@ -54,6 +57,7 @@ public final class ModelLoop: Sendable {
         case .decision: decisions.wrappingAdd(lines.count, ordering: .relaxed)
         case .reward: rewards.wrappingAdd(lines.count, ordering: .relaxed)
         case .activation: activations.wrappingAdd(lines.count, ordering: .relaxed)
+        case .learn: learns.wrappingAdd(lines.count, ordering: .relaxed)
         }
         let total = sums.withLock { s in
             s.received += rewardSum
@@ -91,13 +95,14 @@ public final class ModelLoop: Sendable {
         }
         if !step.skipped.isEmpty { metrics.skipped.increment(by: step.skipped.count) }
         guard !step.joined.isEmpty else { return }
-        let average = sums.withLock { s in
+        let average = sums.withLock { s -> Double? in
             s.joined += step.rewardSum
+            s.joinedDecisions += step.decisionsJoined
             s.joinedCount += step.joined.count
-            return s.joined / Double(s.joinedCount)
+            return s.joinedDecisions > 0 ? s.joined / Double(s.joinedDecisions) : nil
         }
         metrics.joined.increment(by: step.joined.count)
-        metrics.averageReward.record(average)
+        if let average { metrics.averageReward.record(average) }
     }
 
     /// Takes the exclusive lock at `path` for the life of the process; false when another holds it.
@@ -111,12 +116,12 @@ public final class ModelLoop: Sendable {
 
     /// `GET /v1/models/<name>/loop`.
     public var status: LoopStatus {
-        let (joined, joinedSum, received) = sums.withLock { ($0.joinedCount, $0.joined, $0.received) }
+        let (joined, decisionsJoined, joinedSum, received) = sums.withLock { ($0.joinedCount, $0.joinedDecisions, $0.joined, $0.received) }
         let pending = joiner.withLock { $0?.pendingCount ?? 0 }
         return LoopStatus(
             decisions: decisions.load(ordering: .relaxed), rewards: rewards.load(ordering: .relaxed),
-            activations: activations.load(ordering: .relaxed), joined: joined, pending: pending,
-            rewardSum: received, averageReward: joined > 0 ? joinedSum / Double(joined) : nil,
+            activations: activations.load(ordering: .relaxed), learns: learns.load(ordering: .relaxed), joined: joined,
+            pending: pending, rewardSum: received, averageReward: decisionsJoined > 0 ? joinedSum / Double(decisionsJoined) : nil,
             learning: learner.status.withLock { $0 }
         )
     }
@@ -128,6 +133,8 @@ public struct LoopStatus: Sendable, Equatable {
     public let decisions: Int
     public let rewards: Int
     public let activations: Int
+    /// Labelled examples (`:learn`) this instance logged since it started.
+    public let learns: Int
     /// Events this instance joined since it started, and decisions waiting for their rewards.
     public let joined: Int
     public let pending: Int
@@ -233,7 +240,7 @@ public final class LearningLoops: Sendable {
 /// `vwfcgi_loop_*` of one model.
 struct LoopMetrics: Sendable {
     enum Kind: String {
-        case decision, reward, activation
+        case decision, reward, activation, learn
     }
 
     let model: String
@@ -257,7 +264,11 @@ struct LoopMetrics: Sendable {
 
     func recorded(_ kind: Kind, count: Int, rewardSum total: Double) {
         // SPEC §8.8 names the kinds decision, reward and learn; an activation counts as a reward-side event.
-        let label = kind == .decision ? "decision" : "reward"
+        let label = switch kind {
+        case .decision: "decision"
+        case .reward, .activation: "reward"
+        case .learn: "learn"
+        }
         Counter(label: "vwfcgi_loop_events_total", dimensions: [("model", model), ("kind", label)]).increment(by: count)
         if kind == .reward { rewardSum.record(total) }
     }

@@ -98,6 +98,9 @@ public struct ParsedExample: Sendable {
         self.rest = rest
     }
 
+    /// Whether the first line writes a label (with `ExampleGrammar.keepsLabels`: whether the client gave one).
+    public var hasLabel: Bool { first.layout.keyword != .none || !first.layout.label.isEmpty }
+
     /// The number of lines of the example (without the blank line ending a multiline example).
     public var lineCount: Int { 1 + rest.count }
 

@@ -60,10 +60,14 @@
 public struct ExampleGrammar: Sendable {
     public let family: ExampleFamily
     public let limits: ExampleLimits
+    /// Writes every validated label word of a single-line example (for training: `:learn`), not only
+    /// those that change a `-t` prediction.
+    public let keepsLabels: Bool
 
-    public init(family: ExampleFamily, limits: ExampleLimits = ExampleLimits()) {
+    public init(family: ExampleFamily, limits: ExampleLimits = ExampleLimits(), keepsLabels: Bool = false) {
         self.family = family
         self.limits = limits
+        self.keepsLabels = keepsLabels
     }
 
     /// Parses one example (exactly one line for single-line families, ≥ 1 for multiline ones) and
@@ -189,7 +193,11 @@ public struct ExampleGrammar: Sendable {
             if bytes[tag].starts(with: "save".utf8) { throw .saveTag }
         }
 
-        let (keyword, kept, role) = try parseLabel(bytes, labelStart..<labelEnd)
+        var (keyword, kept, role) = try parseLabel(bytes, labelStart..<labelEnd)
+        if keepsLabels && !family.isMultiline {
+            let label = labelStart..<labelEnd
+            kept = bytes[label].contains(where: { $0 != VWTextSyntax.space }) ? label : labelEnd..<labelEnd
+        }
         let canonical = try parseFeatures(bytes, from: bar, to: end, counts: &counts)
         return ParsedLine(layout: LineLayout(keyword: keyword, label: kept, tag: tag, features: bar..<end, featuresAreCanonical: canonical), role: role)
     }

@@ -52,7 +52,7 @@ struct Router: Sendable {
         let prefix = "/v1/models/"
         guard path.hasPrefix(prefix) else { return .error(404, "no route for \(path)") }
         let rest = path.dropFirst(prefix.count)
-        for verb in [":predict", ":rank", ":reward", ":activate"] where rest.hasSuffix(verb) {
+        for verb in [":predict", ":rank", ":reward", ":activate", ":learn"] where rest.hasSuffix(verb) {
             let name = String(rest.dropLast(verb.count))
             if store.contains(name, cache: &cache) { outcome.model = name }
             return only(["POST"], request) {
@@ -101,6 +101,8 @@ struct Router: Sendable {
                 "reward"
             } else if path.hasSuffix(":activate") {
                 "activate"
+            } else if path.hasSuffix(":learn") {
+                "learn"
             } else if path.hasSuffix("/loop") {
                 "loop"
             } else {
@@ -187,38 +189,48 @@ struct Router: Sendable {
         }
     }
 
-    /// `:rank` (200 with the decision), `:reward` and `:activate` (202 once on disk).
+    /// `:rank` (200 with the decision), `:reward`, `:activate` and `:learn` (202 once on disk).
     private func loopRequest(
         _ verb: String, model name: String, _ request: HTTPRequest, _ outcome: inout RequestMetrics.Outcome,
         _ cache: inout ModelStore.ReaderCache
     ) -> HTTPResponse {
-        if case .failure(let unsupported) = BodyFormat.of(contentType: request.contentType) {
+        let format: BodyFormat
+        switch BodyFormat.of(contentType: request.contentType) {
+        case .failure(let unsupported):
             outcome.errorReason = "unsupported_media_type"
             return .error(415, unsupported.message)
+        case .success(let found):
+            format = found
         }
         do throws(PredictError) {
             switch verb {
+            case ":learn":
+                let accepted = try engine.learn(model: name, body: request.body, isJSON: format == .json, cache: &cache)
+                outcome.examples = accepted
+                return .json(Self.accepted(accepted), status: 202)
             case ":rank":
                 let result = try engine.rank(model: name, body: request.body, deadline: .after(store.settings.requestTimeout), cache: &cache)
                 outcome.examples = 1
                 return .json(rankDocument(result), headers: [("X-Model-Version", result.version)])
             case ":reward":
-                let accepted = try engine.reward(model: name, body: request.body, cache: &cache)
-                var writer = JSONWriter(capacity: 32)
-                writer.raw("{\"accepted\":")
-                writer.integer(accepted)
-                writer.raw("}")
-                return .json(writer, status: 202)
+                return .json(Self.accepted(try engine.reward(model: name, body: request.body, cache: &cache)), status: 202)
             default:
                 try engine.activate(model: name, body: request.body, cache: &cache)
-                var writer = JSONWriter(capacity: 32)
-                writer.raw("{\"accepted\":1}")
-                return .json(writer, status: 202)
+                return .json(Self.accepted(1), status: 202)
             }
         } catch {
             outcome.errorReason = error.metricReason
             return Self.response(for: error)
         }
+    }
+
+    /// `{"accepted": n}`: n events are on disk.
+    private static func accepted(_ count: Int) -> JSONWriter {
+        var writer = JSONWriter(capacity: 32)
+        writer.raw("{\"accepted\":")
+        writer.integer(count)
+        writer.raw("}")
+        return writer
     }
 
     private func rankDocument(_ result: RankResult) -> JSONWriter {

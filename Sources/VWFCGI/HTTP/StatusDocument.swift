@@ -22,6 +22,8 @@ enum StatusDocument {
         writer.integer(status.rewards)
         writer.raw(",\"activations\":")
         writer.integer(status.activations)
+        writer.raw(",\"learns\":")
+        writer.integer(status.learns)
         writer.raw(",\"joined\":")
         writer.integer(status.joined)
         writer.raw(",\"pending\":")
