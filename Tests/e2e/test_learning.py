@@ -130,17 +130,20 @@ def assert_same_pmfs(got, want, what: str) -> None:
             assert abs(p - q) <= 1e-6, f"{what}, {user}: action {a} probability {p} != reference {q}"
 
 
-def settled(stack: Stack, state: Path, *, bound: float = LEARN_BOUND) -> dict:
-    """Waits until every joined line is learned and nothing is pending; returns the loop status."""
-    def done():
+def settled(stack: Stack, state: Path, *, min_events: int, bound: float = LEARN_BOUND) -> dict:
+    """Waits until nothing is pending and fewer than `min_events` joined lines are left unlearned (so no
+    update is due any more), the same for two looks 1.5 update intervals apart; returns the loop status."""
+    def quiet():
         status = loop_status(stack)
         lines = joined_lines(state)
-        if status["pending"] == 0 and status["learned_events"] == len(lines) and lines:
-            return status
-        return None
-    status = wait_until(done, bound, step=0.2)
-    assert status, f"the loop did not learn every joined line within {bound} s: {loop_status(stack)}, " \
-                   f"{len(joined_lines(state))} joined lines"
+        if status["pending"] or not lines or status["learned_events"] == 0 \
+                or len(lines) - status["learned_events"] >= min_events:
+            return None
+        time.sleep(1.5)
+        return status if loop_status(stack) == status else None
+    status = wait_until(quiet, bound, step=0.2)
+    assert status, f"the loop did not settle within {bound} s: {loop_status(stack)}, {len(joined_lines(state))} joined lines"
+    assert status["learned_events"] <= len(joined_lines(state))
     return status
 
 
@@ -174,7 +177,7 @@ def test_the_model_learns_each_users_best_action_and_equals_vws_offline_continua
         before = send_events(stack, 400, "warm", seed=1)
         rate_before = sum(best for _, best in before) / len(before)
         after = send_events(stack, 1600, "sim", seed=2)
-        status = settled(stack, state)
+        status = settled(stack, state, min_events=LOOP["min_events"])
         assert status["updates"] >= 1, status
         assert status["last_update"], status
         doc = model_status(stack)
@@ -206,7 +209,7 @@ def test_a_restart_resumes_the_learned_model_and_a_dropped_file_becomes_the_new_
     stack = Stack(models, state_dir=state).start()
     try:
         send_events(stack, 300, "r1", seed=3)
-        learned = settled(stack, state)
+        learned = settled(stack, state, min_events=LOOP["min_events"])
     finally:
         assert not stack.stop()
     stack = Stack(models, state_dir=state).start()
@@ -224,12 +227,12 @@ def test_a_restart_resumes_the_learned_model_and_a_dropped_file_becomes_the_new_
         new_base = tmp_path / "new-base.vw"
         new_base.write_bytes((new_base_dir / "cb.vw").read_bytes())
         send_events(stack, 200, "r2", seed=4)
-        status = settled(stack, state)
+        status = settled(stack, state, min_events=LOOP["min_events"])
         doc = model_status(stack)
         assert doc["origin"] == "learned" and doc["base_version"] == dropped["version"], doc
         version, got = served_pmfs(stack)
         lines = joined_lines(state)[position: status["learned_events"]]
-        assert len(lines) >= 200
+        assert len(lines) >= 200 - LOOP["min_events"]
         assert_same_pmfs(got, reference_pmfs(new_base, lines, tmp_path), "learned from the dropped file")
     finally:
         assert not stack.stop()
@@ -275,11 +278,11 @@ def test_kill_9_during_updates_neither_learns_an_event_twice_nor_skips_one(tmp_p
     assert killed_during_update >= 1, "no kill landed during an update"
     stack = Stack(models, state_dir=state, extra_args=extra).start()
     try:
-        status = settled(stack, state)
+        status = settled(stack, state, min_events=20)
         lines = joined_lines(state)
         ids = [json.loads(line)["EventId"] for line in lines]
         assert len(ids) == len(set(ids)) == 360, f"{len(ids)} joined lines, {len(set(ids))} distinct, 360 events sent"
-        assert status["learned_events"] == 360
+        assert status["learned_events"] > 360 - 20, status
         assert_serves_reference(stack, base, state, tmp_path, "after kill -9 during updates")
     finally:
         assert not stack.stop()
