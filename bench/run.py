@@ -6,7 +6,8 @@ Rows (see bench/README.md):
   pipe        one `bin/vw` process fed over a pipe by a writer thread, read by the main thread:
               the limit in examples/s
   vwfcgi      wrk -> nginx -> FastCGI -> vwfcgi -> vw; 1 and 100 examples per request, JSON and
-              text/plain, c = 1, 8, 64; the ADF model (1 example, JSON) at c = 8, 64
+              text/plain, c = 1, 8, 64; the same bodies as Open Inference Protocol (KServe V2)
+              infer requests ("v2"); the ADF model (1 example, JSON) at c = 8, 64
   gunicorn    Flask under gunicorn -w 2, one vw child per worker over pipes (the original design)
   fastapi     FastAPI under uvicorn -w 2, pylibvw in-process
 Every server's answers to every request body wrk will send are checked against the vowpalwabbit
@@ -284,13 +285,13 @@ class RequestSet:
 
     def __init__(self, model, kind, per_request, fmt, bodies, expected, verb="predict"):
         self.model = model            # logistic | adf | loop
-        self.verb = verb              # predict | rank | reward (the route: /v1/models/<model>:<verb>)
+        self.verb = verb              # predict | rank | reward (/v1/models/<model>:<verb>) | infer (/v2/models/<model>/infer)
         self.kind = kind              # label, e.g. "1 ex json"
         self.per_request = per_request
-        self.fmt = fmt                # json | text
+        self.fmt = fmt                # json | text | v2 (an Open Inference Protocol JSON body)
         self.bodies = bodies          # list of str
         self.expected = expected      # list (per body) of lists of expected predictions
-        self.content_type = "application/json" if fmt == "json" else "text/plain"
+        self.content_type = "text/plain" if fmt == "text" else "application/json"
 
 
 def request_sets(data: Data) -> dict:
@@ -308,6 +309,16 @@ def request_sets(data: Data) -> dict:
             "logistic", f"{BATCH} ex {fmt}", BATCH, fmt,
             [body(data.lines[k * BATCH:(k + 1) * BATCH]) for k in range(N_BATCH_BODIES)],
             [data.expected[k * BATCH:(k + 1) * BATCH] for k in range(N_BATCH_BODIES)])
+    # The same examples as Open Inference Protocol (KServe V2) requests: one BYTES tensor.
+    def infer_body(lines):
+        return json.dumps({"inputs": [{"name": "examples", "datatype": "BYTES", "shape": [len(lines)], "data": lines}]})
+    sets[("logistic", 1, "v2")] = RequestSet(
+        "logistic", "1 ex v2", 1, "v2", [infer_body([data.lines[i]]) for i in range(N_SINGLE_BODIES)],
+        [[data.expected[i]] for i in range(N_SINGLE_BODIES)], verb="infer")
+    sets[("logistic", BATCH, "v2")] = RequestSet(
+        "logistic", f"{BATCH} ex v2", BATCH, "v2",
+        [infer_body(data.lines[k * BATCH:(k + 1) * BATCH]) for k in range(N_BATCH_BODIES)],
+        [data.expected[k * BATCH:(k + 1) * BATCH] for k in range(N_BATCH_BODIES)], verb="infer")
     sets[("adf", 1, "json")] = RequestSet(
         "adf", "ADF 1 ex json", 1, "json",
         [json.dumps({"instances": [data.adf[i]]}) for i in range(N_ADF_BODIES)],
@@ -372,6 +383,8 @@ def check_server(server: str, port: int, rset: RequestSet, path: str):
                 raise BenchError(f"MISMATCH: {where}: HTTP {resp.status}: {raw[:300]}")
             if rset.verb == "rank":
                 got = [json.loads(raw)["ranking"]]
+            elif rset.verb == "infer":
+                got = json.loads(raw)["outputs"][0]["data"]
             elif rset.fmt == "json":
                 got = json.loads(raw)["predictions"]
             else:
@@ -527,6 +540,8 @@ class Server:
     port = 0
 
     def path(self, model: str, verb: str = "predict") -> str:
+        if verb == "infer":
+            return f"/v2/models/{model}/infer"
         return f"/v1/models/{model}:{verb}"
 
 
@@ -757,6 +772,20 @@ def print_table(rows, limits_rows):
     print()
 
 
+def print_v2_vs_v1(rows):
+    """The closing note on the Open Inference Protocol: V2 infer beside V1 predict (JSON), same model and examples."""
+    parts = []
+    for per_request in (1, BATCH):
+        for c in (1, 8, 64):
+            v1 = find(rows, VwfcgiStack.name, "logistic", per_request, "json", c)
+            v2 = find(rows, VwfcgiStack.name, "logistic", per_request, "v2", c)
+            if v1 and v2 and v1["req_per_s"] > 0:
+                parts.append(f"{per_request} ex c={c}: V2 {v2['req_per_s']:,.0f} vs V1 {v1['req_per_s']:,.0f} req/s "
+                             f"({v2['req_per_s'] / v1['req_per_s']:.2f}x)")
+    if parts:
+        print("Open Inference Protocol (V2 infer) vs V1 predict, logistic, JSON: " + "; ".join(parts))
+
+
 def find(rows, server, model, per_request, fmt, c):
     for r in rows:
         if (r["server"] == server and r["model"] == model and r["examples_per_request"] == per_request
@@ -965,13 +994,14 @@ def main(argv) -> int:
     try:
         rss["idle_kb"] = rss_kb(stack.vwfcgi.pid)
         for key in (("logistic", 1, "json"), ("logistic", 1, "text"), ("logistic", BATCH, "json"),
-                    ("logistic", BATCH, "text"), ("adf", 1, "json"), ("loop", 1, "json"), ("loop", "rank"),
+                    ("logistic", BATCH, "text"), ("logistic", 1, "v2"), ("logistic", BATCH, "v2"), ("adf", 1, "json"), ("loop", 1, "json"), ("loop", "rank"),
                     ("loop", "reward")):
             check_server("vwfcgi", stack.port, sets[key], stack.path(key[0], sets[key].verb))
         say(f"vwfcgi: answers match VW for all {sum(len(s.bodies) for s in sets.values())} "
             f"request bodies (pid {stack.vwfcgi.pid}, idle RSS {rss['idle_kb'] / 1024:.1f} MiB)")
         plan = [(("logistic", 1, "json"), (1, 8, 64)), (("logistic", 1, "text"), (1, 8, 64)),
                 (("logistic", BATCH, "json"), (1, 8, 64)), (("logistic", BATCH, "text"), (1, 8, 64)),
+                (("logistic", 1, "v2"), (1, 8, 64)), (("logistic", BATCH, "v2"), (1, 8, 64)),
                 (("adf", 1, "json"), (8, 64)),
                 (("loop", 1, "json"), (8, 64)), (("loop", "rank"), (8, 64)), (("loop", "reward"), (8, 64))]
         log_offset = stack.error_log_offset()
@@ -1013,6 +1043,7 @@ def main(argv) -> int:
     if busy_start > 0.2:
         print(f"WARNING: {busy_start:.0%} of the CPUs were busy before the first row: other "
               f"processes shared the CPUs; compare ratios, and rerun on an idle machine")
+    print_v2_vs_v1(rows)
     print(f"vwfcgi RSS (VmRSS of the vwfcgi pid, vw children excluded): idle "
           f"{rss['idle_kb'] / 1024:.1f} MiB, max during c=64 rows {rss['max_during_c64_kb'] / 1024:.1f} MiB, "
           f"after the run {rss.get('after_kb', 0) / 1024:.1f} MiB")

@@ -3,7 +3,8 @@
 #
 #   scripts/install-deps.sh            everything to build and test: apt nginx libfcgi-dev
 #                                      pkg-config wrk curl; .venv with vowpalwabbit, pytest, requests,
-#                                      prometheus_client
+#                                      prometheus_client, kserve (the stock KServe SDK the Open
+#                                      Inference Protocol tests drive; pinned)
 #   scripts/install-deps.sh --runtime  only what the running service needs: apt nginx libfcgi0ldbl
 #                                      curl python3 python3-venv; .venv with vowpalwabbit (used by
 #                                      the Dockerfile, on debian:bookworm-slim which has no python3)
@@ -17,7 +18,7 @@ for arg in "$@"; do
     case "$arg" in
         --runtime) mode=runtime ;;
         --build|--all) mode=build ;;
-        -h|--help) sed -n '2,11p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,12p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "install-deps: unknown argument '$arg' (use --runtime, or nothing)" >&2; exit 2 ;;
     esac
 done
@@ -33,7 +34,7 @@ if [ "$mode" = runtime ]; then
     pip_packages=("vowpalwabbit>=9,<10")
 else
     apt_packages=(nginx libfcgi-dev pkg-config wrk curl)
-    pip_packages=("vowpalwabbit>=9,<10" pytest requests prometheus_client)
+    pip_packages=("vowpalwabbit>=9,<10" pytest requests prometheus_client "kserve==0.21.0")
 fi
 
 # --- Debian packages -------------------------------------------------------
@@ -85,6 +86,9 @@ for spec in "${pip_packages[@]}"; do
 import sys
 from importlib import metadata
 spec = sys.argv[1]
+name, _, pinned = spec.partition("==")
+if pinned:
+    sys.exit(0 if metadata.version(name) == pinned else 1)  # raises when missing
 name, _, rest = spec.partition(">=")
 version = metadata.version(name)  # raises when missing
 if rest:

@@ -48,9 +48,16 @@ private func reason(_ e: PredictRequestError?) -> String? {
     @Test func bodyMustBeAnObjectWithAnInstancesArray() {
         #expect(error(singleLine, #"["|a x"]"#)
             == .malformed("the request body must be a JSON object with an \"instances\" array, not an array"))
-        #expect(error(singleLine, #"{"inputs": []}"#) == .malformed("the request has no \"instances\" array"))
+        #expect(error(singleLine, #"{"signature_name": []}"#) == .malformed("the request has no \"instances\" array"))
         #expect(error(singleLine, #"{"instances": "|a x"}"#) == .malformed("\"instances\" must be an array, not a string"))
-        #expect(error(singleLine, #"{"instances": [], "instances": []}"#) == .malformed("duplicate key \"instances\""))
+        #expect(error(singleLine, #"{"instances": [], "instances": []}"#) == .malformed("give \"instances\" (or its synonym \"inputs\") once"))
+    }
+
+    @Test func inputsIsASynonymOfInstancesAsInKServeV1() throws {
+        #expect(try decode(singleLine, #"{"inputs": ["|a x:1", "|b y"]}"#) == [["|a x:1"], ["|b y"]])
+        #expect(try decode(adf, #"{"inputs": ["shared |s a\n|x b"]}"#) == [["shared |s a", "|x b"]])
+        #expect(error(singleLine, #"{"inputs": "|a x"}"#) == .malformed("\"inputs\" must be an array, not a string"))
+        #expect(error(singleLine, #"{"instances": [], "inputs": []}"#) == .malformed("give \"instances\" (or its synonym \"inputs\") once"))
     }
 
     @Test func tooDeepIsMalformed() {

@@ -155,8 +155,8 @@ def test_unknown_model_is_404(stack, unharmed, method, path):
     unharmed()
 
 
-@pytest.mark.parametrize("path", ["/v1/nothing", "/v1/models/logistic:explain", "/v1/", "/nothing", "/",
-                                  "/index.html", "/healthz/extra"])
+@pytest.mark.parametrize("path", ["/v1/nothing", "/v1/models/logistic:explain", "/v1/", "/nothing",
+                                  "/index.html", "/healthz/extra", "/v2/models", "/v2/models/logistic/explain"])
 def test_unknown_path_is_404_json(stack, unharmed, path):
     """Paths under /v1/ are answered by vwfcgi, the others by nginx: both in JSON."""
     r = stack.get(path)

@@ -4,8 +4,11 @@ import Logging
 public enum PredictInput: Sendable {
     /// `text/plain`: VW text, one example per line (multiline examples separated by a blank line).
     case text([UInt8])
-    /// `application/json`: `{"instances": [...]}`.
+    /// `application/json`: `{"instances": [...]}` (or `{"inputs": [...]}`, as KServe V1 reads it).
     case json([UInt8])
+    /// One example per string, as an Open Inference Protocol `BYTES` tensor holds them: VW text
+    /// (a multiline example's lines joined by `\n`), or for a `vw_json` model one VW JSON object.
+    case examples([String])
 }
 
 /// What vw answered for one request.
@@ -14,6 +17,8 @@ public struct PredictResult: Sendable {
     /// The serving version that answered.
     public let version: String
     public let predictionKind: PredictionKind
+    /// The model's example family (tells a scalar from a class in a plain prediction).
+    public let family: ExampleFamily
     /// Exactly what vw printed, with each client's own tag: the `text/plain` reply.
     public let text: [UInt8]
     /// Where each example's answer lies in `text`.
@@ -70,7 +75,7 @@ public struct Engine: Sendable {
             let answer = try version.pool.predict(batch, deadline: deadline)
             return PredictResult(
                 model: name, version: version.version, predictionKind: version.predictionKind,
-                text: answer.raw, answers: answer.answers, tags: batch.tags
+                family: version.options.family, text: answer.raw, answers: answer.answers, tags: batch.tags
             )
         }
     }
@@ -107,6 +112,10 @@ public struct Engine: Sendable {
                 throw .invalidExample(error)
             }
             if examples.count > version.maxBatch { throw .tooManyInstances(count: examples.count, limit: version.maxBatch) }
+        case .examples(let strings):
+            if strings.count > version.maxBatch { throw .tooManyInstances(count: strings.count, limit: version.maxBatch) }
+            bodyBytes = strings.reduce(0) { $0 + $1.utf8.count }
+            examples = strings.map { PredictRequestDecoder.lines(ofText: $0, multiline: version.multiline) }
         }
         let budget = store.settings.maxInteractionFeatures
         var builder = ExampleBatchBuilder(
@@ -131,6 +140,9 @@ public struct Engine: Sendable {
         var lines: [ArraySlice<UInt8>] = []
         let bodyBytes: Int
         switch input {
+        case .examples(let strings):
+            bodyBytes = strings.reduce(0) { $0 + $1.utf8.count }
+            lines = strings.map { Array($0.utf8)[...] }
         case .json(let body):
             bodyBytes = body.count
             objects = try Self.instances(of: body, maxDepth: maxJSONDepth)
@@ -158,7 +170,7 @@ public struct Engine: Sendable {
         return builder.finish()
     }
 
-    /// The `instances` array of a JSON body (`inputs` is not read: SPEC §5 names `instances`).
+    /// The `instances` array of a JSON body, or its `inputs` array (KServe V1's synonym).
     static func instances(of body: [UInt8], maxDepth: Int) throws(PredictError) -> [JSONValue] {
         let document: JSONValue
         do {
@@ -169,9 +181,9 @@ public struct Engine: Sendable {
         guard case .object(let members) = document else {
             throw .malformedBody("the request body must be a JSON object with an \"instances\" array, not \(document.kindName)")
         }
-        let found = members.filter { $0.key == "instances" }
+        let found = members.filter { PredictRequestDecoder.instancesKeys.contains($0.key) }
         guard found.count == 1, case .array(let items) = found[0].value else {
-            throw .malformedBody(found.count > 1 ? "\"instances\" is given twice" : "the request has no \"instances\" array")
+            throw .malformedBody(found.count > 1 ? "give \"instances\" (or its synonym \"inputs\") once" : "the request has no \"instances\" array")
         }
         return items
     }

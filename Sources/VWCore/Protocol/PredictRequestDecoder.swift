@@ -8,7 +8,8 @@ public enum PredictRequestError: Error, Equatable, Sendable {
     case invalidInstance(InvalidExample)
 }
 
-/// Turns a KServe-V1 style `{"instances": [...]}` body into VW text lines, one array of lines per instance.
+/// Turns a KServe-V1 style `{"instances": [...]}` body (or `{"inputs": [...]}`, KServe V1's
+/// synonym) into VW text lines, one array of lines per instance.
 ///
 /// Structured instances are checked name by name, because VW's text format has no escaping:
 /// a space, `|` or `:` in a name would silently turn into other features.
@@ -18,6 +19,9 @@ public struct PredictRequestDecoder: Sendable {
     /// Most JSON values (objects, strings, numbers, ...) in one instance: the tree of one instance
     /// is the most that is ever built at once.
     public let maxValuesPerInstance: Int
+
+    /// The member that holds the instances: `instances`, or `inputs` as KServe V1 also reads it.
+    public static let instancesKeys: Set<String> = ["instances", "inputs"]
 
     public init(multiline: Bool, maxInstances: Int, maxValuesPerInstance: Int = 1 << 17) {
         self.multiline = multiline
@@ -57,14 +61,15 @@ public struct PredictRequestDecoder: Sendable {
             var firstMember = true
             while let key = try stream.nextKey(first: firstMember) {
                 firstMember = false
-                if key != "instances" || sawInstances {
-                    if key == "instances" { shapeError = shapeError ?? "duplicate key \"instances\"" }
+                let isInstances = Self.instancesKeys.contains(key)
+                if !isInstances || sawInstances {
+                    if isInstances { shapeError = shapeError ?? "give \"instances\" (or its synonym \"inputs\") once" }
                     try stream.skip(depth: 1)
                     continue
                 }
                 sawInstances = true
                 guard stream.nextKind == "an array" else {
-                    shapeError = "\"instances\" must be an array, not \(stream.nextKind ?? "nothing")"
+                    shapeError = "\"\(key)\" must be an array, not \(stream.nextKind ?? "nothing")"
                     try stream.skip(depth: 1)
                     continue
                 }
@@ -105,14 +110,20 @@ public struct PredictRequestDecoder: Sendable {
         return result
     }
 
+    /// The VW text lines of one example given as a string: a multiline example's lines are joined
+    /// by `\n` (one trailing `\n` is fine); a single-line example is one line, checked later.
+    public static func lines(ofText text: String, multiline: Bool) -> [Substring] {
+        guard multiline else { return [Substring(text)] }
+        var parts = text.split(separator: "\n", omittingEmptySubsequences: false)
+        if parts.count > 1, parts.last?.isEmpty == true { parts.removeLast() }
+        return parts
+    }
+
     /// The VW text lines of one instance.
     private func lines(of instance: JSONValue) throws(ExampleProblem) -> [Substring] {
         switch instance {
         case .string(let text):
-            guard multiline else { return [Substring(text)] }
-            var parts = text.split(separator: "\n", omittingEmptySubsequences: false)
-            if parts.count > 1, parts.last?.isEmpty == true { parts.removeLast() }
-            return parts
+            return Self.lines(ofText: text, multiline: multiline)
         case .array(let elements):
             guard multiline else { throw .invalidInstance("an array of lines needs a multiline model") }
             guard !elements.isEmpty else { throw .empty }

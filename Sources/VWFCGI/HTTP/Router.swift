@@ -36,7 +36,8 @@ struct Router: Sendable {
     ) -> HTTPResponse {
         let path = request.path
         switch path {
-        case "/healthz":
+        case "/healthz", "/":
+            // `/` too: KServe's V1 client checks liveness there.
             return only(["GET", "HEAD"], request) { .json(healthz()) }
         case "/readyz":
             return only(["GET", "HEAD"], request) { readyz() }
@@ -47,7 +48,7 @@ struct Router: Sendable {
         case "/v1/models", "/v1/models/":
             return only(["GET", "HEAD"], request) { .json(StatusDocument.list(store.statuses)) }
         default:
-            break
+            if let route = OpenInferenceRoute(path: path) { return openInference(route, request, &outcome, &cache) }
         }
         let prefix = "/v1/models/"
         guard path.hasPrefix(prefix) else { return .error(404, "no route for \(path)") }
@@ -77,8 +78,12 @@ struct Router: Sendable {
         }
     }
 
-    private func notFound(_ name: String, _ outcome: inout RequestMetrics.Outcome) -> HTTPResponse {
-        let error = PredictError.modelNotFound(name)
+    func notFound(_ name: String, _ outcome: inout RequestMetrics.Outcome) -> HTTPResponse {
+        failure(.modelNotFound(name), &outcome)
+    }
+
+    /// The reply to an engine error, its reason kept for the metrics: one mapping for V1 and V2.
+    func failure(_ error: PredictError, _ outcome: inout RequestMetrics.Outcome) -> HTTPResponse {
         outcome.errorReason = error.metricReason
         return Self.response(for: error)
     }
@@ -87,11 +92,14 @@ struct Router: Sendable {
     static func route(of path: String) -> String {
         switch path {
         case "/healthz": "healthz"
+        case "/": "root"
         case "/readyz": "readyz"
         case "/metrics": "metrics"
         case "/v1/models", "/v1/models/": "models"
         default:
-            if !path.hasPrefix("/v1/models/") {
+            if let route = OpenInferenceRoute(path: path) {
+                route.label
+            } else if !path.hasPrefix("/v1/models/") {
                 "other"
             } else if path.hasSuffix(":predict") {
                 "predict"
@@ -123,14 +131,14 @@ struct Router: Sendable {
         }
     }
 
-    private func only(_ methods: [String], _ request: HTTPRequest, _ body: () -> HTTPResponse) -> HTTPResponse {
+    func only(_ methods: [String], _ request: HTTPRequest, _ body: () -> HTTPResponse) -> HTTPResponse {
         guard methods.contains(request.method) else {
             return .error(405, "method \(request.method) not allowed on \(request.path)", headers: [("Allow", methods.joined(separator: ", "))])
         }
         return body()
     }
 
-    private func healthz() -> JSONWriter {
+    func healthz() -> JSONWriter {
         var writer = JSONWriter(capacity: 32)
         writer.raw("{\"status\":\"alive\"}")
         return writer
@@ -176,8 +184,7 @@ struct Router: Sendable {
             let input: PredictInput = format == .text ? .text(request.body) : .json(request.body)
             result = try engine.predict(model: name, input: input, deadline: deadline, cache: &cache)
         } catch {
-            outcome.errorReason = error.metricReason
-            return Self.response(for: error)
+            return failure(error, &outcome)
         }
         outcome.examples = result.count
         let headers = [("X-Model-Version", result.version)]
@@ -219,8 +226,7 @@ struct Router: Sendable {
                 return .json(Self.accepted(1), status: 202)
             }
         } catch {
-            outcome.errorReason = error.metricReason
-            return Self.response(for: error)
+            return failure(error, &outcome)
         }
     }
 

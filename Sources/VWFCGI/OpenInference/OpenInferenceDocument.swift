@@ -1,0 +1,127 @@
+import VWCore
+
+/// The datatype of the `predictions` tensor, from what the model prints.
+enum TensorDatatype: String {
+    /// Scalar predictions (regression, logistic, binary).
+    case fp32 = "FP32"
+    /// Classes and chosen actions (multiclass, cost-sensitive, `--cb`, `--cb_adf`).
+    case int64 = "INT64"
+    /// Anything else: each element the JSON text of the V1 prediction (action lists, multilabels, ...).
+    case bytes = "BYTES"
+
+    static func of(kind: PredictionKind, family: ExampleFamily) -> TensorDatatype {
+        guard kind == .plain else { return .bytes }
+        switch family {
+        case .simple: return .fp32
+        case .multiclass, .costSensitive, .contextualBandit, .cbADF, .csoaaLDF: return .int64
+        case .multilabel, .ccb, .slates: return .bytes
+        }
+    }
+
+    /// Whether `prediction` can be an element of a tensor of this datatype.
+    func holds(_ prediction: Prediction) -> Bool {
+        switch (self, prediction) {
+        case (.bytes, _), (.int64, .integer), (.fp32, .integer): true
+        case (.fp32, .number(let text)): JSONParser.isNumber(text)
+        default: false
+        }
+    }
+}
+
+/// JSON documents of the Open Inference Protocol (KServe V2) REST routes.
+enum OpenInferenceDocument {
+    static let platform = "vowpal_wabbit"
+
+    /// `GET /v2`.
+    static func server() -> JSONWriter {
+        var writer = JSONWriter(capacity: 64)
+        writer.raw("{\"name\":\"vwfcgi\",\"version\":")
+        writer.string(vwfcgiVersion)
+        writer.raw(",\"extensions\":[]}")
+        return writer
+    }
+
+    /// `GET /v2/models/<name>`: `serving` is nil while the model has no serving version.
+    static func model(name: String, serving: (version: String, datatype: TensorDatatype)?) -> JSONWriter {
+        var writer = JSONWriter(capacity: 256)
+        writer.raw("{\"name\":")
+        writer.string(name)
+        writer.raw(",\"versions\":[")
+        if let serving { writer.string(serving.version) }
+        writer.raw("],\"platform\":\"\(platform)\",\"inputs\":[{\"name\":\"\(InferRequest.inputName)\",\"datatype\":\"BYTES\",\"shape\":[-1]}]")
+        writer.raw(",\"outputs\":[")
+        if let serving {
+            writer.raw("{\"name\":\"\(InferRequest.outputName)\",\"datatype\":\"\(serving.datatype.rawValue)\",\"shape\":[-1]}")
+        }
+        writer.raw("]}")
+        return writer
+    }
+
+    /// `GET /v2/health/live`, `/v2/health/ready` and `/v2/models/<name>/ready` bodies.
+    static func flag(_ key: StaticString, _ value: Bool, name: String? = nil) -> JSONWriter {
+        var writer = JSONWriter(capacity: 64)
+        writer.raw("{")
+        if let name {
+            writer.raw("\"name\":")
+            writer.string(name)
+            writer.raw(",")
+        }
+        writer.raw("\"")
+        writer.raw(key)
+        writer.raw(value ? "\":true}" : "\":false}")
+        return writer
+    }
+
+    /// The inference response: one `predictions` tensor of shape `[n]`.
+    ///
+    /// Its datatype is the model's (``TensorDatatype/of(kind:family:)``); should vw print a value
+    /// that does not fit it (`nan` for a scalar), the whole tensor is sent as BYTES rather than
+    /// altering the value.
+    static func inference(_ result: PredictResult, id: String?) -> JSONWriter {
+        var predictions: [Prediction] = []
+        predictions.reserveCapacity(result.count)
+        result.forEachPrediction(parser: PredictionParser(kind: result.predictionKind)) { predictions.append($0) }
+        var datatype = TensorDatatype.of(kind: result.predictionKind, family: result.family)
+        if !predictions.allSatisfy(datatype.holds) { datatype = .bytes }
+
+        var writer = JSONWriter(capacity: 160 + result.text.count * 2)
+        writer.raw("{\"model_name\":")
+        writer.string(result.model)
+        writer.raw(",\"model_version\":")
+        writer.string(result.version)
+        if let id {
+            writer.raw(",\"id\":")
+            writer.string(id)
+        }
+        writer.raw(",\"outputs\":[{\"name\":\"\(InferRequest.outputName)\",\"datatype\":\"\(datatype.rawValue)\",\"shape\":[")
+        writer.integer(predictions.count)
+        writer.raw("],\"data\":[")
+        for (index, prediction) in predictions.enumerated() {
+            if index > 0 { writer.raw(",") }
+            writer.element(prediction, as: datatype)
+        }
+        writer.raw("]}]}")
+        return writer
+    }
+}
+
+extension JSONWriter {
+    /// One element of a tensor of `datatype`, which ``TensorDatatype/holds(_:)`` the prediction.
+    mutating func element(_ prediction: Prediction, as datatype: TensorDatatype) {
+        switch (datatype, prediction) {
+        case (.bytes, .text(let text)):
+            string(text)
+        case (.bytes, _):
+            var json = JSONWriter(capacity: 64)
+            json.prediction(prediction)
+            string(String(decoding: json.bytes, as: UTF8.self))
+        case (_, .integer(let value)):
+            integer(value)
+        case (_, .number(let text)):
+            raw(text)
+        default:
+            // Not reached: `holds` let only integers and numbers into FP32 and INT64.
+            self.prediction(prediction)
+        }
+    }
+}
