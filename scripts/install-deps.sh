@@ -33,7 +33,8 @@ if [ "$mode" = runtime ]; then
     pip_packages=("vowpalwabbit>=9,<10")
 else
     apt_packages=(nginx libfcgi-dev pkg-config wrk curl)
-    pip_packages=("vowpalwabbit>=9,<10" pytest requests prometheus_client)
+    # openapi-spec-validator: docs/openapi.yaml is checked as OpenAPI 3.1 (Tests/deploy/test_openapi.py).
+    pip_packages=("vowpalwabbit>=9,<10" pytest requests prometheus_client "openapi-spec-validator==0.9.0")
 fi
 
 # --- Debian packages -------------------------------------------------------
@@ -85,6 +86,9 @@ for spec in "${pip_packages[@]}"; do
 import sys
 from importlib import metadata
 spec = sys.argv[1]
+name, pinned, exact = spec.partition("==")
+if pinned:
+    sys.exit(0 if metadata.version(name) == exact else 1)  # raises when missing
 name, _, rest = spec.partition(">=")
 version = metadata.version(name)  # raises when missing
 if rest:
