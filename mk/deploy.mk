@@ -3,7 +3,8 @@
 #   make deploy-check      hadolint, kustomize + kubernetes-validate (offline, strict), the
 #                          nginx ConfigMap against the template, and a pod simulation with
 #                          local processes (installs kubectl, kubernetes-validate, hadolint)
-#   make deploy-generate   rewrite kubernetes/base/nginx.conf and model-sync.sh from their sources
+#   make deploy-generate   rewrite kubernetes/base/nginx.conf and model-sync.sh, and docs/openapi.json
+#                          (GET /openapi.json), from their sources
 #   make deploy-render     print the rendered manifests of OVERLAY (dev or prod)
 
 DEPLOY_PYTHON ?= $(CURDIR)/.venv/bin/python
@@ -30,8 +31,9 @@ deploy-tools: deps
 deploy-check: deploy-tools build
 	$(DEPLOY_PYTHON) -m pytest -q Tests/deploy
 
-deploy-generate:
+deploy-generate: deps
 	kubernetes/generate.sh
+	$(DEPLOY_PYTHON) docs/generate.py
 
 deploy-render: deploy-tools
 	@kubectl kustomize kubernetes/overlays/$(OVERLAY)
