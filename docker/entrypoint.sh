@@ -18,7 +18,8 @@
 #   PORT [8080], LISTEN_ADDR [0.0.0.0]  where nginx listens
 #   NGINX_CONF                   a ready nginx.conf (the Kubernetes ConfigMap); when unset, one is
 #                                rendered from nginx/nginx.conf.template into NGINX_PREFIX with
-#                                PORT, LISTEN_ADDR, SOCKET, MAX_BODY, WORKERS, KEEPALIVE
+#                                PORT, LISTEN_ADDR, SOCKET, MAX_BODY, WORKERS, KEEPALIVE, and DOCS_DIR
+#                                [<app>/docs] (where nginx reads docs/openapi.json for GET /openapi.json)
 #   NGINX_PREFIX [$TMPDIR/nginx or /tmp/nginx]  nginx's pid and temp dirs (must match NGINX_CONF)
 #   NGINX_USER                   see nginx/render.sh (default: none as non-root, root as root)
 #   SHARDS [1], VWFCGI_GRACE [10], VWFCGI_ARGS (extra `vwfcgi serve` / `vwfcgi train` arguments)

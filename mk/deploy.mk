@@ -4,7 +4,8 @@
 #                          nginx ConfigMap against the template, and a pod simulation with
 #                          local processes, the loop's log shipping and trainer sync scripts
 #                          (installs kubectl, rclone, busybox, kubernetes-validate, hadolint)
-#   make deploy-generate   rewrite kubernetes/base/nginx.conf and the scripts from their sources
+#   make deploy-generate   rewrite kubernetes/base/nginx.conf and the scripts from their sources,
+#                          and docs/openapi.json (GET /openapi.json)
 #   make deploy-render     print the rendered manifests of OVERLAY (dev or prod)
 
 DEPLOY_PYTHON ?= $(CURDIR)/.venv/bin/python
@@ -38,8 +39,9 @@ deploy-tools: deps
 deploy-check: deploy-tools build
 	$(DEPLOY_PYTHON) -m pytest -q Tests/deploy
 
-deploy-generate:
+deploy-generate: deps
 	kubernetes/generate.sh
+	$(DEPLOY_PYTHON) docs/generate.py
 
 deploy-render: deploy-tools
 	@kubectl kustomize kubernetes/overlays/$(OVERLAY)

@@ -21,6 +21,7 @@
 #   KEEPALIVE [16]         idle FastCGI connections kept per worker (WORKERS x KEEPALIVE << vwfcgi --threads)
 #   ERROR_LOG [PREFIX/error.log]   a file, or stderr
 #   ACCESS_LOG [PREFIX/access.log] a file, /dev/stdout, or off
+#   DOCS_DIR [<this repository or image>/docs]  where GET /openapi.json is read (openapi.json)
 #   NGINX_USER             `user` directive; default root when run as root (so workers can
 #                          reach the 0660 socket), none otherwise; "-" for none
 set -euo pipefail
@@ -51,6 +52,9 @@ WORKER_CONNECTIONS=${WORKER_CONNECTIONS:-4096}
 LIMIT_CONN=${LIMIT_CONN:-128}
 ERROR_LOG=${ERROR_LOG:-$PREFIX/error.log}
 ACCESS_LOG=${ACCESS_LOG:-$PREFIX/access.log}
+DOCS_DIR=${DOCS_DIR:-$(dirname "$here")/docs}
+case "$DOCS_DIR" in /*) ;; *) DOCS_DIR="$(pwd -P)/$DOCS_DIR" ;; esac
+DOCS_DIR=${DOCS_DIR%/}
 ACCESS_LOG_DIRECTIVE=off
 [ "$ACCESS_LOG" = off ] || ACCESS_LOG_DIRECTIVE="$ACCESS_LOG vwfcgi"
 if [ -z "${NGINX_USER+set}" ]; then
@@ -73,7 +77,7 @@ for value in "$CLIENT_HEADER_TIMEOUT" "$CLIENT_BODY_TIMEOUT" "$SEND_TIMEOUT"; do
     [[ "$value" =~ ^[0-9]+(ms|s|m)?$ ]] || die "client timeouts must look like 10s, 500ms or 1m, got '$value'"
 done
 [[ "$MAX_BODY" =~ ^[0-9]+[kKmMgG]?$ ]] || die "MAX_BODY must look like 8m, 512k or 1048576, got '$MAX_BODY'"
-for value in "$PREFIX" "$UPSTREAM" "$LISTEN_ADDR" "$ERROR_LOG" "$ACCESS_LOG" "$NGINX_USER"; do
+for value in "$PREFIX" "$UPSTREAM" "$LISTEN_ADDR" "$ERROR_LOG" "$ACCESS_LOG" "$NGINX_USER" "$DOCS_DIR"; do
     [[ "$value" =~ [[:space:]\;\{\}\'\"] ]] && die "value '$value' contains whitespace, quotes, ';' or braces"
 done
 
@@ -98,6 +102,7 @@ sed -e "s|@USER_LINE@|$(esc "$USER_LINE")|g" \
     -e "s|@WORKER_CONNECTIONS@|$(esc "$WORKER_CONNECTIONS")|g" \
     -e "s|@WORKER_NOFILE@|$(esc "$WORKER_NOFILE")|g" \
     -e "s|@LIMIT_CONN@|$(esc "$LIMIT_CONN")|g" \
+    -e "s|@DOCS_DIR@|$(esc "$DOCS_DIR")|g" \
     "$template" > "$PREFIX/.render.$$" || die "sed failed"
 if grep -n '^[^#]*@[A-Z_][A-Z_]*@' "$PREFIX/.render.$$" >&2; then
     rm -f "$PREFIX/.render.$$"

@@ -18,6 +18,7 @@ POD_NGINX_ENV = {
     "PORT": "8080", "LISTEN_ADDR": "0.0.0.0", "SOCKET": "/run/vwfcgi/vwfcgi.sock",
     "PREFIX": "/tmp/nginx", "WORKERS": "2", "KEEPALIVE": "16", "MAX_BODY": "8m",
     "ERROR_LOG": "stderr", "ACCESS_LOG": "/dev/stdout", "NGINX_USER": "-",
+    "DOCS_DIR": "/opt/vwfcgi/docs",
 }
 
 
