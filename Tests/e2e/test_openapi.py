@@ -24,23 +24,6 @@ ROOT = Path(__file__).resolve().parents[2]
 DOCUMENT = yaml.safe_load((ROOT / "docs/openapi.yaml").read_text())
 METHODS = ("get", "put", "post", "delete", "patch")
 
-# Routes and examples documented here whose server side is built on another branch (issue 14:
-# V2, GET /, `inputs`, :learn). Their replays are xfail(strict=False) until then: the integrator
-# empties this set after merging. Entries: "METHOD /path" (every replay of the operation) or
-# "METHOD /path#example".
-NOT_YET_ON_THIS_BRANCH = {
-    "GET /",
-    "GET /v2",
-    "GET /v2/health/live",
-    "GET /v2/health/ready",
-    "GET /v2/models/{name}",
-    "GET /v2/models/{name}/versions/{version}",
-    "GET /v2/models/{name}/ready",
-    "POST /v2/models/{name}/infer",
-    "POST /v2/models/{name}/versions/{version}/infer",
-    "POST /v1/models/{name}:learn",
-    "POST /v1/models/{name}:predict#inputs-synonym",
-}
 
 
 # ---------------------------------------------------------------- the document
@@ -106,15 +89,8 @@ def replays() -> list[Replay]:
     return out
 
 
-def not_yet(replay: Replay) -> bool:
-    template_method = next(m.upper() for m in METHODS if m in DOCUMENT["paths"][replay.path])
-    operation = f"{template_method} {replay.path}"
-    return operation in NOT_YET_ON_THIS_BRANCH or f"{operation}#{replay.key}" in NOT_YET_ON_THIS_BRANCH
-
-
 REPLAYS = replays()
-CASES = [pytest.param(r, id=r.id, marks=[pytest.mark.xfail(strict=False, reason="not on this branch yet")]
-                      if not_yet(r) else []) for r in REPLAYS]
+CASES = [pytest.param(r, id=r.id) for r in REPLAYS]
 
 
 def schema_of(replay: Replay, media: str):
@@ -184,10 +160,6 @@ def test_replay_cases_cover_the_document():
     assert documented <= replayed, f"operations never replayed: {sorted(documented - replayed)}"
     ids = [r.id for r in REPLAYS]
     assert len(ids) == len(set(ids)), "two replays with one id"
-    for entry in NOT_YET_ON_THIS_BRANCH:
-        method, _, rest = entry.partition(" ")
-        path = rest.split("#")[0]
-        assert path in DOCUMENT["paths"] and method.lower() in DOCUMENT["paths"][path], f"stale entry {entry!r}"
 
 
 def test_served_document_is_the_yaml(openapi_stack):
