@@ -72,8 +72,10 @@ def loop_models(tmp_path_factory) -> Path:
                         "-f", str(models / f"{name}.vw"), "--quiet"],
                        check=True, timeout=120, stdin=subprocess.DEVNULL)
     (models / "cbtext.vw").write_bytes((models / "cb.vw").read_bytes())
+    # The loop's learning half (test_learning.py) waits an hour here: these tests compare with the model as trained.
     (models / "cb.json").write_text(json.dumps(
-        {"input": "vw_json", "loop": {"reward_wait": f"{REWARD_WAIT:g}s", "default_reward": DEFAULT_REWARD}}) + "\n")
+        {"input": "vw_json", "loop": {"reward_wait": f"{REWARD_WAIT:g}s", "default_reward": DEFAULT_REWARD,
+                                      "update_interval": "1h"}}) + "\n")
     (models / "cbadf.json").write_text(json.dumps({"input": "vw_json"}) + "\n")
     return models
 

@@ -119,7 +119,8 @@ final class Learner: @unchecked Sendable {
     private var joinedDirectory: String { directory + "/joined" }
     private var state: LearnState?
     private var stateRead = false
-    private var lastAttempt: ContinuousClock.Instant?
+    /// When the last update was tried; the first is one `update_interval` after the learner starts.
+    private var lastAttempt: ContinuousClock.Instant? = .now
     let status = Mutex(LearnStatus())
     private let logger: Logger
     private let metrics: LearnMetrics
