@@ -131,7 +131,7 @@ def test_runtime_container(runtime, container):
     assert container["image"] == "vwfcgi", "the image name the kustomizations rewrite (images:)"
     # docker/entrypoint.sh's `all` mode: nginx + vwfcgi in one container.
     assert container.get("args") == ["all"] and "command" not in container
-    assert re.search(r"^\s*all \| vwfcgi \| nginx\)", (ROOT / "docker/entrypoint.sh").read_text(), re.M)
+    assert re.search(r"^\s*all \| vwfcgi \| nginx( \| train)?\)", (ROOT / "docker/entrypoint.sh").read_text(), re.M)
     e = env(container)
     # KServe's storage initializer downloads storageUri into /mnt/models.
     assert e["MODEL_DIR"] == "/mnt/models"

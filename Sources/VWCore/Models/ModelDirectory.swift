@@ -203,7 +203,9 @@ enum ModelDirectory {
         }
         func failure(_ what: String) -> String { "cannot write \(what): \(String(cString: strerror(errno)))" }
         unlink(modelTemporary)
-        guard var hash = try? stage(model, to: modelTemporary, maxBytes: Int.max, checkHeader: { _ in }), synced(modelTemporary) else {
+        // Readable by the sidecar that ships it (the staged copy is private, 0600).
+        guard var hash = try? stage(model, to: modelTemporary, maxBytes: Int.max, checkHeader: { _ in }),
+              chmod(modelTemporary, 0o644) == 0, synced(modelTemporary) else {
             return failure(modelTemporary)
         }
         let digest = Array((hash.finalize().hexString + "  " + name + ".vw\n").utf8)
