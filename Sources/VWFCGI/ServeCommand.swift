@@ -37,9 +37,6 @@ struct Serve: ParsableCommand {
     @Option(help: "FastCGI threads; each holds one nginx connection while it is kept alive.")
     var threads: Int = 64
 
-    @Option(help: "The vw command (default: $VWFCGI_VW_COMMAND, else `vw` on PATH); split on spaces.")
-    var vwCommand: String?
-
     @Option(help: "Seconds a request may wait for vw before a 504.")
     var timeout: Double = 5
 
@@ -64,9 +61,6 @@ struct Serve: ParsableCommand {
     @Option(help: "Requests queued per model before 503 with Retry-After.")
     var maxQueue: Int = 1024
 
-    @Option(help: "Largest address space of each vw process, in bytes or with a suffix (512M, 4G); 0 for no limit.")
-    var vwMemoryLimit: String = "4G"
-
     @Option(help: "Seconds to wait for in-flight requests on SIGTERM/SIGINT.")
     var grace: Double = 10
 
@@ -82,55 +76,32 @@ struct Serve: ParsableCommand {
     @Option(help: "Directory for private copies of loaded model files (default: a fresh one under $TMPDIR or /tmp).")
     var stagingDir: String?
 
-    @Option(help: "Seconds between full rescans of the model directory (inotify catches most changes at once).")
-    var rescanInterval: Double = 1
-
-    @Option(help: "Largest model file loaded, in bytes; larger ones are refused before they are read (last_error says why).")
-    var maxModelBytes: Int = 1 << 30
-
     @Flag(help: "Load a model only when <name>.sha256 exists next to it and matches.")
     var requireChecksum = false
-
-    @Option(help: "Seconds a model's vw processes may take to start and answer the load probe.")
-    var loadTimeout: Double = 60
 
     @Option(help: "When /readyz answers 200: any (once the start-up models were tried, while one model serves) or all (only while every model serves).")
     var readiness: String = "any"
 
-    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
-    var logLevel: String = "info"
-
-    @Option(help: "Log format: text (default) or json (one object per line).")
-    var logFormat: String = "text"
+    @OptionGroup var common: EngineOptions
 
     func validate() throws {
         guard ReadinessRule(rawValue: readiness) != nil else { throw ValidationError("--readiness must be any or all") }
-        guard ["text", "json"].contains(logFormat) else { throw ValidationError("--log-format must be text or json") }
         if (socket == nil) == (listen == nil) { throw ValidationError("give exactly one of --socket PATH or --listen 127.0.0.1:PORT") }
         if shards < 1 || shards > 64 { throw ValidationError("--shards must be from 1 to 64") }
         if threads < 1 || threads > 1024 { throw ValidationError("--threads must be from 1 to 1024") }
-        if rescanInterval <= 0 { throw ValidationError("--rescan-interval must be positive") }
         if timeout <= 0 { throw ValidationError("--timeout must be positive") }
-        if loadTimeout <= 0 { throw ValidationError("--load-timeout must be positive") }
-        if maxModelBytes < 1 { throw ValidationError("--max-model-bytes must be positive") }
         if maxBodyBytes < 1 || maxBatch < 1 || maxLineBytes < 1 || maxFeatures < 1 || maxInteractionFeatures < 1 || maxJsonDepth < 1 || maxQueue < 1 {
             throw ValidationError("limits must be positive")
         }
-        guard SandboxPolicy.parseBytes(vwMemoryLimit) != nil else {
-            throw ValidationError("--vw-memory-limit must be a byte count such as 536870912, 512M or 4G")
-        }
-        guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level \(logLevel)") }
     }
 
     func run() throws {
-        let logger = Self.bootstrapLogging(level: logLevel, format: logFormat)
+        let logger = common.bootstrapLogging()
         signal(SIGPIPE, SIG_IGN)
         MemoryTuning.limitMallocArenas(to: 2)
 
-        let command = (vwCommand ?? ProcessEnvironment.value("VWFCGI_VW_COMMAND") ?? "vw")
-            .split(separator: " ").map(String.init)
         let staging = try stagingDir ?? Self.makeStagingDirectory()
-        var settings = EngineSettings(modelDirectory: models, vwCommand: command, stagingDirectory: staging)
+        var settings = common.settings(modelDirectory: models, stagingDirectory: staging, logger: logger)
         settings.defaultShards = shards
         settings.maxBatch = maxBatch
         settings.limits = ExampleLimits(maxLineBytes: maxLineBytes, maxFeatures: maxFeatures)
@@ -138,18 +109,11 @@ struct Serve: ParsableCommand {
         settings.requestTimeout = .milliseconds(Int64(timeout * 1000))
         settings.maxQueuedRequests = maxQueue
         settings.drainGrace = .milliseconds(Int64(grace * 1000))
-        settings.vwMemoryLimit = SandboxPolicy.parseBytes(vwMemoryLimit) ?? SandboxPolicy.defaultMemoryLimit
-        Sandbox.configure(SandboxPolicy(memoryLimit: settings.vwMemoryLimit))
-        Self.logSandbox(logger: logger, memoryLimit: settings.vwMemoryLimit)
-        settings.maxModelBytes = maxModelBytes
         settings.requireChecksum = requireChecksum
-        settings.loadTimeout = .milliseconds(Int64(loadTimeout * 1000))
         settings.readiness = ReadinessRule(rawValue: readiness) ?? .anyModel
         let loops = LearningLoops(stateDirectory: stateDir, instance: try Self.instance(instanceId), logger: logger)
         settings.learnedModel = { name, base, loop in loops.learnedModel(name: name, base: base, loop: loop) }
-        var trainer = TrainerSettings(vwCommand: trainerVwCommand.map { $0.split(separator: " ").map(String.init) } ?? command)
-        trainer.memoryLimit = settings.vwMemoryLimit
-        trainer.maxModelBytes = UInt64(maxModelBytes)
+        let trainer = common.trainerSettings(settings, vwCommand: trainerVwCommand.map { $0.split(separator: " ").map(String.init) })
 
         let stopSignals = StopSignals()
         let metrics = RequestMetrics.bootstrap()
@@ -163,11 +127,11 @@ struct Serve: ParsableCommand {
             router.handle(request, context: &context)
         }
         server.start()
-        logger.info("vwfcgi serving", metadata: ["socket": "\(socket ?? listen ?? "")", "threads": "\(threads)", "vw": "\(command.joined(separator: " "))"])
+        logger.info("vwfcgi serving", metadata: ["socket": "\(socket ?? listen ?? "")", "threads": "\(threads)", "vw": "\(settings.vwCommand.joined(separator: " "))"])
 
         store.reconcile()
         // Reloads start at once, even while a start-up model is still loading.
-        ModelDirectoryWatcher(store: store, rescanInterval: .milliseconds(Int64(rescanInterval * 1000)), logger: logger).start()
+        ModelDirectoryWatcher(store: store, rescanInterval: common.rescanPeriod, logger: logger).start()
         store.waitForLoads()
         engine.resumeLoops()
         loops.startLearning(store: store, settings: trainer)
@@ -185,41 +149,6 @@ struct Serve: ParsableCommand {
         if let socket { unlink(socket) }
         rmdir(staging)
         logger.info("stopped")
-    }
-
-    /// Sets up logging: text or JSON lines on stderr, client-sent values escaped.
-    static func bootstrapLogging(level name: String, format: String) -> Logger {
-        let level = Logger.Level(rawValue: name) ?? .info
-        LoggingSystem.bootstrap { label in
-            // Client-sent values (X-Request-Id, paths) are escaped before any handler writes them.
-            if format == "json" {
-                var handler = JSONLogHandler(label: label)
-                handler.logLevel = level
-                return SanitizingLogHandler(inner: handler)
-            }
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return SanitizingLogHandler(inner: handler)
-        }
-        var logger = Logger(label: "vwfcgi")
-        logger.logLevel = level
-        return logger
-    }
-
-    /// Says once what every vw child is confined by, and loudly when the kernel allows less.
-    static func logSandbox(logger: Logger, memoryLimit: UInt64) {
-        let metadata: Logger.Metadata = [
-            "sandbox": "\(Sandbox.mode.rawValue)", "landlock_abi": "\(Sandbox.landlockABI)",
-            "vw_memory_limit": "\(memoryLimit)",
-        ]
-        switch Sandbox.mode {
-        case .landlockSeccomp:
-            logger.info("vw sandbox", metadata: metadata)
-        case .seccomp:
-            logger.warning("this kernel has no Landlock: vw children are not confined to a read-only filesystem and may connect or listen over TCP (seccomp still refuses sockets)", metadata: metadata)
-        case .none:
-            logger.error("this kernel has no seccomp filters: no vw child can be started", metadata: metadata)
-        }
     }
 
     /// Refuses to start when another server answers on `path`; only a stale socket (nobody

@@ -170,8 +170,9 @@ public struct Engine: Sendable {
         return builder.finish()
     }
 
-    /// The `instances` array of a JSON body, or its `inputs` array (KServe V1's synonym).
-    static func instances(of body: [UInt8], maxDepth: Int) throws(PredictError) -> [JSONValue] {
+    /// The members of a request body that must be a JSON object (`holding` names what it should hold,
+    /// for the 400 message).
+    public static func bodyObject(_ body: [UInt8], maxDepth: Int, holding: String) throws(PredictError) -> [(key: String, value: JSONValue)] {
         let document: JSONValue
         do {
             document = try JSONParser.parse(body, maxDepth: maxDepth)
@@ -179,8 +180,14 @@ public struct Engine: Sendable {
             throw .malformedBody(error.message)
         }
         guard case .object(let members) = document else {
-            throw .malformedBody("the request body must be a JSON object with an \"instances\" array, not \(document.kindName)")
+            throw .malformedBody("the request body must be a JSON object with \(holding), not \(document.kindName)")
         }
+        return members
+    }
+
+    /// The `instances` array of a JSON body, or its `inputs` array (KServe V1's synonym).
+    static func instances(of body: [UInt8], maxDepth: Int) throws(PredictError) -> [JSONValue] {
+        let members = try bodyObject(body, maxDepth: maxDepth, holding: "an \"instances\" array")
         let found = members.filter { PredictRequestDecoder.instancesKeys.contains($0.key) }
         guard found.count == 1, case .array(let items) = found[0].value else {
             throw .malformedBody(found.count > 1 ? "give \"instances\" (or its synonym \"inputs\") once" : "the request has no \"instances\" array")

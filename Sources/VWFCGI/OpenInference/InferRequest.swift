@@ -16,15 +16,7 @@ struct InferRequest: Equatable {
 
     /// Decodes and checks a request body; every problem is a 400 (`malformedBody`) naming the member.
     static func decode(_ body: [UInt8], maxDepth: Int) throws(PredictError) -> InferRequest {
-        let document: JSONValue
-        do {
-            document = try JSONParser.parse(body, maxDepth: maxDepth)
-        } catch {
-            throw .malformedBody(error.message)
-        }
-        guard case .object(let members) = document else {
-            throw .malformedBody("the request body must be a JSON object with an \"inputs\" array, not \(document.kindName)")
-        }
+        let members = try Engine.bodyObject(body, maxDepth: maxDepth, holding: "an \"inputs\" array")
         var id: String?
         switch try member("id", of: members) {
         case nil: break

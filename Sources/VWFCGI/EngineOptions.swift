@@ -1,0 +1,97 @@
+import ArgumentParser
+import Logging
+import VWCore
+
+/// The options `vwfcgi serve` and `vwfcgi train` share: how vw runs, how models load, how the process logs.
+struct EngineOptions: ParsableArguments {
+    @Option(help: "The vw command (default: $VWFCGI_VW_COMMAND, else `vw` on PATH); split on spaces.")
+    var vwCommand: String?
+
+    @Option(help: "Largest address space of each vw process, in bytes or with a suffix (512M, 4G); 0 for no limit.")
+    var vwMemoryLimit: String = "4G"
+
+    @Option(help: "Largest model file loaded (or learned), in bytes; larger ones are refused before they are read (last_error says why).")
+    var maxModelBytes: Int = 1 << 30
+
+    @Option(help: "Seconds a model's vw processes may take to start and answer the load probe.")
+    var loadTimeout: Double = 60
+
+    @Option(help: "Seconds between full rescans of the model directory (inotify catches most changes at once).")
+    var rescanInterval: Double = 1
+
+    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
+    var logLevel: String = "info"
+
+    @Option(help: "Log format: text (default) or json (one object per line).")
+    var logFormat: String = "text"
+
+    func validate() throws {
+        guard ["text", "json"].contains(logFormat) else { throw ValidationError("--log-format must be text or json") }
+        guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level \(logLevel)") }
+        guard SandboxPolicy.parseBytes(vwMemoryLimit) != nil else {
+            throw ValidationError("--vw-memory-limit must be a byte count such as 536870912, 512M or 4G")
+        }
+        if rescanInterval <= 0 { throw ValidationError("--rescan-interval must be positive") }
+        if loadTimeout <= 0 { throw ValidationError("--load-timeout must be positive") }
+        if maxModelBytes < 1 { throw ValidationError("--max-model-bytes must be positive") }
+    }
+
+    var rescanPeriod: Duration { .milliseconds(Int64(rescanInterval * 1000)) }
+
+    /// The engine's settings from these options; configures (and logs) the sandbox of every vw child.
+    func settings(modelDirectory: String, stagingDirectory: String, logger: Logger) -> EngineSettings {
+        let command = (vwCommand ?? ProcessEnvironment.value("VWFCGI_VW_COMMAND") ?? "vw").split(separator: " ").map(String.init)
+        var settings = EngineSettings(modelDirectory: modelDirectory, vwCommand: command, stagingDirectory: stagingDirectory)
+        settings.vwMemoryLimit = SandboxPolicy.parseBytes(vwMemoryLimit) ?? SandboxPolicy.defaultMemoryLimit
+        Sandbox.configure(SandboxPolicy(memoryLimit: settings.vwMemoryLimit))
+        Self.logSandbox(logger: logger, memoryLimit: settings.vwMemoryLimit)
+        settings.maxModelBytes = maxModelBytes
+        settings.loadTimeout = .milliseconds(Int64(loadTimeout * 1000))
+        return settings
+    }
+
+    /// The learning loop's trainer: the same limits as the shards; `vwCommand` (default the shards') runs the training.
+    func trainerSettings(_ settings: EngineSettings, vwCommand: [String]? = nil) -> TrainerSettings {
+        var trainer = TrainerSettings(vwCommand: vwCommand ?? settings.vwCommand)
+        trainer.memoryLimit = settings.vwMemoryLimit
+        trainer.maxModelBytes = UInt64(settings.maxModelBytes)
+        return trainer
+    }
+
+    /// Sets up logging: text or JSON lines on stderr, client-sent values escaped.
+    func bootstrapLogging() -> Logger {
+        let level = Logger.Level(rawValue: logLevel) ?? .info
+        let json = logFormat == "json"
+        LoggingSystem.bootstrap { label in
+            // Client-sent values (X-Request-Id, paths) are escaped before any handler writes them.
+            if json {
+                var handler = JSONLogHandler(label: label)
+                handler.logLevel = level
+                return SanitizingLogHandler(inner: handler)
+            }
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return SanitizingLogHandler(inner: handler)
+        }
+        var logger = Logger(label: "vwfcgi")
+        logger.logLevel = level
+        return logger
+    }
+
+    /// Says once what every vw child is confined by, and loudly when the kernel allows less.
+    static func logSandbox(logger: Logger, memoryLimit: UInt64) {
+        let metadata: Logger.Metadata = [
+            "sandbox": "\(Sandbox.mode.rawValue)", "landlock_abi": "\(Sandbox.landlockABI)",
+            "vw_memory_limit": "\(memoryLimit)",
+        ]
+        switch Sandbox.mode {
+        case .landlockSeccomp:
+            logger.info("vw sandbox", metadata: metadata)
+        case .seccomp:
+            logger.warning("this kernel has no Landlock: vw children are not confined to a read-only filesystem and may connect or listen over TCP (seccomp still refuses sockets)", metadata: metadata)
+        case .none:
+            logger.error("this kernel has no seccomp filters: no vw child can be started", metadata: metadata)
+        }
+    }
+
+}
