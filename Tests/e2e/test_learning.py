@@ -234,6 +234,11 @@ def test_a_restart_resumes_the_learned_model_and_a_dropped_file_becomes_the_new_
         lines = joined_lines(state)[position: status["learned_events"]]
         assert len(lines) >= 200 - LOOP["min_events"]
         assert_same_pmfs(got, reference_pmfs(new_base, lines, tmp_path), "learned from the dropped file")
+        # Removing the file unloads the model and stops its learning; its state stays on disk.
+        os.unlink(models / "cb.vw")
+        assert wait_until(lambda: stack.get("/v1/models/cb").status_code == 404, 30, step=0.1)
+        assert (state / "cb" / "learn-state.json").exists() and joined_lines(state)
+        assert stack.post("/v1/models/cb:rank", json={"context": context("u0")}).status_code == 404
     finally:
         assert not stack.stop()
 
