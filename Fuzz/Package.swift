@@ -27,7 +27,7 @@ let package = Package(
         .executableTarget(name: "FuzzGrammar", dependencies: ["VWCore"], swiftSettings: swiftSettings),
         .executableTarget(name: "FuzzJSON", dependencies: ["VWCore"], swiftSettings: swiftSettings),
         .executableTarget(name: "FuzzPredictionParser", dependencies: ["VWCore"], swiftSettings: swiftSettings),
-        .executableTarget(name: "FuzzFastCGIParams", swiftSettings: swiftSettings),
+        .executableTarget(name: "FuzzFastCGIParams", dependencies: ["VWCore"], swiftSettings: swiftSettings),
         .executableTarget(name: "FuzzFramer", dependencies: ["VWCore"], swiftSettings: swiftSettings),
     ]
 )

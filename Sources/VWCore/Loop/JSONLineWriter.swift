@@ -1,4 +1,5 @@
-/// A small JSON serialiser writing straight into bytes: the event log's lines and the join state.
+/// A small JSON serialiser writing straight into bytes: the event log's lines and the join state
+/// (strings quoted by `JSONQuoting`, like the HTTP answers).
 ///
 /// Callers write objects with `key(_:)` before each member value; commas are placed automatically.
 /// Numbers given as `Double` must be finite (JSON has no NaN or infinity): that is the caller's check.
@@ -49,14 +50,14 @@ public struct JSONLineWriter {
     /// A member name; the next call writes its value.
     public mutating func key(_ name: String) {
         separate()
-        appendQuoted(name)
+        JSONQuoting.append(name, to: &bytes)
         bytes.append(UInt8(ascii: ":"))
         afterKey = true
     }
 
     public mutating func string(_ value: String) {
         separate()
-        appendQuoted(value)
+        JSONQuoting.append(value, to: &bytes)
     }
 
     public mutating func bool(_ value: Bool) {
@@ -102,25 +103,6 @@ public struct JSONLineWriter {
             }
             endObject()
         }
-    }
-
-    private mutating func appendQuoted(_ text: String) {
-        bytes.append(UInt8(ascii: "\""))
-        for byte in text.utf8 {
-            switch byte {
-            case UInt8(ascii: "\""): bytes.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "\"")])
-            case UInt8(ascii: "\\"): bytes.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "\\")])
-            case 0x0A: bytes.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "n")])
-            case 0x0D: bytes.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "r")])
-            case 0x09: bytes.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "t")])
-            case 0..<0x20:
-                let hex = Array("0123456789abcdef".utf8)
-                bytes.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "u"), UInt8(ascii: "0"), UInt8(ascii: "0"),
-                                          hex[Int(byte >> 4)], hex[Int(byte & 15)]])
-            default: bytes.append(byte)
-            }
-        }
-        bytes.append(UInt8(ascii: "\""))
     }
 }
 

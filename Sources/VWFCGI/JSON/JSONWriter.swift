@@ -1,3 +1,5 @@
+import VWCore
+
 /// Appends JSON text to a byte buffer.
 struct JSONWriter {
     var bytes: [UInt8]
@@ -24,39 +26,6 @@ struct JSONWriter {
 
     /// Appends `s` as a quoted JSON string, escaping quotes, backslashes and control characters.
     mutating func string(_ s: some StringProtocol) {
-        bytes.append(UInt8(ascii: "\""))
-        if !s.utf8.contains(where: { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") || $0 == 0x7F }) {
-            bytes.append(contentsOf: s.utf8)
-            bytes.append(UInt8(ascii: "\""))
-            return
-        }
-        for b in s.utf8 {
-            switch b {
-            case UInt8(ascii: "\""): appendEscape(UInt8(ascii: "\""))
-            case UInt8(ascii: "\\"): appendEscape(UInt8(ascii: "\\"))
-            case 0x0A: appendEscape(UInt8(ascii: "n"))
-            case 0x0D: appendEscape(UInt8(ascii: "r"))
-            case 0x09: appendEscape(UInt8(ascii: "t"))
-            case 0x08: appendEscape(UInt8(ascii: "b"))
-            case 0x0C: appendEscape(UInt8(ascii: "f"))
-            case 0x00..<0x20, 0x7F:
-                appendEscape(UInt8(ascii: "u"))
-                bytes.append(UInt8(ascii: "0"))
-                bytes.append(UInt8(ascii: "0"))
-                bytes.append(hexDigit(b >> 4))
-                bytes.append(hexDigit(b & 0xF))
-            default: bytes.append(b)
-            }
-        }
-        bytes.append(UInt8(ascii: "\""))
-    }
-
-    private func hexDigit(_ d: UInt8) -> UInt8 {
-        d < 10 ? UInt8(ascii: "0") + d : UInt8(ascii: "a") + d - 10
-    }
-
-    private mutating func appendEscape(_ b: UInt8) {
-        bytes.append(UInt8(ascii: "\\"))
-        bytes.append(b)
+        JSONQuoting.append(s, to: &bytes)
     }
 }
