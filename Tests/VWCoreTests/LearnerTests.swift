@@ -27,18 +27,89 @@ import Testing
 
     /// IPS: reward x pi(logged action | x) / logged probability, averaged; the logged policy's average beside it.
     @Test func theEstimateIsInversePropensityScoring() {
-        func line(cost: Double, probability: Double, action: Int) -> ArraySlice<UInt8> {
-            ArraySlice(Array("{\"_label_cost\":\(cost),\"_label_probability\":\(probability),\"_label_Action\":\(action),\"c\":{}}".utf8))
-        }
-        let lines = [line(cost: -1, probability: 0.5, action: 1), line(cost: 0, probability: 0.25, action: 2),
-                     line(cost: -1, probability: 0.25, action: 3)]
+        let decisions = [TrainingInput.Decision(reward: 1, probability: 0.5, action: 1),
+                         TrainingInput.Decision(reward: 0, probability: 0.25, action: 2),
+                         TrainingInput.Decision(reward: 1, probability: 0.25, action: 3)]
         let pmfs: [[Double]] = [[0.9, 0.1, 0.0], [0.1, 0.8, 0.1], [0.5, 0.0, 0.5]]
-        let estimate = Learner.estimate(joined: lines, pmfs: pmfs)
+        let estimate = Learner.estimate(decisions, pmfs: pmfs)
         // (1 x 0.9 / 0.5 + 0 + 1 x 0.5 / 0.25) / 3
         #expect(abs(estimate.ips! - (1.8 + 2.0) / 3) < 1e-12)
         #expect(abs(estimate.logged! - 2.0 / 3) < 1e-12)
-        // Without one prediction per line there is no estimate (a text model, or vw printed less).
-        #expect(Learner.estimate(joined: lines, pmfs: []).ips == nil)
-        #expect(Learner.estimate(joined: [], pmfs: []).logged == nil)
+        // Without one prediction per decision there is no estimate (vw printed less).
+        #expect(Learner.estimate(decisions, pmfs: []).ips == nil)
+        #expect(Learner.estimate([], pmfs: []).logged == nil)
+    }
+
+    // MARK: - What reaches the trainer's vw
+
+    private static let adf = VWJSONGrammar(isADF: true)
+    private static let simple = ExampleGrammar(family: .simple, keepsLabels: true)
+
+    private static func decisionLine(_ edit: (inout [String: String]) -> Void = { _ in }) -> ArraySlice<UInt8> {
+        var members: [String: String] = [
+            "_label_cost": "-1.0", "_label_probability": "0.5", "_label_Action": "2", "_labelIndex": "1", "o": #"[{"v":1.0}]"#,
+            "Timestamp": #""2026-11-30T20:00:00.000Z""#, "Version": #""1""#, "EventId": #""e-1""#, "a": "[2,1]",
+            "c": #"{"User":{"id":"a"},"_multi":[{"Action":{"t":"x"}},{"Action":{"t":"y"}}]}"#, "p": "[0.5,0.5]",
+            "VWState": #"{"m":"abc"}"#,
+        ]
+        edit(&members)
+        let order = ["_label_cost", "_label_probability", "_label_Action", "_labelIndex", "o", "Timestamp", "Version", "EventId",
+                     "a", "c", "p", "VWState"]
+        let known = order.filter { members[$0] != nil }.map { "\"\($0)\":\(members[$0]!)" }
+        let extra = members.keys.filter { !order.contains($0) }.sorted().map { "\"\($0)\":\(members[$0]!)" }
+        return ArraySlice(Array(("{" + (known + extra).joined(separator: ",") + "}").utf8))
+    }
+
+    @Test func aJoinedDecisionReachesVWAsItIsWhenEveryMemberChecks() {
+        let line = Self.decisionLine()
+        let input = TrainingInput(lines: [line], json: Self.adf, text: Self.simple)
+        #expect(input.skipped.isEmpty, "\(input.skipped)")
+        #expect(input.bytes == Array(line) + [0x0A])
+        #expect(input.decisions == [TrainingInput.Decision(reward: 1, probability: 0.5, action: 2)])
+    }
+
+    /// A log from a bucket or edited on disk: every member the joiner writes is checked, the context by the strict grammar.
+    @Test func aTamperedJoinedDecisionNeverReachesVW() {
+        let tampered: [(String, (inout [String: String]) -> Void)] = [
+            ("unknown member", { $0["_debug"] = "1" }),
+            ("context with an unknown _ key", { $0["c"] = #"{"_x":1,"_multi":[{"a":{"b":1}}]}"# }),
+            ("context with members after _multi", { $0["c"] = #"{"_multi":[{"a":{"b":1}}],"c":1}"# }),
+            ("empty _multi", { $0["c"] = #"{"_multi":[]}"# }),
+            ("context not an object", { $0["c"] = #""| a b""# }),
+            ("bad event id", { $0["EventId"] = #""e 1 |x""# }),
+            ("probability 0", { $0["_label_probability"] = "0" }),
+            ("index out of step", { $0["_labelIndex"] = "0" }),
+            ("a and p out of step", { $0["p"] = "[0.5]" }),
+            ("Version an object", { $0["Version"] = #"{"a":1}"# }),
+            ("o not rewards", { $0["o"] = #"[{"v":"x"}]"# }),
+            ("VWState with more", { $0["VWState"] = #"{"m":"a","x":1}"# }),
+            ("no context", { $0["c"] = nil }),
+        ]
+        let valid = Self.decisionLine()
+        for (what, edit) in tampered {
+            let input = TrainingInput(lines: [Self.decisionLine(edit), valid], json: Self.adf, text: Self.simple)
+            #expect(input.skipped.count == 1, "\(what): \(input.skipped)")
+            #expect(input.bytes == Array(valid) + [0x0A], "\(what)")
+            #expect(input.decisions.count == 1, "\(what)")
+        }
+        let garbage = TrainingInput(lines: [ArraySlice("not json".utf8)], json: Self.adf, text: Self.simple)
+        #expect(garbage.bytes.isEmpty && garbage.skipped.count == 1)
+    }
+
+    /// A `:learn` line gives vw its example as the strict grammar re-writes it, labels kept; anything else is left out.
+    @Test func learnLinesReachVWReWrittenByTheGrammar() {
+        func line(_ example: String, extra: String = "") -> ArraySlice<UInt8> {
+            var json: [UInt8] = []
+            JSONQuoting.append(example, to: &json)
+            return ArraySlice(Array(#"{"EventId":"l-1","Learn":"#.utf8) + json + Array(#","Timestamp":"t"\#(extra)}"#.utf8))
+        }
+        let input = TrainingInput(
+            lines: [line("2 1.5 |f  a:1   b"), line("|f a:1"), line("1 'save_x |f a"), line("1 |f a\n2 |f b"), line("3 |f c", extra: #","x":1"#),
+                    line("0.5 |g x:2")],
+            json: nil, text: Self.simple
+        )
+        #expect(String(decoding: input.bytes, as: UTF8.self) == "2 1.5 |f a:1 b\n0.5 |g x:2\n")
+        #expect(input.skipped.count == 4, "\(input.skipped)")
+        #expect(input.decisions.isEmpty)
     }
 }

@@ -190,17 +190,18 @@ final class Learner: @unchecked Sendable {
         }
         let lines = input.split(separator: 0x0A)
         guard lines.count >= loop.minEvents, let last = files.last else { return }
-        if serving.jsonGrammar == nil {
-            // A VW text model learns the `"Learn"` lines (`:learn`): their canonical VW text.
-            input = lines.reduce(into: []) { text, line in
-                if case .string(let example)? = (try? JSONParser.parse(Array(line), maxDepth: 4))?[member: "Learn"] {
-                    text += Array(example.utf8) + [0x0A]
-                }
-            }
+        // Checked again on the way to vw: the logs may have come from elsewhere (see TrainingInput).
+        let checked = TrainingInput(
+            lines: lines, json: serving.jsonGrammar,
+            text: ExampleGrammar(family: serving.options.family, limits: store.settings.limits, keepsLabels: true)
+        )
+        for why in checked.skipped {
+            logger.warning("joined line not learned", metadata: ["model": "\(name)", "reason": "\(why)"])
         }
+        if !checked.skipped.isEmpty { metrics.skipped.increment(by: checked.skipped.count) }
         lastAttempt = .now
         let started = ContinuousClock.now
-        let trained = try train(from: current, input: input, serving: serving, settings: settings)
+        let trained = try train(from: current, input: checked.bytes, serving: serving, settings: settings)
         let events = current.learnedEvents + lines.count
         let published = try store.publishLearnedOrThrow(name: name, path: trained.output, current: current.modelVersion,
                                                         base: current.base, events: events) { candidate in
@@ -234,7 +235,7 @@ final class Learner: @unchecked Sendable {
         }
         state = current
         removeStaleModels(keeping: current.model)
-        let estimate = Self.estimate(joined: lines, pmfs: trained.predictions)
+        let estimate = Self.estimate(checked.decisions, pmfs: trained.predictions)
         status.withLock { s in
             s.ipsEstimate = estimate.ips
             s.loggedAverage = estimate.logged
@@ -336,25 +337,18 @@ final class Learner: @unchecked Sendable {
         }
     }
 
-    /// The inverse-propensity estimate of the learning policy's average reward (SPEC §8.8) on joined lines,
-    /// from its progressive predictions (each made before learning that line), and the logged policy's average.
-    static func estimate(joined lines: [ArraySlice<UInt8>], pmfs: [[Double]]) -> (ips: Double?, logged: Double?) {
-        var ipsSum = 0.0, loggedSum = 0.0, count = 0
-        for (index, line) in lines.enumerated() {
-            guard let value = try? JSONParser.parse(Array(line), maxDepth: 64),
-                  let cost = value[member: "_label_cost"]?.numberText.flatMap(Double.init),
-                  let probability = value[member: "_label_probability"]?.numberText.flatMap(Double.init), probability > 0,
-                  let action = value[member: "_label_Action"]?.numberText.flatMap({ Int($0) }), action >= 1
-            else { continue }
-            let reward = -cost
-            loggedSum += reward
-            count += 1
-            if index < pmfs.count, action - 1 < pmfs[index].count {
-                ipsSum += reward * pmfs[index][action - 1] / probability
-            }
+    /// The inverse-propensity estimate of the learning policy's average reward (SPEC §8.8) on the decisions given
+    /// to vw, from its progressive predictions (each made before learning that decision), and the logged policy's
+    /// average on the same decisions. No estimate without one prediction per decision.
+    static func estimate(_ decisions: [TrainingInput.Decision], pmfs: [[Double]]) -> (ips: Double?, logged: Double?) {
+        guard !decisions.isEmpty else { return (nil, nil) }
+        let logged = decisions.reduce(0) { $0 + $1.reward } / Double(decisions.count)
+        guard pmfs.count == decisions.count else { return (nil, logged) }
+        var ipsSum = 0.0
+        for (decision, pmf) in zip(decisions, pmfs) where decision.action - 1 < pmf.count {
+            ipsSum += decision.reward * pmf[decision.action - 1] / decision.probability
         }
-        guard count > 0 else { return (nil, nil) }
-        return (pmfs.count == lines.count ? ipsSum / Double(count) : nil, loggedSum / Double(count))
+        return (ipsSum / Double(decisions.count), logged)
     }
 
     private func removeStaleModels(keeping model: String) {
@@ -397,12 +391,15 @@ struct LearnMetrics {
     let failed: Counter
     let learned: Gauge
     let ips: Gauge
+    /// Joined lines the trainer did not give vw (they failed the checks of `TrainingInput`).
+    let skipped: Counter
 
     init(model: String) {
         ok = Counter(label: "vwfcgi_loop_updates_total", dimensions: [("model", model), ("result", "ok")])
         failed = Counter(label: "vwfcgi_loop_updates_total", dimensions: [("model", model), ("result", "failed")])
         learned = Gauge(label: "vwfcgi_loop_learned_events", dimensions: [("model", model)])
         ips = Gauge(label: "vwfcgi_loop_ips_estimate", dimensions: [("model", model)])
+        skipped = Counter(label: "vwfcgi_loop_skipped_lines_total", dimensions: [("model", model)])
         ok.increment(by: 0)
         failed.increment(by: 0)
         learned.record(0)

@@ -175,7 +175,7 @@ final class RequestMetrics: Sendable {
         "vwfcgi_loop_learned_events": "Joined events the served model has learned, from the first in join order.",
         "vwfcgi_loop_ips_estimate": "The learning policy's inverse-propensity estimate of its average reward on the last update's events.",
         "vwfcgi_loop_average_reward": "The logged policy's average reward over the events joined since start.",
-        "vwfcgi_loop_skipped_lines_total": "Event log lines the joiner skipped (a torn last line after a crash, or an unreadable one).",
+        "vwfcgi_loop_skipped_lines_total": "Event log lines the joiner skipped (a torn last line after a crash, or an unreadable one), and joined lines the trainer did not learn (they failed its checks).",
     ]
 
     /// Inserts a `# HELP` line before each family's `# TYPE` line.
