@@ -339,26 +339,11 @@ fileprivate struct JSONByteReader {
     private func firstInvalidUTF8(from: Int, to: Int) -> Int {
         var i = from
         while i < to {
-            let b = bytes[i]
-            let length: Int
-            var minSecond: UInt8 = 0x80
-            var maxSecond: UInt8 = 0xBF
-            switch b {
-            case 0x00...0x7F: length = 1
-            case 0xC2...0xDF: length = 2
-            case 0xE0: length = 3; minSecond = 0xA0
-            case 0xE1...0xEC, 0xEE...0xEF: length = 3
-            case 0xED: length = 3; maxSecond = 0x9F
-            case 0xF0: length = 4; minSecond = 0x90
-            case 0xF1...0xF3: length = 4
-            case 0xF4: length = 4; maxSecond = 0x8F
-            default: return i
+            if bytes[i] < 0x80 {
+                i += 1
+                continue
             }
-            guard i + length <= to else { return i }
-            if length > 1 {
-                guard bytes[i + 1] >= minSecond, bytes[i + 1] <= maxSecond else { return i }
-                for k in (i + 2)..<(i + length) where bytes[k] < 0x80 || bytes[k] > 0xBF { return i }
-            }
+            guard let length = UTF8Validation.sequenceLength(bytes, at: i, end: to) else { return i }
             i += length
         }
         return from

@@ -129,25 +129,8 @@ enum VWTextSyntax {
     /// past it; throws on invalid UTF-8 and on U+FEFF (the byte order mark vw strips).
     @inline(__always)
     static func skipMultibyte(_ bytes: UnsafeBufferPointer<UInt8>, at index: Int, end: Int) throws(ExampleProblem) -> Int {
-        let lead = bytes[index]
-        let length: Int
-        var lower: UInt8 = 0x80
-        var upper: UInt8 = 0xBF
-        switch lead {
-        case 0xC2...0xDF: length = 2
-        case 0xE0: length = 3; lower = 0xA0
-        case 0xE1...0xEC, 0xEE...0xEF: length = 3
-        case 0xED: length = 3; upper = 0x9F
-        case 0xF0: length = 4; lower = 0x90
-        case 0xF1...0xF3: length = 4
-        case 0xF4: length = 4; upper = 0x8F
-        default: throw .notUTF8
-        }
-        guard index + length <= end else { throw .notUTF8 }
-        let second = bytes[index + 1]
-        guard second >= lower && second <= upper else { throw .notUTF8 }
-        for offset in 2..<max(2, length) where bytes[index + offset] & 0xC0 != 0x80 { throw .notUTF8 }
-        if lead == 0xEF && second == 0xBB && bytes[index + 2] == 0xBF { throw .byteOrderMark }
+        guard let length = UTF8Validation.sequenceLength(bytes, at: index, end: end) else { throw .notUTF8 }
+        if bytes[index] == 0xEF && bytes[index + 1] == 0xBB && bytes[index + 2] == 0xBF { throw .byteOrderMark }
         return index + length
     }
 

@@ -1,0 +1,1 @@
+../../../Sources/VWCore/JSON/UTF8Validation.swift
