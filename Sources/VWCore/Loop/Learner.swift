@@ -1,8 +1,8 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import CoreMetrics
 public import Logging
+import CoreMetrics
 import Synchronization
 
 /// How the trainer runs vw (SPEC §8.6).
@@ -123,13 +123,13 @@ final class Learner: @unchecked Sendable {
     private var lastAttempt: ContinuousClock.Instant? = .now
     let status = Mutex(LearnStatus())
     private let logger: Logger
-    private let metrics: LearnMetrics
+    private let metrics: LoopMetrics
 
-    init(stateDirectory: String, name: String, logger: Logger) {
+    init(stateDirectory: String, name: String, metrics: LoopMetrics, logger: Logger) {
         self.name = name
         directory = stateDirectory + "/" + name
         self.logger = logger
-        metrics = LearnMetrics(model: name)
+        self.metrics = metrics
     }
 
     static func isSafeFileName(_ name: String) -> Bool {
@@ -154,7 +154,7 @@ final class Learner: @unchecked Sendable {
             stateRead = true
             if let state {
                 publishStatus(state, learnedVersion: state.modelVersion == state.base ? nil : state.modelVersion)
-                metrics.learned.record(state.learnedEvents)
+                metrics.learnedEvents.record(state.learnedEvents)
             }
         }
         do throws(LearnError) {
@@ -267,7 +267,7 @@ final class Learner: @unchecked Sendable {
         // The staged copy stays while the version is held: a retirement waits for it.
         let copied: Bool = (try? store.withServingVersion(of: name) { (version: ModelVersion) throws(PredictError) -> Bool in
             guard version === serving else { return false }
-            return ModelDirectory.copyDurably(version.stagedPath, to: path)
+            return ModelDirectory.copyDurably(version.stagedPath, to: path) != nil
         }) ?? false
         guard copied else { throw .system("copy the serving model to", path) }
         try LoopFiles.fsyncDirectory(learnedDirectory)
@@ -382,32 +382,5 @@ extension ModelStore {
             case .notPersisted(let why): throw .failed(why)
             }
         }
-    }
-}
-
-/// `vwfcgi_loop_updates_total{model,result}`, `vwfcgi_loop_learned_events{model}`, `vwfcgi_loop_ips_estimate{model}`.
-struct LearnMetrics {
-    let ok: Counter
-    let failed: Counter
-    let learned: Gauge
-    let ips: Gauge
-    /// Joined lines the trainer did not give vw (they failed the checks of `TrainingInput`).
-    let skipped: Counter
-
-    init(model: String) {
-        ok = Counter(label: "vwfcgi_loop_updates_total", dimensions: [("model", model), ("result", "ok")])
-        failed = Counter(label: "vwfcgi_loop_updates_total", dimensions: [("model", model), ("result", "failed")])
-        learned = Gauge(label: "vwfcgi_loop_learned_events", dimensions: [("model", model)])
-        ips = Gauge(label: "vwfcgi_loop_ips_estimate", dimensions: [("model", model)])
-        skipped = Counter(label: "vwfcgi_loop_skipped_lines_total", dimensions: [("model", model)])
-        ok.increment(by: 0)
-        failed.increment(by: 0)
-        learned.record(0)
-    }
-
-    func updated(ok success: Bool, learnedEvents: Int?, ips estimate: Double?) {
-        (success ? ok : failed).increment()
-        if let learnedEvents { learned.record(learnedEvents) }
-        if let estimate { ips.record(estimate) }
     }
 }

@@ -42,12 +42,13 @@ public final class ModelLoop: Sendable {
         self.stateDirectory = stateDirectory
         self.settings = settings
         self.joins = joins
-        learner = Learner(stateDirectory: stateDirectory, name: name, logger: logger)
+        let metrics = LoopMetrics(model: name)
+        self.metrics = metrics
+        learner = Learner(stateDirectory: stateDirectory, name: name, metrics: metrics, logger: logger)
         var logger = logger
         logger[metadataKey: "model"] = "\(name)"
         self.logger = logger
         self.log = log
-        metrics = LoopMetrics(model: name)
     }
 
     /// Appends lines to the log; returns once they are on disk.
@@ -243,33 +244,59 @@ struct LoopMetrics: Sendable {
         case decision, reward, activation, learn
     }
 
-    let model: String
     let joined: Counter
     let skipped: Counter
     let pending: Gauge
     let rewardSum: Gauge
     let averageReward: Gauge
+    /// `vwfcgi_loop_events_total{kind}`: SPEC §8.8 names the kinds decision, reward and learn; an activation
+    /// counts as a reward-side event. Made once: a metric looked up per request takes the factory's lock.
+    private let decisions: Counter
+    private let rewards: Counter
+    private let learns: Counter
+    /// The learning half (SPEC §8.6, §8.8).
+    let updatesOK: Counter
+    let updatesFailed: Counter
+    let learnedEvents: Gauge
+    let ipsEstimate: Gauge
 
     init(model: String) {
-        self.model = model
-        joined = Counter(label: "vwfcgi_loop_joined_total", dimensions: [("model", model)])
+        func counter(_ label: String, _ extra: [(String, String)] = []) -> Counter {
+            let counter = Counter(label: label, dimensions: [("model", model)] + extra)
+            counter.increment(by: 0)
+            return counter
+        }
+        func gauge(_ label: String) -> Gauge { Gauge(label: label, dimensions: [("model", model)]) }
+        joined = counter("vwfcgi_loop_joined_total")
         skipped = Counter(label: "vwfcgi_loop_skipped_lines_total", dimensions: [("model", model)])
-        pending = Gauge(label: "vwfcgi_loop_pending_events", dimensions: [("model", model)])
-        rewardSum = Gauge(label: "vwfcgi_loop_reward_sum", dimensions: [("model", model)])
-        averageReward = Gauge(label: "vwfcgi_loop_average_reward", dimensions: [("model", model)])
-        joined.increment(by: 0)
+        pending = gauge("vwfcgi_loop_pending_events")
+        rewardSum = gauge("vwfcgi_loop_reward_sum")
+        averageReward = gauge("vwfcgi_loop_average_reward")
+        decisions = Counter(label: "vwfcgi_loop_events_total", dimensions: [("model", model), ("kind", "decision")])
+        rewards = Counter(label: "vwfcgi_loop_events_total", dimensions: [("model", model), ("kind", "reward")])
+        learns = Counter(label: "vwfcgi_loop_events_total", dimensions: [("model", model), ("kind", "learn")])
+        updatesOK = counter("vwfcgi_loop_updates_total", [("result", "ok")])
+        updatesFailed = counter("vwfcgi_loop_updates_total", [("result", "failed")])
+        learnedEvents = gauge("vwfcgi_loop_learned_events")
+        ipsEstimate = gauge("vwfcgi_loop_ips_estimate")
         pending.record(0)
         rewardSum.record(0)
+        learnedEvents.record(0)
     }
 
     func recorded(_ kind: Kind, count: Int, rewardSum total: Double) {
-        // SPEC §8.8 names the kinds decision, reward and learn; an activation counts as a reward-side event.
-        let label = switch kind {
-        case .decision: "decision"
-        case .reward, .activation: "reward"
-        case .learn: "learn"
+        switch kind {
+        case .decision: decisions.increment(by: count)
+        case .reward, .activation: rewards.increment(by: count)
+        case .learn: learns.increment(by: count)
         }
-        Counter(label: "vwfcgi_loop_events_total", dimensions: [("model", model), ("kind", label)]).increment(by: count)
         if kind == .reward { rewardSum.record(total) }
+    }
+
+    /// One learning update ended.
+    func updated(ok success: Bool, learnedEvents events: Int?, ips estimate: Double?) {
+        (success ? updatesOK : updatesFailed).increment()
+        if let events { learnedEvents.record(events) }
+        if let estimate { ipsEstimate.record(estimate) }
     }
 }

@@ -171,51 +171,37 @@ enum ModelDirectory {
         return hasher
     }
 
-    /// Copies `source` to `destination` durably (a temporary copy, fsync, rename); false on any failure.
-    static func copyDurably(_ source: String, to destination: String) -> Bool {
+    /// Copies `source` to `destination` durably (a `.tmp` copy, mode 0644, fsync, rename); returns the
+    /// SHA-256 of the bytes, nil on any failure (nothing is left at `destination` then).
+    static func copyDurably(_ source: String, to destination: String) -> SHA256? {
         let temporary = destination + ".tmp"
         unlink(temporary)
-        guard (try? stage(source, to: temporary, maxBytes: Int.max, checkHeader: { _ in })) != nil else { return false }
+        guard let hash = try? stage(source, to: temporary, maxBytes: Int.max, checkHeader: { _ in }) else { return nil }
         let fd = open(temporary, O_RDONLY | O_CLOEXEC)
         let synced = fd >= 0 && fsync(fd) == 0
         if fd >= 0 { close(fd) }
-        guard synced, rename(temporary, destination) == 0 else {
+        // Readable by a sidecar that ships it (a staged copy is private, 0600).
+        guard synced, chmod(temporary, 0o644) == 0, rename(temporary, destination) == 0 else {
             unlink(temporary)
-            return false
+            return nil
         }
-        return true
+        return hash
     }
 
-    /// Writes model `name` into `directory` as a model-sync source expects: `<name>.sha256` then `<name>.vw`,
-    /// each as a dot-prefixed temporary file (ignored by every reader), fsynced, then renamed. nil or why not.
+    /// Writes model `name` into `directory` as a model-sync source expects: `<name>.sha256`, then `<name>.vw`,
+    /// each through a temporary name every reader ignores, fsynced and renamed. nil or why not.
     static func publish(name: String, model: String, into directory: String) -> String? {
         let target = directory + "/" + name
-        let modelTemporary = directory + "/." + name + ".vw.publish.tmp"
-        let digestTemporary = directory + "/." + name + ".sha256.publish.tmp"
-        defer {
-            unlink(modelTemporary)
-            unlink(digestTemporary)
+        let staged = directory + "/." + name + ".vw.publish"
+        defer { unlink(staged) }
+        guard var hash = copyDurably(model, to: staged) else { return "cannot copy \(model) to \(staged)" }
+        do throws(EventLogError) {
+            try LoopFiles.writeAtomically(Array((hash.finalize().hexString + "  " + name + ".vw\n").utf8), to: target + ".sha256")
+            if rename(staged, target + ".vw") != 0 { throw .system("rename", staged) }
+            try LoopFiles.fsyncDirectory(directory)
+        } catch {
+            return error.message
         }
-        func synced(_ path: String) -> Bool {
-            let fd = open(path, O_RDONLY | O_CLOEXEC)
-            defer { if fd >= 0 { close(fd) } }
-            return fd >= 0 && fsync(fd) == 0
-        }
-        func failure(_ what: String) -> String { "cannot write \(what): \(String(cString: strerror(errno)))" }
-        unlink(modelTemporary)
-        // Readable by the sidecar that ships it (the staged copy is private, 0600).
-        guard var hash = try? stage(model, to: modelTemporary, maxBytes: Int.max, checkHeader: { _ in }),
-              chmod(modelTemporary, 0o644) == 0, synced(modelTemporary) else {
-            return failure(modelTemporary)
-        }
-        let digest = Array((hash.finalize().hexString + "  " + name + ".vw\n").utf8)
-        let fd = open(digestTemporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { return failure(digestTemporary) }
-        let written = digest.withUnsafeBytes { raw in (try? writeAll(raw, to: fd, path: digestTemporary)) != nil } && fsync(fd) == 0
-        close(fd)
-        guard written, rename(digestTemporary, target + ".sha256") == 0 else { return failure(target + ".sha256") }
-        guard rename(modelTemporary, target + ".vw") == 0 else { return failure(target + ".vw") }
-        _ = synced(directory)
         return nil
     }
 
