@@ -2,8 +2,8 @@ import Testing
 @testable import VWCore
 
 @Suite struct LearnerTests {
-    @Test func stateRoundTripsAndRefusesUnsafeModelNames() {
-        let state = LearnState(base: "aaa", model: "bbb.vw", modelVersion: "bbb", position: 7, learnedEvents: 1234,
+    @Test func stateRoundTripsAndRefusesUnsafeModelVersions() {
+        let state = LearnState(base: "aaa", modelVersion: "bbb", position: 7, learnedEvents: 1234,
                                updates: 3, lastUpdate: "2026-11-30T20:00:00.000Z", published: ["x1", "bbb"])
         #expect(LearnState.parse(state.serialized()) == state)
         var none = state
@@ -12,7 +12,7 @@ import Testing
         #expect(LearnState.parse(none.serialized()) == none)
         for unsafe in ["../x.vw", "/etc/passwd", ".hidden", "a/b", ""] {
             var bad = state
-            bad.model = unsafe
+            bad.modelVersion = unsafe
             #expect(LearnState.parse(bad.serialized()) == nil, "\(unsafe)")
         }
         #expect(LearnState.parse(Array("{}".utf8)) == nil)

@@ -428,16 +428,17 @@ def test_learn_moves_a_linear_model_toward_its_labels_and_equals_vws_offline_con
         # Bad requests: a clear 400, nothing logged, and the model still answers.
         for path, body, why in [
             ("/v1/models/lin:learn", {"instances": ["|f a:1"]}, "needs a label"),
-            ("/v1/models/lin:learn", {"instances": ["1 |f a:1\n2 |f b:1"]}, ""),
+            ("/v1/models/lin:learn", {"instances": ["1 |f a:1\n2 |f b:1"]}, "newline"),
             ("/v1/models/lin:learn", {"instances": [{"f": 1}]}, "string"),
-            ("/v1/models/lin:learn", {"instances": ["x y z w |f a:1"]}, ""),
+            ("/v1/models/lin:learn", {"instances": ["x y z w |f a:1"]}, "label"),
             ("/v1/models/plain:learn", {"instances": ["1 |f a:1"]}, "loop"),
         ]:
             r = stack.post(path, json=body)
             assert r.status_code == 400 and "error" in r.json(), (path, body, r.status_code, r.text)
             assert why in r.json()["error"], r.json()
             assert len(predictions()) == 2
-        assert stack.post("/v1/models/nope:learn", json={"instances": ["1 |f a:1"]}).status_code == 404
+        r = stack.post("/v1/models/nope:learn", json={"instances": ["1 |f a:1"]})
+        assert r.status_code == 404 and "nope" in r.json()["error"], r.text
         def learned_all():
             s = stack.get("/v1/models/lin/loop").json()
             return s if s["learned_events"] == 200 and s["learns"] == 200 else None

@@ -29,10 +29,11 @@ public struct TrainerSettings: Sendable {
 struct LearnState: Equatable {
     /// The model-directory file version learned from (the operator's base).
     var base: String
-    /// The file under `learned/` holding the latest model: the base's bytes, then each learned model.
-    var model: String
-    /// The version that file serves as (`base` until the first update from it).
+    /// The version of the latest model, held in `learned/<modelVersion>.vw`: the base's bytes (then it
+    /// equals `base`, or a learned version served from the model directory), then each learned model.
     var modelVersion: String
+    /// The file under `learned/` holding it.
+    var model: String { modelVersion + ".vw" }
     /// Joined files learned: every `joined/<seq>.dsjson` with `seq <= position`.
     var position: Int
     /// Joined lines learned, from the first in join order.
@@ -48,7 +49,6 @@ struct LearnState: Equatable {
         writer.beginObject()
         writer.key("version"); writer.int(1)
         writer.key("base"); writer.string(base)
-        writer.key("model"); writer.string(model)
         writer.key("model_version"); writer.string(modelVersion)
         writer.key("position"); writer.int(position)
         writer.key("learned_events"); writer.int(learnedEvents)
@@ -65,14 +65,13 @@ struct LearnState: Equatable {
 
     static func parse(_ bytes: [UInt8]) -> LearnState? {
         guard let value = try? JSONParser.parse(bytes, maxDepth: 4), value[member: "version"]?.numberText == "1",
-              let base = value[member: "base"]?.stringValue, let model = value[member: "model"]?.stringValue,
-              Learner.isSafeFileName(model),
-              let modelVersion = value[member: "model_version"]?.stringValue,
+              let base = value[member: "base"]?.stringValue,
+              let modelVersion = value[member: "model_version"]?.stringValue, Learner.isSafeFileName(modelVersion),
               let position = value[member: "position"]?.numberText.flatMap({ Int($0) }),
               let learned = value[member: "learned_events"]?.numberText.flatMap({ Int($0) }),
               let updates = value[member: "updates"]?.numberText.flatMap({ Int($0) })
         else { return nil }
-        return LearnState(base: base, model: model, modelVersion: modelVersion, position: position, learnedEvents: learned,
+        return LearnState(base: base, modelVersion: modelVersion, position: position, learnedEvents: learned,
                           updates: updates, lastUpdate: value[member: "last_update"]?.stringValue,
                           published: value[member: "published"]?.arrayValue?.compactMap(\.stringValue) ?? [])
     }
@@ -208,7 +207,6 @@ final class Learner: @unchecked Sendable {
             // The commit: the model under its version, then the state naming it with the new position.
             let model = candidate.version + ".vw"
             var next = current
-            next.model = model
             next.modelVersion = candidate.version
             next.position = last
             next.learnedEvents = events
@@ -273,7 +271,7 @@ final class Learner: @unchecked Sendable {
         try LoopFiles.fsyncDirectory(learnedDirectory)
         let previous = state
         let next = LearnState(
-            base: serving.baseVersion, model: model, modelVersion: serving.version, position: previous?.position ?? 0,
+            base: serving.baseVersion, modelVersion: serving.version, position: previous?.position ?? 0,
             learnedEvents: previous?.learnedEvents ?? 0, updates: previous?.updates ?? 0, lastUpdate: previous?.lastUpdate,
             published: previous?.base == serving.baseVersion ? previous?.published ?? [] : []
         )
