@@ -4,8 +4,10 @@
 415 unsupported content type, 413 body over the limit, 413 more `:learn` examples than
 `max_batch`, 413 a `:rank` context over the interaction budget, 400 `:learn` on a model that
 cannot learn or with nothing to learn, 405 on `GET :learn`, 404 `:learn` on an unknown model
-(with its JSON error), 503 `:rank`/`:learn` on a model with no serving version, 503 `:activate`
-and `:learn` when the event log cannot be written, 504 `:rank` when vw does not answer in time.
+(with its JSON error), 400 bodies nested deeper than the limit, 503 `:rank`/`:learn` and V2
+`ready`/`infer` on a model with no serving version, 503 `:rank` past the queue limit, 503
+`:activate` and `:learn` when the event log cannot be written, 504 `:rank` when vw does not
+answer in time.
 
 Every refusal is followed by a check that the server still answers correctly, against VW's own
 output (`bin/vw -t`), and that the refused request logged nothing.
@@ -17,14 +19,16 @@ import json
 import os
 import signal
 import subprocess
+import threading
 from pathlib import Path
 
 import pytest
 
-from conftest import REFERENCE_VW, Stack, assert_json_error
+from conftest import REFERENCE_VW, Stack, assert_json_error, wait_until
 from test_loop import _train_log, assert_same_pmf, context, draw, ranking_pairs, vw_pmfs
 
 MAX_BODY = 64 * 1024  # vwfcgi's --max-body-bytes here (nginx's limit stays above it)
+MAX_LINE = 16 * 1024  # --max-line-bytes (the interaction bomb below fits it)
 LIN_MAX_BATCH = 5
 INTERACTION_BUDGET = 2_000  # a small context costs a few dozen, the "bomb" context ~25,000
 LIN_PROBE = ["|f a:1 b:1", "|f a:2 b:0"]
@@ -120,7 +124,7 @@ class Checked:
 @pytest.fixture(scope="module")
 def checked(models, tmp_path_factory):
     stack = Stack(models, state_dir=tmp_path_factory.mktemp("loop-errors-state"), extra_args=(
-        "--max-body-bytes", str(MAX_BODY), "--max-interaction-features", str(INTERACTION_BUDGET),
+        "--max-body-bytes", str(MAX_BODY), "--max-line-bytes", str(MAX_LINE), "--max-interaction-features", str(INTERACTION_BUDGET),
         "--timeout", "2")).start(ready=True)
     try:
         for name in ("broken", "brokenlin"):
@@ -192,11 +196,31 @@ def test_rank_over_the_interaction_budget_is_413_and_logs_no_decision(checked):
     ("/v1/models/lin:learn", {"examples": ["1 |f a:1"]}, 400, "instances"),
     ("/v1/models/lin:learn", ["1 |f a:1"], 400, None),
     ("/v1/models/lin:learn", {"instances": ["1 |f a:1", "save_x |f a:1"]}, 400, "instance 1"),
+    ("/v1/models/lin:learn", {"instances": ["1 |f a:1\u0000 b:2"]}, 400, "instance 0"),
+    ("/v1/models/lin:learn", {"instances": ["1 |f a:1", "1 |f " + "x" * (2 * MAX_LINE)]}, 400, "instance 1"),
     ("/v1/models/nope:learn", {"instances": ["1 |f a:1"]}, 404, "nope"),
 ])
 def test_learn_refusals(checked, path, body, status, contains):
     assert_json_error(checked.stack.post(path, json=body), status, contains=contains)
     checked.unharmed(f"{json.dumps(body)[:60]} on {path}")
+
+
+def nested(depth: int) -> dict:
+    node: dict = {"x": 1}
+    for _ in range(depth):
+        node = {"n": node}
+    return node
+
+
+@pytest.mark.parametrize("path,body", [
+    ("/v1/models/cb:rank", {"event_id": "deep", "context": {"User": nested(40), "_multi": [{"Action": {"t": "a0"}}]}}),
+    ("/v1/models/cb:reward", {"event_id": "deep", "reward": 1.0, "x": nested(40)}),
+    ("/v1/models/cb:activate", {"event_id": "deep", "x": nested(40)}),
+    ("/v1/models/lin:learn", {"instances": ["1 |f a:1"], "x": nested(40)}),
+], ids=["rank", "reward", "activate", "learn"])
+def test_loop_bodies_nested_deeper_than_the_limit_are_400(checked, path, body):
+    assert_json_error(checked.stack.post(path, json=body), 400, contains="nesting")
+    checked.unharmed(f"a body nested 40 deep on {path}")
 
 
 def test_learn_empty_text_body_is_400(checked):
@@ -221,6 +245,18 @@ def test_rank_and_learn_on_a_model_with_no_serving_version_are_503(checked, path
     assert_json_error(r, 503, contains="no serving version")
     assert r.headers.get("Retry-After"), dict(r.headers)
     checked.unharmed(f"{path} on a model that never loaded")
+
+
+@pytest.mark.parametrize("path,method,body", [
+    ("/v2/models/broken/ready", "GET", None),
+    ("/v2/models/broken/infer", "POST",
+     {"inputs": [{"name": "examples", "datatype": "BYTES", "shape": [1], "data": [json.dumps(context("alice"))]}]}),
+], ids=["ready", "infer"])
+def test_v2_on_a_model_with_no_serving_version_is_503(checked, path, method, body):
+    r = checked.stack.request(method, path, json=body)
+    assert_json_error(r, 503, contains="no serving version")
+    assert r.headers.get("Retry-After"), dict(r.headers)
+    checked.unharmed(f"{method} {path} on a model that never loaded")
 
 
 def test_rank_answers_504_when_vw_does_not_answer_and_logs_no_decision(checked):
@@ -266,6 +302,39 @@ def test_an_unwritable_event_log_answers_503_to_activate_and_learn(models, tmp_p
             got = [float(p) for p in r.json()["predictions"]]
             assert all(abs(g - w) <= 1e-6 for g, w in zip(got, want, strict=True)), (got, want)
         assert blocker.read_text() == "a file where the state directory should be\n"
+    finally:
+        problems = stack.stop()
+    assert not problems, "\n".join(problems)
+
+
+def test_rank_on_a_full_queue_is_503_and_logs_no_decision(models, tmp_path):
+    """SPEC §6 bounded queues, for :rank: past --max-queue, 503 with Retry-After, nothing logged."""
+    stack = Stack(models, state_dir=tmp_path / "state", extra_args=("--max-queue", "1", "--timeout", "30")).start()
+    try:
+        pmfs = vw_pmfs(models, RANK_PROBE, tmp_path)
+        [pid] = [s["pid"] for s in stack.get("/v1/models/cb").json()["shards"]]
+        held: list = []
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            first = threading.Thread(target=lambda: held.append(stack.post(
+                "/v1/models/cb:rank", json={"event_id": "held", "context": RANK_PROBE[0]})))
+            first.start()
+            inflight = lambda: stack.get("/v1/models/cb").json()["shards"][0]["inflight"] >= 1  # noqa: E731
+            assert wait_until(inflight, 20, step=0.05), stack.get("/v1/models/cb").json()
+            r = stack.post("/v1/models/cb:rank", json={"event_id": "refused", "context": RANK_PROBE[1]})
+            assert_json_error(r, 503, contains="overloaded")
+            assert r.headers.get("Retry-After"), dict(r.headers)
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        first.join(timeout=60)
+        assert held and held[0].status_code == 200, held and held[0].text
+        assert_same_pmf(ranking_pairs(held[0].json()["ranking"]), pmfs[0], "the held :rank")
+        assert held[0].json()["action"] == draw("held", pmfs[0])
+        r = stack.post("/v1/models/cb:rank", json={"event_id": "after", "context": RANK_PROBE[1]})
+        assert r.status_code == 200, r.text
+        assert_same_pmf(ranking_pairs(r.json()["ranking"]), pmfs[1], ":rank after the 503")
+        # "held" and "after" were logged; the refused one was not.
+        assert stack.get("/v1/models/cb/loop").json()["decisions"] == 2
     finally:
         problems = stack.stop()
     assert not problems, "\n".join(problems)
