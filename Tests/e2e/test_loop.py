@@ -545,7 +545,10 @@ def test_kill9_loses_no_acknowledged_event_and_joins_each_once(loop_models, tmp_
         assert segments[-1] != old_segment
         assert any(json.loads(line).get("EventId") == "after-restart" for line in segments[-1].read_text().splitlines())
         # Still serving, correctly.
-        assert rank_ok(second, context("bob"), "after-restart-2")["ranking"] == rank_ok(second, context("bob"))["ranking"]
+        want = vw_pmfs(loop_models, [context("bob")], tmp_path_factory.mktemp("after-restart-vw"))[0]
+        doc = rank_ok(second, context("bob"), "after-restart-2")
+        assert_same_pmf(ranking_pairs(doc["ranking"]), want, ":rank after the restart")  # VW's -t --json, not itself
+        assert doc["action"] == draw("after-restart-2", want)
 
         late = []
         if not complete_without_traffic:
