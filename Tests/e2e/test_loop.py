@@ -257,7 +257,7 @@ def test_pmfs_equal_vws_json_output(loop_stack, loop_models, tmp_path):
 
 
 # ---------------------------------------------------------------- 2. sampling
-def test_same_event_id_same_action_and_frequencies_match_pmf(loop_stack):
+def test_same_event_id_same_action_and_frequencies_match_pmf(loop_stack, loop_models, tmp_path):
     ctx = context("bob")
     first = rank_ok(loop_stack, ctx, "same-1")
     again = rank(loop_stack, ctx, "same-1")
@@ -267,6 +267,8 @@ def test_same_event_id_same_action_and_frequencies_match_pmf(loop_stack):
     assert generated["event_id"] and generated["event_id"] != "same-1"
 
     pmf = ranking_pairs(first["ranking"])
+    # The reference for the draws below is VW's own PMF, not the server's first answer alone.
+    assert_same_pmf(pmf, vw_pmfs(loop_models, [ctx], tmp_path)[0], ":rank of bob")
     n, workers = 3000, 8
     ids = [f"ev-{i}" for i in range(n)]
     chunks = [ids[k::workers] for k in range(workers)]
