@@ -578,6 +578,8 @@ BAD_RANK_BODIES = [
     (json.dumps({"event_id": "a b", "context": context("alice")}).encode(), "event_id"),
     (json.dumps({"event_id": "x" * 129, "context": context("alice")}).encode(), "event_id"),
     (json.dumps({"event_id": 7, "context": context("alice")}).encode(), "event_id"),
+    (json.dumps({"event_id": "", "context": context("alice")}).encode(), "event_id"),
+    (json.dumps({"event_id": "e/1", "context": context("alice")}).encode(), "event_id"),
     (json.dumps({"context": context("alice"), "deferred": "yes"}).encode(), "deferred"),
     (json.dumps({"context": context("alice"), "extra": 1}).encode(), "unknown member"),
     (json.dumps({"context": {"User": {"id": "a"}, "_comment": "x",
@@ -587,6 +589,11 @@ BAD_RANK_BODIES = [
 BAD_REWARD_BODIES = [
     (b'{"event_id": "x", "reward": ', "end of input"),
     (b'{"event_id": "x", "reward": 1e999}', "finite"),
+    (b'{"event_id": "x", "reward": -1e999}', "finite"),
+    (b'{"event_id": "x", "reward": NaN}', None),  # not JSON
+    (b'{"event_id": "x", "reward": Infinity}', None),
+    (b'{"event_id": "x", "reward": true}', "finite"),
+    (json.dumps({"event_id": "", "reward": 1}).encode(), "event_id"),
     (b'{"event_id": "x", "reward": "1"}', "finite"),
     (b'{"event_id": "x", "reward": null}', "finite"),
     (b'{"event_id": "x"}', "reward"),
@@ -603,6 +610,9 @@ BAD_ACTIVATE_BODIES = [
     (b'{}', "event_id"),
     (json.dumps({"event_id": "a b"}).encode(), "event_id"),
     (json.dumps({"event_id": "x", "reward": 1}).encode(), "unknown member"),
+    (json.dumps({"event_id": "x" * 129}).encode(), "event_id"),
+    (json.dumps({"event_id": 7}).encode(), "event_id"),
+    (b'[]', None),
 ]
 
 BAD_PREDICT_INSTANCES = [
