@@ -156,8 +156,9 @@ def test_loop_routes_answer_415_to_an_unsupported_content_type(checked, path, bo
 @pytest.mark.parametrize("path,body", [
     ("/v1/models/cb:rank", {"event_id": "big", "context": context("alice", Pad={f"f{i}": i for i in range(8_000)})}),
     ("/v1/models/cb:reward", {"rewards": [{"event_id": f"e-{i}", "reward": 1.0} for i in range(4_000)]}),
+    ("/v1/models/cb:activate", {"event_id": "big", "pad": "y" * (MAX_BODY + 1)}),
     ("/v1/models/lin:learn", {"instances": [f"1 |f a:{i}" for i in range(10_000)]}),
-], ids=["rank", "reward", "learn"])
+], ids=["rank", "reward", "activate", "learn"])
 def test_loop_routes_answer_413_to_a_body_over_the_limit(checked, path, body):
     data = json.dumps(body).encode()
     assert MAX_BODY < len(data) < 1024 * 1024, len(data)  # over vwfcgi's limit, under nginx's
