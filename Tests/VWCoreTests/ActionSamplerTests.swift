@@ -24,6 +24,21 @@ struct ActionSamplerTests {
         }
     }
 
+    /// Pinned to the documented generator (SPEC §8.2, README): SHA-256 of the event id, its first 8 bytes a
+    /// little-endian SplitMix64 seed, one step, the top 53 bits. The expected values were computed outside
+    /// this code (Python hashlib, as Tests/e2e/test_loop.py's `draw` does), so a change of the generator that
+    /// stays deterministic still fails here.
+    @Test func uniformAndDrawMatchTheDocumentedGenerator() {
+        let reference: [(id: String, top53: UInt64, position: Int)] = [
+            ("e-42", 5_504_602_782_225_063, 0), ("alice", 1_241_586_548_597_409, 0),
+            ("", 7_875_528_972_171_865, 1), ("ü-1", 5_407_195_029_154_018, 0),
+        ]
+        for (id, top53, position) in reference {
+            #expect(ActionSampler.uniform(id) == Double(top53) * 0x1.0p-53, "event id \(id.debugDescription)")
+            #expect(ActionSampler.draw(from: pmf, eventID: id) == position, "event id \(id.debugDescription)")
+        }
+    }
+
     @Test func uniformIsInTheUnitInterval() {
         for n in 0..<1_000 {
             let u = ActionSampler.uniform("u\(n)")

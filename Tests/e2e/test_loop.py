@@ -257,7 +257,7 @@ def test_pmfs_equal_vws_json_output(loop_stack, loop_models, tmp_path):
 
 
 # ---------------------------------------------------------------- 2. sampling
-def test_same_event_id_same_action_and_frequencies_match_pmf(loop_stack):
+def test_same_event_id_same_action_and_frequencies_match_pmf(loop_stack, loop_models, tmp_path):
     ctx = context("bob")
     first = rank_ok(loop_stack, ctx, "same-1")
     again = rank(loop_stack, ctx, "same-1")
@@ -267,6 +267,8 @@ def test_same_event_id_same_action_and_frequencies_match_pmf(loop_stack):
     assert generated["event_id"] and generated["event_id"] != "same-1"
 
     pmf = ranking_pairs(first["ranking"])
+    # The reference for the draws below is VW's own PMF, not the server's first answer alone.
+    assert_same_pmf(pmf, vw_pmfs(loop_models, [ctx], tmp_path)[0], ":rank of bob")
     n, workers = 3000, 8
     ids = [f"ev-{i}" for i in range(n)]
     chunks = [ids[k::workers] for k in range(workers)]
@@ -545,7 +547,10 @@ def test_kill9_loses_no_acknowledged_event_and_joins_each_once(loop_models, tmp_
         assert segments[-1] != old_segment
         assert any(json.loads(line).get("EventId") == "after-restart" for line in segments[-1].read_text().splitlines())
         # Still serving, correctly.
-        assert rank_ok(second, context("bob"), "after-restart-2")["ranking"] == rank_ok(second, context("bob"))["ranking"]
+        want = vw_pmfs(loop_models, [context("bob")], tmp_path_factory.mktemp("after-restart-vw"))[0]
+        doc = rank_ok(second, context("bob"), "after-restart-2")
+        assert_same_pmf(ranking_pairs(doc["ranking"]), want, ":rank after the restart")  # VW's -t --json, not itself
+        assert doc["action"] == draw("after-restart-2", want)
 
         late = []
         if not complete_without_traffic:
@@ -573,6 +578,8 @@ BAD_RANK_BODIES = [
     (json.dumps({"event_id": "a b", "context": context("alice")}).encode(), "event_id"),
     (json.dumps({"event_id": "x" * 129, "context": context("alice")}).encode(), "event_id"),
     (json.dumps({"event_id": 7, "context": context("alice")}).encode(), "event_id"),
+    (json.dumps({"event_id": "", "context": context("alice")}).encode(), "event_id"),
+    (json.dumps({"event_id": "e/1", "context": context("alice")}).encode(), "event_id"),
     (json.dumps({"context": context("alice"), "deferred": "yes"}).encode(), "deferred"),
     (json.dumps({"context": context("alice"), "extra": 1}).encode(), "unknown member"),
     (json.dumps({"context": {"User": {"id": "a"}, "_comment": "x",
@@ -582,6 +589,11 @@ BAD_RANK_BODIES = [
 BAD_REWARD_BODIES = [
     (b'{"event_id": "x", "reward": ', "end of input"),
     (b'{"event_id": "x", "reward": 1e999}', "finite"),
+    (b'{"event_id": "x", "reward": -1e999}', "finite"),
+    (b'{"event_id": "x", "reward": NaN}', None),  # not JSON
+    (b'{"event_id": "x", "reward": Infinity}', None),
+    (b'{"event_id": "x", "reward": true}', "finite"),
+    (json.dumps({"event_id": "", "reward": 1}).encode(), "event_id"),
     (b'{"event_id": "x", "reward": "1"}', "finite"),
     (b'{"event_id": "x", "reward": null}', "finite"),
     (b'{"event_id": "x"}', "reward"),
@@ -598,6 +610,9 @@ BAD_ACTIVATE_BODIES = [
     (b'{}', "event_id"),
     (json.dumps({"event_id": "a b"}).encode(), "event_id"),
     (json.dumps({"event_id": "x", "reward": 1}).encode(), "unknown member"),
+    (json.dumps({"event_id": "x" * 129}).encode(), "event_id"),
+    (json.dumps({"event_id": 7}).encode(), "event_id"),
+    (b'[]', None),
 ]
 
 BAD_PREDICT_INSTANCES = [
