@@ -120,6 +120,14 @@ public struct VWJSONGrammar: Sendable {
             if output.count > limits.maxLineBytes { throw .lineTooLong(limit: limits.maxLineBytes) }
         }
 
+        /// Writes `"key":`, after a comma unless it is the object's first member.
+        mutating func writeKey(_ key: String, first: inout Bool) {
+            if !first { output.append(UInt8(ascii: ",")) }
+            first = false
+            JSONQuoting.append(key, to: &output)
+            output.append(UInt8(ascii: ":"))
+        }
+
         /// Writes `{...}` for an object whose features belong to `namespace` (an index byte).
         mutating func writeObject(_ members: [(key: String, value: JSONValue)], namespace: UInt8, depth: Int, role: Role) throws(ExampleProblem) {
             if depth > maxDepth { throw .invalidInstance("objects nested deeper than \(maxDepth)") }
@@ -137,18 +145,13 @@ public struct VWJSONGrammar: Sendable {
                     switch kind {
                     case .drop: continue
                     case .text(let words):
-                        if !first { output.append(UInt8(ascii: ",")) }
-                        first = false
-                        VWJSONGrammar.appendString(key, to: &output)
-                        output.append(UInt8(ascii: ":"))
+                        writeKey(key, first: &first)
                         guard case .string(let text) = member.value else { preconditionFailure() }
-                        VWJSONGrammar.appendString(text, to: &output)
+                        JSONQuoting.append(text, to: &output)
                         try count(words, in: namespace)
                     case .multi(let elements):
-                        if !first { output.append(UInt8(ascii: ",")) }
-                        first = false
-                        VWJSONGrammar.appendString(key, to: &output)
-                        output.append(contentsOf: ":[".utf8)
+                        writeKey(key, first: &first)
+                        output.append(UInt8(ascii: "["))
                         for (offset, element) in elements.enumerated() {
                             guard case .object(let action) = element else {
                                 throw .invalidStructure("every element of \"_multi\" is an action object, not \(element.kindName)")
@@ -166,41 +169,28 @@ public struct VWJSONGrammar: Sendable {
                 case .null:
                     continue
                 case .bool(let value):
-                    if !first { output.append(UInt8(ascii: ",")) }
-                    first = false
-                    VWJSONGrammar.appendString(key, to: &output)
-                    output.append(contentsOf: (value ? ":true" : ":false").utf8)
+                    writeKey(key, first: &first)
+                    output.append(contentsOf: (value ? "true" : "false").utf8)
                     if value { try count(1, in: namespace) }
                 case .number(let text):
                     try VWJSONGrammar.checkNumber(text, key: key)
-                    if !first { output.append(UInt8(ascii: ",")) }
-                    first = false
-                    VWJSONGrammar.appendString(key, to: &output)
-                    output.append(UInt8(ascii: ":"))
+                    writeKey(key, first: &first)
                     output.append(contentsOf: text.utf8)
                     try count(1, in: namespace)
                 case .string(let text):
                     try VWJSONGrammar.checkText(text, what: "value of \"\(key)\"")
-                    if !first { output.append(UInt8(ascii: ",")) }
-                    first = false
-                    VWJSONGrammar.appendString(key, to: &output)
-                    output.append(UInt8(ascii: ":"))
-                    VWJSONGrammar.appendString(text, to: &output)
+                    writeKey(key, first: &first)
+                    JSONQuoting.append(text, to: &output)
                     try count(1, in: namespace)
                 case .object(let inner):
                     try VWJSONGrammar.checkNamespace(head, key: key)
-                    if !first { output.append(UInt8(ascii: ",")) }
-                    first = false
-                    VWJSONGrammar.appendString(key, to: &output)
-                    output.append(UInt8(ascii: ":"))
+                    writeKey(key, first: &first)
                     try writeObject(inner, namespace: head, depth: depth + 1, role: .namespace)
                 case .array(let elements):
                     try VWJSONGrammar.checkNamespace(head, key: key)
                     if depth + 1 > maxDepth { throw .invalidInstance("objects nested deeper than \(maxDepth)") }
-                    if !first { output.append(UInt8(ascii: ",")) }
-                    first = false
-                    VWJSONGrammar.appendString(key, to: &output)
-                    output.append(contentsOf: ":[".utf8)
+                    writeKey(key, first: &first)
+                    output.append(UInt8(ascii: "["))
                     var written = 0
                     for element in elements {
                         switch element {
@@ -319,21 +309,6 @@ public struct VWJSONGrammar: Sendable {
 
     static func lowercased(_ key: String) -> String {
         String(decoding: key.utf8.map { $0 >= 0x41 && $0 <= 0x5A ? $0 | 0x20 : $0 }, as: UTF8.self)
-    }
-
-    /// Writes `text` as a JSON string: `"`, `\` and TAB escaped (`\t`), every other byte raw (other control characters were refused).
-    static func appendString(_ text: String, to output: inout [UInt8]) {
-        output.append(UInt8(ascii: "\""))
-        for byte in text.utf8 {
-            if byte == VWTextSyntax.tab {
-                output.append(UInt8(ascii: "\\"))
-                output.append(UInt8(ascii: "t"))
-                continue
-            }
-            if byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") { output.append(UInt8(ascii: "\\")) }
-            output.append(byte)
-        }
-        output.append(UInt8(ascii: "\""))
     }
 }
 
