@@ -45,15 +45,11 @@ enum LoopFiles {
 
     /// Writes all of `bytes` to `fd`, resuming after short writes and EINTR.
     static func writeAll(_ fd: Int32, _ bytes: [UInt8], path: String) throws(EventLogError) {
-        var done = 0
-        while done < bytes.count {
-            let n = bytes.withUnsafeBytes { write(fd, $0.baseAddress! + done, $0.count - done) }
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw .system("write", path)
-            }
-            done += n
+        let failure = bytes.withUnsafeBytes { raw -> FileIO.Failure? in
+            do throws(FileIO.Failure) { try FileIO.writeAll(fd, raw) } catch { return error }
+            return nil
         }
+        if let failure { throw .system("write", path, errno: failure.code) }
     }
 
     static func fsyncFile(_ fd: Int32, path: String) throws(EventLogError) {
@@ -99,18 +95,10 @@ enum LoopFiles {
 
     /// The bytes of `fd` from `offset` to its end.
     static func readRest(_ fd: Int32, from offset: Int, path: String) throws(EventLogError) -> [UInt8] {
-        var result: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 1 << 16)
-        var position = offset
-        while true {
-            let n = chunk.withUnsafeMutableBytes { pread(fd, $0.baseAddress!, $0.count, off_t(position)) }
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw .system("read", path)
-            }
-            if n == 0 { return result }
-            result.append(contentsOf: chunk[0..<n])
-            position += n
+        do {
+            return try FileIO.readToEnd(fd, from: offset)
+        } catch {
+            throw .system("read", path, errno: error.code)
         }
     }
 

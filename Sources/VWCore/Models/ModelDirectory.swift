@@ -85,17 +85,10 @@ enum ModelDirectory {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw .unreadable("\(path): \(String(cString: strerror(errno)))") }
         defer { close(fd) }
-        var bytes: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 1 << 16)
-        while true {
-            let n = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw .unreadable("\(path): \(String(cString: strerror(errno)))")
-            }
-            if n == 0 { return bytes }
-            bytes.append(contentsOf: chunk[0..<n])
-            if bytes.count > maxBytes { throw .unreadable("\(path) is over \(maxBytes) bytes") }
+        do {
+            return try FileIO.readToEnd(fd, maxBytes: maxBytes)
+        } catch {
+            throw .unreadable(error.code == EFBIG ? "\(path) is over \(maxBytes) bytes" : "\(path): \(String(cString: strerror(error.code)))")
         }
     }
 
@@ -217,14 +210,10 @@ enum ModelDirectory {
     }
 
     private static func writeAll(_ bytes: UnsafeRawBufferPointer, to fd: Int32, path: String) throws(LoadError) {
-        var offset = 0
-        while offset < bytes.count {
-            let n = Glibc.write(fd, bytes.baseAddress! + offset, bytes.count - offset)
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw .unreadable("cannot stage \(path): \(String(cString: strerror(errno)))")
-            }
-            offset += n
+        do {
+            try FileIO.writeAll(fd, bytes)
+        } catch {
+            throw .unreadable("cannot stage \(path): \(String(cString: strerror(error.code)))")
         }
     }
 }
