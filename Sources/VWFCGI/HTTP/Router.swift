@@ -303,6 +303,9 @@ enum BodyFormat: Equatable {
 
     static func of(contentType: String?) -> Result<BodyFormat, Unsupported> {
         guard let contentType, !contentType.isEmpty else { return .success(.json) }
+        // The two headers nearly every request carries, answered without splitting and lowercasing them.
+        if contentType == "application/json" { return .success(.json) }
+        if contentType == "text/plain" { return .success(.text) }
         let parts = contentType.split(separator: ";").map { $0.trimmingSpaces().lowercased() }
         switch parts.first ?? "" {
         case "application/json":
