@@ -249,7 +249,7 @@ public struct Engine: Sendable {
 
     /// `POST /v1/models/<name>:reward`: the rewards on disk; returns how many were accepted.
     public func reward(model name: String, body: [UInt8], cache: inout ModelStore.ReaderCache) throws(PredictError) -> Int {
-        guard store.contains(name, cache: &cache) else { throw .modelNotFound(name) }
+        let config = try loopConfig(of: name, cache: &cache)
         let rewards: [RewardEvent]
         do throws(LoopRequestError) {
             rewards = try LoopRequests.rewards(body, maxDepth: maxJSONDepth)
@@ -258,13 +258,13 @@ public struct Engine: Sendable {
         }
         let now = EventLine.nowMilliseconds()
         let lines = rewards.map { EventLine.reward(eventId: $0.eventID.text, value: $0.number, timestampMilliseconds: now) }
-        try append(lines, kind: .reward, rewardSum: rewards.reduce(0) { $0 + $1.number }, model: name, cache: &cache)
+        try append(lines, kind: .reward, rewardSum: rewards.reduce(0) { $0 + $1.number }, model: name, config: config)
         return rewards.count
     }
 
     /// `POST /v1/models/<name>:activate`: a deferred decision will be joined (SPEC §8.2).
     public func activate(model name: String, body: [UInt8], cache: inout ModelStore.ReaderCache) throws(PredictError) {
-        guard store.contains(name, cache: &cache) else { throw .modelNotFound(name) }
+        let config = try loopConfig(of: name, cache: &cache)
         let id: EventID
         do throws(LoopRequestError) {
             id = try LoopRequests.activation(body, maxDepth: maxJSONDepth)
@@ -272,7 +272,7 @@ public struct Engine: Sendable {
             throw .invalidRequest(error.message)
         }
         try append([EventLine.activation(eventId: id.text, timestampMilliseconds: EventLine.nowMilliseconds())],
-                   kind: .activation, rewardSum: 0, model: name, cache: &cache)
+                   kind: .activation, rewardSum: 0, model: name, config: config)
     }
 
     /// `POST /v1/models/<name>:learn`: labelled VW text examples on disk, learned at the next update (SPEC §8.6).
@@ -280,7 +280,7 @@ public struct Engine: Sendable {
     /// For single-line VW text models with a `"loop"`. Each example passes the strict grammar, labels kept (and
     /// required), and is logged in canonical form, never as the client sent it. Returns how many were accepted.
     public func learn(model name: String, body: [UInt8], isJSON: Bool, cache: inout ModelStore.ReaderCache) throws(PredictError) -> Int {
-        let lines = try store.withServingVersion(of: name, cache: &cache) { version throws(PredictError) -> [[UInt8]] in
+        let (lines, config) = try store.withServingVersion(of: name, cache: &cache) { version throws(PredictError) -> ([[UInt8]], LoopConfig?) in
             guard version.loop != nil, version.jsonGrammar == nil, !version.multiline else {
                 throw .invalidRequest("model '\(name)' cannot :learn: that needs a single-line VW text model whose .json has a \"loop\"")
             }
@@ -301,7 +301,7 @@ public struct Engine: Sendable {
             guard texts.count <= version.maxBatch else { throw .tooManyInstances(count: texts.count, limit: version.maxBatch) }
             let grammar = ExampleGrammar(family: version.options.family, limits: store.settings.limits, keepsLabels: true)
             let now = EventLine.nowMilliseconds()
-            return try texts.enumerated().map { index, text throws(PredictError) in
+            let lines = try texts.enumerated().map { index, text throws(PredictError) in
                 do throws(ExampleProblem) {
                     let example = try grammar.parse(lines: [text])
                     guard example.hasLabel else { throw .invalidLabel("a :learn example needs a label") }
@@ -311,8 +311,9 @@ public struct Engine: Sendable {
                     throw .invalidExample(InvalidExample(index: index, problem: error))
                 }
             }
+            return (lines, version.loop)
         }
-        try append(lines, kind: .learn, rewardSum: 0, model: name, cache: &cache)
+        try append(lines, kind: .learn, rewardSum: 0, model: name, config: config)
         return lines.count
     }
 
@@ -339,12 +340,21 @@ public struct Engine: Sendable {
                           learning: LearnStatus())
     }
 
+    /// The loop settings of the serving version's .json (nil for a model not serving yet: the defaults);
+    /// throws only for a model not in the directory. One lookup per request, taken before the body is read.
+    private func loopConfig(of name: String, cache: inout ModelStore.ReaderCache) throws(PredictError) -> LoopConfig? {
+        do throws(PredictError) {
+            return try store.withServingVersion(of: name, cache: &cache) { version throws(PredictError) in version.loop }
+        } catch {
+            if case .modelNotFound = error { throw error }
+            return nil
+        }
+    }
+
     private func append(_ lines: [[UInt8]], kind: LoopMetrics.Kind, rewardSum: Double, model name: String,
-                        cache: inout ModelStore.ReaderCache) throws(PredictError) {
-        // The join settings come from the serving version's .json; a model not serving yet uses the defaults.
-        let config = try? store.withServingVersion(of: name, cache: &cache) { version throws(PredictError) in version.loop }
+                        config: LoopConfig?) throws(PredictError) {
         do throws(EventLogError) {
-            try loops.loop(for: name, config: config ?? nil).append(lines, kind: kind, rewardSum: rewardSum)
+            try loops.loop(for: name, config: config).append(lines, kind: kind, rewardSum: rewardSum)
         } catch {
             throw .eventLogFailed(error.message)
         }

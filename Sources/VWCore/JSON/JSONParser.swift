@@ -14,14 +14,18 @@ public enum JSONParser {
 
     /// Whether `text` is a number as RFC 8259 writes it (no leading zeros, no `+`, no `nan`/`inf`).
     public static func isNumber(_ text: some StringProtocol) -> Bool {
+        // Read in place: this runs for every prediction of a JSON reply.
+        if let answer = text.utf8.withContiguousStorageIfAvailable({ numberEnd(in: $0, from: 0) == $0.count && !$0.isEmpty }) {
+            return answer
+        }
         let utf8 = Array(text.utf8)
         return numberEnd(in: utf8, from: 0) == utf8.count && !utf8.isEmpty
     }
 
     /// The index just past the number starting at `start`, or nil when no valid number starts there.
-    public static func numberEnd(in bytes: [UInt8], from start: Int) -> Int? {
+    public static func numberEnd<Bytes: RandomAccessCollection<UInt8>>(in bytes: Bytes, from start: Int) -> Int? where Bytes.Index == Int {
         var i = start
-        let n = bytes.count
+        let n = bytes.endIndex
         if i < n, bytes[i] == UInt8(ascii: "-") { i += 1 }
         guard i < n else { return nil }
         if bytes[i] == UInt8(ascii: "0") {

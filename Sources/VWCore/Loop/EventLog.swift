@@ -108,17 +108,17 @@ public final class EventLog: @unchecked Sendable {
     /// Appends `lines` (each one JSON object without "\n") and returns once they are written and fsynced.
     /// The lines of one call stay together and in order.
     public func append(lines: [[UInt8]]) throws(EventLogError) {
-        var bytes: [UInt8] = []
-        bytes.reserveCapacity(lines.reduce(0) { $0 + $1.count + 1 })
-        for line in lines {
-            if line.isEmpty || line.contains(0x0A) { throw EventLogError("event log: a line must be non-empty and hold no newline") }
-            bytes.append(contentsOf: line)
-            bytes.append(0x0A)
+        for line in lines where line.isEmpty || line.contains(0x0A) {
+            throw EventLogError("event log: a line must be non-empty and hold no newline")
         }
-        if bytes.isEmpty { return }
+        if lines.isEmpty { return }
         var ticket = 0
         condition.broadcast {
-            queued.append(contentsOf: bytes)
+            // Copied once, straight into the queue (no intermediate buffer per append).
+            for line in lines {
+                queued.append(contentsOf: line)
+                queued.append(0x0A)
+            }
             lastEnqueued += 1
             ticket = lastEnqueued
         }

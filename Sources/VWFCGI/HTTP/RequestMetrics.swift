@@ -70,37 +70,53 @@ final class RequestMetrics: Sendable {
         let current = epoch.load(ordering: .acquiring)
         if cache.epoch != current { cache = HandleCache(epoch: current) }
         let key = RequestKey(model: outcome.model, route: outcome.route, code: status)
-        let counter = cache.requests[key] ?? requests.withLock { shared in
-            if let counter = shared[key] { return counter }
-            let counter = Counter(label: "vwfcgi_requests_total", dimensions: [
-                ("model", key.model), ("route", key.route), ("code", String(key.code)),
-            ])
-            shared[key] = counter
-            return counter
+        // A thread's own handle is looked up once; the shared map (a lock) and the factory only on its first use.
+        let counter: CoreMetrics.Counter
+        if let cached = cache.requests[key] {
+            counter = cached
+        } else {
+            counter = requests.withLock { shared in
+                if let counter = shared[key] { return counter }
+                let counter = Counter(label: "vwfcgi_requests_total", dimensions: [
+                    ("model", key.model), ("route", key.route), ("code", String(key.code)),
+                ])
+                shared[key] = counter
+                return counter
+            }
+            cache.requests[key] = counter
         }
-        cache.requests[key] = counter
         counter.increment()
-        let handles = cache.perModel[outcome.model] ?? perModel.withLock { shared in
-            if let handles = shared[outcome.model] { return handles }
-            let handles = ModelHandles(
-                duration: CoreMetrics.Timer(label: "vwfcgi_request_duration_seconds", dimensions: [("model", outcome.model)]),
-                examples: Counter(label: "vwfcgi_examples_total", dimensions: [("model", outcome.model)])
-            )
-            shared[outcome.model] = handles
-            return handles
+        let handles: ModelHandles
+        if let cached = cache.perModel[outcome.model] {
+            handles = cached
+        } else {
+            handles = perModel.withLock { shared in
+                if let handles = shared[outcome.model] { return handles }
+                let handles = ModelHandles(
+                    duration: CoreMetrics.Timer(label: "vwfcgi_request_duration_seconds", dimensions: [("model", outcome.model)]),
+                    examples: Counter(label: "vwfcgi_examples_total", dimensions: [("model", outcome.model)])
+                )
+                shared[outcome.model] = handles
+                return handles
+            }
+            cache.perModel[outcome.model] = handles
         }
-        cache.perModel[outcome.model] = handles
         handles.duration.recordNanoseconds(Int64(duration.components.seconds) * 1_000_000_000 + duration.components.attoseconds / 1_000_000_000)
         if outcome.examples > 0 { handles.examples.increment(by: outcome.examples) }
         if let reason = outcome.errorReason {
             let errorKey = outcome.model + "\u{0}" + reason
-            let counter = cache.errors[errorKey] ?? errors.withLock { shared in
-                if let counter = shared[errorKey] { return counter }
-                let counter = Counter(label: "vwfcgi_errors_total", dimensions: [("model", outcome.model), ("reason", reason)])
-                shared[errorKey] = counter
-                return counter
+            let counter: CoreMetrics.Counter
+            if let cached = cache.errors[errorKey] {
+                counter = cached
+            } else {
+                counter = errors.withLock { shared in
+                    if let counter = shared[errorKey] { return counter }
+                    let counter = Counter(label: "vwfcgi_errors_total", dimensions: [("model", outcome.model), ("reason", reason)])
+                    shared[errorKey] = counter
+                    return counter
+                }
+                cache.errors[errorKey] = counter
             }
-            cache.errors[errorKey] = counter
             counter.increment()
         }
     }

@@ -16,13 +16,15 @@ struct Router: Sendable {
     /// Answers one request and records it in the metrics.
     func handle(_ request: HTTPRequest, context: inout ThreadContext) -> HTTPResponse {
         let start = ContinuousClock.now
-        var outcome = RequestMetrics.Outcome(route: Self.route(of: request.path))
+        // Parsed once: the V2 route is both the metrics label and what `dispatch` serves.
+        let v2Route = OpenInferenceRoute(path: request.path)
+        var outcome = RequestMetrics.Outcome(route: v2Route?.label ?? Self.route(of: request.path))
         let response: HTTPResponse
         if let rejection = request.rejection {
             response = rejection
             outcome.errorReason = rejection.status == 503 ? "shutting_down" : nil
         } else {
-            response = dispatch(request, &outcome, &context.models)
+            response = dispatch(request, v2Route, &outcome, &context.models)
         }
         if outcome.errorReason == nil && response.status >= 400 {
             outcome.errorReason = Self.reason(status: response.status)
@@ -32,7 +34,8 @@ struct Router: Sendable {
     }
 
     private func dispatch(
-        _ request: HTTPRequest, _ outcome: inout RequestMetrics.Outcome, _ cache: inout ModelStore.ReaderCache
+        _ request: HTTPRequest, _ v2Route: OpenInferenceRoute?, _ outcome: inout RequestMetrics.Outcome,
+        _ cache: inout ModelStore.ReaderCache
     ) -> HTTPResponse {
         let path = request.path
         switch path {
@@ -48,7 +51,7 @@ struct Router: Sendable {
         case "/v1/models", "/v1/models/":
             return only(["GET", "HEAD"], request) { .json(StatusDocument.list(store.statuses)) }
         default:
-            if let route = OpenInferenceRoute(path: path) { return openInference(route, request, &outcome, &cache) }
+            if let v2Route { return openInference(v2Route, request, &outcome, &cache) }
         }
         let prefix = "/v1/models/"
         guard path.hasPrefix(prefix) else { return .error(404, "no route for \(path)") }
@@ -300,6 +303,9 @@ enum BodyFormat: Equatable {
 
     static func of(contentType: String?) -> Result<BodyFormat, Unsupported> {
         guard let contentType, !contentType.isEmpty else { return .success(.json) }
+        // The two headers nearly every request carries, answered without splitting and lowercasing them.
+        if contentType == "application/json" { return .success(.json) }
+        if contentType == "text/plain" { return .success(.text) }
         let parts = contentType.split(separator: ";").map { $0.trimmingSpaces().lowercased() }
         switch parts.first ?? "" {
         case "application/json":

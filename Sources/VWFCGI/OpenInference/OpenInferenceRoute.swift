@@ -16,28 +16,34 @@ enum OpenInferenceRoute: Equatable {
     /// The route of `path`, or nil when it is not one of the protocol's.
     init?(path: String) {
         guard path == "/v2" || path.hasPrefix("/v2/") else { return nil }
+        // Matched segment by segment, without building arrays to compare: this runs for every V2 request.
         var parts = path.split(separator: "/", omittingEmptySubsequences: false).dropFirst(2)
-        switch Array(parts) {
-        case [], [""]: self = .server
-        case ["health", "live"]: self = .live
-        case ["health", "ready"]: self = .ready
-        default:
-            guard parts.count >= 2, parts.first == "models" else { return nil }
-            let name = String(parts[parts.startIndex + 1])
-            guard !name.isEmpty, !name.contains(":") else { return nil }
-            parts = parts.dropFirst(2)
-            var version: String?
-            if parts.first == "versions" {
-                guard parts.count >= 2, !parts[parts.startIndex + 1].isEmpty else { return nil }
-                version = String(parts[parts.startIndex + 1])
-                parts = parts.dropFirst(2)
-            }
-            switch Array(parts) {
-            case []: self = .model(name: name, version: version)
-            case ["ready"]: self = .modelReady(name: name, version: version)
-            case ["infer"]: self = .infer(name: name, version: version)
+        if parts.isEmpty || (parts.count == 1 && parts[parts.startIndex].isEmpty) {
+            self = .server
+            return
+        }
+        if parts.count == 2, parts[parts.startIndex] == "health" {
+            switch parts[parts.startIndex + 1] {
+            case "live": self = .live; return
+            case "ready": self = .ready; return
             default: return nil
             }
+        }
+        guard parts.count >= 2, parts[parts.startIndex] == "models" else { return nil }
+        let name = String(parts[parts.startIndex + 1])
+        guard !name.isEmpty, !name.contains(":") else { return nil }
+        parts = parts.dropFirst(2)
+        var version: String?
+        if parts.first == "versions" {
+            guard parts.count >= 2, !parts[parts.startIndex + 1].isEmpty else { return nil }
+            version = String(parts[parts.startIndex + 1])
+            parts = parts.dropFirst(2)
+        }
+        switch parts.count {
+        case 0: self = .model(name: name, version: version)
+        case 1 where parts[parts.startIndex] == "ready": self = .modelReady(name: name, version: version)
+        case 1 where parts[parts.startIndex] == "infer": self = .infer(name: name, version: version)
+        default: return nil
         }
     }
 
