@@ -2,7 +2,7 @@
 /// (strings quoted by `JSONQuoting`, like the HTTP answers).
 ///
 /// Callers write objects with `key(_:)` before each member value; commas are placed automatically.
-/// Numbers given as `Double` must be finite (JSON has no NaN or infinity): that is the caller's check.
+/// Numbers given as `Double` should be finite (JSON has no NaN or infinity): a non-finite one is written as `null`.
 public struct JSONLineWriter {
     public private(set) var bytes: [UInt8] = []
     /// Per open container: whether the next element needs a comma first.
@@ -70,10 +70,15 @@ public struct JSONLineWriter {
         bytes.append(contentsOf: String(value).utf8)
     }
 
-    /// A finite double in Swift's shortest round-trip form (`0.5`, `1e-05`), which is valid JSON.
+    /// A finite double in Swift's shortest round-trip form (`0.5`, `1e-05`), which is valid JSON. JSON has no NaN
+    /// or infinity: callers clip or refuse such values first; one that gets here anyway is written as `null`
+    /// (never a trap: the values come from clients and files).
     public mutating func double(_ value: Double) {
-        precondition(value.isFinite, "JSON numbers are finite")
         separate()
+        guard value.isFinite else {
+            bytes.append(contentsOf: "null".utf8)
+            return
+        }
         // -0.0 would read back as 0 anyway; write it plainly.
         bytes.append(contentsOf: (value == 0 ? "0.0" : value.description).utf8)
     }

@@ -2,8 +2,8 @@
 import Glibc
 #endif
 
-/// The join's parameters (a model's `"loop"` object, SPEC §8.5–8.6).
-public struct JoinSettings: Sendable {
+/// The join's parameters: the serving version's `"loop"` object (SPEC §8.5, §8.9), read again at every step.
+public struct JoinSettings: Sendable, Equatable {
     /// How long a decision waits for rewards after the joiner first reads it (a deferred one: after its activation).
     public var rewardWait: Duration
     /// The reward of a decision that got none (its cost is its negation).
@@ -14,13 +14,34 @@ public struct JoinSettings: Sendable {
     /// How long a deferred decision that is never activated (no reward, no activation) is kept; then it is
     /// dropped without being joined, and counted.
     public var deferredWait: Duration
+    /// Each reward read is clipped to it, and so is an event's aggregated reward.
+    public var rewardRange: ClosedRange<Double>
+    public var aggregation: RewardAggregation
+    /// A logged probability below it is written as it in the joined line (`_label_probability`), and counted.
+    public var minProbability: Double
+    /// Caps: beyond them the oldest are dropped and counted.
+    public var maxPending: Int
+    public var maxOrphans: Int
 
     public init(rewardWait: Duration = .seconds(10), defaultReward: Double = 0, orphanWait: Duration = .seconds(3600),
-                deferredWait: Duration = .seconds(86_400)) {
+                deferredWait: Duration = .seconds(86_400), rewardRange: ClosedRange<Double> = -1...1,
+                aggregation: RewardAggregation = .sum, minProbability: Double = 1e-4, maxPending: Int = 1_000_000,
+                maxOrphans: Int = 1_000_000) {
         self.rewardWait = rewardWait
         self.defaultReward = defaultReward
         self.orphanWait = orphanWait
         self.deferredWait = deferredWait
+        self.rewardRange = rewardRange
+        self.aggregation = aggregation
+        self.minProbability = minProbability
+        self.maxPending = maxPending
+        self.maxOrphans = maxOrphans
+    }
+
+    public init(_ loop: LoopConfig) {
+        self.init(rewardWait: loop.rewardWait, defaultReward: loop.defaultReward, orphanWait: loop.orphanWait,
+                  deferredWait: loop.deferredWait, rewardRange: loop.rewardRange, aggregation: loop.rewardAggregation,
+                  minProbability: loop.minProbability, maxPending: loop.maxPending, maxOrphans: loop.maxOrphans)
     }
 }
 
@@ -30,12 +51,17 @@ public struct JoinStep: Sendable {
     public var joined: [String] = []
     /// The joined file written (`<seq>.dsjson`), nil when nothing was joined.
     public var file: String?
-    /// Log lines skipped (torn by a crash, invalid, or decisions without valid `a`/`p`).
+    /// Log lines skipped (torn by a crash, invalid, decisions without valid `a`/`p`, refused files, ...).
     public var skipped: [SkippedLine] = []
     /// Rewards and activations dropped because their decision never came within `orphanWait`.
     public var droppedOrphans = 0
     /// Deferred decisions dropped, never activated within `deferredWait`.
     public var droppedDeferred = 0
+    /// Dropped by the caps (`max_pending`, `max_orphans`): the oldest first.
+    public var droppedPendingOverCap = 0
+    public var droppedOrphansOverCap = 0
+    /// Joined decisions whose logged probability was below `min_probability` (written clipped).
+    public var clippedProbabilities = 0
     /// Decisions whose event id was already pending (the later line is ignored).
     public var duplicateDecisions = 0
     /// New log lines read, by kind (for the loop status and metrics).
@@ -49,279 +75,380 @@ public struct JoinStep: Sendable {
     public var rewardSum = 0.0
 }
 
-/// Joins a model's logged decisions with their rewards into VW dsjson training lines (SPEC §8.5).
+/// Joins a model's logged decisions with their rewards into VW dsjson training lines (SPEC §8.5, §8.9).
 ///
 /// ## Joined line
 /// One line per decision, members in this order:
 /// `{"_label_cost":C,"_label_probability":P,"_label_Action":A,"_labelIndex":A-1,"o":[...],"Timestamp","Version","EventId","a","c","p","VWState"}`
-/// * `C` = -(sum of the rewards), or -`defaultReward` when none came (`0.0` written for zero).
-/// * `A` = the chosen action, the first of `"a"` (1-based); `P` = the first of `"p"`, its source text.
-/// * `"o"`: `[]` without rewards; `[{"v":r}]` with one; `[{"v":first},{"v":last}]` with several (reward texts as logged).
-/// * The interaction members are copied from the decision line (`"Version"` is `"1"` when missing); the
-///   decision's `"DeferredAction"` is not copied.
+/// * `C` = -(the event's reward): per `aggregation` the sum or the first of its rewards (each clipped to the reward
+///   range when read, the result clipped again), or -`defaultReward` when none came (`0.0` written for zero).
+/// * `A` = the chosen action, the first of `"a"` (1-based); `P` = the first of `"p"`, its source text, or
+///   `minProbability` when it is below it (counted).
+/// * `"o"`: `[{"v":r}, ...]`: the rewards read (clipped), at most ``RewardTally/keep`` of them.
+/// * The interaction members are copied from the decision line (`"Version"` is `"1"` when missing or not a string).
 ///
-/// ## Timing
-/// A decision is joined in the first `step` at or after `rewardWait` from the step that first read it; a
-/// deferred decision only once activated (an activation or a reward), `rewardWait` after the step that read
-/// the activation. Times come from the caller (`nowMilliseconds`, a wall clock), so tests inject them.
-/// A reward read after its decision was joined has no decision any more: it waits as an orphan and is dropped
-/// after `orphanWait` (so is a second decision line with a joined event id: it is a new event).
+/// ## Bounded memory and writes
+/// A pending decision is a reference into the log (segment, offset, length) with its reward tally; its line is
+/// read back from the segment when it is joined (and must still parse with the same event id). An orphan (rewards
+/// without a decision yet) is a tally under the 128-bit key of its event id. `maxPending`/`maxOrphans` cap both;
+/// the oldest go first, counted. Due decisions are found from queues in arrival order: a step costs what it reads
+/// and joins, not what is pending.
 ///
 /// ## Files and crash safety (each event joined exactly once)
-/// * `<state>/<name>/joined/<seq>.dsjson`: each step that joins anything writes one new, immutable file,
-///   `seq` increasing from 1: written as `.<seq>.dsjson.tmp`, fsynced, renamed, directory fsynced. A file with
-///   a name is complete; a trainer can read name order (numbers as numbers) = join order.
-/// * `<state>/<name>/join-state.json`: the join position: per-segment byte offsets, the pending decisions
-///   (their log lines, rewards, times) and orphans, the next file seq. Replaced atomically (temp, fsync,
-///   rename, fsync directory) *after* the joined file is durable.
-/// * Recovery (in `init`): `.tmp` files are deleted (a crash before the rename: nothing was joined, the state
-///   still holds those decisions). Joined files numbered at or past the state's next seq were written by a step
-///   whose state never landed: their event ids are remembered, removed from the restored pending set, and the
-///   next read of the log (which re-reads from the old offsets) ignores their decisions and rewards; the next
-///   file seq moves past them. A crash after the log append but before the join: the decision is past no offset
-///   and is read again. So no event is lost or joined twice, and no joined line is ever rewritten.
-/// * A step that throws before its joined file is renamed into place (disk full, unwritable) is undone in memory;
-///   the next step reads the same log lines again. After the rename, the step counts as done even if the
-///   directory fsync or the state write then fails (the next step rewrites the state).
+/// * `joined/<seq>.dsjson`: each step that joins anything writes one new, immutable file, `seq` increasing from 1:
+///   written as `.<seq>.dsjson.tmp`, fsynced, renamed, directory fsynced.
+/// * `join-journal.jsonl`: one record per step *after* its joined file is durable: the per-segment offsets that
+///   moved and the current form of every pending decision and orphan the step touched (or their removal)
+///   (``JoinState/record(offsets:keys:)``), fsynced. `join-state.json`: a snapshot of everything, written atomically
+///   when the journal outgrows the last snapshot; the journal is then emptied (records at or before the snapshot's
+///   step are ignored, so a crash in between is harmless).
+/// * Restore: snapshot, then the journal's records in order; a torn last record (no "\n") is cut off. A snapshot or
+///   journal that cannot be used (corrupt, not a regular file) is moved aside as `*.corrupt-<unix time>`, reported
+///   (`restoreProblem`), and the join starts over from the segments' beginnings: every event id found in a joined
+///   file is then ignored when read again, so nothing acknowledged is lost and nothing is joined twice.
+/// * Joined files numbered at or past the state's next seq were written by a step whose record never landed:
+///   their event ids are remembered and ignored while the log is read again from the older offsets.
+/// * A step whose joined file cannot be written (disk full) throws; its due decisions are kept and written by the
+///   next step, and nothing is journaled until they are.
 ///
 /// Not thread-safe: one joiner (thread) per model and state directory.
 public final class Joiner {
     public let modelDirectory: String
     public let joinedDirectory: String
-    public let settings: JoinSettings
-    private var statePath: String { modelDirectory + "/join-state.json" }
+    public var settings: JoinSettings
+    static let snapshotName = "join-state.json"
+    static let journalName = "join-journal.jsonl"
 
-    private struct Pending {
-        var order: Int
-        var seen: Int64
-        var line: [UInt8]
-        var deferred: Bool
-        var activated: Int64?
-        var rewards: [String]
-        /// A `:learn` line: joined as it is, in the step that reads it (never pending across steps).
-        var learn = false
-    }
-
-    private struct Orphan {
-        var seen: Int64
-        var activated: Int64?
-        var rewards: [String]
-    }
-
+    private let directory: StateDirectory
+    private let joinedFiles: StateDirectory
     private var reader: LogReader
-    private var pending: [String: Pending] = [:]
-    private var orphans: [String: Orphan] = [:]
-    private var nextOrder = 0
-    private var nextFile = 1
-    /// Event ids found in joined files the persisted state did not know of (see Recovery); cleared by the first step.
-    private var recovered: Set<String> = []
-    /// Joined lines so far (from the state, plus recovered files).
-    public private(set) var joinedCount = 0
+    private var state = JoinState()
+    /// Pending decisions by arrival (mark: order), split by whether they wait for an activation; activated deferred
+    /// decisions by activation time; orphans by arrival time.
+    private var plainQueue = KeyQueue()
+    private var deferredQueue = KeyQueue()
+    private var activatedQueue = KeyQueue()
+    private var orphanQueue = KeyQueue()
+    /// Due decisions whose joined file could not be written yet.
+    private var carried: [(key: EventKey, decision: PendingDecision)] = []
+    /// Keys and offsets changed since the last journal record.
+    private var touched: Set<EventKey> = []
+    /// Event ids found in joined files the persisted state did not know of (see Recovery); kept until the log is read to its end.
+    private var recovered: Set<EventKey> = []
+    private var journal: Int32 = -1
+    private var journalBytes = 0
+    private var snapshotBytes = 0
+    /// Why the saved state could not be used (it was moved aside), nil when it was.
+    public private(set) var restoreProblem: String?
 
-    /// Decisions waiting for their rewards, activation or time.
-    public var pendingCount: Int { pending.count }
+    /// Joined lines so far (from the state, plus recovered files).
+    public var joinedCount: Int { state.joined }
+    /// Decisions waiting for their rewards, activation or time (or for their joined file to be written).
+    public var pendingCount: Int { state.pending.count + carried.count }
     /// Event ids with rewards or activations but no decision yet.
-    public var orphanCount: Int { orphans.count }
+    public var orphanCount: Int { state.orphans.count }
 
     /// Opens the join of model `name` under `stateDirectory`, recovering from any crash (see the type's notes).
-    public init(stateDirectory: String, name: String, settings: JoinSettings = JoinSettings()) throws(EventLogError) {
-        modelDirectory = stateDirectory + "/" + name
-        joinedDirectory = modelDirectory + "/joined"
+    public convenience init(stateDirectory: String, name: String, settings: JoinSettings = JoinSettings()) throws(EventLogError) {
+        try self.init(directory: try StateDirectory.root(stateDirectory).directory(name), settings: settings)
+    }
+
+    public init(directory: StateDirectory, settings: JoinSettings = JoinSettings()) throws(EventLogError) {
+        self.directory = directory
+        modelDirectory = directory.path
+        joinedFiles = try directory.directory("joined")
+        joinedDirectory = joinedFiles.path
         self.settings = settings
-        reader = LogReader(logDirectory: modelDirectory + "/log")
-        try LoopFiles.makeDirectories(joinedDirectory)
-        try LoopFiles.makeDirectories(reader.directory)
-        if let bytes = try LoopFiles.read(statePath) { try restore(bytes) }
-        try recover()
+        reader = LogReader(directory: try directory.directory("log"))
+        try restore()
+    }
+
+    deinit {
+        if journal >= 0 { close(journal) }
     }
 
     /// Joined file seqs in the directory, ascending.
     public static func joinedFiles(in directory: String) -> [Int] {
-        LoopFiles.list(directory).compactMap { name -> Int? in
+        joinedNumbers(LoopFiles.list(directory))
+    }
+
+    static func joinedNumbers(_ names: [String]) -> [Int] {
+        names.compactMap { name -> Int? in
             guard name.hasSuffix(".dsjson") else { return nil }
             return LoopFiles.number(in: name.dropLast(".dsjson".count))
         }.sorted()
     }
 
-    /// Reads the new log lines, joins every decision that is due, writes them durably, then persists the position.
-    /// `writersStopped` treats a final line without "\n" as torn in every segment (offline join, no writer running).
+    /// Reads the new log lines, joins every decision that is due into one new joined file, and records the step.
+    /// Throws when the joined file or the record cannot be written (see the type's notes).
     @discardableResult
     public func step(nowMilliseconds now: Int64, writersStopped: Bool = false) throws(EventLogError) -> JoinStep {
         var result = JoinStep()
-        var reading = reader
-        let (records, skipped) = try reading.readNew(writersStopped: writersStopped)
+        let (records, skipped) = reader.readNew(writersStopped: writersStopped)
         result.skipped = skipped
-        // Until the joined file is renamed into place, a failure undoes the step: the same lines are read again.
-        let saved = (pending, orphans, nextOrder)
-        func undo() { (pending, orphans, nextOrder) = saved }
         for record in records { absorb(record, now: now, into: &result) }
-
-        let wait = Self.milliseconds(settings.rewardWait)
-        var due: [(id: String, pending: Pending)] = []
-        for (id, decision) in pending {
-            if decision.deferred {
-                if let activated = decision.activated {
-                    if now >= activated + wait { due.append((id, decision)) }
-                } else if now >= decision.seen + Self.milliseconds(settings.deferredWait) {
-                    pending[id] = nil
-                    result.droppedDeferred += 1
-                }
-            } else if decision.learn || now >= decision.seen + wait {
-                due.append((id, decision))
-            }
-        }
-        let orphanWait = Self.milliseconds(settings.orphanWait)
-        for (id, orphan) in orphans where now >= orphan.seen + orphanWait {
-            orphans[id] = nil
-            result.droppedOrphans += orphan.rewards.count + (orphan.activated == nil ? 0 : 1)
-        }
-        due.sort { $0.pending.order < $1.pending.order }
-
-        var fileNumber = nextFile
+        if reader.caughtUp { recovered = [] }
+        enforceCaps(into: &result)
+        var due = carried + dueDecisions(now: now, into: &result)
+        carried = []
+        due.sort { $0.decision.order < $1.decision.order }
         if !due.isEmpty {
             var bytes: [UInt8] = []
-            for (id, decision) in due {
-                if decision.learn {
-                    bytes.append(contentsOf: decision.line)
-                } else {
-                    bytes.append(contentsOf: joinedLine(decision))
-                    result.rewardSum += reward(of: decision)
-                    result.decisionsJoined += 1
+            var joinedIDs: [String] = []
+            var rewardSum = 0.0
+            var decisionsJoined = 0
+            for (key, decision) in due {
+                switch joinedLine(key: key, decision, into: &bytes, result: &result) {
+                case .decision(let id, let reward):
+                    joinedIDs.append(id)
+                    rewardSum += reward
+                    decisionsJoined += 1
+                case .learn(let id):
+                    joinedIDs.append(id)
+                case .skipped:
+                    continue
                 }
-                bytes.append(0x0A)
-                result.joined.append(id)
             }
-            let name = "\(fileNumber).dsjson"
-            let temporary = joinedDirectory + "/." + name + ".tmp"
-            let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-            if fd < 0 {
-                let error = EventLogError.system("create", temporary)
-                undo()
-                throw error
+            if !joinedIDs.isEmpty {
+                let name = "\(state.nextFile).dsjson"
+                do {
+                    try writeJoined(bytes, name: name)
+                } catch {
+                    carried = due
+                    throw error
+                }
+                state.nextFile += 1
+                state.joined += joinedIDs.count
+                result.file = name
+                result.joined = joinedIDs
+                result.rewardSum = rewardSum
+                result.decisionsJoined = decisionsJoined
             }
-            do {
-                try LoopFiles.writeAll(fd, bytes, path: temporary)
-                try LoopFiles.fsyncFile(fd, path: temporary)
-            } catch {
-                close(fd)
-                unlink(temporary)
-                undo()
-                throw error
-            }
-            close(fd)
-            if rename(temporary, joinedDirectory + "/" + name) != 0 {
-                let error = EventLogError.system("rename", temporary)
-                unlink(temporary)
-                undo()
-                throw error
-            }
-            fileNumber += 1
-            result.file = name
+            for (key, decision) in due where !decision.learn { touched.insert(key) }
         }
-        // The joined file exists: the in-memory state moves on whatever happens next. Should the directory fsync or
-        // the state write fail, the next step writes the state again; a crash before that is what recovery handles.
-        for (id, _) in due { pending[id] = nil }
-        reader = reading
-        nextFile = fileNumber
-        joinedCount += due.count
-        recovered = []
-        if result.file != nil { try LoopFiles.fsyncDirectory(joinedDirectory) }
-        try LoopFiles.writeAtomically(serializedState(), to: statePath)
+        try record()
         return result
     }
 
     // MARK: - Events
 
     private func absorb(_ record: LogRecord, now: Int64, into result: inout JoinStep) {
-        let id = record.eventId
+        let key = EventKey(record.eventId)
+        if recovered.contains(key) { return }
         let value = record.value
-        if recovered.contains(id) { return }
+        func skip(_ why: String, _ kind: SkipReason) {
+            result.skipped.append(SkippedLine(segment: record.segment, offset: record.offset, length: record.line.count, reason: why, kind: kind))
+        }
         if value[member: "c"] != nil {
-            guard let actions = value[member: "a"]?.arrayValue, let probabilities = value[member: "p"]?.arrayValue,
-                  !actions.isEmpty, actions.count == probabilities.count,
-                  actions.allSatisfy({ $0.numberText.flatMap { Int($0) }.map { $0 >= 1 } ?? false }),
-                  probabilities.allSatisfy({ $0.numberText != nil }) else {
-                result.skipped.append(SkippedLine(segment: record.segment, offset: record.offset, length: record.line.count,
-                                                  reason: "decision without valid \"a\" and \"p\""))
-                return
-            }
-            if pending[id] != nil {
+            guard EventID(record.eventId) != nil else { return skip("decision with an invalid event id", .decision) }
+            if case .failure(let problem) = LoggedDecision.check(value) { return skip(problem.why, .decision) }
+            if state.pending[key] != nil {
                 result.duplicateDecisions += 1
                 return
             }
             result.decisionsRead += 1
-            var decision = Pending(order: nextOrder, seen: now, line: record.line,
-                                   deferred: value[member: "DeferredAction"] == .bool(true), activated: nil, rewards: [])
-            nextOrder += 1
-            if let orphan = orphans.removeValue(forKey: id) {
+            var decision = PendingDecision(
+                order: state.nextOrder, seen: now, segment: state.segment(record.segment.fileName), offset: record.offset,
+                length: Int32(record.line.count), deferred: value[member: "DeferredAction"] == .bool(true), learn: false, activated: nil
+            )
+            state.nextOrder += 1
+            if let orphan = state.orphans.removeValue(forKey: key) {
                 decision.rewards = orphan.rewards
                 // Activated when its first reward or activation was read, or now if that was before the decision.
-                if decision.deferred, orphan.activated != nil || !orphan.rewards.isEmpty { decision.activated = now }
+                if decision.deferred, orphan.activated != nil || orphan.rewards.count > 0 { decision.activated = now }
             }
-            pending[id] = decision
-        } else if let reward = value[member: "v"]?.numberText {
-            result.rewardsRead += 1
-            if pending[id] != nil {
-                pending[id]!.rewards.append(reward)
-                if pending[id]!.activated == nil { pending[id]!.activated = now }
+            state.pending[key] = decision
+            if decision.deferred {
+                deferredQueue.append(key, Int64(decision.order))
+                if decision.activated != nil { activatedQueue.append(key, now) }
             } else {
-                orphans[id, default: Orphan(seen: now, activated: nil, rewards: [])].rewards.append(reward)
+                plainQueue.append(key, Int64(decision.order))
             }
+            touched.insert(key)
+        } else if let rewardValue = value[member: "v"] {
+            guard let text = rewardValue.numberText, let number = Double(text), number.isFinite else {
+                return skip("reward \"v\" is not a finite number", .reward)
+            }
+            result.rewardsRead += 1
+            let reward = min(max(number, settings.rewardRange.lowerBound), settings.rewardRange.upperBound)
+            if var decision = state.pending[key] {
+                decision.rewards.add(reward)
+                activate(&decision, key: key, now: now)
+                state.pending[key] = decision
+            } else {
+                var orphan = state.orphans[key] ?? newOrphan(key, now: now)
+                orphan.rewards.add(reward)
+                state.orphans[key] = orphan
+            }
+            touched.insert(key)
         } else if case .string? = value[member: "Learn"] {
             result.learnsRead += 1
-            guard pending[id] == nil else {
+            guard state.pending[key] == nil else {
                 result.duplicateDecisions += 1
                 return
             }
-            pending[id] = Pending(order: nextOrder, seen: 0, line: record.line, deferred: false, activated: nil, rewards: [], learn: true)
-            nextOrder += 1
+            // Joined in this step: pending only until the step's file is written.
+            carried.append((key, PendingDecision(order: state.nextOrder, seen: now, segment: state.segment(record.segment.fileName),
+                                                 offset: record.offset, length: Int32(record.line.count), deferred: false,
+                                                 learn: true, activated: nil)))
+            state.nextOrder += 1
         } else if value[member: "ActionTaken"] == .bool(true) {
             result.activationsRead += 1
-            if pending[id] != nil {
-                if pending[id]!.activated == nil { pending[id]!.activated = now }
+            if var decision = state.pending[key] {
+                activate(&decision, key: key, now: now)
+                state.pending[key] = decision
             } else {
-                if orphans[id] == nil { orphans[id] = Orphan(seen: now, activated: now, rewards: []) }
-                if orphans[id]!.activated == nil { orphans[id]!.activated = now }
+                var orphan = state.orphans[key] ?? newOrphan(key, now: now)
+                if orphan.activated == nil { orphan.activated = now }
+                state.orphans[key] = orphan
             }
+            touched.insert(key)
         } else {
-            result.skipped.append(SkippedLine(segment: record.segment, offset: record.offset, length: record.line.count,
-                                              reason: "neither a decision, a reward nor an activation"))
+            skip("neither a decision, a reward, an activation nor a :learn line", .invalid)
         }
     }
 
-    /// The sum of a decision's rewards, or the default reward when none came.
-    private func reward(of decision: Pending) -> Double {
-        decision.rewards.isEmpty ? settings.defaultReward : decision.rewards.reduce(0.0) { $0 + (Double($1) ?? 0) }
+    private func newOrphan(_ key: EventKey, now: Int64) -> OrphanEvent {
+        orphanQueue.append(key, now)
+        return OrphanEvent(seen: now, activated: nil)
     }
 
-    private func joinedLine(_ decision: Pending) -> [UInt8] {
-        // The line parsed when it was read; it cannot fail now.
-        let value = (try? JSONParser.parse(decision.line, maxDepth: reader.maxDepth)) ?? .null
-        let actions = value[member: "a"]!.arrayValue!
-        let probabilities = value[member: "p"]!.arrayValue!
-        let chosen = Int(actions[0].numberText!)!
-        let reward = reward(of: decision)
-        var writer = JSONLineWriter(capacity: decision.line.count + 160)
+    private func activate(_ decision: inout PendingDecision, key: EventKey, now: Int64) {
+        guard decision.activated == nil else { return }
+        decision.activated = now
+        if decision.deferred { activatedQueue.append(key, now) }
+    }
+
+    /// Drops the oldest pending decisions and orphans beyond the caps.
+    private func enforceCaps(into result: inout JoinStep) {
+        while state.pending.count > max(1, settings.maxPending) {
+            // The older of the two queues' first live entries.
+            skipStale(&plainQueue)
+            skipStale(&deferredQueue)
+            let plain = plainQueue.first, deferred = deferredQueue.first
+            guard plain != nil || deferred != nil else { break }
+            let takePlain = deferred == nil || (plain != nil && plain!.mark < deferred!.mark)
+            let key = takePlain ? plain!.key : deferred!.key
+            if takePlain { plainQueue.removeFirst() } else { deferredQueue.removeFirst() }
+            state.pending[key] = nil
+            touched.insert(key)
+            result.droppedPendingOverCap += 1
+        }
+        while state.orphans.count > max(1, settings.maxOrphans), let first = orphanQueue.first {
+            orphanQueue.removeFirst()
+            guard state.orphans[first.key]?.seen == first.mark else { continue }
+            state.orphans[first.key] = nil
+            touched.insert(first.key)
+            result.droppedOrphansOverCap += 1
+        }
+    }
+
+    /// Pops the entries of a pending queue whose decision is no longer pending under that order.
+    private func skipStale(_ queue: inout KeyQueue) {
+        while let first = queue.first, state.pending[first.key].map({ Int64($0.order) }) != first.mark { queue.removeFirst() }
+    }
+
+    /// Removes and returns the decisions due now; drops expired deferred decisions and orphans.
+    private func dueDecisions(now: Int64, into result: inout JoinStep) -> [(key: EventKey, decision: PendingDecision)] {
+        let wait = Self.milliseconds(settings.rewardWait)
+        var due: [(key: EventKey, decision: PendingDecision)] = []
+        while let first = activatedQueue.first, now >= first.mark + wait {
+            activatedQueue.removeFirst()
+            if let decision = state.pending[first.key], decision.deferred, decision.activated == first.mark {
+                state.pending[first.key] = nil
+                due.append((first.key, decision))
+            }
+        }
+        while true {
+            skipStale(&plainQueue)
+            guard let first = plainQueue.first, let decision = state.pending[first.key], now >= decision.seen + wait else { break }
+            plainQueue.removeFirst()
+            state.pending[first.key] = nil
+            due.append((first.key, decision))
+        }
+        let deferredWait = Self.milliseconds(settings.deferredWait)
+        while true {
+            skipStale(&deferredQueue)
+            guard let first = deferredQueue.first, let decision = state.pending[first.key] else { break }
+            if decision.activated != nil {
+                deferredQueue.removeFirst()  // the activation queue joins it
+                continue
+            }
+            guard now >= decision.seen + deferredWait else { break }
+            deferredQueue.removeFirst()
+            state.pending[first.key] = nil
+            touched.insert(first.key)
+            result.droppedDeferred += 1
+        }
+        let orphanWait = Self.milliseconds(settings.orphanWait)
+        while let first = orphanQueue.first {
+            guard let orphan = state.orphans[first.key], orphan.seen == first.mark else {
+                orphanQueue.removeFirst()
+                continue
+            }
+            guard now >= orphan.seen + orphanWait else { break }
+            orphanQueue.removeFirst()
+            state.orphans[first.key] = nil
+            touched.insert(first.key)
+            result.droppedOrphans += Int(orphan.rewards.count) + (orphan.activated == nil ? 0 : 1)
+        }
+        return due
+    }
+
+    private enum Joined {
+        case decision(id: String, reward: Double)
+        case learn(id: String)
+        case skipped
+    }
+
+    /// Reads the decision's line back from its segment and appends its joined line (and "\n") to `bytes`.
+    private func joinedLine(key: EventKey, _ decision: PendingDecision, into bytes: inout [UInt8], result: inout JoinStep) -> Joined {
+        let segmentName = state.segments[Int(decision.segment)]
+        let segment = SegmentName(fileName: segmentName) ?? SegmentName(instance: "unknown", seq: 0)
+        func skip(_ why: String) -> Joined {
+            result.skipped.append(SkippedLine(segment: segment, offset: decision.offset, length: Int(decision.length), reason: why, kind: .changed))
+            return .skipped
+        }
+        guard let line = reader.line(in: segmentName, offset: decision.offset, length: Int(decision.length)),
+              let value = try? JSONParser.parse(line, maxDepth: reader.maxDepth),
+              let id = value[member: "EventId"]?.stringValue, EventKey(id) == key
+        else { return skip("the logged line is gone or changed since it was read") }
+        if decision.learn {
+            guard case .string? = value[member: "Learn"] else { return skip("the logged :learn line changed since it was read") }
+            bytes += line
+            bytes.append(0x0A)
+            return .learn(id: id)
+        }
+        guard case .success(let logged) = LoggedDecision.check(value) else { return skip("the logged decision changed since it was read") }
+        let reward = decision.rewards.value(settings.aggregation, range: settings.rewardRange, fallback: settings.defaultReward)
+        var writer = JSONLineWriter(capacity: line.count + 160)
         writer.beginObject()
         writer.key("_label_cost"); writer.double(0 - reward)
-        writer.key("_label_probability"); writer.raw(probabilities[0].numberText!.utf8)
-        writer.key("_label_Action"); writer.int(chosen)
-        writer.key("_labelIndex"); writer.int(chosen - 1)
+        writer.key("_label_probability")
+        if logged.chosenProbability < settings.minProbability {
+            writer.double(settings.minProbability)
+            result.clippedProbabilities += 1
+        } else {
+            writer.raw(logged.chosenProbabilityText.utf8)
+        }
+        writer.key("_label_Action"); writer.int(logged.chosen)
+        writer.key("_labelIndex"); writer.int(logged.chosen - 1)
         writer.key("o")
         writer.beginArray()
-        for reward in decision.rewards.count > 1 ? [decision.rewards.first!, decision.rewards.last!] : decision.rewards {
-            writer.beginObject(); writer.key("v"); writer.raw(reward.utf8); writer.endObject()
-        }
+        for r in decision.rewards.listed { writer.beginObject(); writer.key("v"); writer.double(r); writer.endObject() }
         writer.endArray()
-        if let timestamp = value[member: "Timestamp"] { writer.key("Timestamp"); writer.value(timestamp) }
-        writer.key("Version"); writer.value(value[member: "Version"] ?? .string("1"))
-        writer.key("EventId"); writer.value(value[member: "EventId"]!)
-        writer.key("a"); writer.value(value[member: "a"]!)
-        writer.key("c"); writer.value(value[member: "c"]!)
-        writer.key("p"); writer.value(value[member: "p"]!)
-        if let state = value[member: "VWState"] { writer.key("VWState"); writer.value(state) }
+        if case .string? = value[member: "Timestamp"] { writer.key("Timestamp"); writer.value(value[member: "Timestamp"]!) }
+        writer.key("Version")
+        if case .string? = value[member: "Version"] { writer.value(value[member: "Version"]!) } else { writer.string("1") }
+        writer.key("EventId"); writer.string(id)
+        writer.key("a"); writer.value(logged.actions)
+        writer.key("c"); writer.value(logged.context)
+        writer.key("p"); writer.value(logged.probabilities)
+        if let state = logged.state { writer.key("VWState"); writer.value(state) }
         writer.endObject()
-        return writer.bytes
+        bytes += writer.bytes
+        bytes.append(0x0A)
+        return .decision(id: id, reward: reward)
     }
 
     static func milliseconds(_ duration: Duration) -> Int64 {
@@ -329,116 +456,219 @@ public final class Joiner {
         return seconds * 1000 + attoseconds / 1_000_000_000_000_000
     }
 
-    // MARK: - State
+    // MARK: - Files
 
-    /// `{"version":1,"next_file":N,"next_order":K,"joined":J,"offsets":{"<segment>":bytes,...},
-    ///   "pending":[{"id","order","seen","line":"<decision line>","deferred","activated"(ms or null),"rewards":["<text>",...]}],
-    ///   "orphans":[{"id","seen","activated","rewards"}]}`, times in milliseconds of the caller's clock.
-    private func serializedState() -> [UInt8] {
-        var writer = JSONLineWriter(capacity: 4096)
-        writer.beginObject()
-        writer.key("version"); writer.int(1)
-        writer.key("next_file"); writer.int(nextFile)
-        writer.key("next_order"); writer.int(nextOrder)
-        writer.key("joined"); writer.int(joinedCount)
-        writer.key("offsets")
-        writer.beginObject()
-        for (segment, offset) in reader.offsets.sorted(by: { $0.key < $1.key }) { writer.key(segment); writer.int(offset) }
-        writer.endObject()
-        func activation(_ value: Int64?) {
-            if let value { writer.int(Int(value)) } else { writer.raw("null".utf8) }
+    private func writeJoined(_ bytes: [UInt8], name: String) throws(EventLogError) {
+        let temporary = "." + name + ".tmp"
+        joinedFiles.remove(temporary)
+        let fd = try joinedFiles.create(temporary)
+        do {
+            try LoopFiles.writeAll(fd, bytes, path: joinedDirectory + "/" + temporary)
+            try LoopFiles.fsyncFile(fd, path: joinedDirectory + "/" + temporary)
+        } catch {
+            close(fd)
+            joinedFiles.remove(temporary)
+            throw error
         }
-        func rewards(_ list: [String]) {
-            writer.beginArray(); for reward in list { writer.raw(reward.utf8) }; writer.endArray()
+        close(fd)
+        do {
+            try joinedFiles.rename(temporary, to: name)
+        } catch {
+            joinedFiles.remove(temporary)
+            throw error
         }
-        writer.key("pending")
-        writer.beginArray()
-        for (id, decision) in pending.sorted(by: { $0.value.order < $1.value.order }) {
-            writer.beginObject()
-            writer.key("id"); writer.string(id)
-            writer.key("order"); writer.int(decision.order)
-            writer.key("seen"); writer.int(Int(decision.seen))
-            writer.key("line"); writer.string(String(decoding: decision.line, as: UTF8.self))
-            writer.key("deferred"); writer.bool(decision.deferred)
-            writer.key("activated"); activation(decision.activated)
-            writer.key("rewards"); rewards(decision.rewards)
-            writer.endObject()
-        }
-        writer.endArray()
-        writer.key("orphans")
-        writer.beginArray()
-        for (id, orphan) in orphans.sorted(by: { $0.key < $1.key }) {
-            writer.beginObject()
-            writer.key("id"); writer.string(id)
-            writer.key("seen"); writer.int(Int(orphan.seen))
-            writer.key("activated"); activation(orphan.activated)
-            writer.key("rewards"); rewards(orphan.rewards)
-            writer.endObject()
-        }
-        writer.endArray()
-        writer.endObject()
-        return writer.bytes + [0x0A]
+        try joinedFiles.sync()
     }
 
-    private func restore(_ bytes: [UInt8]) throws(EventLogError) {
-        let corrupt = EventLogError("join: \(statePath) is not a valid join state")
-        let state: JSONValue
-        do { state = try JSONParser.parse(bytes, maxDepth: 8) } catch { throw corrupt }
-        func int(_ value: JSONValue?) throws(EventLogError) -> Int {
-            guard let text = value?.numberText, let number = Int(text) else { throw corrupt }
-            return number
-        }
-        func optionalInt(_ value: JSONValue?) throws(EventLogError) -> Int64? {
-            value == .null ? nil : Int64(try int(value))
-        }
-        func rewards(_ value: JSONValue?) throws(EventLogError) -> [String] {
-            guard let list = value?.arrayValue else { throw corrupt }
-            var texts: [String] = []
-            for element in list {
-                guard let text = element.numberText else { throw corrupt }
-                texts.append(text)
+    /// Appends this step's record to the journal (when anything changed), or writes a snapshot when the journal
+    /// has outgrown the last one or could not be appended to.
+    private func record() throws(EventLogError) {
+        var moved: [String: Int] = [:]
+        for (segment, offset) in reader.offsets where state.offsets[segment] != offset { moved[segment] = offset }
+        guard !moved.isEmpty || !touched.isEmpty || journal < 0 else { return }
+        state.step += 1
+        for (segment, offset) in moved { state.offsets[segment] = offset }
+        if journal >= 0 && journalBytes <= max(8 << 20, snapshotBytes) {
+            let bytes = state.record(offsets: moved, keys: touched)
+            do {
+                try LoopFiles.writeAll(journal, bytes, path: modelDirectory + "/" + Self.journalName)
+                try LoopFiles.fsyncFile(journal, path: modelDirectory + "/" + Self.journalName)
+                journalBytes += bytes.count
+                touched = []
+                return
+            } catch {
+                // Cut the partial record off; the snapshot below holds everything anyway.
+                if ftruncate(journal, off_t(journalBytes)) != 0 {
+                    close(journal)
+                    journal = -1
+                }
+                _ = error
             }
-            return texts
         }
-        guard try int(state[member: "version"]) == 1, case .object(let offsets)? = state[member: "offsets"],
-              let pendingList = state[member: "pending"]?.arrayValue, let orphanList = state[member: "orphans"]?.arrayValue
-        else { throw corrupt }
-        nextFile = try int(state[member: "next_file"])
-        nextOrder = try int(state[member: "next_order"])
-        joinedCount = try int(state[member: "joined"])
-        for (segment, offset) in offsets { reader.offsets[segment] = try int(offset) }
-        for entry in pendingList {
-            guard let id = entry[member: "id"]?.stringValue, let line = entry[member: "line"]?.stringValue,
-                  case .bool(let deferred)? = entry[member: "deferred"] else { throw corrupt }
-            pending[id] = Pending(order: try int(entry[member: "order"]), seen: Int64(try int(entry[member: "seen"])),
-                                  line: Array(line.utf8), deferred: deferred,
-                                  activated: try optionalInt(entry[member: "activated"]), rewards: try rewards(entry[member: "rewards"]))
+        try snapshot()
+    }
+
+    /// Writes everything as `join-state.json`, then empties the journal.
+    private func snapshot() throws(EventLogError) {
+        let bytes = state.record(offsets: state.offsets, keys: Array(state.pending.keys) + Array(state.orphans.keys))
+        try directory.writeAtomically(bytes, to: Self.snapshotName)
+        snapshotBytes = bytes.count
+        touched = []
+        if journal < 0 {
+            directory.remove(Self.journalName)
+            journal = try directory.create(Self.journalName, flags: O_WRONLY | O_APPEND)
+            try directory.sync()
+        } else if ftruncate(journal, 0) != 0 {
+            throw .system("truncate", modelDirectory + "/" + Self.journalName)
         }
-        for entry in orphanList {
-            guard let id = entry[member: "id"]?.stringValue else { throw corrupt }
-            orphans[id] = Orphan(seen: Int64(try int(entry[member: "seen"])), activated: try optionalInt(entry[member: "activated"]),
-                                 rewards: try rewards(entry[member: "rewards"]))
+        journalBytes = 0
+    }
+
+    // MARK: - Restore
+
+    private func restore() throws(EventLogError) {
+        for entry in joinedFiles.entries() where entry.name.hasPrefix(".") && entry.name.hasSuffix(".tmp") {
+            joinedFiles.remove(entry.name)
         }
+        directory.remove("." + Self.snapshotName + ".tmp")
+        do {
+            try load()
+        } catch {
+            restoreProblem = "join state unusable (\(error.message)); moved aside, joining again from the start of the log"
+            let stamp = "corrupt-\(EventLine.nowMilliseconds() / 1000)"
+            for name in [Self.snapshotName, Self.journalName] where StateDirectory.kind(at: directory.fd, name) != "missing" {
+                try? directory.rename(name, to: name + "." + stamp)
+            }
+            state = JoinState()
+            if journal >= 0 { close(journal) }
+            journal = -1
+        }
+        reader.offsets = state.offsets
+        try recover()
+        // Queues from the restored state.
+        var plain: [(key: EventKey, mark: Int64)] = [], deferred: [(key: EventKey, mark: Int64)] = []
+        var activated: [(key: EventKey, mark: Int64)] = []
+        for (key, decision) in state.pending {
+            if decision.deferred {
+                deferred.append((key, Int64(decision.order)))
+                if let time = decision.activated { activated.append((key, time)) }
+            } else {
+                plain.append((key, Int64(decision.order)))
+            }
+        }
+        plainQueue = KeyQueue(plain)
+        deferredQueue = KeyQueue(deferred)
+        activatedQueue = KeyQueue(activated)
+        orphanQueue = KeyQueue(state.orphans.map { ($0.key, $0.value.seen) })
+        if journal < 0 { try snapshot() }
+    }
+
+    /// Reads the snapshot and replays the journal; throws when either is unusable.
+    private func load() throws(EventLogError) {
+        if let bytes = try directory.read(Self.snapshotName) {
+            guard bytes.last == 0x0A, !bytes.dropLast().contains(0x0A) else { throw EventLogError("the snapshot is not one complete record") }
+            do { try state.apply(bytes.dropLast()) } catch { throw EventLogError("snapshot: \(error.message)") }
+            snapshotBytes = bytes.count
+        }
+        guard let fd = try directory.openRegular(Self.journalName, flags: O_RDWR | O_APPEND) else { return }
+        journal = fd
+        let bytes: [UInt8]
+        do { bytes = try FileIO.readToEnd(fd, maxBytes: 1 << 34) } catch { throw .system("read", modelDirectory + "/" + Self.journalName, errno: error.code) }
+        var start = 0
+        var lineNumber = 0
+        while start < bytes.count {
+            guard let newline = bytes[start...].firstIndex(of: 0x0A) else { break }  // a torn last record: cut below
+            lineNumber += 1
+            let line = bytes[start..<newline]
+            var peek = JoinState()
+            do { try peek.apply(line) } catch { throw EventLogError("journal record \(lineNumber): \(error.message)") }
+            if peek.step > state.step {
+                do { try state.apply(line) } catch { throw EventLogError("journal record \(lineNumber): \(error.message)") }
+            }
+            start = newline + 1
+        }
+        if start < bytes.count && ftruncate(fd, off_t(start)) != 0 { throw .system("truncate", modelDirectory + "/" + Self.journalName) }
+        journalBytes = start
     }
 
     /// Deletes unfinished joined files and accounts for joined files the persisted state does not know of.
     private func recover() throws(EventLogError) {
-        for name in LoopFiles.list(joinedDirectory) where name.hasPrefix(".") && name.hasSuffix(".tmp") {
-            unlink(joinedDirectory + "/" + name)
-        }
-        unlink(statePath + ".tmp")
-        for number in Self.joinedFiles(in: joinedDirectory) where number >= nextFile {
-            let path = joinedDirectory + "/\(number).dsjson"
-            let bytes = try LoopFiles.read(path) ?? []
-            for line in bytes.split(separator: 0x0A) {
-                guard let value = try? JSONParser.parse(Array(line), maxDepth: reader.maxDepth),
-                      let id = value[member: "EventId"]?.stringValue else { throw EventLogError("join: \(path) holds an invalid line") }
-                recovered.insert(id)
-                pending[id] = nil
-                orphans[id] = nil
-                joinedCount += 1
+        for number in Self.joinedNumbers(joinedFiles.list()) where number >= state.nextFile {
+            let name = "\(number).dsjson"
+            let bytes: [UInt8]
+            do {
+                bytes = try joinedFiles.read(name) ?? []
+            } catch {
+                restoreProblem = (restoreProblem.map { $0 + "; " } ?? "") + error.message
+                state.nextFile = number + 1
+                continue
             }
-            nextFile = number + 1
+            for line in bytes.split(separator: 0x0A) {
+                // A line that is not an event cannot be matched: it is left to the trainer's checks.
+                guard let value = try? JSONParser.parse(Array(line), maxDepth: reader.maxDepth),
+                      let id = value[member: "EventId"]?.stringValue else { continue }
+                let key = EventKey(id)
+                recovered.insert(key)
+                state.pending[key] = nil
+                state.orphans[key] = nil
+                state.joined += 1
+                touched.insert(key)
+            }
+            state.nextFile = number + 1
         }
+    }
+}
+
+/// The members of a logged decision line the join relies on, checked (SPEC §8.9): `a` distinct action ids ≥ 1,
+/// `p` as many finite probabilities in [0, 1] summing to 1 ± 1e-3, the chosen one (first) above 0, `c` an object,
+/// `VWState` absent or `{"m": "<version>"}`.
+struct LoggedDecision {
+    let actions: JSONValue
+    let probabilities: JSONValue
+    let context: JSONValue
+    let state: JSONValue?
+    let chosen: Int
+    let chosenProbability: Double
+    let chosenProbabilityText: String
+
+    struct Problem: Error {
+        let why: String
+    }
+
+    static func check(_ value: JSONValue) -> Result<LoggedDecision, Problem> {
+        guard let a = value[member: "a"], let actions = a.arrayValue, let p = value[member: "p"], let probabilities = p.arrayValue,
+              !actions.isEmpty, actions.count == probabilities.count, actions.count <= 1 << 16 else {
+            return .failure(Problem(why: "decision without valid \"a\" and \"p\" (as many of each, at least one)"))
+        }
+        var ids: [Int] = []
+        var seen = Set<Int>()
+        for action in actions {
+            guard let id = action.numberText.flatMap({ Int($0) }), id >= 1, id <= 1 << 16, seen.insert(id).inserted else {
+                return .failure(Problem(why: "decision \"a\" is not distinct action ids ≥ 1"))
+            }
+            ids.append(id)
+        }
+        var texts: [String] = []
+        var sum = 0.0
+        var values: [Double] = []
+        for probability in probabilities {
+            guard let d = probability.numberText.flatMap(Double.init), d.isFinite, d >= 0, d <= 1 else {
+                return .failure(Problem(why: "decision \"p\" is not probabilities in [0, 1]"))
+            }
+            values.append(d)
+            texts.append(probability.numberText ?? "")
+            sum += d
+        }
+        guard abs(sum - 1) <= 1e-3 else { return .failure(Problem(why: "decision \"p\" sums to \(sum), not 1")) }
+        guard values[0] > 0 else { return .failure(Problem(why: "decision's chosen action has probability 0")) }
+        guard let context = value[member: "c"], case .object = context else { return .failure(Problem(why: "decision \"c\" is not an object")) }
+        let state = value[member: "VWState"]
+        if let state {
+            guard case .object(let fields) = state, fields.count == 1, fields[0].key == "m", fields[0].value.stringValue != nil else {
+                return .failure(Problem(why: "decision \"VWState\" is not {\"m\": version}"))
+            }
+        }
+        return .success(LoggedDecision(actions: a, probabilities: p, context: context, state: state, chosen: ids[0],
+                                       chosenProbability: values[0], chosenProbabilityText: texts[0]))
     }
 }

@@ -7,64 +7,6 @@ public enum ModelInput: String, Sendable, Equatable {
     case vwJSON = "vw_json"
 }
 
-/// The `"loop"` object of a model's `.json` (SPEC §8.5, §8.6).
-public struct LoopConfig: Sendable, Equatable {
-    /// How long a decision waits for its rewards before it is joined.
-    public var rewardWait: Duration = .seconds(10)
-    /// The reward of a decision joined without any.
-    public var defaultReward: Double = 0
-    /// How often the trainer runs, and how many new joined events it needs (issue 13).
-    public var updateInterval: Duration = .seconds(30)
-    public var minEvents = 100
-    /// `"external"`: this instance only decides and logs; `vwfcgi train` learns (SPEC §8.7).
-    public var externalTrainer = false
-
-    public init() {}
-
-    static func parse(_ value: JSONValue) throws(LoadError) -> LoopConfig {
-        guard case .object(let members) = value else { throw .invalidConfig("\"loop\" must be an object") }
-        var loop = LoopConfig()
-        for (key, value) in members {
-            switch key {
-            case "reward_wait", "update_interval":
-                guard case .string(let text) = value, let duration = Self.duration(text) else {
-                    throw .invalidConfig("\"loop\".\"\(key)\" must be a duration such as \"10s\", \"500ms\" or \"2m\"")
-                }
-                if key == "reward_wait" { loop.rewardWait = duration } else { loop.updateInterval = duration }
-            case "default_reward":
-                guard case .number(let text) = value, let number = Double(text), number.isFinite else {
-                    throw .invalidConfig("\"loop\".\"default_reward\" must be a finite number")
-                }
-                loop.defaultReward = number
-            case "min_events":
-                guard let n = value.integer, n >= 1 else { throw .invalidConfig("\"loop\".\"min_events\" must be a positive integer") }
-                loop.minEvents = n
-            case "trainer":
-                guard case .string(let text) = value, text == "external" || text == "internal" else {
-                    throw .invalidConfig("\"loop\".\"trainer\" must be \"internal\" or \"external\"")
-                }
-                loop.externalTrainer = text == "external"
-            default:
-                throw .invalidConfig("unknown key \"loop\".\"\(key)\" (known: reward_wait, default_reward, update_interval, min_events, trainer)")
-            }
-        }
-        return loop
-    }
-
-    /// `"10s"`, `"500ms"`, `"2m"`, `"1h"`: a positive whole number and a unit.
-    static func duration(_ text: String) -> Duration? {
-        let digits = text.prefix { $0.isASCII && $0.isNumber }
-        guard let value = Int64(digits), value > 0, value < 1_000_000 else { return nil }
-        switch text.dropFirst(digits.count) {
-        case "ms": return .milliseconds(value)
-        case "s": return .seconds(value)
-        case "m": return .seconds(value * 60)
-        case "h": return .seconds(value * 3600)
-        default: return nil
-        }
-    }
-}
-
 /// The optional `<name>.json` next to a model:
 /// `{"shards", "vw_args", "warmup", "max_batch", "input", "loop"}`.
 public struct ModelConfig: Sendable, Equatable {
@@ -134,7 +76,7 @@ public struct ModelConfig: Sendable, Equatable {
 
 extension JSONValue {
     /// The value of a JSON integer (no fraction or exponent), nil for anything else.
-    fileprivate var integer: Int? {
+    var integer: Int? {
         guard case .number(let text) = self else { return nil }
         return Int(text)
     }

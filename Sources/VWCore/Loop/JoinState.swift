@@ -1,0 +1,302 @@
+/// The join's memory of one model (SPEC §8.9 "Bounded state"): decisions waiting for rewards and rewards waiting
+/// for decisions, kept as references into the log and running reward tallies, never as copies of lines.
+
+/// An event id as the join keeps it: the first 128 bits of its SHA-256 (collision-resistant, so no crafted id
+/// can take another's rewards; 16 bytes whatever the id's length).
+struct EventKey: Hashable, Sendable {
+    let high: UInt64
+    let low: UInt64
+
+    init(_ id: String) {
+        var hasher = SHA256()
+        hasher.update(id.utf8)
+        let digest = hasher.finalize()
+        var high: UInt64 = 0, low: UInt64 = 0
+        for index in 0..<8 {
+            high = high << 8 | UInt64(digest[index])
+            low = low << 8 | UInt64(digest[8 + index])
+        }
+        self.high = high
+        self.low = low
+    }
+
+    init(high: UInt64, low: UInt64) {
+        self.high = high
+        self.low = low
+    }
+
+    /// 32 lowercase hex digits.
+    var hex: String {
+        func padded(_ value: UInt64) -> String {
+            let text = String(value, radix: 16)
+            return String(repeating: "0", count: 16 - text.count) + text
+        }
+        return padded(high) + padded(low)
+    }
+
+    init?(hex: String) {
+        let utf8 = Array(hex.utf8)
+        guard utf8.count == 32, utf8.allSatisfy({ (48...57).contains($0) || (97...102).contains($0) }),
+              let high = UInt64(String(decoding: utf8[0..<16], as: UTF8.self), radix: 16),
+              let low = UInt64(String(decoding: utf8[16...], as: UTF8.self), radix: 16) else { return nil }
+        self.init(high: high, low: low)
+    }
+}
+
+/// The rewards read for one event: how many, the first, their sum (each clipped to the reward range when read),
+/// and the next ones up to `keep` in all, for the joined line's `"o"` list.
+struct RewardTally: Equatable, Sendable {
+    /// At most this many rewards are listed in a joined line's `"o"` (all are counted and summed).
+    static let keep = 64
+
+    var count: Int32 = 0
+    var first = 0.0
+    var sum = 0.0
+    var more: [Double] = []
+
+    mutating func add(_ reward: Double) {
+        if count == 0 { first = reward } else if more.count < Self.keep - 1 { more.append(reward) }
+        if count < Int32.max { count += 1 }
+        sum += reward
+    }
+
+    /// The event's reward per `aggregation`, clipped to `range`; `fallback` when none came.
+    func value(_ aggregation: RewardAggregation, range: ClosedRange<Double>, fallback: Double) -> Double {
+        guard count > 0 else { return fallback }
+        let raw = aggregation == .earliest ? first : sum
+        return raw.isFinite ? min(max(raw, range.lowerBound), range.upperBound) : (raw > 0 ? range.upperBound : range.lowerBound)
+    }
+
+    var listed: [Double] { count == 0 ? [] : [first] + more }
+}
+
+/// A decision (or `:learn` line) waiting to be joined: where its line is in the log, not the line.
+struct PendingDecision: Equatable, Sendable {
+    var order: Int
+    /// When the joiner first read it (ms of the caller's clock).
+    var seen: Int64
+    /// Its segment (an index into ``JoinState/segments``), byte offset and length.
+    var segment: Int32
+    var offset: Int
+    var length: Int32
+    var deferred: Bool
+    var learn: Bool
+    var activated: Int64?
+    var rewards = RewardTally()
+}
+
+/// Rewards and activations of an event id whose decision was not read yet.
+struct OrphanEvent: Equatable, Sendable {
+    var seen: Int64
+    var activated: Int64?
+    var rewards = RewardTally()
+}
+
+/// A first-in first-out list of keys with the value that marks their entry (order or time); entries whose key
+/// moved on are skipped by the reader. Amortised O(1), compacted as it drains.
+struct KeyQueue: Sendable {
+    private var items: [(key: EventKey, mark: Int64)] = []
+    private var head = 0
+
+    var isEmpty: Bool { head == items.count }
+    var first: (key: EventKey, mark: Int64)? { isEmpty ? nil : items[head] }
+
+    mutating func append(_ key: EventKey, _ mark: Int64) { items.append((key, mark)) }
+
+    mutating func removeFirst() {
+        head += 1
+        if head == items.count {
+            items.removeAll(keepingCapacity: items.count < 4096)
+            head = 0
+        } else if head >= 4096 && head * 2 >= items.count {
+            items.removeFirst(head)
+            head = 0
+        }
+    }
+
+    mutating func removeAll() {
+        items = []
+        head = 0
+    }
+
+    /// Rebuilt from `(key, mark)` pairs in mark order.
+    init(_ pairs: [(key: EventKey, mark: Int64)] = []) {
+        items = pairs.sorted { $0.mark < $1.mark }
+    }
+}
+
+/// Everything the join must remember across restarts, and its journal form (see ``Joiner``).
+struct JoinState: Sendable {
+    var nextFile = 1
+    var nextOrder = 0
+    var joined = 0
+    /// The last step written (to the journal or a snapshot).
+    var step = 0
+    var offsets: [String: Int] = [:]
+    var segments: [String] = []
+    var segmentIndex: [String: Int32] = [:]
+    var pending: [EventKey: PendingDecision] = [:]
+    var orphans: [EventKey: OrphanEvent] = [:]
+
+    mutating func segment(_ name: String) -> Int32 {
+        if let index = segmentIndex[name] { return index }
+        let index = Int32(segments.count)
+        segments.append(name)
+        segmentIndex[name] = index
+        return index
+    }
+
+    // MARK: Serialised form
+
+    /// One record: a full snapshot (every member) or a journal entry (what one step changed), one JSON line:
+    /// `{"v":1,"step":N,"next_file":F,"next_order":K,"joined":J,"offsets":{"<segment>":bytes},`
+    /// ` "pending":[[key,order,seen,"<segment>",offset,length,flags,activated|null,count,first,sum,[more]]],`
+    /// ` "orphans":[[key,seen,activated|null,count,first,sum,[more]]],"removed":[key,...]}`;
+    /// keys are 32 hex digits, flags 1 = deferred, 2 = `:learn`, times in ms of the joiner's clock.
+    func record(offsets changedOffsets: [String: Int], keys: some Sequence<EventKey>) -> [UInt8] {
+        var writer = JSONLineWriter(capacity: 256)
+        writer.beginObject()
+        writer.key("v"); writer.int(1)
+        writer.key("step"); writer.int(step)
+        writer.key("next_file"); writer.int(nextFile)
+        writer.key("next_order"); writer.int(nextOrder)
+        writer.key("joined"); writer.int(joined)
+        writer.key("offsets")
+        writer.beginObject()
+        for (segment, offset) in changedOffsets.sorted(by: { $0.key < $1.key }) { writer.key(segment); writer.int(offset) }
+        writer.endObject()
+        var removed: [EventKey] = []
+        var orphanKeys: [EventKey] = []
+        writer.key("pending")
+        writer.beginArray()
+        func optional(_ value: Int64?) { if let value { writer.int(Int(value)) } else { writer.raw("null".utf8) } }
+        func tally(_ t: RewardTally) {
+            writer.int(Int(t.count)); writer.double(t.first); writer.double(t.sum)
+            writer.beginArray(); for r in t.more { writer.double(r) }; writer.endArray()
+        }
+        for key in keys {
+            if let p = pending[key] {
+                writer.beginArray()
+                writer.string(key.hex); writer.int(p.order); writer.int(Int(p.seen)); writer.string(segments[Int(p.segment)])
+                writer.int(p.offset); writer.int(Int(p.length)); writer.int((p.deferred ? 1 : 0) | (p.learn ? 2 : 0))
+                optional(p.activated); tally(p.rewards)
+                writer.endArray()
+            } else if orphans[key] != nil {
+                orphanKeys.append(key)
+            } else {
+                removed.append(key)
+            }
+        }
+        writer.endArray()
+        writer.key("orphans")
+        writer.beginArray()
+        for key in orphanKeys {
+            let o = orphans[key]!
+            writer.beginArray()
+            writer.string(key.hex); writer.int(Int(o.seen)); optional(o.activated); tally(o.rewards)
+            writer.endArray()
+        }
+        writer.endArray()
+        writer.key("removed")
+        writer.beginArray()
+        for key in removed { writer.string(key.hex) }
+        writer.endArray()
+        writer.endObject()
+        return writer.bytes + [0x0A]
+    }
+
+    /// Applies one record (a snapshot onto an empty state, or a journal entry onto the state before it).
+    /// Throws, changing nothing, when any part of it is not what `record` writes.
+    mutating func apply(_ line: some Collection<UInt8>) throws(JoinStateError) {
+        guard let value = try? JSONParser.parse(Array(line), maxDepth: 6), case .object = value,
+              value[member: "v"]?.numberText == "1" else { throw JoinStateError("not a join state record") }
+        func int(_ v: JSONValue?, _ what: String) throws(JoinStateError) -> Int {
+            guard let text = v?.numberText, let n = Int(text), n >= 0 else { throw JoinStateError("\(what) is not a count") }
+            return n
+        }
+        func optionalTime(_ v: JSONValue?) throws(JoinStateError) -> Int64? {
+            v == .null ? nil : Int64(try int(v, "a time"))
+        }
+        func double(_ v: JSONValue?) throws(JoinStateError) -> Double {
+            guard let text = v?.numberText, let d = Double(text), d.isFinite else { throw JoinStateError("a reward is not finite") }
+            return d
+        }
+        func tally(_ fields: ArraySlice<JSONValue>) throws(JoinStateError) -> RewardTally {
+            guard fields.count == 4, let more = fields.last?.arrayValue, more.count < RewardTally.keep else {
+                throw JoinStateError("a reward tally is malformed")
+            }
+            let start = fields.startIndex
+            var t = RewardTally()
+            let count = try int(fields[start], "a reward count")
+            guard count <= Int(Int32.max) else { throw JoinStateError("a reward count is too large") }
+            t.count = Int32(count)
+            t.first = try double(fields[start + 1])
+            t.sum = try double(fields[start + 2])
+            for r in more { t.more.append(try double(r)) }
+            return t
+        }
+        func key(_ v: JSONValue?) throws(JoinStateError) -> EventKey {
+            guard let text = v?.stringValue, let key = EventKey(hex: text) else { throw JoinStateError("an event key is malformed") }
+            return key
+        }
+        let step = try int(value[member: "step"], "step")
+        let nextFile = try int(value[member: "next_file"], "next_file")
+        let nextOrder = try int(value[member: "next_order"], "next_order")
+        let joined = try int(value[member: "joined"], "joined")
+        guard nextFile >= 1, case .object(let offsetList)? = value[member: "offsets"],
+              let pendingList = value[member: "pending"]?.arrayValue, let orphanList = value[member: "orphans"]?.arrayValue,
+              let removedList = value[member: "removed"]?.arrayValue else { throw JoinStateError("a member is missing") }
+        // Everything is checked before anything changes (no copy of the state per record).
+        var offsets: [(String, Int)] = []
+        for (segment, offset) in offsetList {
+            guard SegmentName(fileName: segment) != nil else { throw JoinStateError("\(segment) is not a segment name") }
+            offsets.append((segment, try int(offset, "an offset")))
+        }
+        var removed: [EventKey] = []
+        for item in removedList { removed.append(try key(item)) }
+        var decisions: [(EventKey, String, PendingDecision)] = []
+        for item in pendingList {
+            guard let f = item.arrayValue, f.count == 12, let segment = f[3].stringValue, SegmentName(fileName: segment) != nil else {
+                throw JoinStateError("a pending decision is malformed")
+            }
+            let flags = try int(f[6], "flags")
+            let length = try int(f[5], "a length")
+            let order = try int(f[1], "an order")
+            guard flags <= 3, length <= Int(Int32.max), order < nextOrder else { throw JoinStateError("a pending decision is malformed") }
+            decisions.append((try key(f[0]), segment, PendingDecision(
+                order: order, seen: Int64(try int(f[2], "a time")), segment: 0, offset: try int(f[4], "an offset"),
+                length: Int32(length), deferred: flags & 1 != 0, learn: flags & 2 != 0, activated: try optionalTime(f[7]),
+                rewards: try tally(f[8...])
+            )))
+        }
+        var orphanEvents: [(EventKey, OrphanEvent)] = []
+        for item in orphanList {
+            guard let f = item.arrayValue, f.count == 7 else { throw JoinStateError("an orphan is malformed") }
+            orphanEvents.append((try key(f[0]), OrphanEvent(seen: Int64(try int(f[1], "a time")), activated: try optionalTime(f[2]),
+                                                            rewards: try tally(f[3...]))))
+        }
+        self.step = step
+        self.nextFile = nextFile
+        self.nextOrder = nextOrder
+        self.joined = joined
+        for (segment, offset) in offsets { self.offsets[segment] = offset }
+        for k in removed {
+            pending[k] = nil
+            orphans[k] = nil
+        }
+        for (k, segment, var decision) in decisions {
+            decision.segment = self.segment(segment)
+            pending[k] = decision
+            orphans[k] = nil
+        }
+        for (k, orphan) in orphanEvents {
+            orphans[k] = orphan
+            pending[k] = nil
+        }
+    }
+}
+
+struct JoinStateError: Error {
+    let message: String
+    init(_ message: String) { self.message = message }
+}
