@@ -64,6 +64,8 @@ public struct Engine: Sendable {
         self.store = store
         self.loops = loops
         self.maxJSONDepth = maxJSONDepth
+        // Settings in force = the serving version's .json, at every join step (SPEC §8.9).
+        loops.follow { [store] name in store.serving(name).map { $0.loop ?? LoopConfig() } }
     }
 
     /// Answers `input` with model `name`'s serving version by `deadline`.
@@ -236,7 +238,7 @@ public struct Engine: Sendable {
                 context: Array(example.canonicalText().utf8.dropLast()), modelVersion: version.version, deferred: request.deferred
             )
             do throws(EventLogError) {
-                try loops.loop(for: name, config: version.loop).append([decision], kind: .decision)
+                try loops.loop(for: name).append([decision], kind: .decision)
             } catch {
                 throw .eventLogFailed(error.message)
             }
@@ -255,6 +257,13 @@ public struct Engine: Sendable {
             rewards = try LoopRequests.rewards(body, maxDepth: maxJSONDepth)
         } catch {
             throw .invalidRequest(error.message)
+        }
+        // The serving version's range (a model not serving yet: any finite reward, clipped by the join to the range in force then).
+        if let range = config?.rewardRange {
+            for (index, reward) in rewards.enumerated() where !range.contains(reward.number) {
+                let which = rewards.count > 1 ? "reward \(index): " : ""
+                throw .invalidRequest("\(which)reward \(reward.value) is outside the model's reward_range [\(range.lowerBound), \(range.upperBound)]")
+            }
         }
         let now = EventLine.nowMilliseconds()
         let lines = rewards.map { EventLine.reward(eventId: $0.eventID.text, value: $0.number, timestampMilliseconds: now) }
@@ -305,8 +314,11 @@ public struct Engine: Sendable {
                 do throws(ExampleProblem) {
                     let example = try grammar.parse(lines: [text])
                     guard example.hasLabel else { throw .invalidLabel("a :learn example needs a label") }
-                    return EventLine.learn(eventId: EventID.random().text, example: String(example.canonicalText().dropLast()),
-                                           timestampMilliseconds: now)
+                    let canonical = String(example.canonicalText().dropLast())
+                    if let loop = version.loop, let why = LearnBounds(loop).problem(in: canonical, family: version.options.family) {
+                        throw .invalidLabel(why)
+                    }
+                    return EventLine.learn(eventId: EventID.random().text, example: canonical, timestampMilliseconds: now)
                 } catch {
                     throw .invalidExample(InvalidExample(index: index, problem: error))
                 }
@@ -323,9 +335,8 @@ public struct Engine: Sendable {
     public func resumeLoops() {
         var cache = ModelStore.ReaderCache()
         for name in store.modelNames where loops.hasState(name) {
-            let config = try? store.withServingVersion(of: name, cache: &cache) { version throws(PredictError) in version.loop }
             do throws(EventLogError) {
-                _ = try loops.loop(for: name, config: config ?? nil)
+                _ = try loops.loop(for: name)
             } catch {
                 store.logger.error("cannot resume the learning loop", metadata: ["model": "\(name)", "error": "\(error.message)"])
             }
@@ -340,11 +351,11 @@ public struct Engine: Sendable {
                           learning: LearnStatus())
     }
 
-    /// The loop settings of the serving version's .json (nil for a model not serving yet: the defaults);
+    /// The loop settings of the serving version's .json, or the defaults when it has none (nil for a model not serving yet);
     /// throws only for a model not in the directory. One lookup per request, taken before the body is read.
     private func loopConfig(of name: String, cache: inout ModelStore.ReaderCache) throws(PredictError) -> LoopConfig? {
         do throws(PredictError) {
-            return try store.withServingVersion(of: name, cache: &cache) { version throws(PredictError) in version.loop }
+            return try store.withServingVersion(of: name, cache: &cache) { version throws(PredictError) in version.loop ?? LoopConfig() }
         } catch {
             if case .modelNotFound = error { throw error }
             return nil
@@ -354,7 +365,7 @@ public struct Engine: Sendable {
     private func append(_ lines: [[UInt8]], kind: LoopMetrics.Kind, rewardSum: Double, model name: String,
                         config: LoopConfig?) throws(PredictError) {
         do throws(EventLogError) {
-            try loops.loop(for: name, config: config).append(lines, kind: kind, rewardSum: rewardSum)
+            try loops.loop(for: name).append(lines, kind: kind, rewardSum: rewardSum)
         } catch {
             throw .eventLogFailed(error.message)
         }

@@ -90,7 +90,12 @@ public struct LearnStatus: Sendable, Equatable {
     public var ipsEstimate: Double?
     /// The logged policy's average reward on the same events.
     public var loggedAverage: Double?
-    public var lastError: String?
+    public var lastError: String? {
+        didSet { lastErrorTime = lastError == nil ? nil : rfc3339Now() }
+    }
+    public var lastErrorTime: String?
+    /// Learned models the publish gate refused (SPEC §8.9), kept under `<state>/<name>/rejected/`.
+    public var rejectedUpdates = 0
 }
 
 /// Learns one model from its joined events with the real vw and publishes each learned model through the
@@ -197,7 +202,7 @@ final class Learner: @unchecked Sendable {
         for why in checked.skipped {
             logger.warning("joined line not learned", metadata: ["model": "\(name)", "reason": "\(why)"])
         }
-        if !checked.skipped.isEmpty { metrics.skipped.increment(by: checked.skipped.count) }
+        if !checked.skipped.isEmpty { metrics.skipped(.training, count: checked.skipped.count) }
         lastAttempt = .now
         let started = ContinuousClock.now
         let trained = try train(from: current, input: checked.bytes, serving: serving, settings: settings)

@@ -9,13 +9,13 @@ import Synchronization
 public final class ModelLoop: Sendable {
     public let name: String
     let log: EventLog
-    /// The join, once this process holds the model's join lock (nil before), and whether it holds the lock.
+    /// The join, once this process holds the model's join lock (nil before, and after it gave the lock up).
     private let joiner = Mutex<Joiner?>(nil)
-    private let holdsJoinLock = Atomic<Bool>(false)
+    /// The descriptor holding `<state>/<name>/join.lock` (flock), -1 when this process does not hold it.
+    private let joinLock = Atomic<Int32>(-1)
     private let stateDirectory: String
-    private let settings: JoinSettings
-    /// Whether this process joins the model's events (not a serving instance of an externally trained model).
-    private let joins: Bool
+    /// `vwfcgi train`: this process joins and learns the models whose loop says `"trainer": "external"`.
+    private let externalTrainer: Bool
     /// Learns the model, on the trainer thread only (see `LearningLoops.startLearning`).
     let learner: Learner
     let decisions = Atomic<Int>(0)
@@ -23,6 +23,9 @@ public final class ModelLoop: Sendable {
     let activations = Atomic<Int>(0)
     let learns = Atomic<Int>(0)
     private let sums = Mutex(Sums())
+    /// What `GET …/loop` shows of the join, published after each step (never read under the joiner's lock,
+    /// which is held across file I/O).
+    private let joinView = Mutex(JoinView())
     private let metrics: LoopMetrics
 
     private struct Sums {
@@ -37,11 +40,10 @@ public final class ModelLoop: Sendable {
 
     private let logger: Logger
 
-    init(name: String, log: EventLog, stateDirectory: String, settings: JoinSettings, joins: Bool, logger: Logger) {
+    init(name: String, log: EventLog, stateDirectory: String, externalTrainer: Bool, logger: Logger) {
         self.name = name
         self.stateDirectory = stateDirectory
-        self.settings = settings
-        self.joins = joins
+        self.externalTrainer = externalTrainer
         let metrics = LoopMetrics(model: name)
         self.metrics = metrics
         learner = Learner(stateDirectory: stateDirectory, name: name, metrics: metrics, logger: logger)
@@ -67,34 +69,81 @@ public final class ModelLoop: Sendable {
         metrics.recorded(kind, count: lines.count, rewardSum: total)
     }
 
-    /// Joins what is due, and adds the joined events' rewards to the logged policy's average.
+    /// Joins what is due under `config`, the serving version's loop settings (nil: the model does not serve:
+    /// nothing is joined, and nothing is fixed by it), and adds the joined events' rewards to the logged policy's average.
     ///
     /// Several instances may share one state directory (SPEC §8.4): only the one holding
     /// `<state>/<name>/join.lock` (flock, released when its process dies) joins; the others log
     /// only and try again on the next round. The join state is read from disk when the lock is
-    /// taken, so a takeover continues exactly where the previous joiner stopped.
-    func join(now: Int64) throws(EventLogError) {
-        guard joins else { return }
-        let outcome = try joiner.withLock { current throws(EventLogError) -> (JoinStep, Int)? in
-            if current == nil {
-                if !holdsJoinLock.load(ordering: .relaxed) {
-                    guard Self.takeJoinLock(stateDirectory + "/" + name + "/join.lock") else { return nil }
-                    holdsJoinLock.store(true, ordering: .relaxed)
-                }
-                // Reads the saved join state; a failure is retried on the next round, the lock kept.
-                current = try Joiner(stateDirectory: stateDirectory, name: name, settings: settings)
-                logger.info("joining this model's events here (join lock taken)")
-            }
-            let joiner = current!
-            return (try joiner.step(nowMilliseconds: now), joiner.pendingCount)
+    /// taken, so a takeover continues exactly where the previous joiner stopped. A serving instance of a model
+    /// whose loop says `"trainer": "external"` does not join, and gives the lock up if it held it.
+    func join(now: Int64, config: LoopConfig?) {
+        guard let config else { return }
+        joinView.withLock { $0.settings = config }
+        guard externalTrainer || !config.externalTrainer else {
+            releaseJoinLock()
+            return
         }
-        guard let (step, pending) = outcome else { return }
+        let outcome = joiner.withLock { current -> Result<(JoinStep, Int, Int, String?), EventLogError>? in
+            do throws(EventLogError) {
+                if current == nil {
+                    if joinLock.load(ordering: .relaxed) < 0 {
+                        guard let fd = try takeJoinLock() else { return nil }
+                        joinLock.store(fd, ordering: .relaxed)
+                    }
+                    // Reads the saved join state; a failure is retried on the next round, the lock kept.
+                    let opened = try Joiner(stateDirectory: stateDirectory, name: name, settings: JoinSettings(config))
+                    current = opened
+                    logger.info("joining this model's events here (join lock taken)")
+                    if let problem = opened.restoreProblem {
+                        logger.error("join state could not be used", metadata: ["problem": "\(problem)"])
+                        joinView.withLock { $0.lastError = LoopError.now(problem) }
+                    }
+                }
+                guard let joiner = current else { return nil }
+                joiner.settings = JoinSettings(config)
+                let step = try joiner.step(nowMilliseconds: now)
+                return .success((step, joiner.pendingCount, joiner.orphanCount, joiner.restoreProblem))
+            } catch {
+                return .failure(error)
+            }
+        }
+        switch outcome {
+        case nil:
+            return
+        case .failure(let error)?:
+            logger.error("join failed", metadata: ["error": "\(error.message)"])
+            joinView.withLock { $0.lastError = LoopError.now("join: " + error.message) }
+        case .success(let (step, pending, orphans, _))?:
+            absorb(step, pending: pending, orphans: orphans)
+        }
+    }
+
+    private func absorb(_ step: JoinStep, pending: Int, orphans: Int) {
         metrics.pending.record(pending)
         // A torn last line (kill -9 while writing: never acknowledged) or any unreadable line is skipped, and said.
         for skipped in step.skipped {
             logger.warning("event log line skipped", metadata: ["line": "\(skipped)"])
+            metrics.skipped(skipped.kind)
         }
-        if !step.skipped.isEmpty { metrics.skipped.increment(by: step.skipped.count) }
+        if step.clippedProbabilities > 0 { metrics.skipped(.clippedProbability, count: step.clippedProbabilities) }
+        let droppedPending = step.droppedPendingOverCap + step.droppedDeferred
+        let droppedOrphans = step.droppedOrphansOverCap + step.droppedOrphans
+        if droppedPending > 0 { metrics.droppedPending.increment(by: droppedPending) }
+        if droppedOrphans > 0 { metrics.droppedOrphans.increment(by: droppedOrphans) }
+        joinView.withLock { view in
+            view.pending = pending
+            view.orphans = orphans
+            view.droppedPending += droppedPending
+            view.droppedOrphans += droppedOrphans
+            view.skipped += step.skipped.count
+            view.clippedProbabilities += step.clippedProbabilities
+            if let last = step.skipped.last { view.lastError = LoopError.now("log line skipped: \(last)") }
+            if step.droppedPendingOverCap > 0 || step.droppedOrphansOverCap > 0 {
+                view.lastError = LoopError.now("over the caps: dropped \(step.droppedPendingOverCap) pending decisions and "
+                    + "\(step.droppedOrphansOverCap) orphan events (max_pending, max_orphans)")
+            }
+        }
         guard !step.joined.isEmpty else { return }
         let average = sums.withLock { s -> Double? in
             s.joined += step.rewardSum
@@ -106,25 +155,67 @@ public final class ModelLoop: Sendable {
         if let average { metrics.averageReward.record(average) }
     }
 
-    /// Takes the exclusive lock at `path` for the life of the process; false when another holds it.
-    private static func takeJoinLock(_ path: String) -> Bool {
-        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { return false }
-        if flock(fd, LOCK_EX | LOCK_NB) == 0 { return true }  // the descriptor stays open: the lock lives with the process
+    /// Takes the exclusive lock `<state>/<name>/join.lock` for the life of the process (or until given up);
+    /// nil when another holds it. The lock file is opened by descriptor, never through a symlink, and must be a
+    /// regular file.
+    private func takeJoinLock() throws(EventLogError) -> Int32? {
+        let directory = try StateDirectory.root(stateDirectory).directory(name)
+        let fd = try directory.openRegular("join.lock", flags: O_RDWR | O_CREAT) ?? -1
+        guard fd >= 0 else { return nil }
+        if flock(fd, LOCK_EX | LOCK_NB) == 0 { return fd }  // the descriptor stays open: the lock lives with it
         close(fd)
-        return false
+        return nil
+    }
+
+    private func releaseJoinLock() {
+        joiner.withLock { current in
+            current = nil
+            let fd = joinLock.exchange(-1, ordering: .relaxed)
+            if fd >= 0 {
+                close(fd)
+                logger.info("not joining this model's events here any more (its loop is trained externally)")
+            }
+        }
     }
 
     /// `GET /v1/models/<name>/loop`.
     public var status: LoopStatus {
         let (joined, decisionsJoined, joinedSum, received) = sums.withLock { ($0.joinedCount, $0.joinedDecisions, $0.joined, $0.received) }
-        let pending = joiner.withLock { $0?.pendingCount ?? 0 }
+        let view = joinView.withLock { $0 }
+        var learning = learner.status.withLock { $0 }
+        if let joinError = view.lastError, learning.lastError == nil || (learning.lastErrorTime ?? "") < joinError.time {
+            learning.lastError = joinError.message
+        }
         return LoopStatus(
             decisions: decisions.load(ordering: .relaxed), rewards: rewards.load(ordering: .relaxed),
             activations: activations.load(ordering: .relaxed), learns: learns.load(ordering: .relaxed), joined: joined,
-            pending: pending, rewardSum: received, averageReward: decisionsJoined > 0 ? joinedSum / Double(decisionsJoined) : nil,
-            learning: learner.status.withLock { $0 }
+            pending: view.pending, rewardSum: received, averageReward: decisionsJoined > 0 ? joinedSum / Double(decisionsJoined) : nil,
+            learning: learning, orphans: view.orphans, droppedPending: view.droppedPending, droppedOrphans: view.droppedOrphans,
+            skippedLines: view.skipped, clippedProbabilities: view.clippedProbabilities, settings: view.settings,
+            joinsHere: joinLock.load(ordering: .relaxed) >= 0
         )
+    }
+}
+
+/// The join's part of the loop status, published after each step.
+struct JoinView {
+    var pending = 0
+    var orphans = 0
+    var droppedPending = 0
+    var droppedOrphans = 0
+    var skipped = 0
+    var clippedProbabilities = 0
+    var lastError: LoopError?
+    var settings: LoopConfig?
+}
+
+/// A loop error with its RFC 3339 time (for `last_error`, newest wins).
+struct LoopError: Equatable {
+    var time: String
+    var message: String
+
+    static func now(_ message: String) -> LoopError {
+        LoopError(time: rfc3339Now(), message: message)
     }
 }
 
@@ -145,6 +236,17 @@ public struct LoopStatus: Sendable, Equatable {
     public let averageReward: Double?
     /// Updates, the learned version and the policy estimate (SPEC §8.6, §8.8).
     public let learning: LearnStatus
+    /// Event ids with rewards but no decision yet; dropped by age or the caps since start; log lines skipped;
+    /// logged probabilities clipped to `min_probability` (SPEC §8.9).
+    public var orphans = 0
+    public var droppedPending = 0
+    public var droppedOrphans = 0
+    public var skippedLines = 0
+    public var clippedProbabilities = 0
+    /// The loop settings in force (the serving version's `.json`), nil before the model served.
+    public var settings: LoopConfig?
+    /// Whether this instance holds the model's join lock.
+    public var joinsHere = false
 }
 
 /// Every model's loop on this instance, created on first use, and the thread that joins them.
@@ -153,6 +255,8 @@ public final class LearningLoops: Sendable {
     public let instance: String
     private let loops = Mutex<[String: ModelLoop]>([:])
     private let joinerStarted = Atomic<Bool>(false)
+    /// The loop settings in force for a model: its serving version's (nil while it does not serve). Set by the engine.
+    private let settingsSource = Mutex<(@Sendable (String) -> LoopConfig?)?>(nil)
     private let trainerStarted = Atomic<Bool>(false)
     /// `vwfcgi train`: joins every model, and learns those whose loop says `"trainer": "external"`.
     public let externalTrainer: Bool
@@ -178,6 +282,7 @@ public final class LearningLoops: Sendable {
     /// (internal here, external in `vwfcgi train`) is joined and, every `update_interval`, learned (SPEC §8.6).
     public func startLearning(store: ModelStore, settings: TrainerSettings) {
         guard trainerStarted.compareExchange(expected: false, desired: true, ordering: .sequentiallyConsistent).exchanged else { return }
+        follow { [store] name in store.serving(name).map { $0.loop ?? LoopConfig() } }
         DetachedThread.start(name: "trainer") { [self] in
             let tick = Condition()
             while true {
@@ -185,7 +290,7 @@ public final class LearningLoops: Sendable {
                 for name in store.modelNames {
                     guard let config = store.serving(name)?.loop, config.externalTrainer == externalTrainer else { continue }
                     do throws(EventLogError) {
-                        try loop(for: name, config: config).learner.tick(store: store, settings: settings)
+                        try loop(for: name).learner.tick(store: store, settings: settings)
                     } catch {
                         logger.error("cannot open the model's loop", metadata: ["model": "\(name)", "error": "\(error.message)"])
                     }
@@ -194,14 +299,17 @@ public final class LearningLoops: Sendable {
         }
     }
 
+    /// Makes the join follow the serving versions: `source(name)` is the loop settings of model `name`'s serving
+    /// version (its `"loop"`, or the defaults for a log-only model), nil while it does not serve.
+    public func follow(_ source: @escaping @Sendable (String) -> LoopConfig?) {
+        settingsSource.withLock { $0 = source }
+    }
+
     /// The loop of model `name`, opening its log and joiner on first use.
-    func loop(for name: String, config: LoopConfig?) throws(EventLogError) -> ModelLoop {
+    func loop(for name: String) throws(EventLogError) -> ModelLoop {
         if let existing = loops.withLock({ $0[name] }) { return existing }
-        let loopConfig = config ?? LoopConfig()
-        let settings = JoinSettings(rewardWait: loopConfig.rewardWait, defaultReward: loopConfig.defaultReward)
         let log = try EventLog(stateDirectory: stateDirectory, name: name, instance: instance)
-        let joins = externalTrainer || !loopConfig.externalTrainer
-        let created = ModelLoop(name: name, log: log, stateDirectory: stateDirectory, settings: settings, joins: joins, logger: logger)
+        let created = ModelLoop(name: name, log: log, stateDirectory: stateDirectory, externalTrainer: externalTrainer, logger: logger)
         let loop = loops.withLock { all in
             if let raced = all[name] { return raced }
             all[name] = created
@@ -226,12 +334,9 @@ public final class LearningLoops: Sendable {
             let tick = Condition()
             while true {
                 tick.wait(until: .after(Self.joinPeriod)) { false }
+                let source = settingsSource.withLock { $0 }
                 for loop in loops.withLock({ Array($0.values) }) {
-                    do throws(EventLogError) {
-                        try loop.join(now: EventLine.nowMilliseconds())
-                    } catch {
-                        logger.error("join failed", metadata: ["model": "\(loop.name)", "error": "\(error.message)"])
-                    }
+                    loop.join(now: EventLine.nowMilliseconds(), config: source?(loop.name))
                 }
             }
         }
@@ -245,7 +350,10 @@ struct LoopMetrics: Sendable {
     }
 
     let joined: Counter
-    let skipped: Counter
+    private let model: String
+    let droppedPending: Counter
+    let droppedOrphans: Counter
+    let updatesRejected: Counter
     let pending: Gauge
     let rewardSum: Gauge
     let averageReward: Gauge
@@ -268,7 +376,10 @@ struct LoopMetrics: Sendable {
         }
         func gauge(_ label: String) -> Gauge { Gauge(label: label, dimensions: [("model", model)]) }
         joined = counter("vwfcgi_loop_joined_total")
-        skipped = Counter(label: "vwfcgi_loop_skipped_lines_total", dimensions: [("model", model)])
+        self.model = model
+        droppedPending = counter("vwfcgi_loop_dropped_total", [("kind", "pending")])
+        droppedOrphans = counter("vwfcgi_loop_dropped_total", [("kind", "orphan")])
+        updatesRejected = counter("vwfcgi_loop_updates_total", [("result", "rejected")])
         pending = gauge("vwfcgi_loop_pending_events")
         rewardSum = gauge("vwfcgi_loop_reward_sum")
         averageReward = gauge("vwfcgi_loop_average_reward")
@@ -282,6 +393,11 @@ struct LoopMetrics: Sendable {
         pending.record(0)
         rewardSum.record(0)
         learnedEvents.record(0)
+    }
+
+    /// `vwfcgi_loop_skipped_lines_total{model,reason}` (rare: looked up when it happens).
+    func skipped(_ reason: SkipReason, count: Int = 1) {
+        Counter(label: "vwfcgi_loop_skipped_lines_total", dimensions: [("model", model), ("reason", reason.rawValue)]).increment(by: count)
     }
 
     func recorded(_ kind: Kind, count: Int, rewardSum total: Double) {
