@@ -77,7 +77,7 @@ void cspawn_landlock_handled(int abi, uint64_t *fs, uint64_t *net, uint64_t *sco
 
 /* Read-only filesystem, no TCP, scoped abstract unix sockets and signals: as much of it as the
  * kernel's ABI knows. Returns 0 (also when the kernel has no Landlock) or an errno. */
-static int apply_landlock(const char *writable_dir) {
+static int apply_landlock(int writable_dir_fd) {
     int abi = cspawn_landlock_abi();
     if (abi <= 0) return 0; /* documented degradation: no Landlock in this kernel */
     struct cs_landlock_ruleset_attr attr = {0};
@@ -96,21 +96,18 @@ static int apply_landlock(const char *writable_dir) {
         if (syscall(CS_NR_landlock_add_rule, ruleset, CS_LANDLOCK_RULE_PATH_BENEATH, &rule, 0) < 0) e = errno;
         close(root);
     }
-    if (e == 0 && writable_dir != NULL) {
+    if (e == 0 && writable_dir_fd >= 0) {
         /* The one directory this child may write in (a trainer's private output directory): create,
          * write, truncate, rename within and remove regular files (vw writes `<file>.writing`, then
          * renames it), nothing else: no subdirectory, link, device, fifo or socket. */
-        int dir = open(writable_dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
-        if (dir < 0) {
-            e = errno;
-        } else {
+        int dir = writable_dir_fd;
+        {
             struct cs_landlock_path_beneath_attr rule = {
                 .allowed_access = CS_FS_READ_FILE | CS_FS_READ_DIR | CS_FS_WRITE_FILE | CS_FS_REMOVE_FILE |
                     CS_FS_MAKE_REG | (abi >= 3 ? CS_FS_TRUNCATE : 0),
                 .parent_fd = dir,
             };
             if (syscall(CS_NR_landlock_add_rule, ruleset, CS_LANDLOCK_RULE_PATH_BENEATH, &rule, 0) < 0) e = errno;
-            close(dir);
         }
     }
     if (e == 0 && syscall(CS_NR_landlock_restrict_self, ruleset, 0) < 0) e = errno;
@@ -182,21 +179,21 @@ int cspawn_sandbox_mode(void) {
 }
 
 /* Everything the child gives up before exec; 0 or the errno of the step that failed. */
-static int apply_sandbox(unsigned long long memory_limit, const char *writable_dir, unsigned long long file_size_limit) {
+static int apply_sandbox(unsigned long long memory_limit, int writable_dir_fd, unsigned long long file_size_limit) {
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) return errno;
     struct rlimit zero = {0, 0};
     struct rlimit file_size = {(rlim_t)file_size_limit, (rlim_t)file_size_limit};
-    if (setrlimit(RLIMIT_FSIZE, writable_dir != NULL ? &file_size : &zero) != 0 || setrlimit(RLIMIT_CORE, &zero) != 0) return errno;
+    if (setrlimit(RLIMIT_FSIZE, writable_dir_fd >= 0 ? &file_size : &zero) != 0 || setrlimit(RLIMIT_CORE, &zero) != 0) return errno;
     if (memory_limit > 0) {
         struct rlimit memory = {(rlim_t)memory_limit, (rlim_t)memory_limit};
         if (setrlimit(RLIMIT_AS, &memory) != 0) return errno;
     }
-    int e = apply_landlock(writable_dir);
+    int e = apply_landlock(writable_dir_fd);
     if (e != 0) return e;
     return apply_seccomp();
 }
 
-pid_t cspawn_piped(char *const argv[], unsigned long long memory_limit, const char *writable_dir,
+pid_t cspawn_piped(char *const argv[], unsigned long long memory_limit, int writable_dir_fd,
                    unsigned long long file_size_limit, int *stdin_fd, int *stdout_fd, int *stderr_fd) {
     int in[2] = {-1, -1}, out[2] = {-1, -1}, err[2] = {-1, -1}, status[2] = {-1, -1};
     if (pipe2(in, O_CLOEXEC) || pipe2(out, O_CLOEXEC) || pipe2(err, O_CLOEXEC) || pipe2(status, O_CLOEXEC)) {
@@ -229,22 +226,26 @@ pid_t cspawn_piped(char *const argv[], unsigned long long memory_limit, const ch
             e = errno;
             goto report;
         }
-        /* Close everything else (listening sockets, other shards' pipes) except the status pipe. */
+        /* Close everything else (listening sockets, other shards' pipes) except the status pipe and the
+         * writable directory's descriptor (closed at exec: it is O_CLOEXEC, and Landlock holds its own reference). */
         int keep = status[1];
+        int low = writable_dir_fd >= 3 && writable_dir_fd < keep ? writable_dir_fd : keep;
+        int high = writable_dir_fd >= 3 && writable_dir_fd > keep ? writable_dir_fd : keep;
         int closed = 0;
 #ifdef SYS_close_range
-        closed = (keep <= 3 || syscall(SYS_close_range, 3, keep - 1, 0) == 0) &&
-            syscall(SYS_close_range, keep + 1, ~0U, 0) == 0;
+        closed = (low <= 3 || syscall(SYS_close_range, 3, low - 1, 0) == 0) &&
+            (high <= low + 1 || syscall(SYS_close_range, low + 1, high - 1, 0) == 0) &&
+            syscall(SYS_close_range, high + 1, ~0U, 0) == 0;
 #endif
         if (!closed) {
             int maxfd = (int)sysconf(_SC_OPEN_MAX);
             if (maxfd < 0 || maxfd > 65536) maxfd = 65536;
             for (int fd = 3; fd < maxfd; fd++) {
-                if (fd != keep) close(fd);
+                if (fd != low && fd != high) close(fd);
             }
         }
         /* Never exec unsandboxed: a step that fails is reported like a failed exec. */
-        e = apply_sandbox(memory_limit, writable_dir, file_size_limit);
+        e = apply_sandbox(memory_limit, writable_dir_fd, file_size_limit);
         if (e == 0) {
             execvp(argv[0], argv);
             e = errno;

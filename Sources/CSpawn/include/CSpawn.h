@@ -18,12 +18,13 @@
 /// process on a syscall of a foreign ABI (i386, x32). A step that fails makes the
 /// spawn fail with its errno: the child never runs with less than `cspawn_sandbox_mode()`.
 ///
-/// `writable_dir` (NULL for none; a trainer's private output directory) names one existing directory
+/// `writable_dir_fd` (-1 for none; a trainer's private output directory, opened by the caller with
+/// O_NOFOLLOW | O_DIRECTORY so that no symlink is followed) is one existing directory
 /// in which the child may also create, write, rename and remove regular files, and nothing else;
 /// RLIMIT_FSIZE is then `file_size_limit` instead of 0. Without Landlock that rule cannot be
 /// expressed: the rlimit is then the only bound on writes.
 /// Returns the child's pid, or -1 with errno set.
-pid_t cspawn_piped(char *const argv[], unsigned long long memory_limit, const char *writable_dir,
+pid_t cspawn_piped(char *const argv[], unsigned long long memory_limit, int writable_dir_fd,
                    unsigned long long file_size_limit, int *stdin_fd, int *stdout_fd, int *stderr_fd);
 
 /// What `cspawn_piped` applies to its children on this kernel.

@@ -343,6 +343,24 @@ public struct Engine: Sendable {
         }
     }
 
+    /// `POST /v1/models/<name>/loop:rollback`: the trainer publishes the version before the serving one (the previous
+    /// learned version, or the base file) through the normal swap at its next tick (SPEC §8.9). The outcome shows
+    /// in `/loop` (`learned_version`, `last_error`).
+    public func rollback(model name: String) throws(PredictError) {
+        var cache = ModelStore.ReaderCache()
+        let learns = try store.withServingVersion(of: name, cache: &cache) { version throws(PredictError) in
+            version.loop.map { $0.externalTrainer == loops.externalTrainer } ?? false
+        }
+        guard learns else {
+            throw .invalidRequest("model '\(name)' is not learned by this instance (its .json has no \"loop\", or its trainer is external)")
+        }
+        do throws(EventLogError) {
+            try loops.loop(for: name).learner.requestRollback()
+        } catch {
+            throw .eventLogFailed(error.message)
+        }
+    }
+
     /// `GET /v1/models/<name>/loop`; nil for an unknown model.
     public func loopStatus(model name: String) -> LoopStatus? {
         guard store.status(of: name) != nil else { return nil }

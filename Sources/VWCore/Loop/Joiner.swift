@@ -628,6 +628,7 @@ struct LoggedDecision {
     let context: JSONValue
     let state: JSONValue?
     let chosen: Int
+    let actionIDs: [Int]
     let chosenProbability: Double
     let chosenProbabilityText: String
 
@@ -668,7 +669,7 @@ struct LoggedDecision {
                 return .failure(Problem(why: "decision \"VWState\" is not {\"m\": version}"))
             }
         }
-        return .success(LoggedDecision(actions: a, probabilities: p, context: context, state: state, chosen: ids[0],
+        return .success(LoggedDecision(actions: a, probabilities: p, context: context, state: state, chosen: ids[0], actionIDs: ids,
                                        chosenProbability: values[0], chosenProbabilityText: texts[0]))
     }
 }

@@ -35,14 +35,14 @@ struct TrainingInput {
     /// - Parameters:
     ///   - json: the model's VW JSON grammar (a `vw_json` model learns decision lines), nil for a VW text model (`:learn` lines).
     ///   - text: the strict grammar of the model's family, keeping labels.
-    init(lines: [ArraySlice<UInt8>], json: VWJSONGrammar?, text: ExampleGrammar) {
+    init(lines: [ArraySlice<UInt8>], json: VWJSONGrammar?, text: ExampleGrammar, loop: LoopConfig = LoopConfig()) {
         for (index, line) in lines.enumerated() {
             guard let value = try? JSONParser.parse(Array(line), maxDepth: 64), case .object(let members) = value else {
                 skipped.append("joined line \(index): not a JSON object")
                 continue
             }
             if let json {
-                switch Self.decision(members, grammar: json) {
+                switch Self.decision(members, grammar: json, minProbability: loop.minProbability, rewardRange: loop.rewardRange) {
                 case .success(let decision):
                     bytes += line
                     bytes.append(0x0A)
@@ -59,6 +59,11 @@ struct TrainingInput {
                 do throws(ExampleProblem) {
                     let parsed = try text.parse(lines: [Substring(example)])
                     guard parsed.hasLabel else { throw .invalidLabel("no label") }
+                    var canonical: [UInt8] = []
+                    parsed.write(serverTag: [], into: &canonical)
+                    if let why = LearnBounds(loop).problem(in: String(decoding: canonical.dropLast(), as: UTF8.self), family: text.family) {
+                        throw .invalidLabel(why)
+                    }
                     parsed.write(serverTag: [], into: &bytes)
                 } catch {
                     skipped.append("joined line \(index): \(error.reason)")
@@ -71,7 +76,8 @@ struct TrainingInput {
         let why: String
     }
 
-    private static func decision(_ members: [(key: String, value: JSONValue)], grammar: VWJSONGrammar) -> Result<Decision, Problem> {
+    private static func decision(_ members: [(key: String, value: JSONValue)], grammar: VWJSONGrammar, minProbability: Double,
+                                 rewardRange: ClosedRange<Double>) -> Result<Decision, Problem> {
         var seen = Set<String>()
         for (key, _) in members {
             guard decisionMembers.contains(key) else { return .failure(Problem(why: "unknown member \"\(key)\"")) }
@@ -84,35 +90,63 @@ struct TrainingInput {
             guard let member = value[member: key] else { return !required }
             return member.stringValue != nil
         }
-        guard let cost = number("_label_cost"), let probability = number("_label_probability"), probability > 0, probability <= 1,
+        // The joiner writes -(reward clipped to the range) and a probability of at least min_probability.
+        guard let cost = number("_label_cost"), rewardRange.contains(-cost),
+              let probability = number("_label_probability"), probability >= minProbability, probability <= 1,
               let action = value[member: "_label_Action"].flatMap(integer), action >= 1,
               value[member: "_labelIndex"].flatMap(integer) == action - 1
-        else { return .failure(Problem(why: "labels are not a cost, a probability in (0, 1] and action/index in step")) }
-        guard let actions = value[member: "a"]?.arrayValue, let probabilities = value[member: "p"]?.arrayValue,
-              !actions.isEmpty, actions.count == probabilities.count,
-              actions.allSatisfy({ integer($0).map { $0 >= 1 } ?? false }),
-              probabilities.allSatisfy({ $0.numberText.flatMap(Double.init).map { (0...1).contains($0) } ?? false })
-        else { return .failure(Problem(why: "\"a\" and \"p\" are not action ids with their probabilities")) }
-        guard let outcomes = value[member: "o"]?.arrayValue,
+        else {
+            return .failure(Problem(why: "labels are not a cost within the reward range, a probability in [min_probability \(minProbability), 1] "
+                + "and action/index in step"))
+        }
+        let logged: LoggedDecision
+        switch LoggedDecision.check(value) {
+        case .success(let checked): logged = checked
+        case .failure(let problem): return .failure(Problem(why: problem.why))
+        }
+        guard logged.chosen == action, probability == logged.chosenProbability || (logged.chosenProbability < minProbability && probability == minProbability)
+        else { return .failure(Problem(why: "the label is not the first action of \"a\" with its probability in \"p\"")) }
+        guard let outcomes = value[member: "o"]?.arrayValue, outcomes.count <= RewardTally.keep,
               outcomes.allSatisfy({ outcome in
-                  guard case .object(let fields) = outcome, fields.count == 1, fields[0].key == "v" else { return false }
-                  return fields[0].value.numberText != nil
+                  guard case .object(let fields) = outcome, fields.count == 1, fields[0].key == "v",
+                        let reward = fields[0].value.numberText.flatMap(Double.init) else { return false }
+                  return reward.isFinite
               })
-        else { return .failure(Problem(why: "\"o\" is not a list of {\"v\": reward}")) }
+        else { return .failure(Problem(why: "\"o\" is not a list of {\"v\": finite reward}")) }
         guard let id = value[member: "EventId"]?.stringValue, EventID(id) != nil,
               string("Version", required: true), string("Timestamp", required: false)
         else { return .failure(Problem(why: "EventId, Version or Timestamp is not what the joiner writes")) }
-        if let state = value[member: "VWState"] {
-            guard case .object(let fields) = state, fields.count == 1, fields[0].key == "m", fields[0].value.stringValue != nil else {
-                return .failure(Problem(why: "\"VWState\" is not {\"m\": version}"))
-            }
+        // Keys VW reads as labels, tags or anything but features have no place in a logged context.
+        if let key = Self.reservedKey(in: logged.context, top: true) {
+            return .failure(Problem(why: "context: key \"\(key)\" is not allowed in a logged context (labels, tags and other \"_\" keys)"))
         }
-        guard let context = value[member: "c"] else { return .failure(Problem(why: "no context \"c\"")) }
+        let example: VWJSONExample
         do throws(ExampleProblem) {
-            _ = try grammar.parse(context)
+            example = try grammar.parse(logged.context)
         } catch {
             return .failure(Problem(why: "context: \(error.reason)"))
         }
+        if let largest = logged.actionIDs.max(), example.isADF, largest > example.actions {
+            return .failure(Problem(why: "action \(largest) of \"a\" is past the context's \(example.actions) actions"))
+        }
         return .success(Decision(reward: -cost, probability: probability, action: action))
+    }
+
+    /// The first key starting with `_` other than `_text` (anywhere) and `_multi` (at the top), nil when none.
+    static func reservedKey(in value: JSONValue, top: Bool) -> String? {
+        switch value {
+        case .object(let members):
+            for (key, member) in members {
+                if key.hasPrefix("_") && key != "_text" && !(top && key == "_multi") { return key }
+                if let found = reservedKey(in: member, top: false) { return found }
+            }
+        case .array(let elements):
+            for element in elements {
+                if let found = reservedKey(in: element, top: false) { return found }
+            }
+        default:
+            break
+        }
+        return nil
     }
 }

@@ -77,13 +77,23 @@ public enum Sandbox {
 ///
 /// vw writes its `-f` model as `<file>.writing` and renames it: Landlock grants creating, writing,
 /// renaming and removing regular files beneath this directory alone, so vw can touch nothing else.
-public struct WritableDirectory: Sendable, Equatable {
+/// The grant is made on a descriptor opened with `O_NOFOLLOW | O_DIRECTORY` (`handle`, or `path` opened so):
+/// a symlink put in the directory's place is refused, never followed.
+public struct WritableDirectory: Sendable {
     public var path: String
     /// `RLIMIT_FSIZE` of the child, in bytes.
     public var maxFileBytes: UInt64
+    /// The directory, already opened by descriptor (the trainer's `train/out`).
+    public var handle: StateDirectory?
 
     public init(path: String, maxFileBytes: UInt64) {
         self.path = path
         self.maxFileBytes = maxFileBytes
+    }
+
+    public init(_ directory: StateDirectory, maxFileBytes: UInt64) {
+        path = directory.path
+        self.maxFileBytes = maxFileBytes
+        handle = directory
     }
 }

@@ -54,14 +54,16 @@ public final class VWProcess: Sendable {
             cStrings.append(nil)
             defer { for pointer in cStrings { free(pointer) } }
             var stdinFD: Int32 = -1, stdoutFD: Int32 = -1, stderrFD: Int32 = -1
+            // The grant is made on a descriptor opened without following a symlink (never on a path the child resolves).
+            var directoryFD: Int32 = -1
+            if let writableDirectory {
+                directoryFD = writableDirectory.handle.map { dup($0.fd) }
+                    ?? open(writableDirectory.path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+                if directoryFD < 0 { return .failure(ProcessError(operation: "open \(writableDirectory.path)", errno: errno)) }
+            }
+            defer { if directoryFD >= 0 { close(directoryFD) } }
             let pid = cStrings.withUnsafeBufferPointer { argv in
-                if let writableDirectory {
-                    writableDirectory.path.withCString { path in
-                        cspawn_piped(argv.baseAddress, memoryLimit, path, writableDirectory.maxFileBytes, &stdinFD, &stdoutFD, &stderrFD)
-                    }
-                } else {
-                    cspawn_piped(argv.baseAddress, memoryLimit, nil, 0, &stdinFD, &stdoutFD, &stderrFD)
-                }
+                cspawn_piped(argv.baseAddress, memoryLimit, directoryFD, writableDirectory?.maxFileBytes ?? 0, &stdinFD, &stdoutFD, &stderrFD)
             }
             guard pid > 0 else { return .failure(ProcessError(operation: "spawn \(arguments.first ?? "")", errno: errno)) }
             return .success(VWProcess(pid: pid, stdinFD: stdinFD, stdoutFD: stdoutFD, stderrFD: stderrFD))

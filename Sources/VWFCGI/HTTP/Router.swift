@@ -63,6 +63,20 @@ struct Router: Sendable {
                 verb == ":predict" ? predict(model: name, request, &outcome, &cache) : loopRequest(verb, model: name, request, &outcome, &cache)
             }
         }
+        if rest.hasSuffix("/loop:rollback") {
+            let name = String(rest.dropLast("/loop:rollback".count))
+            guard !name.contains("/"), !name.contains(":") else { return .error(404, "no route for \(path)") }
+            return only(["POST"], request) {
+                do throws(PredictError) {
+                    try engine.rollback(model: name)
+                    outcome.model = name
+                    return HTTPResponse(status: 202, contentType: "application/json",
+                                        body: Array(#"{"rollback":"scheduled","model":"\#(name)"}"#.utf8))
+                } catch {
+                    return failure(error, &outcome)
+                }
+            }
+        }
         if rest.hasSuffix("/loop") {
             let name = String(rest.dropLast("/loop".count))
             guard !name.contains("/"), !name.contains(":") else { return .error(404, "no route for \(path)") }
@@ -116,6 +130,8 @@ struct Router: Sendable {
                 "learn"
             } else if path.hasSuffix("/loop") {
                 "loop"
+            } else if path.hasSuffix("/loop:rollback") {
+                "rollback"
             } else {
                 "model"
             }

@@ -47,8 +47,24 @@ enum StatusDocument {
         writer.raw(learning.ipsEstimate.map(finite) ?? "null")
         writer.raw(",\"last_update_logged_average\":")
         writer.raw(learning.loggedAverage.map(finite) ?? "null")
+        writer.raw(",\"rejected_updates\":")
+        writer.integer(learning.rejectedUpdates)
+        writer.raw(",\"orphans\":")
+        writer.integer(status.orphans)
+        writer.raw(",\"dropped_pending\":")
+        writer.integer(status.droppedPending)
+        writer.raw(",\"dropped_orphans\":")
+        writer.integer(status.droppedOrphans)
+        writer.raw(",\"skipped_lines\":")
+        writer.integer(status.skippedLines)
+        writer.raw(",\"clipped_probabilities\":")
+        writer.integer(status.clippedProbabilities)
+        writer.raw(",\"joins_here\":")
+        writer.raw(status.joinsHere ? "true" : "false")
         writer.raw(",\"last_error\":")
         writer.optionalString(learning.lastError)
+        writer.raw(",\"settings\":")
+        if let settings = status.settings { writer.loopSettings(settings) } else { writer.raw("null") }
         writer.raw("}")
         return writer
     }
@@ -121,5 +137,31 @@ extension JSONWriter {
 
     mutating func optionalString(_ value: String?) {
         if let value { string(value) } else { raw("null") }
+    }
+}
+
+extension JSONWriter {
+    /// The loop settings in force (SPEC §8.9), with the units of the `.json`: durations in seconds.
+    mutating func loopSettings(_ loop: LoopConfig) {
+        func seconds(_ d: Duration) -> String {
+            let (s, atto) = d.components
+            return "\(Double(s) + Double(atto) / 1e18)"
+        }
+        raw("{\"reward_wait_seconds\":"); raw(seconds(loop.rewardWait))
+        raw(",\"default_reward\":"); raw("\(loop.defaultReward)")
+        raw(",\"reward_range\":["); raw("\(loop.rewardRange.lowerBound),\(loop.rewardRange.upperBound)]")
+        raw(",\"reward_aggregation\":"); string(loop.rewardAggregation.rawValue)
+        raw(",\"update_interval_seconds\":"); raw(seconds(loop.updateInterval))
+        raw(",\"min_events\":"); integer(loop.minEvents)
+        raw(",\"trainer\":"); string(loop.externalTrainer ? "external" : "internal")
+        raw(",\"max_abs_label\":"); raw("\(loop.maxAbsLabel)")
+        raw(",\"max_importance\":"); raw("\(loop.maxImportance)")
+        raw(",\"max_abs_feature_value\":"); raw("\(loop.maxAbsFeatureValue)")
+        raw(",\"min_probability\":"); raw("\(loop.minProbability)")
+        raw(",\"max_pending\":"); integer(loop.maxPending)
+        raw(",\"max_orphans\":"); integer(loop.maxOrphans)
+        raw(",\"orphan_wait_seconds\":"); raw(seconds(loop.orphanWait))
+        raw(",\"deferred_wait_seconds\":"); raw(seconds(loop.deferredWait))
+        raw(",\"gate\":{\"max_regression\":"); raw(loop.maxRegression.map { "\($0)" } ?? "null"); raw("}}")
     }
 }
