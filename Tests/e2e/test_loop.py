@@ -75,7 +75,7 @@ def loop_models(tmp_path_factory) -> Path:
     # The loop's learning half (test_learning.py) waits an hour here: these tests compare with the model as trained.
     (models / "cb.json").write_text(json.dumps(
         {"input": "vw_json", "loop": {"reward_wait": f"{REWARD_WAIT:g}s", "default_reward": DEFAULT_REWARD,
-                                      "update_interval": "1h"}}) + "\n")
+                                      "update_interval": "1h", "reward_range": [-10, 10]}}) + "\n")
     (models / "cbadf.json").write_text(json.dumps({"input": "vw_json"}) + "\n")
     return models
 
@@ -386,7 +386,7 @@ def test_joined_output_is_read_by_vw(fresh_stack, tmp_path):
         assert line["_label_probability"] == doc["probability"], (event_id, line, doc)
         assert line["_label_Action"] == doc["action"] + 1, (event_id, line["_label_Action"], doc["action"])
         assert line["_labelIndex"] == doc["action"], (event_id, line["_labelIndex"], doc["action"])
-        want_o = [] if not got else [{"v": got[0]}] if len(got) == 1 else [{"v": got[0]}, {"v": got[-1]}]
+        want_o = [{"v": r} for r in got[:64]]  # every reward received (SPEC §8.3), at most 64 listed
         assert line["o"] == want_o, (event_id, line["o"], want_o)
         # The interaction: the chosen action first (1-based), p in a's order, c what vw saw.
         pmf = dict(ranking_pairs(doc["ranking"]))

@@ -256,20 +256,6 @@ final class Learner: @unchecked Sendable {
         let started = ContinuousClock.now
         let trained = try train(from: current, input: checked.bytes, serving: serving, settings: settings)
         let events = current.learnedEvents + lines.count
-        let estimate: (ips: Double?, logged: Double?)
-        do throws(LearnError) {
-            estimate = try gate(trained, checked: checked, serving: serving, current: current, loop: loop, settings: settings)
-        } catch {
-            if case .rejected(let why) = error {
-                reject(trained.output, why: why)
-                // Past the refused lines: they are not learned.
-                var next = current
-                next.position = last
-                do { try open("").writeAtomically(next.serialized(), to: "learn-state.json") } catch { throw .storage(error.message) }
-                state = next
-            }
-            throw error
-        }
         let learned: StateDirectory, out: StateDirectory, model: StateDirectory
         do {
             learned = try open("learned")
@@ -278,8 +264,20 @@ final class Learner: @unchecked Sendable {
         } catch {
             throw .storage(error.message)
         }
-        let published = try store.publishLearnedOrThrow(name: name, path: trained.output, current: current.modelVersion,
-                                                        base: current.base, events: events) { candidate in
+        // The candidate loads and answers its probe on fresh shards first (publishLearned), then passes the gate,
+        // then is committed, then swapped in.
+        var estimate: (ips: Double?, logged: Double?) = (nil, nil)
+        var rejection: String?
+        let publication: Result<ModelVersion, LearnError>
+        do throws(LearnError) {
+            publication = .success(try store.publishLearnedOrThrow(name: name, path: trained.output, current: current.modelVersion,
+                                                                   base: current.base, events: events) { candidate in
+            do throws(LearnError) {
+                estimate = try gate(trained, checked: checked, serving: serving, current: current, loop: loop, settings: settings)
+            } catch {
+                if case .rejected(let why) = error { rejection = why }
+                return "\(error)"
+            }
             // The commit: the model under its version, then the state naming it with the new position.
             let file = candidate.version + ".vw"
             var next = current
@@ -306,7 +304,20 @@ final class Learner: @unchecked Sendable {
                 }
             }
             return nil
+            })
+        } catch {
+            publication = .failure(error)
         }
+        if let rejection {
+            reject(trained.output, why: rejection)
+            // Past the refused lines: they are not learned (a poisoned batch must not block learning for good).
+            var next = current
+            next.position = last
+            do { try model.writeAtomically(next.serialized(), to: "learn-state.json") } catch { throw .storage(error.message) }
+            state = next
+            throw .rejected(rejection)
+        }
+        let published = try publication.get()
         state = current
         removeStaleModels()
         status.withLock { s in
