@@ -21,7 +21,7 @@ func readText(_ path: String) -> String {
 }
 
 func appendRaw(_ text: String, to path: String) {
-    let fd = open(path, O_WRONLY | O_APPEND)
+    let fd = open(path, O_WRONLY | O_APPEND | O_CREAT, 0o644)
     _ = text.withCString { write(fd, $0, strlen($0)) }
     close(fd)
 }
@@ -73,7 +73,7 @@ struct EventLogTests {
         }
         #expect(done.wait(until: .after(.seconds(30))) { finished == threads })
         #expect(errors == 0)
-        var reader = LogReader(logDirectory: scratch.path + "/m/log")
+        var reader = try LogReader(logDirectory: scratch.path + "/m/log")
         let (records, skipped) = try reader.readNew()
         #expect(skipped.isEmpty)
         var counts: [String: Int] = [:]
@@ -107,7 +107,7 @@ struct EventLogTests {
         let reopened = try EventLog(stateDirectory: scratch.path, name: "t", instance: "a")
         try reopened.append(lines: [EventLine.reward(eventId: "e12", value: 1, timestampMilliseconds: 0)])
         #expect(reopened.currentSegment.seq == 12)
-        var reader = LogReader(logDirectory: scratch.path + "/t/log")
+        var reader = try LogReader(logDirectory: scratch.path + "/t/log")
         let ids = try reader.readNew().records.map(\.eventId)
         #expect(ids == (1...12).map { "e\($0)" })
     }
@@ -139,7 +139,7 @@ struct LogReaderTests {
                                EventLine.reward(eventId: "e2", value: 1, timestampMilliseconds: 0)])
         let segment = scratch.path + "/m/log/a-1.dsjson"
         appendRaw("{\"EventId\":\"e3\",\"v\":", to: segment)  // kill -9 mid-line
-        var reader = LogReader(logDirectory: scratch.path + "/m/log")
+        var reader = try LogReader(logDirectory: scratch.path + "/m/log")
         var batch = try reader.readNew()
         #expect(batch.records.map(\.eventId) == ["e1", "e2"])
         #expect(batch.skipped.isEmpty)  // newest segment: its writer may still finish the line
@@ -154,15 +154,15 @@ struct LogReaderTests {
         #expect(batch.records.map(\.eventId) == ["e4", "e5"])
         #expect(batch.skipped.count == 2)
         #expect(batch.skipped.first == SkippedLine(segment: SegmentName(instance: "a", seq: 1), offset: clean, length: 20,
-                                                  reason: "torn last line (no final newline)"))
+                                                  reason: "torn last line (no final newline)", kind: .torn))
         #expect(batch.skipped.last?.segment.seq == 2)
         // Resumes: nothing new, nothing reported twice.
         batch = try reader.readNew()
         #expect(batch.records.isEmpty && batch.skipped.isEmpty)
         // A new reader from the saved offsets sees nothing either; from scratch, everything once more.
-        var resumed = LogReader(logDirectory: reader.directory, offsets: reader.offsets)
+        var resumed = LogReader(directory: reader.directory, offsets: reader.offsets)
         #expect(try resumed.readNew().records.isEmpty)
-        var fresh = LogReader(logDirectory: reader.directory)
+        var fresh = LogReader(directory: reader.directory)
         #expect(try fresh.readNew().records.count == 4)
     }
 }

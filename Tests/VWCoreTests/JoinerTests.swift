@@ -29,7 +29,8 @@ private func joinedLines(_ joiner: Joiner) -> [JSONValue] {
 private func ids(_ lines: [JSONValue]) -> [String] { lines.map { $0[member: "EventId"]!.stringValue! } }
 
 struct JoinerTests {
-    let settings = JoinSettings(rewardWait: .seconds(10), defaultReward: 0.25, orphanWait: .seconds(60), deferredWait: .seconds(100))
+    let settings = JoinSettings(rewardWait: .seconds(10), defaultReward: 0.25, orphanWait: .seconds(60), deferredWait: .seconds(100),
+                                rewardRange: -10...10)
 
     @Test func joinsAfterRewardWaitInVWsLearningFormat() throws {
         let scratch = ScratchDirectory()
@@ -57,7 +58,7 @@ struct JoinerTests {
         #expect(try joiner.step(nowMilliseconds: 50_000).file == nil)
     }
 
-    @Test func severalRewardsAreSummedFirstAndLastKept() throws {
+    @Test func severalRewardsAreSummedAndAllListed() throws {
         let scratch = ScratchDirectory()
         defer { scratch.remove() }
         let log = try EventLog(stateDirectory: scratch.path, name: "m", instance: "a")
@@ -68,7 +69,124 @@ struct JoinerTests {
         try joiner.step(nowMilliseconds: 10_000)
         let line = try #require(joinedLines(joiner).first)
         #expect(line[member: "_label_cost"] == .number("-3.5"))
-        #expect(line[member: "o"] == .array([.object([("v", .number("1.0"))]), .object([("v", .number("0.5"))])]))
+        #expect(line[member: "o"] == .array([.object([("v", .number("1.0"))]), .object([("v", .number("2.0"))]), .object([("v", .number("0.5"))])]))
+    }
+
+    /// Two rewards of 1e308 once summed to +inf and trapped the joiner at every start: each reward and the sum
+    /// are clipped to the reward range; `earliest` takes the first.
+    @Test func rewardsAreClippedToTheRangeAndAggregatedAsConfigured() throws {
+        for (aggregation, want) in [(RewardAggregation.sum, "-1.0"), (.earliest, "-0.25")] {
+            let scratch = ScratchDirectory()
+            defer { scratch.remove() }
+            let log = try EventLog(stateDirectory: scratch.path, name: "m", instance: "a")
+            let joiner = try Joiner(stateDirectory: scratch.path, name: "m", settings: JoinSettings(
+                rewardWait: .seconds(10), rewardRange: -1...1, aggregation: aggregation))
+            try log.append(lines: [decision("e1"), reward("e1", 0.25), reward("e1", 1e308), reward("e1", 1e308)])
+            appendRaw(#"{"EventId":"e1","v":1e999,"Timestamp":"x"}"# + "\n", to: scratch.path + "/m/log/a-1.dsjson")
+            let first = try joiner.step(nowMilliseconds: 0)
+            #expect(first.skipped.map(\.kind) == [.reward])
+            try joiner.step(nowMilliseconds: 10_000)
+            let line = try #require(joinedLines(joiner).first)
+            #expect(line[member: "_label_cost"] == .number(want))
+            #expect(line[member: "o"]?.arrayValue?.count == 3)
+        }
+    }
+
+    /// Beyond max_orphans / max_pending the oldest go, counted; memory stays bounded.
+    @Test func capsDropTheOldestAndCountThem() throws {
+        let scratch = ScratchDirectory()
+        defer { scratch.remove() }
+        let log = try EventLog(stateDirectory: scratch.path, name: "m", instance: "a")
+        let joiner = try Joiner(stateDirectory: scratch.path, name: "m", settings: JoinSettings(
+            rewardWait: .seconds(10), maxPending: 3, maxOrphans: 3))
+        try log.append(lines: (1...5).map { reward("o\($0)", 1) } + (1...4).map { decision("d\($0)") })
+        let step = try joiner.step(nowMilliseconds: 0)
+        #expect(step.droppedOrphansOverCap == 2 && joiner.orphanCount == 3)
+        #expect(step.droppedPendingOverCap == 1 && joiner.pendingCount == 3)
+        // The newest stay: o3..o5's rewards join their decisions when those come (o1's were dropped).
+        try log.append(lines: [decision("o1"), decision("o5")])
+        #expect(try joiner.step(nowMilliseconds: 1).droppedPendingOverCap == 2)
+        #expect(try joiner.step(nowMilliseconds: 20_000).joined == ["d4", "o1", "o5"])
+        let costs = joinedLines(joiner).map { $0[member: "_label_cost"]! }
+        #expect(costs == [.number("0.0"), .number("0.0"), .number("-1.0")])
+    }
+
+    /// A join state that cannot be used is moved aside and reported; every event in the log is joined once.
+    @Test func aCorruptStateIsMovedAsideAndNothingIsJoinedTwice() throws {
+        for garbage in ["{}", "{\"v\":1,\"step\":1", String(repeating: "x", count: 10), #"{"v":1,"step":1,"next_file":1,"next_order":0,"joined":0,"offsets":{},"pending":[["00",0,0,"a-1.dsjson",0,1,0,null,0,0.0,0.0,[]]],"orphans":[],"removed":[]}"#] {
+            let scratch = ScratchDirectory()
+            defer { scratch.remove() }
+            let log = try EventLog(stateDirectory: scratch.path, name: "m", instance: "a")
+            var joiner = try Joiner(stateDirectory: scratch.path, name: "m", settings: settings)
+            try log.append(lines: [decision("e1"), decision("e2")])
+            try joiner.step(nowMilliseconds: 0)
+            #expect(try joiner.step(nowMilliseconds: 10_000).joined == ["e1", "e2"])
+            try log.append(lines: [decision("e3")])
+            try joiner.step(nowMilliseconds: 10_000)
+            // The snapshot is garbage and the journal gone (or garbage too).
+            let snapshot = scratch.path + "/m/join-state.json"
+            unlink(snapshot)
+            appendRaw(garbage + "\n", to: snapshot)
+            unlink(scratch.path + "/m/join-journal.jsonl")
+            appendRaw(garbage + "\n", to: scratch.path + "/m/join-journal.jsonl")
+            joiner = try Joiner(stateDirectory: scratch.path, name: "m", settings: settings)
+            #expect(joiner.restoreProblem != nil)
+            #expect(LoopFiles.list(scratch.path + "/m").contains { $0.hasPrefix("join-state.json.corrupt-") })
+            try joiner.step(nowMilliseconds: 30_000)
+            #expect(try joiner.step(nowMilliseconds: 50_000).joined == ["e3"])
+            #expect(ids(joinedLines(joiner)) == ["e1", "e2", "e3"])
+        }
+    }
+
+    /// A FIFO or a directory named like a segment, and a symlink for `joined/`: refused, reported, never followed
+    /// or blocked on.
+    @Test func theStateDirectoryCannotBeTurnedAgainstTheHost() throws {
+        let scratch = ScratchDirectory()
+        defer { scratch.remove() }
+        let log = try EventLog(stateDirectory: scratch.path, name: "m", instance: "a")
+        try log.append(lines: [decision("e1")])
+        #expect(mkfifo(scratch.path + "/m/log/evil-1.dsjson", 0o644) == 0)
+        #expect(mkdir(scratch.path + "/m/log/dir-1.dsjson", 0o755) == 0)
+        let joiner = try Joiner(stateDirectory: scratch.path, name: "m", settings: settings)
+        let step = try joiner.step(nowMilliseconds: 0)
+        #expect(step.skipped.filter { $0.kind == .notRegular }.count == 2)
+        #expect(try joiner.step(nowMilliseconds: 10_000).joined == ["e1"])
+        // Reported once each, not every round.
+        #expect(try joiner.step(nowMilliseconds: 10_001).skipped.isEmpty)
+        // `joined` as a symlink to another directory: refused.
+        let elsewhere = scratch.path + "/elsewhere"
+        mkdir(elsewhere, 0o755)
+        appendRaw("keep", to: elsewhere + "/precious")
+        mkdir(scratch.path + "/n", 0o755)
+        symlink(elsewhere, scratch.path + "/n/joined")
+        #expect(throws: EventLogError.self) { try Joiner(stateDirectory: scratch.path, name: "n", settings: settings) }
+        #expect(LoopFiles.list(elsewhere) == ["precious"])
+    }
+
+    /// An unterminated last line is read once, not again at every step, and a line over the limit is skipped.
+    @Test func anUnterminatedTailIsNotReadAgainWhole() throws {
+        let scratch = ScratchDirectory()
+        defer { scratch.remove() }
+        let log = try EventLog(stateDirectory: scratch.path, name: "m", instance: "a")
+        try log.append(lines: [decision("e1")])
+        var reader = try LogReader(logDirectory: scratch.path + "/m/log")
+        reader.maxLineBytes = 1000
+        #expect(reader.readNew().records.count == 1)
+        let segment = scratch.path + "/m/log/" + log.currentSegment.fileName
+        appendRaw(String(repeating: "y", count: 600), to: segment)
+        var before = reader.bytesRead
+        #expect(reader.readNew().records.isEmpty)
+        #expect(reader.bytesRead - before == 600)
+        #expect(reader.readNew().records.isEmpty && reader.bytesRead - before == 600)  // nothing new: nothing read
+        appendRaw(String(repeating: "y", count: 600), to: segment)  // now over the limit: skipped as it streams
+        before = reader.bytesRead
+        #expect(reader.readNew().records.isEmpty)
+        #expect(reader.bytesRead - before == 600)
+        appendRaw("\n", to: segment)
+        let batch = reader.readNew()
+        #expect(batch.skipped.map(\.kind) == [.tooLong])
+        try log.append(lines: [decision("e2")])
+        #expect(reader.readNew().records.map(\.eventId) == ["e2"])
     }
 
     @Test func deferredDecisionsJoinOnlyWhenActivated() throws {
@@ -126,7 +244,7 @@ struct JoinerTests {
         #expect(joiner.pendingCount == 1)  // the deferred one
     }
 
-    /// A step that cannot write its joined file changes nothing: the next one reads the same lines once.
+    /// A step that cannot write its joined file keeps its due decisions (still counted as pending): the next one writes them once.
     @Test func failedStepIsUndone() throws {
         let scratch = ScratchDirectory()
         defer { scratch.remove() }
@@ -138,7 +256,7 @@ struct JoinerTests {
         let blocker = joiner.joinedDirectory + "/.1.dsjson.tmp"
         mkdir(blocker, 0o755)  // the temporary file cannot be created
         #expect(throws: EventLogError.self) { try joiner.step(nowMilliseconds: 10_000) }
-        #expect(joiner.pendingCount == 1 && joiner.joinedCount == 0)
+        #expect(joiner.pendingCount == 2 && joiner.joinedCount == 0)
         rmdir(blocker)
         #expect(try joiner.step(nowMilliseconds: 10_000).joined == ["e1"])
         #expect(try joiner.step(nowMilliseconds: 20_000).joined == ["e2"])

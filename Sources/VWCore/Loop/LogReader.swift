@@ -80,8 +80,15 @@ public struct LogReader: Sendable {
     private var tails: [String: (scanned: Int, skipping: Bool)] = [:]
     /// Entries already reported as not regular files.
     private var refused: Set<String> = []
+    /// Bytes read from segments so far (a tail is never read again whole: tests check this).
+    public private(set) var bytesRead = 0
     /// Whether the last `readNew` reached the end of every segment.
     public private(set) var caughtUp = true
+
+    /// Reads the log directory at `logDirectory` (created when missing).
+    public init(logDirectory: String, offsets: [String: Int] = [:]) throws(EventLogError) {
+        self.init(directory: try StateDirectory.root(logDirectory), offsets: offsets)
+    }
 
     public init(directory: StateDirectory, offsets: [String: Int] = [:]) {
         self.directory = directory
@@ -159,6 +166,7 @@ public struct LogReader: Sendable {
         }
         let bytes = Self.pread(fd, offset: scanEnd, count: min(size - scanEnd, max(budget, 1 << 16)))
         budget -= bytes.count
+        bytesRead += bytes.count
         var lineStart = 0
         var lineOffset = start
         if tail.scanned > 0 {
@@ -173,6 +181,7 @@ public struct LogReader: Sendable {
                                            reason: "line over \(maxLineBytes) bytes", kind: .tooLong))
             } else {
                 let line = Self.pread(fd, offset: start, count: length)
+                bytesRead += line.count
                 take(line, segment: segment, offset: start, into: &records, skipped: &skipped)
             }
             lineStart = newline + 1
