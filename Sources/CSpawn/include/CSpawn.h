@@ -3,6 +3,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <malloc.h>
 
 /// Starts `argv[0]` (searched in PATH) with its stdin, stdout and stderr on fresh pipes.
 ///
@@ -55,5 +56,8 @@ int cspawn_thread(const char *name, size_t stack_size, void *(*body)(void *), vo
 
 /// Caps glibc's malloc arenas (mallopt M_ARENA_MAX); returns 1 on success.
 int cspawn_limit_malloc_arenas(int arenas);
+
+/// Gives the heap's free memory back to the system (glibc keeps it otherwise): after a burst of parsing.
+static inline void cspawn_trim_heap(void) { malloc_trim(0); }
 
 #endif

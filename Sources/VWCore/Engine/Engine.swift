@@ -364,9 +364,12 @@ public struct Engine: Sendable {
     /// `GET /v1/models/<name>/loop`; nil for an unknown model.
     public func loopStatus(model name: String) -> LoopStatus? {
         guard store.status(of: name) != nil else { return nil }
-        return loops.existing(name)?.status
+        var status = loops.existing(name)?.status
             ?? LoopStatus(decisions: 0, rewards: 0, activations: 0, learns: 0, joined: 0, pending: 0, rewardSum: 0, averageReward: nil,
                           learning: LearnStatus())
+        // The settings in force: the serving version's (SPEC §8.9).
+        status.settings = store.serving(name).map { $0.loop ?? LoopConfig() }
+        return status
     }
 
     /// The loop settings of the serving version's .json, or the defaults when it has none (nil for a model not serving yet);

@@ -49,10 +49,10 @@ struct RewardTally: Equatable, Sendable {
     /// At most this many rewards are listed in a joined line's `"o"` (all are counted and summed).
     static let keep = 64
 
-    var count: Int32 = 0
     var first = 0.0
     var sum = 0.0
     var more: [Double] = []
+    var count: Int32 = 0
 
     mutating func add(_ reward: Double) {
         if count == 0 { first = reward } else if more.count < Self.keep - 1 { more.append(reward) }

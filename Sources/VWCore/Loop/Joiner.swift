@@ -73,6 +73,8 @@ public struct JoinStep: Sendable {
     public var decisionsJoined = 0
     /// The sum of the joined decisions' rewards (their default reward when none came): the logged policy's.
     public var rewardSum = 0.0
+    /// Whether the step wrote a full snapshot of the join state (rather than a journal record).
+    public var wroteSnapshot = false
 }
 
 /// Joins a model's logged decisions with their rewards into VW dsjson training lines (SPEC §8.5, §8.9).
@@ -147,6 +149,11 @@ public final class Joiner {
     public var pendingCount: Int { state.pending.count + carried.count }
     /// Event ids with rewards or activations but no decision yet.
     public var orphanCount: Int { state.orphans.count }
+    /// Whether the last step read the log to its end (a step reads at most a few MB: the caller steps again at once
+    /// while this is false).
+    public var caughtUp: Bool { reader.caughtUp }
+    /// Log bytes read so far.
+    public var bytesRead: Int { reader.bytesRead }
 
     /// Opens the join of model `name` under `stateDirectory`, recovering from any crash (see the type's notes).
     public convenience init(stateDirectory: String, name: String, settings: JoinSettings = JoinSettings()) throws(EventLogError) {
@@ -226,7 +233,7 @@ public final class Joiner {
             }
             for (key, decision) in due where !decision.learn { touched.insert(key) }
         }
-        try record()
+        result.wroteSnapshot = try record()
         return result
     }
 
@@ -482,10 +489,11 @@ public final class Joiner {
 
     /// Appends this step's record to the journal (when anything changed), or writes a snapshot when the journal
     /// has outgrown the last one or could not be appended to.
-    private func record() throws(EventLogError) {
+    /// Returns whether it wrote a snapshot.
+    private func record() throws(EventLogError) -> Bool {
         var moved: [String: Int] = [:]
         for (segment, offset) in reader.offsets where state.offsets[segment] != offset { moved[segment] = offset }
-        guard !moved.isEmpty || !touched.isEmpty || journal < 0 else { return }
+        guard !moved.isEmpty || !touched.isEmpty || journal < 0 else { return false }
         state.step += 1
         for (segment, offset) in moved { state.offsets[segment] = offset }
         if journal >= 0 && journalBytes <= max(8 << 20, snapshotBytes) {
@@ -495,7 +503,7 @@ public final class Joiner {
                 try LoopFiles.fsyncFile(journal, path: modelDirectory + "/" + Self.journalName)
                 journalBytes += bytes.count
                 touched = []
-                return
+                return false
             } catch {
                 // Cut the partial record off; the snapshot below holds everything anyway.
                 if ftruncate(journal, off_t(journalBytes)) != 0 {
@@ -506,6 +514,7 @@ public final class Joiner {
             }
         }
         try snapshot()
+        return true
     }
 
     /// Writes everything as `join-state.json`, then empties the journal.

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import CoreMetrics
+import CSpawn
 public import Logging
 import Synchronization
 
@@ -77,14 +78,16 @@ public final class ModelLoop: Sendable {
     /// only and try again on the next round. The join state is read from disk when the lock is
     /// taken, so a takeover continues exactly where the previous joiner stopped. A serving instance of a model
     /// whose loop says `"trainer": "external"` does not join, and gives the lock up if it held it.
-    func join(now: Int64, config: LoopConfig?) {
-        guard let config else { return }
+    /// Returns whether the log has more to read at once (the step read its budget).
+    @discardableResult
+    func join(now: Int64, config: LoopConfig?) -> Bool {
+        guard let config else { return false }
         joinView.withLock { $0.settings = config }
         guard externalTrainer || !config.externalTrainer else {
             releaseJoinLock()
-            return
+            return false
         }
-        let outcome = joiner.withLock { current -> Result<(JoinStep, Int, Int, String?), EventLogError>? in
+        let outcome = joiner.withLock { current -> Result<(JoinStep, Int, Int, Bool, Int), EventLogError>? in
             do throws(EventLogError) {
                 if current == nil {
                     if joinLock.load(ordering: .relaxed) < 0 {
@@ -102,20 +105,25 @@ public final class ModelLoop: Sendable {
                 }
                 guard let joiner = current else { return nil }
                 joiner.settings = JoinSettings(config)
+                let read = joiner.bytesRead
                 let step = try joiner.step(nowMilliseconds: now)
-                return .success((step, joiner.pendingCount, joiner.orphanCount, joiner.restoreProblem))
+                return .success((step, joiner.pendingCount, joiner.orphanCount, joiner.caughtUp, joiner.bytesRead - read))
             } catch {
                 return .failure(error)
             }
         }
         switch outcome {
         case nil:
-            return
+            return false
         case .failure(let error)?:
             logger.error("join failed", metadata: ["error": "\(error.message)"])
             joinView.withLock { $0.lastError = LoopError.now("join: " + error.message) }
-        case .success(let (step, pending, orphans, _))?:
+            return false
+        case .success(let (step, pending, orphans, caughtUp, read))?:
             absorb(step, pending: pending, orphans: orphans)
+            // A step that read a lot parsed many lines: give the freed memory back (glibc keeps it otherwise).
+            if read >= 64 << 10 || step.wroteSnapshot { cspawn_trim_heap() }
+            return !caughtUp
         }
     }
 
@@ -336,7 +344,8 @@ public final class LearningLoops: Sendable {
                 tick.wait(until: .after(Self.joinPeriod)) { false }
                 let source = settingsSource.withLock { $0 }
                 for loop in loops.withLock({ Array($0.values) }) {
-                    loop.join(now: EventLine.nowMilliseconds(), config: source?(loop.name))
+                    // Steps back to back while the log has more than a step reads (bounded: 64 steps, then the others' turn).
+                    for _ in 0..<64 where loop.join(now: EventLine.nowMilliseconds(), config: source?(loop.name)) {}
                 }
             }
         }

@@ -74,7 +74,7 @@ public struct LogReader: Sendable {
     /// JSON nesting allowed in a line (the context's own limit plus the line's object).
     public var maxDepth = 64
     public var maxLineBytes = 16 << 20
-    public var maxBytesPerRead = 64 << 20
+    public var maxBytesPerRead = 4 << 20
     /// Per segment: how many bytes past its offset were scanned without finding "\n", and whether that tail is
     /// over the line limit (then the offset moves with the scan and the line is skipped when it ends).
     private var tails: [String: (scanned: Int, skipping: Bool)] = [:]
