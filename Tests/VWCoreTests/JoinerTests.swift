@@ -92,6 +92,26 @@ struct JoinerTests {
         }
     }
 
+    /// An explorer (or a crafted segment) logging a tiny probability: clipped to min_probability for training, counted;
+    /// a decision whose `p` is not a distribution, or whose chosen action has probability 0, is skipped.
+    @Test func tinyProbabilitiesAreClippedAndInvalidPMFsSkipped() throws {
+        let scratch = ScratchDirectory()
+        defer { scratch.remove() }
+        let log = try EventLog(stateDirectory: scratch.path, name: "m", instance: "a")
+        let joiner = try Joiner(stateDirectory: scratch.path, name: "m", settings: settings)
+        func logged(_ id: String, _ p: [Double]) -> [UInt8] {
+            EventLine.decision(eventId: id, timestampMilliseconds: 0, actions: [1, 2, 3], probabilities: p,
+                               context: context(user: "a"), modelVersion: "v")
+        }
+        try log.append(lines: [logged("tiny", [1e-300, 0.5, 0.5]), logged("sum", [0.5, 0.2, 0.1]), logged("zero", [0, 0.5, 0.5]),
+                               logged("ok", [0.9, 0.05, 0.05])])
+        let first = try joiner.step(nowMilliseconds: 0)
+        #expect(first.skipped.map(\.kind) == [.decision, .decision])
+        let step = try joiner.step(nowMilliseconds: 10_000)
+        #expect(step.joined == ["tiny", "ok"] && step.clippedProbabilities == 1)
+        #expect(joinedLines(joiner).map { $0[member: "_label_probability"]! } == [.number("0.0001"), .number("0.9")])
+    }
+
     /// Beyond max_orphans / max_pending the oldest go, counted; memory stays bounded.
     @Test func capsDropTheOldestAndCountThem() throws {
         let scratch = ScratchDirectory()

@@ -84,6 +84,18 @@ import Testing
             ("o not rewards", { $0["o"] = #"[{"v":"x"}]"# }),
             ("VWState with more", { $0["VWState"] = #"{"m":"a","x":1}"# }),
             ("no context", { $0["c"] = nil }),
+            // Issue 18: a crafted shipped segment poisoned the fleet model through these.
+            ("probability below min_probability", { $0["_label_probability"] = "1e-300"; $0["p"] = "[1e-300,1]" }),
+            ("action past the context's actions", { $0["_label_Action"] = "9"; $0["_labelIndex"] = "8"; $0["a"] = "[9,1]" }),
+            ("a label inside the context", { $0["c"] = #"{"_label_cost":-100,"User":{"id":"a"},"_multi":[{"Action":{"t":"x"}},{"Action":{"t":"y"}}]}"# }),
+            ("a tag inside an action", { $0["c"] = #"{"User":{"id":"a"},"_multi":[{"_tag":"x","Action":{"t":"x"}},{"Action":{"t":"y"}}]}"# }),
+            ("a label inside a namespace", { $0["c"] = #"{"User":{"_label_cost":1},"_multi":[{"Action":{"t":"x"}},{"Action":{"t":"y"}}]}"# }),
+            ("p not summing to 1", { $0["p"] = "[0.5,0.2]" }),
+            ("label not the first action", { $0["_label_Action"] = "1"; $0["_labelIndex"] = "0" }),
+            ("label probability not the first of p", { $0["_label_probability"] = "0.25" }),
+            ("cost outside the reward range", { $0["_label_cost"] = "-1e300" }),
+            ("a reward that is not finite", { $0["o"] = #"[{"v":1e999}]"# }),
+            ("duplicate actions", { $0["a"] = "[2,2]" }),
         ]
         let valid = Self.decisionLine()
         for (what, edit) in tampered {
@@ -94,6 +106,22 @@ import Testing
         }
         let garbage = TrainingInput(lines: [ArraySlice("not json".utf8)], json: Self.adf, text: Self.simple)
         #expect(garbage.bytes.isEmpty && garbage.skipped.count == 1)
+    }
+
+    /// A probability the joiner clipped to min_probability is learned (with the clipped value); :learn bounds hold.
+    @Test func clippedProbabilitiesAndLearnBounds() {
+        let clipped = Self.decisionLine { $0["_label_probability"] = "0.0001"; $0["p"] = "[0.00001,0.99999]" }
+        let input = TrainingInput(lines: [clipped], json: Self.adf, text: Self.simple)
+        #expect(input.skipped.isEmpty, "\(input.skipped)")
+        func learn(_ example: String) -> ArraySlice<UInt8> {
+            var json: [UInt8] = []
+            JSONQuoting.append(example, to: &json)
+            return ArraySlice(Array(#"{"EventId":"l-1","Learn":"#.utf8) + json + Array(#","Timestamp":"t"}"#.utf8))
+        }
+        let bounded = TrainingInput(lines: [learn("1 1e30 |a x:1e30"), learn("1e7 |a x:1"), learn("1 |a x:2e6"), learn("1 2000 |a x:1"),
+                                            learn("1 0.5 |a x:3")], json: nil, text: Self.simple)
+        #expect(bounded.skipped.count == 4, "\(bounded.skipped)")
+        #expect(String(decoding: bounded.bytes, as: UTF8.self) == "1 0.5 |a x:3\n")
     }
 
     /// A `:learn` line gives vw its example as the strict grammar re-writes it, labels kept; anything else is left out.
