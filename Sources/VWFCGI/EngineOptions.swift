@@ -19,6 +19,15 @@ struct EngineOptions: ParsableArguments {
     @Option(help: "Seconds between full rescans of the model directory (inotify catches most changes at once).")
     var rescanInterval: Double = 1
 
+    @Option(help: "Budget of the state directory (event logs, joined events, learned and rejected models), in bytes or with a suffix (512M, 20G); 0 for none. Over it, the oldest files nothing needs are deleted; with nothing left to delete, the loop's write routes answer 503.")
+    var stateMaxBytes: String = "0"
+
+    @Option(help: "Event log segments rotate at this size, in bytes or with a suffix (64M).")
+    var logSegmentBytes: String = "64M"
+
+    @Option(help: "Event log segments rotate at this age, in seconds.")
+    var logSegmentSeconds: Double = 3600
+
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: String = "info"
 
@@ -34,6 +43,23 @@ struct EngineOptions: ParsableArguments {
         if rescanInterval <= 0 { throw ValidationError("--rescan-interval must be positive") }
         if loadTimeout <= 0 { throw ValidationError("--load-timeout must be positive") }
         if maxModelBytes < 1 { throw ValidationError("--max-model-bytes must be positive") }
+        guard SandboxPolicy.parseBytes(stateMaxBytes) != nil else {
+            throw ValidationError("--state-max-bytes must be a byte count such as 1073741824, 512M or 20G (0 for none)")
+        }
+        guard let segment = SandboxPolicy.parseBytes(logSegmentBytes), segment >= 4096 else {
+            throw ValidationError("--log-segment-bytes must be a byte count of at least 4096, such as 64M")
+        }
+        if logSegmentSeconds <= 0 { throw ValidationError("--log-segment-seconds must be positive") }
+    }
+
+    /// The loops of this process (`serve` or `train`), with the state budget and segment rotation of these options.
+    func loops(stateDirectory: String, instance: String, externalTrainer: Bool = false, logger: Logger) -> LearningLoops {
+        let budget = SandboxPolicy.parseBytes(stateMaxBytes).map(Int.init) ?? 0
+        return LearningLoops(
+            stateDirectory: stateDirectory, instance: instance, externalTrainer: externalTrainer, stateBudget: budget > 0 ? budget : nil,
+            segmentBytes: Int(SandboxPolicy.parseBytes(logSegmentBytes) ?? 64 << 20),
+            segmentAge: .milliseconds(Int64(logSegmentSeconds * 1000)), logger: logger
+        )
     }
 
     var rescanPeriod: Duration { .milliseconds(Int64(rescanInterval * 1000)) }

@@ -111,7 +111,7 @@ struct Serve: ParsableCommand {
         settings.drainGrace = .milliseconds(Int64(grace * 1000))
         settings.requireChecksum = requireChecksum
         settings.readiness = ReadinessRule(rawValue: readiness) ?? .anyModel
-        let loops = LearningLoops(stateDirectory: stateDir, instance: try Self.instance(instanceId), logger: logger)
+        let loops = common.loops(stateDirectory: stateDir, instance: try Self.instance(instanceId), logger: logger)
         settings.learnedModel = { name, base, loop in loops.learnedModel(name: name, base: base, loop: loop) }
         let trainer = common.trainerSettings(settings, vwCommand: trainerVwCommand.map { $0.split(separator: " ").map(String.init) })
 

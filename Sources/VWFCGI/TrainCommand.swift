@@ -32,7 +32,7 @@ struct Train: ParsableCommand {
         var settings = common.settings(modelDirectory: models, stagingDirectory: staging, logger: logger)
         // One vw per model: it only answers the load probe of each base and learned model.
         settings.defaultShards = 1
-        let loops = LearningLoops(stateDirectory: state, instance: "trainer", externalTrainer: true, logger: logger)
+        let loops = common.loops(stateDirectory: state, instance: "trainer", externalTrainer: true, logger: logger)
         settings.learnedModel = { name, base, loop in loops.learnedModel(name: name, base: base, loop: loop) }
         var trainer = common.trainerSettings(settings)
         trainer.publishDirectory = models

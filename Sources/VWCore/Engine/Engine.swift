@@ -65,7 +65,7 @@ public struct Engine: Sendable {
         self.loops = loops
         self.maxJSONDepth = maxJSONDepth
         // Settings in force = the serving version's .json, at every join step (SPEC §8.9).
-        loops.follow { [store] name in store.serving(name).map { $0.loop ?? LoopConfig() } }
+        loops.follow { [store] name in ServingLoop(store.serving(name)) }
     }
 
     /// Answers `input` with model `name`'s serving version by `deadline`.
@@ -201,6 +201,8 @@ public struct Engine: Sendable {
 
     /// `POST /v1/models/<name>:rank`: the PMF from vw, one action drawn for the event id, the decision on disk.
     public func rank(model name: String, body: [UInt8], deadline: Deadline, cache: inout ModelStore.ReaderCache) throws(PredictError) -> RankResult {
+        // Over the state budget with nothing left to delete: no decision can be logged, so none is made.
+        if let why = loops.refusal { throw .eventLogFailed(why) }
         let request = try RankRequest(body, maxDepth: maxJSONDepth)
         return try store.withServingVersion(of: name, cache: &cache) { version throws(PredictError) in
             guard let grammar = version.jsonGrammar else {
@@ -361,6 +363,17 @@ public struct Engine: Sendable {
         }
     }
 
+    /// `POST /v1/models/<name>/loop:rotate`: closes the model's current log segment on this instance (the next event
+    /// starts a new one), so that a shipper can take it (issue 24).
+    public func rotate(model name: String) throws(PredictError) {
+        guard store.status(of: name) != nil else { throw .modelNotFound(name) }
+        do throws(EventLogError) {
+            try loops.loop(for: name).rotate()
+        } catch {
+            throw .eventLogFailed(error.message)
+        }
+    }
+
     /// `GET /v1/models/<name>/loop`; nil for an unknown model.
     public func loopStatus(model name: String) -> LoopStatus? {
         guard store.status(of: name) != nil else { return nil }
@@ -385,6 +398,7 @@ public struct Engine: Sendable {
 
     private func append(_ lines: [[UInt8]], kind: LoopMetrics.Kind, rewardSum: Double, model name: String,
                         config: LoopConfig?) throws(PredictError) {
+        if let why = loops.refusal { throw .eventLogFailed(why) }
         do throws(EventLogError) {
             try loops.loop(for: name).append(lines, kind: kind, rewardSum: rewardSum)
         } catch {

@@ -46,6 +46,8 @@ public struct SegmentName: Comparable, Hashable, Sendable {
 /// segment. A failed append may still have reached the disk (its caller got an error and may retry).
 public final class EventLog: @unchecked Sendable {
     public let directory: String
+    /// The log directory, held by descriptor (never through a symlink: SPEC §8.9).
+    private let handle: StateDirectory
     public let instance: String
     public let maxSegmentBytes: Int
     public let maxSegmentAge: Duration
@@ -73,12 +75,12 @@ public final class EventLog: @unchecked Sendable {
     public init(stateDirectory: String, name: String, instance: String, maxSegmentBytes: Int = 64 << 20,
                 maxSegmentAge: Duration = .seconds(3600)) throws(EventLogError) {
         guard EventLog.isValidInstance(instance) else { throw EventLogError("event log: invalid instance id \(instance)") }
-        directory = stateDirectory + "/" + name + "/log"
+        handle = try StateDirectory.root(stateDirectory).directory(name + "/log")
+        directory = handle.path
         self.instance = instance
         self.maxSegmentBytes = maxSegmentBytes
         self.maxSegmentAge = maxSegmentAge
-        try LoopFiles.makeDirectories(directory)
-        let highest = LoopFiles.list(directory).compactMap(SegmentName.init(fileName:)).filter { $0.instance == instance }
+        let highest = handle.list().compactMap(SegmentName.init(fileName:)).filter { $0.instance == instance }
             .map(\.seq).max() ?? 0
         segment = SegmentName(instance: instance, seq: highest)
         lastSegment = segment
@@ -207,7 +209,7 @@ public final class EventLog: @unchecked Sendable {
     private func openNextSegment() throws(EventLogError) {
         let next = SegmentName(instance: instance, seq: segment.seq + 1)
         let path = directory + "/" + next.fileName
-        let opened = open(path, O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0o644)
+        let opened = openat(handle.fd, next.fileName, O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_NOFOLLOW | O_CLOEXEC, 0o644)
         if opened < 0 {
             // Keep the number when it was taken, so the next try moves on.
             if errno == EEXIST { segment = next }
@@ -218,7 +220,7 @@ public final class EventLog: @unchecked Sendable {
         segmentOpened = .now
         fd = opened
         do {
-            try LoopFiles.fsyncDirectory(directory)
+            try handle.sync()
         } catch {
             Glibc.close(fd)
             fd = -1

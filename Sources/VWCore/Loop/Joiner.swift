@@ -154,6 +154,19 @@ public final class Joiner {
     public var caughtUp: Bool { reader.caughtUp }
     /// Log bytes read so far.
     public var bytesRead: Int { reader.bytesRead }
+    /// The next joined file's number (files below it are complete).
+    var nextFileNumber: Int { state.nextFile }
+
+    /// Segments a pending (or carried) decision still refers to: retention keeps them.
+    func segmentsInUse() -> Set<String> {
+        var used = Set<Int32>()
+        for decision in state.pending.values { used.insert(decision.segment) }
+        for (_, decision) in carried { used.insert(decision.segment) }
+        return Set(used.map { state.segments[Int($0)] })
+    }
+
+    /// How far the join has read `segment` (its recorded offset).
+    func offset(of segment: String) -> Int? { state.offsets[segment] }
 
     /// Opens the join of model `name` under `stateDirectory`, recovering from any crash (see the type's notes).
     public convenience init(stateDirectory: String, name: String, settings: JoinSettings = JoinSettings()) throws(EventLogError) {
@@ -519,6 +532,12 @@ public final class Joiner {
 
     /// Writes everything as `join-state.json`, then empties the journal.
     private func snapshot() throws(EventLogError) {
+        // Offsets of segments that are gone (deleted by retention once joined) are forgotten.
+        let present = Set(reader.directory.list())
+        for segment in state.offsets.keys where !present.contains(segment) {
+            state.offsets[segment] = nil
+            reader.offsets[segment] = nil
+        }
         let bytes = state.record(offsets: state.offsets, keys: Array(state.pending.keys) + Array(state.orphans.keys))
         try directory.writeAtomically(bytes, to: Self.snapshotName)
         snapshotBytes = bytes.count

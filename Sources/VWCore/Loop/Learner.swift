@@ -104,7 +104,7 @@ public struct LearnStatus: Sendable, Equatable {
 /// ## Files under `<state>/<name>/` (each directory opened by descriptor, never through a symlink)
 /// * `learned/<version>.vw`: the model learned from (first a copy of the served base file, then each learned
 ///   model), written by the server, never by vw; `learn-state.json` names the current one. The base and the
-///   last ``keptVersions`` learned versions stay (a rollback publishes the one before the current).
+///   last `retention.learned_versions` learned versions stay (a rollback publishes the one before the current).
 /// * `rejected/<version>.vw` and `<version>.why`: the latest learned models the gate refused, for inspection.
 /// * `train/out/`: the only directory the trainer's vw may write in (Landlock grants it alone, on a descriptor),
 ///   emptied before each run; vw writes `train/out/next.vw` there. `train/input`: the new joined lines, read by vw.
@@ -141,8 +141,9 @@ final class Learner: @unchecked Sendable {
     let rollbackRequested = Atomic<Bool>(false)
     private let logger: Logger
     private let metrics: LoopMetrics
-    /// Learned versions kept besides the base (the current one and those a rollback can go back to).
-    static let keptVersions = 5
+    /// Learned versions kept besides the base (the current one and those a rollback can go back to): the loop's
+    /// `retention.learned_versions`.
+    private var keptVersions = 5
     /// Rejected candidates kept.
     static let keptRejected = 3
     /// Lines of an update the gate scores.
@@ -185,6 +186,7 @@ final class Learner: @unchecked Sendable {
     /// One look at the model: adopts a new base, rolls back when asked, and trains and publishes when an update is due.
     func tick(store: ModelStore, settings: TrainerSettings) {
         guard let serving = store.serving(name), let loop = serving.loop else { return }
+        keptVersions = loop.retention.learnedVersions
         if !stateRead {
             stateRead = true
             do throws(EventLogError) {
@@ -574,11 +576,11 @@ final class Learner: @unchecked Sendable {
         return (ipsSum / Double(decisions.count), logged)
     }
 
-    /// Removes learned models but the base, the current one and the last ``keptVersions`` published (inside
+    /// Removes learned models but the base, the current one and the last `keptVersions` published (inside
     /// `learned/` only, by descriptor: a symlink in its place is refused, never followed).
     private func removeStaleModels() {
         guard let state, let learned = try? open("learned") else { return }
-        let keep = Set(([state.base, state.modelVersion] + state.published.suffix(Self.keptVersions)).map { $0 + ".vw" })
+        let keep = Set(([state.base, state.modelVersion] + state.published.suffix(keptVersions)).map { $0 + ".vw" })
         for file in learned.list() where !keep.contains(file) { learned.remove(file) }
     }
 }

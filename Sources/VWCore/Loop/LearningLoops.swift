@@ -163,6 +163,38 @@ public final class ModelLoop: Sendable {
         if let average { metrics.averageReward.record(average) }
     }
 
+    /// This model's state usage and the files nothing needs any more (issue 24); nil when its directory cannot be opened.
+    func scanState(config: LoopConfig, learns: Bool, now: Int) -> StateUsage? {
+        guard let model = try? StateDirectory.root(stateDirectory).directory(name, create: false) else { return nil }
+        return joiner.withLock { current in
+            Retention.scan(model: model, joiner: current, loop: config, learns: learns, deletesSegments: !externalTrainer, now: now)
+        }
+    }
+
+    /// Deletes `file` (a file retention found deletable), counting its bytes.
+    func delete(_ file: StateFile) {
+        file.directory.remove(file.name)
+        metrics.deleted(file.kind, bytes: file.bytes)
+        joinView.withLock { $0.deletedBytes[file.kind.rawValue, default: 0] += file.bytes }
+    }
+
+    /// Publishes the state usage and the budget's verdict for `/loop` and the metrics.
+    func publishState(_ usage: StateUsage, budget: Int?, free: Int?, refusal: String?) {
+        for kind in StateKind.allCases { metrics.stateBytes(kind, usage.bytes[kind] ?? 0) }
+        joinView.withLock { view in
+            view.stateBytes = Dictionary(uniqueKeysWithValues: StateKind.allCases.map { ($0.rawValue, usage.bytes[$0] ?? 0) })
+            view.stateBudget = budget
+            view.freeBytes = free
+            view.overBudget = refusal
+            if let refusal { view.lastError = LoopError.now(refusal) }
+        }
+    }
+
+    /// `loop:rotate`: closes the current segment (the next append starts a new one), so that it can be shipped.
+    func rotate() {
+        log.close()
+    }
+
     /// Takes the exclusive lock `<state>/<name>/join.lock` for the life of the process (or until given up);
     /// nil when another holds it. The lock file is opened by descriptor, never through a symlink, and must be a
     /// regular file.
@@ -200,7 +232,8 @@ public final class ModelLoop: Sendable {
             pending: view.pending, rewardSum: received, averageReward: decisionsJoined > 0 ? joinedSum / Double(decisionsJoined) : nil,
             learning: learning, orphans: view.orphans, droppedPending: view.droppedPending, droppedOrphans: view.droppedOrphans,
             skippedLines: view.skipped, clippedProbabilities: view.clippedProbabilities, settings: view.settings,
-            joinsHere: joinLock.load(ordering: .relaxed) >= 0
+            joinsHere: joinLock.load(ordering: .relaxed) >= 0, stateBytes: view.stateBytes, deletedBytes: view.deletedBytes,
+            stateBudget: view.stateBudget, freeBytes: view.freeBytes, overBudget: view.overBudget
         )
     }
 }
@@ -215,6 +248,11 @@ struct JoinView {
     var clippedProbabilities = 0
     var lastError: LoopError?
     var settings: LoopConfig?
+    var stateBytes: [String: Int] = [:]
+    var deletedBytes: [String: Int] = [:]
+    var stateBudget: Int?
+    var freeBytes: Int?
+    var overBudget: String?
 }
 
 /// A loop error with its RFC 3339 time (for `last_error`, newest wins).
@@ -255,6 +293,14 @@ public struct LoopStatus: Sendable, Equatable {
     public var settings: LoopConfig?
     /// Whether this instance holds the model's join lock.
     public var joinsHere = false
+    /// Bytes of the model's state by kind (log, joined, learned, rejected, join), bytes deleted by retention since
+    /// start by kind, the state budget (`--state-max-bytes`), the volume's free bytes, and why the write routes answer
+    /// 503 when the budget is exceeded with nothing left to delete (issue 24).
+    public var stateBytes: [String: Int] = [:]
+    public var deletedBytes: [String: Int] = [:]
+    public var stateBudget: Int?
+    public var freeBytes: Int?
+    public var overBudget: String?
 }
 
 /// Every model's loop on this instance, created on first use, and the thread that joins them.
@@ -263,8 +309,15 @@ public final class LearningLoops: Sendable {
     public let instance: String
     private let loops = Mutex<[String: ModelLoop]>([:])
     private let joinerStarted = Atomic<Bool>(false)
-    /// The loop settings in force for a model: its serving version's (nil while it does not serve). Set by the engine.
-    private let settingsSource = Mutex<(@Sendable (String) -> LoopConfig?)?>(nil)
+    /// The loop settings in force for a model: its serving version's (nil while it does not serve), and whether its
+    /// `.json` has a `"loop"` (learning) at all. Set by the engine.
+    private let settingsSource = Mutex<(@Sendable (String) -> ServingLoop?)?>(nil)
+    /// `--state-max-bytes` (nil: no budget; retention ages still apply).
+    public let stateBudget: Int?
+    /// Why the loop's write routes answer 503 (the state directory is over its budget and nothing more can be deleted).
+    private let refusalReason = Mutex<String?>(nil)
+    /// How often retention runs.
+    static let retentionPeriod: Duration = .seconds(2)
     private let trainerStarted = Atomic<Bool>(false)
     /// `vwfcgi train`: joins every model, and learns those whose loop says `"trainer": "external"`.
     public let externalTrainer: Bool
@@ -272,8 +325,16 @@ public final class LearningLoops: Sendable {
     /// How often the joiner looks for due decisions.
     static let joinPeriod: Duration = .milliseconds(250)
 
-    public init(stateDirectory: String, instance: String, externalTrainer: Bool = false, logger: Logger) {
+    /// Log segments rotate at this size or age (SPEC §8.4).
+    private let segmentBytes: Int
+    private let segmentAge: Duration
+
+    public init(stateDirectory: String, instance: String, externalTrainer: Bool = false, stateBudget: Int? = nil,
+                segmentBytes: Int = 64 << 20, segmentAge: Duration = .seconds(3600), logger: Logger) {
         self.stateDirectory = stateDirectory
+        self.stateBudget = stateBudget
+        self.segmentBytes = segmentBytes
+        self.segmentAge = segmentAge
         self.instance = instance
         self.externalTrainer = externalTrainer
         self.logger = logger
@@ -290,7 +351,7 @@ public final class LearningLoops: Sendable {
     /// (internal here, external in `vwfcgi train`) is joined and, every `update_interval`, learned (SPEC §8.6).
     public func startLearning(store: ModelStore, settings: TrainerSettings) {
         guard trainerStarted.compareExchange(expected: false, desired: true, ordering: .sequentiallyConsistent).exchanged else { return }
-        follow { [store] name in store.serving(name).map { $0.loop ?? LoopConfig() } }
+        follow { [store] name in ServingLoop(store.serving(name)) }
         DetachedThread.start(name: "trainer") { [self] in
             let tick = Condition()
             while true {
@@ -309,14 +370,64 @@ public final class LearningLoops: Sendable {
 
     /// Makes the join follow the serving versions: `source(name)` is the loop settings of model `name`'s serving
     /// version (its `"loop"`, or the defaults for a log-only model), nil while it does not serve.
-    public func follow(_ source: @escaping @Sendable (String) -> LoopConfig?) {
+    public func follow(_ source: @escaping @Sendable (String) -> ServingLoop?) {
         settingsSource.withLock { $0 = source }
+    }
+
+    /// Why the loop's write routes must answer 503 now, nil when they may write.
+    public var refusal: String? { refusalReason.withLock { $0 } }
+
+    /// Deletes what retention allows and what the budget requires, oldest first; sets or clears the refusal (issue 24).
+    func enforceRetention(source: ((String) -> ServingLoop?)?) {
+        let now = Int(EventLine.nowMilliseconds() / 1000)
+        var scanned: [(loop: ModelLoop, usage: StateUsage)] = []
+        for loop in loops.withLock({ Array($0.values) }) {
+            let serving = source?(loop.name)
+            let config = serving?.config ?? LoopConfig()
+            let learns = serving.map { $0.hasLoop && $0.config.externalTrainer == externalTrainer } ?? true
+            guard var usage = loop.scanState(config: config, learns: learns, now: now) else { continue }
+            usage.deletable.removeAll { file in
+                guard file.expired else { return false }
+                loop.delete(file)
+                usage.bytes[file.kind, default: 0] -= file.bytes
+                return true
+            }
+            scanned.append((loop, usage))
+        }
+        var total = scanned.reduce(0) { $0 + $1.usage.total }
+        if let budget = stateBudget, total > budget {
+            var candidates = scanned.indices.flatMap { index in scanned[index].usage.deletable.map { (index, $0) } }
+            candidates.sort { ($0.1.modified, $0.1.name) < ($1.1.modified, $1.1.name) }
+            for (index, file) in candidates where total > budget {
+                scanned[index].loop.delete(file)
+                scanned[index].usage.bytes[file.kind, default: 0] -= file.bytes
+                total -= file.bytes
+            }
+        }
+        var refusal: String?
+        if let budget = stateBudget, total > budget {
+            refusal = "the state directory holds \(total) bytes, over its budget of \(budget) (--state-max-bytes), and nothing more "
+                + "can be deleted (segments with unjoined events, joined events not learned yet, the serving and rollback models)"
+        }
+        let previous = refusalReason.withLock { reason in
+            defer { reason = refusal }
+            return reason
+        }
+        if refusal != previous {
+            if let refusal { logger.error("loop writes refused", metadata: ["reason": "\(refusal)"]) } else if previous != nil {
+                logger.info("the state directory is back within its budget; loop writes accepted again")
+            }
+        }
+        let free = (try? StateDirectory.root(stateDirectory)).flatMap(Retention.freeBytes)
+        LoopMetrics.recordBudget(stateBudget, free: free)
+        for (loop, usage) in scanned { loop.publishState(usage, budget: stateBudget, free: free, refusal: refusal) }
     }
 
     /// The loop of model `name`, opening its log and joiner on first use.
     func loop(for name: String) throws(EventLogError) -> ModelLoop {
         if let existing = loops.withLock({ $0[name] }) { return existing }
-        let log = try EventLog(stateDirectory: stateDirectory, name: name, instance: instance)
+        let log = try EventLog(stateDirectory: stateDirectory, name: name, instance: instance, maxSegmentBytes: segmentBytes,
+                               maxSegmentAge: segmentAge)
         let created = ModelLoop(name: name, log: log, stateDirectory: stateDirectory, externalTrainer: externalTrainer, logger: logger)
         let loop = loops.withLock { all in
             if let raced = all[name] { return raced }
@@ -340,12 +451,17 @@ public final class LearningLoops: Sendable {
         guard joinerStarted.compareExchange(expected: false, desired: true, ordering: .sequentiallyConsistent).exchanged else { return }
         DetachedThread.start(name: "joiner") { [self] in
             let tick = Condition()
+            var lastRetention = ContinuousClock.now
             while true {
                 tick.wait(until: .after(Self.joinPeriod)) { false }
                 let source = settingsSource.withLock { $0 }
                 for loop in loops.withLock({ Array($0.values) }) {
                     // Steps back to back while the log has more than a step reads (bounded: 64 steps, then the others' turn).
-                    for _ in 0..<64 where loop.join(now: EventLine.nowMilliseconds(), config: source?(loop.name)) {}
+                    for _ in 0..<64 where loop.join(now: EventLine.nowMilliseconds(), config: source?(loop.name)?.config) {}
+                }
+                if ContinuousClock.now - lastRetention >= Self.retentionPeriod {
+                    lastRetention = .now
+                    enforceRetention(source: source)
                 }
             }
         }
@@ -404,6 +520,22 @@ struct LoopMetrics: Sendable {
         learnedEvents.record(0)
     }
 
+    /// `vwfcgi_state_bytes{model,kind}`.
+    func stateBytes(_ kind: StateKind, _ bytes: Int) {
+        Gauge(label: "vwfcgi_state_bytes", dimensions: [("model", model), ("kind", kind.rawValue)]).record(bytes)
+    }
+
+    /// `vwfcgi_state_deleted_bytes_total{model,kind}`.
+    func deleted(_ kind: StateKind, bytes: Int) {
+        Counter(label: "vwfcgi_state_deleted_bytes_total", dimensions: [("model", model), ("kind", kind.rawValue)]).increment(by: bytes)
+    }
+
+    /// `vwfcgi_state_budget_bytes` and `vwfcgi_state_volume_free_bytes`.
+    static func recordBudget(_ budget: Int?, free: Int?) {
+        if let budget { Gauge(label: "vwfcgi_state_budget_bytes").record(budget) }
+        if let free { Gauge(label: "vwfcgi_state_volume_free_bytes").record(free) }
+    }
+
     /// `vwfcgi_loop_skipped_lines_total{model,reason}` (rare: looked up when it happens).
     func skipped(_ reason: SkipReason, count: Int = 1) {
         Counter(label: "vwfcgi_loop_skipped_lines_total", dimensions: [("model", model), ("reason", reason.rawValue)]).increment(by: count)
@@ -423,5 +555,17 @@ struct LoopMetrics: Sendable {
         (success ? updatesOK : updatesFailed).increment()
         if let events { learnedEvents.record(events) }
         if let estimate { ipsEstimate.record(estimate) }
+    }
+}
+
+/// A model's loop as its serving version says: the settings in force, and whether its `.json` has a `"loop"`.
+public struct ServingLoop: Sendable {
+    public var config: LoopConfig
+    public var hasLoop: Bool
+
+    public init?(_ version: ModelVersion?) {
+        guard let version else { return nil }
+        config = version.loop ?? LoopConfig()
+        hasLoop = version.loop != nil
     }
 }

@@ -39,12 +39,28 @@ public struct LoopConfig: Sendable, Equatable {
     /// The publish gate: a learned model whose IPS estimate on its update's events is below the serving
     /// model's by more than this is not published (nil: only the finite/PMF check).
     public var maxRegression: Double? = 0.1
+    /// How long (or how many) of the loop's files are kept once nothing needs them any more (issue 24).
+    public var retention = Retention()
+
+    /// `"retention": {"log": "7d", "joined": "30d", "learned_versions": 5, "rejected": "3d"}`.
+    public struct Retention: Sendable, Equatable {
+        /// A closed log segment whose every event is joined (or shipped) is deleted this long after its last write.
+        public var log: Duration = .seconds(7 * 86_400)
+        /// A joined file already learned (or of a model that does not learn here) is deleted this long after it was written.
+        public var joined: Duration = .seconds(30 * 86_400)
+        /// Learned models kept besides the base and the serving one (a rollback goes back through them).
+        public var learnedVersions = 5
+        /// Rejected candidates are deleted this long after the gate refused them.
+        public var rejected: Duration = .seconds(3 * 86_400)
+
+        public init() {}
+    }
 
     public init() {}
 
     static let keys = "reward_wait, default_reward, update_interval, min_events, trainer, reward_range, reward_aggregation, "
         + "max_abs_label, max_importance, max_abs_feature_value, min_probability, max_pending, max_orphans, orphan_wait, "
-        + "deferred_wait, gate"
+        + "deferred_wait, gate, retention"
 
     static func parse(_ value: JSONValue) throws(LoadError) -> LoopConfig {
         guard case .object(let members) = value else { throw .invalidConfig("\"loop\" must be an object") }
@@ -125,6 +141,28 @@ public struct LoopConfig: Sendable, Equatable {
                     }
                 default:
                     throw .invalidConfig("\"loop\".\"gate\" must be an object {\"max_regression\": x} or null")
+                }
+            case "retention":
+                guard case .object(let settings) = value else {
+                    throw .invalidConfig("\"loop\".\"retention\" must be an object {\"log\", \"joined\", \"learned_versions\", \"rejected\"}")
+                }
+                for (name, setting) in settings {
+                    switch name {
+                    case "log", "joined", "rejected":
+                        guard case .string(let text) = setting, let duration = Self.duration(text) else {
+                            throw .invalidConfig("\"loop\".\"retention\".\"\(name)\" must be a duration such as \"7d\" or \"12h\"")
+                        }
+                        if name == "log" { loop.retention.log = duration } else if name == "joined" { loop.retention.joined = duration } else {
+                            loop.retention.rejected = duration
+                        }
+                    case "learned_versions":
+                        guard let n = setting.integer, (1...1000).contains(n) else {
+                            throw .invalidConfig("\"loop\".\"retention\".\"learned_versions\" must be an integer from 1 to 1000")
+                        }
+                        loop.retention.learnedVersions = n
+                    default:
+                        throw .invalidConfig("unknown key \"loop\".\"retention\".\"\(name)\" (known: log, joined, learned_versions, rejected)")
+                    }
                 }
             default:
                 throw .invalidConfig("unknown key \"loop\".\"\(key)\" (known: \(keys))")

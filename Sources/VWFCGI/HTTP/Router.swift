@@ -63,15 +63,16 @@ struct Router: Sendable {
                 verb == ":predict" ? predict(model: name, request, &outcome, &cache) : loopRequest(verb, model: name, request, &outcome, &cache)
             }
         }
-        if rest.hasSuffix("/loop:rollback") {
-            let name = String(rest.dropLast("/loop:rollback".count))
+        for verb in ["rollback", "rotate"] where rest.hasSuffix("/loop:" + verb) {
+            let name = String(rest.dropLast("/loop:".count + verb.count))
             guard !name.contains("/"), !name.contains(":") else { return .error(404, "no route for \(path)") }
             return only(["POST"], request) {
                 do throws(PredictError) {
-                    try engine.rollback(model: name)
+                    if verb == "rollback" { try engine.rollback(model: name) } else { try engine.rotate(model: name) }
                     outcome.model = name
+                    let done = verb == "rollback" ? "scheduled" : "done"
                     return HTTPResponse(status: 202, contentType: "application/json",
-                                        body: Array(#"{"rollback":"scheduled","model":"\#(name)"}"#.utf8))
+                                        body: Array(#"{"\#(verb)":"\#(done)","model":"\#(name)"}"#.utf8))
                 } catch {
                     return failure(error, &outcome)
                 }
@@ -132,6 +133,8 @@ struct Router: Sendable {
                 "loop"
             } else if path.hasSuffix("/loop:rollback") {
                 "rollback"
+            } else if path.hasSuffix("/loop:rotate") {
+                "rotate"
             } else {
                 "model"
             }

@@ -63,6 +63,22 @@ enum StatusDocument {
         writer.raw(status.joinsHere ? "true" : "false")
         writer.raw(",\"last_error\":")
         writer.optionalString(learning.lastError)
+        writer.raw(",\"state_bytes\":{")
+        for (index, (kind, bytes)) in status.stateBytes.sorted(by: { $0.key < $1.key }).enumerated() {
+            if index > 0 { writer.raw(",") }
+            writer.string(kind); writer.raw(":"); writer.integer(bytes)
+        }
+        writer.raw("},\"deleted_bytes\":{")
+        for (index, (kind, bytes)) in status.deletedBytes.sorted(by: { $0.key < $1.key }).enumerated() {
+            if index > 0 { writer.raw(",") }
+            writer.string(kind); writer.raw(":"); writer.integer(bytes)
+        }
+        writer.raw("},\"state_budget_bytes\":")
+        writer.raw(status.stateBudget.map { "\($0)" } ?? "null")
+        writer.raw(",\"volume_free_bytes\":")
+        writer.raw(status.freeBytes.map { "\($0)" } ?? "null")
+        writer.raw(",\"over_budget\":")
+        writer.optionalString(status.overBudget)
         writer.raw(",\"settings\":")
         if let settings = status.settings { writer.loopSettings(settings) } else { writer.raw("null") }
         writer.raw("}")
@@ -162,6 +178,10 @@ extension JSONWriter {
         raw(",\"max_orphans\":"); integer(loop.maxOrphans)
         raw(",\"orphan_wait_seconds\":"); raw(seconds(loop.orphanWait))
         raw(",\"deferred_wait_seconds\":"); raw(seconds(loop.deferredWait))
-        raw(",\"gate\":{\"max_regression\":"); raw(loop.maxRegression.map { "\($0)" } ?? "null"); raw("}}")
+        raw(",\"gate\":{\"max_regression\":"); raw(loop.maxRegression.map { "\($0)" } ?? "null"); raw("}")
+        raw(",\"retention\":{\"log_seconds\":"); raw(seconds(loop.retention.log))
+        raw(",\"joined_seconds\":"); raw(seconds(loop.retention.joined))
+        raw(",\"learned_versions\":"); integer(loop.retention.learnedVersions)
+        raw(",\"rejected_seconds\":"); raw(seconds(loop.retention.rejected)); raw("}}")
     }
 }

@@ -1,0 +1,127 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The kinds of files a loop keeps (`vwfcgi_state_bytes{kind}`).
+public enum StateKind: String, Sendable, CaseIterable {
+    case log, joined, learned, rejected, join
+}
+
+/// A file retention may delete: where it is, how big, how old, and whether its retention age has passed.
+struct StateFile {
+    let directory: StateDirectory
+    let name: String
+    let kind: StateKind
+    let bytes: Int
+    /// Last modification, seconds since the epoch.
+    let modified: Int
+    /// Deletable now by its kind's retention; otherwise only to keep the state within its budget.
+    let expired: Bool
+}
+
+/// What one model's state directory holds, and which of its files nothing needs any more (issue 24).
+struct StateUsage {
+    var bytes: [StateKind: Int] = [:]
+    /// Files that may be deleted: needed by nothing (joined and, for a segment, past its offset; learned; not the
+    /// serving or rollback model), oldest first.
+    var deletable: [StateFile] = []
+
+    var total: Int { bytes.values.reduce(0, +) }
+}
+
+/// Keeps every loop's files within their retention and the state directory within its budget (issue 24).
+///
+/// Rules (a file is *deletable* when nothing needs it; it is *deleted* when its retention age has passed, or, oldest
+/// first, while the state directory is over `--state-max-bytes`):
+/// * a log segment: closed (its instance has a newer segment: its writer moved on; the newest segment of every
+///   instance is kept, so sequence numbers never restart), read to its end by the join, and no pending decision
+///   refers to it (on a serving instance of an externally trained model, which does not join: once the log
+///   shipper has marked it shipped with `<segment>.shipped`, or deleted it itself);
+/// * a joined file: learned (`learn-state.json`'s position is past it), or the model does not learn here;
+/// * a learned model: neither the base, the serving one, nor one of the last `learned_versions` (handled by the
+///   learner, which alone knows them); a rejected candidate: any.
+/// When the budget is exceeded and nothing more is deletable, the loop's write routes answer 503 with the reason
+/// (as on a full disk) until it is back under; `:predict` is unaffected.
+enum Retention {
+    /// The usage and deletable files of one model's state directory. `joiner` (when this process joins) says which
+    /// segments the join still needs.
+    /// `deletesSegments` is false in `vwfcgi train`, whose segments are copies from a bucket (a segment deleted here
+    /// would be copied again and read from its start: the bucket's lifecycle rules keep those).
+    static func scan(model: StateDirectory, joiner: Joiner?, loop: LoopConfig, learns: Bool, deletesSegments: Bool, now: Int) -> StateUsage {
+        var usage = StateUsage()
+        func files(_ relative: String) -> (StateDirectory, [(name: String, bytes: Int, modified: Int)])? {
+            guard let directory = try? model.directory(relative, create: false) else { return nil }
+            var found: [(String, Int, Int)] = []
+            for entry in directory.entries() where entry.regular {
+                var info = stat()
+                guard fstatat(directory.fd, entry.name, &info, AT_SYMLINK_NOFOLLOW) == 0 else { continue }
+                found.append((entry.name, Int(info.st_size), Int(info.st_mtim.tv_sec)))
+            }
+            return (directory, found)
+        }
+        func seconds(_ d: Duration) -> Int { Int(d.components.seconds) }
+
+        if let (log, entries) = files("log") {
+            usage.bytes[.log] = entries.reduce(0) { $0 + $1.bytes }
+            let names = Set(entries.map(\.name))
+            var newest: [String: Int] = [:]
+            for entry in entries { if let s = SegmentName(fileName: entry.name) { newest[s.instance] = max(newest[s.instance] ?? 0, s.seq) } }
+            let needed = joiner?.segmentsInUse() ?? []
+            for entry in entries where deletesSegments {
+                guard let segment = SegmentName(fileName: entry.name), segment.seq < newest[segment.instance]! else { continue }
+                let done: Bool
+                if let joiner {
+                    done = !needed.contains(entry.name) && joiner.offset(of: entry.name) == entry.bytes
+                } else {
+                    done = names.contains(entry.name + ".shipped")
+                }
+                guard done else { continue }
+                usage.deletable.append(StateFile(directory: log, name: entry.name, kind: .log, bytes: entry.bytes, modified: entry.modified,
+                                                 expired: now - entry.modified >= seconds(loop.retention.log)))
+            }
+            // Markers of segments gone.
+            for entry in entries where entry.name.hasSuffix(".shipped") && !names.contains(String(entry.name.dropLast(".shipped".count))) {
+                log.remove(entry.name)
+            }
+        }
+        if let (joined, entries) = files("joined") {
+            usage.bytes[.joined] = entries.reduce(0) { $0 + $1.bytes }
+            let position = learns ? learnedPosition(model) : Int.max
+            for entry in entries {
+                guard entry.name.hasSuffix(".dsjson"), let number = LoopFiles.number(in: entry.name.dropLast(".dsjson".count)),
+                      number <= position, number < (joiner?.nextFileNumber ?? Int.max) else { continue }
+                usage.deletable.append(StateFile(directory: joined, name: entry.name, kind: .joined, bytes: entry.bytes,
+                                                 modified: entry.modified, expired: now - entry.modified >= seconds(loop.retention.joined)))
+            }
+        }
+        if let (_, entries) = files("learned") { usage.bytes[.learned] = entries.reduce(0) { $0 + $1.bytes } }
+        if let (rejected, entries) = files("rejected") {
+            usage.bytes[.rejected] = entries.reduce(0) { $0 + $1.bytes }
+            for entry in entries {
+                usage.deletable.append(StateFile(directory: rejected, name: entry.name, kind: .rejected, bytes: entry.bytes,
+                                                 modified: entry.modified, expired: now - entry.modified >= seconds(loop.retention.rejected)))
+            }
+        }
+        var join = 0
+        for name in [Joiner.snapshotName, Joiner.journalName] {
+            var info = stat()
+            if fstatat(model.fd, name, &info, AT_SYMLINK_NOFOLLOW) == 0 { join += Int(info.st_size) }
+        }
+        usage.bytes[.join] = join
+        usage.deletable.sort { ($0.modified, $0.name) < ($1.modified, $1.name) }
+        return usage
+    }
+
+    /// The joined file number the learner has learned up to (0 when nothing).
+    static func learnedPosition(_ model: StateDirectory) -> Int {
+        guard let bytes = try? model.read("learn-state.json", maxBytes: 1 << 20), let state = LearnState.parse(bytes) else { return 0 }
+        return state.position
+    }
+
+    /// Bytes free on the file system of `directory` for an unprivileged writer (nil when unknown).
+    static func freeBytes(_ directory: StateDirectory) -> Int? {
+        var info = statvfs()
+        guard fstatvfs(directory.fd, &info) == 0 else { return nil }
+        return Int(info.f_bavail) * Int(info.f_frsize)
+    }
+}
