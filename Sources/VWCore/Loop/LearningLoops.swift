@@ -316,8 +316,9 @@ public final class LearningLoops: Sendable {
     public let stateBudget: Int?
     /// Why the loop's write routes answer 503 (the state directory is over its budget and nothing more can be deleted).
     private let refusalReason = Mutex<String?>(nil)
-    /// How often retention runs.
-    static let retentionPeriod: Duration = .seconds(2)
+    /// How often retention runs: at every join round when a budget is set (so the state exceeds it by at most what a
+    /// round writes), else every 2 s.
+    var retentionPeriod: Duration { stateBudget == nil ? .seconds(2) : Self.joinPeriod }
     private let trainerStarted = Atomic<Bool>(false)
     /// `vwfcgi train`: joins every model, and learns those whose loop says `"trainer": "external"`.
     public let externalTrainer: Bool
@@ -459,7 +460,7 @@ public final class LearningLoops: Sendable {
                     // Steps back to back while the log has more than a step reads (bounded: 64 steps, then the others' turn).
                     for _ in 0..<64 where loop.join(now: EventLine.nowMilliseconds(), config: source?(loop.name)?.config) {}
                 }
-                if ContinuousClock.now - lastRetention >= Self.retentionPeriod {
+                if ContinuousClock.now - lastRetention >= retentionPeriod {
                     lastRetention = .now
                     enforceRetention(source: source)
                 }
