@@ -82,6 +82,20 @@ def test_text_plain_with_charset_and_without_trailing_newline(stack, reference, 
     assert r.text == want
 
 
+def test_structured_label_with_initial_value_answers_as_vw(stack, reference, logistic_examples):
+    """A structured instance's "label" is VW's label section: the initial value 0.5 (VW's `houses`
+    test: `0 1 0.5 'third_house | ...`) moves the prediction, as in the text form (issue 20)."""
+    feats = logistic_examples[0][0]
+    labels = ["0 1 0.5", "1 2 -1.25", "+1", -1]
+    text = "".join(f"{label} 'h{i}" + features_to_text(feats) + "\n" for i, label in enumerate(labels))
+    want = [float(line.split()[0]) for line in reference.printed("logistic", text).splitlines()]
+    unlabelled = reference.predict("logistic", features_to_text(feats))
+    assert abs(want[0] - unlabelled) > 1e-3, "the initial value does not move the oracle's answer"
+    r = stack.predict("logistic", [{"label": label, "features": feats, "tag": f"h{i}"} for i, label in enumerate(labels)])
+    assert r.status_code == 200, r.text[:500]
+    assert_scalar_predictions(r.json()["predictions"], want)
+
+
 # VW's affix_test.dat (`+1 | happier`) and numbers only VW's strtof fallback reads (`+`, `1E+2`, hex),
 # or its fast path reads its own way (`.` and `e5` are 0, `1e` is 1): the initial value `+.5` moves
 # the prediction.
