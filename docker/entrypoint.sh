@@ -10,7 +10,10 @@
 #
 # SIGTERM/SIGINT: nginx gets QUIT (finishes the requests it holds), then vwfcgi gets TERM
 # (drains, stops its vw processes, exits 0). When either process exits on its own, the other
-# is stopped and the container exits non-zero, so the orchestrator restarts it.
+# is stopped and the container exits non-zero, so the orchestrator restarts it. In `all` mode
+# nginx starts only once vwfcgi listens on its socket: when vwfcgi cannot start (a socket it
+# cannot bind, a bad argument), the container exits at once with vwfcgi's status; when vwfcgi
+# dies later, nginx gets TERM (it can only answer 502 now), not a graceful QUIT.
 #
 # Environment (defaults in brackets):
 #   MODEL_DIR [/models]          models served (a volume; hot reload on file drop)
@@ -91,8 +94,15 @@ reap() {
 stop_all() {
     trap '' INT TERM
     if alive "$nginx_pid"; then
-        kill -QUIT "$nginx_pid" 2> /dev/null || true
-        reap "$nginx_pid" "$NGINX_STOP_TIMEOUT"
+        if [ -n "$vwfcgi_pid" ] && ! alive "$vwfcgi_pid"; then
+            # Nothing nginx holds can be answered any more. (A background job of this shell starts
+            # with QUIT ignored until nginx installs its handlers: TERM is never ignored.)
+            kill -TERM "$nginx_pid" 2> /dev/null || true
+            reap "$nginx_pid" 5
+        else
+            kill -QUIT "$nginx_pid" 2> /dev/null || true
+            reap "$nginx_pid" "$NGINX_STOP_TIMEOUT"
+        fi
     fi
     if alive "$vwfcgi_pid"; then
         kill -TERM "$vwfcgi_pid" 2> /dev/null || true
@@ -115,6 +125,25 @@ start_vwfcgi() {
     say "starting vwfcgi ${args[*]}"
     "$VWFCGI_BIN" "${args[@]}" &
     vwfcgi_pid=$!
+}
+
+# Waits until vwfcgi listens on $SOCKET (it opens it before loading any model); exits the
+# container at once, with vwfcgi's status, when vwfcgi exits first.
+await_vwfcgi_socket() {
+    local i status=0
+    for ((i = 0; i < 300; i++)); do
+        if ! alive "$vwfcgi_pid"; then
+            wait "$vwfcgi_pid" || status=$?
+            [ "$status" -ne 0 ] || status=1
+            say "vwfcgi exited before listening on $SOCKET (status $status): not starting nginx"
+            exit "$status"
+        fi
+        [ -S "$SOCKET" ] && return 0
+        sleep 0.1
+    done
+    say "vwfcgi did not listen on $SOCKET within 30 s: stopping it"
+    stop_all
+    exit 1
 }
 
 start_nginx() {
@@ -145,7 +174,7 @@ on_signal() {
 trap on_signal INT TERM
 
 case "$mode" in
-    all) start_vwfcgi; start_nginx ;;
+    all) start_vwfcgi; await_vwfcgi_socket; start_nginx ;;
     vwfcgi) start_vwfcgi ;;
     nginx) start_nginx ;;
 esac

@@ -299,6 +299,30 @@ def test_single_container_mode_and_either_exit_stops_it(pod):
     assert session_processes({sid}) == [], pod.tails()
 
 
+def test_single_container_exits_at_once_when_vwfcgi_cannot_start(pod):
+    """vwfcgi cannot bind its socket (issue 20: `bind/listen: Permission denied`, no path, and the
+    container lingered 16 s with nginx answering 502): the error names the socket, nginx is never
+    started, and the entrypoint exits non-zero at once with nothing left in its session."""
+    locked = pod.root / "locked"
+    locked.mkdir(mode=0o555)
+    locked.chmod(0o555)
+    tmp = pod.dir("tmp")
+    env = pod.env(MODEL_DIR=str(pod.dir("models")), SOCKET=str(locked / "vwfcgi.sock"), PORT=str(free_port()),
+                  LISTEN_ADDR="127.0.0.1", TMPDIR=str(tmp), NGINX_PREFIX=str(tmp / "nginx"),
+                  VWFCGI_VW_COMMAND=str(ROOT / "bin/vw"))
+    started = time.monotonic()
+    pod.start("broken", [ENTRYPOINT, "all"], env, who="user")
+    pod.stopped.add("broken")
+    sid = pod.procs["broken"].pid
+    status = pod.procs["broken"].wait(30)
+    elapsed = time.monotonic() - started
+    log = pod.logs["broken"].read_text()
+    assert status != 0 and elapsed < 5, (status, elapsed, log)
+    assert f"cannot listen on unix socket {locked / 'vwfcgi.sock'}: Permission denied" in log, log
+    assert "not starting nginx" in log and "starting nginx -c" not in log, log
+    assert session_processes({sid}) == [], log
+
+
 # ---------------------------------------------------------------- the learning loop on many replicas
 SHIP = ROOT / "scripts/log-ship.sh"
 TRAINER_SYNC = ROOT / "scripts/trainer-sync.sh"
