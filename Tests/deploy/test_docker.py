@@ -34,8 +34,9 @@ def test_stages_and_runtime_settings():
     args = {a.split("=")[0]: a.split("=", 1)[1] for w, a in ins if w == "ARG" and "=" in a}
     froms = [a for w, a in ins if w == "FROM"]
     assert len(froms) == 2
-    assert re.fullmatch(r"swift:6\.\d+-bookworm", args["SWIFT_IMAGE"])
-    assert args["RUNTIME_IMAGE"] == "debian:bookworm-slim"
+    # Fully qualified: podman refuses short names that its registries.conf has no alias for.
+    assert re.fullmatch(r"docker\.io/library/swift:6\.\d+-bookworm", args["SWIFT_IMAGE"])
+    assert args["RUNTIME_IMAGE"] == "docker.io/library/debian:bookworm-slim"
     # The builder's Swift must be at least the manifest's tools version.
     tools = re.search(r"swift-tools-version:\s*(\d+)\.(\d+)", (ROOT / "Package.swift").read_text())
     image = re.search(r"swift:(\d+)\.(\d+)", args["SWIFT_IMAGE"])
