@@ -31,12 +31,36 @@
 #   INSTANCE_ID [host name]      vwfcgi --instance-id: names this pod's log segments
 #   VWFCGI_BIN [vwfcgi on PATH], VWFCGI_VW_COMMAND [<app>/bin/vw]
 #   NGINX_STOP_TIMEOUT [15]      seconds nginx may take to finish its requests on stop
+#   LOG_FORMAT [json]            json: every line this container writes is one JSON object (vwfcgi
+#                                --log-format json, nginx's access log, these lines; nginx's own
+#                                error log stays nginx's text); text: as `make run` writes them
 set -euo pipefail
 
 APP=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
 
-say() { echo "entrypoint: $*" >&2; }
-die() { echo "entrypoint: ERROR: $*" >&2; exit 1; }
+LOG_FORMAT=${LOG_FORMAT:-json}
+
+# One log line: `{"ts","level","label":"entrypoint","msg"}` (LOG_FORMAT=json) or `entrypoint: msg`.
+log_line() {
+    local level=$1 text=$2
+    if [ "$LOG_FORMAT" = json ]; then
+        text=${text//\\/\\\\}
+        text=${text//\"/\\\"}
+        text=${text//$'\t'/\\t}
+        text=${text//$'\n'/\\n}
+        text=${text//$'\r'/\\r}
+        printf '{"ts":"%s","level":"%s","label":"entrypoint","msg":"%s"}\n' "$(date -u +%Y-%m-%dT%H:%M:%S.%3NZ)" "$level" "$text" >&2
+    else
+        echo "entrypoint: $([ "$level" = info ] || echo "ERROR: ")$text" >&2
+    fi
+}
+say() { log_line info "$*"; }
+die() { log_line error "$*"; exit 1; }
+if ! [[ "$LOG_FORMAT" =~ ^(json|text)$ ]]; then
+    given=$LOG_FORMAT
+    LOG_FORMAT=text
+    die "LOG_FORMAT must be json or text, got '$given'"
+fi
 
 MODEL_DIR=${MODEL_DIR:-/models}
 SOCKET=${SOCKET:-/run/vwfcgi/vwfcgi.sock}
@@ -61,7 +85,7 @@ esac
 if [ "$mode" = train ]; then
     [ -x "$VWFCGI_BIN" ] || die "no vwfcgi binary at '$VWFCGI_BIN'"
     mkdir -p "$STATE_DIR" "$MODEL_DIR" || die "cannot create STATE_DIR $STATE_DIR or MODEL_DIR $MODEL_DIR"
-    args=(train --state "$STATE_DIR" --models "$MODEL_DIR")
+    args=(train --state "$STATE_DIR" --models "$MODEL_DIR" --log-format "$LOG_FORMAT")
     [ -z "${INSTANCE_ID:-}" ] || args+=(--instance-id "$INSTANCE_ID")
     # shellcheck disable=SC2206 # VWFCGI_ARGS is a list of words on purpose
     args+=(${VWFCGI_ARGS:-})
@@ -115,7 +139,8 @@ start_vwfcgi() {
     [ -x "$VWFCGI_BIN" ] || die "no vwfcgi binary at '$VWFCGI_BIN'"
     [ -d "$MODEL_DIR" ] || die "MODEL_DIR $MODEL_DIR does not exist (mount the models volume)"
     mkdir -p "$(dirname "$SOCKET")" || die "cannot create the socket directory of $SOCKET"
-    local args=(serve --models "$MODEL_DIR" --socket "$SOCKET" --shards "$SHARDS" --grace "$VWFCGI_GRACE")
+    local args=(serve --models "$MODEL_DIR" --socket "$SOCKET" --shards "$SHARDS" --grace "$VWFCGI_GRACE"
+        --log-format "$LOG_FORMAT")
     [ -z "${STAGING_DIR:-}" ] || { mkdir -p "$STAGING_DIR" && args+=(--staging-dir "$STAGING_DIR"); }
     # The state directory is created by vwfcgi on the first decision or reward (503 if it cannot be).
     args+=(--state-dir "$STATE_DIR")
@@ -153,7 +178,7 @@ start_nginx() {
     if [ -z "$conf" ]; then
         conf=$NGINX_PREFIX/nginx.conf
         PREFIX=$NGINX_PREFIX SOCKET=$SOCKET PORT=$PORT LISTEN_ADDR=$LISTEN_ADDR \
-            ERROR_LOG=${ERROR_LOG:-stderr} ACCESS_LOG=${ACCESS_LOG:-/dev/stdout} \
+            ERROR_LOG=${ERROR_LOG:-stderr} ACCESS_LOG=${ACCESS_LOG:-/dev/stdout} ACCESS_LOG_FORMAT=$LOG_FORMAT \
             "$APP/nginx/render.sh" > "$conf.new" || die "rendering the nginx config failed"
         mv "$conf.new" "$conf"
     fi
