@@ -263,8 +263,8 @@ def test_kubernetes_pod(pod):
     assert session_processes(sids) == [], pod.tails()
 
 
-def test_single_container_mode_and_either_exit_stops_it(pod):
-    """`docker run IMAGE` (entrypoint all): nginx + vwfcgi; if one dies, the container stops."""
+def single_container(pod: Pod) -> tuple[Path, dict, str]:
+    """A model directory with model m, the environment of `entrypoint.sh all`, and its URL."""
     models = pod.dir("models")
     train(models / "m.vw", 1.0, pod.root)
     tmp = pod.dir("tmp")
@@ -272,7 +272,12 @@ def test_single_container_mode_and_either_exit_stops_it(pod):
     env = pod.env(MODEL_DIR=str(models), SOCKET=str(pod.dir("run") / "vwfcgi.sock"), PORT=str(port),
                   LISTEN_ADDR="127.0.0.1", TMPDIR=str(tmp), NGINX_PREFIX=str(tmp / "nginx"),
                   VWFCGI_VW_COMMAND=str(ROOT / "bin/vw"), VWFCGI_GRACE="5")
-    url = f"http://127.0.0.1:{port}"
+    return models, env, f"http://127.0.0.1:{port}"
+
+
+def test_single_container_mode_and_either_exit_stops_it(pod):
+    """`docker run IMAGE` (entrypoint all): nginx + vwfcgi; if one dies, the container stops."""
+    models, env, url = single_container(pod)
 
     # A SIGTERM (docker stop) stops both, exit 0.
     pod.start("all", [ENTRYPOINT, "all"], env, who="vw")
@@ -308,14 +313,7 @@ def test_single_container_logs_are_json_by_default(pod):
     """In the container every line on stdout/stderr is one JSON object: the entrypoint's, vwfcgi's
     (--log-format json) and nginx's access log (escape=json, a forged request id escaped); nginx's
     own error log, which has no JSON form, is the one exception. LOG_FORMAT=text restores text."""
-    models = pod.dir("models")
-    train(models / "m.vw", 1.0, pod.root)
-    tmp = pod.dir("tmp")
-    port = free_port()
-    env = pod.env(MODEL_DIR=str(models), SOCKET=str(pod.dir("run") / "vwfcgi.sock"), PORT=str(port),
-                  LISTEN_ADDR="127.0.0.1", TMPDIR=str(tmp), NGINX_PREFIX=str(tmp / "nginx"),
-                  VWFCGI_VW_COMMAND=str(ROOT / "bin/vw"), VWFCGI_GRACE="5")
-    url = f"http://127.0.0.1:{port}"
+    models, env, url = single_container(pod)
     pod.start("json", [ENTRYPOINT, "all"], env, who="vw")
     wait_for("readiness", lambda: requests.get(f"{url}/readyz", timeout=2).status_code == 200, 30, pod)
     forged = 'x status=200 "q'
@@ -351,10 +349,8 @@ def test_single_container_exits_at_once_when_vwfcgi_cannot_start(pod):
     locked = pod.root / "locked"
     locked.mkdir(mode=0o555)
     locked.chmod(0o555)
-    tmp = pod.dir("tmp")
-    env = pod.env(MODEL_DIR=str(pod.dir("models")), SOCKET=str(locked / "vwfcgi.sock"), PORT=str(free_port()),
-                  LISTEN_ADDR="127.0.0.1", TMPDIR=str(tmp), NGINX_PREFIX=str(tmp / "nginx"),
-                  VWFCGI_VW_COMMAND=str(ROOT / "bin/vw"))
+    _, env, _ = single_container(pod)
+    env["SOCKET"] = str(locked / "vwfcgi.sock")
     started = time.monotonic()
     pod.start("broken", [ENTRYPOINT, "all"], env, who="user")
     pod.stopped.add("broken")
