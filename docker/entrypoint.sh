@@ -10,7 +10,10 @@
 #
 # SIGTERM/SIGINT: nginx gets QUIT (finishes the requests it holds), then vwfcgi gets TERM
 # (drains, stops its vw processes, exits 0). When either process exits on its own, the other
-# is stopped and the container exits non-zero, so the orchestrator restarts it.
+# is stopped and the container exits non-zero, so the orchestrator restarts it. In `all` mode
+# nginx starts only once vwfcgi listens on its socket: when vwfcgi cannot start (a socket it
+# cannot bind, a bad argument), the container exits at once with vwfcgi's status; when vwfcgi
+# dies later, nginx gets TERM (it can only answer 502 now), not a graceful QUIT.
 #
 # Environment (defaults in brackets):
 #   MODEL_DIR [/models]          models served (a volume; hot reload on file drop)
@@ -28,12 +31,36 @@
 #   INSTANCE_ID [host name]      vwfcgi --instance-id: names this pod's log segments
 #   VWFCGI_BIN [vwfcgi on PATH], VWFCGI_VW_COMMAND [<app>/bin/vw]
 #   NGINX_STOP_TIMEOUT [15]      seconds nginx may take to finish its requests on stop
+#   LOG_FORMAT [json]            json: every line this container writes is one JSON object (vwfcgi
+#                                --log-format json, nginx's access log, these lines; nginx's own
+#                                error log stays nginx's text); text: as `make run` writes them
 set -euo pipefail
 
 APP=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
 
-say() { echo "entrypoint: $*" >&2; }
-die() { echo "entrypoint: ERROR: $*" >&2; exit 1; }
+LOG_FORMAT=${LOG_FORMAT:-json}
+
+# One log line: `{"ts","level","label":"entrypoint","msg"}` (LOG_FORMAT=json) or `entrypoint: msg`.
+log_line() {
+    local level=$1 text=$2
+    if [ "$LOG_FORMAT" = json ]; then
+        text=${text//\\/\\\\}
+        text=${text//\"/\\\"}
+        text=${text//$'\t'/\\t}
+        text=${text//$'\n'/\\n}
+        text=${text//$'\r'/\\r}
+        printf '{"ts":"%s","level":"%s","label":"entrypoint","msg":"%s"}\n' "$(date -u +%Y-%m-%dT%H:%M:%S.%3NZ)" "$level" "$text" >&2
+    else
+        echo "entrypoint: $([ "$level" = info ] || echo "ERROR: ")$text" >&2
+    fi
+}
+say() { log_line info "$*"; }
+die() { log_line error "$*"; exit 1; }
+if ! [[ "$LOG_FORMAT" =~ ^(json|text)$ ]]; then
+    given=$LOG_FORMAT
+    LOG_FORMAT=text
+    die "LOG_FORMAT must be json or text, got '$given'"
+fi
 
 MODEL_DIR=${MODEL_DIR:-/models}
 SOCKET=${SOCKET:-/run/vwfcgi/vwfcgi.sock}
@@ -58,7 +85,7 @@ esac
 if [ "$mode" = train ]; then
     [ -x "$VWFCGI_BIN" ] || die "no vwfcgi binary at '$VWFCGI_BIN'"
     mkdir -p "$STATE_DIR" "$MODEL_DIR" || die "cannot create STATE_DIR $STATE_DIR or MODEL_DIR $MODEL_DIR"
-    args=(train --state "$STATE_DIR" --models "$MODEL_DIR")
+    args=(train --state "$STATE_DIR" --models "$MODEL_DIR" --log-format "$LOG_FORMAT")
     [ -z "${INSTANCE_ID:-}" ] || args+=(--instance-id "$INSTANCE_ID")
     # shellcheck disable=SC2206 # VWFCGI_ARGS is a list of words on purpose
     args+=(${VWFCGI_ARGS:-})
@@ -91,8 +118,15 @@ reap() {
 stop_all() {
     trap '' INT TERM
     if alive "$nginx_pid"; then
-        kill -QUIT "$nginx_pid" 2> /dev/null || true
-        reap "$nginx_pid" "$NGINX_STOP_TIMEOUT"
+        if [ -n "$vwfcgi_pid" ] && ! alive "$vwfcgi_pid"; then
+            # Nothing nginx holds can be answered any more. (A background job of this shell starts
+            # with QUIT ignored until nginx installs its handlers: TERM is never ignored.)
+            kill -TERM "$nginx_pid" 2> /dev/null || true
+            reap "$nginx_pid" 5
+        else
+            kill -QUIT "$nginx_pid" 2> /dev/null || true
+            reap "$nginx_pid" "$NGINX_STOP_TIMEOUT"
+        fi
     fi
     if alive "$vwfcgi_pid"; then
         kill -TERM "$vwfcgi_pid" 2> /dev/null || true
@@ -105,7 +139,8 @@ start_vwfcgi() {
     [ -x "$VWFCGI_BIN" ] || die "no vwfcgi binary at '$VWFCGI_BIN'"
     [ -d "$MODEL_DIR" ] || die "MODEL_DIR $MODEL_DIR does not exist (mount the models volume)"
     mkdir -p "$(dirname "$SOCKET")" || die "cannot create the socket directory of $SOCKET"
-    local args=(serve --models "$MODEL_DIR" --socket "$SOCKET" --shards "$SHARDS" --grace "$VWFCGI_GRACE")
+    local args=(serve --models "$MODEL_DIR" --socket "$SOCKET" --shards "$SHARDS" --grace "$VWFCGI_GRACE"
+        --log-format "$LOG_FORMAT")
     [ -z "${STAGING_DIR:-}" ] || { mkdir -p "$STAGING_DIR" && args+=(--staging-dir "$STAGING_DIR"); }
     # The state directory is created by vwfcgi on the first decision or reward (503 if it cannot be).
     args+=(--state-dir "$STATE_DIR")
@@ -117,6 +152,25 @@ start_vwfcgi() {
     vwfcgi_pid=$!
 }
 
+# Waits until vwfcgi listens on $SOCKET (it opens it before loading any model); exits the
+# container at once, with vwfcgi's status, when vwfcgi exits first.
+await_vwfcgi_socket() {
+    local i status=0
+    for ((i = 0; i < 300; i++)); do
+        if ! alive "$vwfcgi_pid"; then
+            wait "$vwfcgi_pid" || status=$?
+            [ "$status" -ne 0 ] || status=1
+            say "vwfcgi exited before listening on $SOCKET (status $status): not starting nginx"
+            exit "$status"
+        fi
+        [ -S "$SOCKET" ] && return 0
+        sleep 0.1
+    done
+    say "vwfcgi did not listen on $SOCKET within 30 s: stopping it"
+    stop_all
+    exit 1
+}
+
 start_nginx() {
     command -v nginx > /dev/null || die "nginx is not installed"
     mkdir -p "$NGINX_PREFIX" || die "cannot create NGINX_PREFIX $NGINX_PREFIX"
@@ -124,7 +178,7 @@ start_nginx() {
     if [ -z "$conf" ]; then
         conf=$NGINX_PREFIX/nginx.conf
         PREFIX=$NGINX_PREFIX SOCKET=$SOCKET PORT=$PORT LISTEN_ADDR=$LISTEN_ADDR \
-            ERROR_LOG=${ERROR_LOG:-stderr} ACCESS_LOG=${ACCESS_LOG:-/dev/stdout} \
+            ERROR_LOG=${ERROR_LOG:-stderr} ACCESS_LOG=${ACCESS_LOG:-/dev/stdout} ACCESS_LOG_FORMAT=$LOG_FORMAT \
             "$APP/nginx/render.sh" > "$conf.new" || die "rendering the nginx config failed"
         mv "$conf.new" "$conf"
     fi
@@ -145,7 +199,7 @@ on_signal() {
 trap on_signal INT TERM
 
 case "$mode" in
-    all) start_vwfcgi; start_nginx ;;
+    all) start_vwfcgi; await_vwfcgi_socket; start_nginx ;;
     vwfcgi) start_vwfcgi ;;
     nginx) start_nginx ;;
 esac

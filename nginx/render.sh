@@ -21,6 +21,7 @@
 #   KEEPALIVE [16]         idle FastCGI connections kept per worker (WORKERS x KEEPALIVE << vwfcgi --threads)
 #   ERROR_LOG [PREFIX/error.log]   a file, or stderr
 #   ACCESS_LOG [PREFIX/access.log] a file, /dev/stdout, or off
+#   ACCESS_LOG_FORMAT [text]       text (`... request_id="..."`) or json (one object per line)
 #   DOCS_DIR [<this repository or image>/docs]  where GET /openapi.json is read (openapi.json)
 #   NGINX_USER             `user` directive; default root when run as root (so workers can
 #                          reach the 0660 socket), none otherwise; "-" for none
@@ -55,8 +56,14 @@ ACCESS_LOG=${ACCESS_LOG:-$PREFIX/access.log}
 DOCS_DIR=${DOCS_DIR:-$(dirname "$here")/docs}
 case "$DOCS_DIR" in /*) ;; *) DOCS_DIR="$(pwd -P)/$DOCS_DIR" ;; esac
 DOCS_DIR=${DOCS_DIR%/}
+ACCESS_LOG_FORMAT=${ACCESS_LOG_FORMAT:-text}
+case "$ACCESS_LOG_FORMAT" in
+    text) access_format=vwfcgi ;;
+    json) access_format=vwfcgi_json ;;
+    *) die "ACCESS_LOG_FORMAT must be text or json, got '$ACCESS_LOG_FORMAT'" ;;
+esac
 ACCESS_LOG_DIRECTIVE=off
-[ "$ACCESS_LOG" = off ] || ACCESS_LOG_DIRECTIVE="$ACCESS_LOG vwfcgi"
+[ "$ACCESS_LOG" = off ] || ACCESS_LOG_DIRECTIVE="$ACCESS_LOG $access_format"
 if [ -z "${NGINX_USER+set}" ]; then
     if [ "$(id -u)" -eq 0 ]; then NGINX_USER=root; else NGINX_USER=-; fi
 fi

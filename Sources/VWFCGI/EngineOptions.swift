@@ -97,7 +97,7 @@ struct EngineOptions: ParsableArguments {
             }
             var handler = StreamLogHandler.standardError(label: label)
             handler.logLevel = level
-            return SanitizingLogHandler(inner: handler)
+            return SanitizingLogHandler(inner: handler, quotesValues: true)
         }
         var logger = Logger(label: "vwfcgi")
         logger.logLevel = level

@@ -70,9 +70,13 @@ struct JSONLogHandler: LogHandler {
 
 /// Makes every log line safe to write whatever a client sent: metadata values (request ids,
 /// paths, reasons) have control characters, backslashes and non-ASCII bytes escaped as `\xHH`,
-/// so a client cannot start a new log line or forge fields, and `request_id` is capped.
+/// so a client cannot start a new log line or forge fields, and `request_id` is capped. For the
+/// text format (`key=value ...`), a value with a space, `=` or `"` is also put in double quotes
+/// (`"` inside escaped), so `X-Request-Id: x status=200` cannot add a `status` field.
 struct SanitizingLogHandler: LogHandler {
     var inner: any LogHandler
+    /// Whether values are quoted as the text format needs (the JSON format quotes every value itself).
+    var quotesValues = false
 
     /// Longest `request_id` logged, in bytes (after escaping).
     static let maxRequestIDBytes = 128
@@ -102,11 +106,23 @@ struct SanitizingLogHandler: LogHandler {
         if let metadata = event.metadata {
             var clean: Logger.Metadata = [:]
             for (key, value) in metadata {
-                clean[key] = .string(Self.clean("\(value)", limit: key == "request_id" ? Self.maxRequestIDBytes : nil))
+                let text = Self.clean("\(value)", limit: key == "request_id" ? Self.maxRequestIDBytes : nil)
+                clean[key] = .string(quotesValues ? Self.quotedIfNeeded(text) : text)
             }
             event.metadata = clean
         }
         inner.log(event: event)
+    }
+
+    /// `text` in double quotes (each `"` in it as `\"`) when it holds a space, `=` or `"`, or is empty.
+    static func quotedIfNeeded(_ text: String) -> String {
+        guard text.isEmpty || text.utf8.contains(where: { $0 == 0x20 || $0 == UInt8(ascii: "=") || $0 == UInt8(ascii: "\"") }) else { return text }
+        var out = "\""
+        for character in text.unicodeScalars {
+            if character == "\"" { out.append("\\") }
+            out.unicodeScalars.append(character)
+        }
+        return out + "\""
     }
 
     /// Printable ASCII as is (a backslash doubled), every other byte as `\xHH`; cut at `limit` bytes.

@@ -118,9 +118,16 @@ struct Serve: ParsableCommand {
         let stopSignals = StopSignals()
         let metrics = RequestMetrics.bootstrap()
         let store = ModelStore(settings: settings, logger: logger)
-        if let socket { try Self.refuseLiveSocket(socket) }
         // Serve from the start: /healthz answers and /readyz says 503 until the models were tried.
-        let socketFD = try FastCGIServer.openSocket(unixPath: socket, listen: listen)
+        let socketFD: Int32
+        do {
+            if let socket { try Self.refuseLiveSocket(socket) }
+            socketFD = try FastCGIServer.openSocket(unixPath: socket, listen: listen)
+        } catch {
+            // Through the logger, so a container's JSON log has this line as JSON too.
+            logger.critical("cannot start", metadata: ["error": "\(error)"])
+            throw ExitCode.failure
+        }
         let engine = Engine(store: store, loops: loops, maxJSONDepth: maxJsonDepth)
         let router = Router(engine: engine, metrics: metrics)
         let server = FastCGIServer(socketFD: socketFD, threads: threads, maxBodyBytes: maxBodyBytes, logger: logger) { request, context in

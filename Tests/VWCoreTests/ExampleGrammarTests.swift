@@ -41,6 +41,16 @@ private func isInvalidStructure(_ problem: ExampleProblem?) -> Bool {
         #expect(try canonical(.simple, ["1 |a x"], tag: "") == "1 |a x\n")
     }
 
+    @Test func everyNumberVWReadsWholeAndFiniteIsAccepted() throws {
+        // VW's affix_test.dat: `+1 | happier` (strtof reads the `+`); its fast path reads `.`, `-` and `e5` as 0 and `1e` as 1.
+        #expect(try canonical(.simple, ["+1 | happier"]) == "+1 's1 | happier\n")
+        #expect(try canonical(.simple, ["+.5e1 5. -0x1p-2 'h |a x:+1 y:1E+2 z:0x10 w:e5 v:1e38 u:1e-100 t:. s:1e"])
+            == "+.5e1 5. -0x1p-2 's1 |a x:+1 y:1E+2 z:0x10 w:e5 v:1e38 u:1e-100 t:. s:1e\n")
+        #expect(try canonical(.simple, ["|b:+2 x |c:.5 y"]) == "'s1 |b:+2 x |c:.5 y\n")
+        // What strtof reads nothing from is a string value, as VW hashes it with the name.
+        #expect(try canonical(.simple, ["|a x:+red y:-blue z:.x w:e5x"]) == "'s1 |a x:+red y:-blue z:.x w:e5x\n")
+    }
+
     @Test func clientTagIsCapturedAsVWReadsIt() throws {
         let grammar = ExampleGrammar(family: .simple)
         #expect(try grammar.parse(lines: ["1 'abc |a x"]).clientTag == "abc")
@@ -83,8 +93,8 @@ private func isInvalidStructure(_ problem: ExampleProblem?) -> Bool {
 
     @Test(arguments: [
         (ExampleFamily.simple, "x |a b"), (.simple, "1 2 3 4 |a b"), (.simple, "inf |a b"), (.simple, "nan |a b"),
-        (.simple, "+1 |a b"), (.simple, "0x10 |a b"), (.simple, "1e39 |a b"), (.simple, "1e100 |a b"), (.simple, "1..2 |a b"),
-        (.simple, "- |a b"), (.simple, "1 2\t3\t|a b"),
+        (.simple, "+inf |a b"), (.simple, "-nan |a b"), (.simple, "1e39 |a b"), (.simple, "1e100 |a b"), (.simple, "1..2 |a b"),
+        (.simple, "1x |a b"), (.simple, "1e200 |a b"), (.simple, "0 1 infinity |a b"), (.simple, "1 2\t3\t|a b"),
         (.multiclass, "1 x |a b"), (.multiclass, "1 2 3 |a b"), (.multiclass, "'1 2 |a b"),
         (.multilabel, "1,x |a b"), (.multilabel, "1 2 |a b"), (.multilabel, "1,,2 |a b"),
         (.costSensitive, "1:x |a b"), (.costSensitive, ":1 |a b"), (.costSensitive, "shared |a b"), (.costSensitive, "1:2:3 |a b"),
@@ -95,8 +105,8 @@ private func isInvalidStructure(_ problem: ExampleProblem?) -> Bool {
     }
 
     @Test(arguments: [
-        "|:a x", "|a x:", "|a x:1x", "|a x: 1", "|a x:inf", "|a x:nan", "|a x:NaN", "|a x:e5", "|a x:1e999", "|a x:0x10",
-        "|a:x y", "|a:1x y", "|a x:1e-100", "|a x:0.000000000000000000000000000000001e-99", "|a x:1e38", "|a x:0e39", "|a x:red|b y", "|a x:a:b", "|a :red", "|a x:+1",
+        "|:a x", "|a x:", "|a x:1x", "|a x: 1", "|a x:inf", "|a x:nan", "|a x:NaN", "|a x:-inf", "|a x:1e999", "|a x:1e200",
+        "|a:x y", "|a:1x y", "|a x:1.5.2", "|a x:0.000000000000000000000000000000001e-99", "|a x:e5|b y", "|a x:0e39", "|a x:red|b y", "|a x:a:b", "|a :red", "|a:inf x",
     ] as [Substring])
     func malformedFeaturesAreRejected(line: Substring) {
         #expect(isMalformedFeatures(problem(.simple, [line])), "\(line)")

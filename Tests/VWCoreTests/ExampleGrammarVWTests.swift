@@ -26,6 +26,8 @@ private let cases: [Case] = [
     Case(family: .simple, trainArguments: [], training: "1 |a x:0.5 y\n0 |a y z\n1 0.5 |b q\n", echoesTags: true, blankAfterSingleLine: false, examples: [
         ["0 1 0.5 'third_house | price:.53 sqft:.32 age:.87 1924"], ["|a x:0.5 y"], ["1 2\t|a  x\ty:-1e-2 |b q"],
         ["t|a x"], ["|"], ["|a x:0"], ["|a color:red é:1 :2"], ["|a x\r"], ["-1.5 2 3e1 |a:2 x |b:0.5 q:1.25"],
+        // VW's affix_test.dat, and numbers only strtof reads (VW's fast path stops at `+`).
+        ["+1 | happier"], ["+.5e1 2 +0.5 |a x:+1 y:1E+2 z:0x10 w:+red |b:+2 q:."],
     ]),
     Case(family: .multiclass, trainArguments: ["--oaa", "3"], training: "1 |a x\n2 |a y\n3 |a z\n", echoesTags: true, blankAfterSingleLine: false, examples: [
         ["1 |a x"], ["7 0.5 't |a y"], ["x |a z"], ["|a x y z"],

@@ -47,4 +47,22 @@ struct LogSanitizingTests {
         let escaped = events[1]["request_id"]?.description ?? ""
         #expect(escaped.utf8.count <= 128 && escaped.utf8.count == 128 && !escaped.contains("\n"))
     }
+
+    @Test func textFormatQuotesValuesThatWouldForgeFields() {
+        let box = Box()
+        var logger = Logger(label: "t") { _ in SanitizingLogHandler(inner: RecordingHandler(box: box), quotesValues: true) }
+        logger.logLevel = .trace
+        logger.info("request", metadata: ["request_id": "x status=200 path=/healthz", "path": "/v1/models", "q": "say \"hi\"", "e": ""])
+        let event = box.events.withLock { $0[0] }
+        #expect(event["request_id"]?.description == #""x status=200 path=/healthz""#)
+        #expect(event["path"]?.description == "/v1/models")
+        #expect(event["q"]?.description == #""say \"hi\"""#)
+        #expect(event["e"]?.description == #""""#)
+        // The JSON format quotes every value itself: nothing added.
+        let jsonBox = Box()
+        var json = Logger(label: "t") { _ in SanitizingLogHandler(inner: RecordingHandler(box: jsonBox)) }
+        json.logLevel = .trace
+        json.info("request", metadata: ["request_id": "x status=200"])
+        #expect(jsonBox.events.withLock { $0[0] }["request_id"]?.description == "x status=200")
+    }
 }

@@ -127,6 +127,23 @@ private func reason(_ e: PredictRequestError?) -> String? {
         #expect(try decode(singleLine, #"{"instances": [{"features": {"a": {"é": 2, "c": "rouge€"}}}]}"#) == [["|a é:2 c=rouge€"]])
     }
 
+    @Test func labelIsWrittenAsVWsLabelSection() throws {
+        // VW's houses test: the initial value 0.5 is added to the prediction even under -t.
+        let houses = #"{"instances": [{"label": "0 1 0.5", "features": {"": {"price": 0.53, "sqft": 0.32, "age": 0.87, "1924": true}}, "tag": "third_house"}]}"#
+        #expect(try decode(singleLine, houses) == [["0 1 0.5 'third_house | price:0.53 sqft:0.32 age:0.87 1924"]])
+        #expect(try decode(singleLine, #"{"instances": [{"label": -1, "features": {"a": {"x": 1}}}, {"label": "+1", "features": {}}]}"#)
+            == [["-1 |a x:1"], ["+1 |"]])
+        #expect(error(singleLine, #"{"instances": [{"label": "1 |b y", "features": {}}]}"#)
+            == invalid(0, "invalid label \"1 |b y\": contains a control character, '|' or \"'\""))
+        #expect(error(singleLine, #"{"instances": [{"label": "1 'x", "features": {}}]}"#)
+            == invalid(0, "invalid label \"1 'x\": contains a control character, '|' or \"'\""))
+        #expect(error(singleLine, #"{"instances": [{"label": " ", "features": {}}]}"#) == invalid(0, "\"label\" is empty"))
+        #expect(error(singleLine, #"{"instances": [{"label": [0, 1], "features": {}}]}"#)
+            == invalid(0, "\"label\" must be a number or a string of VW label words, not an array"))
+        #expect(error(adf, #"{"instances": [{"label": "0:1:0.5", "actions": [{"a": {"x": 1}}]}]}"#)
+            == invalid(0, "\"label\" is for single-line models (give a multiline example's labels as VW text lines)"))
+    }
+
     @Test func unknownInstanceKeysAreIgnored() throws {
         #expect(try decode(singleLine, #"{"instances": [{"id": 7, "features": {"a": {"x": 1}}}]}"#) == [["|a x:1"]])
     }

@@ -17,7 +17,7 @@ OVERLAYS = ("dev", "prod")
 POD_NGINX_ENV = {
     "PORT": "8080", "LISTEN_ADDR": "0.0.0.0", "SOCKET": "/run/vwfcgi/vwfcgi.sock",
     "PREFIX": "/tmp/nginx", "WORKERS": "2", "KEEPALIVE": "16", "MAX_BODY": "8m",
-    "ERROR_LOG": "stderr", "ACCESS_LOG": "/dev/stdout", "NGINX_USER": "-",
+    "ERROR_LOG": "stderr", "ACCESS_LOG": "/dev/stdout", "ACCESS_LOG_FORMAT": "json", "NGINX_USER": "-",
     "DOCS_DIR": "/opt/vwfcgi/docs",
 }
 

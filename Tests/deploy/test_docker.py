@@ -34,8 +34,9 @@ def test_stages_and_runtime_settings():
     args = {a.split("=")[0]: a.split("=", 1)[1] for w, a in ins if w == "ARG" and "=" in a}
     froms = [a for w, a in ins if w == "FROM"]
     assert len(froms) == 2
-    assert re.fullmatch(r"swift:6\.\d+-bookworm", args["SWIFT_IMAGE"])
-    assert args["RUNTIME_IMAGE"] == "debian:bookworm-slim"
+    # Fully qualified: podman refuses short names that its registries.conf has no alias for.
+    assert re.fullmatch(r"docker\.io/library/swift:6\.\d+-bookworm", args["SWIFT_IMAGE"])
+    assert args["RUNTIME_IMAGE"] == "docker.io/library/debian:bookworm-slim"
     # The builder's Swift must be at least the manifest's tools version.
     tools = re.search(r"swift-tools-version:\s*(\d+)\.(\d+)", (ROOT / "Package.swift").read_text())
     image = re.search(r"swift:(\d+)\.(\d+)", args["SWIFT_IMAGE"])
@@ -73,8 +74,6 @@ def test_copied_files_exist_and_are_in_the_context():
             continue
         sources = arguments.split()[:-1]
         for source in sources:
-            if "*" in source:
-                continue  # optional (Package.resolved*)
             assert (ROOT / source).exists(), f"COPY {source}: no such file"
             files = [source] if (ROOT / source).is_file() else \
                 [str(p.relative_to(ROOT)) for p in (ROOT / source).rglob("*") if p.is_file()
@@ -89,6 +88,23 @@ def test_shellcheck(script):
         pytest.skip("shellcheck is not installed (apt-get install shellcheck)")
     result = run(["shellcheck", ROOT / script])
     assert result.returncode == 0, result.stdout
+
+
+def test_package_resolved_is_committed_and_current(tmp_path):
+    """Every build resolves the same versions: Package.resolved is in git, the image copies it
+    and resolves with --force-resolved-versions, and it is not stale against Package.swift."""
+    tracked = run(["git", "-C", ROOT, "ls-files", "--error-unmatch", "Package.resolved"])
+    assert tracked.returncode == 0, "Package.resolved is not committed"
+    ins = instructions()
+    assert ("COPY", "Package.swift Package.resolved ./") in ins
+    assert ("RUN", "swift package resolve --force-resolved-versions") in ins
+    swift = shutil.which("swift")
+    if not swift:
+        pytest.skip("no Swift toolchain on PATH")
+    result = run([swift, "package", "--package-path", ROOT, "--scratch-path", tmp_path / "scratch",
+                  "resolve", "--force-resolved-versions"], timeout=300)
+    assert result.returncode == 0, \
+        "Package.resolved is out of date (run `swift package resolve` and commit it):\n" + result.stderr
 
 
 def test_runtime_install_has_python_for_bookworm_slim():

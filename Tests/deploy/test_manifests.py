@@ -252,7 +252,7 @@ def test_trainer_deployment(overlay):
     # docker/entrypoint.sh train runs `vwfcgi train --state $STATE_DIR --models $MODEL_DIR`.
     assert trainer["args"] == ["train"] and trainer["image"] == containers(docs)["vwfcgi"]["image"]
     entrypoint = (ROOT / "docker/entrypoint.sh").read_text()
-    assert 'args=(train --state "$STATE_DIR" --models "$MODEL_DIR")' in entrypoint
+    assert 'args=(train --state "$STATE_DIR" --models "$MODEL_DIR" --log-format "$LOG_FORMAT")' in entrypoint
     assert env(trainer)["STATE_DIR"] == "/state" and env(trainer)["MODEL_DIR"] == "/models-out"
     # Its state on the PersistentVolumeClaim, at /state; the published models beside it.
     volumes = {v["name"]: v for v in spec["volumes"]}

@@ -5,7 +5,9 @@ sidecar, then a stop by PID that leaves no process behind. Also the one-containe
 (`entrypoint.sh all`). Runs as an unprivileged user (nobody when started as root), like the pod."""
 
 import hashlib
+import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -261,8 +263,8 @@ def test_kubernetes_pod(pod):
     assert session_processes(sids) == [], pod.tails()
 
 
-def test_single_container_mode_and_either_exit_stops_it(pod):
-    """`docker run IMAGE` (entrypoint all): nginx + vwfcgi; if one dies, the container stops."""
+def single_container(pod: Pod) -> tuple[Path, dict, str]:
+    """A model directory with model m, the environment of `entrypoint.sh all`, and its URL."""
     models = pod.dir("models")
     train(models / "m.vw", 1.0, pod.root)
     tmp = pod.dir("tmp")
@@ -270,7 +272,12 @@ def test_single_container_mode_and_either_exit_stops_it(pod):
     env = pod.env(MODEL_DIR=str(models), SOCKET=str(pod.dir("run") / "vwfcgi.sock"), PORT=str(port),
                   LISTEN_ADDR="127.0.0.1", TMPDIR=str(tmp), NGINX_PREFIX=str(tmp / "nginx"),
                   VWFCGI_VW_COMMAND=str(ROOT / "bin/vw"), VWFCGI_GRACE="5")
-    url = f"http://127.0.0.1:{port}"
+    return models, env, f"http://127.0.0.1:{port}"
+
+
+def test_single_container_mode_and_either_exit_stops_it(pod):
+    """`docker run IMAGE` (entrypoint all): nginx + vwfcgi; if one dies, the container stops."""
+    models, env, url = single_container(pod)
 
     # A SIGTERM (docker stop) stops both, exit 0.
     pod.start("all", [ENTRYPOINT, "all"], env, who="vw")
@@ -297,6 +304,64 @@ def test_single_container_mode_and_either_exit_stops_it(pod):
     while session_processes({sid}) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert session_processes({sid}) == [], pod.tails()
+
+
+NGINX_ERROR_LINE = re.compile(r"^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d \[\w+\] ")
+
+
+def test_single_container_logs_are_json_by_default(pod):
+    """In the container every line on stdout/stderr is one JSON object: the entrypoint's, vwfcgi's
+    (--log-format json) and nginx's access log (escape=json, a forged request id escaped); nginx's
+    own error log, which has no JSON form, is the one exception. LOG_FORMAT=text restores text."""
+    models, env, url = single_container(pod)
+    pod.start("json", [ENTRYPOINT, "all"], env, who="vw")
+    wait_for("readiness", lambda: requests.get(f"{url}/readyz", timeout=2).status_code == 200, 30, pod)
+    forged = 'x status=200 "q'
+    assert requests.post(f"{url}/v1/models/m:predict", json={"instances": [" |a x:1"]},
+                         headers={"X-Request-Id": forged}, timeout=5).status_code == 200
+    assert requests.get(f"{url}/nothing", timeout=5).status_code == 404
+    assert pod.stop("json") == 0, pod.tails()
+    entries = []
+    for line in pod.logs["json"].read_text().splitlines():
+        if NGINX_ERROR_LINE.match(line):
+            continue
+        try:
+            entries.append(json.loads(line))
+        except ValueError:
+            pytest.fail(f"not a JSON line: {line!r}\n{pod.tails()}")
+    assert all({"ts", "level", "msg"} <= set(e) for e in entries), entries
+    labels = {e.get("label") for e in entries}
+    assert {"entrypoint", "nginx"} <= labels and any(str(label).startswith("vwfcgi") for label in labels), labels
+    access = [e for e in entries if e.get("label") == "nginx" and "m:predict" in e.get("request", "")]
+    assert len(access) == 1 and access[0]["request_id"] == forged and access[0]["status"] == 200, access
+
+    pod.start("text", [ENTRYPOINT, "all"], {**env, "LOG_FORMAT": "text"}, who="vw")
+    wait_for("readiness", lambda: requests.get(f"{url}/readyz", timeout=2).status_code == 200, 30, pod)
+    assert pod.stop("text") == 0, pod.tails()
+    text = pod.logs["text"].read_text()
+    assert "entrypoint: starting vwfcgi" in text and not text.lstrip().startswith("{"), text
+
+
+def test_single_container_exits_at_once_when_vwfcgi_cannot_start(pod):
+    """vwfcgi cannot bind its socket (issue 20: `bind/listen: Permission denied`, no path, and the
+    container lingered 16 s with nginx answering 502): the error names the socket, nginx is never
+    started, and the entrypoint exits non-zero at once with nothing left in its session."""
+    locked = pod.root / "locked"
+    locked.mkdir(mode=0o555)
+    locked.chmod(0o555)
+    _, env, _ = single_container(pod)
+    env["SOCKET"] = str(locked / "vwfcgi.sock")
+    started = time.monotonic()
+    pod.start("broken", [ENTRYPOINT, "all"], env, who="user")
+    pod.stopped.add("broken")
+    sid = pod.procs["broken"].pid
+    status = pod.procs["broken"].wait(30)
+    elapsed = time.monotonic() - started
+    log = pod.logs["broken"].read_text()
+    assert status != 0 and elapsed < 5, (status, elapsed, log)
+    assert f"cannot listen on unix socket {locked / 'vwfcgi.sock'}: Permission denied" in log, log
+    assert "not starting nginx" in log and "starting nginx -c" not in log, log
+    assert session_processes({sid}) == [], log
 
 
 # ---------------------------------------------------------------- the learning loop on many replicas

@@ -227,12 +227,13 @@ def test_allowed_methods_pass(limits_stack):
 
 
 # ------------------------------------------------------------------ slow clients
-def _slow_header_client(port: int, results: list, index: int) -> None:
+def _slow_header_client(port: int, results: list, index: int, started: threading.Semaphore) -> None:
     """Sends the request line and headers one byte at a time, never finishing them."""
     start = time.monotonic()
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=30) as conn:
             conn.sendall(b"POST /v1/models/logistic:predict HTTP/1.1\r\nHost: x\r\n")
+            started.release()
             conn.settimeout(0.5)
             while time.monotonic() - start < 20:
                 try:
@@ -252,7 +253,7 @@ def _slow_header_client(port: int, results: list, index: int) -> None:
     results[index] = time.monotonic() - start
 
 
-def _slow_body_client(port: int, results: list, index: int) -> None:
+def _slow_body_client(port: int, results: list, index: int, started: threading.Semaphore) -> None:
     """Sends full headers announcing a body, then one byte, then nothing for longer than the body timeout."""
     start = time.monotonic()
     answer = b""
@@ -260,6 +261,7 @@ def _slow_body_client(port: int, results: list, index: int) -> None:
         with socket.create_connection(("127.0.0.1", port), timeout=30) as conn:
             conn.sendall(b"POST /v1/models/logistic:predict HTTP/1.1\r\nHost: x\r\n"
                          b"Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{")
+            started.release()
             conn.settimeout(20)
             try:
                 while chunk := conn.recv(4096):
@@ -281,13 +283,16 @@ def test_slow_clients_are_cut_by_nginx_without_tying_up_vwfcgi(limits_stack, can
     port = limits_stack.port
     header_results: list = [None] * (SLOW_CLIENTS // 2)
     body_results: list = [None] * (SLOW_CLIENTS // 2)
-    threads = [threading.Thread(target=_slow_header_client, args=(port, header_results, i), daemon=True)
+    started = threading.Semaphore(0)
+    threads = [threading.Thread(target=_slow_header_client, args=(port, header_results, i, started), daemon=True)
                for i in range(len(header_results))]
-    threads += [threading.Thread(target=_slow_body_client, args=(port, body_results, i), daemon=True)
+    threads += [threading.Thread(target=_slow_body_client, args=(port, body_results, i, started), daemon=True)
                 for i in range(len(body_results))]
     for t in threads:
         t.start()
-    time.sleep(0.5)  # all connected and stalled
+    # Every slow client connected and sent its first bytes (waited for, not guessed with a sleep).
+    for _ in threads:
+        assert started.acquire(timeout=10), "a slow client could not connect"
     lines, want = canary
     ok = 0
     # While every slow client is still connected (they are cut after CLIENT_TIMEOUT s).

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shlex
 import shutil
 import signal
 import threading
@@ -407,3 +408,29 @@ def test_json_log_lines(small_models):
     find(lambda e: e.get("model") == "m" and e["level"] in ("warning", "error")
          and str(victim) in json.dumps(e), f"restart of m's vw (pid {victim})")
     find(lambda e: "obs-test-4711" in json.dumps(e) and e["level"] in ("warning", "error"), "5xx with the request id")
+
+
+def test_text_log_and_access_log_quote_a_request_id_with_spaces(small_models):
+    """X-Request-Id `x status=200 path=/healthz` must not add fields to vwfcgi's text log (key=value)
+    nor to nginx's access log: both write the value in double quotes (issue 20)."""
+    model_dir = small_models
+    (model_dir / "broken.vw").write_bytes(b"not a model at all\n")
+    forged = 'x status=200 path=/healthz "q'
+    stack = Stack(model_dir, shards=1).start(ready=False)
+    try:
+        assert wait_for(lambda: stack.get("/v1/models/m").json()["ready"])
+        r = stack.predict("broken", EXAMPLES, headers={"X-Request-ID": forged})
+        assert r.status_code == 503, r.text
+    finally:
+        stopped(stack)
+    failed = [line for line in stack.vwfcgi_log.read_text().splitlines() if "request failed" in line]
+    assert len(failed) == 1, stack.vwfcgi_log.read_text()
+    # `<ts> warning vwfcgi: key=value ... [VWFCGI] request failed`
+    fields = shlex.split(failed[0].split(": ", 1)[1].rsplit(" [", 1)[0])
+    values = dict(field.split("=", 1) for field in fields)
+    assert values == {"path": "/v1/models/broken:predict", "request_id": forged, "status": "503"}, failed[0]
+    access = [line for line in (stack.prefix / "access.log").read_text().splitlines() if "broken:predict" in line]
+    assert len(access) == 1, access
+    tokens = shlex.split(access[0].replace("\\x22", '\\"'))
+    assert [t.split("=", 1)[0] for t in tokens if "=" in t] == ["request_time", "upstream_time", "request_id"], access[0]
+    assert f"request_id={forged}" in tokens, access[0]

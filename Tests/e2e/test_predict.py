@@ -82,6 +82,49 @@ def test_text_plain_with_charset_and_without_trailing_newline(stack, reference, 
     assert r.text == want
 
 
+def test_structured_label_with_initial_value_answers_as_vw(stack, reference, logistic_examples):
+    """A structured instance's "label" is VW's label section: the initial value 0.5 (VW's `houses`
+    test: `0 1 0.5 'third_house | ...`) moves the prediction, as in the text form (issue 20)."""
+    feats = logistic_examples[0][0]
+    labels = ["0 1 0.5", "1 2 -1.25", "+1", -1]
+    text = "".join(f"{label} 'h{i}" + features_to_text(feats) + "\n" for i, label in enumerate(labels))
+    want = [float(line.split()[0]) for line in reference.printed("logistic", text).splitlines()]
+    unlabelled = reference.predict("logistic", features_to_text(feats))
+    assert abs(want[0] - unlabelled) > 1e-3, "the initial value does not move the oracle's answer"
+    r = stack.predict("logistic", [{"label": label, "features": feats, "tag": f"h{i}"} for i, label in enumerate(labels)])
+    assert r.status_code == 200, r.text[:500]
+    assert_scalar_predictions(r.json()["predictions"], want)
+
+
+# VW's affix_test.dat (`+1 | happier`) and numbers only VW's strtof fallback reads (`+`, `1E+2`, hex),
+# or its fast path reads its own way (`.` and `e5` are 0, `1e` is 1): the initial value `+.5` moves
+# the prediction.
+SIGNED_NUMBERS = ["+1 | happier", "+1 +2 +.5 't1 |a x:+.5e1 y:5. |b:+2 z:1E+2", "-1 |a w:0x10 v:+red", ". 1e |a x:e5 y:-"]
+
+
+def test_numbers_vw_reads_answer_as_vw(stack, reference):
+    want = reference.printed("logistic", "".join(line + "\n" for line in SIGNED_NUMBERS))
+    r = stack.post("/v1/models/logistic:predict", data="\n".join(SIGNED_NUMBERS).encode(),
+                   headers={"Content-Type": "text/plain"})
+    assert r.status_code == 200, r.text[:500]
+    assert r.text == want
+    r = stack.predict("logistic", SIGNED_NUMBERS)
+    assert r.status_code == 200, r.text[:500]
+    assert_scalar_predictions(r.json()["predictions"], [float(line.split()[0]) for line in want.splitlines()])
+
+
+@pytest.mark.parametrize("line, reason", [
+    ("inf |a x", "label word is not a finite number"),
+    ("|a x:nan", "not a finite number"),
+    ("1x |a x", "label word is not a number"),
+    ("|a x:1e200", "exponent out of VW's range"),
+])
+def test_numbers_vw_misreads_are_refused_with_the_reason(stack, line, reason):
+    r = stack.predict("logistic", ["|a x", line])
+    assert r.status_code == 400, r.text[:500]
+    assert "instance 1" in r.json()["error"] and reason in r.json()["error"], r.json()
+
+
 def test_missing_content_type_is_read_as_json(stack, logistic_examples):
     lines = [line for _, _, line, _ in logistic_examples[:5]]
     # requests sends no Content-Type for a bytes body.

@@ -2,13 +2,15 @@
 socket, and SIGTERM stops vwfcgi with exit 0 and no vw process left behind."""
 
 import os
+import socket
+import subprocess
 import re
 import signal
 import stat
 import time
 from pathlib import Path
 
-from conftest import Stack, alive, cmdline, descendants
+from conftest import VWFCGI_BIN, Stack, alive, cmdline, descendants
 
 LISTEN = "0A"  # TCP_LISTEN in /proc/net/tcp
 
@@ -112,3 +114,23 @@ def test_sigkill_of_vwfcgi_takes_its_vw_children_down(model_dir):
         assert not left, f"vw processes outlived a killed vwfcgi: {left}"
     finally:
         s.stop(check=False)
+
+
+def test_a_socket_that_cannot_be_bound_is_named_and_vwfcgi_exits_at_once(tmp_path):
+    """`bind/listen: Permission denied` (libfcgi's words, without the path) used to be all an operator
+    saw: the error names the socket or address and the reason, and vwfcgi exits non-zero at once."""
+    models = tmp_path / "models"
+    models.mkdir()
+    missing = tmp_path / "no-such-dir" / "vwfcgi.sock"
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        in_use = f"127.0.0.1:{taken.getsockname()[1]}"
+        for where, reason in ((["--socket", str(missing)], f"unix socket {missing}: No such file or directory"),
+                              (["--listen", in_use], f"{in_use}: Address already in use")):
+            started = time.monotonic()
+            r = subprocess.run([str(VWFCGI_BIN), "serve", "--models", str(models), *where],
+                               capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
+            assert r.returncode != 0 and time.monotonic() - started < 10, (r.returncode, r.stderr)
+            assert f"cannot listen on {reason}" in r.stderr, r.stderr
+            assert "bind/listen" not in r.stderr, r.stderr

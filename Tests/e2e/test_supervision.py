@@ -159,7 +159,9 @@ def test_queue_limit_gives_503_with_retry_after(model):
             first = threading.Thread(target=lambda: held.append(stack.url and requests.post(
                 stack.url("/v1/models/m:predict"), json={"instances": EXAMPLES[:1]}, timeout=30)))
             first.start()
-            time.sleep(0.5)  # the first request now waits on the stopped vw
+            # Refused only once the first request is known to wait on the stopped vw (not after a guessed sleep).
+            inflight = lambda: stack.get("/v1/models/m").json()["shards"][0]["inflight"] >= 1  # noqa: E731
+            assert wait_until(inflight, 20, step=0.05), stack.get("/v1/models/m").json()
             r = stack.predict("m", EXAMPLES[:1])
             assert_json_error(r, 503)
             assert r.headers.get("Retry-After"), "503 without Retry-After"

@@ -23,8 +23,8 @@
 /// | empty / blank line | `empty`, `whitespaceOnly`, `blankLineInMultilineExample` | skipped, or ends a multiline example early: answers shift between requests |
 /// | a second TAB in the label section | `invalidLabel` | words joined by a TAB become one label word |
 /// | `\|:`, a value not followed by space, `\|` or the end, `a:`, `a:1x`, `a: 1` | `malformedFeatures` | a warning, and the rest of the line silently dropped |
-/// | a number outside `-?(d+[.d*]\|.d+)([eE][+-]?d{1,2})?`, or ≥ 10^38, or > 38 significant digits | `malformedFeatures`, `invalidLabel` | `inf`, `nan`, hex via strtof; inf or NaN from VW's own float parser |
-/// | a string value (`a:red`) that VW could read as a number, or holding `:` or `\|` | `malformedFeatures` | `a:e5` is 0, `a:inf` is inf, `a:x\|b c` hides namespace `b` |
+/// | a number VW reads only in part (`1x`, `1..2`), or as inf or NaN (`inf`, `nan`, `1e39`, `1e-130`); any number VW reads whole and finite is accepted (`+1`, `.5`, `5.`, `1E+2`, `0x10`), by VW's own rules (`VWTextSyntax.reading`) | `malformedFeatures`, `invalidLabel` | a label read silently as its prefix; a feature value with a warning and the rest of the line dropped; inf answers, NaN replaced by 0 or 1 |
+/// | a feature value neither read whole as a number nor a string value (VW reads no number from it: `a:red`, `a:+x`), or a string value holding `:` or `\|` | `malformedFeatures` | `a:x\|b c` hides namespace `b` |
 /// | more than `limits.maxFeatures` feature tokens or `limits.maxLineBytes` bytes on a line | `tooManyFeatures`, `lineTooLong` | unbounded work for one request |
 ///
 /// ## Labels, per family (what is kept is re-written from the validated tokens)
@@ -221,8 +221,10 @@ public struct ExampleGrammar: Sendable {
                 if namespace == VWTextSyntax.colon { throw .malformedFeatures("a namespace name must follow '|', not ':'") }
                 index = try scanName(bytes, from: index, to: end)
                 if index < end && bytes[index] == VWTextSyntax.colon {
-                    guard let valueEnd = VWTextSyntax.scanFloat(bytes, from: index + 1, to: end), valueEnd == end || isTokenEnd(bytes[valueEnd]) else {
-                        throw .malformedFeatures("namespace \(VWTextSyntax.quoted(bytes, nameStart, index)) has a value that is not a number")
+                    let valueEnd = numberEnd(bytes, from: index + 1, to: end)
+                    let reading = VWTextSyntax.reading(bytes, index + 1, valueEnd, beforeBar: valueEnd < end && bytes[valueEnd] == VWTextSyntax.bar)
+                    guard reading == .finite else {
+                        throw .malformedFeatures("namespace \(VWTextSyntax.quoted(bytes, nameStart, valueEnd)) has a value that \(reading.problem)")
                     }
                     index = valueEnd
                 }
@@ -245,22 +247,32 @@ public struct ExampleGrammar: Sendable {
                 }
                 if index < end && bytes[index] == VWTextSyntax.colon {
                     let valueStart = index + 1
-                    if let valueEnd = VWTextSyntax.scanFloat(bytes, from: valueStart, to: end), valueEnd == end || isTokenEnd(bytes[valueEnd]) {
+                    let valueEnd = numberEnd(bytes, from: valueStart, to: end)
+                    let reading = VWTextSyntax.reading(bytes, valueStart, valueEnd, beforeBar: valueEnd < end && bytes[valueEnd] == VWTextSyntax.bar)
+                    switch reading {
+                    case .finite:
                         index = valueEnd
-                    } else {
-                        var valueEnd = valueStart
-                        while valueEnd < end, !VWTextSyntax.isSeparator(bytes[valueEnd]) {
-                            if bytes[valueEnd] >= 0x80 {
-                                valueEnd = try VWTextSyntax.skipMultibyte(bytes, at: valueEnd, end: end)
+                    case .notFinite, .partial, .exponentWraps:
+                        throw .malformedFeatures("feature \(VWTextSyntax.quoted(bytes, nameStart, valueEnd)) has a value that \(reading.problem)")
+                    case .none:
+                        // A string value (hashed by VW with the name): up to whitespace, as VW reads it.
+                        var stringEnd = valueStart
+                        var plain = true
+                        while stringEnd < end, !VWTextSyntax.isSeparator(bytes[stringEnd]) {
+                            let byte = bytes[stringEnd]
+                            if byte >= 0x80 {
+                                stringEnd = try VWTextSyntax.skipMultibyte(bytes, at: stringEnd, end: end)
                                 continue
                             }
-                            try checkByte(bytes[valueEnd])
-                            valueEnd += 1
+                            try checkByte(byte)
+                            if byte == VWTextSyntax.colon || byte == VWTextSyntax.bar { plain = false }
+                            stringEnd += 1
                         }
-                        guard nameStart < index, VWTextSyntax.isStringValue(bytes, valueStart, valueEnd) else {
-                            throw .malformedFeatures("feature \(VWTextSyntax.quoted(bytes, nameStart, valueEnd)) has a value that is neither a number nor a string value")
+                        // `:` or `|` in it would hide a value or a namespace (`a:x|b c`); `:red` has no name.
+                        guard nameStart < index, valueStart < stringEnd, plain else {
+                            throw .malformedFeatures("feature \(VWTextSyntax.quoted(bytes, nameStart, stringEnd)) has a value that is neither a number nor a string value")
                         }
-                        index = valueEnd
+                        index = stringEnd
                     }
                 }
                 namespaceFeatures += 1
@@ -274,6 +286,13 @@ public struct ExampleGrammar: Sendable {
 
     @inline(__always) private func isTokenEnd(_ byte: UInt8) -> Bool {
         byte == VWTextSyntax.space || byte == VWTextSyntax.tab || byte == VWTextSyntax.bar
+    }
+
+    /// The end of a value token: the first space, TAB or `|` from `start`, or `end`.
+    @inline(__always) private func numberEnd(_ bytes: UnsafeBufferPointer<UInt8>, from start: Int, to end: Int) -> Int {
+        var index = start
+        while index < end && !isTokenEnd(bytes[index]) { index += 1 }
+        return index
     }
 
     /// Scans a name (namespace or feature): any bytes but whitespace, `|` and `:`; returns the offset past it.
@@ -334,6 +353,12 @@ public struct ExampleGrammar: Sendable {
         .invalidLabel("\(what): \(VWTextSyntax.quoted(bytes, range.lowerBound, range.upperBound))")
     }
 
+    /// Checks that `word` is a number VW reads whole and finite.
+    private func checkNumber(_ what: String, _ bytes: UnsafeBufferPointer<UInt8>, _ word: Range<Int>) throws(ExampleProblem) {
+        let reading = VWTextSyntax.reading(bytes, word.lowerBound, word.upperBound)
+        guard reading == .finite else { throw invalid("\(what) \(reading.problem)", bytes, word) }
+    }
+
     /// Checks the label words (tag excluded) for the family; returns the keyword and words written to vw.
     private func parseLabel(_ bytes: UnsafeBufferPointer<UInt8>, _ range: Range<Int>) throws(ExampleProblem) -> (LabelKeyword, Range<Int>, Role) {
         var words = Words(bytes, range)
@@ -344,14 +369,14 @@ public struct ExampleGrammar: Sendable {
             while let word = words.next() {
                 count += 1
                 guard count <= 3 else { throw invalid("a simple label is at most 'label importance initial'", bytes, range) }
-                guard VWTextSyntax.isFloat(bytes, word.lowerBound, word.upperBound) else { throw invalid("label word is not a number", bytes, word) }
+                try checkNumber("label word", bytes, word)
             }
             return (.none, count == 0 ? none : range, .single)
         case .multiclass:
             guard let classWord = words.next() else { return (.none, none, .single) }
             if bytes[classWord.lowerBound] == VWTextSyntax.quote { throw invalid("class starts with a quote", bytes, classWord) }
             if let weight = words.next() {
-                guard VWTextSyntax.isFloat(bytes, weight.lowerBound, weight.upperBound) else { throw invalid("importance is not a number", bytes, weight) }
+                try checkNumber("importance", bytes, weight)
                 guard words.next() == nil else { throw invalid("a multiclass label is at most 'class importance'", bytes, range) }
             }
             return (.none, none, .single)

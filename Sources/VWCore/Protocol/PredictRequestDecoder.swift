@@ -144,13 +144,18 @@ public struct PredictRequestDecoder: Sendable {
         }
     }
 
-    /// `{"features": {...}, "tag": "t"}` as one line: `'t |ns f:1.5 g=red h`.
+    /// `{"label": "0 1 0.5", "features": {...}, "tag": "t"}` as one line: `0 1 0.5 't |ns f:1.5 g=red h`.
+    /// The label is written as VW's label section: an initial value in it changes the prediction
+    /// even under `-t` (VW's `houses` test), so it must never be left out.
     private func singleLine(_ members: [(key: String, value: JSONValue)]) throws(ExampleProblem) -> String {
         guard let features = try Self.member("features", of: members) else {
             throw ExampleProblem.invalidInstance("\"features\" is missing")
         }
-        var line = ""
-        if let tag = try Self.tag(of: members) { line.append("'"); line.append(tag) }
+        var line = try Self.label(of: members) ?? ""
+        if let tag = try Self.tag(of: members) {
+            if !line.isEmpty { line.append(" ") }
+            line.append("'"); line.append(tag)
+        }
         try Self.appendNamespaces(features, named: "\"features\"", to: &line)
         return line
     }
@@ -164,6 +169,9 @@ public struct PredictRequestDecoder: Sendable {
             throw ExampleProblem.invalidInstance("\"actions\" must be an array, not \(actionsValue.kindName)")
         }
         guard !actions.isEmpty else { throw ExampleProblem.invalidInstance("\"actions\" is empty") }
+        if try Self.member("label", of: members) != nil {
+            throw ExampleProblem.invalidInstance("\"label\" is for single-line models (give a multiline example's labels as VW text lines)")
+        }
         let tag = try Self.tag(of: members)
         var lines: [Substring] = []
         lines.reserveCapacity(actions.count + 1)
@@ -183,6 +191,24 @@ public struct PredictRequestDecoder: Sendable {
             lines.append(Substring(line))
         }
         return lines
+    }
+
+    /// The label words: a JSON number (`1`), or a string of VW label words (`"0 1 0.5"`: label,
+    /// importance, initial value), then checked by the model's grammar like a text example's label.
+    private static func label(of members: [(key: String, value: JSONValue)]) throws(ExampleProblem) -> String? {
+        guard let value = try member("label", of: members) else { return nil }
+        switch value {
+        case .number(let text):
+            return text
+        case .string(let text):
+            for byte in text.utf8 where byte < 0x20 || byte == 0x7F || byte == UInt8(ascii: "|") || byte == UInt8(ascii: "'") {
+                throw ExampleProblem.invalidInstance("invalid label \(quoted(text)): contains a control character, '|' or \"'\"")
+            }
+            guard text.utf8.contains(where: { $0 != UInt8(ascii: " ") }) else { throw ExampleProblem.invalidInstance("\"label\" is empty") }
+            return text
+        case .null, .bool, .array, .object:
+            throw ExampleProblem.invalidInstance("\"label\" must be a number or a string of VW label words, not \(value.kindName)")
+        }
     }
 
     /// The tag's text, checked so VW reads it as one tag and not as a command.

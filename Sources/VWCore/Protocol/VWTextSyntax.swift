@@ -1,8 +1,9 @@
+import Glibc
+
 /// The lexical pieces of VW's text format, checked on raw bytes.
 ///
-/// Every rule is stricter than VW's own parser (`parse_example_text.cc`, `parse_primitives.h`), so
-/// a token accepted here is read by vw as exactly one value, the same on every code path
-/// (VW's hand-written float parser and its `strtof` fallback).
+/// Numbers are read exactly as VW's own parser reads them (`parse_primitives.h`: its fast path and its
+/// `strtof` fallback), so a token accepted here is read by vw whole, as one finite value.
 enum VWTextSyntax {
     static let space: UInt8 = 0x20
     static let tab: UInt8 = 0x09
@@ -12,10 +13,6 @@ enum VWTextSyntax {
     static let quote: UInt8 = 0x27  // '
     static let carriageReturn: UInt8 = 0x0D
     static let newline: UInt8 = 0x0A
-
-    /// The largest decimal exponent (of the value, and of a positive exponent written) accepted: every
-    /// accepted number is below 10^38 < FLT_MAX, and VW's `fast_pow10(int8_t)` never overflows.
-    static let maxDecimalExponent = 38
 
     @inline(__always) static func isDigit(_ byte: UInt8) -> Bool { byte &- 0x30 < 10 }
 
@@ -28,65 +25,136 @@ enum VWTextSyntax {
 
     @inline(__always) static func isSeparator(_ byte: UInt8) -> Bool { byte == space || byte == tab }
 
-    /// Scans a number at `start` in VW's documented syntax: `-?(digits[.digits*]|.digits)([eE][+-]?digits)?`,
-    /// finite as a 32-bit float. Returns the offset just past it, or nil when there is no such number.
+    /// How VW's `parse_float` (`parse_primitives.h`) reads the token `start..<end`: how many bytes
+    /// it consumes (0: none, so a feature value is a string) and the value it gets.
     ///
-    /// Refused although VW would read something: `+1` (strtof only), `inf`, `nan`, hex, a value or
-    /// positive exponent past 10^38 (VW reads inf, or a NaN from `0 × inf`), more than 38 significant
-    /// digits (VW's accumulator overflows), exponents of 3 digits, and negative exponents that with the
-    /// fraction digits overflow VW's `int8_t` power of ten (`1.5e-99` would become 10^122).
-    @inline(__always)
-    static func scanFloat(_ bytes: UnsafeBufferPointer<UInt8>, from start: Int, to end: Int) -> Int? {
+    /// Its own fast path reads `-?digits[.digits][(e|E)[-]digits]` when a space, TAB or the end of the
+    /// token follows (`atTerminator`; a `|` is not one): a float accumulator, at most 35 fraction digits,
+    /// and `fast_pow10` of the exponent taken as an `int8_t`. Anything else goes to `strtof`, which
+    /// also reads `+1`, `1e+5`, hex, `inf` and `nan`. Both are reproduced exactly, so the caller can
+    /// tell a number VW reads whole and finite from one it reads in part, as inf or as NaN.
+    /// `wrapped`: the fast path's power of ten wrapped around its `int8_t` and the value differs from
+    /// strtof's (`1e200` is read as 0, `1e999` as 1e-25; `0e200` is 0 all the same).
+    static func vwFloat(_ bytes: UnsafeBufferPointer<UInt8>, _ start: Int, _ end: Int, atTerminator: Bool = true) -> (consumed: Int, value: Float, wrapped: Bool) {
         var index = start
-        if index < end && bytes[index] == UInt8(ascii: "-") { index += 1 }
-        var digits = 0
-        var significant = 0
-        var integerSignificant = 0
+        var sign: Float = 1
+        if index < end && bytes[index] == UInt8(ascii: "-") { sign = -1; index += 1 }
+        var accumulator: Float = 0
         while index < end, isDigit(bytes[index]) {
-            if significant > 0 || bytes[index] != 0x30 { significant += 1; integerSignificant += 1 }
-            digits += 1
+            // `acc * 10 + *p++ - '0'`: the character code is added, then 48 taken away, each in float.
+            accumulator = accumulator * 10 + Float(bytes[index]) - 48
             index += 1
         }
-        var fractionDigits = 0
+        var decimals: Int32 = 0
         if index < end && bytes[index] == UInt8(ascii: ".") {
             index += 1
             while index < end, isDigit(bytes[index]) {
-                if significant > 0 || bytes[index] != 0x30 { significant += 1 }
-                digits += 1
-                fractionDigits += 1
+                if decimals < 35 {
+                    accumulator = accumulator * 10 + Float(bytes[index] &- 0x30)
+                    decimals += 1
+                }
                 index += 1
             }
         }
-        guard digits > 0, significant <= maxDecimalExponent else { return nil }
-        if index < end && (bytes[index] == UInt8(ascii: "e") || bytes[index] == UInt8(ascii: "E")) {
+        var exponent: Int32 = 0
+        var wideExponent = 0
+        if index < end && bytes[index] | 0x20 == UInt8(ascii: "e") {
             index += 1
             var negative = false
-            if index < end && (bytes[index] == UInt8(ascii: "-") || bytes[index] == UInt8(ascii: "+")) {
-                negative = bytes[index] == UInt8(ascii: "-")
-                index += 1
-            }
-            var exponent = 0
-            var exponentDigits = 0
+            if index < end && bytes[index] == UInt8(ascii: "-") { negative = true; index += 1 }
             while index < end, isDigit(bytes[index]) {
-                exponent = exponent * 10 + Int(bytes[index] &- 0x30)
-                exponentDigits += 1
-                if exponentDigits > 2 { return nil }
+                exponent = exponent &* 10 &+ Int32(bytes[index] &- 0x30)
+                wideExponent = min(wideExponent * 10 + Int(bytes[index] &- 0x30), 1 << 40)
                 index += 1
             }
-            guard exponentDigits > 0 else { return nil }
-            if negative {
-                // VW computes 10^(exponent - fraction digits (at most 35)) through an int8_t: keep it in range.
-                if exponent + min(fractionDigits, 35) > 127 { return nil }
-            } else if exponent > maxDecimalExponent || integerSignificant + exponent > maxDecimalExponent {
-                return nil
-            }
+            if negative { exponent = 0 &- exponent; wideExponent = -wideExponent }
         }
-        return index
+        if index == end && atTerminator {
+            let power = wideExponent - Int(decimals)
+            let value = sign * (accumulator * fastPow10(Int8(truncatingIfNeeded: exponent &- decimals)))
+            let wrapped = power != Int(Int8(truncatingIfNeeded: power)) && value != strtofReading(bytes, start, end).value
+            return (end - start, value, wrapped)
+        }
+        let reading = strtofReading(bytes, start, end)
+        return (reading.consumed, reading.value, false)
     }
 
-    /// Whether `start..<end` is exactly one number of ``scanFloat(_:from:to:)``.
+    /// VW's `fast_pow10`: 10^exponent from tables built by repeated float multiplication and division.
+    private static func fastPow10(_ exponent: Int8) -> Float {
+        if exponent > 38 { return .infinity }
+        if exponent < -37 { return 0 }
+        return exponent >= 0 ? positivePowersOf10[Int(exponent)] : negativePowersOf10[Int(-exponent)]
+    }
+
+    private static let positivePowersOf10: [Float] = {
+        var powers: [Float] = [1]
+        for _ in 1...38 { powers.append(10 * powers.last!) }
+        return powers
+    }()
+
+    private static let negativePowersOf10: [Float] = {
+        var powers: [Float] = [1]
+        for _ in 1...37 { powers.append(powers.last! / 10) }
+        return powers
+    }()
+
+    /// What `strtof` (C locale) reads from the token, as VW's fallback does.
+    private static func strtofReading(_ bytes: UnsafeBufferPointer<UInt8>, _ start: Int, _ end: Int) -> (consumed: Int, value: Float) {
+        // strtof reads nothing unless a digit, `.`, `i` (inf) or `n` (nan) follows an optional sign:
+        // most string values (`red`) are told apart without a copy.
+        var first = start
+        if first < end && (bytes[first] == UInt8(ascii: "+") || bytes[first] == UInt8(ascii: "-")) { first += 1 }
+        guard first < end else { return (0, 0) }
+        let lead = bytes[first] | 0x20
+        guard isDigit(bytes[first]) || lead == UInt8(ascii: ".") || lead == UInt8(ascii: "i") || lead == UInt8(ascii: "n") else { return (0, 0) }
+        return withUnsafeTemporaryAllocation(of: CChar.self, capacity: end - start + 1) { text in
+            for offset in 0..<(end - start) { text[offset] = CChar(bitPattern: bytes[start + offset]) }
+            text[end - start] = 0
+            var stop: UnsafeMutablePointer<CChar>? = nil
+            let value = strtof(text.baseAddress!, &stop)
+            return (stop.map { $0 - text.baseAddress! } ?? 0, value)
+        }
+    }
+
+    /// How VW reads a value token.
+    enum NumberReading: Equatable {
+        /// Whole, as a finite number.
+        case finite
+        /// Not at all: a feature value is then a string value.
+        case none
+        /// Only its first bytes (`1x`, `1..2`): a label silently, a feature value with a warning and
+        /// the rest of the line dropped.
+        case partial
+        /// Whole, as inf or NaN (`inf`, `nan`, `1e39`).
+        case notFinite
+        /// Whole, but VW's power of ten wrapped around its `int8_t`: `1e200` is read as 0, `1e999` as 1e-25.
+        case exponentWraps
+    }
+
+    /// How VW reads the token `start..<end`, with its fast path or `strtof` alike: `+1`, `.5`, `5.`,
+    /// `1e-3`, `1E+2`, `0x10` are finite numbers, and so is what VW's fast path reads as 0 (`.`, `-`,
+    /// `e5`) or stops early on (`1e` is 1).
+    ///
+    /// `beforeBar`: the token is a feature value directly followed by `|`, which VW reads with
+    /// `strtof` while the canonical line (a space before `|`) goes through its fast path: it is a
+    /// number only when both read it whole and finite.
+    static func reading(_ bytes: UnsafeBufferPointer<UInt8>, _ start: Int, _ end: Int, beforeBar: Bool = false) -> NumberReading {
+        guard start < end else { return .none }
+        func classify(_ reading: (consumed: Int, value: Float, wrapped: Bool)) -> NumberReading {
+            if reading.consumed == 0 { return .none }
+            if reading.consumed < end - start { return .partial }
+            if !reading.value.isFinite { return .notFinite }
+            return reading.wrapped ? .exponentWraps : .finite
+        }
+        let fast = classify(vwFloat(bytes, start, end))
+        guard beforeBar, fast == .finite else { return fast }
+        let slow = classify(vwFloat(bytes, start, end, atTerminator: false))
+        return slow == .none ? .partial : slow
+    }
+
+    /// Whether `start..<end` is one number that VW reads whole and finite (``reading(_:_:_:beforeBar:)``).
     static func isFloat(_ bytes: UnsafeBufferPointer<UInt8>, _ start: Int, _ end: Int) -> Bool {
-        scanFloat(bytes, from: start, to: end) == end
+        reading(bytes, start, end) == .finite
     }
 
     /// Whether `start..<end` is an unsigned decimal integer of at most 9 digits (no sign, no
@@ -103,28 +171,6 @@ enum VWTextSyntax {
         return value
     }
 
-    /// Whether `start..<end` is a feature's string value (`name:value`, hashed by VW with its name)
-    /// that VW cannot read as a number: not starting with a digit, `.`, `+`, `-`, `inf` or `nan`
-    /// in any case (strtof reads those), nor with `e`/`E` followed by a digit or `-` (VW's float
-    /// parser reads `e5` as 0), and without `:` or `|` (VW reads a string value up to whitespace,
-    /// which would hide a namespace).
-    static func isStringValue(_ bytes: UnsafeBufferPointer<UInt8>, _ start: Int, _ end: Int) -> Bool {
-        guard start < end else { return false }
-        let first = bytes[start]
-        if isDigit(first) || first == UInt8(ascii: ".") || first == UInt8(ascii: "+") || first == UInt8(ascii: "-") { return false }
-        if first | 0x20 == UInt8(ascii: "e") {
-            guard end - start >= 2 else { return false }
-            let second = bytes[start + 1]
-            if isDigit(second) || second == UInt8(ascii: "-") || second == UInt8(ascii: "+") { return false }
-        }
-        if end - start >= 3 {
-            let prefix = (bytes[start] | 0x20, bytes[start + 1] | 0x20, bytes[start + 2] | 0x20)
-            if prefix == (0x69, 0x6E, 0x66) || prefix == (0x6E, 0x61, 0x6E) { return false }  // inf, nan
-        }
-        for index in start..<end where bytes[index] == colon || bytes[index] == bar { return false }
-        return true
-    }
-
     /// Checks the UTF-8 sequence whose lead byte (>= 0x80) is at `index` and returns the offset
     /// past it; throws on invalid UTF-8 and on U+FEFF (the byte order mark vw strips).
     @inline(__always)
@@ -139,5 +185,18 @@ enum VWTextSyntax {
         let cut = min(end, start + 40)
         let text = String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<cut]), as: UTF8.self)
         return "'" + text + (cut < end ? "…'" : "'")
+    }
+}
+
+extension VWTextSyntax.NumberReading {
+    /// What is wrong with a value read this way, for an error message (`"label word " + problem`).
+    var problem: String {
+        switch self {
+        case .finite: "is a number"
+        case .none: "is not a number"
+        case .partial: "is not a number (VW would read only its first characters)"
+        case .notFinite: "is not a finite number (VW reads inf or NaN)"
+        case .exponentWraps: "has an exponent out of VW's range (VW's parser would read another number)"
+        }
     }
 }

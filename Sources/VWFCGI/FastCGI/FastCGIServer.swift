@@ -37,15 +37,22 @@ final class FastCGIServer: Sendable {
         self.handler = handler
     }
 
-    /// Opens a unix socket (mode 0660) or a loopback `host:port`.
+    /// Opens a unix socket (mode 0660) or a loopback `host:port`, listening; the error names the
+    /// path or address and the reason. (libfcgi's own `FCGX_OpenSocket` prints `bind/listen: <reason>`,
+    /// without the path, and exits the process when it cannot bind.)
     static func openSocket(unixPath: String?, listen: String?, backlog: Int32 = 1024) throws -> Int32 {
         guard FCGX_Init() == 0 else { throw FastCGISocketError(description: "FCGX_Init failed") }
         if let unixPath {
+            var address = sockaddr_un()
+            address.sun_family = sa_family_t(AF_UNIX)
+            let capacity = MemoryLayout.size(ofValue: address.sun_path)
+            guard unixPath.utf8.count < capacity else {
+                throw FastCGISocketError(description: "cannot listen on unix socket \(unixPath): the path is longer than \(capacity - 1) bytes")
+            }
+            withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: unixPath.utf8) }
             unlink(unixPath)
-            let fd = FCGX_OpenSocket(unixPath, backlog)
-            guard fd >= 0 else { throw FastCGISocketError(description: "cannot listen on unix socket \(unixPath)") }
+            let fd = try listening(AF_UNIX, address, backlog: backlog, naming: "unix socket \(unixPath)")
             chmod(unixPath, 0o660)
-            _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
             return fd
         }
         guard let listen else { throw FastCGISocketError(description: "give --socket PATH or --listen 127.0.0.1:PORT") }
@@ -53,9 +60,40 @@ final class FastCGIServer: Sendable {
         guard ["127.0.0.1", "localhost", "[::1]", "::1"].contains(host) else {
             throw FastCGISocketError(description: "--listen must be a loopback address (127.0.0.1:PORT), not \(listen)")
         }
-        let fd = FCGX_OpenSocket(listen, backlog)
-        guard fd >= 0 else { throw FastCGISocketError(description: "cannot listen on \(listen)") }
-        _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+        guard let portText = listen.split(separator: ":").last, let port = UInt16(portText), port > 0 else {
+            throw FastCGISocketError(description: "--listen needs a port (127.0.0.1:PORT), not \(listen)")
+        }
+        if host.contains(":") {
+            var address = sockaddr_in6()
+            address.sin6_family = sa_family_t(AF_INET6)
+            address.sin6_port = port.bigEndian
+            address.sin6_addr = in6addr_loopback
+            return try listening(AF_INET6, address, backlog: backlog, naming: listen)
+        }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = port.bigEndian
+        address.sin_addr.s_addr = UInt32(0x7F00_0001).bigEndian
+        return try listening(AF_INET, address, backlog: backlog, naming: listen)
+    }
+
+    /// A close-on-exec stream socket of `family` bound to `address` and listening.
+    private static func listening<Address>(_ family: Int32, _ address: Address, backlog: Int32, naming what: String) throws -> Int32 {
+        let fd = socket(family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw FastCGISocketError(description: "cannot listen on \(what): socket: \(String(cString: strerror(errno)))") }
+        if family != AF_UNIX {
+            var on: Int32 = 1
+            _ = setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, socklen_t(MemoryLayout<Int32>.size))
+        }
+        var address = address
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<Address>.size)) }
+        }
+        guard bound == 0, Glibc.listen(fd, backlog) == 0 else {
+            let reason = String(cString: strerror(errno))
+            close(fd)
+            throw FastCGISocketError(description: "cannot listen on \(what): \(reason)")
+        }
         return fd
     }
 
