@@ -145,6 +145,20 @@ def test_scope_writes_leaves_predict_v2_and_reads_open(writes_stack):
         assert writes_stack.get(path).status_code == 200, path
 
 
+def test_no_log_holds_a_key(writes_stack):
+    """nginx's access and error logs and vwfcgi's log never show a presented key, right or wrong."""
+    wrong = "wrong-key-that-must-not-be-logged"
+    for headers in (bearer(KEY), subscription(SECOND_KEY), bearer(wrong)):
+        writes_stack.post("/v1/models/cb:reward", json={"event_id": "k-log", "reward": 0.5}, headers=headers)
+    access = writes_stack.prefix / "access.log"
+    assert wait_until(lambda: access.exists() and ":reward" in access.read_text(), 5), "nginx logged no request"
+    logs = [access, writes_stack.prefix / "error.log", writes_stack.nginx_log, writes_stack.vwfcgi_log]
+    for path in logs:
+        text = path.read_text(errors="replace") if path.exists() else ""
+        for secret in (KEY, SECOND_KEY, wrong):
+            assert secret not in text, f"{secret} in {path}"
+
+
 # ---------------------------------------------------------------- scope all
 def test_scope_all_guards_predict_v2_and_reads_but_not_probes_or_metrics(all_stack):
     body = {"inputs": [{"name": "examples", "datatype": "BYTES", "shape": [1], "data": ["|f a:1"]}]}
