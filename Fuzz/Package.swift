@@ -29,5 +29,7 @@ let package = Package(
         .executableTarget(name: "FuzzPredictionParser", dependencies: ["VWCore"], swiftSettings: swiftSettings),
         .executableTarget(name: "FuzzFastCGIParams", dependencies: ["VWCore"], swiftSettings: swiftSettings),
         .executableTarget(name: "FuzzFramer", dependencies: ["VWCore"], swiftSettings: swiftSettings),
+        // Sources/VWFCGI/OpenInference/InferRequest.swift: the V2 request decoder (a stream over JSONStream).
+        .executableTarget(name: "FuzzV2", dependencies: ["VWCore"], swiftSettings: swiftSettings),
     ]
 )
