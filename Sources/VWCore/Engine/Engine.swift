@@ -89,13 +89,14 @@ public struct Engine: Sendable {
     /// The request's examples, checked and written in canonical form.
     func prepare(_ input: PredictInput, for version: ModelVersion) throws(PredictError) -> PreparedBatch {
         if let grammar = version.jsonGrammar { return try prepareJSON(input, grammar: grammar, for: version) }
-        let examples: [[Substring]]
+        var decoded: [[Substring]] = []
+        var strings: [String] = []
         let bodyBytes: Int
         switch input {
         case .json(let body):
             bodyBytes = body.count
             do {
-                examples = try PredictRequestDecoder(multiline: version.multiline, maxInstances: version.maxBatch)
+                decoded = try PredictRequestDecoder(multiline: version.multiline, maxInstances: version.maxBatch)
                     .decode(body, maxDepth: maxJSONDepth)
             } catch {
                 switch error {
@@ -107,22 +108,25 @@ public struct Engine: Sendable {
         case .text(let body):
             bodyBytes = body.count
             do {
-                examples = try TextBody.examples(in: body, multiline: version.multiline)
+                decoded = try TextBody.examples(in: body, multiline: version.multiline)
             } catch {
                 throw .invalidExample(error)
             }
-            if examples.count > version.maxBatch { throw .tooManyInstances(count: examples.count, limit: version.maxBatch) }
-        case .examples(let strings):
-            if strings.count > version.maxBatch { throw .tooManyInstances(count: strings.count, limit: version.maxBatch) }
-            bodyBytes = strings.reduce(0) { $0 + $1.utf8.count }
-            examples = strings.map { PredictRequestDecoder.lines(ofText: $0, multiline: version.multiline) }
+            if decoded.count > version.maxBatch { throw .tooManyInstances(count: decoded.count, limit: version.maxBatch) }
+        case .examples(let given):
+            if given.count > version.maxBatch { throw .tooManyInstances(count: given.count, limit: version.maxBatch) }
+            bodyBytes = given.reduce(0) { $0 + $1.utf8.count }
+            strings = given
         }
+        // The lines of a string example are split as it is appended, not all beforehand.
+        let count = strings.isEmpty ? decoded.count : strings.count
         let budget = store.settings.maxInteractionFeatures
         var builder = ExampleBatchBuilder(
             framing: version.framing, limits: store.settings.limits, cost: version.interactionCost,
-            reservingCapacity: bodyBytes + examples.count * 12
+            reservingCapacity: bodyBytes + count * 12
         )
-        for (index, lines) in examples.enumerated() {
+        for index in 0..<count {
+            let lines = strings.isEmpty ? decoded[index] : PredictRequestDecoder.lines(ofText: strings[index], multiline: version.multiline)
             do {
                 try builder.append(lines: lines)
             } catch {
