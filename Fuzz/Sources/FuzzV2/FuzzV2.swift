@@ -71,7 +71,7 @@ func checkAgainstTree(_ request: InferRequest, _ tree: JSONValue) {
         default: invariant(false, "decoded data with an element that is not a string")
         }
     }
-    invariant(strings == request.examples, "examples \(request.examples) vs the tree's \(strings)")
+    invariant(strings == request.examples.strings, "examples \(request.examples.strings) vs the tree's \(strings)")
 }
 
 func invariant(_ condition: @autoclosure () -> Bool, _ message: @autoclosure () -> String) {

@@ -8,7 +8,26 @@ public enum PredictInput: Sendable {
     case json([UInt8])
     /// One example per string, as an Open Inference Protocol `BYTES` tensor holds them: VW text
     /// (a multiline example's lines joined by `\n`), or for a `vw_json` model one VW JSON object.
-    case examples([String])
+    case examples(any ExampleStrings)
+}
+
+/// Examples given as strings, handed over one at a time: a source may read each from where it
+/// lies (a request body) rather than hold them all.
+public protocol ExampleStrings: Sendable {
+    /// The number of examples.
+    var count: Int { get }
+    /// At least the UTF-8 bytes of all the examples together (sizes the batch).
+    var byteCount: Int { get }
+    /// Calls `body` with each example, in order.
+    func forEachExample(_ body: (String) throws(PredictError) -> Void) throws(PredictError)
+}
+
+extension Array: ExampleStrings where Element == String {
+    public var byteCount: Int { reduce(0) { $0 + $1.utf8.count } }
+
+    public func forEachExample(_ body: (String) throws(PredictError) -> Void) throws(PredictError) {
+        for example in self { try body(example) }
+    }
 }
 
 /// What vw answered for one request.
@@ -90,7 +109,7 @@ public struct Engine: Sendable {
     func prepare(_ input: PredictInput, for version: ModelVersion) throws(PredictError) -> PreparedBatch {
         if let grammar = version.jsonGrammar { return try prepareJSON(input, grammar: grammar, for: version) }
         var decoded: [[Substring]] = []
-        var strings: [String] = []
+        var strings: (any ExampleStrings)?
         let bodyBytes: Int
         switch input {
         case .json(let body):
@@ -115,24 +134,31 @@ public struct Engine: Sendable {
             if decoded.count > version.maxBatch { throw .tooManyInstances(count: decoded.count, limit: version.maxBatch) }
         case .examples(let given):
             if given.count > version.maxBatch { throw .tooManyInstances(count: given.count, limit: version.maxBatch) }
-            bodyBytes = given.reduce(0) { $0 + $1.utf8.count }
+            bodyBytes = given.byteCount
             strings = given
         }
-        // The lines of a string example are split as it is appended, not all beforehand.
-        let count = strings.isEmpty ? decoded.count : strings.count
         let budget = store.settings.maxInteractionFeatures
         var builder = ExampleBatchBuilder(
             framing: version.framing, limits: store.settings.limits, cost: version.interactionCost,
-            reservingCapacity: bodyBytes + count * 12
+            reservingCapacity: bodyBytes + (strings?.count ?? decoded.count) * 12
         )
-        for index in 0..<count {
-            let lines = strings.isEmpty ? decoded[index] : PredictRequestDecoder.lines(ofText: strings[index], multiline: version.multiline)
+        func append(_ lines: [Substring], index: Int) throws(PredictError) {
             do {
                 try builder.append(lines: lines)
             } catch {
                 throw .invalidExample(InvalidExample(index: index, problem: error))
             }
             if builder.features > budget { throw .tooExpensive(index: index, features: builder.features, limit: budget) }
+        }
+        if let strings {
+            // One string at a time, its lines split as it is appended.
+            var index = 0
+            try strings.forEachExample { text throws(PredictError) in
+                try append(PredictRequestDecoder.lines(ofText: text, multiline: version.multiline), index: index)
+                index += 1
+            }
+        } else {
+            for (index, lines) in decoded.enumerated() { try append(lines, index: index) }
         }
         return builder.finish()
     }
@@ -145,8 +171,9 @@ public struct Engine: Sendable {
         let bodyBytes: Int
         switch input {
         case .examples(let strings):
-            bodyBytes = strings.reduce(0) { $0 + $1.utf8.count }
-            lines = strings.map { Array($0.utf8)[...] }
+            bodyBytes = strings.byteCount
+            lines.reserveCapacity(strings.count)
+            try strings.forEachExample { text throws(PredictError) in lines.append(Array(text.utf8)[...]) }
         case .json(let body):
             bodyBytes = body.count
             objects = try Self.instances(of: body, maxDepth: maxJSONDepth)

@@ -1,7 +1,8 @@
 import VWCore
 
-/// An Open Inference Protocol (KServe V2) inference request, checked: the strings of its one input
-/// tensor `examples` (BYTES, shape `[n]` or `[n, 1]`) and the `id` to echo.
+/// An Open Inference Protocol (KServe V2) inference request, checked: its one input tensor
+/// `examples` (BYTES, shape `[n]` or `[n, 1]`, its strings read from the body when they are used)
+/// and the `id` to echo.
 ///
 /// Other members of the request (`model_name`, `parameters`, a tensor's `parameters`) are read
 /// past, as the protocol allows; the binary tensor extension is not supported (no `data`: 400).
@@ -12,18 +13,28 @@ struct InferRequest: Equatable {
     static let outputName = "predictions"
 
     var id: String?
-    var examples: [String]
+    var examples: TensorExamples
+
+    init(id: String?, examples: [String]) {
+        self.id = id
+        self.examples = TensorExamples(examples)
+    }
+
+    fileprivate init(id: String?, examples: TensorExamples) {
+        self.id = id
+        self.examples = examples
+    }
 
     /// Decodes and checks a request body; every problem is a 400 (`malformedBody`) naming the member,
     /// more than `maxExamples` examples a 413 (`tooManyInstances`).
     ///
-    /// The body is read as a stream (``JSONStream``), as V1's `PredictRequestDecoder` reads it: only
-    /// `id` and the example strings are built, at most `maxExamples` of them; every other member, and
-    /// every element after a problem, is checked and skipped, so memory follows the examples, not the
-    /// body's shape. Errors keep the precedence of a check of the whole document: invalid JSON
-    /// anywhere, then `id`, `outputs`, `inputs`, each tensor in order, then too many examples.
+    /// The body is read as a stream (``JSONStream``), as V1's `PredictRequestDecoder` reads it, and
+    /// nothing but `id` is built: the whole document is checked, every element of the `examples`
+    /// tensor counted, and its strings are read again one at a time when the engine takes them
+    /// (``TensorExamples``). Errors keep the precedence of a check of the whole document: invalid
+    /// JSON anywhere, then `id`, `outputs`, `inputs`, each tensor in order, then too many examples.
     static func decode(_ body: [UInt8], maxDepth: Int, maxExamples: Int = .max) throws(PredictError) -> InferRequest {
-        var reader = Reader(stream: JSONStream(bytes: body, maxDepth: maxDepth), maxExamples: maxExamples)
+        var reader = Reader(body: body, maxDepth: maxDepth, maxExamples: maxExamples)
         do {
             try reader.readDocument()
         } catch {
@@ -59,9 +70,10 @@ extension InferRequest {
         }
     }
 
-    /// The `data` of a tensor: how many strings it holds and the first element of each wrong kind.
+    /// The `data` of a tensor: where it starts, how many strings it holds and the first element of each wrong kind.
     private struct TensorData {
-        var strings: [String] = []
+        var offset = 0
+        var byteCount = 0
         var count = 0
         var notAnArray: String?
         /// An element that is neither a string nor an array: (index, kind).
@@ -83,6 +95,8 @@ extension InferRequest {
     /// The reading of one body: it walks the document once and keeps the first problem of each
     /// part, so `request()` can report them in the order a check of the whole tree would.
     private struct Reader {
+        let body: [UInt8]
+        let maxDepth: Int
         var stream: JSONStream
         let maxExamples: Int
         var notAnObject: String?
@@ -91,11 +105,12 @@ extension InferRequest {
         var outputProblem: String?
         var inputs = Member<Void>()
         var tensorProblem: String?
-        var examples: [String]?
-        var exampleCount = 0
+        var examples: TensorExamples?
 
-        init(stream: JSONStream, maxExamples: Int) {
-            self.stream = stream
+        init(body: [UInt8], maxDepth: Int, maxExamples: Int) {
+            self.body = body
+            self.maxDepth = maxDepth
+            stream = JSONStream(bytes: body, maxDepth: maxDepth)
             self.maxExamples = maxExamples
         }
 
@@ -143,7 +158,7 @@ extension InferRequest {
             guard let examples else {
                 throw .malformedBody("the request has no input named \"\(inputName)\" (BYTES, shape [n])")
             }
-            if exampleCount > maxExamples { throw .tooManyInstances(count: exampleCount, limit: maxExamples) }
+            if examples.count > maxExamples { throw .tooManyInstances(count: examples.count, limit: maxExamples) }
             return InferRequest(id: id.value, examples: examples)
         }
 
@@ -206,23 +221,23 @@ extension InferRequest {
                     reader.tensorProblem = "inputs[\(index)] must be an object, not \(reader.stream.nextKind ?? "nothing")"
                     return try reader.stream.skip(depth: 2)
                 }
-                // After the examples tensor, any tensor is a problem: its data need not be kept.
-                let keep = reader.examples == nil
                 var tensor = Tensor()
                 try reader.readObject(depth: 2) { reader, key throws(JSONError) in
                     switch key {
                     case "name": try reader.stream.readString(into: &tensor.name, depth: 3)
                     case "datatype": try reader.stream.readString(into: &tensor.datatype, depth: 3)
                     case "shape": try reader.readShape(into: &tensor.shape)
-                    case "data": try reader.readData(into: &tensor.data, keep: keep)
+                    case "data": try reader.readData(into: &tensor.data)
                     default: try reader.stream.skip(depth: 3)
                     }
                 }
                 switch reader.problem(of: tensor, at: index) {
                 case let problem?: reader.tensorProblem = problem
                 case nil:
-                    reader.examples = tensor.data.value?.strings ?? []
-                    reader.exampleCount = tensor.data.value?.count ?? 0
+                    let data = tensor.data.value ?? TensorData()
+                    reader.examples = TensorExamples(
+                        body: reader.body, dataAt: data.offset, maxDepth: reader.maxDepth,
+                        count: data.count, byteCount: data.byteCount)
                 }
             }
         }
@@ -252,9 +267,8 @@ extension InferRequest {
             member.value = shape
         }
 
-        /// The elements of `data`, flat or in rows of one; strings are kept (up to `maxExamples`) while
-        /// `keep` and no element is wrong.
-        private mutating func readData(into member: inout Member<TensorData>, keep: Bool) throws(JSONError) {
+        /// The elements of `data`, flat or in rows of one: counted and checked, not kept.
+        private mutating func readData(into member: inout Member<TensorData>) throws(JSONError) {
             member.count += 1
             guard member.count == 1 else { return try stream.skip(depth: 3) }
             var data = TensorData()
@@ -263,35 +277,28 @@ extension InferRequest {
                 data.notAnArray = stream.nextKind ?? "nothing"
                 return try stream.skip(depth: 3)
             }
-            let limit = maxExamples
+            data.offset = stream.offset
             try readArray(depth: 3) { reader, index throws(JSONError) in
                 switch reader.stream.nextKind {
                 case "a string":
-                    try reader.readExample(into: &data, keep: keep, limit: limit, depth: 4)
+                    data.count += 1
+                    try reader.stream.skip(depth: 4)
                 case "an array":
                     data.firstRow = data.firstRow ?? index
                     try reader.readArray(depth: 4) { reader, _ throws(JSONError) in
                         if reader.stream.nextKind == "a string" {
-                            try reader.readExample(into: &data, keep: keep, limit: limit, depth: 5)
+                            data.count += 1
                         } else {
                             data.firstBadInRow = data.firstBadInRow ?? (index, reader.stream.nextKind ?? "nothing")
-                            try reader.stream.skip(depth: 5)
                         }
+                        try reader.stream.skip(depth: 5)
                     }
                 default:
                     data.firstOther = data.firstOther ?? (index, reader.stream.nextKind ?? "nothing")
                     try reader.stream.skip(depth: 4)
                 }
             }
-        }
-
-        /// One example string: counted, and kept while it can still be served.
-        private mutating func readExample(into data: inout TensorData, keep: Bool, limit: Int, depth: Int) throws(JSONError) {
-            data.count += 1
-            guard keep, data.firstOther == nil, data.firstBadInRow == nil, data.count <= limit,
-                  case .string(let text) = try stream.value(depth: depth, maxValues: 1)
-            else { return try stream.skip(depth: depth) }
-            data.strings.append(text)
+            data.byteCount = stream.offset - data.offset
         }
 
         /// The first problem of a tensor, in the order its members are checked, or nil for the examples tensor.
