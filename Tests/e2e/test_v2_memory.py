@@ -9,6 +9,7 @@ read. A memory bound, not a timing assertion.
 
 from __future__ import annotations
 
+import json
 import random
 from pathlib import Path
 
@@ -27,8 +28,9 @@ def status_kib(pid: int, field: str) -> int:
     raise AssertionError(f"no {field} in /proc/{pid}/status")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def big_stack(model_dir):
+    """A fresh server per test: memory an earlier request freed would hide what the next one takes."""
     s = Stack(model_dir, max_body="16m",
               extra_args=("--max-body-bytes", str(LIMIT), "--max-batch", "200000")).start()
     yield s
@@ -47,6 +49,7 @@ def peak_increase(stack: Stack, body: bytes, want_status: int):
     r = stack.post("/v2/models/logistic/infer", data=body, headers={"Content-Type": "application/json"}, timeout=120)
     peak = status_kib(pid, "VmHWM")
     assert r.status_code == want_status, f"{r.status_code} {r.text[:300]!r}"
+    print(f"V2 body of {len(body) / 2**20:.1f} MiB: peak RSS +{(peak - before) / 1024:.1f} MiB")
     return (peak - before) * 1024, r
 
 
@@ -65,7 +68,6 @@ def test_a_7mib_body_of_examples_raises_the_peak_by_at_most_4x_its_size(big_stac
         line = lines[len(examples) % len(lines)]
         examples.append(line)
         size += len(line) + 4
-    import json
     body = json.dumps({"id": "big", "inputs": [{"name": "examples", "datatype": "BYTES", "shape": [len(examples)],
                                                 "data": examples}]}).encode()
     increase, r = peak_increase(big_stack, body, 200)
