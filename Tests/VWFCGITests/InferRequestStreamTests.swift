@@ -149,17 +149,10 @@ private let seeds: [String] = [
     #"{"inputs": [{"name": "examples", "datatype": "BYTES", "shape": [1], "data": ["|a"]}]} x"#,
 ]
 
-/// Small deterministic generator (SplitMix64) for the mutations.
+/// Deterministic edits of a body (`SplitMix64` is JSONParserTests' generator).
 private struct Mutator {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-    mutating func below(_ n: Int) -> Int { Int(next() % UInt64(n)) }
+    var random: SplitMix64
+    mutating func below(_ n: Int) -> Int { Int.random(in: 0..<n, using: &random) }
 
     /// One edit of `bytes`: a token swapped for another, a byte dropped or doubled, a span moved.
     mutating func mutate(_ bytes: [UInt8]) -> [UInt8] {
@@ -188,7 +181,7 @@ private func outcome(_ decode: () throws(PredictError) -> InferRequest) -> Resul
 
 @Suite struct InferRequestStreamTests {
     @Test func agreesWithTheTreeDecoderOnEveryBody() {
-        var mutator = Mutator(state: 18)
+        var mutator = Mutator(random: SplitMix64(seed: 18))
         var bodies = seeds.map { Array($0.utf8) }
         for seed in seeds {
             var body = Array(seed.utf8)
