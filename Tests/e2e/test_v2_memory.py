@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Stack, assert_json_error, assert_scalar_predictions, features_to_text, logistic_features
+from conftest import Stack, assert_json_error, assert_scalar_predictions, features_to_text, logistic_features, wait_until
 
 BODY_BYTES = 7 << 20
 LIMIT = 16 << 20
@@ -59,7 +59,8 @@ def pad(prefix: bytes, element: bytes, suffix: bytes) -> tuple[bytes, int]:
     return prefix + b",".join([element] * count) + suffix, count
 
 
-def test_a_7mib_body_of_examples_raises_the_peak_by_at_most_4x_its_size(big_stack, reference):
+def examples_body() -> tuple[bytes, list[str]]:
+    """About BODY_BYTES of V2 request: logistic-model examples of ~100 bytes (and the distinct lines)."""
     rng = random.Random(18)
     lines = [" " + features_to_text(logistic_features(rng)) for _ in range(2000)]
     examples = []
@@ -70,11 +71,28 @@ def test_a_7mib_body_of_examples_raises_the_peak_by_at_most_4x_its_size(big_stac
         size += len(line) + 4
     body = json.dumps({"id": "big", "inputs": [{"name": "examples", "datatype": "BYTES", "shape": [len(examples)],
                                                 "data": examples}]}).encode()
+    return body, lines
+
+
+def test_a_7mib_body_of_examples_raises_the_peak_by_at_most_4x_its_size(big_stack, reference):
+    body, lines = examples_body()
     increase, r = peak_increase(big_stack, body, 200)
     doc = r.json()
-    assert doc["outputs"][0]["shape"] == [len(examples)]
+    assert doc["outputs"][0]["shape"] == [json.loads(body)["inputs"][0]["shape"][0]]
     assert_scalar_predictions(doc["outputs"][0]["data"][:20], [reference.predict("logistic", line) for line in lines[:20]])
     assert increase <= 4 * len(body), f"peak rose by {increase / 2**20:.1f} MiB for a {len(body) / 2**20:.1f} MiB body"
+
+
+def test_the_memory_of_a_large_request_is_given_back(big_stack):
+    """malloc keeps freed pages unless told: after a 7 MiB request vwfcgi trims them (before, 16
+    such requests at once left hundreds of MB resident for good)."""
+    pid = big_stack.vwfcgi.pid
+    before = status_kib(big_stack.vwfcgi.pid, "VmRSS")
+    body, _ = examples_body()
+    increase, _ = peak_increase(big_stack, body, 200)
+    assert increase > 2 * len(body), "the request did not take the memory this test expects to see given back"
+    kept = wait_until(lambda: (status_kib(pid, "VmRSS") - before) * 1024 <= len(body), 5)
+    assert kept, f"{(status_kib(pid, 'VmRSS') - before) / 1024:.1f} MiB still resident after the request"
 
 
 @pytest.mark.parametrize("shape", ["numbers in data", "numbers in parameters"])

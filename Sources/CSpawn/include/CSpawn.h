@@ -55,4 +55,7 @@ int cspawn_thread(const char *name, size_t stack_size, void *(*body)(void *), vo
 /// Caps glibc's malloc arenas (mallopt M_ARENA_MAX); returns 1 on success.
 int cspawn_limit_malloc_arenas(int arenas);
 
+/// Returns freed heap pages to the system (malloc_trim(0)); returns 1 when some were.
+int cspawn_trim_malloc(void);
+
 #endif
