@@ -203,15 +203,15 @@ private func outcome(_ decode: () throws(PredictError) -> InferRequest) -> Resul
         #expect(disagreements.isEmpty, "\(disagreements.joined(separator: "\n"))")
     }
 
-    @Test func examplesPastTheLimitAreCountedNotKept() throws {
-        let body = Array(#"{"inputs": [{"name": "examples", "datatype": "BYTES", "shape": [3], "data": ["|a", "|b", "|c"]}]}"#.utf8)
-        #expect(throws: PredictError.tooManyInstances(count: 3, limit: 2)) { try InferRequest.decode(body, maxDepth: 32, maxExamples: 2) }
-        #expect(try InferRequest.decode(body, maxDepth: 32, maxExamples: 3).examples == ["|a", "|b", "|c"])
-        // A malformed body is a 400 before it is a 413.
-        let short = Array(#"{"inputs": [{"name": "examples", "datatype": "BYTES", "shape": [4], "data": ["|a", "|b", "|c"]}]}"#.utf8)
-        #expect(throws: PredictError.malformedBody(#"input "examples" has shape [4] (4 elements) but 3 in "data""#)) {
-            try InferRequest.decode(short, maxDepth: 32, maxExamples: 2)
-        }
+    @Test func theExamplesAreReadFromTheBodyWhenTakenFlatOrInRows() throws {
+        let body = Array(#"{"inputs": [{"name": "examples", "datatype": "BYTES", "shape": [3, 1], "data": [["|a"], "|b \u00e9", ["|c"]]}], "id": "i"}"#.utf8)
+        let request = try InferRequest.decode(body, maxDepth: 32)
+        #expect(request.id == "i")
+        #expect(request.examples.count == 3)
+        #expect(request.examples.byteCount >= 3 + 5 + 2)
+        var taken: [String] = []
+        try request.examples.forEachExample { taken.append($0) }
+        #expect(taken == ["|a", "|b \u{e9}", "|c"])
     }
 
     @Test func aLongShapeIsNamedByItsFirstDimensions() {

@@ -1,14 +1,14 @@
 // libFuzzer target: the Open Inference Protocol (KServe V2) request decoder, `InferRequest.decode`,
 // which reads a body as a stream (JSONStream) without building its tree.
 //
-// Input: byte 0 picks maxDepth (1...8) and maxExamples (0, 1, 3 or no limit), the rest is a body.
-// The whole tree, built by JSONParser.parse, is the oracle for what the stream may conclude:
+// Input: byte 0 picks maxDepth (1...8), the rest is a body. The whole tree, built by
+// JSONParser.parse, is the oracle for what the stream may conclude:
 //
 // * invalid JSON (at that depth) is a 400 with exactly the parser's message, whatever else is wrong;
+// * only 400 malformedBody comes out, never another error;
 // * a decoded request is an object whose single "inputs" array holds exactly one tensor, named
-//   "examples", whose data (flat, or rows of one) are the examples, in order; `id` is the body's;
-// * more examples than maxExamples is a 413 naming their count, never a decoded request;
-// * the limit only changes a 413: under no limit the same body gives the same 400 or the same request.
+//   "examples", whose data (flat, or rows of one) are the examples, in order, as the second pass
+//   reads them from the body; their count is announced, and their bytes are within `byteCount`.
 @testable import VWCore
 
 @_cdecl("LLVMFuzzerTestOneInput")
@@ -16,36 +16,23 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     guard size > 0 else { return 0 }
     let bytes = Array(UnsafeBufferPointer(start: data, count: size))
     let maxDepth = 1 + Int(bytes[0] & 7)
-    let maxExamples = [0, 1, 3, Int.max][Int(bytes[0] >> 3) & 3]
     let body = Array(bytes[1...])
 
-    let limited = decode(body, maxDepth: maxDepth, maxExamples: maxExamples)
-    let unlimited = decode(body, maxDepth: maxDepth, maxExamples: .max)
+    let decoded: Result<InferRequest, PredictError>
+    do { decoded = .success(try InferRequest.decode(body, maxDepth: maxDepth)) } catch { decoded = .failure(error) }
     let tree: JSONValue
     do {
         tree = try JSONParser.parse(body, maxDepth: maxDepth)
     } catch {
-        invariant(limited == .failure(.malformedBody(error.message)), "invalid JSON not reported as the parser does: \(limited)")
+        invariant(decoded == .failure(.malformedBody(error.message)), "invalid JSON not reported as the parser does: \(decoded)")
         return 0
     }
-    switch (limited, unlimited) {
-    case (.failure(.tooManyInstances(let count, let limit)), .success(let request)):
-        invariant(limit == maxExamples && count > limit && count == request.examples.count, "413 \(count) > \(limit) for \(request.examples.count)")
-    case (.failure(let error), .failure(let same)):
-        invariant(error == same, "the limit changed a 400: \(error) vs \(same)")
-        if case .malformedBody = error { return 0 }
-        invariant(false, "only 400 malformedBody or 413 tooManyInstances can come out: \(error)")
-    case (.success(let request), .success(let same)):
-        invariant(request == same && request.examples.count <= maxExamples, "the limit changed a decoded request")
-        checkAgainstTree(request, tree)
-    default:
-        invariant(false, "decoded with a limit and not without, or the reverse: \(limited) vs \(unlimited)")
+    switch decoded {
+    case .failure(.malformedBody): break
+    case .failure(let error): invariant(false, "only 400 malformedBody can come out: \(error)")
+    case .success(let request): checkAgainstTree(request, tree)
     }
     return 0
-}
-
-func decode(_ body: [UInt8], maxDepth: Int, maxExamples: Int) -> Result<InferRequest, PredictError> {
-    do { return .success(try InferRequest.decode(body, maxDepth: maxDepth, maxExamples: maxExamples)) } catch { return .failure(error) }
 }
 
 /// A decoded request is exactly what the tree holds.
@@ -72,6 +59,8 @@ func checkAgainstTree(_ request: InferRequest, _ tree: JSONValue) {
         }
     }
     invariant(strings == request.examples.strings, "examples \(request.examples.strings) vs the tree's \(strings)")
+    invariant(request.examples.count == strings.count, "\(request.examples.count) examples announced for \(strings.count)")
+    invariant(request.examples.byteCount >= strings.reduce(0) { $0 + $1.utf8.count }, "byteCount below the examples' bytes")
 }
 
 func invariant(_ condition: @autoclosure () -> Bool, _ message: @autoclosure () -> String) {

@@ -25,16 +25,15 @@ struct InferRequest: Equatable {
         self.examples = examples
     }
 
-    /// Decodes and checks a request body; every problem is a 400 (`malformedBody`) naming the member,
-    /// more than `maxExamples` examples a 413 (`tooManyInstances`).
+    /// Decodes and checks a request body; every problem is a 400 (`malformedBody`) naming the member.
     ///
     /// The body is read as a stream (``JSONStream``), as V1's `PredictRequestDecoder` reads it, and
     /// nothing but `id` is built: the whole document is checked, every element of the `examples`
     /// tensor counted, and its strings are read again one at a time when the engine takes them
     /// (``TensorExamples``). Errors keep the precedence of a check of the whole document: invalid
-    /// JSON anywhere, then `id`, `outputs`, `inputs`, each tensor in order, then too many examples.
-    static func decode(_ body: [UInt8], maxDepth: Int, maxExamples: Int = .max) throws(PredictError) -> InferRequest {
-        var reader = Reader(body: body, maxDepth: maxDepth, maxExamples: maxExamples)
+    /// JSON anywhere, then `id`, `outputs`, `inputs`, each tensor in order.
+    static func decode(_ body: [UInt8], maxDepth: Int) throws(PredictError) -> InferRequest {
+        var reader = Reader(body: body, maxDepth: maxDepth)
         do {
             try reader.readDocument()
         } catch {
@@ -98,7 +97,6 @@ extension InferRequest {
         let body: [UInt8]
         let maxDepth: Int
         var stream: JSONStream
-        let maxExamples: Int
         var notAnObject: String?
         var id = Member<String>()
         var outputs = Member<Void>()
@@ -107,11 +105,10 @@ extension InferRequest {
         var tensorProblem: String?
         var examples: TensorExamples?
 
-        init(body: [UInt8], maxDepth: Int, maxExamples: Int) {
+        init(body: [UInt8], maxDepth: Int) {
             self.body = body
             self.maxDepth = maxDepth
             stream = JSONStream(bytes: body, maxDepth: maxDepth)
-            self.maxExamples = maxExamples
         }
 
         mutating func readDocument() throws(JSONError) {
@@ -158,7 +155,6 @@ extension InferRequest {
             guard let examples else {
                 throw .malformedBody("the request has no input named \"\(inputName)\" (BYTES, shape [n])")
             }
-            if examples.count > maxExamples { throw .tooManyInstances(count: examples.count, limit: maxExamples) }
             return InferRequest(id: id.value, examples: examples)
         }
 

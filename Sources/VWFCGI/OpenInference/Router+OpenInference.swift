@@ -67,9 +67,7 @@ extension Router {
                 let serving = try store.withServingVersion(of: name, cache: &cache) { model throws(PredictError) in model.version }
                 if version != serving { return versionNotFound(name, version, serving: serving) }
             }
-            // The model's batch limit bounds the strings the decoder keeps (the engine checks it again).
-            let maxExamples = (try? store.withServingVersion(of: name, cache: &cache) { model throws(PredictError) in model.maxBatch }) ?? .max
-            decoded = try InferRequest.decode(request.body, maxDepth: engine.maxJSONDepth, maxExamples: maxExamples)
+            decoded = try InferRequest.decode(request.body, maxDepth: engine.maxJSONDepth)
             result = try engine.predict(model: name, input: .examples(decoded.examples), deadline: deadline, cache: &cache)
         } catch {
             return failure(error, &outcome)
