@@ -118,21 +118,18 @@ extension InferRequest {
                 try stream.finish()
                 return
             }
-            try stream.enter(UInt8(ascii: "{"), depth: 0)
-            var first = true
-            while let key = try stream.nextKey(first: first) {
-                first = false
+            try readObject(depth: 0) { reader, key throws(JSONError) in
                 switch key {
                 case "id":
-                    try stream.readString(into: &id, depth: 1)
+                    try reader.stream.readString(into: &reader.id, depth: 1)
                 case "outputs":
-                    outputs.count += 1
-                    if outputs.count == 1 { try readOutputs() } else { try stream.skip(depth: 1) }
+                    reader.outputs.count += 1
+                    if reader.outputs.count == 1 { try reader.readOutputs() } else { try reader.stream.skip(depth: 1) }
                 case "inputs":
-                    inputs.count += 1
-                    if inputs.count == 1 { try readInputs() } else { try stream.skip(depth: 1) }
+                    reader.inputs.count += 1
+                    if reader.inputs.count == 1 { try reader.readInputs() } else { try reader.stream.skip(depth: 1) }
                 default:
-                    try stream.skip(depth: 1)
+                    try reader.stream.skip(depth: 1)
                 }
             }
             try stream.finish()
