@@ -197,6 +197,7 @@ struct Serve: ParsableCommand {
         do {
             let keys = try APIKeys.load(path: path, scope: APIKeys.Scope(rawValue: scope) ?? .writes)
             logger.info("API keys", metadata: ["file": "\(path)", "keys": "\(keys.count)", "scope": "\(keys.scope.rawValue)"])
+            if keys.readableByOthers { logger.warning("\(path) is readable by every user of this machine: chmod o-r it") }
             return keys
         } catch {
             throw ValidationError("--api-key-file: \(error.description)")

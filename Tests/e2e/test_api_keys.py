@@ -203,8 +203,9 @@ def test_an_unusable_key_file_stops_the_start_with_a_clear_error(tmp_path, conte
     assert not (tmp_path / "s.sock").exists()
 
 
-def test_without_a_key_file_the_start_says_once_that_the_write_routes_are_open(tmp_path):
-    proc = _serve(tmp_path)
+def _start_log(tmp_path: Path, *args: str) -> list[str]:
+    """vwfcgi's log lines up to "models loaded" (then it is stopped)."""
+    proc = _serve(tmp_path, *args)
     lines: list[str] = []
     try:
         deadline = time.monotonic() + 60
@@ -218,7 +219,20 @@ def test_without_a_key_file_the_start_says_once_that_the_write_routes_are_open(t
     finally:
         proc.terminate()
         rest, _ = proc.communicate(timeout=30)
-    lines += rest.splitlines()
+    return lines + rest.splitlines()
+
+
+def test_without_a_key_file_the_start_says_once_that_the_write_routes_are_open(tmp_path):
+    lines = _start_log(tmp_path)
     warnings = [line for line in lines if "write routes" in line and "open" in line]
     assert len(warnings) == 1, "".join(lines)
     assert "warning" in warnings[0].lower(), warnings[0]
+
+
+def test_a_key_file_others_can_read_is_used_with_a_warning(tmp_path):
+    path = tmp_path / "keys"
+    path.write_text(KEY + "\n")
+    path.chmod(0o644)
+    lines = _start_log(tmp_path, "--api-key-file", str(path))
+    assert any("readable by every user" in line for line in lines), "".join(lines)
+    assert not any("write routes" in line and "open" in line for line in lines), "".join(lines)

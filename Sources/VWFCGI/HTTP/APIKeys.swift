@@ -26,6 +26,8 @@ struct APIKeys: Sendable {
     }
 
     let scope: Scope
+    /// Whether the file could be read by users other than its owner and group (said at start).
+    private(set) var readableByOthers = false
     private let digests: [[UInt8]]
 
     /// The keys of a key file's contents: one per line, surrounding whitespace and blank lines ignored.
@@ -56,7 +58,10 @@ struct APIKeys: Sendable {
         } catch {
             throw FileProblem(description: "cannot read \(path): \(String(cString: strerror(error.code)))")
         }
-        return try APIKeys(fileContents: contents, scope: scope, path: path)
+        var keys = try APIKeys(fileContents: contents, scope: scope, path: path)
+        var info = stat()
+        keys.readableByOthers = fstat(fd, &info) == 0 && info.st_mode & S_IROTH != 0
+        return keys
     }
 
     /// The number of keys.
