@@ -20,8 +20,9 @@ let swiftSettings: [SwiftSetting] = [
 let package = Package(
     name: "vwfcgi-fuzz",
     targets: [
-        // Sources/VWCore/Protocol of the main package (validator, batch builder, text body,
-        // prediction parser): the part of VWCore with no process or system dependency.
+        // Sources/VWCore/Protocol and JSON of the main package (validator, batch builder, text body,
+        // prediction parser, JSON parser), PredictError and ExampleStrings: the part of VWCore with
+        // no process or system dependency.
         .target(name: "VWCore", swiftSettings: swiftSettings),
         .executableTarget(name: "FuzzBatch", dependencies: ["VWCore"], swiftSettings: swiftSettings),
         .executableTarget(name: "FuzzGrammar", dependencies: ["VWCore"], swiftSettings: swiftSettings),
