@@ -87,7 +87,7 @@ final class FastCGIServer: Sendable {
             let bodyBytes = serve(request, context: &context)
             FCGX_Finish_r(request)
             inflight.wrappingSubtract(1, ordering: .releasing)
-            // The request's memory is freed by now; past a few MiB, malloc would keep it for good.
+            // The request's memory is freed by now; from 1 MiB on, malloc would otherwise keep it for good.
             if bodyBytes >= Self.trimAfterBodyBytes { MemoryTuning.returnFreedMemory() }
             if stopping.load(ordering: .acquiring) { drained.broadcast() }
         }
