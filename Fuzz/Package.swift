@@ -20,8 +20,9 @@ let swiftSettings: [SwiftSetting] = [
 let package = Package(
     name: "vwfcgi-fuzz",
     targets: [
-        // Sources/VWCore/Protocol of the main package (validator, batch builder, text body,
-        // prediction parser): the part of VWCore with no process or system dependency.
+        // Sources/VWCore/Protocol and JSON of the main package (validator, batch builder, text body,
+        // prediction parser, JSON parser), PredictError and ExampleStrings: the part of VWCore with
+        // no process or system dependency.
         .target(name: "VWCore", swiftSettings: swiftSettings),
         .executableTarget(name: "FuzzBatch", dependencies: ["VWCore"], swiftSettings: swiftSettings),
         .executableTarget(name: "FuzzGrammar", dependencies: ["VWCore"], swiftSettings: swiftSettings),
@@ -29,5 +30,7 @@ let package = Package(
         .executableTarget(name: "FuzzPredictionParser", dependencies: ["VWCore"], swiftSettings: swiftSettings),
         .executableTarget(name: "FuzzFastCGIParams", dependencies: ["VWCore"], swiftSettings: swiftSettings),
         .executableTarget(name: "FuzzFramer", dependencies: ["VWCore"], swiftSettings: swiftSettings),
+        // Sources/VWFCGI/OpenInference/InferRequest.swift: the V2 request decoder (a stream over JSONStream).
+        .executableTarget(name: "FuzzV2", dependencies: ["VWCore"], swiftSettings: swiftSettings),
     ]
 )

@@ -29,6 +29,8 @@
 #   STAGING_DIR                  vwfcgi --staging-dir (default: a fresh dir under $TMPDIR or /tmp)
 #   STATE_DIR [/state]           vwfcgi --state-dir: the learning loop's event logs (mount a volume)
 #   INSTANCE_ID [host name]      vwfcgi --instance-id: names this pod's log segments
+#   API_KEY_FILE                 vwfcgi --api-key-file: one API key per line (a Kubernetes Secret);
+#                                the learning loop's write routes then need one (SPEC §8.9)
 #   VWFCGI_BIN [vwfcgi on PATH], VWFCGI_VW_COMMAND [<app>/bin/vw]
 #   NGINX_STOP_TIMEOUT [15]      seconds nginx may take to finish its requests on stop
 #   LOG_FORMAT [json]            json: every line this container writes is one JSON object (vwfcgi
@@ -145,6 +147,7 @@ start_vwfcgi() {
     # The state directory is created by vwfcgi on the first decision or reward (503 if it cannot be).
     args+=(--state-dir "$STATE_DIR")
     [ -z "${INSTANCE_ID:-}" ] || args+=(--instance-id "$INSTANCE_ID")
+    [ -z "${API_KEY_FILE:-}" ] || args+=(--api-key-file "$API_KEY_FILE")
     # shellcheck disable=SC2206 # VWFCGI_ARGS is a list of words on purpose
     args+=(${VWFCGI_ARGS:-})
     say "starting vwfcgi ${args[*]}"

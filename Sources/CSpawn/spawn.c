@@ -310,3 +310,7 @@ int cspawn_thread(const char *name, size_t stack_size, void *(*body)(void *), vo
 int cspawn_limit_malloc_arenas(int arenas) {
     return mallopt(M_ARENA_MAX, arenas);
 }
+
+int cspawn_trim_malloc(void) {
+    return malloc_trim(0);
+}

@@ -5,9 +5,9 @@ import Glibc
 /// Whole reads and writes on a descriptor, resumed after short transfers and EINTR: the one copy of
 /// these loops behind the model directory (`LoadError`) and the event log and join (`EventLogError`).
 /// Failures carry the errno.
-enum FileIO {
-    struct Failure: Error {
-        let code: Int32
+public enum FileIO {
+    public struct Failure: Error {
+        public let code: Int32
     }
 
     /// Writes all of `bytes` to `fd`.
@@ -25,7 +25,7 @@ enum FileIO {
 
     /// The bytes of `fd` from `offset` (read with pread) to its end, at most `maxBytes` of them
     /// (EFBIG beyond).
-    static func readToEnd(_ fd: Int32, from offset: Int = 0, maxBytes: Int = .max) throws(Failure) -> [UInt8] {
+    public static func readToEnd(_ fd: Int32, from offset: Int = 0, maxBytes: Int = .max) throws(Failure) -> [UInt8] {
         var result: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 1 << 16)
         var position = offset

@@ -82,10 +82,17 @@ struct Serve: ParsableCommand {
     @Option(help: "When /readyz answers 200: any (once the start-up models were tried, while one model serves) or all (only while every model serves).")
     var readiness: String = "any"
 
+    @Option(help: "File of API keys, one per line (default: $VWFCGI_API_KEY_FILE); guarded routes then need Authorization: Bearer <key> or Ocp-Apim-Subscription-Key: <key>.")
+    var apiKeyFile: String?
+
+    @Option(help: "Routes an API key guards: writes (the learning loop's :rank, :reward, :activate, :learn, loop:rollback) or all (also :predict, /v2 and the status routes; never /healthz, /readyz, /metrics).")
+    var apiKeyScope: String = "writes"
+
     @OptionGroup var common: EngineOptions
 
     func validate() throws {
         guard ReadinessRule(rawValue: readiness) != nil else { throw ValidationError("--readiness must be any or all") }
+        guard APIKeys.Scope(rawValue: apiKeyScope) != nil else { throw ValidationError("--api-key-scope must be writes or all") }
         if (socket == nil) == (listen == nil) { throw ValidationError("give exactly one of --socket PATH or --listen 127.0.0.1:PORT") }
         if shards < 1 || shards > 64 { throw ValidationError("--shards must be from 1 to 64") }
         if threads < 1 || threads > 1024 { throw ValidationError("--threads must be from 1 to 1024") }
@@ -100,6 +107,7 @@ struct Serve: ParsableCommand {
         signal(SIGPIPE, SIG_IGN)
         MemoryTuning.limitMallocArenas(to: 2)
 
+        let apiKeys = try Self.apiKeys(file: apiKeyFile, scope: apiKeyScope, logger: logger)
         let staging = try stagingDir ?? Self.makeStagingDirectory()
         var settings = common.settings(modelDirectory: models, stagingDirectory: staging, logger: logger)
         settings.defaultShards = shards
@@ -129,7 +137,7 @@ struct Serve: ParsableCommand {
             throw ExitCode.failure
         }
         let engine = Engine(store: store, loops: loops, maxJSONDepth: maxJsonDepth)
-        let router = Router(engine: engine, metrics: metrics)
+        let router = Router(engine: engine, metrics: metrics, apiKeys: apiKeys)
         let server = FastCGIServer(socketFD: socketFD, threads: threads, maxBodyBytes: maxBodyBytes, logger: logger) { request, context in
             router.handle(request, context: &context)
         }
@@ -184,6 +192,22 @@ struct Serve: ParsableCommand {
         }
         if connected == 0 || errno == EAGAIN {
             throw ValidationError("another server is listening on \(path); not starting a second one on it")
+        }
+    }
+
+    /// The keys of `--api-key-file` (else `$VWFCGI_API_KEY_FILE`); without one, says once that the loop's write routes are open.
+    static func apiKeys(file given: String?, scope: String, logger: Logger) throws -> APIKeys? {
+        guard let path = given ?? ProcessEnvironment.value("VWFCGI_API_KEY_FILE") else {
+            logger.warning("no --api-key-file: the learning loop's write routes (:rank, :reward, :activate, :learn, loop:rollback) are open to every client that reaches nginx")
+            return nil
+        }
+        do {
+            let keys = try APIKeys.load(path: path, scope: APIKeys.Scope(rawValue: scope) ?? .writes)
+            logger.info("API keys", metadata: ["file": "\(path)", "keys": "\(keys.count)", "scope": "\(keys.scope.rawValue)"])
+            if keys.readableByOthers { logger.warning("\(path) is readable by every user of this machine: chmod o-r it") }
+            return keys
+        } catch {
+            throw ValidationError("--api-key-file: \(error.description)")
         }
     }
 

@@ -192,6 +192,30 @@ def test_service_hpa_pdb_networkpolicy_prometheus(overlay):
         assert replicas == 3 and hpa["spec"]["minReplicas"] == 3 and pdb["minAvailable"] == 2
 
 
+def test_api_keys_secret_is_mounted_and_passed_as_api_key_file(overlay):
+    """SPEC §8.9: the Secret with the API keys is mounted read only into vwfcgi alone, and the
+    entrypoint passes its file as --api-key-file; nginx never logs the key headers."""
+    _, _, docs = overlay
+    spec = pod(docs)["spec"]
+    c = containers(docs)
+    volume = {v["name"]: v for v in spec["volumes"]}["api-keys"]
+    assert volume["secret"]["secretName"] == "vwfcgi-api-keys", volume
+    assert volume["secret"].get("optional") is not True, "a pod without its keys must not start with open write routes"
+    assert volume["secret"]["defaultMode"] & 0o007 == 0, "the key file must not be world-readable"
+    key_file = env(c["vwfcgi"])["API_KEY_FILE"]
+    mount = {m["name"]: m for m in c["vwfcgi"]["volumeMounts"]}["api-keys"]
+    assert mount["readOnly"] is True and os.path.dirname(key_file) == mount["mountPath"], (mount, key_file)
+    others = [n for n, container in c.items() if n != "vwfcgi"
+              and "api-keys" in {m["name"] for m in container.get("volumeMounts", [])}]
+    assert not others, f"only vwfcgi reads the keys, not {others}"
+    entrypoint = (ROOT / "docker/entrypoint.sh").read_text()
+    assert 'args+=(--api-key-file "$API_KEY_FILE")' in entrypoint
+    log_format = re.search(r"log_format[^;]*;", one(docs, "ConfigMap", "vwfcgi-nginx")["data"]["nginx.conf"]).group(0)
+    assert not re.search(r"authorization|ocp_apim|\$http_", log_format, re.I), log_format
+    # The keys guard the write routes; the NetworkPolicy still limits who reaches the port.
+    assert one(docs, "NetworkPolicy", name=SERVER)["spec"]["policyTypes"] == ["Ingress"]
+
+
 def test_loop_scripts_configmap_is_the_scripts(overlay):
     _, _, docs = overlay
     data = one(docs, "ConfigMap", "loop-scripts")["data"]

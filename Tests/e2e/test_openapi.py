@@ -23,6 +23,7 @@ from conftest import REFERENCE_VW, Stack, train_small_logistic
 ROOT = Path(__file__).resolve().parents[2]
 DOCUMENT = yaml.safe_load((ROOT / "docs/openapi.yaml").read_text())
 METHODS = ("get", "put", "post", "delete", "patch")
+API_KEY = "openapi-replay-key-5b1c"
 
 
 
@@ -140,7 +141,11 @@ def openapi_stack(model_dir, tmp_path_factory):
     train_small_logistic(models / "learner.vw", seed=7)
     # A single-line model with a loop (for :learn); no update runs during the test.
     (models / "learner.json").write_text(json.dumps({"loop": {"update_interval": "1h"}}) + "\n")
-    s = Stack(models, state_dir=tmp_path_factory.mktemp("openapi-state")).start()
+    # With API keys, as the Kubernetes deployment runs: every replay carries the key, but the 401 ones.
+    keys = tmp_path_factory.mktemp("openapi-keys") / "api-keys"
+    keys.write_text(API_KEY + "\n")
+    s = Stack(models, state_dir=tmp_path_factory.mktemp("openapi-state"), extra_args=("--api-key-file", str(keys))).start()
+    s.session.headers["Authorization"] = f"Bearer {API_KEY}"
     yield s
     problems = s.stop()
     assert not problems, "\n".join(problems)

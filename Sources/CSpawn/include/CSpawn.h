@@ -3,7 +3,6 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
-#include <malloc.h>
 
 /// Starts `argv[0]` (searched in PATH) with its stdin, stdout and stderr on fresh pipes.
 ///
@@ -57,7 +56,7 @@ int cspawn_thread(const char *name, size_t stack_size, void *(*body)(void *), vo
 /// Caps glibc's malloc arenas (mallopt M_ARENA_MAX); returns 1 on success.
 int cspawn_limit_malloc_arenas(int arenas);
 
-/// Gives the heap's free memory back to the system (glibc keeps it otherwise): after a burst of parsing.
-static inline void cspawn_trim_heap(void) { malloc_trim(0); }
+/// Returns freed heap pages to the system (malloc_trim(0)); returns 1 when some were.
+int cspawn_trim_malloc(void);
 
 #endif

@@ -8,7 +8,7 @@ public enum PredictInput: Sendable {
     case json([UInt8])
     /// One example per string, as an Open Inference Protocol `BYTES` tensor holds them: VW text
     /// (a multiline example's lines joined by `\n`), or for a `vw_json` model one VW JSON object.
-    case examples([String])
+    case examples(any ExampleStrings)
 }
 
 /// What vw answered for one request.
@@ -91,13 +91,14 @@ public struct Engine: Sendable {
     /// The request's examples, checked and written in canonical form.
     func prepare(_ input: PredictInput, for version: ModelVersion) throws(PredictError) -> PreparedBatch {
         if let grammar = version.jsonGrammar { return try prepareJSON(input, grammar: grammar, for: version) }
-        let examples: [[Substring]]
+        var decoded: [[Substring]] = []
+        var strings: (any ExampleStrings)?
         let bodyBytes: Int
         switch input {
         case .json(let body):
             bodyBytes = body.count
             do {
-                examples = try PredictRequestDecoder(multiline: version.multiline, maxInstances: version.maxBatch)
+                decoded = try PredictRequestDecoder(multiline: version.multiline, maxInstances: version.maxBatch)
                     .decode(body, maxDepth: maxJSONDepth)
             } catch {
                 switch error {
@@ -109,28 +110,38 @@ public struct Engine: Sendable {
         case .text(let body):
             bodyBytes = body.count
             do {
-                examples = try TextBody.examples(in: body, multiline: version.multiline)
+                decoded = try TextBody.examples(in: body, multiline: version.multiline)
             } catch {
                 throw .invalidExample(error)
             }
-            if examples.count > version.maxBatch { throw .tooManyInstances(count: examples.count, limit: version.maxBatch) }
-        case .examples(let strings):
-            if strings.count > version.maxBatch { throw .tooManyInstances(count: strings.count, limit: version.maxBatch) }
-            bodyBytes = strings.reduce(0) { $0 + $1.utf8.count }
-            examples = strings.map { PredictRequestDecoder.lines(ofText: $0, multiline: version.multiline) }
+            if decoded.count > version.maxBatch { throw .tooManyInstances(count: decoded.count, limit: version.maxBatch) }
+        case .examples(let given):
+            if given.count > version.maxBatch { throw .tooManyInstances(count: given.count, limit: version.maxBatch) }
+            bodyBytes = given.byteCount
+            strings = given
         }
         let budget = store.settings.maxInteractionFeatures
         var builder = ExampleBatchBuilder(
             framing: version.framing, limits: store.settings.limits, cost: version.interactionCost,
-            reservingCapacity: bodyBytes + examples.count * 12
+            reservingCapacity: bodyBytes + (strings?.count ?? decoded.count) * 12
         )
-        for (index, lines) in examples.enumerated() {
+        func append(_ lines: [Substring], index: Int) throws(PredictError) {
             do {
                 try builder.append(lines: lines)
             } catch {
                 throw .invalidExample(InvalidExample(index: index, problem: error))
             }
             if builder.features > budget { throw .tooExpensive(index: index, features: builder.features, limit: budget) }
+        }
+        if let strings {
+            // One string at a time, its lines split as it is appended.
+            var index = 0
+            try strings.forEachExample { text throws(PredictError) in
+                try append(PredictRequestDecoder.lines(ofText: text, multiline: version.multiline), index: index)
+                index += 1
+            }
+        } else {
+            for (index, lines) in decoded.enumerated() { try append(lines, index: index) }
         }
         return builder.finish()
     }
@@ -143,8 +154,9 @@ public struct Engine: Sendable {
         let bodyBytes: Int
         switch input {
         case .examples(let strings):
-            bodyBytes = strings.reduce(0) { $0 + $1.utf8.count }
-            lines = strings.map { Array($0.utf8)[...] }
+            bodyBytes = strings.byteCount
+            lines.reserveCapacity(strings.count)
+            try strings.forEachExample { text throws(PredictError) in lines.append(Array(text.utf8)[...]) }
         case .json(let body):
             bodyBytes = body.count
             objects = try Self.instances(of: body, maxDepth: maxJSONDepth)

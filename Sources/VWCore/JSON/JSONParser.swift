@@ -361,9 +361,19 @@ public struct JSONStream {
     fileprivate var reader: JSONByteReader
 
     public init(bytes: [UInt8], maxDepth: Int = 32) {
+        self.init(bytes: bytes, maxDepth: maxDepth, from: 0)
+    }
+
+    /// Reads on from `offset`, a position an earlier read of the same bytes reported (``offset``):
+    /// a second pass over a part of a document the first pass checked.
+    public init(bytes: [UInt8], maxDepth: Int = 32, from offset: Int) {
         reader = JSONByteReader(bytes: bytes, maxDepth: maxDepth)
+        reader.index = min(max(offset, 0), bytes.count)
         reader.skipWhitespace()
     }
+
+    /// Where the cursor is, in bytes from the start of the document.
+    public var offset: Int { reader.index }
 
     /// The kind of the next value (`JSONValue.kindName`), nil when no value starts there.
     public var nextKind: String? {

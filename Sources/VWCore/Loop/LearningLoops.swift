@@ -122,7 +122,7 @@ public final class ModelLoop: Sendable {
         case .success(let (step, pending, orphans, caughtUp, read))?:
             absorb(step, pending: pending, orphans: orphans)
             // A step that read a lot parsed many lines: give the freed memory back (glibc keeps it otherwise).
-            if read >= 64 << 10 || step.wroteSnapshot { cspawn_trim_heap() }
+            if read >= 64 << 10 || step.wroteSnapshot { _ = cspawn_trim_malloc() }
             return !caughtUp
         }
     }

@@ -32,4 +32,10 @@ public enum MemoryTuning {
     public static func limitMallocArenas(to arenas: Int32) {
         _ = cspawn_limit_malloc_arenas(arenas)
     }
+
+    /// Gives the pages of freed memory back to the system: after a request of several MiB, malloc
+    /// would otherwise keep them (a few large requests at once left hundreds of MB resident).
+    public static func returnFreedMemory() {
+        _ = cspawn_trim_malloc()
+    }
 }

@@ -207,7 +207,8 @@ public final class Shard: Sendable {
         let mustWrite: Bool = try state.withLock { s throws(ShardFailure) in
             guard s.phase.isRunning else { throw .notReady }
             s.queue.append(request)
-            s.outbox.append(contentsOf: batch.payload)
+            // An idle outbox takes the payload itself (shared, not copied); a busy one queues it behind what waits.
+            if s.outbox.isEmpty { s.outbox = batch.payload } else { s.outbox.append(contentsOf: batch.payload) }
             if s.writerActive { return false }
             s.writerActive = true
             return true
@@ -243,7 +244,8 @@ public final class Shard: Sendable {
                                  metadata: ["pid": "\(process.pid)"])
                     process.killGroup()
                 }
-                chunk.removeAll(keepingCapacity: true)
+                // A large buffer is let go: kept, it would hold a big request's memory for good.
+                if chunk.capacity > 1 << 20 { chunk = [] } else { chunk.removeAll(keepingCapacity: true) }
                 return false
             }
             if finished { return }

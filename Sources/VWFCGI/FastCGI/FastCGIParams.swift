@@ -14,9 +14,11 @@ enum FastCGIParams {
         (Array("CONTENT_TYPE=".utf8), .contentType),
         (Array("CONTENT_LENGTH=".utf8), .contentLength),
         (Array("HTTP_X_REQUEST_ID=".utf8), .requestID),
+        (Array("HTTP_AUTHORIZATION=".utf8), .authorization),
+        (Array("HTTP_OCP_APIM_SUBSCRIPTION_KEY=".utf8), .subscriptionKey),
     ]
 
-    private enum Field { case method, documentURI, requestURI, contentType, contentLength, requestID }
+    private enum Field { case method, documentURI, requestURI, contentType, contentLength, requestID, authorization, subscriptionKey }
 
     /// Decodes `NAME=value` entries; unknown names are ignored.
     static func request(from entries: some Sequence<String>) -> HTTPRequest {
@@ -57,6 +59,9 @@ enum FastCGIParams {
                 case .contentType: request.contentType = text.isEmpty ? nil : text
                 case .contentLength: request.contentLength = text.isEmpty ? nil : (Int(text) ?? -1)
                 case .requestID: request.requestID = text
+                // The first of a repeated header is kept.
+                case .authorization: request.authorization = request.authorization ?? text
+                case .subscriptionKey: request.subscriptionKey = request.subscriptionKey ?? text
                 }
                 return
             }

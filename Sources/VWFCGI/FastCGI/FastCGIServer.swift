@@ -122,14 +122,20 @@ final class FastCGIServer: Sendable {
                 continue
             }
             inflight.wrappingAdd(1, ordering: .acquiring)
-            serve(request, context: &context)
+            let bodyBytes = serve(request, context: &context)
             FCGX_Finish_r(request)
             inflight.wrappingSubtract(1, ordering: .releasing)
+            // The request's memory is freed by now; from 1 MiB on, malloc would otherwise keep it for good.
+            if bodyBytes >= Self.trimAfterBodyBytes { MemoryTuning.returnFreedMemory() }
             if stopping.load(ordering: .acquiring) { drained.broadcast() }
         }
     }
 
-    private func serve(_ request: UnsafeMutablePointer<FCGX_Request>, context: inout Router.ThreadContext) {
+    /// Bodies from this size on are followed by `MemoryTuning.returnFreedMemory()`.
+    static let trimAfterBodyBytes = 1 << 20
+
+    /// Answers one request; returns the size of its body.
+    private func serve(_ request: UnsafeMutablePointer<FCGX_Request>, context: inout Router.ThreadContext) -> Int {
         var http = FastCGIParams.request(fromEnvironment: request.pointee.envp)
         if stopping.load(ordering: .acquiring) {
             // A request that arrived on a kept-alive connection while draining.
@@ -152,6 +158,7 @@ final class FastCGIServer: Sendable {
             ])
         }
         write(response, to: request.pointee.out)
+        return http.body.count
     }
 
     /// Reads the body: `expected` bytes as announced, never more than `limit + 1`.

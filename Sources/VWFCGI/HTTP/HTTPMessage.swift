@@ -6,6 +6,9 @@ struct HTTPRequest: Sendable {
     var contentType: String?
     var contentLength: Int?
     var requestID: String?
+    /// The `Authorization` header, and the `Ocp-Apim-Subscription-Key` header (API keys, `APIKeys`).
+    var authorization: String?
+    var subscriptionKey: String?
     var body: [UInt8] = []
     /// An answer decided while reading the request (bad Content-Length, body over the limit).
     var rejection: HTTPResponse?
@@ -63,6 +66,7 @@ struct HTTPResponse: Sendable {
         case 200: "OK"
         case 202: "Accepted"
         case 400: "Bad Request"
+        case 401: "Unauthorized"
         case 404: "Not Found"
         case 405: "Method Not Allowed"
         case 413: "Payload Too Large"

@@ -4,6 +4,8 @@ import VWCore
 struct Router: Sendable {
     let engine: Engine
     let metrics: RequestMetrics
+    /// `--api-key-file`: the keys some routes need; nil lets every request through.
+    var apiKeys: APIKeys? = nil
 
     var store: ModelStore { engine.store }
 
@@ -23,6 +25,8 @@ struct Router: Sendable {
         if let rejection = request.rejection {
             response = rejection
             outcome.errorReason = rejection.status == 503 ? "shutting_down" : nil
+        } else if let denied = unauthorized(request) {
+            response = denied
         } else {
             response = dispatch(request, v2Route, &outcome, &context.models)
         }
@@ -96,6 +100,12 @@ struct Router: Sendable {
         }
     }
 
+    /// The 401 for a request to a route the API keys guard that presents none of them, else nil.
+    func unauthorized(_ request: HTTPRequest) -> HTTPResponse? {
+        guard let apiKeys, apiKeys.guards(request.path), !apiKeys.accepts(request) else { return nil }
+        return APIKeys.unauthorized(presented: request.authorization != nil || request.subscriptionKey != nil)
+    }
+
     func notFound(_ name: String, _ outcome: inout RequestMetrics.Outcome) -> HTTPResponse {
         failure(.modelNotFound(name), &outcome)
     }
@@ -144,6 +154,7 @@ struct Router: Sendable {
     /// The `vwfcgi_errors_total{reason}` of an error answered outside the engine.
     static func reason(status: Int) -> String {
         switch status {
+        case 401: "unauthorized"
         case 404: "not_found"
         case 405: "method_not_allowed"
         case 413: "body_too_large"

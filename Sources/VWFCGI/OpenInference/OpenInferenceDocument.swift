@@ -78,11 +78,12 @@ enum OpenInferenceDocument {
     /// that does not fit it (`nan` for a scalar), the whole tensor is sent as BYTES rather than
     /// altering the value.
     static func inference(_ result: PredictResult, id: String?) -> JSONWriter {
-        var predictions: [Prediction] = []
-        predictions.reserveCapacity(result.count)
-        result.forEachPrediction(parser: PredictionParser(kind: result.predictionKind)) { predictions.append($0) }
+        // Two passes over the answers rather than an array of every prediction: the datatype first, then the data.
+        let parser = PredictionParser(kind: result.predictionKind)
         var datatype = TensorDatatype.of(kind: result.predictionKind, family: result.family)
-        if !predictions.allSatisfy(datatype.holds) { datatype = .bytes }
+        var fits = true
+        result.forEachPrediction(parser: parser) { fits = fits && datatype.holds($0) }
+        if !fits { datatype = .bytes }
 
         var writer = JSONWriter(capacity: 160 + result.text.count * 2)
         writer.raw("{\"model_name\":")
@@ -94,10 +95,12 @@ enum OpenInferenceDocument {
             writer.string(id)
         }
         writer.raw(",\"outputs\":[{\"name\":\"\(InferRequest.outputName)\",\"datatype\":\"\(datatype.rawValue)\",\"shape\":[")
-        writer.integer(predictions.count)
+        writer.integer(result.count)
         writer.raw("],\"data\":[")
-        for (index, prediction) in predictions.enumerated() {
-            if index > 0 { writer.raw(",") }
+        var first = true
+        result.forEachPrediction(parser: parser) { prediction in
+            if !first { writer.raw(",") }
+            first = false
             writer.element(prediction, as: datatype)
         }
         writer.raw("]}]}")

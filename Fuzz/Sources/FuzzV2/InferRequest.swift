@@ -1,0 +1,1 @@
+../../../Sources/VWFCGI/OpenInference/InferRequest.swift

@@ -1,0 +1,1 @@
+../../../Sources/VWFCGI/OpenInference/TensorExamples.swift
