@@ -925,7 +925,13 @@ def orphan_flood(data: Data, run_dir: str, args, rows: list) -> dict:
     model_state = os.path.join(stack.state_dir, "loop")
     try:
         pid = stack.vwfcgi.pid
-        status, loop0 = http_json(stack.port, "GET", "/v1/models/loop/loop")
+        # The loop's settings show after its first join step (every 250 ms).
+        deadline = time.time() + 15
+        while True:
+            status, loop0 = http_json(stack.port, "GET", "/v1/models/loop/loop")
+            if status != 200 or (loop0.get("settings") or {}).get("reward_range") or time.time() > deadline:
+                break
+            time.sleep(0.25)
         if status != 200 or not (loop0.get("settings") or {}).get("reward_range"):
             raise BenchError(f"orphan flood: GET /v1/models/loop/loop answered {status}: {loop0}")
         say(f"orphan flood: vwfcgi pid {pid}, {rate:,.0f} rewards/s for {seconds:.0f}s in batches of {batch} "
