@@ -828,6 +828,11 @@ class ProcSampler:
         except OSError:
             return None
         s["state_bytes"] = state_sizes(self.model_state)["total"]
+        try:  # join-state.json is replaced by a rename: a new inode is a new snapshot
+            st = os.lstat(os.path.join(self.model_state, "join-state.json"))
+            s["snapshot"] = [st.st_ino, st.st_size]
+        except OSError:
+            s["snapshot"] = None
         self.samples.append(s)
         return s
 
@@ -980,6 +985,10 @@ def orphan_flood(data: Data, run_dir: str, args, rows: list) -> dict:
         "rss_peak_growth_mb_per_100k": round((peak_kb - first["rss_kb"]) / 1024 * per_100k, 2),
         "write_bytes": wrote, "write_bytes_with_drain": wrote_total,
         "write_bytes_per_s": round(wrote / flood_s, 1) if flood_s else 0,
+        "rss_bytes_per_orphan": round((last["rss_kb"] - first["rss_kb"]) * 1024 / accepted) if accepted else None,
+        # join-state.json rewritten (a new inode between two samples a second apart)
+        "snapshots_written": sum(1 for a, b in zip(samples, samples[1:])
+                                 if b.get("snapshot") and (not a.get("snapshot") or a["snapshot"][0] != b["snapshot"][0])),
         "write_bytes_per_reward": round(wrote_total / accepted, 1) if accepted else None,
         "wchar_per_reward": round((last["wchar"] - first["wchar"]) / accepted, 1) if accepted else None,
         "rchar_per_reward": round((last["rchar"] - first["rchar"]) / accepted, 1) if accepted else None,
@@ -1019,6 +1028,9 @@ def orphan_flood(data: Data, run_dir: str, args, rows: list) -> dict:
             if ref["req_per_s"]:
                 ratios[key]["x_events_per_s"] = round(result["rewards_per_s"] / ref["req_per_s"], 2)
     result["vs_plain_rows"] = ratios
+    busiest = max(result["per_second"], key=lambda p: p["write_bytes_per_s"], default=None)
+    result["peak_write_bytes_per_s"] = busiest["write_bytes_per_s"] if busiest else 0
+    result["peak_write_at_s"] = busiest["t"] if busiest else None
     idle, busy = result["healthz_idle"], result["healthz_during"]
     result["healthz_x_idle"] = {q: round(busy[q] / idle[q], 2) if idle[q] else None for q in ("p50_us", "p99_us")}
     return result
@@ -1036,11 +1048,13 @@ def print_flood(f: dict) -> list:
     print(f"  request latency p50 {fmt_us(f['request_p50_us'])}, p99 {fmt_us(f['request_p99_us'])} ({f['batch']} rewards, one fsync)")
     print(f"  vwfcgi RSS      start {mb(r['start']):.1f} MB, peak {mb(r['peak']):.1f} MB, end of flood "
           f"{mb(r['end_of_flood']):.1f} MB, end (+{f['drain_s']:.0f}s) {mb(r['end']):.1f} MB; growth "
-          f"{f['rss_growth_mb_per_100k']:.2f} MB per 100k orphans (end), {f['rss_peak_growth_mb_per_100k']:.2f} (peak)")
+          f"{f['rss_growth_mb_per_100k']:.2f} MB per 100k orphans (end), {f['rss_peak_growth_mb_per_100k']:.2f} (peak); "
+          f"{f['rss_bytes_per_orphan']} B per orphan")
     print(f"  vwfcgi writes   {f['write_bytes_per_s'] / 1e6:.2f} MB/s to storage (write_bytes) during the flood; "
           f"{f['write_bytes_per_reward']:,.0f} B per reward incl. the drain (write_bytes), {f['wchar_per_reward']:,.0f} B "
           f"per reward passed to write() (wchar, sockets too), {f['rchar_per_reward']:,.0f} B read (rchar); "
-          f"event log {f['log_bytes_per_reward']:,.0f} B per reward")
+          f"event log {f['log_bytes_per_reward']:,.0f} B per reward; busiest second {f['peak_write_bytes_per_s'] / 1e6:.2f} MB/s "
+          f"(t={f['peak_write_at_s']}s); join-state.json rewritten {f['snapshots_written']} time(s)")
     print(f"  vwfcgi CPU      {f['cpu_s']:.1f} s ({f['cpu_us_per_reward']:.1f} us per reward)")
     print(f"  state dir       {s['total'] / 1e6:.1f} MB: log {s['log'] / 1e6:.1f} MB in {s['log_files']} file(s), "
           f"join-journal.jsonl {s['join-journal.jsonl'] / 1e6:.2f} MB, join-state.json {s['join-state.json'] / 1e6:.2f} MB, "
