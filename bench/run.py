@@ -175,6 +175,21 @@ def rss_kb(pid: int) -> int:
     return 0
 
 
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def proc_io(pid: int) -> dict:
+    """/proc/PID/io of one process (all its threads): rchar, wchar, write_bytes, ... as ints."""
+    with open(f"/proc/{pid}/io") as f:
+        return {k: int(v) for k, v in (line.split(":") for line in f if ":" in line)}
+
+
+def proc_cpu_ticks(pid: int) -> int:
+    """utime + stime of one process (all its threads), in clock ticks."""
+    f = _stat_fields(pid)
+    return int(f[11]) + int(f[12])
+
+
 def _stat_fields(pid) -> list:
     with open(f"/proc/{pid}/stat") as f:
         return f.read().rsplit(")", 1)[1].split()
@@ -548,16 +563,17 @@ class Server:
 class VwfcgiStack(Server):
     name = "vwfcgi"
 
-    def __init__(self, data: Data, run_dir: str, shards: int):
+    def __init__(self, data: Data, run_dir: str, shards: int, models: str = ""):
         self.port = free_port()
+        self.state_dir = os.path.join(run_dir, "state")
         self.sock_dir = tempfile.mkdtemp(prefix="vwfcgi-bench-")  # short path for the socket
         self.socket = os.path.join(self.sock_dir, "vwfcgi.sock")
         binary = os.environ.get("VWFCGI_BIN", os.path.join(ROOT, ".build", "release", "vwfcgi"))
         if not os.access(binary, os.X_OK):
             raise BenchError(f"no vwfcgi binary at {binary} (run `make build`)")
-        self.vwfcgi = Proc("vwfcgi", [binary, "serve", "--models", data.models, "--socket", self.socket,
+        self.vwfcgi = Proc("vwfcgi", [binary, "serve", "--models", models or data.models, "--socket", self.socket,
                                       "--vw-command", VW, "--shards", str(shards),
-                                      "--state-dir", os.path.join(run_dir, "state"), "--instance-id", "bench"],
+                                      "--state-dir", self.state_dir, "--instance-id", "bench"],
                            os.path.join(run_dir, "vwfcgi.log"))
         prefix = os.path.join(run_dir, "nginx")
         self.error_log = os.path.join(prefix, "error.log")
@@ -683,9 +699,402 @@ def wait_ready_post(proc: Proc, port: int, path: str, data: Data, timeout: float
                          f"see {proc.log_path}:\n{tail(proc.log_path)}")
 
 
+# --- orphan flood (issue 18) -----------------------------------------------------------------
+FLOOD_LOOP = {"update_interval": "30s", "min_events": 100, "reward_wait": "10s", "default_reward": 0.0}
+FLOOD_WORKERS = 8           # connections sending the batches (open loop: each batch has a due time)
+HEALTHZ_EVERY = 0.05        # s between two GET /healthz of the prober
+RSS_GROWTH_LIMIT_MB = 10.0  # per 100,000 orphans: more is a finding (issue 18)
+WRITE_PER_REWARD_LIMIT = 500.0  # bytes written (write_bytes) per reward: more is a finding
+
+
+def flood_models(data: Data, run_dir: str) -> str:
+    """A models directory with the bench's loop model and a `"loop"` object (learning on): the
+    model every orphan reward is sent to. loop.vw is copied, not changed."""
+    models = os.path.join(run_dir, "flood-models")
+    os.makedirs(models, exist_ok=True)
+    shutil.copyfile(os.path.join(data.models, "loop.vw"), os.path.join(models, "loop.vw"))
+    with open(os.path.join(models, "loop.json"), "w") as f:
+        json.dump({"input": "vw_json", "loop": FLOOD_LOOP}, f)
+        f.write("\n")
+    return models
+
+
+def state_sizes(model_state: str) -> dict:
+    """Bytes under <state>/<name>/: the event log, joined files, the join journal and snapshot."""
+    sizes = {"log": 0, "log_files": 0, "joined": 0, "join-journal.jsonl": 0, "join-state.json": 0,
+             "other": 0, "total": 0}
+    for dirpath, _, files in os.walk(model_state):
+        top = os.path.relpath(dirpath, model_state).split(os.sep)[0]
+        for name in files:
+            try:
+                size = os.lstat(os.path.join(dirpath, name)).st_size
+            except OSError:
+                continue  # rotated or replaced while we walked
+            sizes["total"] += size
+            if top == "log":
+                sizes["log"] += size
+                sizes["log_files"] += 1
+            elif top == "joined":
+                sizes["joined"] += size
+            elif top == "." and name in ("join-journal.jsonl", "join-state.json"):
+                sizes[name] += size
+            else:
+                sizes["other"] += size
+    return sizes
+
+
+def percentile(values: list, q: float):
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, int(round(q / 100 * len(ordered) + 0.5)) - 1))]
+
+
+def http_json(port: int, method: str, path: str, body: bytes = None, timeout: float = 10):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request(method, path, body=body, headers={"Content-Type": "application/json"} if body else {})
+        resp = conn.getresponse()
+        raw = resp.read()
+        return resp.status, json.loads(raw) if raw else None
+    finally:
+        conn.close()
+
+
+class HealthzProbe:
+    """GET /healthz through nginx every HEALTHZ_EVERY s on one keep-alive connection; latencies (us)."""
+
+    def __init__(self, port: int):
+        self.port = port
+        self.latencies_us: list = []
+        self.errors: list = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        conn = None
+        while not self._stop.is_set():
+            try:
+                if conn is None:
+                    conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+                start = time.perf_counter()
+                conn.request("GET", "/healthz")
+                resp = conn.getresponse()
+                resp.read()
+                elapsed = time.perf_counter() - start
+                if resp.status == 200:
+                    self.latencies_us.append(elapsed * 1e6)
+                else:
+                    self.errors.append(f"HTTP {resp.status}")
+            except (OSError, http.client.HTTPException) as error:
+                self.errors.append(str(error))
+                if conn is not None:
+                    conn.close()
+                conn = None
+            self._stop.wait(HEALTHZ_EVERY)
+        if conn is not None:
+            conn.close()
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+    def summary(self) -> dict:
+        return {"samples": len(self.latencies_us), "errors": len(self.errors),
+                "p50_us": round(percentile(self.latencies_us, 50) or 0), "p99_us": round(percentile(self.latencies_us, 99) or 0),
+                "max_us": round(max(self.latencies_us, default=0))}
+
+
+class ProcSampler:
+    """Once a second: VmRSS, /proc/PID/io and CPU time of vwfcgi, and the size of its model's state."""
+
+    def __init__(self, pid: int, model_state: str, t0: float):
+        self.pid = pid
+        self.model_state = model_state
+        self.t0 = t0
+        self.samples: list = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def sample(self):
+        try:
+            s = {"t": round(time.perf_counter() - self.t0, 2), "rss_kb": rss_kb(self.pid),
+                 "cpu_ticks": proc_cpu_ticks(self.pid)}
+            s.update({k: v for k, v in proc_io(self.pid).items() if k in ("rchar", "wchar", "write_bytes", "syscw")})
+        except OSError:
+            return None
+        s["state_bytes"] = state_sizes(self.model_state)["total"]
+        try:  # join-state.json is replaced by a rename: a new inode is a new snapshot
+            st = os.lstat(os.path.join(self.model_state, "join-state.json"))
+            s["snapshot"] = [st.st_ino, st.st_size]
+        except OSError:
+            s["snapshot"] = None
+        self.samples.append(s)
+        return s
+
+    def _run(self):
+        while not self._stop.wait(1.0):
+            self.sample()
+
+    def __enter__(self):
+        self.sample()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.sample()
+
+
+def send_orphans(port: int, rate: float, seconds: float, batch: int, token: str) -> dict:
+    """Open loop: batch i (event ids token-<i*batch> ..) is due at t0 + i * batch / rate; FLOOD_WORKERS
+    keep-alive connections take the next due batch. No batch is started after t0 + seconds (a server
+    slower than the target sends fewer, counted as not sent)."""
+    per_s = rate / batch
+    total = int(round(seconds * per_s))
+    lock = threading.Lock()
+    state = {"next": 0, "accepted": 0, "requests": 0, "not_sent": 0, "errors": [], "latencies_us": [],
+             "late_s": 0.0, "last_done": 0.0}
+    path = "/v1/models/loop:reward"
+    t0 = time.perf_counter() + 0.2
+
+    def worker():
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        try:
+            while True:
+                with lock:
+                    i = state["next"]
+                    state["next"] += 1
+                if i >= total:
+                    return
+                due = t0 + i / per_s
+                now = time.perf_counter()
+                if due > now:
+                    time.sleep(due - now)
+                elif now > t0 + seconds:
+                    with lock:
+                        state["not_sent"] += total - i
+                        state["next"] = total
+                    return
+                first = i * batch
+                body = json.dumps({"rewards": [{"event_id": f"{token}-{first + k}", "reward": 1}
+                                               for k in range(batch)]}).encode()
+                start = time.perf_counter()
+                try:
+                    conn.request("POST", path, body=body, headers={"Content-Type": "application/json"})
+                    resp = conn.getresponse()
+                    raw = resp.read()
+                except (OSError, http.client.HTTPException) as error:
+                    conn.close()
+                    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+                    with lock:
+                        state["errors"].append(f"batch {i}: {error}")
+                    continue
+                done = time.perf_counter()
+                ok = resp.status == 202 and json.loads(raw) == {"accepted": batch}
+                with lock:
+                    state["requests"] += 1
+                    state["latencies_us"].append((done - start) * 1e6)
+                    state["late_s"] = max(state["late_s"], start - due)
+                    state["last_done"] = max(state["last_done"], done)
+                    if ok:
+                        state["accepted"] += batch
+                    else:
+                        state["errors"].append(f"batch {i}: HTTP {resp.status} {raw[:200]!r}")
+        finally:
+            conn.close()
+
+    threads = [threading.Thread(target=worker, daemon=True) for _ in range(FLOOD_WORKERS)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    state["t0"] = t0
+    state["batches"] = total
+    state["elapsed_s"] = max(seconds, state["last_done"] - t0)
+    return state
+
+
+def orphan_flood(data: Data, run_dir: str, args, rows: list) -> dict:
+    """The orphan-flood row: rewards for event ids never ranked, at --flood-rate for --flood-seconds,
+    against its own vwfcgi + nginx (the loop model with a "loop" object, a fresh state directory)."""
+    rate, seconds, batch = args.flood_rate, args.flood_seconds, args.flood_batch
+    flood_dir = os.path.join(run_dir, "flood")
+    os.makedirs(flood_dir, exist_ok=True)
+    stack = VwfcgiStack(data, flood_dir, args.shards, models=flood_models(data, run_dir))
+    model_state = os.path.join(stack.state_dir, "loop")
+    try:
+        pid = stack.vwfcgi.pid
+        # The loop's settings show after its first join step (every 250 ms).
+        deadline = time.time() + 15
+        while True:
+            status, loop0 = http_json(stack.port, "GET", "/v1/models/loop/loop")
+            if status != 200 or (loop0.get("settings") or {}).get("reward_range") or time.time() > deadline:
+                break
+            time.sleep(0.25)
+        if status != 200 or not (loop0.get("settings") or {}).get("reward_range"):
+            raise BenchError(f"orphan flood: GET /v1/models/loop/loop answered {status}: {loop0}")
+        say(f"orphan flood: vwfcgi pid {pid}, {rate:,.0f} rewards/s for {seconds:.0f}s in batches of {batch} "
+            f"({rate / batch:,.0f} requests/s), reward_range {loop0['settings']['reward_range']}")
+        with HealthzProbe(stack.port) as idle_probe:  # healthz latency with nothing else going on
+            time.sleep(2.0)
+        token = f"orphan-{os.getpid()}-{int(time.time())}"
+        t_start = time.perf_counter()
+        with OtherLoad() as other, ProcSampler(pid, model_state, t_start) as sampler, \
+                HealthzProbe(stack.port) as probe:
+            sent = send_orphans(stack.port, rate, seconds, batch, token)
+            flood_probe = probe.summary()
+            at_flood_end = sampler.sample()
+            # The joiner steps every 250 ms: let it catch up and write what it writes after the flood.
+            time.sleep(args.flood_drain)
+        if not stack.vwfcgi.alive():
+            raise BenchError(f"vwfcgi died during the orphan flood:\n{tail(stack.vwfcgi.log_path)}")
+        status, loop1 = http_json(stack.port, "GET", "/v1/models/loop/loop")
+        sizes = state_sizes(model_state)
+        metrics = stack.metrics()
+    finally:
+        stack.stop()
+
+    samples = sampler.samples
+    first, last = samples[0], samples[-1]
+    accepted = sent["accepted"]
+    flood_s = sent["elapsed_s"]
+    end_flood = at_flood_end or last
+    wrote = end_flood["write_bytes"] - first["write_bytes"]
+    wrote_total = last["write_bytes"] - first["write_bytes"]
+    cpu_s = (end_flood["cpu_ticks"] - first["cpu_ticks"]) / CLK_TCK
+    peak_kb = max(s["rss_kb"] for s in samples)
+    per_100k = 100_000 / accepted if accepted else 0
+    result = {
+        "row": "orphan flood", "target_rewards_per_s": rate, "seconds": seconds, "batch": batch,
+        "workers": FLOOD_WORKERS, "batches_planned": sent["batches"], "requests": sent["requests"],
+        "batches_not_sent": sent["not_sent"], "errors": len(sent["errors"]), "error_detail": sent["errors"][:5],
+        "accepted_rewards": accepted, "elapsed_s": round(flood_s, 2),
+        "rewards_per_s": round(accepted / flood_s, 1) if flood_s else 0,
+        "max_start_delay_s": round(sent["late_s"], 3),
+        "request_p50_us": round(percentile(sent["latencies_us"], 50) or 0),
+        "request_p99_us": round(percentile(sent["latencies_us"], 99) or 0),
+        "rss_kb": {"start": first["rss_kb"], "peak": peak_kb, "end_of_flood": end_flood["rss_kb"],
+                   "end": last["rss_kb"]},
+        "rss_growth_mb_per_100k": round((last["rss_kb"] - first["rss_kb"]) / 1024 * per_100k, 2),
+        "rss_peak_growth_mb_per_100k": round((peak_kb - first["rss_kb"]) / 1024 * per_100k, 2),
+        "write_bytes": wrote, "write_bytes_with_drain": wrote_total,
+        "write_bytes_per_s": round(wrote / flood_s, 1) if flood_s else 0,
+        "rss_bytes_per_orphan": round((last["rss_kb"] - first["rss_kb"]) * 1024 / accepted) if accepted else None,
+        # join-state.json rewritten (a new inode between two samples a second apart)
+        "snapshots_written": sum(1 for a, b in zip(samples, samples[1:])
+                                 if b.get("snapshot") and (not a.get("snapshot") or a["snapshot"][0] != b["snapshot"][0])),
+        "write_bytes_per_reward": round(wrote_total / accepted, 1) if accepted else None,
+        "wchar_per_reward": round((last["wchar"] - first["wchar"]) / accepted, 1) if accepted else None,
+        "rchar_per_reward": round((last["rchar"] - first["rchar"]) / accepted, 1) if accepted else None,
+        "log_bytes_per_reward": round(sizes["log"] / accepted, 1) if accepted else None,
+        "cpu_s": round(cpu_s, 2), "cpu_us_per_reward": round(cpu_s * 1e6 / accepted, 1) if accepted else None,
+        "state_dir": sizes, "healthz_idle": idle_probe.summary(), "healthz_during": flood_probe,
+        "loop": {k: loop1.get(k) for k in ("rewards", "orphans", "dropped_orphans", "pending", "joined",
+                                           "skipped_lines", "last_error")} if loop1 else {"status": status},
+        "drain_s": args.flood_drain, "other_cpu_share": round(other.share, 3),
+        "samples": samples,
+        "dropped_metric": [line for line in metrics.splitlines()
+                           if line.startswith("vwfcgi_loop_dropped_total") and 'model="loop"' in line],
+    }
+    result["per_second"] = [
+        {"t": b["t"], "rss_mb": round(b["rss_kb"] / 1024, 1),
+         "write_bytes_per_s": round((b["write_bytes"] - a["write_bytes"]) / max(1e-3, b["t"] - a["t"])),
+         "wchar_per_s": round((b["wchar"] - a["wchar"]) / max(1e-3, b["t"] - a["t"]))}
+        for a, b in zip(samples, samples[1:])]
+    # Ratios to the plain rank/reward rows of this run (same machine, same binary).
+    ratios = {}
+    for verb in ("reward", "rank"):
+        for c in (8, 64):
+            ref = next((r for r in rows if r["server"] == VwfcgiStack.name and r["request"] == f"loop {verb}"
+                        and r["concurrency"] == c and "vwfcgi_io" in r), None)
+            if not ref:
+                continue
+            key = f"loop {verb} c={c}"
+            ratios[key] = {
+                "write_bytes_per_event": ref.get("vwfcgi_write_bytes_per_request"),
+                "cpu_us_per_event": ref.get("vwfcgi_cpu_us_per_request"),
+                "events_per_s": ref["req_per_s"],
+            }
+            if accepted and ref.get("vwfcgi_write_bytes_per_request"):
+                ratios[key]["x_write_per_event"] = round(result["write_bytes_per_reward"] / ref["vwfcgi_write_bytes_per_request"], 3)
+            if accepted and ref.get("vwfcgi_cpu_us_per_request"):
+                ratios[key]["x_cpu_per_event"] = round(result["cpu_us_per_reward"] / ref["vwfcgi_cpu_us_per_request"], 3)
+            if ref["req_per_s"]:
+                ratios[key]["x_events_per_s"] = round(result["rewards_per_s"] / ref["req_per_s"], 2)
+    result["vs_plain_rows"] = ratios
+    busiest = max(result["per_second"], key=lambda p: p["write_bytes_per_s"], default=None)
+    result["peak_write_bytes_per_s"] = busiest["write_bytes_per_s"] if busiest else 0
+    result["peak_write_at_s"] = busiest["t"] if busiest else None
+    idle, busy = result["healthz_idle"], result["healthz_during"]
+    result["healthz_x_idle"] = {q: round(busy[q] / idle[q], 2) if idle[q] else None for q in ("p50_us", "p99_us")}
+    return result
+
+
+def print_flood(f: dict) -> list:
+    """The orphan-flood section; returns its targets (issue 18)."""
+    mb = lambda kb: kb / 1024  # noqa: E731
+    r, s, lp = f["rss_kb"], f["state_dir"], f["loop"]
+    print(f"\nOrphan flood (issue 18): :reward for event ids never ranked, {f['batch']} per request, "
+          f"target {f['target_rewards_per_s']:,.0f}/s for {f['seconds']:.0f}s ({f['workers']} connections, open loop)")
+    print(f"  achieved        {f['rewards_per_s']:,.0f} rewards/s ({f['rewards_per_s'] / f['target_rewards_per_s']:.2f}x target): "
+          f"{f['accepted_rewards']:,} accepted in {f['elapsed_s']:.1f}s, {f['requests']:,} requests, errors {f['errors']}, "
+          f"batches not sent {f['batches_not_sent']}, latest start {f['max_start_delay_s'] * 1000:.0f} ms behind schedule")
+    print(f"  request latency p50 {fmt_us(f['request_p50_us'])}, p99 {fmt_us(f['request_p99_us'])} ({f['batch']} rewards, one fsync)")
+    print(f"  vwfcgi RSS      start {mb(r['start']):.1f} MB, peak {mb(r['peak']):.1f} MB, end of flood "
+          f"{mb(r['end_of_flood']):.1f} MB, end (+{f['drain_s']:.0f}s) {mb(r['end']):.1f} MB; growth "
+          f"{f['rss_growth_mb_per_100k']:.2f} MB per 100k orphans (end), {f['rss_peak_growth_mb_per_100k']:.2f} (peak); "
+          f"{f['rss_bytes_per_orphan']} B per orphan")
+    print(f"  vwfcgi writes   {f['write_bytes_per_s'] / 1e6:.2f} MB/s to storage (write_bytes) during the flood; "
+          f"{f['write_bytes_per_reward']:,.0f} B per reward incl. the drain (write_bytes), {f['wchar_per_reward']:,.0f} B "
+          f"per reward passed to write() (wchar, sockets too), {f['rchar_per_reward']:,.0f} B read (rchar); "
+          f"event log {f['log_bytes_per_reward']:,.0f} B per reward; busiest second {f['peak_write_bytes_per_s'] / 1e6:.2f} MB/s "
+          f"(t={f['peak_write_at_s']}s); join-state.json rewritten {f['snapshots_written']} time(s)")
+    print(f"  vwfcgi CPU      {f['cpu_s']:.1f} s ({f['cpu_us_per_reward']:.1f} us per reward)")
+    print(f"  state dir       {s['total'] / 1e6:.1f} MB: log {s['log'] / 1e6:.1f} MB in {s['log_files']} file(s), "
+          f"join-journal.jsonl {s['join-journal.jsonl'] / 1e6:.2f} MB, join-state.json {s['join-state.json'] / 1e6:.2f} MB, "
+          f"joined {s['joined'] / 1e6:.2f} MB, other {s['other'] / 1e6:.2f} MB")
+    print(f"  /loop           orphans {lp.get('orphans')}, dropped_orphans {lp.get('dropped_orphans')}, rewards "
+          f"{lp.get('rewards')}, skipped_lines {lp.get('skipped_lines')}, last_error {lp.get('last_error')}")
+    hi, hd, hx = f["healthz_idle"], f["healthz_during"], f["healthz_x_idle"]
+    print(f"  GET /healthz    during the flood p50 {fmt_us(hd['p50_us'])}, p99 {fmt_us(hd['p99_us'])} ({hd['samples']} samples, "
+          f"{hd['errors']} errors); idle before it p50 {fmt_us(hi['p50_us'])}, p99 {fmt_us(hi['p99_us'])} -> "
+          f"{fmt_ratio(hx['p50_us'])} / {fmt_ratio(hx['p99_us'])} idle")
+    for key, v in f["vs_plain_rows"].items():
+        print(f"  vs {key:16} per event: write_bytes {f['write_bytes_per_reward']:,.0f} vs {v['write_bytes_per_event'] or 0:,.0f} B "
+              f"({fmt_ratio(v.get('x_write_per_event'))}), vwfcgi CPU {f['cpu_us_per_reward']:.1f} vs "
+              f"{v['cpu_us_per_event'] or 0:.1f} us ({fmt_ratio(v.get('x_cpu_per_event'))}); events/s "
+              f"{f['rewards_per_s']:,.0f} vs {v['events_per_s']:,.0f} ({fmt_ratio(v.get('x_events_per_s'))})")
+    if f["other_cpu_share"] > OTHER_LOAD_WARN:
+        print(f"  WARNING: processes outside the benchmark used {f['other_cpu_share']:.0%} of the CPUs during the flood")
+    out = []
+    growth = max(f["rss_growth_mb_per_100k"], f["rss_peak_growth_mb_per_100k"])
+    out.append({"target": f"orphan flood: vwfcgi RSS growth <= {RSS_GROWTH_LIMIT_MB:.0f} MB per 100k orphans",
+                "measured": growth, "threshold": RSS_GROWTH_LIMIT_MB, "met": growth <= RSS_GROWTH_LIMIT_MB,
+                "detail": f"start {mb(r['start']):.1f} MB, peak {mb(r['peak']):.1f} MB, end {mb(r['end']):.1f} MB "
+                          f"after {f['accepted_rewards']:,} orphans"})
+    w = f["write_bytes_per_reward"] or 0
+    out.append({"target": f"orphan flood: bytes written per reward <= {WRITE_PER_REWARD_LIMIT:.0f}", "measured": w,
+                "threshold": WRITE_PER_REWARD_LIMIT, "met": w <= WRITE_PER_REWARD_LIMIT,
+                "detail": f"{f['write_bytes_per_s'] / 1e6:.2f} MB/s write_bytes at {f['rewards_per_s']:,.0f} rewards/s"})
+    ach = f["rewards_per_s"] / f["target_rewards_per_s"]
+    out.append({"target": f"orphan flood: {f['target_rewards_per_s']:,.0f} rewards/s sustained (>= 0.95x)",
+                "measured": round(ach, 3), "threshold": 0.95, "met": ach >= 0.95 and not f["errors"],
+                "detail": f"{f['rewards_per_s']:,.0f} rewards/s, {f['errors']} errors"})
+    out.append({"target": "orphan flood: no orphan dropped (below max_orphans)", "measured": lp.get("dropped_orphans"),
+                "threshold": 0, "met": lp.get("dropped_orphans") == 0,
+                "detail": f"orphans {lp.get('orphans')} of {f['accepted_rewards']:,} sent"})
+    return out
+
+
 # --- the run ---------------------------------------------------------------------------------
 def measure(server: Server, rset: RequestSet, connections: int, args, out: str, rows: list,
-            sampler_pid: int = 0):
+            sampler_pid: int = 0, io_pid: int = 0):
     lua_dir = os.path.join(out, "wrk")
     tag = f"{server.name.split('+')[0]}-{rset.model}-{rset.verb}-{rset.per_request}-{rset.fmt}"
     script = os.path.join(lua_dir, f"{tag}.lua")
@@ -696,6 +1105,8 @@ def measure(server: Server, rset: RequestSet, connections: int, args, out: str, 
         run_wrk(url, script, connections, args.warmup, None)
     rss = None
     raw = os.path.join(lua_dir, f"{tag}-c{connections}.txt")
+    io0 = proc_io(io_pid) if io_pid else None
+    cpu0 = proc_cpu_ticks(io_pid) if io_pid else None
     with OtherLoad() as other:
         if sampler_pid:
             with RssSampler(sampler_pid) as sampler:
@@ -703,6 +1114,8 @@ def measure(server: Server, rset: RequestSet, connections: int, args, out: str, 
             rss = sampler.max_kb
         else:
             result = run_wrk(url, script, connections, args.duration, raw)
+    io1 = proc_io(io_pid) if io_pid else None
+    cpu1 = proc_cpu_ticks(io_pid) if io_pid else None
     seconds = result["duration_us"] / 1e6
     errors = result["connect"] + result["read"] + result["write"] + result["status"] + result["timeout"]
     good = result["requests"] - result["status"]
@@ -720,6 +1133,15 @@ def measure(server: Server, rset: RequestSet, connections: int, args, out: str, 
     }
     if rss is not None:
         row["vwfcgi_rss_max_kb"] = rss
+    if io0 and io1:
+        # What the vwfcgi process wrote during the timed run (its vw children excluded): write_bytes
+        # is what it sent to storage (page-granular: an fsynced append dirties a whole page again),
+        # wchar every byte it passed to write() (sockets included). Per 2xx request.
+        row["vwfcgi_io"] = {k: io1[k] - io0[k] for k in ("write_bytes", "wchar", "rchar")}
+        row["vwfcgi_cpu_s"] = round((cpu1 - cpu0) / CLK_TCK, 3)
+        if good > 0:
+            row["vwfcgi_write_bytes_per_request"] = round(row["vwfcgi_io"]["write_bytes"] / good, 1)
+            row["vwfcgi_cpu_us_per_request"] = round(row["vwfcgi_cpu_s"] * 1e6 / good, 1)
     rows.append(row)
     flag = f"  ERRORS {row['error_detail']}" if errors else ""
     if other.share > OTHER_LOAD_WARN:
@@ -942,7 +1364,22 @@ def main(argv) -> int:
     parser.add_argument("--shards", type=int, default=int(os.environ.get("BENCH_SHARDS", 1)),
                         help="vw processes per model for vwfcgi (default 1)")
     parser.add_argument("--out", default=os.path.join(BENCH, "out"))
+    parser.add_argument("--only", choices=("orphan-flood",),
+                        help="orphan-flood: only the orphan-flood row and the loop rank/reward rows it is "
+                             "compared with (no pipe limit, no other rows, no Python servers, no plot)")
+    parser.add_argument("--flood-seconds", type=float, default=float(os.environ.get("BENCH_FLOOD_SECONDS", 30)),
+                        help="seconds of the orphan-flood row (default 30; 0 leaves the row out)")
+    parser.add_argument("--flood-rate", type=float, default=10_000,
+                        help="orphan rewards per second the flood aims at (default 10000)")
+    parser.add_argument("--flood-batch", type=int, default=100, help="rewards per :reward request (default 100)")
+    parser.add_argument("--flood-drain", type=float, default=5,
+                        help="seconds vwfcgi is still sampled after the flood (default 5)")
     args = parser.parse_args(argv)
+    if args.flood_rate <= 0 or not 1 <= args.flood_batch <= 10_000 or args.flood_seconds < 0 or args.flood_drain < 0:
+        parser.error("--flood-rate > 0, --flood-batch in 1..10000, --flood-seconds and --flood-drain >= 0")
+    if args.only == "orphan-flood" and args.flood_seconds <= 0:
+        parser.error("--only orphan-flood needs --flood-seconds > 0")
+    only_flood = args.only == "orphan-flood"
     # wrk takes whole seconds.
     args.duration = max(1, int(round(args.duration)))
     args.warmup = max(0, int(round(args.warmup)))
@@ -969,7 +1406,7 @@ def main(argv) -> int:
     # (1) the limit
     limits = {}
     limit_rows = []
-    for model, examples, expected, vw_args, repeats, label in (
+    for model, examples, expected, vw_args, repeats, label in () if only_flood else (
             ("logistic", data.lines, data.expected, data.logistic_args, 30, "1 ex/line"),
             ("adf", data.adf, data.adf_expected, [], 10, "ADF 10 actions")):
         best = None
@@ -993,39 +1430,46 @@ def main(argv) -> int:
     stack = VwfcgiStack(data, run_dir, args.shards)
     try:
         rss["idle_kb"] = rss_kb(stack.vwfcgi.pid)
-        for key in (("logistic", 1, "json"), ("logistic", 1, "text"), ("logistic", BATCH, "json"),
-                    ("logistic", BATCH, "text"), ("logistic", 1, "v2"), ("logistic", BATCH, "v2"), ("adf", 1, "json"), ("loop", 1, "json"), ("loop", "rank"),
-                    ("loop", "reward")):
+        checked = [("loop", "rank"), ("loop", "reward")] if only_flood else [
+            ("logistic", 1, "json"), ("logistic", 1, "text"), ("logistic", BATCH, "json"),
+            ("logistic", BATCH, "text"), ("logistic", 1, "v2"), ("logistic", BATCH, "v2"), ("adf", 1, "json"),
+            ("loop", 1, "json"), ("loop", "rank"), ("loop", "reward")]
+        for key in checked:
             check_server("vwfcgi", stack.port, sets[key], stack.path(key[0], sets[key].verb))
-        say(f"vwfcgi: answers match VW for all {sum(len(s.bodies) for s in sets.values())} "
+        say(f"vwfcgi: answers match VW for all {sum(len(sets[k].bodies) for k in checked)} "
             f"request bodies (pid {stack.vwfcgi.pid}, idle RSS {rss['idle_kb'] / 1024:.1f} MiB)")
         plan = [(("logistic", 1, "json"), (1, 8, 64)), (("logistic", 1, "text"), (1, 8, 64)),
                 (("logistic", BATCH, "json"), (1, 8, 64)), (("logistic", BATCH, "text"), (1, 8, 64)),
                 (("logistic", 1, "v2"), (1, 8, 64)), (("logistic", BATCH, "v2"), (1, 8, 64)),
                 (("adf", 1, "json"), (8, 64)),
                 (("loop", 1, "json"), (8, 64)), (("loop", "rank"), (8, 64)), (("loop", "reward"), (8, 64))]
+        if only_flood:
+            plan = [(("loop", "rank"), (8, 64)), (("loop", "reward"), (8, 64))]
         log_offset = stack.error_log_offset()
         for key, conns in plan:
             for c in conns:
                 if not stack.vwfcgi.alive():
                     raise BenchError(f"vwfcgi died under load:\n{tail(stack.vwfcgi.log_path)}")
+                # The loop rows also record what vwfcgi wrote and its CPU time (the orphan flood's yardstick).
                 row = measure(stack, sets[key], c, args, out, rows,
-                              sampler_pid=stack.vwfcgi.pid if c == 64 else 0)
+                              sampler_pid=stack.vwfcgi.pid if c == 64 else 0,
+                              io_pid=stack.vwfcgi.pid if key[0] == "loop" else 0)
                 if c == 64:
                     rss["max_during_c64_kb"] = max(rss["max_during_c64_kb"], row["vwfcgi_rss_max_kb"])
         nginx_errors = stack.error_log_summary(log_offset)
         rss["after_kb"] = rss_kb(stack.vwfcgi.pid)
         vw_metrics = stack.metrics()
         # Answers still right after the load.
-        check_server("vwfcgi (after load)", stack.port, sets[("logistic", 1, "json")],
-                     stack.path("logistic"))
+        if not only_flood:
+            check_server("vwfcgi (after load)", stack.port, sets[("logistic", 1, "json")],
+                         stack.path("logistic"))
     finally:
         stack.stop()
     with open(os.path.join(out, "vwfcgi-metrics.txt"), "w") as f:
         f.write(vw_metrics)
 
     # (3) original design, (4) FastAPI in-process
-    for cls in (GunicornFlask, UvicornFastAPI):
+    for cls in () if only_flood else (GunicornFlask, UvicornFastAPI):
         server = cls(data, run_dir)
         try:
             for key in (("logistic", 1, "json"), ("logistic", BATCH, "json")):
@@ -1036,6 +1480,9 @@ def main(argv) -> int:
                     measure(server, sets[key], c, args, out, rows)
         finally:
             server.stop()
+
+    # (5) the orphan flood (issue 18): its own vwfcgi + nginx, last, so nothing else runs beside it
+    flood = orphan_flood(data, run_dir, args, rows) if args.flood_seconds > 0 else None
 
     add_ratios(rows, limits)
     verdicts = targets(rows, limits, rss["max_during_c64_kb"])
@@ -1060,15 +1507,22 @@ def main(argv) -> int:
               f"{CHECK_502[:5]}")
     for message, count in sorted(nginx_errors.items(), key=lambda kv: -kv[1]):
         print(f"nginx error.log during the vwfcgi rows: {count} x {message}")
-    print("\nTargets (issue 6):")
-    for t in verdicts:
-        verdict = "MET    " if t["met"] else "NOT MET"
-        print(f"  {verdict} {t['target']}: {t['measured']} (threshold {t['threshold']}; {t['detail']})")
+    flood_verdicts = print_flood(flood) if flood else []
+    for title, group in (("Targets (issue 6):", verdicts), ("Targets (issue 18, orphan flood):", flood_verdicts)):
+        if not group:
+            continue
+        print(f"\n{title}")
+        for t in group:
+            verdict = "MET    " if t["met"] else "NOT MET"
+            print(f"  {verdict} {t['target']}: {t['measured']} (threshold {t['threshold']}; {t['detail']})")
+    verdicts = verdicts + flood_verdicts
 
     results = {
         "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "seconds_total": round(time.time() - started, 1),
-        "settings": {"duration_s": args.duration, "warmup_s": args.warmup, "wrk_threads": 1,
+        "settings": {"duration_s": args.duration, "warmup_s": args.warmup, "wrk_threads": 1, "only": args.only,
+                     "flood": {"seconds": args.flood_seconds, "rate": args.flood_rate, "batch": args.flood_batch,
+                               "drain_s": args.flood_drain, "workers": FLOOD_WORKERS},
                      "vwfcgi_shards": args.shards, "nginx_access_log": "off",
                      "distinct_bodies": {"1": N_SINGLE_BODIES, str(BATCH): N_BATCH_BODIES,
                                          "adf": N_ADF_BODIES}},
@@ -1076,15 +1530,21 @@ def main(argv) -> int:
         "limit": limit_rows,
         "rows": rows,
         "vwfcgi_rss": rss,
+        "orphan_flood": flood,
         "nginx_error_log": nginx_errors,
         "check_502_retries": CHECK_502,
         "targets": verdicts,
     }
-    with open(os.path.join(out, "results.json"), "w") as f:
+    # A partial run does not overwrite the full run's results.
+    results_path = os.path.join(out, "results-orphan-flood.json" if only_flood else "results.json")
+    with open(results_path, "w") as f:
         json.dump(results, f, indent=2)
         f.write("\n")
+    if only_flood:
+        print(f"\nwrote {results_path} ({results['seconds_total']:.0f} s)")
+        return 0
     plot(rows, limits, os.path.join(out, "plot.png"))
-    print(f"\nwrote {os.path.join(out, 'results.json')} and {os.path.join(out, 'plot.png')} "
+    print(f"\nwrote {results_path} and {os.path.join(out, 'plot.png')} "
           f"({results['seconds_total']:.0f} s)")
     return 0
 
