@@ -85,7 +85,7 @@ struct Serve: ParsableCommand {
     @Option(help: "File of API keys, one per line (default: $VWFCGI_API_KEY_FILE); guarded routes then need Authorization: Bearer <key> or Ocp-Apim-Subscription-Key: <key>.")
     var apiKeyFile: String?
 
-    @Option(help: "Routes an API key guards: writes (the learning loop's :rank, :reward, :activate, :learn, loop:rollback) or all (also :predict, /v2 and the status routes; never /healthz, /readyz, /metrics).")
+    @Option(help: "Routes an API key guards: writes (the learning loop's :rank, :reward, :activate, :learn, loop:rollback, loop:rotate) or all (also :predict, /v2 and the status routes; never /healthz, /readyz, /metrics).")
     var apiKeyScope: String = "writes"
 
     @OptionGroup var common: EngineOptions
@@ -198,7 +198,7 @@ struct Serve: ParsableCommand {
     /// The keys of `--api-key-file` (else `$VWFCGI_API_KEY_FILE`); without one, says once that the loop's write routes are open.
     static func apiKeys(file given: String?, scope: String, logger: Logger) throws -> APIKeys? {
         guard let path = given ?? ProcessEnvironment.value("VWFCGI_API_KEY_FILE") else {
-            logger.warning("no --api-key-file: the learning loop's write routes (:rank, :reward, :activate, :learn, loop:rollback) are open to every client that reaches nginx")
+            logger.warning("no --api-key-file: the learning loop's write routes (:rank, :reward, :activate, :learn, loop:rollback, loop:rotate) are open to every client that reaches nginx")
             return nil
         }
         do {

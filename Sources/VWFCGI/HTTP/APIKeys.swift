@@ -13,7 +13,7 @@ import VWCore
 struct APIKeys: Sendable {
     /// Which routes need a key.
     enum Scope: String, Sendable, CaseIterable {
-        /// The learning loop's write routes: `:rank`, `:reward`, `:activate`, `:learn`, `loop:rollback`
+        /// The learning loop's write routes: `:rank`, `:reward`, `:activate`, `:learn`, `loop:rollback`, `loop:rotate`
         /// and the Personalizer-compatible routes.
         case writes
         /// Every route but the probes and the metrics (`/healthz`, `/readyz`, `/metrics`, `/`).
@@ -85,7 +85,7 @@ struct APIKeys: Sendable {
         return writeSuffixes.contains { path.hasSuffix($0) }
     }
 
-    private static let writeSuffixes = [":rank", ":reward", ":activate", ":learn", "/loop:rollback"]
+    private static let writeSuffixes = [":rank", ":reward", ":activate", ":learn", "/loop:rollback", "/loop:rotate"]
 
     /// Whether the request presents one of the keys, in either header.
     func accepts(_ request: HTTPRequest) -> Bool {
