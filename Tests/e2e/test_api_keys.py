@@ -104,9 +104,9 @@ def test_without_a_key_every_write_route_is_401_and_counted_and_the_server_still
     for path, body, _ in WRITE_ROUTES:
         assert_401(writes_stack.post(path, json=body), path)
         predict_ok(writes_stack)
-    # loop:rollback is guarded by the same rule; until nginx routes it, nginx's own 404 answers.
-    r = writes_stack.post(ROLLBACK, json={})
-    assert r.status_code == 401 or (r.status_code == 404 and r.json() == {"error": "not found"}), r.text
+    # loop:rollback and loop:rotate are guarded by the same rule.
+    for path in (ROLLBACK, "/v1/models/cb/loop:rotate"):
+        assert_401(writes_stack.post(path, json={}), path)
     for route in ("rank", "reward", "activate", "learn"):
         assert requests_with_code(writes_stack, route, 401) >= 1, f"no 401 counted for {route}"
     # Nothing was logged: the decision never happened, so the loop counts no decision.
