@@ -21,7 +21,9 @@ let package = Package(
     name: "vwfcgi-fuzz",
     targets: [
         // Sources/VWCore/Protocol of the main package (validator, batch builder, text body,
-        // prediction parser): the part of VWCore with no process or system dependency.
+        // prediction parser): the part of VWCore with no process or system dependency; and the
+        // join/restore path of the learning loop (Loop/ without Learner and LearningLoops, FileIO,
+        // SHA256, and what LoopConfig/EventLog need: ModelConfig, VWOptions, LoadError, Deadline).
         .target(name: "VWCore", swiftSettings: swiftSettings),
         .executableTarget(name: "FuzzBatch", dependencies: ["VWCore"], swiftSettings: swiftSettings),
         .executableTarget(name: "FuzzGrammar", dependencies: ["VWCore"], swiftSettings: swiftSettings),
@@ -29,5 +31,6 @@ let package = Package(
         .executableTarget(name: "FuzzPredictionParser", dependencies: ["VWCore"], swiftSettings: swiftSettings),
         .executableTarget(name: "FuzzFastCGIParams", dependencies: ["VWCore"], swiftSettings: swiftSettings),
         .executableTarget(name: "FuzzFramer", dependencies: ["VWCore"], swiftSettings: swiftSettings),
+        .executableTarget(name: "FuzzJoin", dependencies: ["VWCore"], swiftSettings: swiftSettings),
     ]
 )
