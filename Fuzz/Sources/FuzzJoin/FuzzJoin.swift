@@ -9,10 +9,11 @@
 //   parts 2...4  log segment bodies  fz-1, fz-2, fz-3.dsjson (one instance: the older ones' torn tails are
 //                                    torn), or aa-1, fz-1, zz-1.dsjson (three instances, read around ack-1)
 //
-//   byte 0 flags: 1 snapshot, 2 journal, 4 restart (a new Joiner) before an intermediate step,
-//                 8 the last steps run with writersStopped, 16 aggregation earliest, 32 small caps (byte 3),
-//                 64 fuzzed segments in three instances, 128 fuzzed segments appear only after the first step
-//   byte 1       bits 0-1: intermediate steps - 1; bits 2-3: the step the restart comes before
+//   byte 0 flags: 1 snapshot, 2 journal, 4 restarts (a new Joiner on the same directory) before an
+//                 intermediate step and between the far-future steps, 8 the far-future steps run with
+//                 writersStopped, 16 aggregation earliest, 32 small caps (byte 3), 64 fuzzed segments in three
+//                 instances, 128 fuzzed segments appear only after the first step
+//   byte 1       bits 0-1: intermediate steps - 1; bits 2-3: the intermediate step the first restart comes before
 //   byte 2       time between intermediate steps, in units of 20 ms (the reward wait is 1 s)
 //   byte 3       bits 0-2: max_pending - 1, bits 3-5: max_orphans - 1 (with flag 32);
 //                64: reward range ±1e308; 128: reward wait 0
@@ -28,11 +29,11 @@
 //   EventId; the joined files together hold as many lines as all steps joined, and no temporary is left;
 // * "at most once": no acknowledged event id is joined twice;
 // * when the join starts from no saved state, or from one the Joiner rejected (`restoreProblem`) and moved
-//   aside, "exactly once": every acknowledged event that must be joined is, once; joined files are numbered
-//   1...n; a restart restores the Joiner's own state without a problem and with the same counts (joined,
-//   pending, orphans). A syntactically valid fuzzed state is
-//   trusted (it may claim offsets past events, or pending decisions that never come due), so then only "at
-//   most once" holds.
+//   aside: joined files are numbered 1...n; a restart restores the Joiner's own state without a problem and
+//   with the same counts (joined, pending, orphans); and, unless small caps drop the oldest, "exactly once":
+//   every acknowledged event that must be joined is, once. A syntactically valid fuzzed state is trusted (it
+//   may claim offsets past events, or pending decisions that never come due), so then only "at most once"
+//   holds.
 //
 // Acknowledged ids that a fuzzed segment also uses in a decision (`"c"`) or `:learn` line are left out of the
 // checks: the log itself then holds two events under one id.
