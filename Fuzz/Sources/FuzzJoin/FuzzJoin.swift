@@ -13,7 +13,9 @@
 //                 intermediate step and between the far-future steps, 8 the far-future steps run with
 //                 writersStopped, 16 aggregation earliest, 32 small caps (byte 3), 64 fuzzed segments in three
 //                 instances, 128 fuzzed segments appear only after the first step
-//   byte 1       bits 0-1: intermediate steps - 1; bits 2-3: the intermediate step the first restart comes before
+//   byte 1       bits 0-1: intermediate steps - 1; bits 2-3: the intermediate step the first restart comes before;
+//                bit 4: each restart follows a crash after the last step's joined file was written but before its
+//                journal record landed (the record is cut off the journal)
 //   byte 2       time between intermediate steps, in units of 20 ms (the reward wait is 1 s)
 //   byte 3       bits 0-2: max_pending - 1, bits 3-5: max_orphans - 1 (with flag 32);
 //                64: reward range ±1e308; 128: reward wait 0
@@ -134,6 +136,7 @@ struct JoinRun {
     let settings: JoinSettings
     let steps: Int
     let restartBefore: Int?
+    let crash: Bool
     let delta: Int64
     let scratch: String
     let model: String
@@ -141,6 +144,10 @@ struct JoinRun {
     /// Event ids joined, over all steps of all joiners, with how often.
     var joinedCounts: [String: Int] = [:]
     var joinedLines = 0
+    /// The journal's size before the last step (where a crash before its record leaves it).
+    var journalBeforeLastStep: Int?
+    /// Restarts after a journal record was cut off.
+    var crashes = 0
 
     init(header: [UInt8], parts: [[UInt8]]) {
         self.header = header
@@ -159,6 +166,7 @@ struct JoinRun {
         self.settings = settings
         steps = 1 + Int(header[1] & 3)
         restartBefore = flags & 4 != 0 ? Int(header[1] >> 2 & 3) : nil
+        crash = header[1] & 16 != 0
         delta = Int64(header[2]) * 20
 
         let temporary = getenv("TMPDIR").map { String(cString: $0) }.flatMap { $0.isEmpty ? nil : $0 } ?? "/tmp"
@@ -199,7 +207,7 @@ struct JoinRun {
         if getenv("FUZZ_JOIN_VERBOSE") != nil {
             let acknowledged = Acknowledged.shared.mustJoin.map { "\($0)=\(joinedCounts[$0, default: 0])" }
             print("FuzzJoin: \(own ? "own state" : "fuzzed state trusted")\(restoreProblem.map { " (\($0))" } ?? ""), "
-                  + "\(joinedLines) lines joined, pending \(joiner.pendingCount), orphans \(joiner.orphanCount); \(acknowledged.joined(separator: " "))")
+                  + "\(crashes) crashes, \(joinedLines) lines joined, pending \(joiner.pendingCount), orphans \(joiner.orphanCount); \(acknowledged.joined(separator: " "))")
         }
         removeTree(scratch)
     }
@@ -214,15 +222,26 @@ struct JoinRun {
         }
     }
 
-    /// A new Joiner on the state the old one left; from the Joiner's own state, it restores without a problem and
-    /// nothing changes. (A trusted fuzzed journal may be inconsistent across records, e.g. a later record lowering
-    /// next_order below a pending decision's order: the Joiner's next record then fails `apply`'s checks and the
-    /// restart moves the state aside, which is its documented recovery.)
-    func restart(_ old: Joiner, strict: Bool) -> Joiner {
+    /// A new Joiner on the state the old one left (with `crash`, less the last step's journal record); from the
+    /// Joiner's own state, it restores without a problem and, without a crash, nothing changes. (A trusted fuzzed
+    /// journal may be inconsistent across records, e.g. a later record lowering next_order below a pending
+    /// decision's order: the Joiner's next record then fails `apply`'s checks and the restart moves the state
+    /// aside, which is its documented recovery.)
+    mutating func restart(_ old: Joiner, strict: Bool) -> Joiner {
         let counts = (old.joinedCount, old.pendingCount, old.orphanCount)
+        var crashed = false
+        if crash, let size = journalBeforeLastStep, let now = fileSize(model + "/" + Joiner.journalName), now > size {
+            if truncate(model + "/" + Joiner.journalName, off_t(size)) != 0 {
+                fatalError("FuzzJoin: truncate the journal: \(String(cString: strerror(errno)))")
+            }
+            crashed = true
+            crashes += 1
+        }
         let new = open()
         if strict {
             check(new.restoreProblem == nil, "the Joiner cannot restore the state it wrote: \(new.restoreProblem!) (scratch \(scratch))")
+        }
+        if strict && !crashed {
             check((new.joinedCount, new.pendingCount, new.orphanCount) == counts,
                   "restart changed (joined, pending, orphans) from \(counts) to \((new.joinedCount, new.pendingCount, new.orphanCount)) (scratch \(scratch))")
         }
@@ -230,6 +249,7 @@ struct JoinRun {
     }
 
     mutating func step(_ joiner: Joiner, now: Int64, writersStopped: Bool) {
+        journalBeforeLastStep = fileSize(model + "/" + Joiner.journalName)
         let result: JoinStep
         do {
             result = try joiner.step(nowMilliseconds: now, writersStopped: writersStopped)
@@ -327,6 +347,11 @@ struct JoinRun {
         bytes.withUnsafeBytes { raw in
             do throws(FileIO.Failure) { try FileIO.writeAll(fd, raw) } catch { fatalError("FuzzJoin: write \(path): errno \(error.code)") }
         }
+    }
+
+    func fileSize(_ path: String) -> Int? {
+        var info = stat()
+        return stat(path, &info) == 0 ? Int(info.st_size) : nil
     }
 
     func read(_ path: String) -> [UInt8]? {
