@@ -22,7 +22,9 @@ let package = Package(
     targets: [
         // Sources/VWCore/Protocol and JSON of the main package (validator, batch builder, text body,
         // prediction parser, JSON parser), PredictError and ExampleStrings: the part of VWCore with
-        // no process or system dependency.
+        // no process or system dependency; and the join/restore path of the learning loop (Loop/
+        // without Learner and LearningLoops, FileIO, SHA256, and what LoopConfig/EventLog need:
+        // ModelConfig, VWOptions, LoadError, Deadline).
         .target(name: "VWCore", swiftSettings: swiftSettings),
         .executableTarget(name: "FuzzBatch", dependencies: ["VWCore"], swiftSettings: swiftSettings),
         .executableTarget(name: "FuzzGrammar", dependencies: ["VWCore"], swiftSettings: swiftSettings),
@@ -32,5 +34,6 @@ let package = Package(
         .executableTarget(name: "FuzzFramer", dependencies: ["VWCore"], swiftSettings: swiftSettings),
         // Sources/VWFCGI/OpenInference/InferRequest.swift: the V2 request decoder (a stream over JSONStream).
         .executableTarget(name: "FuzzV2", dependencies: ["VWCore"], swiftSettings: swiftSettings),
+        .executableTarget(name: "FuzzJoin", dependencies: ["VWCore"], swiftSettings: swiftSettings),
     ]
 )

@@ -3,7 +3,8 @@
 #
 #   Fuzz/run.sh SECONDS [--smoke] TARGET...
 #
-# Each target runs for SECONDS over its seed corpus Fuzz/Corpus/<TARGET>:
+# Each target runs for SECONDS over its seed corpus Fuzz/Corpus/<TARGET> (with the libFuzzer dictionary
+# Fuzz/Dict/<TARGET>.dict when there is one):
 #   --smoke  on a throw-away copy of the corpus (new inputs are dropped; git stays clean)
 #   default  on Fuzz/.build/corpus/<TARGET>, seeded from the committed corpus and kept between
 #            runs (so long runs build on each other; never committed)
@@ -53,11 +54,13 @@ for target in "$@"; do
     artifacts=$scratch/artifacts-$target
     mkdir -p "$artifacts"
     log=$scratch/$target.log
+    dict=()
+    [ -f "$here/Dict/$target.dict" ] && dict=(-dict="$here/Dict/$target.dict")
     echo "fuzz: $target for ${seconds}s over $(ls "$corpus" | wc -l) inputs ($corpus)"
     set +e
     # shellcheck disable=SC2086
     "$binary" "$corpus" -max_total_time="$seconds" -max_len="$max_len" -timeout=10 -rss_limit_mb=2048 \
-        -print_final_stats=1 -artifact_prefix="$artifacts/" ${FUZZ_ARGS:-} >"$log" 2>&1
+        -print_final_stats=1 -artifact_prefix="$artifacts/" "${dict[@]}" ${FUZZ_ARGS:-} >"$log" 2>&1
     status=$?
     set -e
     runs=$(sed -n 's/^stat::number_of_executed_units: *\([0-9]*\).*/\1/p' "$log" | tail -1)

@@ -1,4 +1,4 @@
-# libFuzzer targets of every parser (issue 8), included by the Makefile:
+# libFuzzer targets of every parser (issue 8) and of the join/restore path (issue 18), included by the Makefile:
 #
 #   make fuzz         build Fuzz/ with -sanitize=fuzzer,address, run each target for FUZZ_SECONDS
 #                     (default 600) on a corpus kept in Fuzz/.build/corpus (seeded from Fuzz/Corpus)
@@ -11,7 +11,7 @@
 
 FUZZ_SECONDS       ?= 600
 FUZZ_SMOKE_SECONDS ?= 20
-FUZZ_TARGETS       ?= FuzzBatch FuzzGrammar FuzzJSON FuzzPredictionParser FuzzFastCGIParams FuzzFramer FuzzV2
+FUZZ_TARGETS       ?= FuzzBatch FuzzGrammar FuzzJSON FuzzPredictionParser FuzzFastCGIParams FuzzFramer FuzzV2 FuzzJoin
 FUZZ_SWIFT_FLAGS   := -Xswiftc -sanitize=fuzzer,address -Xswiftc -parse-as-library
 
 .PHONY: fuzz fuzz-smoke fuzz-build

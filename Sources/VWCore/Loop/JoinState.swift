@@ -57,7 +57,8 @@ struct RewardTally: Equatable, Sendable {
     mutating func add(_ reward: Double) {
         if count == 0 { first = reward } else if more.count < Self.keep - 1 { more.append(reward) }
         if count < Int32.max { count += 1 }
-        sum += reward
+        // Saturating: a sum of finite rewards stays finite (two of 1e308 made +inf, which no record can hold).
+        sum = min(max(sum + reward, -Double.greatestFiniteMagnitude), Double.greatestFiniteMagnitude)
     }
 
     /// The event's reward per `aggregation`, clipped to `range`; `fallback` when none came.
@@ -210,8 +211,11 @@ struct JoinState: Sendable {
     mutating func apply(_ line: some Collection<UInt8>) throws(JoinStateError) {
         guard let value = try? JSONParser.parse(Array(line), maxDepth: 6), case .object = value,
               value[member: "v"]?.numberText == "1" else { throw JoinStateError("not a join state record") }
+        // Counts, orders and times (ms) below 2^50: the join adds to them (a state holding Int.max trapped every start).
         func int(_ v: JSONValue?, _ what: String) throws(JoinStateError) -> Int {
-            guard let text = v?.numberText, let n = Int(text), n >= 0 else { throw JoinStateError("\(what) is not a count") }
+            guard let text = v?.numberText, let n = Int(text), n >= 0, n < 1 << 50 else {
+                throw JoinStateError("\(what) is not a count below 2^50")
+            }
             return n
         }
         func optionalTime(_ v: JSONValue?) throws(JoinStateError) -> Int64? {
@@ -262,7 +266,8 @@ struct JoinState: Sendable {
             let flags = try int(f[6], "flags")
             let length = try int(f[5], "a length")
             let order = try int(f[1], "an order")
-            guard flags <= 3, length <= Int(Int32.max), order < nextOrder else { throw JoinStateError("a pending decision is malformed") }
+            // Flag 2 (`:learn`) is never pending across steps: a record holding one was not written by the join.
+            guard flags <= 1, length <= Int(Int32.max), order < nextOrder else { throw JoinStateError("a pending decision is malformed") }
             decisions.append((try key(f[0]), segment, PendingDecision(
                 order: order, seen: Int64(try int(f[2], "a time")), segment: 0, offset: try int(f[4], "an offset"),
                 length: Int32(length), deferred: flags & 1 != 0, learn: flags & 2 != 0, activated: try optionalTime(f[7]),

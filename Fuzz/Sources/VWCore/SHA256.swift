@@ -1,0 +1,1 @@
+../../../Sources/VWCore/Models/SHA256.swift
