@@ -112,6 +112,21 @@ struct JoinerTests {
         #expect(joinedLines(joiner).map { $0[member: "_label_probability"]! } == [.number("0.0001"), .number("0.9")])
     }
 
+    /// With a range that admits 1e308, two such rewards saturate (never +inf), and the join restores its own state.
+    @Test func hugeRewardSumsSaturateAndTheStateRestores() throws {
+        let scratch = ScratchDirectory()
+        defer { scratch.remove() }
+        let wide = JoinSettings(rewardWait: .seconds(10), rewardRange: -1e308...1e308)
+        let log = try EventLog(stateDirectory: scratch.path, name: "m", instance: "a")
+        var joiner = try Joiner(stateDirectory: scratch.path, name: "m", settings: wide)
+        try log.append(lines: [decision("e1"), reward("e1", 1e308), reward("e1", 1e308), reward("o", 1e308), reward("o", 1e308)])
+        try joiner.step(nowMilliseconds: 0)
+        joiner = try Joiner(stateDirectory: scratch.path, name: "m", settings: wide)
+        #expect(joiner.restoreProblem == nil)
+        #expect(try joiner.step(nowMilliseconds: 10_000).joined == ["e1"])
+        #expect(joinedLines(joiner).first?[member: "_label_cost"] == .number("-1e+308"))
+    }
+
     /// Beyond max_orphans / max_pending the oldest go, counted; memory stays bounded.
     @Test func capsDropTheOldestAndCountThem() throws {
         let scratch = ScratchDirectory()
