@@ -561,6 +561,11 @@ public final class ModelStore: Sendable {
         // vw applies the options stored in the model file itself (their checksum is no protection):
         // they pass the same allowlist as `vw_args`.
         let options = try ModelOptions.check(header: header, extra: config.vwArgs)
+        // A 231-byte model can ask for gigabytes (`-b 26 --random_weights`): estimated from the header, refused before vw starts.
+        if settings.vwMemoryLimit > 0, let estimate = ModelMemoryEstimate(options: options, shards: config.shards ?? settings.defaultShards),
+           let why = estimate.problem(limit: settings.vwMemoryLimit) {
+            throw .invalidConfig(why)
+        }
         let framing = ExampleFraming(family: options.family, blankLineAfterEach: options.answersEndWithBlankLine)
         let jsonGrammar: VWJSONGrammar?
         switch config.input {
