@@ -1,0 +1,101 @@
+/// What a model's vw options mean for the native scorer, or why it cannot reproduce them.
+///
+/// Only options whose effect on a `-t` prediction of a linear model is known are accepted; any
+/// other option (a reduction, a feature transform, a hash seed...) keeps the model on vw.
+struct NativeConfiguration: Sendable, Equatable {
+    var interactions: [[UInt8]] = []
+    var addsConstant = true
+    var hashesAll = false
+    var logisticLink = false
+    /// `-b` when the options state it (it must agree with the file).
+    var bits: Int?
+    /// Floats per weight record of the online state: 1 + adaptive + normalized.
+    var floatsPerRecord = 3
+
+    /// Options that do not change what `-t` predicts for a linear model.
+    static let ignored: Set<String> = [
+        "quiet", "testonly", "predict_only_model", "random_seed", "id", "loss_function", "quantile_tau",
+        "save_resume", "preserve_performance_counters",
+    ]
+
+    init(options: ModelOptions) throws(NativeModelError) {
+        var updateRules: Set<String> = []
+        for option in options.options {
+            switch option.name {
+            case "quadratic", "cubic", "interactions":
+                break  // ModelOptions already chose the stored or the vw_args interactions.
+            case "noconstant":
+                addsConstant = false
+            case "hash":
+                switch option.values.first {
+                case "strings": hashesAll = false
+                case "all": hashesAll = true
+                default: throw .unsupported("--hash \(option.values.first ?? "")")
+                }
+            case "link":
+                switch option.values.first {
+                case "identity": logisticLink = false
+                case "logistic": logisticLink = true
+                default: throw .unsupported("--link \(option.values.first ?? "")")
+                }
+            case "bit_precision":
+                guard let value = option.values.first, let bits = Int(value) else { throw .unsupported("-b \(option.values)") }
+                if let earlier = self.bits, earlier != bits { throw .unsupported("two different -b") }
+                self.bits = bits
+            case "sgd", "adaptive", "normalized", "invariant":
+                updateRules.insert(option.name)
+            case "loss_function":
+                guard let loss = option.values.first, ["squared", "logistic", "quantile", "hinge"].contains(loss) else {
+                    throw .unsupported("--loss_function \(option.values.first ?? "")")
+                }
+            default:
+                if !Self.ignored.contains(option.name) { throw .unsupported("--\(option.name)") }
+            }
+        }
+        if !updateRules.isEmpty {
+            // `gd_setup`: naming any update rule turns off the defaults (adaptive, normalized, invariant).
+            floatsPerRecord = 1 + (updateRules.contains("adaptive") ? 1 : 0) + (updateRules.contains("normalized") ? 1 : 0)
+        }
+        guard options.fullNameInteractions.isEmpty, options.lowRankInteractions.isEmpty,
+              options.ngrams.isEmpty, options.skips.isEmpty
+        else { throw .unsupported("full-name, low-rank or n-gram features") }
+        interactions = try Self.vwOrder(options.interactions)
+    }
+
+    /// The interactions as VW 9 uses them (`parse_feature_tweaks`): sorted by length then bytes,
+    /// duplicates (the same namespaces in any order) removed keeping the first, and each one sorted
+    /// when it repeats a namespace next to another (`must_be_left_sorted`).
+    static func vwOrder(_ written: [[UInt8]]) throws(NativeModelError) -> [[UInt8]] {
+        for interaction in written {
+            if interaction.contains(UInt8(ascii: ":")) { throw .unsupported("interaction wildcards (':')") }
+            if interaction.contains(UInt8(ascii: "\\")) { throw .unsupported("escaped namespaces in interactions") }
+            if interaction.count < 2 { throw .unsupported("an interaction of \(interaction.count) namespace") }
+        }
+        let ordered = written.sorted { a, b in a.count != b.count ? a.count < b.count : a.lexicographicallyPrecedes(b) }
+        var seen = Set<[UInt8]>()
+        var result: [[UInt8]] = []
+        for interaction in ordered {
+            let sorted = interaction.sorted()
+            guard seen.insert(sorted).inserted else { continue }
+            result.append(mustBeLeftSorted(sorted) ? sorted : interaction)
+        }
+        return result
+    }
+
+    /// `must_be_left_sorted`: a repeated namespace next to a different one ('aab', 'abb').
+    static func mustBeLeftSorted(_ terms: [UInt8]) -> Bool {
+        guard terms.count > 1 else { return true }
+        var differentFound = false
+        var pairFound = false
+        for index in 0..<(terms.count - 1) {
+            if terms[index] == terms[index + 1] {
+                if differentFound { return true }
+                pairFound = true
+            } else {
+                if pairFound { return true }
+                differentFound = true
+            }
+        }
+        return false
+    }
+}

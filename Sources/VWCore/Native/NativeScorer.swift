@@ -1,0 +1,365 @@
+import Glibc
+
+/// An in-process scorer for linear VW models, computing exactly what `vw -t -p` prints.
+///
+/// Every step is VW 9's own, in VW's order (see the files named): the text parser
+/// (`parse_example_text.cc`), feature hashing (`hashstring.h`), the constant feature
+/// (`add_constant_feature`), the linear terms then the interactions (`gd_predict.h`,
+/// `interactions_predict.h`), each term added as `p += w * x` in float, the clipping to the
+/// model's label range (`finalize_prediction`), the link (`scorer.cc`) and the `-p` format. A
+/// model is only served by it after it has matched a real vw byte for byte (`NativeVerifier`).
+public struct NativeScorer: Sendable {
+    /// The feature table's bits and weight 0 of each slot.
+    let bits: Int
+    let weights: [Float]
+    let minLabel: Float
+    let maxLabel: Float
+    /// The interactions in the order and form VW uses them (sorted, duplicates removed).
+    let interactions: [[UInt8]]
+    let addsConstant: Bool
+    let hashesAll: Bool
+    let logisticLink: Bool
+
+    /// `VW::details::CONSTANT`, the constant feature's index, and its namespace.
+    static let constantIndex: UInt64 = 11_650_396
+    static let constantNamespace: UInt8 = 128
+    static let fnvPrime: UInt64 = 16_777_619
+
+    init(file: NativeModelFile, configuration: NativeConfiguration) {
+        bits = file.bits
+        weights = file.weights
+        minLabel = file.minLabel
+        maxLabel = file.maxLabel
+        interactions = configuration.interactions
+        addsConstant = configuration.addsConstant
+        hashesAll = configuration.hashesAll
+        logisticLink = configuration.logisticLink
+    }
+
+    /// Builds the scorer of a model: its options (stored and `vw_args`) and its file's bytes.
+    public static func load(options: ModelOptions, file bytes: [UInt8]) throws(NativeModelError) -> NativeScorer {
+        let configuration = try NativeConfiguration(options: options)
+        let file = try NativeModelFile.parse(bytes, floatsPerRecord: configuration.floatsPerRecord)
+        if let stated = configuration.bits, stated != file.bits {
+            throw .unsupported("-b \(stated) in the options but \(file.bits) in the file")
+        }
+        return NativeScorer(file: file, configuration: configuration)
+    }
+
+    /// What vw prints for `payload` (VW text lines, each ending in "\n"), or nil when a line holds
+    /// something the scorer does not reproduce (then vw must answer).
+    public func predict(payload: [UInt8]) -> [UInt8]? {
+        var output: [UInt8] = []
+        output.reserveCapacity(payload.count / 4 + 16)
+        var example = NativeExample()
+        let ok = payload.withUnsafeBufferPointer { bytes -> Bool in
+            var start = 0
+            while start < bytes.count {
+                var end = start
+                while end < bytes.count && bytes[end] != 0x0A { end += 1 }
+                guard predict(line: bytes, start, end, example: &example, into: &output) else { return false }
+                start = end + 1
+            }
+            return true
+        }
+        return ok ? output : nil
+    }
+
+    /// Scores one line (`bytes[start..<end]`, no newline) and appends VW's answer line.
+    func predict(
+        line bytes: UnsafeBufferPointer<UInt8>, _ start: Int, _ end: Int, example: inout NativeExample, into output: inout [UInt8]
+    ) -> Bool {
+        guard let bar = (start..<end).first(where: { bytes[$0] == UInt8(ascii: "|") }) else { return false }
+        var initial: Float = 0
+        var tag = start..<start
+        guard readLabel(bytes, start, bar, initial: &initial, tag: &tag) else { return false }
+        example.reset()
+        guard parseFeatures(bytes, bar, end, into: &example) else { return false }
+        if addsConstant { example.add(namespace: Self.constantNamespace, index: Self.constantIndex, value: 1) }
+        example.group()
+        var prediction = score(example, initial: initial)
+        if prediction.isNaN { prediction = 0 } else if prediction > maxLabel { prediction = maxLabel } else if prediction < minLabel { prediction = minLabel }
+        if logisticLink { prediction = 1 / (1 + expf(-prediction)) }
+        VWFloatText.appendPrediction(prediction, to: &output)
+        if !tag.isEmpty {
+            output.append(0x20)
+            output.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[tag]))
+        }
+        output.append(0x0A)
+        return true
+    }
+
+    // MARK: - Label and tag
+
+    /// Reads the label section (`substring_to_example`): words split on spaces after any TAB; the
+    /// last word is the tag when it touches the `|` or starts with `'`; a simple label's third
+    /// word is the initial value the prediction starts from.
+    private func readLabel(
+        _ bytes: UnsafeBufferPointer<UInt8>, _ start: Int, _ bar: Int, initial: inout Float, tag: inout Range<Int>
+    ) -> Bool {
+        guard bar > start else { return true }
+        var from = start
+        if let tab = (start..<bar).first(where: { bytes[$0] == 0x09 }) { from = tab + 1 }
+        var words: [Range<Int>] = []
+        var index = from
+        while index < bar {
+            while index < bar && bytes[index] == 0x20 { index += 1 }
+            let wordStart = index
+            while index < bar && bytes[index] != 0x20 { index += 1 }
+            if index > wordStart { words.append(wordStart..<index) }
+        }
+        if let last = words.last, last.upperBound == bar || bytes[last.lowerBound] == UInt8(ascii: "'") {
+            words.removeLast()
+            tag = (bytes[last.lowerBound] == UInt8(ascii: "'") ? last.lowerBound + 1 : last.lowerBound)..<last.upperBound
+        }
+        if words.count == 3 {
+            // `float_of_string`: VW's parse_float, else strtof; nothing read or NaN gives 0.
+            let word = words[2]
+            if let parsed = VWFloatText.parse(bytes, from: word.lowerBound, to: word.upperBound) {
+                initial = parsed.value
+            } else {
+                let read = VWFloatText.strtof(bytes, from: word.lowerBound, to: word.upperBound)
+                initial = read.count == 0 ? 0 : read.value
+            }
+            if initial.isNaN { initial = 0 }
+        }
+        return true
+    }
+
+    // MARK: - Features
+
+    @inline(__always) private static func endsName(_ byte: UInt8) -> Bool {
+        byte == 0x20 || byte == 0x09 || byte == UInt8(ascii: "|") || byte == 0x0D || byte == UInt8(ascii: ":")
+    }
+
+    @inline(__always) private static func endsToken(_ byte: UInt8) -> Bool {
+        byte == 0x20 || byte == 0x09 || byte == UInt8(ascii: "|") || byte == 0x0D
+    }
+
+    /// `tc_parser::list_name_space` over `bytes[bar..<end]`; false where VW would warn of a
+    /// malformed example (the grammar refuses those before they reach a scorer).
+    private func parseFeatures(_ bytes: UnsafeBufferPointer<UInt8>, _ bar: Int, _ end: Int, into example: inout NativeExample) -> Bool {
+        let mask: UInt64 = (1 << UInt64(bits)) - 1
+        var index = bar
+        while index < end && bytes[index] == UInt8(ascii: "|") {
+            index += 1
+            var namespaceValue: Float = 1
+            var namespace: UInt8 = 0x20
+            var channel: UInt64 = 0
+            var anonymous: UInt64 = 0
+            if index < end && !Self.endsToken(bytes[index]) {
+                guard bytes[index] != UInt8(ascii: ":") else { return false }
+                namespace = bytes[index]
+                let nameStart = index
+                while index < end && !Self.endsName(bytes[index]) { index += 1 }
+                channel = UInt64(hash(bytes, nameStart, index, seed: 0))
+                if index < end && bytes[index] == UInt8(ascii: ":") {
+                    index += 1
+                    guard let parsed = VWFloatText.parse(bytes, from: index, to: end) else { return false }
+                    namespaceValue = parsed.value.isNaN ? 1 : parsed.value
+                    index = parsed.end
+                }
+            }
+            guard namespace != Self.constantNamespace || !addsConstant else { return false }
+            while index < end && (bytes[index] == 0x20 || bytes[index] == 0x09) {
+                index += 1
+                guard index < end, !Self.endsToken(bytes[index]) else { continue }
+                let nameStart = index
+                while index < end && !Self.endsName(bytes[index]) { index += 1 }
+                let nameEnd = index
+                var value: Float = 1
+                var stringValue: Range<Int>? = nil
+                if index < end && bytes[index] == UInt8(ascii: ":") {
+                    index += 1
+                    if let parsed = VWFloatText.parse(bytes, from: index, to: end) {
+                        value = parsed.value
+                        index = parsed.end
+                    } else {
+                        var tokenEnd = index
+                        while tokenEnd < end && !Self.endsToken(bytes[tokenEnd]) { tokenEnd += 1 }
+                        let read = VWFloatText.strtof(bytes, from: index, to: tokenEnd)
+                        if read.count == 0 {
+                            // A string value: up to the next space, TAB, CR or LF (a '|' does not end it).
+                            var valueEnd = index
+                            while valueEnd < end && bytes[valueEnd] != 0x20 && bytes[valueEnd] != 0x09 && bytes[valueEnd] != 0x0D {
+                                valueEnd += 1
+                            }
+                            guard valueEnd > index else { return false }
+                            stringValue = index..<valueEnd
+                            index = valueEnd
+                        } else {
+                            guard read.count == tokenEnd - index else { return false }
+                            value = read.value
+                            index = tokenEnd
+                        }
+                    }
+                    if value.isNaN { value = 0 }
+                }
+                let featureValue: Float = stringValue == nil ? namespaceValue * value : 1
+                let featureIndex: UInt64
+                if let stringValue {
+                    let nameHash = hash(bytes, nameStart, nameEnd, seed: UInt32(truncatingIfNeeded: channel))
+                    featureIndex = UInt64(hash(bytes, stringValue.lowerBound, stringValue.upperBound, seed: nameHash)) & mask
+                } else if nameEnd > nameStart {
+                    featureIndex = UInt64(hash(bytes, nameStart, nameEnd, seed: UInt32(truncatingIfNeeded: channel))) & mask
+                } else {
+                    featureIndex = channel &+ anonymous
+                    anonymous += 1
+                }
+                if featureValue != 0 { example.add(namespace: namespace, index: featureIndex, value: featureValue) }
+            }
+            guard index >= end || bytes[index] == UInt8(ascii: "|") || bytes[index] == 0x0D else { return false }
+        }
+        return index >= end
+    }
+
+    @inline(__always) private func hash(_ bytes: UnsafeBufferPointer<UInt8>, _ start: Int, _ end: Int, seed: UInt32) -> UInt32 {
+        VWHash.hash(UnsafeBufferPointer(rebasing: bytes[start..<end]), seed: seed, all: hashesAll)
+    }
+
+    // MARK: - Sum
+
+    /// `inline_predict`: the linear terms namespace by namespace, then each interaction.
+    private func score(_ example: NativeExample, initial: Float) -> Float {
+        weights.withUnsafeBufferPointer { w in
+            let mask = UInt64(w.count - 1)
+            var p = initial
+            let features = example.sorted
+            for namespace in example.order {
+                let range = example.ranges[Int(namespace)]
+                for slot in range { p += w[Int(features[slot].index & mask)] * features[slot].value }
+            }
+            for terms in interactions {
+                var empty = false
+                for term in terms where example.ranges[Int(term)].isEmpty { empty = true }
+                if empty { continue }
+                switch terms.count {
+                case 2: quadratic(terms, example, w, mask, &p)
+                case 3: cubic(terms, example, w, mask, &p)
+                default: generic(terms, example, w, mask, &p)
+                }
+            }
+            return p
+        }
+    }
+
+    /// `process_quadratic_interaction` (combinations: a namespace with itself starts at the same feature).
+    @inline(__always)
+    private func quadratic(_ terms: [UInt8], _ example: NativeExample, _ w: UnsafeBufferPointer<Float>, _ mask: UInt64, _ p: inout Float) {
+        let f = example.sorted
+        let first = example.ranges[Int(terms[0])]
+        let second = example.ranges[Int(terms[1])]
+        let same = terms[0] == terms[1]
+        for (i, a) in first.enumerated() {
+            let halfhash = Self.fnvPrime &* f[a].index
+            let value = f[a].value
+            for b in (same ? second.lowerBound + i : second.lowerBound)..<second.upperBound {
+                p += w[Int((f[b].index ^ halfhash) & mask)] * (value * f[b].value)
+            }
+        }
+    }
+
+    /// `process_cubic_interaction`.
+    @inline(__always)
+    private func cubic(_ terms: [UInt8], _ example: NativeExample, _ w: UnsafeBufferPointer<Float>, _ mask: UInt64, _ p: inout Float) {
+        let f = example.sorted
+        let first = example.ranges[Int(terms[0])]
+        let second = example.ranges[Int(terms[1])]
+        let third = example.ranges[Int(terms[2])]
+        let same1 = terms[0] == terms[1]
+        let same2 = terms[1] == terms[2]
+        for (i, a) in first.enumerated() {
+            let halfhash1 = Self.fnvPrime &* f[a].index
+            var j = same1 ? i : 0
+            while second.lowerBound + j < second.upperBound {
+                let b = second.lowerBound + j
+                let halfhash = Self.fnvPrime &* (halfhash1 ^ f[b].index)
+                let value = f[a].value * f[b].value
+                for c in (same2 ? third.lowerBound + j : third.lowerBound)..<third.upperBound {
+                    p += w[Int((f[c].index ^ halfhash) & mask)] * (value * f[c].value)
+                }
+                j += 1
+            }
+        }
+    }
+
+    /// `process_generic_interaction` (4 namespaces or more), as a recursion over the terms.
+    private func generic(_ terms: [UInt8], _ example: NativeExample, _ w: UnsafeBufferPointer<Float>, _ mask: UInt64, _ p: inout Float) {
+        let f = example.sorted
+        let ranges = terms.map { example.ranges[Int($0)] }
+        func level(_ k: Int, from offset: Int, hash: UInt64, x: Float) {
+            let range = ranges[k]
+            let start = k > 0 && terms[k] == terms[k - 1] ? offset : 0
+            if k == terms.count - 1 {
+                for c in (range.lowerBound + start)..<range.upperBound {
+                    p += w[Int((f[c].index ^ hash) & mask)] * (x * f[c].value)
+                }
+                return
+            }
+            var position = start
+            while range.lowerBound + position < range.upperBound {
+                let slot = range.lowerBound + position
+                if k == 0 {
+                    level(1, from: position, hash: Self.fnvPrime &* f[slot].index, x: f[slot].value)
+                } else {
+                    level(k + 1, from: position, hash: Self.fnvPrime &* (hash ^ f[slot].index), x: f[slot].value * x)
+                }
+                position += 1
+            }
+        }
+        level(0, from: 0, hash: 0, x: 1)
+    }
+}
+
+/// One example's features as VW holds them: per namespace index, in the order VW parsed them,
+/// and the namespace order of `ec.indices` (first namespace to get a feature first).
+struct NativeExample {
+    struct Feature {
+        var namespace: UInt8
+        var index: UInt64
+        var value: Float
+    }
+
+    var parsed: [Feature] = []
+    var sorted: [Feature] = []
+    var order: [UInt8] = []
+    var ranges = [Range<Int>](repeating: 0..<0, count: 256)
+
+    init() {
+        parsed.reserveCapacity(64)
+        sorted.reserveCapacity(64)
+        order.reserveCapacity(8)
+    }
+
+    mutating func reset() {
+        for namespace in order { ranges[Int(namespace)] = 0..<0 }
+        parsed.removeAll(keepingCapacity: true)
+        sorted.removeAll(keepingCapacity: true)
+        order.removeAll(keepingCapacity: true)
+    }
+
+    @inline(__always) mutating func add(namespace: UInt8, index: UInt64, value: Float) {
+        parsed.append(Feature(namespace: namespace, index: index, value: value))
+    }
+
+    /// Groups the parsed features by namespace (stable), namespaces in order of their first feature.
+    mutating func group() {
+        var counts = [Int](repeating: 0, count: 256)
+        for feature in parsed {
+            if counts[Int(feature.namespace)] == 0 { order.append(feature.namespace) }
+            counts[Int(feature.namespace)] += 1
+        }
+        var next = [Int](repeating: 0, count: 256)
+        var offset = 0
+        for namespace in order {
+            next[Int(namespace)] = offset
+            ranges[Int(namespace)] = offset..<(offset + counts[Int(namespace)])
+            offset += counts[Int(namespace)]
+        }
+        sorted = parsed
+        for feature in parsed {
+            sorted[next[Int(feature.namespace)]] = feature
+            next[Int(feature.namespace)] += 1
+        }
+    }
+}
