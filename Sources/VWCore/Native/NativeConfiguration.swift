@@ -69,6 +69,7 @@ struct NativeConfiguration: Sendable, Equatable {
         for interaction in written {
             if interaction.contains(UInt8(ascii: ":")) { throw .unsupported("interaction wildcards (':')") }
             if interaction.contains(UInt8(ascii: "\\")) { throw .unsupported("escaped namespaces in interactions") }
+            if interaction.contains(where: { $0 <= 0x20 || $0 >= 0x7F }) { throw .unsupported("non-ASCII namespaces in interactions") }
             if interaction.count < 2 { throw .unsupported("an interaction of \(interaction.count) namespace") }
         }
         let ordered = written.sorted { a, b in a.count != b.count ? a.count < b.count : a.lexicographicallyPrecedes(b) }
