@@ -36,16 +36,6 @@ public struct NativeScorer: Sendable {
         logisticLink = configuration.logisticLink
     }
 
-    /// Builds the scorer of a model: its options (stored and `vw_args`) and its file's bytes.
-    public static func load(options: ModelOptions, file bytes: [UInt8]) throws(NativeModelError) -> NativeScorer {
-        let configuration = try NativeConfiguration(options: options)
-        let file = try NativeModelFile.parse(bytes, floatsPerRecord: configuration.floatsPerRecord)
-        if let stated = configuration.bits, stated != file.bits {
-            throw .unsupported("-b \(stated) in the options but \(file.bits) in the file")
-        }
-        return NativeScorer(file: file, configuration: configuration)
-    }
-
     /// What vw prints for `payload` (VW text lines, each ending in "\n"), or nil when a line holds
     /// something the scorer does not reproduce (then vw must answer).
     public func predict(payload: [UInt8]) -> [UInt8]? {

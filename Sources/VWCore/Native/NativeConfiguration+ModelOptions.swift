@@ -1,0 +1,60 @@
+extension NativeConfiguration {
+    /// Reads the options vw loads the model with (stored in the file, then `vw_args`).
+    init(options: ModelOptions) throws(NativeModelError) {
+        var updateRules: Set<String> = []
+        for option in options.options {
+            switch option.name {
+            case "quadratic", "cubic", "interactions":
+                break  // ModelOptions already chose the stored or the vw_args interactions.
+            case "noconstant":
+                addsConstant = false
+            case "hash":
+                switch option.values.first {
+                case "strings": hashesAll = false
+                case "all": hashesAll = true
+                default: throw .unsupported("--hash \(option.values.first ?? "")")
+                }
+            case "link":
+                switch option.values.first {
+                case "identity": logisticLink = false
+                case "logistic": logisticLink = true
+                default: throw .unsupported("--link \(option.values.first ?? "")")
+                }
+            case "bit_precision":
+                guard let value = option.values.first, let bits = Int(value) else { throw .unsupported("-b \(option.values)") }
+                if let earlier = self.bits, earlier != bits { throw .unsupported("two different -b") }
+                self.bits = bits
+            case "sgd", "adaptive", "normalized", "invariant":
+                updateRules.insert(option.name)
+            case "loss_function":
+                guard let loss = option.values.first, ["squared", "logistic", "quantile", "hinge"].contains(loss) else {
+                    throw .unsupported("--loss_function \(option.values.first ?? "")")
+                }
+            default:
+                if !Self.ignored.contains(option.name) { throw .unsupported("--\(option.name)") }
+            }
+        }
+        if !updateRules.isEmpty {
+            // `gd_setup`: naming any update rule turns off the defaults (adaptive, normalized, invariant).
+            floatsPerRecord = 1 + (updateRules.contains("adaptive") ? 1 : 0) + (updateRules.contains("normalized") ? 1 : 0)
+        }
+        guard options.fullNameInteractions.isEmpty, options.lowRankInteractions.isEmpty,
+              options.ngrams.isEmpty, options.skips.isEmpty
+        else { throw .unsupported("full-name, low-rank or n-gram features") }
+        interactions = try Self.vwOrder(options.interactions)
+    }
+
+}
+
+extension NativeScorer {
+    /// Builds the scorer of a model: its options (stored and `vw_args`) and its file's bytes.
+    public static func load(options: ModelOptions, file bytes: [UInt8]) throws(NativeModelError) -> NativeScorer {
+        let configuration = try NativeConfiguration(options: options)
+        let file = try NativeModelFile.parse(bytes, floatsPerRecord: configuration.floatsPerRecord)
+        if let stated = configuration.bits, stated != file.bits {
+            throw .unsupported("-b \(stated) in the options but \(file.bits) in the file")
+        }
+        return NativeScorer(file: file, configuration: configuration)
+    }
+
+}
