@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import Testing
 @testable import VWCore
 
@@ -110,5 +113,31 @@ struct NativeScorerTests {
         #expect(linear.logisticLink && linear.hashesAll && linear.interactions == [Array("ab".utf8)] && linear.floatsPerRecord == 3)
         let sgd = try NativeConfiguration(options: ModelOptions.check(stored: ["--sgd"], extra: []))
         #expect(sgd.floatsPerRecord == 1)
+    }
+}
+
+/// The `-p` format computed in integers equals glibc's printf on every kind of float.
+struct NativeFormatTests {
+    @Test func integerFormattingEqualsPrintf() {
+        var random = SplitMix(state: 23)
+        var values: [Float] = [0, -0.0, 1.0 / 128, 3.0 / 128, -5.0 / 128, 0.5e-6, 1e-7, 0.9999995, 0.0000005, 123456.7, 1e18, 1e19, 1e30, -1e30,
+                               .leastNonzeroMagnitude, .greatestFiniteMagnitude, -.greatestFiniteMagnitude, .infinity, -.infinity]
+        for _ in 0..<300_000 {
+            let bits = UInt32(truncatingIfNeeded: random.next())
+            let value = Float(bitPattern: bits)
+            if !value.isNaN { values.append(value) }
+            values.append(Float(random.below(2_000_000)) / Float(1 << random.below(30)) * (random.chance(50) ? 1 : -1))
+        }
+        for value in values {
+            var fast: [UInt8] = []
+            VWFloatText.appendPrediction(value, to: &fast)
+            var reference: [UInt8] = []
+            if value.sign == .minus { reference.append(UInt8(ascii: "-")) }
+            VWFloatText.appendPrintf(value.magnitude, whole: floorf(value) == value, to: &reference)
+            if fast != reference {
+                Issue.record("\(value) (bits \(String(value.bitPattern, radix: 16))): \(String(decoding: fast, as: UTF8.self)) vs printf \(String(decoding: reference, as: UTF8.self))")
+                return
+            }
+        }
     }
 }

@@ -40,7 +40,7 @@ enum NativeProbeSet {
             examples.append("1 1 0.125 " + line + "| z:2")
         }
         examples.append("|a " + (0..<300).map { "f\($0):\($0 % 7 - 3).5" }.joined(separator: " ") + " |b " + (0..<40).map { "\($0)" }.joined(separator: " "))
-        var random = ProbeRandom(state: 0x5EED)
+        var random = SplitMix(state: 0x5EED)
         for _ in 0..<randomCount {
             var line = random.below(4) == 0 ? random.pick(["1 1 0.5 ", "-1 ", "0 1 3e-3 "]) : ""
             for _ in 0..<(1 + random.below(4)) {
@@ -58,20 +58,4 @@ enum NativeProbeSet {
         }
         return warmup + examples
     }
-}
-
-/// SplitMix64: the probe set is the same on every load of a model.
-struct ProbeRandom {
-    var state: UInt64
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
-    mutating func below(_ n: Int) -> Int { Int(next() % UInt64(n)) }
-    mutating func pick<T>(_ items: [T]) -> T { items[below(items.count)] }
 }

@@ -91,6 +91,7 @@ public struct NativeScorer: Sendable {
         var from = start
         if let tab = (start..<bar).first(where: { bytes[$0] == 0x09 }) { from = tab + 1 }
         var words: [Range<Int>] = []
+        words.reserveCapacity(4)
         var index = from
         while index < bar {
             while index < bar && bytes[index] == 0x20 { index += 1 }
@@ -314,6 +315,9 @@ struct NativeExample {
     var sorted: [Feature] = []
     var order: [UInt8] = []
     var ranges = [Range<Int>](repeating: 0..<0, count: 256)
+    /// Scratch of `group`, all zero between examples.
+    private var counts = [Int](repeating: 0, count: 256)
+    private var next = [Int](repeating: 0, count: 256)
 
     init() {
         parsed.reserveCapacity(64)
@@ -334,22 +338,24 @@ struct NativeExample {
 
     /// Groups the parsed features by namespace (stable), namespaces in order of their first feature.
     mutating func group() {
-        var counts = [Int](repeating: 0, count: 256)
         for feature in parsed {
-            if counts[Int(feature.namespace)] == 0 { order.append(feature.namespace) }
-            counts[Int(feature.namespace)] += 1
+            let namespace = Int(feature.namespace)
+            if counts[namespace] == 0 { order.append(feature.namespace) }
+            counts[namespace] += 1
         }
-        var next = [Int](repeating: 0, count: 256)
         var offset = 0
         for namespace in order {
+            let count = counts[Int(namespace)]
             next[Int(namespace)] = offset
-            ranges[Int(namespace)] = offset..<(offset + counts[Int(namespace)])
-            offset += counts[Int(namespace)]
+            ranges[Int(namespace)] = offset..<(offset + count)
+            offset += count
         }
         sorted = parsed
         for feature in parsed {
-            sorted[next[Int(feature.namespace)]] = feature
-            next[Int(feature.namespace)] += 1
+            let namespace = Int(feature.namespace)
+            sorted[next[namespace]] = feature
+            next[namespace] += 1
         }
+        for namespace in order { counts[Int(namespace)] = 0 }
     }
 }

@@ -91,12 +91,58 @@ enum VWFloatText {
     }
 
     /// Appends what `vw -p` prints for a scalar: `%.0f` when the value is a whole number (or
-    /// infinite), else `%.6f` (iostream `std::fixed` at its default precision).
+    /// infinite), else `%.6f` (iostream `std::fixed` at its default precision). Computed exactly
+    /// in integers (a float times 10^6 fits in 64 bits), rounding ties to even as glibc's printf
+    /// does; values too large for that go through vsnprintf itself.
     static func appendPrediction(_ value: Float, to output: inout [UInt8]) {
-        let format = floorf(value) == value ? "%.0f" : "%.6f"
+        if value.sign == .minus { output.append(UInt8(ascii: "-")) }
+        let magnitude = value.magnitude
+        if magnitude.isInfinite {
+            output.append(contentsOf: "inf".utf8)
+            return
+        }
+        let whole = floorf(value) == value
+        if whole, magnitude < 9.2e18 {
+            appendDecimal(UInt64(magnitude), to: &output)
+            return
+        }
+        // magnitude = significand × 2^exponent, the significand < 2^24.
+        let normal = magnitude.exponentBitPattern != 0
+        let significand = UInt64(magnitude.significandBitPattern) | (normal ? 1 << 23 : 0)
+        let exponent = (normal ? Int(magnitude.exponentBitPattern) : 1) - 127 - 23
+        guard !whole, exponent < 0 else {
+            appendPrintf(magnitude, whole: whole, to: &output)
+            return
+        }
+        let scaled = significand * 1_000_000  // < 2^44
+        let shift = -exponent
+        var micros: UInt64 = 0
+        if shift < 64 {
+            micros = scaled >> UInt64(shift)
+            let remainder = scaled & ((1 << UInt64(shift)) - 1)
+            let half: UInt64 = 1 << UInt64(shift - 1)
+            if remainder > half || (remainder == half && micros & 1 == 1) { micros += 1 }
+        }
+        appendDecimal(micros / 1_000_000, to: &output)
+        output.append(UInt8(ascii: "."))
+        let fraction = micros % 1_000_000
+        var divisor: UInt64 = 100_000
+        while divisor > 0 {
+            output.append(0x30 + UInt8((fraction / divisor) % 10))
+            divisor /= 10
+        }
+    }
+
+    private static func appendDecimal(_ value: UInt64, to output: inout [UInt8]) {
+        if value >= 10 { appendDecimal(value / 10, to: &output) }
+        output.append(0x30 + UInt8(value % 10))
+    }
+
+    /// `%.0f` or `%.6f` by vsnprintf, for a non-negative value.
+    static func appendPrintf(_ value: Float, whole: Bool, to output: inout [UInt8]) {
         // %.0f of the largest float is 39 digits; 64 bytes hold every answer.
         withUnsafeTemporaryAllocation(of: CChar.self, capacity: 64) { chars in
-            let count = withVaList([Double(value)]) { Int(vsnprintf(chars.baseAddress!, 64, format, $0)) }
+            let count = withVaList([Double(value)]) { Int(vsnprintf(chars.baseAddress!, 64, whole ? "%.0f" : "%.6f", $0)) }
             for index in 0..<min(count, 63) { output.append(UInt8(bitPattern: chars[index])) }
         }
     }
