@@ -34,6 +34,11 @@ struct NativeDifferentialTests {
                 }
             }
             if random.chance(40) { options += ["--link", "logistic"] }
+        case "oaa":
+            options += ["--oaa", String(2 + random.below(6))]
+            if random.chance(30) { options += ["-q", random.pick(["ab", "aa", "bc"])] }
+            if random.chance(20) { options += ["--link", "logistic"] }
+            if random.chance(20) { options += ["--indexing", "0"] }
         default:
             options += random.pick([[], ["--loss_function", "quantile"], ["--loss_function", "hinge"], ["--loss_function", "squared"]])
         }
@@ -46,7 +51,7 @@ struct NativeDifferentialTests {
             return
         }
         var random = SplitMix(state: seed)
-        let grammar = ExampleGrammar(family: .simple)
+        let grammar = ExampleGrammar(family: family == "oaa" ? .multiclass : .simple)
         var total = 0
         var modelIndex = 0
         var distinct = Set<Substring>()
@@ -57,7 +62,12 @@ struct NativeDifferentialTests {
             defer { unlink(model) }
             var training = ""
             for _ in 0..<(20 + random.below(60)) {
-                let label = family == "logistic" ? random.pick(["1 ", "-1 "]) : random.pick(["1 ", "-1 ", "0.25 ", "3 ", "-7.5 "])
+                var label = family == "logistic" ? random.pick(["1 ", "-1 "]) : random.pick(["1 ", "-1 ", "0.25 ", "3 ", "-7.5 "])
+                if family == "oaa" {
+                    let classes = Int(options[options.firstIndex(of: "--oaa")! + 1])!
+                    let zeroBased = options.contains("--indexing")
+                    label = String(random.below(classes) + (zeroBased ? 0 : 1)) + " "
+                }
                 let line = NativeExamples.line(&random)
                 let features = line[line.firstIndex(of: "|")!...]
                 training += label + features + "\n"
@@ -103,6 +113,7 @@ struct NativeDifferentialTests {
     @Test func linearModelsMatchVWByteForByte() throws { try Self.run(family: "linear", seed: 1) }
     @Test func logisticModelsMatchVWByteForByte() throws { try Self.run(family: "logistic", seed: 2) }
     @Test func interactionModelsMatchVWByteForByte() throws { try Self.run(family: "interactions", seed: 3) }
+    @Test func oaaModelsMatchVWByteForByte() throws { try Self.run(family: "oaa", seed: 4) }
 }
 
 /// The bytes of a file.

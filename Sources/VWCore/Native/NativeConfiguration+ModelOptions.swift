@@ -24,6 +24,14 @@ extension NativeConfiguration {
                 guard let value = option.values.first, let bits = Int(value) else { throw .unsupported("-b \(option.values)") }
                 if let earlier = self.bits, earlier != bits { throw .unsupported("two different -b") }
                 self.bits = bits
+            case "oaa":
+                guard let value = option.values.first, let k = Int(value), (1...1024).contains(k) else {
+                    throw .unsupported("--oaa \(option.values)")
+                }
+                classes = k
+            case "indexing":
+                guard let value = option.values.first, value == "0" || value == "1" else { throw .unsupported("--indexing \(option.values)") }
+                zeroBasedClasses = value == "0"
             case "sgd", "adaptive", "normalized", "invariant":
                 updateRules.insert(option.name)
             case "loss_function":

@@ -7,6 +7,9 @@ struct NativeConfiguration: Sendable, Equatable {
     var addsConstant = true
     var hashesAll = false
     var logisticLink = false
+    /// `--oaa K` (0: a scalar model) and `--indexing 0`.
+    var classes = 0
+    var zeroBasedClasses = false
     /// `-b` when the options state it (it must agree with the file).
     var bits: Int?
     /// Floats per weight record of the online state: 1 + adaptive + normalized.

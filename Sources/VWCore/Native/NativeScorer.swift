@@ -19,6 +19,9 @@ public struct NativeScorer: Sendable {
     let addsConstant: Bool
     let hashesAll: Bool
     let logisticLink: Bool
+    /// `--oaa K`: the number of classes (0 for a scalar model), and whether classes count from 0 (`--indexing 0`).
+    let classes: Int
+    let zeroBasedClasses: Bool
 
     /// `VW::details::CONSTANT`, the constant feature's index, and its namespace.
     static let constantIndex: UInt64 = 11_650_396
@@ -34,6 +37,8 @@ public struct NativeScorer: Sendable {
         addsConstant = configuration.addsConstant
         hashesAll = configuration.hashesAll
         logisticLink = configuration.logisticLink
+        classes = configuration.classes
+        zeroBasedClasses = configuration.zeroBasedClasses
     }
 
     /// What vw prints for `payload` (VW text lines, each ending in "\n"), or nil when a line holds
@@ -65,12 +70,13 @@ public struct NativeScorer: Sendable {
         guard readLabel(bytes, start, bar, initial: &initial, tag: &tag) else { return false }
         example.reset()
         guard parseFeatures(bytes, bar, end, into: &example) else { return false }
-        if addsConstant { example.add(namespace: Self.constantNamespace, index: Self.constantIndex, value: 1) }
+        if addsConstant { example.add(namespace: Self.constantNamespace, index: Self.constantIndex &* multiplier, value: 1) }
         example.group()
-        var prediction = score(example, initial: initial)
-        if prediction.isNaN { prediction = 0 } else if prediction > maxLabel { prediction = maxLabel } else if prediction < minLabel { prediction = minLabel }
-        if logisticLink { prediction = 1 / (1 + expf(-prediction)) }
-        VWFloatText.appendPrediction(prediction, to: &output)
+        if classes > 0 {
+            VWFloatText.appendPrediction(Float(predictClass(example)), to: &output)
+        } else {
+            VWFloatText.appendPrediction(link(finalize(score(example, initial: initial))), to: &output)
+        }
         if !tag.isEmpty {
             output.append(0x20)
             output.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[tag]))
@@ -197,7 +203,7 @@ public struct NativeScorer: Sendable {
                     featureIndex = channel &+ anonymous
                     anonymous += 1
                 }
-                if featureValue != 0 { example.add(namespace: namespace, index: featureIndex, value: featureValue) }
+                if featureValue != 0 { example.add(namespace: namespace, index: featureIndex &* multiplier, value: featureValue) }
             }
             guard index >= end || bytes[index] == UInt8(ascii: "|") || bytes[index] == 0x0D else { return false }
         }
@@ -210,33 +216,73 @@ public struct NativeScorer: Sendable {
 
     // MARK: - Sum
 
-    /// `inline_predict`: the linear terms namespace by namespace, then each interaction.
+    /// `setup_example` multiplies every feature index by the feature width, a power of two (`--oaa K`:
+    /// the smallest ≥ K; found in vw's model files), so that class c's weight of a feature sits c slots after it.
+    var multiplier: UInt64 { classes > 1 ? UInt64(1) << UInt64(64 - UInt64(classes - 1).leadingZeroBitCount) : 1 }
+
+    /// `finalize_prediction`: NaN becomes 0, then the model's label range clips.
+    @inline(__always) func finalize(_ value: Float) -> Float {
+        if value.isNaN { return 0 }
+        if value > maxLabel { return maxLabel }
+        if value < minLabel { return minLabel }
+        return value
+    }
+
+    /// The scorer reduction's link (`scorer.cc`).
+    @inline(__always) func link(_ value: Float) -> Float {
+        logisticLink ? 1 / (1 + expf(-value)) : value
+    }
+
+    /// `inline_predict`: the initial value, then `p += w * x` for every feature and interaction.
     private func score(_ example: NativeExample, initial: Float) -> Float {
         weights.withUnsafeBufferPointer { w in
-            let mask = UInt64(w.count - 1)
-            var p = initial
-            let features = example.sorted
-            for namespace in example.order {
-                let range = example.ranges[Int(namespace)]
-                for slot in range { p += w[Int(features[slot].index & mask)] * features[slot].value }
-            }
-            for terms in interactions {
-                var empty = false
-                for term in terms where example.ranges[Int(term)].isEmpty { empty = true }
-                if empty { continue }
-                switch terms.count {
-                case 2: quadratic(terms, example, w, mask, &p)
-                case 3: cubic(terms, example, w, mask, &p)
-                default: generic(terms, example, w, mask, &p)
+            var sum = ScalarSum(weights: w, mask: UInt64(w.count - 1), p: initial)
+            accumulate(example, into: &sum)
+            return sum.p
+        }
+    }
+
+    /// `oaa`'s predict: gd's `multipredict` over the K classes (features with |x| < 1e-10 skipped),
+    /// each class finalized and linked, then the first class with the largest score.
+    private func predictClass(_ example: NativeExample) -> Int {
+        weights.withUnsafeBufferPointer { w in
+            withUnsafeTemporaryAllocation(of: Float.self, capacity: classes) { scores in
+                scores.initialize(repeating: 0)
+                var sum = ClassSums(weights: w, mask: UInt64(w.count - 1), scores: scores)
+                accumulate(example, into: &sum)
+                var best = 0
+                for c in 0..<classes {
+                    scores[c] = link(finalize(scores[c]))
+                    if scores[c] > scores[best] { best = c }
                 }
+                // `--indexing 0` prints the slot itself (so class 0, trained in the last slot, prints as K-1).
+                return zeroBasedClasses ? best : best + 1
             }
-            return p
+        }
+    }
+
+    /// `foreach_feature`: the linear terms namespace by namespace, then each interaction.
+    @inline(__always)
+    private func accumulate<Sum: NativeSum>(_ example: NativeExample, into sum: inout Sum) {
+        let features = example.sorted
+        for namespace in example.order {
+            for slot in example.ranges[Int(namespace)] { sum.add(features[slot].value, features[slot].index) }
+        }
+        for terms in interactions {
+            var empty = false
+            for term in terms where example.ranges[Int(term)].isEmpty { empty = true }
+            if empty { continue }
+            switch terms.count {
+            case 2: quadratic(terms, example, &sum)
+            case 3: cubic(terms, example, &sum)
+            default: generic(terms, example, &sum)
+            }
         }
     }
 
     /// `process_quadratic_interaction` (combinations: a namespace with itself starts at the same feature).
     @inline(__always)
-    private func quadratic(_ terms: [UInt8], _ example: NativeExample, _ w: UnsafeBufferPointer<Float>, _ mask: UInt64, _ p: inout Float) {
+    private func quadratic<Sum: NativeSum>(_ terms: [UInt8], _ example: NativeExample, _ sum: inout Sum) {
         let f = example.sorted
         let first = example.ranges[Int(terms[0])]
         let second = example.ranges[Int(terms[1])]
@@ -245,14 +291,14 @@ public struct NativeScorer: Sendable {
             let halfhash = Self.fnvPrime &* f[a].index
             let value = f[a].value
             for b in (same ? second.lowerBound + i : second.lowerBound)..<second.upperBound {
-                p += w[Int((f[b].index ^ halfhash) & mask)] * (value * f[b].value)
+                sum.add(value * f[b].value, f[b].index ^ halfhash)
             }
         }
     }
 
     /// `process_cubic_interaction`.
     @inline(__always)
-    private func cubic(_ terms: [UInt8], _ example: NativeExample, _ w: UnsafeBufferPointer<Float>, _ mask: UInt64, _ p: inout Float) {
+    private func cubic<Sum: NativeSum>(_ terms: [UInt8], _ example: NativeExample, _ sum: inout Sum) {
         let f = example.sorted
         let first = example.ranges[Int(terms[0])]
         let second = example.ranges[Int(terms[1])]
@@ -267,7 +313,7 @@ public struct NativeScorer: Sendable {
                 let halfhash = Self.fnvPrime &* (halfhash1 ^ f[b].index)
                 let value = f[a].value * f[b].value
                 for c in (same2 ? third.lowerBound + j : third.lowerBound)..<third.upperBound {
-                    p += w[Int((f[c].index ^ halfhash) & mask)] * (value * f[c].value)
+                    sum.add(value * f[c].value, f[c].index ^ halfhash)
                 }
                 j += 1
             }
@@ -275,16 +321,14 @@ public struct NativeScorer: Sendable {
     }
 
     /// `process_generic_interaction` (4 namespaces or more), as a recursion over the terms.
-    private func generic(_ terms: [UInt8], _ example: NativeExample, _ w: UnsafeBufferPointer<Float>, _ mask: UInt64, _ p: inout Float) {
+    private func generic<Sum: NativeSum>(_ terms: [UInt8], _ example: NativeExample, _ sum: inout Sum) {
         let f = example.sorted
         let ranges = terms.map { example.ranges[Int($0)] }
         func level(_ k: Int, from offset: Int, hash: UInt64, x: Float) {
             let range = ranges[k]
             let start = k > 0 && terms[k] == terms[k - 1] ? offset : 0
             if k == terms.count - 1 {
-                for c in (range.lowerBound + start)..<range.upperBound {
-                    p += w[Int((f[c].index ^ hash) & mask)] * (x * f[c].value)
-                }
+                for c in (range.lowerBound + start)..<range.upperBound { sum.add(x * f[c].value, f[c].index ^ hash) }
                 return
             }
             var position = start
@@ -299,6 +343,39 @@ public struct NativeScorer: Sendable {
             }
         }
         level(0, from: 0, hash: 0, x: 1)
+    }
+}
+
+/// Where a feature term `x` with weight index `index` goes.
+protocol NativeSum {
+    mutating func add(_ x: Float, _ index: UInt64)
+}
+
+/// gd's `vec_add`: one prediction, `p += w * x`.
+struct ScalarSum: NativeSum {
+    let weights: UnsafeBufferPointer<Float>
+    let mask: UInt64
+    var p: Float
+
+    @inline(__always) mutating func add(_ x: Float, _ index: UInt64) {
+        p += weights[Int(index & mask)] * x
+    }
+}
+
+/// gd's `vec_add_multipredict`: K predictions, class c's weight c slots after the feature's (wrapping
+/// at the table's end); terms with |x| < 1e-10 are skipped.
+struct ClassSums: NativeSum {
+    let weights: UnsafeBufferPointer<Float>
+    let mask: UInt64
+    let scores: UnsafeMutableBufferPointer<Float>
+
+    @inline(__always) mutating func add(_ x: Float, _ index: UInt64) {
+        if -1e-10 < x && x < 1e-10 { return }
+        var slot = index & mask
+        for c in 0..<scores.count {
+            scores[c] += x * weights[Int(slot)]
+            slot = (slot + 1) & mask
+        }
     }
 }
 

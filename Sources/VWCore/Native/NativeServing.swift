@@ -101,7 +101,7 @@ public final class NativeSlot: @unchecked Sendable {
         version: ModelVersion, modelBytes: [UInt8], warmup: [String], limits: ExampleLimits, timeout: Duration
     ) -> Result<Verified, NativeRefusal> {
         guard version.jsonGrammar == nil else { return .failure(NativeRefusal(reason: "not supported by the native scorer: vw_json input")) }
-        guard version.options.family == .simple, !version.framing.blankLineAfterEach else {
+        guard version.options.family == .simple || version.options.family == .multiclass, !version.framing.blankLineAfterEach else {
             return .failure(NativeRefusal(reason: "not supported by the native scorer: \(version.options.family) models"))
         }
         let scorer: NativeScorer
