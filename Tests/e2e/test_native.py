@@ -48,7 +48,8 @@ def native_dir(tmp_path_factory) -> Path:
     (d / "linear.json").write_text(json.dumps({"vw_args": ["--link", "logistic"]}))
     _train(d / "pinned.vw", "-q ab", training)
     (d / "pinned.json").write_text(json.dumps({"engine": "vw"}))
-    _train(d / "oaa.vw", "--oaa 3", [f"{rng.randrange(1, 4)} |a x:{rng.random():.3f}" for _ in range(200)])
+    _train(d / "oaa.vw", "--oaa 3 -q ab", [f"{rng.randrange(1, 4)} |a x:{rng.random():.3f} |b y:{rng.random():.3f}" for _ in range(300)])
+    _train(d / "nn.vw", "--nn 2", training)
     return d
 
 
@@ -85,9 +86,19 @@ def test_native_json_predictions_equal_vw(native_stack, native_dir):
 
 
 def test_unsupported_model_stays_on_vw_with_the_reason(native_stack):
-    status = native_stack.get("/v1/models/oaa").json()
+    status = native_stack.get("/v1/models/nn").json()
     assert status["engine"] == "vw"
-    assert "multiclass" in status["engine_reason"]
+    assert "--nn" in status["engine_reason"]
+
+
+def test_oaa_model_serves_natively_and_equals_vw(native_stack, native_dir):
+    assert native_stack.get("/v1/models/oaa").json()["engine"] == "native"
+    lines = [f"|a x:{x / 50:.3f} |b y:{(x * 7 % 50) / 50:.3f}" for x in range(300)]
+    r = native_stack.post("/v1/models/oaa:predict", data="".join(line + "\n" for line in lines),
+                          headers={"Content-Type": "text/plain"})
+    assert r.status_code == 200, r.text
+    assert r.text == _vw_answers(native_dir / "oaa.vw", lines)
+    assert native_stack.predict("oaa", lines[:3]).json()["predictions"] == [int(x) for x in r.text.split()[:3]]
 
 
 def test_model_json_engine_overrides_the_command_line(native_stack):
