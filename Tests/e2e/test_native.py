@@ -133,3 +133,30 @@ def test_native_answers_while_vw_is_stopped(native_dir):
     finally:
         problems = s.stop()
         assert not problems, "\n".join(problems)
+
+
+def test_a_shadow_mismatch_sends_the_model_back_to_vw(native_dir, tmp_path, monkeypatch):
+    """A vw that answers differently from the native scorer (here: one that reads the untrained
+    feature `magic` as the trained `x:3`) is caught by the shadow check: counted, logged, and the
+    model is back on vw."""
+    import conftest
+    wrapper = tmp_path / "vw-magic"
+    wrapper.write_text(f"#!/bin/sh\nsed -u 's/ magic / x:3 /g' | exec {conftest.VW_COMMAND} \"$@\"\n")
+    wrapper.chmod(0o755)
+    monkeypatch.setattr(conftest, "VW_COMMAND", str(wrapper))
+    s = Stack(native_dir, extra_args=("--engine", "auto", "--native-shadow-every", "1")).start()
+    try:
+        assert s.get("/v1/models/linear").json()["engine"] == "native"
+        plain = s.predict("linear", ["|a x:0.5 |b p"])
+        assert plain.status_code == 200
+        assert s.get("/v1/models/linear").json()["engine"] == "native"
+        r = s.predict("linear", ["|a magic y:0.5 |b p"])
+        assert r.status_code == 200, r.text
+        status = s.get("/v1/models/linear").json()
+        assert status["engine"] == "vw", status
+        assert "differed" in status["engine_reason"]
+        assert 'vwfcgi_native_mismatches_total{model="linear"} 1' in s.get("/metrics").text
+        assert "native scorer mismatch" in s.vwfcgi_log.read_text(errors="replace")
+    finally:
+        problems = s.stop()
+        assert not problems, "\n".join(problems)
