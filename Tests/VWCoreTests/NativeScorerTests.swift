@@ -105,7 +105,7 @@ struct NativeScorerTests {
     }
 
     @Test func optionsTheScorerDoesNotKnowKeepTheModelOnVW() throws {
-        for stored in [["--oaa", "3"], ["--hash_seed", "5"], ["--link", "glf1"], ["--ngram", "2"], ["--affix", "+2a"]] {
+        for stored in [["--nn", "2"], ["--hash_seed", "5"], ["--link", "glf1"], ["--ngram", "2"], ["--affix", "+2a"]] {
             guard let options = try? ModelOptions.check(stored: stored, extra: []) else { continue }
             #expect(throws: NativeModelError.self) { try NativeConfiguration(options: options) }
         }
@@ -113,6 +113,10 @@ struct NativeScorerTests {
         #expect(linear.logisticLink && linear.hashesAll && linear.interactions == [Array("ab".utf8)] && linear.floatsPerRecord == 3)
         let sgd = try NativeConfiguration(options: ModelOptions.check(stored: ["--sgd"], extra: []))
         #expect(sgd.floatsPerRecord == 1)
+        let conflicting = try ModelOptions.check(stored: ["--link", "logistic"], extra: ["--link", "identity"])
+        #expect(throws: NativeModelError.self) { try NativeConfiguration(options: conflicting) }
+        let oaa = try NativeConfiguration(options: ModelOptions.check(stored: ["--oaa", "5", "--indexing", "0"], extra: []))
+        #expect(oaa.classes == 5 && oaa.zeroBasedClasses)
     }
 }
 

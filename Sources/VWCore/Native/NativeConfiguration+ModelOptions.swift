@@ -2,6 +2,14 @@ extension NativeConfiguration {
     /// Reads the options vw loads the model with (stored in the file, then `vw_args`).
     init(options: ModelOptions) throws(NativeModelError) {
         var updateRules: Set<String> = []
+        var values: [String: [String]] = [:]
+        for option in options.options where !["quadratic", "cubic", "interactions"].contains(option.name) {
+            // The same option twice with different values (file and vw_args): which one vw takes is not ours to guess.
+            if let earlier = values[option.name], earlier != option.values {
+                throw .unsupported("--\(option.name) given twice with different values")
+            }
+            values[option.name] = option.values
+        }
         for option in options.options {
             switch option.name {
             case "quadratic", "cubic", "interactions":
