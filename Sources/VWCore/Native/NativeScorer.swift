@@ -96,22 +96,28 @@ public struct NativeScorer: Sendable {
         guard bar > start else { return true }
         var from = start
         if let tab = (start..<bar).first(where: { bytes[$0] == 0x09 }) { from = tab + 1 }
-        var words: [Range<Int>] = []
-        words.reserveCapacity(4)
+        // Only three things matter: how many words, the third, and the last (the tag candidate).
+        var count = 0
+        var third = from..<from
+        var last = from..<from
         var index = from
         while index < bar {
             while index < bar && bytes[index] == 0x20 { index += 1 }
             let wordStart = index
             while index < bar && bytes[index] != 0x20 { index += 1 }
-            if index > wordStart { words.append(wordStart..<index) }
+            if index > wordStart {
+                count += 1
+                if count == 3 { third = wordStart..<index }
+                last = wordStart..<index
+            }
         }
-        if let last = words.last, last.upperBound == bar || bytes[last.lowerBound] == UInt8(ascii: "'") {
-            words.removeLast()
+        if count > 0, last.upperBound == bar || bytes[last.lowerBound] == UInt8(ascii: "'") {
+            count -= 1
             tag = (bytes[last.lowerBound] == UInt8(ascii: "'") ? last.lowerBound + 1 : last.lowerBound)..<last.upperBound
         }
-        if words.count == 3 {
+        if count == 3 {
             // `float_of_string`: VW's parse_float, else strtof; nothing read or NaN gives 0.
-            let word = words[2]
+            let word = third
             if let parsed = VWFloatText.parse(bytes, from: word.lowerBound, to: word.upperBound) {
                 initial = parsed.value
             } else {
@@ -391,10 +397,10 @@ struct NativeExample {
     var parsed: [Feature] = []
     var sorted: [Feature] = []
     var order: [UInt8] = []
-    var ranges = [Range<Int>](repeating: 0..<0, count: 256)
+    var ranges = InlineArray<256, Range<Int>>(repeating: 0..<0)
     /// Scratch of `group`, all zero between examples.
-    private var counts = [Int](repeating: 0, count: 256)
-    private var next = [Int](repeating: 0, count: 256)
+    private var counts = InlineArray<256, Int>(repeating: 0)
+    private var next = InlineArray<256, Int>(repeating: 0)
 
     init() {
         parsed.reserveCapacity(64)
