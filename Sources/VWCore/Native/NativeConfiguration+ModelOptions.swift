@@ -59,18 +59,20 @@ extension NativeConfiguration {
         else { throw .unsupported("full-name, low-rank or n-gram features") }
         interactions = try Self.vwOrder(options.interactions)
     }
-
 }
 
 extension NativeScorer {
     /// Builds the scorer of a model: its options (stored and `vw_args`) and its file's bytes.
     public static func load(options: ModelOptions, file bytes: [UInt8]) throws(NativeModelError) -> NativeScorer {
-        let configuration = try NativeConfiguration(options: options)
+        try load(configuration: NativeConfiguration(options: options), file: bytes)
+    }
+
+    /// Builds the scorer from a configuration already read from the options, and the file's bytes.
+    static func load(configuration: NativeConfiguration, file bytes: [UInt8]) throws(NativeModelError) -> NativeScorer {
         let file = try NativeModelFile.parse(bytes, floatsPerRecord: configuration.floatsPerRecord)
         if let stated = configuration.bits, stated != file.bits {
             throw .unsupported("-b \(stated) in the options but \(file.bits) in the file")
         }
         return NativeScorer(file: file, configuration: configuration)
     }
-
 }

@@ -59,7 +59,7 @@ public final class NativeSlot: @unchecked Sendable {
     /// Decides the engine of a freshly started version: with `auto` or `native`, builds the scorer
     /// and serves natively only if it answers the whole probe set exactly as the version's vw pool.
     func attach(
-        mode: EngineMode, version: ModelVersion, modelBytes: [UInt8], warmup: [String], limits: ExampleLimits,
+        mode: EngineMode, version: ModelVersion, modelBytes: () -> [UInt8]?, warmup: [String], limits: ExampleLimits,
         shadowEvery: Int, timeout: Duration, logger: Logger
     ) {
         self.logger = logger
@@ -98,7 +98,7 @@ public final class NativeSlot: @unchecked Sendable {
 
     /// Builds the scorer and compares it with the version's vw on the probe set.
     static func verify(
-        version: ModelVersion, modelBytes: [UInt8], warmup: [String], limits: ExampleLimits, timeout: Duration
+        version: ModelVersion, modelBytes: () -> [UInt8]?, warmup: [String], limits: ExampleLimits, timeout: Duration
     ) -> Result<Verified, NativeRefusal> {
         guard version.jsonGrammar == nil else { return .failure(NativeRefusal(reason: "not supported by the native scorer: vw_json input")) }
         guard version.options.family == .simple || version.options.family == .multiclass, !version.framing.blankLineAfterEach else {
@@ -106,7 +106,10 @@ public final class NativeSlot: @unchecked Sendable {
         }
         let scorer: NativeScorer
         do {
-            scorer = try NativeScorer.load(options: version.options, file: modelBytes)
+            // The options first: a model the scorer cannot reproduce is never read a second time.
+            let configuration = try NativeConfiguration(options: version.options)
+            guard let bytes = modelBytes() else { return .failure(NativeRefusal(reason: "cannot read the staged model file")) }
+            scorer = try NativeScorer.load(configuration: configuration, file: bytes)
         } catch {
             return .failure(NativeRefusal(reason: error.reason))
         }
@@ -191,14 +194,15 @@ extension ModelVersion {
     /// staged bytes and its warmup examples, before the version is published.
     func attachNative(config: ModelConfig, settings: EngineSettings, logger: Logger) {
         let mode = config.engine ?? settings.native.mode
-        var bytes: [UInt8] = []
-        if mode != .vw {
-            let descriptor = open(stagedPath, O_RDONLY | O_CLOEXEC)
-            defer { if descriptor >= 0 { close(descriptor) } }
-            bytes = (try? FileIO.readToEnd(descriptor, maxBytes: settings.maxModelBytes)) ?? []
+        let path = stagedPath
+        let readModel = { () -> [UInt8]? in
+            let descriptor = open(path, O_RDONLY | O_CLOEXEC)
+            guard descriptor >= 0 else { return nil }
+            defer { close(descriptor) }
+            return try? FileIO.readToEnd(descriptor, maxBytes: settings.maxModelBytes)
         }
         native.attach(
-            mode: mode, version: self, modelBytes: bytes, warmup: config.warmup, limits: settings.limits,
+            mode: mode, version: self, modelBytes: readModel, warmup: config.warmup, limits: settings.limits,
             shadowEvery: settings.native.shadowEvery, timeout: settings.loadTimeout, logger: logger
         )
     }
