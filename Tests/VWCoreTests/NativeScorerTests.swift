@@ -145,3 +145,21 @@ struct NativeFormatTests {
         }
     }
 }
+
+/// The probe set a model must pass before it is served natively.
+struct NativeProbeSetTests {
+    @Test func probeSetCoversEveryInteractionNamespaceAndTheEdges() throws {
+        let examples = NativeProbeSet.examples(interactions: [Array("ab".utf8), Array("xyz".utf8)], warmup: ["|w operator"])
+        #expect(examples.first == "|w operator")
+        for namespace in ["a", "b", "x", "y", "z"] {
+            #expect(examples.contains("|\(namespace) x y:2 1924 :3 f:red"))
+        }
+        for edge in [":1e-40", ":1.4e-45", ":-9.9e37", ":red", ":99999999999999999999"] {
+            #expect(examples.contains { $0.contains(edge) })
+        }
+        #expect(examples.contains { $0.split(separator: " ").count > 300 })
+        let grammar = ExampleGrammar(family: .simple)
+        let accepted = examples.filter { (try? grammar.parse(lines: [Substring($0)])) != nil }.count
+        #expect(accepted * 10 >= examples.count * 9, "most probes reach the scorer: \(accepted) of \(examples.count)")
+    }
+}
