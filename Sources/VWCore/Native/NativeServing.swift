@@ -168,7 +168,8 @@ public final class NativeSlot: @unchecked Sendable {
         let text = index < line.count ? String(decoding: line[index].prefix(2048), as: UTF8.self) : ""
         let nativeText = index < native.answers.count ? String(decoding: native.raw[native.answers[index]], as: UTF8.self) : "-"
         let vwText = index < vw.answers.count ? String(decoding: vw.raw[vw.answers[index]], as: UTF8.self) : "-"
-        reason.withLock { $0 = "native answer differed from vw's while serving (example \(text.debugDescription)): switched back to vw" }
+        // The example goes to the log only: the status document is no place for clients' data.
+        reason.withLock { $0 = "native answer differed from vw's while serving (the example is in the log): switched back to vw" }
         Counter(label: "vwfcgi_native_mismatches_total", dimensions: [("model", modelName)]).increment()
         logger.error(
             "native scorer mismatch: model switched back to vw",
