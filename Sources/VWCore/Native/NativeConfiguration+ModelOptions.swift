@@ -3,6 +3,7 @@ extension NativeConfiguration {
     init(options: ModelOptions) throws(NativeModelError) {
         var updateRules: Set<String> = []
         var values: [String: [String]] = [:]
+        var keeps: [UInt8]?
         for option in options.options where !["quadratic", "cubic", "interactions"].contains(option.name) {
             // The same option twice with different values (file and vw_args): which one vw takes is not ours to guess.
             if let earlier = values[option.name], earlier != option.values {
@@ -40,6 +41,14 @@ extension NativeConfiguration {
             case "indexing":
                 guard let value = option.values.first, value == "0" || value == "1" else { throw .unsupported("--indexing \(option.values)") }
                 zeroBasedClasses = value == "0"
+            case "ignore", "ignore_linear", "keep":
+                // `parse_feature_tweaks`: every byte of every value names a namespace.
+                let bytes = option.values.flatMap { Array($0.utf8) }
+                guard !bytes.contains(UInt8(ascii: "\\")) else { throw .unsupported("escaped namespaces in --\(option.name)") }
+                if option.name == "keep" { keeps = (keeps ?? []) + bytes }
+                for byte in bytes where option.name != "keep" {
+                    if option.name == "ignore" { ignored[Int(byte)] = true } else { ignoredLinear[Int(byte)] = true }
+                }
             case "sgd", "adaptive", "normalized", "invariant":
                 updateRules.insert(option.name)
             case "loss_function":
@@ -49,6 +58,10 @@ extension NativeConfiguration {
             default:
                 if !Self.ignored.contains(option.name) { throw .unsupported("--\(option.name)") }
             }
+        }
+        if let keeps {
+            // `--keep`: every namespace is ignored but those named (after any `--ignore`).
+            for index in 0..<256 { ignored[index] = !keeps.contains(UInt8(index)) }
         }
         if !updateRules.isEmpty {
             // `gd_setup`: naming any update rule turns off the defaults (adaptive, normalized, invariant).

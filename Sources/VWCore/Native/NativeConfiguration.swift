@@ -7,6 +7,10 @@ struct NativeConfiguration: Sendable, Equatable {
     var addsConstant = true
     var hashesAll = false
     var logisticLink = false
+    /// `--ignore`/`--keep` (the namespaces VW drops from every example) and `--ignore_linear`
+    /// (those without linear terms), by namespace index.
+    var ignored = [Bool](repeating: false, count: 256)
+    var ignoredLinear = [Bool](repeating: false, count: 256)
     /// `--oaa K` (0: a scalar model) and `--indexing 0`.
     var classes = 0
     var zeroBasedClasses = false

@@ -22,6 +22,9 @@ public struct NativeScorer: Sendable {
     /// `--oaa K`: the number of classes (0 for a scalar model), and whether classes count from 0 (`--indexing 0`).
     let classes: Int
     let zeroBasedClasses: Bool
+    /// Namespaces dropped from every example (`--ignore`, `--keep`), and those without linear terms (`--ignore_linear`).
+    let ignored: [Bool]
+    let ignoredLinear: [Bool]
 
     /// `VW::details::CONSTANT`, the constant feature's index, and its namespace.
     static let constantIndex: UInt64 = 11_650_396
@@ -39,6 +42,8 @@ public struct NativeScorer: Sendable {
         logisticLink = configuration.logisticLink
         classes = configuration.classes
         zeroBasedClasses = configuration.zeroBasedClasses
+        ignored = configuration.ignored
+        ignoredLinear = configuration.ignoredLinear
     }
 
     /// What vw prints for `payload` (VW text lines, each ending in "\n"), or nil when a line holds
@@ -209,7 +214,10 @@ public struct NativeScorer: Sendable {
                     featureIndex = channel &+ anonymous
                     anonymous += 1
                 }
-                if featureValue != 0 { example.add(namespace: namespace, index: featureIndex &* multiplier, value: featureValue) }
+                // `setup_example` drops ignored namespaces after parsing; nothing else depends on their features.
+                if featureValue != 0 && !ignored[Int(namespace)] {
+                    example.add(namespace: namespace, index: featureIndex &* multiplier, value: featureValue)
+                }
             }
             guard index >= end || bytes[index] == UInt8(ascii: "|") || bytes[index] == 0x0D else { return false }
         }
@@ -271,7 +279,7 @@ public struct NativeScorer: Sendable {
     @inline(__always)
     private func accumulate<Sum: NativeSum>(_ example: NativeExample, into sum: inout Sum) {
         let features = example.sorted
-        for namespace in example.order {
+        for namespace in example.order where !ignoredLinear[Int(namespace)] {
             for slot in example.ranges[Int(namespace)] { sum.add(features[slot].value, features[slot].index) }
         }
         for terms in interactions {
