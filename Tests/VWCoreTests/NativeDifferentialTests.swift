@@ -21,6 +21,7 @@ struct NativeDifferentialTests {
         if random.chance(15) { options += random.pick([["--l2", "0.001"], ["--l1", "0.0001"], ["--l1", "0.00001", "--l2", "0.0001"]]) }
         if random.chance(15) { options.append("--noconstant") }
         if random.chance(20) { options += ["--hash", "all"] }
+        if random.chance(10) { options += ["--hash_seed", String(random.below(1000) + 1)] }
         if random.chance(15) { options += random.pick([["--ignore", "b"], ["--ignore_linear", "a"], ["--keep", "ab"], ["--ignore", "c", "--ignore_linear", "b"]]) }
         switch family {
         case "logistic":

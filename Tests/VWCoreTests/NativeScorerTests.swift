@@ -105,7 +105,7 @@ struct NativeScorerTests {
     }
 
     @Test func optionsTheScorerDoesNotKnowKeepTheModelOnVW() throws {
-        for stored in [["--nn", "2"], ["--hash_seed", "5"], ["--link", "glf1"], ["--ngram", "2"], ["--affix", "+2a"]] {
+        for stored in [["--nn", "2"], ["--hash_seed", "x"], ["--link", "glf1"], ["--ngram", "2"], ["--affix", "+2a"]] {
             guard let options = try? ModelOptions.check(stored: stored, extra: []) else { continue }
             #expect(throws: NativeModelError.self) { try NativeConfiguration(options: options) }
         }

@@ -23,6 +23,9 @@ extension NativeConfiguration {
                 case "all": hashesAll = true
                 default: throw .unsupported("--hash \(option.values.first ?? "")")
                 }
+            case "hash_seed":
+                guard let value = option.values.first, let seed = UInt32(value) else { throw .unsupported("--hash_seed \(option.values)") }
+                hashSeed = seed
             case "link":
                 switch option.values.first {
                 case "identity": logisticLink = false

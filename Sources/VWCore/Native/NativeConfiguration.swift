@@ -6,6 +6,8 @@ struct NativeConfiguration: Sendable, Equatable {
     var interactions: [[UInt8]] = []
     var addsConstant = true
     var hashesAll = false
+    /// `--hash_seed`: the seed of every namespace's hash.
+    var hashSeed: UInt32 = 0
     var logisticLink = false
     /// `--ignore`/`--keep` (the namespaces VW drops from every example) and `--ignore_linear`
     /// (those without linear terms), by namespace index.

@@ -18,6 +18,7 @@ public struct NativeScorer: Sendable {
     let interactions: [[UInt8]]
     let addsConstant: Bool
     let hashesAll: Bool
+    let hashSeed: UInt32
     let logisticLink: Bool
     /// `--oaa K`: the number of classes (0 for a scalar model), and whether classes count from 0 (`--indexing 0`).
     let classes: Int
@@ -39,6 +40,7 @@ public struct NativeScorer: Sendable {
         interactions = configuration.interactions
         addsConstant = configuration.addsConstant
         hashesAll = configuration.hashesAll
+        hashSeed = configuration.hashSeed
         logisticLink = configuration.logisticLink
         classes = configuration.classes
         zeroBasedClasses = configuration.zeroBasedClasses
@@ -153,14 +155,15 @@ public struct NativeScorer: Sendable {
             index += 1
             var namespaceValue: Float = 1
             var namespace: UInt8 = 0x20
-            var channel: UInt64 = 0
+            // The default namespace's hash: 0, or with `--hash_seed` MurmurHash3 of "" (whatever `--hash` says).
+            var channel: UInt64 = hashSeed == 0 ? 0 : UInt64(VWHash.murmur(UnsafeBufferPointer(start: nil, count: 0), seed: hashSeed))
             var anonymous: UInt64 = 0
             if index < end && !Self.endsToken(bytes[index]) {
                 guard bytes[index] != UInt8(ascii: ":") else { return false }
                 namespace = bytes[index]
                 let nameStart = index
                 while index < end && !Self.endsName(bytes[index]) { index += 1 }
-                channel = UInt64(hash(bytes, nameStart, index, seed: 0))
+                channel = UInt64(hash(bytes, nameStart, index, seed: hashSeed))
                 if index < end && bytes[index] == UInt8(ascii: ":") {
                     index += 1
                     guard let parsed = VWFloatText.parse(bytes, from: index, to: end) else { return false }
