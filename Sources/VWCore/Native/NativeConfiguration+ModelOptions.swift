@@ -18,20 +18,12 @@ extension NativeConfiguration {
             case "noconstant":
                 addsConstant = false
             case "hash":
-                switch option.values.first {
-                case "strings": hashesAll = false
-                case "all": hashesAll = true
-                default: throw .unsupported("--hash \(option.values.first ?? "")")
-                }
+                hashesAll = try Self.choice(option, ["strings": false, "all": true])
             case "hash_seed":
                 guard let value = option.values.first, let seed = UInt32(value) else { throw .unsupported("--hash_seed \(option.values)") }
                 hashSeed = seed
             case "link":
-                switch option.values.first {
-                case "identity": logisticLink = false
-                case "logistic": logisticLink = true
-                default: throw .unsupported("--link \(option.values.first ?? "")")
-                }
+                logisticLink = try Self.choice(option, ["identity": false, "logistic": true])
             case "bit_precision":
                 guard let value = option.values.first, let bits = Int(value) else { throw .unsupported("-b \(option.values)") }
                 if let earlier = self.bits, earlier != bits { throw .unsupported("two different -b") }
@@ -74,6 +66,14 @@ extension NativeConfiguration {
               options.ngrams.isEmpty, options.skips.isEmpty
         else { throw .unsupported("full-name, low-rank or n-gram features") }
         interactions = try Self.vwOrder(options.interactions)
+    }
+
+    /// The meaning of a two-way option's value (`--hash strings|all`, `--link identity|logistic`).
+    private static func choice(_ option: VWOption, _ choices: [String: Bool]) throws(NativeModelError) -> Bool {
+        guard let value = option.values.first, let chosen = choices[value] else {
+            throw .unsupported("--\(option.name) \(option.values.first ?? "")")
+        }
+        return chosen
     }
 }
 

@@ -7,25 +7,15 @@ import Glibc
 /// (`add_constant_feature`), the linear terms then the interactions (`gd_predict.h`,
 /// `interactions_predict.h`), each term added as `p += w * x` in float, the clipping to the
 /// model's label range (`finalize_prediction`), the link (`scorer.cc`) and the `-p` format. A
-/// model is only served by it after it has matched a real vw byte for byte (`NativeVerifier`).
+/// model is only served by it after it has matched a real vw byte for byte (`NativeSlot.verify`).
 public struct NativeScorer: Sendable {
     /// The feature table's bits and weight 0 of each slot.
     let bits: Int
     let weights: [Float]
     let minLabel: Float
     let maxLabel: Float
-    /// The interactions in the order and form VW uses them (sorted, duplicates removed).
-    let interactions: [[UInt8]]
-    let addsConstant: Bool
-    let hashesAll: Bool
-    let hashSeed: UInt32
-    let logisticLink: Bool
-    /// `--oaa K`: the number of classes (0 for a scalar model), and whether classes count from 0 (`--indexing 0`).
-    let classes: Int
-    let zeroBasedClasses: Bool
-    /// Namespaces dropped from every example (`--ignore`, `--keep`), and those without linear terms (`--ignore_linear`).
-    let ignored: [Bool]
-    let ignoredLinear: [Bool]
+    /// What the options say: interactions (in VW's order), constant, hashing, link, classes, ignored namespaces.
+    let configuration: NativeConfiguration
 
     /// `VW::details::CONSTANT`, the constant feature's index, and its namespace.
     static let constantIndex: UInt64 = 11_650_396
@@ -37,15 +27,7 @@ public struct NativeScorer: Sendable {
         weights = file.weights
         minLabel = file.minLabel
         maxLabel = file.maxLabel
-        interactions = configuration.interactions
-        addsConstant = configuration.addsConstant
-        hashesAll = configuration.hashesAll
-        hashSeed = configuration.hashSeed
-        logisticLink = configuration.logisticLink
-        classes = configuration.classes
-        zeroBasedClasses = configuration.zeroBasedClasses
-        ignored = configuration.ignored
-        ignoredLinear = configuration.ignoredLinear
+        self.configuration = configuration
     }
 
     /// What vw prints for `payload` (VW text lines, each ending in "\n"), or nil when a line holds
@@ -77,9 +59,9 @@ public struct NativeScorer: Sendable {
         guard readLabel(bytes, start, bar, initial: &initial, tag: &tag) else { return false }
         example.reset()
         guard parseFeatures(bytes, bar, end, into: &example) else { return false }
-        if addsConstant { example.add(namespace: Self.constantNamespace, index: Self.constantIndex &* multiplier, value: 1) }
+        if configuration.addsConstant { example.add(namespace: Self.constantNamespace, index: Self.constantIndex &* multiplier, value: 1) }
         example.group()
-        if classes > 0 {
+        if configuration.classes > 0 {
             VWFloatText.appendPrediction(Float(predictClass(example)), to: &output)
         } else {
             VWFloatText.appendPrediction(link(finalize(score(example, initial: initial))), to: &output)
@@ -156,14 +138,14 @@ public struct NativeScorer: Sendable {
             var namespaceValue: Float = 1
             var namespace: UInt8 = 0x20
             // The default namespace's hash: 0, or with `--hash_seed` MurmurHash3 of "" (whatever `--hash` says).
-            var channel: UInt64 = hashSeed == 0 ? 0 : UInt64(VWHash.murmur(UnsafeBufferPointer(start: nil, count: 0), seed: hashSeed))
+            var channel: UInt64 = configuration.hashSeed == 0 ? 0 : UInt64(VWHash.murmur(UnsafeBufferPointer(start: nil, count: 0), seed: configuration.hashSeed))
             var anonymous: UInt64 = 0
             if index < end && !Self.endsToken(bytes[index]) {
                 guard bytes[index] != UInt8(ascii: ":") else { return false }
                 namespace = bytes[index]
                 let nameStart = index
                 while index < end && !Self.endsName(bytes[index]) { index += 1 }
-                channel = UInt64(hash(bytes, nameStart, index, seed: hashSeed))
+                channel = UInt64(hash(bytes, nameStart, index, seed: configuration.hashSeed))
                 if index < end && bytes[index] == UInt8(ascii: ":") {
                     index += 1
                     guard let parsed = VWFloatText.parse(bytes, from: index, to: end) else { return false }
@@ -171,7 +153,7 @@ public struct NativeScorer: Sendable {
                     index = parsed.end
                 }
             }
-            guard namespace != Self.constantNamespace || !addsConstant else { return false }
+            guard namespace != Self.constantNamespace || !configuration.addsConstant else { return false }
             while index < end && (bytes[index] == 0x20 || bytes[index] == 0x09) {
                 index += 1
                 guard index < end, !Self.endsToken(bytes[index]) else { continue }
@@ -218,7 +200,7 @@ public struct NativeScorer: Sendable {
                     anonymous += 1
                 }
                 // `setup_example` drops ignored namespaces after parsing; nothing else depends on their features.
-                if featureValue != 0 && !ignored[Int(namespace)] {
+                if featureValue != 0 && !configuration.ignored[Int(namespace)] {
                     example.add(namespace: namespace, index: featureIndex &* multiplier, value: featureValue)
                 }
             }
@@ -228,14 +210,14 @@ public struct NativeScorer: Sendable {
     }
 
     @inline(__always) private func hash(_ bytes: UnsafeBufferPointer<UInt8>, _ start: Int, _ end: Int, seed: UInt32) -> UInt32 {
-        VWHash.hash(UnsafeBufferPointer(rebasing: bytes[start..<end]), seed: seed, all: hashesAll)
+        VWHash.hash(UnsafeBufferPointer(rebasing: bytes[start..<end]), seed: seed, all: configuration.hashesAll)
     }
 
     // MARK: - Sum
 
     /// `setup_example` multiplies every feature index by the feature width, a power of two (`--oaa K`:
     /// the smallest ≥ K; found in vw's model files), so that class c's weight of a feature sits c slots after it.
-    var multiplier: UInt64 { classes > 1 ? UInt64(1) << UInt64(64 - UInt64(classes - 1).leadingZeroBitCount) : 1 }
+    var multiplier: UInt64 { configuration.classes > 1 ? UInt64(1) << UInt64(64 - UInt64(configuration.classes - 1).leadingZeroBitCount) : 1 }
 
     /// `finalize_prediction`: NaN becomes 0, then the model's label range clips.
     @inline(__always) func finalize(_ value: Float) -> Float {
@@ -247,7 +229,7 @@ public struct NativeScorer: Sendable {
 
     /// The scorer reduction's link (`scorer.cc`).
     @inline(__always) func link(_ value: Float) -> Float {
-        logisticLink ? 1 / (1 + expf(-value)) : value
+        configuration.logisticLink ? 1 / (1 + expf(-value)) : value
     }
 
     /// `inline_predict`: the initial value, then `p += w * x` for every feature and interaction.
@@ -263,17 +245,17 @@ public struct NativeScorer: Sendable {
     /// each class finalized and linked, then the first class with the largest score.
     private func predictClass(_ example: NativeExample) -> Int {
         weights.withUnsafeBufferPointer { w in
-            withUnsafeTemporaryAllocation(of: Float.self, capacity: classes) { scores in
+            withUnsafeTemporaryAllocation(of: Float.self, capacity: configuration.classes) { scores in
                 scores.initialize(repeating: 0)
                 var sum = ClassSums(weights: w, mask: UInt64(w.count - 1), scores: scores)
                 accumulate(example, into: &sum)
                 var best = 0
-                for c in 0..<classes {
+                for c in 0..<configuration.classes {
                     scores[c] = link(finalize(scores[c]))
                     if scores[c] > scores[best] { best = c }
                 }
                 // `--indexing 0` prints the slot itself (so class 0, trained in the last slot, prints as K-1).
-                return zeroBasedClasses ? best : best + 1
+                return configuration.zeroBasedClasses ? best : best + 1
             }
         }
     }
@@ -282,10 +264,10 @@ public struct NativeScorer: Sendable {
     @inline(__always)
     private func accumulate<Sum: NativeSum>(_ example: NativeExample, into sum: inout Sum) {
         let features = example.sorted
-        for namespace in example.order where !ignoredLinear[Int(namespace)] {
+        for namespace in example.order where !configuration.ignoredLinear[Int(namespace)] {
             for slot in example.ranges[Int(namespace)] { sum.add(features[slot].value, features[slot].index) }
         }
-        for terms in interactions {
+        for terms in configuration.interactions {
             var empty = false
             for term in terms where example.ranges[Int(term)].isEmpty { empty = true }
             if empty { continue }

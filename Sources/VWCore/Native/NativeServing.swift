@@ -115,7 +115,7 @@ public final class NativeSlot: @unchecked Sendable {
         }
         var builder = ExampleBatchBuilder(framing: version.framing, limits: limits)
         var accepted: [String] = []
-        for example in NativeProbeSet.examples(interactions: scorer.interactions, warmup: warmup) {
+        for example in NativeProbeSet.examples(interactions: scorer.configuration.interactions, warmup: warmup) {
             guard (try? builder.append(lines: [Substring(example)])) != nil else { continue }
             accepted.append(example)
         }
