@@ -88,11 +88,19 @@ struct Serve: ParsableCommand {
     @Option(help: "Routes an API key guards: writes (the learning loop's :rank, :reward, :activate, :learn, loop:rollback, loop:rotate) or all (also :predict, /v2 and the status routes; never /healthz, /readyz, /metrics).")
     var apiKeyScope: String = "writes"
 
+    @Option(help: "Which engine answers predictions: vw (the pool), auto (the in-process native scorer for models it reproduces bit for bit, verified against vw at load), native (as auto, warning when a model stays on vw). A model's .json \"engine\" overrides it.")
+    var engine: String = "vw"
+
+    @Option(help: "One native request in K is also answered by vw and compared; a difference switches the model back to vw (0: never).")
+    var nativeShadowEvery: Int = 1000
+
     @OptionGroup var common: EngineOptions
 
     func validate() throws {
         guard ReadinessRule(rawValue: readiness) != nil else { throw ValidationError("--readiness must be any or all") }
         guard APIKeys.Scope(rawValue: apiKeyScope) != nil else { throw ValidationError("--api-key-scope must be writes or all") }
+        guard EngineMode(rawValue: engine) != nil else { throw ValidationError("--engine must be vw, native or auto") }
+        if nativeShadowEvery < 0 { throw ValidationError("--native-shadow-every must be 0 or more") }
         if (socket == nil) == (listen == nil) { throw ValidationError("give exactly one of --socket PATH or --listen 127.0.0.1:PORT") }
         if shards < 1 || shards > 64 { throw ValidationError("--shards must be from 1 to 64") }
         if threads < 1 || threads > 1024 { throw ValidationError("--threads must be from 1 to 1024") }
@@ -119,6 +127,7 @@ struct Serve: ParsableCommand {
         settings.drainGrace = .milliseconds(Int64(grace * 1000))
         settings.requireChecksum = requireChecksum
         settings.readiness = ReadinessRule(rawValue: readiness) ?? .anyModel
+        settings.native = NativeSettings(mode: EngineMode(rawValue: engine) ?? .vw, shadowEvery: nativeShadowEvery)
         let loops = common.loops(stateDirectory: stateDir, instance: try Self.instance(instanceId), logger: logger)
         settings.learnedModel = { name, base, loop in loops.learnedModel(name: name, base: base, loop: loop) }
         let trainer = common.trainerSettings(settings, vwCommand: trainerVwCommand.map { $0.split(separator: " ").map(String.init) })
