@@ -23,7 +23,7 @@ struct Evaluate: ParsableCommand {
     @Option(help: "End of the range (excluded), as --from.")
     var to: String?
 
-    @Option(help: "A candidate policy: vw arguments with --cb_explore_adf (repeat for several), e.g. \"--cb_explore_adf --epsilon 0.1 -q UA\".")
+    @Option(parsing: .unconditionalSingleValue, help: "A candidate policy: vw arguments with --cb_explore_adf (repeat for several), e.g. \"--cb_explore_adf --epsilon 0.1 -q UA\".")
     var policy: [String] = []
 
     @Option(help: "Windows of the time series (equal numbers of events).")
@@ -59,14 +59,9 @@ struct Evaluate: ParsableCommand {
         Sandbox.configure(SandboxPolicy(memoryLimit: request.memoryLimit))
         let started = ContinuousClock.now
         let result: EvaluationResult
-        do {
-            request.from = try from.map(Self.time)
-            request.to = try to.map(Self.time)
-            let terminal = isatty(2) != 0
-            result = try Evaluator.run(request) { message in
-                if terminal { Self.printError("… " + message) }
-            }
-        } catch let error as EvaluationError {
+        switch Self.evaluate(request, from: from, to: to, progress: isatty(2) != 0) {
+        case .success(let evaluated): result = evaluated
+        case .failure(let error):
             Self.printError("vwfcgi evaluate: " + error.reason)
             throw ExitCode(1)
         }
@@ -75,6 +70,19 @@ struct Evaluate: ParsableCommand {
         } else {
             print(EvaluationTable(result).text, terminator: "")
             print("(\(ContinuousClock.now - started))")
+        }
+    }
+
+    static func evaluate(_ request: EvaluationRequest, from: String?, to: String?, progress: Bool) -> Result<EvaluationResult, EvaluationError> {
+        var request = request
+        do throws(EvaluationError) {
+            request.from = try from.map(time)
+            request.to = try to.map(time)
+            return .success(try Evaluator.run(request) { message in
+                if progress { printError("… " + message) }
+            })
+        } catch {
+            return .failure(error)
         }
     }
 
