@@ -142,6 +142,7 @@ def test_the_95_percent_intervals_cover_each_policys_true_value_in_at_least_18_o
         for name, value in truth.items():
             for key in ("ips", "snips"):
                 covered[name][key] += covers(result[name]["summary"], key, value)
+    print("coverage in 20 seeds:", covered)
     for name, counts in covered.items():
         for key, count in counts.items():
             assert count >= 18, f"{name} {key}: the 95% interval covered the true value in {count} of 20 seeds ({covered})"
@@ -233,3 +234,53 @@ def test_the_terminal_table_shows_every_policy(tmp_path):
     out = evaluate(state, "m", "--policy", LEARNED).stdout
     for name in ("Online", "Baseline", "Random", "Policy 1", LEARNED, "IPS per window"):
         assert name in out, out
+
+
+# ---------------------------------------------------------------- the Open Bandit Dataset sample (CC BY 4.0)
+OBP_SDIST = "obp-0.4.1.tar.gz"
+OBP_SHA256 = "4be96fae9ba4f7a0cff3e313209e767c466f1b940bbc203c4238cc23f1241d15"
+
+
+@pytest.fixture(scope="module")
+def obp_sdist() -> Path:
+    """The `obp` source distribution (it holds the OBD sample): $OBP_SDIST, else downloaded once into .build/obp/."""
+    import hashlib
+    import os
+    import sys
+    from conftest import ROOT
+    path = Path(os.environ.get("OBP_SDIST", ROOT / ".build" / "obp" / OBP_SDIST))
+    if not path.is_file():
+        download = subprocess.run([sys.executable, "-m", "pip", "download", "obp==0.4.1", "--no-deps", "--no-binary", ":all:",
+                                   "-d", str(path.parent)], capture_output=True, text=True, timeout=300)
+        if download.returncode != 0 or not path.is_file():
+            pytest.skip(f"the obp source distribution could not be downloaded (offline?): {download.stderr[-300:]}")
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == OBP_SHA256
+    return path
+
+
+def test_the_open_bandit_dataset_sample_converts_and_evaluates(obp_sdist, tmp_path):
+    import csv
+    import io
+    import sys
+    import tarfile
+    from conftest import ROOT
+    state = tmp_path / "state"
+    subprocess.run([sys.executable, str(ROOT / "scripts" / "obd_to_dsjson.py"), "--sdist", str(obp_sdist), "--state", str(state)],
+                   check=True, capture_output=True, timeout=300)
+    with tarfile.open(obp_sdist) as tar:
+        rows = list(csv.DictReader(io.TextIOWrapper(tar.extractfile("obp-0.4.1/obp/dataset/obd/random/all/all.csv"), encoding="utf-8")))
+    clicks = [float(row["click"]) for row in rows]
+    ctr = sum(clicks) / len(clicks)
+    policy = "--cb_explore_adf --epsilon 0.1 -q UI"
+    result = evaluate_json(state, "obd", "--policy", policy)
+    assert result["events"] == 10_000 and result["skipped"] == 0
+    policies = by_name(result)
+    # The logging policy's estimate is the logged CTR, exactly; uniform random is the logging policy here.
+    assert policies["Online"]["summary"]["ips"] == ctr
+    assert policies["Online"]["summary"]["snips"] == ctr
+    assert abs(policies["Random"]["summary"]["ips"] - ctr) <= 1e-12
+    candidate = policies["Policy 1"]["summary"]
+    low, high = candidate["ips_interval"]
+    assert low <= candidate["ips"] <= high and high - low > 0
+    print(f"OBD: CTR {ctr}, {policy}: IPS {candidate['ips']} [{low}, {high}], SNIPS {candidate['snips']}, "
+          f"ESS {candidate['effective_sample_size']:.0f}")
