@@ -52,7 +52,7 @@ struct Evaluate: ParsableCommand {
             unlink(work + "/events.dsjson")
             rmdir(work)
         }
-        let command = (vwCommand ?? ProcessEnvironment.value("VWFCGI_VW_COMMAND") ?? "vw").split(separator: " ").map(String.init)
+        let command = EngineOptions.vwCommand(vwCommand)
         var request = EvaluationRequest(stateDirectory: state, model: model, policies: policy, vwCommand: command, workDirectory: work)
         request.windows = windows
         request.memoryLimit = SandboxPolicy.parseBytes(vwMemoryLimit) ?? SandboxPolicy.defaultMemoryLimit

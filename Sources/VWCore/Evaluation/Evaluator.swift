@@ -142,11 +142,8 @@ public enum Evaluator {
         guard pmfs.count == events else {
             throw .vwFailed(policy: policy, reason: "it printed \(pmfs.count) action distributions for \(events) events")
         }
-        for (index, pmf) in pmfs.enumerated() {
-            let sum = pmf.reduce(0, +)
-            guard pmf.allSatisfy({ $0.isFinite && $0 >= 0 && $0 <= 1 }), abs(sum - 1) <= 1e-3 else {
-                throw .vwFailed(policy: policy, reason: "its output for event \(index) is not a probability distribution (sum \(sum))")
-            }
+        if let bad = Learner.firstNonDistribution(pmfs) {
+            throw .vwFailed(policy: policy, reason: "its output for event \(bad.index) is not a probability distribution (sum \(bad.sum))")
         }
         return pmfs
     }
