@@ -210,6 +210,19 @@ def test_the_time_range_selects_events_by_timestamp(tmp_path):
     assert evaluate_json(state, "m", "--from", "2025-12-01", "--to", "2025-12-02")["events"] == 600
 
 
+def test_a_joined_line_that_fails_the_trainers_checks_is_left_out_and_counted(tmp_path):
+    state = tmp_path / "state"
+    write_world(state, "m", 4, events=100)
+    tampered = json.loads((state / "m" / "joined" / "1.dsjson").read_text().splitlines()[0])
+    tampered["_debug"] = 1
+    with open(state / "m" / "joined" / "1.dsjson", "a") as f:
+        f.write("not json\n" + json.dumps(tampered) + "\n")
+    result = evaluate_json(state, "m")
+    assert result["events"] == 100 and result["skipped"] == 2
+    assert all(reason.startswith("joined/1.dsjson: ") for reason in result["skipped_reasons"])
+    assert "unknown member" in result["skipped_reasons"][1]
+
+
 def test_bad_requests_get_clear_errors(tmp_path):
     state = tmp_path / "state"
     write_world(state, "m", 1, events=50)

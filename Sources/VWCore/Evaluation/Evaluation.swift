@@ -62,7 +62,8 @@ public struct EvaluationResult: Sendable {
     public var model: String
     /// The events evaluated (joined decisions in the range that passed the checks).
     public var events: Int
-    /// Joined lines in the range left out, with why (at most the first 20 reasons are kept).
+    /// Joined lines left out because they fail the trainer's checks (anywhere in the log: their time cannot be
+    /// trusted), with why (at most the first 20 reasons are kept).
     public var skipped: Int
     public var skippedReasons: [String]
     /// The first and last evaluated event's timestamps.

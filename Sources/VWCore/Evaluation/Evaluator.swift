@@ -100,31 +100,39 @@ public enum Evaluator {
         } catch {
             throw .modelNotFound(request.model)
         }
-        var lines: [ArraySlice<UInt8>] = []
-        for number in Joiner.joinedNumbers(joined.list()) {
-            do {
-                lines += (try joined.read("\(number).dsjson") ?? []).split(separator: 0x0A)
-            } catch {
-                throw .storage(error.message)
-            }
-        }
         // Any reward and any probability the joiner may have written: the model's own bounds were applied when it joined.
         var loop = LoopConfig()
         loop.rewardRange = -1e12...1e12
         let text = ExampleGrammar(family: .cbADF, keepsLabels: true)
-        var input = TrainingInput(lines: lines, json: VWJSONGrammar(isADF: true), text: text, loop: loop)
-        if input.decisions.isEmpty {
-            input = TrainingInput(lines: lines, json: VWJSONGrammar(isADF: false), text: text, loop: loop)
-        }
-        var events = Events(skipped: input.skipped)
-        for (decision, line) in zip(input.decisions, input.bytes.split(separator: 0x0A)) {
-            if request.from != nil || request.to != nil {
-                guard let time = decision.timestamp.flatMap(EventLine.milliseconds(timestamp:)),
-                      request.from.map({ time >= $0 }) ?? true, request.to.map({ time < $0 }) ?? true else { continue }
+        // ADF contexts (`_multi`) unless the first file with a decision only has single-line ones.
+        var grammar: VWJSONGrammar?
+        var events = Events()
+        // One file at a time: what is held is the events kept, not the whole log parsed.
+        for number in Joiner.joinedNumbers(joined.list()) {
+            let lines: [ArraySlice<UInt8>]
+            do { lines = (try joined.read("\(number).dsjson") ?? []).split(separator: 0x0A) } catch { throw .storage(error.message) }
+            var input = TrainingInput(lines: lines, json: grammar ?? VWJSONGrammar(isADF: true), text: text, loop: loop)
+            if grammar == nil {
+                if input.decisions.isEmpty {
+                    let single = TrainingInput(lines: lines, json: VWJSONGrammar(isADF: false), text: text, loop: loop)
+                    if !single.decisions.isEmpty {
+                        input = single
+                        grammar = VWJSONGrammar(isADF: false)
+                    }
+                } else {
+                    grammar = VWJSONGrammar(isADF: true)
+                }
             }
-            events.decisions.append(decision)
-            events.bytes += line
-            events.bytes.append(0x0A)
+            events.skipped += input.skipped.map { "joined/\(number).dsjson: " + $0 }
+            for (decision, line) in zip(input.decisions, input.bytes.split(separator: 0x0A)) {
+                if request.from != nil || request.to != nil {
+                    guard let time = decision.timestamp.flatMap(EventLine.milliseconds(timestamp:)),
+                          request.from.map({ time >= $0 }) ?? true, request.to.map({ time < $0 }) ?? true else { continue }
+                }
+                events.decisions.append(decision)
+                events.bytes += line
+                events.bytes.append(0x0A)
+            }
         }
         return events
     }
