@@ -14,7 +14,7 @@ struct VWFCGICommand: ParsableCommand {
         commandName: "vwfcgi",
         abstract: "Serve Vowpal Wabbit models over FastCGI (behind nginx).",
         version: vwfcgiVersion,
-        subcommands: [Serve.self, Train.self],
+        subcommands: [Serve.self, Train.self, Evaluate.self],
         defaultSubcommand: Serve.self
     )
 }
