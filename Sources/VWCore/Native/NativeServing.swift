@@ -5,16 +5,6 @@ import CoreMetrics
 import Logging
 import Synchronization
 
-/// Which engine answers a model's predictions (`--engine`, `"engine"` in the model's `.json`).
-public enum EngineMode: String, Sendable, Equatable, CaseIterable {
-    /// Always the vw pool.
-    case vw
-    /// The native scorer once it matched vw on the model's probe set; a model it cannot serve is logged as a warning.
-    case native
-    /// The native scorer where it matched vw on the probe set, quietly the vw pool elsewhere.
-    case auto
-}
-
 /// How the engine may score natively (SPEC §11).
 public struct NativeSettings: Sendable, Equatable {
     public var mode: EngineMode = .vw
