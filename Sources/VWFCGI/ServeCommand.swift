@@ -88,6 +88,9 @@ struct Serve: ParsableCommand {
     @Option(help: "Routes an API key guards: writes (the learning loop's :rank, :reward, :activate, :learn, loop:rollback, loop:rotate) or all (also :predict, /v2 and the status routes; never /healthz, /readyz, /metrics).")
     var apiKeyScope: String = "writes"
 
+    @Option(help: "The model the Personalizer-compatible API serves at the server root ({Endpoint}/personalizer/...); any loop model answers at /loops/<model>/personalizer/....")
+    var personalizerModel: String = "personalizer"
+
     @OptionGroup var common: EngineOptions
 
     func validate() throws {
@@ -137,7 +140,7 @@ struct Serve: ParsableCommand {
             throw ExitCode.failure
         }
         let engine = Engine(store: store, loops: loops, maxJSONDepth: maxJsonDepth)
-        let router = Router(engine: engine, metrics: metrics, apiKeys: apiKeys)
+        let router = Router(engine: engine, metrics: metrics, apiKeys: apiKeys, personalizerModel: personalizerModel)
         let server = FastCGIServer(socketFD: socketFD, threads: threads, maxBodyBytes: maxBodyBytes, logger: logger) { request, context in
             router.handle(request, context: &context)
         }
