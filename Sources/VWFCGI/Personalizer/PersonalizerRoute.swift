@@ -52,7 +52,7 @@ struct PersonalizerRoute: Equatable {
     }
 
     /// The Personalizer operations that exist but are not served by this version.
-    static let notServed: Set<String> = ["evaluations", "featureimportances", "multislot", "configurations", "model", "logs"]
+    static let notServed: Set<String> = ["evaluations", "featureImportances", "multislot", "configurations", "model", "logs"]
 
     /// The `route` label in the request metrics.
     var label: String {
