@@ -162,8 +162,8 @@ def test_reward_and_deferred_activation_with_both_sdks_are_logged(pz_stack):
     legacy, modern, _ = clients(pz_stack)
     ctx = context_features("student", 9)
     modern.rank({"contextFeatures": ctx, "actions": actions(), "eventId": "pz-deferred-1", "deferActivation": True})
-    modern.activate_single_slot_event("pz-deferred-1")
-    modern.reward_single_slot_event("pz-deferred-1", {"value": 1.0})
+    modern.activate("pz-deferred-1")
+    modern.reward("pz-deferred-1", {"value": 1.0})
     legacy.rank(RankRequest(actions=[RankableAction(id=a["id"], features=a["features"]) for a in actions()],
                             context_features=ctx, event_id="pz-deferred-2", defer_activation=True))
     legacy.events.activate("pz-deferred-2")
@@ -189,7 +189,7 @@ def test_bad_inputs_get_the_sdks_error_shape_and_the_server_keeps_serving(pz_sta
     admin = PersonalizerAdministrationClient(pz_stack.url(""), AzureKeyCredential(KEY))
     modern.rank({"contextFeatures": context_features("parent", 3), "actions": actions(), "eventId": "pz-bad-1"})
     with pytest.raises(HttpResponseError) as caught:
-        modern.reward_single_slot_event("pz-bad-1", {"value": 5.0})
+        modern.reward("pz-bad-1", {"value": 5.0})
     assert_sdk_error(caught.value, 400, "reward_range [0.0, 1.0]")
     with pytest.raises(HttpOperationError) as legacy_caught:
         legacy.events.reward("pz-bad-1", -3.0)
