@@ -232,3 +232,62 @@ def test_a_wrong_key_is_the_sdks_authentication_error(pz_stack):
     assert caught.value.response.status_code == 401
     r = requests.post(pz_stack.url("/personalizer/rank"), json=body, timeout=30)
     assert r.status_code == 401 and r.json()["error"]["code"] == "PermissionDenied", r.text
+
+
+def test_service_configuration_round_trip_is_in_force_after_the_reload(pz_stack, pz_models):
+    admin = PersonalizerAdministrationClient(pz_stack.url("/loops/shop"), AzureKeyCredential(KEY))
+    before = admin.get_service_configuration()
+    assert before["rewardWaitTime"] == "PT1S" and before["modelExportFrequency"] == "PT1H", before
+    assert before["learningMode"] == "Online" and before["rewardAggregation"] == "sum", before
+    wanted = {"rewardWaitTime": "PT5S", "modelExportFrequency": "PT2M", "defaultReward": 0.25, "rewardAggregation": "earliest",
+              "explorationPercentage": 0.3, "logRetentionDays": 30, "learningMode": "LoggingOnly", "modelRetrainDays": 4,
+              "isAutoOptimizationEnabled": False}
+    answered = admin.update_service_configuration(wanted)
+    for doc in (answered, admin.get_service_configuration()):
+        for key, value in wanted.items():
+            assert doc[key] == value, (key, doc)
+    on_disk = json.loads((pz_models / "shop.json").read_text())
+    assert on_disk["input"] == "vw_json"
+    loop = on_disk["loop"]
+    assert (loop["reward_wait"], loop["update_interval"], loop["default_reward"], loop["reward_aggregation"]) == ("5s", "2m", 0.25, "earliest")
+    assert loop["retention"]["log"] == "30d" and loop["reward_range"] == [0, 1], loop
+
+    def in_force():
+        settings = pz_stack.get("/v1/models/shop/loop").json()["settings"]
+        return settings["reward_wait_seconds"] == 5 and settings["update_interval_seconds"] == 120 and settings
+    settings = wait_until(in_force, 30)
+    assert settings["default_reward"] == 0.25 and settings["reward_aggregation"] == "earliest", settings
+    # ISO 8601 forms the SDKs send, back in the canonical form.
+    assert admin.update_service_configuration({"rewardWaitTime": "P0DT0H0M10S", "modelExportFrequency": "P1DT12H"})[
+        "modelExportFrequency"] == "P1DT12H"
+    assert admin.get_service_configuration()["rewardWaitTime"] == "PT10S"
+    for body, words in (
+        ({"rewardWaitTime": "10 minutes"}, "ISO 8601"),
+        ({"modelExportFrequency": "P1M"}, "ISO 8601"),
+        ({"learningMode": "Sometimes"}, "learningMode"),
+        ({"rewardAggregation": "average"}, "rewardAggregation"),
+        ({"defaultReward": 5}, "default_reward"),
+        ({"logRetentionDays": 0}, "logRetentionDays"),
+    ):
+        with pytest.raises(HttpResponseError) as caught:
+            admin.update_service_configuration(body)
+        assert_sdk_error(caught.value, 400, words)
+    assert admin.get_service_configuration()["rewardWaitTime"] == "PT10S"
+
+
+def test_policy_round_trip_and_a_refused_argument(pz_stack):
+    admin = PersonalizerAdministrationClient(pz_stack.url(""), AzureKeyCredential(KEY))
+    default = admin.get_policy()
+    assert default == {"name": "default", "arguments": " ".join(POLICY)}, default
+    mine = {"name": "mine", "arguments": "--cb_explore_adf --epsilon 0.1 --power_t 0 -l 0.001 --cb_type mtr -q ::"}
+    assert admin.update_policy(mine) == mine
+    assert admin.get_policy() == mine
+    with pytest.raises(HttpResponseError) as caught:
+        admin.update_policy({"name": "bad", "arguments": "--cb_explore_adf --daemon"})
+    assert_sdk_error(caught.value, 400, "--daemon")
+    with pytest.raises(HttpResponseError) as caught:
+        admin.update_policy({"name": "bad", "arguments": "--no_such_option"})
+    assert_sdk_error(caught.value, 400, "--no_such_option")
+    assert admin.get_policy() == mine
+    assert admin.reset_policy() == default
+    assert admin.get_policy() == default

@@ -66,8 +66,11 @@ public struct ModelConfig: Sendable, Equatable {
                 config.input = input
             case "loop":
                 config.loop = try LoopConfig.parse(value)
+            case "personalizer":
+                // The Personalizer API's stored settings (SPEC §9, `PersonalizerSettings`): kept, not read by the engine.
+                guard case .object = value else { throw .invalidConfig("\"personalizer\" must be an object") }
             default:
-                throw .invalidConfig("unknown key \"\(key)\" (known: shards, vw_args, warmup, max_batch, input, loop)")
+                throw .invalidConfig("unknown key \"\(key)\" (known: shards, vw_args, warmup, max_batch, input, loop, personalizer)")
             }
         }
         return config

@@ -8,6 +8,9 @@ struct PersonalizerRoute: Equatable {
         case rank
         case reward(eventID: String)
         case activate(eventID: String)
+        /// `configurations/service` (GET, PUT) and `configurations/policy` (GET, PUT, DELETE).
+        case serviceConfiguration
+        case policy
         /// Evaluations, feature importances and the operations not served yet: 501.
         case notImplemented(String)
         /// A path under a Personalizer prefix that names no operation: 404.
@@ -40,6 +43,10 @@ struct PersonalizerRoute: Equatable {
         switch parts.count {
         case 1 where parts[0] == "rank":
             operation = .rank
+        case 2 where parts[0] == "configurations" && parts[1] == "service":
+            operation = .serviceConfiguration
+        case 2 where parts[0] == "configurations" && parts[1] == "policy":
+            operation = .policy
         case 3 where parts[0] == "events" && parts[2] == "reward":
             operation = .reward(eventID: String(parts[1]))
         case 3 where parts[0] == "events" && parts[2] == "activate":
@@ -60,6 +67,7 @@ struct PersonalizerRoute: Equatable {
         case .rank: "personalizer_rank"
         case .reward: "personalizer_reward"
         case .activate: "personalizer_activate"
+        case .serviceConfiguration, .policy: "personalizer_configuration"
         case .notImplemented, .unknown: "personalizer_other"
         }
     }

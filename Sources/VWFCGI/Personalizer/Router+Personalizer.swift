@@ -14,6 +14,23 @@ extension Router {
             return .error(501, "the Personalizer operation \(operation) is not served by this version of vwfcgi (SPEC §9)")
         case .rank:
             return only(["POST"], request) { personalizerRank(model: route.model, request, &outcome, &cache) }
+        case .serviceConfiguration, .policy:
+            let isPolicy = route.operation == .policy
+            return only(isPolicy ? ["GET", "PUT", "DELETE"] : ["GET", "PUT"], request) {
+                do throws(PredictError) {
+                    let answer: [UInt8]
+                    switch (isPolicy, request.method) {
+                    case (false, "GET"): answer = try engine.personalizerServiceConfiguration(model: route.model)
+                    case (false, _): answer = try engine.updatePersonalizerServiceConfiguration(model: route.model, body: request.body)
+                    case (true, "GET"): answer = try engine.personalizerPolicy(model: route.model)
+                    case (true, "PUT"): answer = try engine.updatePersonalizerPolicy(model: route.model, body: request.body)
+                    default: answer = try engine.updatePersonalizerPolicy(model: route.model, body: nil)
+                    }
+                    return HTTPResponse(status: 200, body: answer)
+                } catch {
+                    return failure(error, &outcome)
+                }
+            }
         case .reward(let eventID), .activate(let eventID):
             return only(["POST"], request) {
                 do throws(PredictError) {
