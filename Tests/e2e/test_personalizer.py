@@ -291,3 +291,43 @@ def test_policy_round_trip_and_a_refused_argument(pz_stack):
     assert admin.get_policy() == mine
     assert admin.reset_policy() == default
     assert admin.get_policy() == default
+
+
+def model_version_of(stack: Stack, model: str) -> str | None:
+    return stack.get(f"/v1/models/{model}").json().get("version")
+
+
+def ranks_like_vw(client, model_file: Path, tmp: Path, prefix: str) -> None:
+    cases = [(f"{prefix}-{i}", context_features(USERS[i % 3], i), ACTIONS[:i % 2]) for i in range(6)]
+    pmfs = vw_pmfs(model_file, [mapped(c, actions(), ex) for _, c, ex in cases], tmp)
+    for (event_id, ctx, excluded), pmf in zip(cases, pmfs):
+        answer = client.rank({"contextFeatures": ctx, "actions": actions(), "excludedActions": excluded, "eventId": event_id})
+        check_answer(answer, event_id, actions(), excluded, pmf, event_id)
+
+
+def test_model_export_then_import_serves_the_same_rankings(pz_stack, pz_models, tmp_path):
+    root_admin = PersonalizerAdministrationClient(pz_stack.url(""), AzureKeyCredential(KEY))
+    shop_admin = PersonalizerAdministrationClient(pz_stack.url("/loops/shop"), AzureKeyCredential(KEY))
+    shop = PersonalizerClient(pz_stack.url("/loops/shop"), AzureKeyCredential(KEY))
+    exported = b"".join(root_admin.export_model())
+    assert exported == (pz_models / "personalizer.vw").read_bytes()
+    properties = root_admin.get_model_properties()
+    assert properties["creationTime"] and properties["lastModifiedTime"], properties
+    # A different model (trained elsewhere, as a user brings it) imported into `shop`, then the export back.
+    other = tmp_path / "other.vw"
+    subprocess.run([REFERENCE_VW, "--cb_explore_adf", *POLICY[1:], "--json", "-d", "/dev/null", "-f", str(other), "--quiet"],
+                   check=True, timeout=60, stdin=subprocess.DEVNULL)
+    for model_file, prefix in ((other, "pz-imported"), (pz_models / "personalizer.vw", "pz-reimported")):
+        before = model_version_of(pz_stack, "shop")
+        shop_admin.import_model(model_file.read_bytes())
+        wait_until(lambda: model_version_of(pz_stack, "shop") not in (None, before), 60)
+        assert b"".join(shop_admin.export_model()) == model_file.read_bytes()
+        assert (pz_models / "shop.vw").read_bytes() == model_file.read_bytes()
+        ranks_like_vw(shop, model_file, tmp_path, prefix)
+    # Not a VW model: refused before it reaches the model directory; the model keeps serving.
+    version = model_version_of(pz_stack, "shop")
+    with pytest.raises(HttpResponseError) as caught:
+        shop_admin.import_model(b"PK\x03\x04 this is a zip archive, not a VW model")
+    assert_sdk_error(caught.value, 400, "not a VW model")
+    assert model_version_of(pz_stack, "shop") == version
+    ranks_like_vw(shop, pz_models / "personalizer.vw", tmp_path, "pz-after-bad-import")

@@ -105,3 +105,46 @@ extension Engine {
         }
     }
 }
+
+/// SPEC §9's model routes: export the serving model's bytes, import a VW model file through the model directory.
+extension Engine {
+    /// `GET …/model`: the bytes of the model serving now (the file's, or the learned version's) and its version.
+    public func personalizerModelExport(model name: String) throws(PredictError) -> (bytes: [UInt8], version: String) {
+        guard store.status(of: name) != nil else { throw .modelNotFound(name) }
+        guard let version = store.serving(name) else { throw .modelNotReady(name) }
+        do throws(EventLogError) {
+            guard let bytes = try LoopFiles.read(version.stagedPath) else { throw .system("open", version.stagedPath) }
+            return (bytes, version.version)
+        } catch {
+            throw .eventLogFailed(error.message)
+        }
+    }
+
+    /// `PUT …/model`: a VW model file (its header checked here) written into the model directory with its `.sha256`,
+    /// each through a name the watcher ignores and renamed, so the watcher loads it exactly like a dropped file
+    /// (probe, then the normal swap; a file the probe refuses leaves the serving version in place).
+    public func importPersonalizerModel(model name: String, bytes: [UInt8]) throws(PredictError) {
+        guard store.status(of: name) != nil else { throw .modelNotFound(name) }
+        do throws(ModelHeaderError) {
+            _ = try ModelHeader.parse(Array(bytes.prefix(ModelHeader.maxHeaderBytes)))
+        } catch {
+            throw .invalidRequest("the body is not a VW model file: \(error.reason)")
+        }
+        let directory = store.settings.modelDirectory
+        let upload = directory + "/." + name + ".vw.import"
+        defer { unlink(upload) }
+        do throws(EventLogError) {
+            try LoopFiles.writeAtomically(bytes, to: upload)
+        } catch {
+            throw .eventLogFailed(error.message)
+        }
+        if let why = ModelDirectory.publish(name: name, model: upload, into: directory) { throw .eventLogFailed(why) }
+    }
+
+    /// `GET …/model/properties`: when the serving version was loaded (Personalizer's creation and modification times).
+    public func personalizerModelProperties(model name: String) throws(PredictError) -> [UInt8] {
+        guard let status = store.status(of: name) else { throw .modelNotFound(name) }
+        guard let loaded = status.loadedAt else { throw .modelNotReady(name) }
+        return JSONValue.object([("creationTime", .string(loaded)), ("lastModifiedTime", .string(loaded))]).jsonBytes
+    }
+}

@@ -11,6 +11,9 @@ struct PersonalizerRoute: Equatable {
         /// `configurations/service` (GET, PUT) and `configurations/policy` (GET, PUT, DELETE).
         case serviceConfiguration
         case policy
+        /// `model` (GET export, PUT import) and `model/properties` (GET).
+        case model
+        case modelProperties
         /// Evaluations, feature importances and the operations not served yet: 501.
         case notImplemented(String)
         /// A path under a Personalizer prefix that names no operation: 404.
@@ -47,6 +50,10 @@ struct PersonalizerRoute: Equatable {
             operation = .serviceConfiguration
         case 2 where parts[0] == "configurations" && parts[1] == "policy":
             operation = .policy
+        case 1 where parts[0] == "model":
+            operation = .model
+        case 2 where parts[0] == "model" && parts[1] == "properties":
+            operation = .modelProperties
         case 3 where parts[0] == "events" && parts[2] == "reward":
             operation = .reward(eventID: String(parts[1]))
         case 3 where parts[0] == "events" && parts[2] == "activate":
@@ -68,6 +75,7 @@ struct PersonalizerRoute: Equatable {
         case .reward: "personalizer_reward"
         case .activate: "personalizer_activate"
         case .serviceConfiguration, .policy: "personalizer_configuration"
+        case .model, .modelProperties: "personalizer_model"
         case .notImplemented, .unknown: "personalizer_other"
         }
     }

@@ -14,6 +14,30 @@ extension Router {
             return .error(501, "the Personalizer operation \(operation) is not served by this version of vwfcgi (SPEC §9)")
         case .rank:
             return only(["POST"], request) { personalizerRank(model: route.model, request, &outcome, &cache) }
+        case .model:
+            // DELETE (a fresh model from the policy) is not served by this version.
+            if request.method == "DELETE" { return .error(501, "resetting the model (DELETE …/model) is not served by this version of vwfcgi") }
+            return only(["GET", "PUT"], request) {
+                do throws(PredictError) {
+                    if request.method == "PUT" {
+                        try engine.importPersonalizerModel(model: route.model, bytes: request.body)
+                        return HTTPResponse(status: 204, body: [])
+                    }
+                    let export = try engine.personalizerModelExport(model: route.model)
+                    return HTTPResponse(status: 200, contentType: "application/octet-stream", headers: [("X-Model-Version", export.version)],
+                                        body: export.bytes)
+                } catch {
+                    return failure(error, &outcome)
+                }
+            }
+        case .modelProperties:
+            return only(["GET"], request) {
+                do throws(PredictError) {
+                    return HTTPResponse(status: 200, body: try engine.personalizerModelProperties(model: route.model))
+                } catch {
+                    return failure(error, &outcome)
+                }
+            }
         case .serviceConfiguration, .policy:
             let isPolicy = route.operation == .policy
             return only(isPolicy ? ["GET", "PUT", "DELETE"] : ["GET", "PUT"], request) {
