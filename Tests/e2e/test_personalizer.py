@@ -26,7 +26,7 @@ from msrest.authentication import CognitiveServicesCredentials
 from msrest.exceptions import HttpOperationError
 
 from conftest import REFERENCE_VW, Stack, wait_until
-from test_loop import draw
+from test_loop import draw, vw_pmfs as loop_vw_pmfs
 
 KEY = "pz-test-key-0123456789"
 USERS = ["student", "parent", "retiree"]
@@ -97,14 +97,8 @@ def clients(stack: Stack, key: str = KEY):
 
 
 def vw_pmfs(model: Path, contexts: list[dict], tmp: Path) -> list[list[tuple[int, float]]]:
-    data, out = tmp / "pz-in.json", tmp / "pz-out.txt"
-    data.write_text("".join(json.dumps(c) + "\n" for c in contexts))
-    subprocess.run([REFERENCE_VW, "-i", str(model), "-t", "--json", "-d", str(data), "-p", str(out), "--quiet"],
-                   check=True, timeout=60, stdin=subprocess.DEVNULL)
-    pmfs = [[(int(a), float(p)) for a, p in (item.split(":") for item in line.split()[0].split(","))]
-            for line in out.read_text().splitlines() if line.strip()]
-    assert len(pmfs) == len(contexts)
-    return pmfs
+    """VW's own `-t --json` PMFs of the model file `model` (test_loop.vw_pmfs)."""
+    return loop_vw_pmfs(model.parent, contexts, tmp, model=model.name)
 
 
 def check_answer(answer: dict, event_id: str, acts: list[dict], excluded: list[str], pmf: list[tuple[int, float]], what: str):

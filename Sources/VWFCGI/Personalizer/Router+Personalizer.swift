@@ -134,16 +134,11 @@ extension Router {
 
     /// The error code Personalizer used for a status.
     static func personalizerCode(_ status: Int) -> String {
-        switch status {
-        case 400: "BadArgument"
-        case 401: "PermissionDenied"
-        case 404: "ResourceNotFound"
-        case 405: "MethodNotAllowed"
-        case 413, 415: "BadArgument"
-        case 501: "NotImplemented"
-        case 503: "ServiceUnavailable"
-        case 504: "Timeout"
-        default: "InternalServerError"
-        }
+        personalizerCodes[status] ?? "InternalServerError"
     }
+
+    private static let personalizerCodes = [
+        400: "BadArgument", 401: "PermissionDenied", 404: "ResourceNotFound", 405: "MethodNotAllowed", 413: "BadArgument",
+        415: "BadArgument", 501: "NotImplemented", 503: "ServiceUnavailable", 504: "Timeout",
+    ]
 }
