@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import random
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -325,3 +326,41 @@ def test_model_export_then_import_serves_the_same_rankings(pz_stack, pz_models, 
     assert_sdk_error(caught.value, 400, "not a VW model")
     assert model_version_of(pz_stack, "shop") == version
     ranks_like_vw(shop, pz_models / "personalizer.vw", tmp_path, "pz-after-bad-import")
+
+
+def test_the_loop_learns_through_the_sdk_alone(tmp_path):
+    """Three user types, four actions, reward 1 for the user's best action (scripts/simulate_loop.py's rule): with
+    rewardWaitTime and modelExportFrequency set through the SDK to seconds, the best-action rate rises."""
+    models = tmp_path / "models"
+    models.mkdir()
+    subprocess.run([REFERENCE_VW, "--cb_explore_adf", "--epsilon", "0.2", "-q", "UC", "--json", "-d", "/dev/null",
+                    "-f", str(models / "personalizer.vw"), "--quiet"], check=True, timeout=60, stdin=subprocess.DEVNULL)
+    (models / "personalizer.json").write_text(json.dumps(
+        {"input": "vw_json", "loop": {"reward_range": [0, 1], "update_interval": "1h", "min_events": 50}}) + "\n")
+    stack = Stack(models, state_dir=tmp_path / "state").start()
+    try:
+        client = PersonalizerClient(stack.url(""), AzureKeyCredential("no key file"))
+        admin = PersonalizerAdministrationClient(stack.url(""), AzureKeyCredential("no key file"))
+        admin.update_service_configuration({"rewardWaitTime": "PT1S", "modelExportFrequency": "PT2S"})
+        wait_until(lambda: stack.get("/v1/models/personalizer/loop").json()["settings"]["update_interval_seconds"] == 2, 30)
+        rng = random.Random(3)
+
+        def decide(event_id: str) -> bool:
+            user = rng.choice(USERS)
+            answer = client.rank({"contextFeatures": context_features(user, 0)[:1], "actions": actions(), "eventId": event_id})
+            best = answer["rewardActionId"] == BEST[user]
+            client.reward(event_id, {"value": 1.0 if best else 0.0})
+            return best
+
+        rates = [sum(decide(f"learn-0-{i}") for i in range(150)) / 150]
+        assert rates[0] <= 0.45, rates
+        deadline = time.monotonic() + 20
+        while rates[-1] < 0.7 and time.monotonic() < deadline:
+            rates.append(sum(decide(f"learn-{len(rates)}-{i}") for i in range(150)) / 150)
+        status = stack.get("/v1/models/personalizer/loop").json()
+        print(f"\nbest-action rates per 150 decisions: {rates}; loop {status}")
+        assert rates[-1] >= 0.7, (rates, status)
+        assert status["updates"] >= 1, status
+    finally:
+        problems = stack.stop()
+        assert not problems, "\n".join(problems)
