@@ -107,6 +107,7 @@ private func problem(_ grammar: VWJSONGrammar, _ text: String) -> ExampleProblem
         (true, #"{"_multi":[{"_TAG":"x"}]}"#, .invalidInstance("\"_tag\" belongs at the top level of the example or of an action (as \"_tag\")")),
         (true, #"{"_multi":[{"A":{"_tag":"x"}}]}"#, .invalidInstance("\"_tag\" belongs at the top level of the example or of an action (as \"_tag\")")),
         (true, #"{"_multi":[{"_tag":1}]}"#, .invalidInstance("\"_tag\" is a string, not a number")),
+        (true, #"{"_multi":[{"_tag":"save_x.vw"}]}"#, .saveTag),
         (false, #"{"_tag":1}"#, .invalidInstance("\"_tag\" is a string, not a number")),
         (false, #"{"_text":1}"#, .invalidInstance("\"_text\" is a string, not a number")),
         (false, #"{"a":1e39}"#, .invalidInstance("value of \"a\" is not a finite 32-bit float: 1e39")),

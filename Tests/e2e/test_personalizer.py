@@ -364,3 +364,10 @@ def test_the_loop_learns_through_the_sdk_alone(tmp_path):
     finally:
         problems = stack.stop()
         assert not problems, "\n".join(problems)
+
+
+def test_an_action_id_vw_would_read_as_its_save_command_is_refused(pz_stack):
+    _, modern, _ = clients(pz_stack)
+    with pytest.raises(HttpResponseError) as caught:
+        modern.rank({"actions": [{"id": "save_model.vw", "features": []}, {"id": "b", "features": []}]})
+    assert_sdk_error(caught.value, 400, "save")

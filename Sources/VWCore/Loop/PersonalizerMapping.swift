@@ -64,6 +64,7 @@ public struct PersonalizerRankRequest: Sendable {
         case .bool(let flag)?: deferred = flag
         case let other?: throw LoopRequestError("\"deferActivation\" must be true or false, not \(other.kindName)")
         }
+        // An id starting with "save" is refused by the model's grammar when ranked (vw's model-save command).
         let multi = offered.map { index in
             JSONValue.object([(key: "_tag", value: .string(ids[index])), (key: "j", value: .array(features[index]))])
         }

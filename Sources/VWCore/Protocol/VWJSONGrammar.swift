@@ -17,7 +17,7 @@
 /// | `"_text": "a b c"` | the words (split on space/TAB, `:`/`\|` become `_`) as features of the current namespace | no control characters |
 /// | `"_multi": [{...}, ...]` | the actions of an ADF example (the object around it is the shared example); the members after it are skipped, or read as decision-service fields (`"c"` adds features) | top level of an ADF model only, exactly once, ≥ 1 object (empty or missing: vw prints nothing; nested: vw stops), last but for dropped label and tag keys |
 /// | `"_tag"` (any case) | the example's tag, printed after the prediction | the client's is dropped; the server's may be written instead |
-/// | `"_tag"` in an action | that action's tag, not printed, no feature | a string, kept (Personalizer's action id, so the log names it) |
+/// | `"_tag"` in an action | that action's tag, not printed, no feature | a string not starting with `save` (VW's save command), kept (Personalizer's action id, so the log names it) |
 /// | `"_label"`, `"_label_*"`, `"_labelIndex"` (this one in any case) | the label | dropped: cannot change a `-t` prediction, and vw aborts on many as sent (any `"_label_cost"` under `--json` on a cb_adf model: "only one cost can be known but found 2"); a simple label's initial value (`"Initial"`, `"_label_Initial"`, a third word in a string label), which VW adds to the prediction even under `-t`: refused |
 /// | any other key starting with `_` (`_comment`, `_slots`, `_a`, `_p`, `_inc`, `__aid`, ...) | skipped by a raw byte scan, or read as decision-service or ccb data | refused |
 ///
@@ -269,6 +269,8 @@ public struct VWJSONGrammar: Sendable {
                     // An action's own tag (Personalizer's action id): vw keeps it on the action, the answer line is unchanged.
                     guard case .string(let text) = value else { throw .invalidInstance("\"_tag\" is a string, not \(value.kindName)") }
                     try VWJSONGrammar.checkText(text, what: "\"_tag\"")
+                    // vw reads a tag starting with `save` as its model-save command.
+                    if text.utf8.starts(with: "save".utf8) { throw .saveTag }
                     return .actionTag(text)
                 }
                 guard role == .single || role == .shared else {
