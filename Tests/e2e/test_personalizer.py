@@ -227,6 +227,34 @@ def test_a_wrong_key_is_the_sdks_authentication_error(pz_stack):
     assert caught.value.response.status_code == 401
     r = requests.post(pz_stack.url("/personalizer/rank"), json=body, timeout=30)
     assert r.status_code == 401 and r.json()["error"]["code"] == "PermissionDenied", r.text
+    # The admin routes need the key too.
+    admin = PersonalizerAdministrationClient(pz_stack.url(""), AzureKeyCredential("wrong-key"))
+    for call in (admin.get_service_configuration, admin.get_policy, admin.get_model_properties,
+                 lambda: b"".join(admin.export_model()), lambda: admin.update_policy({"name": "x", "arguments": ""})):
+        with pytest.raises(ClientAuthenticationError):
+            call()
+    for path in ("/personalizer/configurations/service", "/loops/shop/personalizer/model", "/personalizer/v1.0/configurations/policy"):
+        assert requests.get(pz_stack.url(path), timeout=30).status_code == 401, path
+
+
+def test_routes_are_counted_and_nginx_passes_only_their_methods(pz_stack):
+    headers = {"Ocp-Apim-Subscription-Key": KEY}
+    r = requests.get(pz_stack.url("/personalizer/v1.0/rank"), headers=headers, timeout=30)
+    assert r.status_code == 405 and r.headers.get("Allow") == "POST", (r.status_code, r.headers)
+    r = requests.post(pz_stack.url("/personalizer/model/properties"), headers=headers, timeout=30)
+    assert r.status_code == 405 and r.headers.get("Allow") == "GET", (r.status_code, r.headers)
+    assert requests.get(pz_stack.url("/personalizer/nothing"), headers=headers, timeout=30).status_code == 404
+    r = requests.get(pz_stack.url("/personalizer/logs/properties"), headers=headers, timeout=30)
+    assert r.status_code == 501 and r.json()["error"]["code"] == "NotImplemented", r.text
+    modern = PersonalizerClient(pz_stack.url(""), AzureKeyCredential(KEY))
+    modern.rank({"contextFeatures": context_features("student", 2), "actions": actions(), "eventId": "pz-metrics"})
+    modern.reward("pz-metrics", {"value": 1})
+    PersonalizerAdministrationClient(pz_stack.url(""), AzureKeyCredential(KEY)).get_policy()
+    metrics = pz_stack.get("/metrics").text
+    for route, code in (("personalizer_rank", 201), ("personalizer_reward", 204), ("personalizer_configuration", 200)):
+        assert f'route="{route}"' in metrics and any(
+            f'route="{route}"' in line and f'code="{code}"' in line and 'model="personalizer"' in line
+            for line in metrics.splitlines() if line.startswith("vwfcgi_requests_total")), route
 
 
 def test_service_configuration_round_trip_is_in_force_after_the_reload(pz_stack, pz_models):
