@@ -24,6 +24,7 @@ public enum PersonalizerSettings {
         set(&document, "modelExportFrequency", .string(isoDuration(milliseconds: loop.updateInterval.milliseconds)))
         set(&document, "defaultReward", .number(String(loop.defaultReward)))
         set(&document, "rewardAggregation", .string(loop.rewardAggregation.rawValue))
+        set(&document, "learningMode", .string(loop.learningMode == .loggingOnly ? "LoggingOnly" : "Online"))
         if case .number(let stored)? = member("logRetentionDays", of: .object(document)), stored == "-1" {
             // "Never deleted" is kept as said; the log retention in force is then the loop's default or its own.
         } else {
@@ -67,6 +68,10 @@ public enum PersonalizerSettings {
                 guard case .string(let text) = value, learningModes.contains(text) else {
                     throw LoopRequestError("\"learningMode\" must be one of \(learningModes.joined(separator: ", ")), not \(value.jsonText)")
                 }
+                guard text != "Apprentice" else {
+                    throw LoopRequestError("\"learningMode\" Apprentice is not served by this version of vwfcgi (Online and LoggingOnly are)")
+                }
+                set(&loop, "learning_mode", .string(text == "LoggingOnly" ? LearningMode.loggingOnly.rawValue : LearningMode.online.rawValue))
             case "explorationPercentage":
                 guard case .number(let text) = value, let p = Double(text), (0...1).contains(p) else {
                     throw LoopRequestError("\"explorationPercentage\" must be a number from 0 to 1, not \(value.jsonText)")
