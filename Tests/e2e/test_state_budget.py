@@ -66,8 +66,10 @@ def test_a_loop_stays_within_its_state_budget_and_joins_every_event_once(tmp_pat
         ids = [i for name in sorted(seen, key=lambda n: int(n.split(".")[0])) for i in seen[name]]
         assert len(ids) == len(set(ids)), "an event was joined twice"
         assert set(ids) <= set(events)
-        # The state stayed within the budget, give or take what one join round writes (one segment).
-        assert peak[0] <= BUDGET + 2 * SEGMENT, f"state peaked at {peak[0]} bytes, budget {BUDGET}"
+        # The state stayed within the budget, give or take what is written between two retention passes (one runs
+        # after every join step: about a segment here; the bound allows four, and a learned model).
+        model_bytes = max((p.stat().st_size for p in (state / "cb" / "learned").glob("*.vw")), default=0)
+        assert peak[0] <= BUDGET + 4 * SEGMENT + model_bytes, f"state peaked at {peak[0]} bytes, budget {BUDGET}, model {model_bytes}"
         assert status["deleted_bytes"].get("log", 0) > 0 and status["deleted_bytes"].get("joined", 0) > 0, status
         assert status["over_budget"] is None and status["state_budget_bytes"] == BUDGET
         metrics = stack.get("/metrics").text

@@ -348,6 +348,9 @@ public struct Engine: Sendable {
             let now = EventLine.nowMilliseconds()
             let lines = try texts.enumerated().map { index, text throws(PredictError) in
                 do throws(ExampleProblem) {
+                    guard !text.utf8.contains(0x0A) else {
+                        throw .invalidStructure("a :learn example is one line of VW text (it holds a newline)")
+                    }
                     let example = try grammar.parse(lines: [text])
                     guard example.hasLabel else { throw .invalidLabel("a :learn example needs a label") }
                     let canonical = String(example.canonicalText().dropLast())

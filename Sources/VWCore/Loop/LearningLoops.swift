@@ -458,8 +458,16 @@ public final class LearningLoops: Sendable {
                 tick.wait(until: .after(Self.joinPeriod)) { false }
                 let source = settingsSource.withLock { $0 }
                 for loop in loops.withLock({ Array($0.values) }) {
-                    // Steps back to back while the log has more than a step reads (bounded: 64 steps, then the others' turn).
-                    for _ in 0..<64 where loop.join(now: EventLine.nowMilliseconds(), config: source?(loop.name)?.config) {}
+                    // Steps back to back while the log has more than a step reads (bounded: 64 steps, then the others' turn);
+                    // with a budget, retention runs after each step, so the state exceeds it by at most what one step lets in.
+                    for _ in 0..<64 {
+                        let behind = loop.join(now: EventLine.nowMilliseconds(), config: source?(loop.name)?.config)
+                        if stateBudget != nil {
+                            lastRetention = .now
+                            enforceRetention(source: source)
+                        }
+                        if !behind { break }
+                    }
                 }
                 if ContinuousClock.now - lastRetention >= retentionPeriod {
                     lastRetention = .now
