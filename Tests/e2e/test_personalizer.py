@@ -288,6 +288,7 @@ def test_service_configuration_round_trip_is_in_force_after_the_reload(pz_stack,
         ({"rewardWaitTime": "10 minutes"}, "ISO 8601"),
         ({"modelExportFrequency": "P1M"}, "ISO 8601"),
         ({"learningMode": "Sometimes"}, "learningMode"),
+        ({"learningMode": "Apprentice"}, "Apprentice is not served"),
         ({"rewardAggregation": "average"}, "rewardAggregation"),
         ({"defaultReward": 5}, "default_reward"),
         ({"logRetentionDays": 0}, "logRetentionDays"),
@@ -369,8 +370,9 @@ def test_the_loop_learns_through_the_sdk_alone(tmp_path):
     try:
         client = PersonalizerClient(stack.url(""), AzureKeyCredential("no key file"))
         admin = PersonalizerAdministrationClient(stack.url(""), AzureKeyCredential("no key file"))
-        admin.update_service_configuration({"rewardWaitTime": "PT1S", "modelExportFrequency": "PT2S"})
-        wait_until(lambda: stack.get("/v1/models/personalizer/loop").json()["settings"]["update_interval_seconds"] == 2, 30)
+        admin.update_service_configuration({"rewardWaitTime": "PT1S", "modelExportFrequency": "PT2S", "learningMode": "LoggingOnly"})
+        loop = lambda: stack.get("/v1/models/personalizer/loop").json()  # noqa: E731
+        wait_until(lambda: loop()["settings"]["update_interval_seconds"] == 2 and loop()["settings"]["learning_mode"] == "logging_only", 30)
         rng = random.Random(3)
 
         def decide(event_id: str) -> bool:
@@ -382,6 +384,13 @@ def test_the_loop_learns_through_the_sdk_alone(tmp_path):
 
         rates = [sum(decide(f"learn-0-{i}") for i in range(150)) / 150]
         assert rates[0] <= 0.45, rates
+        # LoggingOnly: decisions are logged and joined, nothing is learned (three update intervals and more).
+        wait_until(lambda: loop()["joined"] >= 140, 30)
+        time.sleep(6)
+        assert loop()["updates"] == 0 and loop()["learned_version"] is None, loop()
+        assert admin.get_service_configuration()["learningMode"] == "LoggingOnly"
+        admin.update_service_configuration({"learningMode": "Online"})
+        wait_until(lambda: loop()["settings"]["learning_mode"] == "online", 30)
         deadline = time.monotonic() + 90
         while rates[-1] < 0.7 and time.monotonic() < deadline:
             rates.append(sum(decide(f"learn-{len(rates)}-{i}") for i in range(150)) / 150)
