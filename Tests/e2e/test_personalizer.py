@@ -244,12 +244,16 @@ def test_routes_are_counted_and_nginx_passes_only_their_methods(pz_stack):
     r = requests.post(pz_stack.url("/personalizer/model/properties"), headers=headers, timeout=30)
     assert r.status_code == 405 and r.headers.get("Allow") == "GET", (r.status_code, r.headers)
     assert requests.get(pz_stack.url("/personalizer/nothing"), headers=headers, timeout=30).status_code == 404
-    r = requests.get(pz_stack.url("/personalizer/logs/properties"), headers=headers, timeout=30)
+    r = requests.delete(pz_stack.url("/personalizer/logs"), headers=headers, timeout=30)
     assert r.status_code == 501 and r.json()["error"]["code"] == "NotImplemented", r.text
     modern = PersonalizerClient(pz_stack.url(""), AzureKeyCredential(KEY))
     modern.rank({"contextFeatures": context_features("student", 2), "actions": actions(), "eventId": "pz-metrics"})
     modern.reward("pz-metrics", {"value": 1})
     PersonalizerAdministrationClient(pz_stack.url(""), AzureKeyCredential(KEY)).get_policy()
+    # The logged events' time span: the first decision logged here up to the reward just sent.
+    span = PersonalizerAdministrationClient(pz_stack.url(""), AzureKeyCredential(KEY)).get_log_properties()["dateRange"]
+    lines = log_lines(pz_stack, "personalizer")
+    assert span == {"from": lines[0]["Timestamp"], "to": lines[-1]["Timestamp"]}, (span, lines[0], lines[-1])
     metrics = pz_stack.get("/metrics").text
     for route, code in (("personalizer_rank", 201), ("personalizer_reward", 204), ("personalizer_configuration", 200)):
         assert f'route="{route}"' in metrics and any(

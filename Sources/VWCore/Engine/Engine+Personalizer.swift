@@ -148,3 +148,14 @@ extension Engine {
         return JSONValue.object([("creationTime", .string(loaded)), ("lastModifiedTime", .string(loaded))]).jsonBytes
     }
 }
+
+extension Engine {
+    /// `GET …/logs/properties`: `{"dateRange": {"from", "to"}}` of the model's logged events (null ends without a log).
+    public func personalizerLogProperties(model name: String) throws(PredictError) -> [UInt8] {
+        guard store.status(of: name) != nil else { throw .modelNotFound(name) }
+        let range = LogDateRange.of(directory: loops.stateDirectory + "/" + name + "/log")
+        let from: JSONValue = range.from.map { .string($0) } ?? .null
+        let to: JSONValue = range.to.map { .string($0) } ?? .null
+        return JSONValue.object([("dateRange", .object([("from", from), ("to", to)]))]).jsonBytes
+    }
+}

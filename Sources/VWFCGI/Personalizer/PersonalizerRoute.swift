@@ -14,6 +14,8 @@ struct PersonalizerRoute: Equatable {
         /// `model` (GET export, PUT import) and `model/properties` (GET).
         case model
         case modelProperties
+        /// `logs/properties` (GET).
+        case logProperties
         /// Evaluations, feature importances and the operations not served yet: 501.
         case notImplemented(String)
         /// A path under a Personalizer prefix that names no operation: 404.
@@ -54,6 +56,8 @@ struct PersonalizerRoute: Equatable {
             operation = .model
         case 2 where parts[0] == "model" && parts[1] == "properties":
             operation = .modelProperties
+        case 2 where parts[0] == "logs" && parts[1] == "properties":
+            operation = .logProperties
         case 3 where parts[0] == "events" && parts[2] == "reward":
             operation = .reward(eventID: String(parts[1]))
         case 3 where parts[0] == "events" && parts[2] == "activate":
@@ -76,6 +80,7 @@ struct PersonalizerRoute: Equatable {
         case .activate: "personalizer_activate"
         case .serviceConfiguration, .policy: "personalizer_configuration"
         case .model, .modelProperties: "personalizer_model"
+        case .logProperties: "personalizer_logs"
         case .notImplemented, .unknown: "personalizer_other"
         }
     }

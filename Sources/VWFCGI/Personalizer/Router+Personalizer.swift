@@ -30,10 +30,12 @@ extension Router {
                     return failure(error, &outcome)
                 }
             }
-        case .modelProperties:
+        case .modelProperties, .logProperties:
             return only(["GET"], request) {
                 do throws(PredictError) {
-                    return HTTPResponse(status: 200, body: try engine.personalizerModelProperties(model: route.model))
+                    let answer = route.operation == .logProperties
+                        ? try engine.personalizerLogProperties(model: route.model) : try engine.personalizerModelProperties(model: route.model)
+                    return HTTPResponse(status: 200, body: answer)
                 } catch {
                     return failure(error, &outcome)
                 }
