@@ -59,3 +59,28 @@ import Testing
         #expect(PersonalizerSettings.loopDuration(milliseconds: 1500) == "1500ms")
     }
 }
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `GET …/logs/properties`: the first line of each instance's oldest segment, the last complete line of its newest.
+@Suite struct LogDateRangeTests {
+    private func write(_ text: String, to path: String) {
+        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        _ = Array(text.utf8).withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
+        close(fd)
+    }
+
+    @Test func firstAndLastCompleteTimestampsAcrossInstances() {
+        var template = Array("/tmp/logrange-XXXXXX".utf8CString)
+        let directory = template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)) }
+        #expect(LogDateRange.of(directory: directory) == LogDateRange())
+        write(#"{"EventId":"a","Timestamp":"2026-01-02T00:00:00.000Z"}"# + "\n", to: directory + "/pod1-1.dsjson")
+        write(#"{"EventId":"b","Timestamp":"2026-01-03T00:00:00.000Z"}"# + "\n" + #"{"EventId":"c","Timestamp":"2026-01-05T00:00:00.000Z"}"# + "\n"
+              + #"{"EventId":"d","Timest"#, to: directory + "/pod1-2.dsjson")
+        write(#"{"EventId":"e","Timestamp":"2026-01-01T00:00:00.000Z"}"# + "\n", to: directory + "/pod2-1.dsjson")
+        write("not a segment\n", to: directory + "/notes.txt")
+        #expect(LogDateRange.of(directory: directory) == LogDateRange(from: "2026-01-01T00:00:00.000Z", to: "2026-01-05T00:00:00.000Z"))
+    }
+}
