@@ -45,29 +45,24 @@ struct PersonalizerRoute: Equatable {
         rest = rest.dropFirst("/personalizer/".count)
         if rest.hasPrefix("v1.0/") { rest = rest.dropFirst("v1.0/".count) }
         let parts = rest.split(separator: "/", omittingEmptySubsequences: false)
-        switch parts.count {
-        case 1 where parts[0] == "rank":
-            operation = .rank
-        case 2 where parts[0] == "configurations" && parts[1] == "service":
-            operation = .serviceConfiguration
-        case 2 where parts[0] == "configurations" && parts[1] == "policy":
-            operation = .policy
-        case 1 where parts[0] == "model":
-            operation = .model
-        case 2 where parts[0] == "model" && parts[1] == "properties":
-            operation = .modelProperties
-        case 2 where parts[0] == "logs" && parts[1] == "properties":
-            operation = .logProperties
-        case 3 where parts[0] == "events" && parts[2] == "reward":
+        if let fixed = Self.fixedPaths[String(rest)] {
+            operation = fixed
+        } else if parts.count == 3 && parts[0] == "events" && parts[2] == "reward" {
             operation = .reward(eventID: String(parts[1]))
-        case 3 where parts[0] == "events" && parts[2] == "activate":
+        } else if parts.count == 3 && parts[0] == "events" && parts[2] == "activate" {
             operation = .activate(eventID: String(parts[1]))
-        default:
+        } else {
             let head = parts.first.map(String.init) ?? ""
             operation = Self.notServed.contains(head) ? .notImplemented(String(rest)) : .unknown
         }
         if model.isEmpty { return nil }
     }
+
+    /// The operations whose path has no parameter, after `personalizer/[v1.0/]`.
+    static let fixedPaths: [String: Operation] = [
+        "rank": .rank, "configurations/service": .serviceConfiguration, "configurations/policy": .policy, "model": .model,
+        "model/properties": .modelProperties, "logs/properties": .logProperties,
+    ]
 
     /// The Personalizer operations that exist but are not served by this version.
     static let notServed: Set<String> = ["evaluations", "featureImportances", "multislot", "configurations", "model", "logs"]
