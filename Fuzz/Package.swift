@@ -35,5 +35,6 @@ let package = Package(
         // Sources/VWFCGI/OpenInference/InferRequest.swift: the V2 request decoder (a stream over JSONStream).
         .executableTarget(name: "FuzzV2", dependencies: ["VWCore"], swiftSettings: swiftSettings),
         .executableTarget(name: "FuzzJoin", dependencies: ["VWCore"], swiftSettings: swiftSettings),
+        .executableTarget(name: "FuzzNative", dependencies: ["VWCore"], swiftSettings: swiftSettings),
     ]
 )

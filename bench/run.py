@@ -515,6 +515,20 @@ end
 """
 
 
+HEALTHZ_LUA = LUA_TEMPLATE.replace('wrk.format("POST", nil, headers, b)', 'wrk.format("GET", "/healthz")')
+
+
+def healthz_row(server: "Server", connections: int, args, out: str, rows: list):
+    """`GET /healthz` through the same nginx and FastCGI front (no engine): the ceiling a
+    single-example prediction can approach."""
+    rset = RequestSet("healthz", "GET /healthz", 1, "get", ["x"], [[]], verb="healthz")
+    script = os.path.join(out, "wrk", "healthz.lua")
+    os.makedirs(os.path.dirname(script), exist_ok=True)
+    with open(script, "w") as f:
+        f.write(HEALTHZ_LUA % {"bodies": "[====[\nx]====],", "content_type": "text/plain"})
+    return measure(server, rset, connections, args, out, rows, script=script, url_path="/healthz")
+
+
 def lua_script(rset: RequestSet, path: str) -> str:
     level = "=" * 4
     items = []
@@ -562,6 +576,7 @@ class Server:
 
 class VwfcgiStack(Server):
     name = "vwfcgi"
+    extra_args: tuple = ()
 
     def __init__(self, data: Data, run_dir: str, shards: int, models: str = ""):
         self.port = free_port()
@@ -573,9 +588,9 @@ class VwfcgiStack(Server):
             raise BenchError(f"no vwfcgi binary at {binary} (run `make build`)")
         self.vwfcgi = Proc("vwfcgi", [binary, "serve", "--models", models or data.models, "--socket", self.socket,
                                       "--vw-command", VW, "--shards", str(shards),
-                                      "--state-dir", self.state_dir, "--instance-id", "bench"],
-                           os.path.join(run_dir, "vwfcgi.log"))
-        prefix = os.path.join(run_dir, "nginx")
+                                      "--state-dir", self.state_dir, "--instance-id", "bench", *self.extra_args],
+                           os.path.join(run_dir, f"{self.name.replace(' ', '-')}.log"))
+        prefix = os.path.join(run_dir, "nginx" if not self.extra_args else "nginx-native")
         self.error_log = os.path.join(prefix, "error.log")
         env = dict(os.environ, PREFIX=prefix, SOCKET=self.socket, PORT=str(self.port),
                    ACCESS_LOG="off", ERROR_LOG=self.error_log)
@@ -633,6 +648,13 @@ class VwfcgiStack(Server):
         self.nginx.stop()
         self.vwfcgi.stop(grace=30)
         shutil.rmtree(self.sock_dir, ignore_errors=True)
+
+
+class VwfcgiNativeStack(VwfcgiStack):
+    """The same stack with the in-process native scorer (SPEC §11): `--engine auto`, the default
+    shadow check (one request in 1,000 also answered by vw)."""
+    name = "vwfcgi native"
+    extra_args = ("--engine", "auto")
 
 
 class GunicornFlask(Server):
@@ -1094,13 +1116,14 @@ def print_flood(f: dict) -> list:
 
 # --- the run ---------------------------------------------------------------------------------
 def measure(server: Server, rset: RequestSet, connections: int, args, out: str, rows: list,
-            sampler_pid: int = 0, io_pid: int = 0):
+            sampler_pid: int = 0, io_pid: int = 0, script: str = "", url_path: str = ""):
     lua_dir = os.path.join(out, "wrk")
-    tag = f"{server.name.split('+')[0]}-{rset.model}-{rset.verb}-{rset.per_request}-{rset.fmt}"
-    script = os.path.join(lua_dir, f"{tag}.lua")
-    if not os.path.exists(script):
-        lua_script(rset, script)
-    url = f"http://127.0.0.1:{server.port}{server.path(rset.model, rset.verb)}"
+    tag = f"{server.name.split('+')[0].replace(' ', '-')}-{rset.model}-{rset.verb}-{rset.per_request}-{rset.fmt}"
+    if not script:
+        script = os.path.join(lua_dir, f"{tag}.lua")
+        if not os.path.exists(script):
+            lua_script(rset, script)
+    url = f"http://127.0.0.1:{server.port}{url_path or server.path(rset.model, rset.verb)}"
     if args.warmup > 0:
         run_wrk(url, script, connections, args.warmup, None)
     rss = None
@@ -1225,30 +1248,44 @@ def targets(rows, limits, rss_max_kb):
 
     fast = find(rows, UvicornFastAPI.name, "logistic", 1, "json", 64)
     guni = find(rows, GunicornFlask.name, "logistic", 1, "json", 64)
+
+    def serving_targets(server: str, prefix: str, batch_factor: float):
+        """The single-example and batch targets of one vwfcgi stack (issue 6; issue 23 for native)."""
+        for fmt in ("json", "text"):
+            v = find(rows, server, "logistic", 1, fmt, 64)
+            if v and fast:
+                x = v["req_per_s"] / fast["req_per_s"]
+                add(f"{prefix}1-example {fmt} c=64 >= 3x FastAPI -w2", round(x, 2), 3.0, x >= 3,
+                    f"{v['req_per_s']:,.0f} vs {fast['req_per_s']:,.0f} req/s")
+            if v and guni and not prefix:
+                x = v["req_per_s"] / guni["req_per_s"]
+                add(f"1-example {fmt} c=64 >= 10x gunicorn -w2 (original design)", round(x, 2), 10.0,
+                    x >= 10, f"{v['req_per_s']:,.0f} vs {guni['req_per_s']:,.0f} req/s")
+        for fmt in ("json", "text"):
+            v = find(rows, server, "logistic", 1, fmt, 8)
+            if v:
+                add(f"{prefix}1-example {fmt} c=8 p99 <= 1 ms", round(v["p99_us"] / 1000, 3), 1.0,
+                    v["p99_us"] <= 1000, f"p99 {fmt_us(v['p99_us'])}, p50 {fmt_us(v['p50_us'])}")
+        for fmt in ("json", "text"):
+            cands = [r for r in rows if r["server"] == server and r["model"] == "logistic"
+                     and r["examples_per_request"] == BATCH and r["format"] == fmt]
+            if cands and limits.get("logistic"):
+                best = max(cands, key=lambda r: r["examples_per_s"])
+                x = best["examples_per_s"] / limits["logistic"]
+                add(f"{prefix}{BATCH}-example {fmt} >= {batch_factor}x direct-pipe limit (best c)", round(x, 3),
+                    batch_factor, x >= batch_factor, f"{best['examples_per_s']:,.0f} ex/s at c={best['concurrency']} vs "
+                                                     f"limit {limits['logistic']:,.0f} ex/s")
+
+    serving_targets(VwfcgiStack.name, "", 0.75)
+    serving_targets(VwfcgiNativeStack.name, "native ", 2.0)
+    ceiling = next((r for r in rows if r["server"] == VwfcgiNativeStack.name and r["model"] == "healthz"
+                    and r["concurrency"] == 64), None)
     for fmt in ("json", "text"):
-        v = find(rows, VwfcgiStack.name, "logistic", 1, fmt, 64)
-        if v and fast:
-            x = v["req_per_s"] / fast["req_per_s"]
-            add(f"1-example {fmt} c=64 >= 3x FastAPI -w2", round(x, 2), 3.0, x >= 3,
-                f"{v['req_per_s']:,.0f} vs {fast['req_per_s']:,.0f} req/s")
-        if v and guni:
-            x = v["req_per_s"] / guni["req_per_s"]
-            add(f"1-example {fmt} c=64 >= 10x gunicorn -w2 (original design)", round(x, 2), 10.0,
-                x >= 10, f"{v['req_per_s']:,.0f} vs {guni['req_per_s']:,.0f} req/s")
-    for fmt in ("json", "text"):
-        v = find(rows, VwfcgiStack.name, "logistic", 1, fmt, 8)
-        if v:
-            add(f"1-example {fmt} c=8 p99 <= 1 ms", round(v["p99_us"] / 1000, 3), 1.0,
-                v["p99_us"] <= 1000, f"p99 {fmt_us(v['p99_us'])}, p50 {fmt_us(v['p50_us'])}")
-    for fmt in ("json", "text"):
-        cands = [r for r in rows if r["server"] == VwfcgiStack.name and r["model"] == "logistic"
-                 and r["examples_per_request"] == BATCH and r["format"] == fmt]
-        if cands and limits.get("logistic"):
-            best = max(cands, key=lambda r: r["examples_per_s"])
-            x = best["examples_per_s"] / limits["logistic"]
-            add(f"{BATCH}-example {fmt} >= 0.75x direct-pipe limit (best c)", round(x, 3), 0.75,
-                x >= 0.75, f"{best['examples_per_s']:,.0f} ex/s at c={best['concurrency']} vs "
-                           f"limit {limits['logistic']:,.0f} ex/s")
+        n64 = find(rows, VwfcgiNativeStack.name, "logistic", 1, fmt, 64)
+        if n64 and ceiling:
+            x = n64["req_per_s"] / ceiling["req_per_s"]
+            add(f"native 1-example {fmt} c=64 >= 0.85x GET /healthz", round(x, 2), 0.85, x >= 0.85,
+                f"{n64['req_per_s']:,.0f} vs {ceiling['req_per_s']:,.0f} req/s")
     for c in (8, 64):
         predict = next((r for r in rows if r["server"] == VwfcgiStack.name and r["request"] == "loop predict json"
                         and r["concurrency"] == c), None)
@@ -1374,6 +1411,8 @@ def main(argv) -> int:
     parser.add_argument("--flood-batch", type=int, default=100, help="rewards per :reward request (default 100)")
     parser.add_argument("--flood-drain", type=float, default=5,
                         help="seconds vwfcgi is still sampled after the flood (default 5)")
+    parser.add_argument("--only-vwfcgi", action="store_true",
+                        help="only the pipe limit and the vwfcgi rows (vw pool and native), no Python servers")
     args = parser.parse_args(argv)
     if args.flood_rate <= 0 or not 1 <= args.flood_batch <= 10_000 or args.flood_seconds < 0 or args.flood_drain < 0:
         parser.error("--flood-rate > 0, --flood-batch in 1..10000, --flood-seconds and --flood-drain >= 0")
@@ -1468,8 +1507,31 @@ def main(argv) -> int:
     with open(os.path.join(out, "vwfcgi-metrics.txt"), "w") as f:
         f.write(vw_metrics)
 
+    # (2b) the native scorer through the same nginx (SPEC §11), beside the FastCGI front's ceiling
+    native = VwfcgiNativeStack(data, run_dir, args.shards)
+    try:
+        engine = next(m for m in native.models if m["name"] == "logistic").get("engine")
+        if engine != "native":
+            raise BenchError(f"the logistic model is not served natively: {native.models}")
+        for key in (("logistic", 1, "json"), ("logistic", 1, "text"), ("logistic", BATCH, "json")):
+            check_server("vwfcgi native", native.port, sets[key], native.path("logistic"))
+        say("vwfcgi native: answers match VW (logistic model served by the native scorer)")
+        for c in (8, 64):
+            healthz_row(native, c, args, out, rows)
+        for key, conns in ((("logistic", 1, "json"), (8, 64)), (("logistic", 1, "text"), (8, 64)),
+                           (("logistic", BATCH, "json"), (8, 64)), (("logistic", BATCH, "text"), (8, 64))):
+            for c in conns:
+                if not native.vwfcgi.alive():
+                    raise BenchError(f"vwfcgi (native) died under load:\n{tail(native.vwfcgi.log_path)}")
+                measure(native, sets[key], c, args, out, rows)
+        native_metrics = native.metrics()
+        if "vwfcgi_native_mismatches_total" in native_metrics:
+            raise BenchError("the native scorer's shadow checks found a difference: see the metrics")
+    finally:
+        native.stop()
+
     # (3) original design, (4) FastAPI in-process
-    for cls in () if only_flood else (GunicornFlask, UvicornFastAPI):
+    for cls in () if (only_flood or args.only_vwfcgi) else (GunicornFlask, UvicornFastAPI):
         server = cls(data, run_dir)
         try:
             for key in (("logistic", 1, "json"), ("logistic", BATCH, "json")):
@@ -1543,7 +1605,8 @@ def main(argv) -> int:
     if only_flood:
         print(f"\nwrote {results_path} ({results['seconds_total']:.0f} s)")
         return 0
-    plot(rows, limits, os.path.join(out, "plot.png"))
+    if not args.only_vwfcgi:
+        plot(rows, limits, os.path.join(out, "plot.png"))
     print(f"\nwrote {results_path} and {os.path.join(out, 'plot.png')} "
           f"({results['seconds_total']:.0f} s)")
     return 0

@@ -11,7 +11,7 @@
 
 FUZZ_SECONDS       ?= 600
 FUZZ_SMOKE_SECONDS ?= 20
-FUZZ_TARGETS       ?= FuzzBatch FuzzGrammar FuzzJSON FuzzPredictionParser FuzzFastCGIParams FuzzFramer FuzzV2 FuzzJoin
+FUZZ_TARGETS       ?= FuzzBatch FuzzGrammar FuzzJSON FuzzPredictionParser FuzzFastCGIParams FuzzFramer FuzzV2 FuzzJoin FuzzNative
 FUZZ_SWIFT_FLAGS   := -Xswiftc -sanitize=fuzzer,address -Xswiftc -parse-as-library
 
 .PHONY: fuzz fuzz-smoke fuzz-build

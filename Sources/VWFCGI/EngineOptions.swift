@@ -62,11 +62,16 @@ struct EngineOptions: ParsableArguments {
         )
     }
 
+    /// The vw command: the option, else `$VWFCGI_VW_COMMAND`, else `vw` on PATH; split on spaces.
+    static func vwCommand(_ option: String?) -> [String] {
+        (option ?? ProcessEnvironment.value("VWFCGI_VW_COMMAND") ?? "vw").split(separator: " ").map(String.init)
+    }
+
     var rescanPeriod: Duration { .milliseconds(Int64(rescanInterval * 1000)) }
 
     /// The engine's settings from these options; configures (and logs) the sandbox of every vw child.
     func settings(modelDirectory: String, stagingDirectory: String, logger: Logger) -> EngineSettings {
-        let command = (vwCommand ?? ProcessEnvironment.value("VWFCGI_VW_COMMAND") ?? "vw").split(separator: " ").map(String.init)
+        let command = Self.vwCommand(vwCommand)
         var settings = EngineSettings(modelDirectory: modelDirectory, vwCommand: command, stagingDirectory: stagingDirectory)
         settings.vwMemoryLimit = SandboxPolicy.parseBytes(vwMemoryLimit) ?? SandboxPolicy.defaultMemoryLimit
         Sandbox.configure(SandboxPolicy(memoryLimit: settings.vwMemoryLimit))

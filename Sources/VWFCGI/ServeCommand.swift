@@ -14,7 +14,7 @@ struct VWFCGICommand: ParsableCommand {
         commandName: "vwfcgi",
         abstract: "Serve Vowpal Wabbit models over FastCGI (behind nginx).",
         version: vwfcgiVersion,
-        subcommands: [Serve.self, Train.self],
+        subcommands: [Serve.self, Train.self, Evaluate.self],
         defaultSubcommand: Serve.self
     )
 }
@@ -91,11 +91,19 @@ struct Serve: ParsableCommand {
     @Option(help: "The model the Personalizer-compatible API serves at the server root ({Endpoint}/personalizer/...); any loop model answers at /loops/<model>/personalizer/....")
     var personalizerModel: String = "personalizer"
 
+    @Option(help: "Which engine answers predictions: vw (the pool), auto (the in-process native scorer for models it reproduces bit for bit, verified against vw at load), native (as auto, warning when a model stays on vw). A model's .json \"engine\" overrides it.")
+    var engine: String = "vw"
+
+    @Option(help: "One native request in K is also answered by vw and compared; a difference switches the model back to vw (0: never).")
+    var nativeShadowEvery: Int = 1000
+
     @OptionGroup var common: EngineOptions
 
     func validate() throws {
         guard ReadinessRule(rawValue: readiness) != nil else { throw ValidationError("--readiness must be any or all") }
         guard APIKeys.Scope(rawValue: apiKeyScope) != nil else { throw ValidationError("--api-key-scope must be writes or all") }
+        guard EngineMode(rawValue: engine) != nil else { throw ValidationError("--engine must be vw, native or auto") }
+        if nativeShadowEvery < 0 { throw ValidationError("--native-shadow-every must be 0 or more") }
         if (socket == nil) == (listen == nil) { throw ValidationError("give exactly one of --socket PATH or --listen 127.0.0.1:PORT") }
         if shards < 1 || shards > 64 { throw ValidationError("--shards must be from 1 to 64") }
         if threads < 1 || threads > 1024 { throw ValidationError("--threads must be from 1 to 1024") }
@@ -122,6 +130,7 @@ struct Serve: ParsableCommand {
         settings.drainGrace = .milliseconds(Int64(grace * 1000))
         settings.requireChecksum = requireChecksum
         settings.readiness = ReadinessRule(rawValue: readiness) ?? .anyModel
+        settings.native = NativeSettings(mode: EngineMode(rawValue: engine) ?? .vw, shadowEvery: nativeShadowEvery)
         let loops = common.loops(stateDirectory: stateDir, instance: try Self.instance(instanceId), logger: logger)
         settings.learnedModel = { name, base, loop in loops.learnedModel(name: name, base: base, loop: loop) }
         let trainer = common.trainerSettings(settings, vwCommand: trainerVwCommand.map { $0.split(separator: " ").map(String.init) })

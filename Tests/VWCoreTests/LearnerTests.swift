@@ -75,7 +75,8 @@ import Testing
         let input = TrainingInput(lines: [line], json: Self.adf, text: Self.simple)
         #expect(input.skipped.isEmpty, "\(input.skipped)")
         #expect(input.bytes == Array(line) + [0x0A])
-        #expect(input.decisions == [TrainingInput.Decision(reward: 1, probability: 0.5, action: 2)])
+        #expect(input.decisions == [TrainingInput.Decision(reward: 1, probability: 0.5, action: 2, offered: 2,
+                                                           timestamp: "2026-11-30T20:00:00.000Z")])
     }
 
     /// A log from a bucket or edited on disk: every member the joiner writes is checked, the context by the strict grammar.

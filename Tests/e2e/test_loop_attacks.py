@@ -191,24 +191,33 @@ def test_an_orphan_reward_flood_is_bounded_in_memory_and_capped(tmp_path):
             stop.wait(0.2)
     try:
         send_events(stack, 4, "warm")
-        base = vwfcgi_rss_kb(stack)
         watcher = threading.Thread(target=probe)
         watcher.start()
-        batches, per = 20, 10_000
-        for b in range(batches):
-            body = {"rewards": [{"event_id": f"orphan-{b}-{i}", "reward": 1} for i in range(per)]}
-            r = stack.post("/v1/models/cb:reward", json=body)
-            assert r.status_code == 202, r.text[:300]
-        status = wait_until(lambda: (s := loop_status(stack))["orphans"] + s["dropped_orphans"] >= batches * per and s,
-                            60, step=0.5)
+        per = 10_000
+
+        def flood(batches: range) -> dict:
+            for b in batches:
+                body = {"rewards": [{"event_id": f"orphan-{b}-{i}", "reward": 1} for i in range(per)]}
+                r = stack.post("/v1/models/cb:reward", json=body)
+                assert r.status_code == 202, r.text[:300]
+            want = batches.stop * per
+            status = wait_until(lambda: (s := loop_status(stack))["orphans"] + s["dropped_orphans"] >= want and s, 60, step=0.5)
+            assert status, loop_status(stack)
+            wait_until(lambda: False, 2.5, step=0.5)  # the join's next rounds give freed memory back (once a second)
+            return status
+        # The first 50 k pay for what any flood costs (buffers, the first table); the next 100 k show what orphans cost.
+        flood(range(0, 5))
+        before = vwfcgi_rss_kb(stack)
+        flood(range(5, 15))
+        per_100k_mb = (vwfcgi_rss_kb(stack) - before) / 1024
+        status = flood(range(15, 20))
         stop.set()
         watcher.join()
-        assert status, loop_status(stack)
+        batches = 20
         assert status["orphans"] == 150_000 and status["dropped_orphans"] == batches * per - 150_000, status
-        grown_mb = (vwfcgi_rss_kb(stack) - base) / 1024
-        # 150,000 orphans held (measured: ~31 MB, i.e. ~21 MB per 100 k, most of it the hash table of 128-bit keys and
-        # tallies); before: ~50 MB per 100 k, unbounded. The bound: 40 MB for 150 k.
-        assert grown_mb <= 40, f"RSS grew {grown_mb:.1f} MB for 150 k orphans"
+        # 100,000 more orphans held: a few MB (an OrphanTable entry is ~55 bytes; measured 2-13 MB of RSS per 100 k, the
+        # spread being the allocator's; a dictionary of keys and tallies took ~150 bytes, the issue's run ~500 and no cap).
+        assert per_100k_mb <= 16, f"RSS grew {per_100k_mb:.1f} MB for 100 k orphans"
         assert healthz and all(code == 200 for code in healthz)
         metrics = stack.get("/metrics").text
         assert f'vwfcgi_loop_dropped_total{{kind="orphan",model="cb"}} {batches * per - 150_000}' in metrics \

@@ -74,7 +74,7 @@ public struct Engine: Sendable {
     ) throws(PredictError) -> PredictResult {
         try store.withServingVersion(of: name, cache: &cache) { version throws(PredictError) in
             let batch = try prepare(input, for: version)
-            let answer = try version.pool.predict(batch, deadline: deadline)
+            let answer = try version.native.answer(batch, pool: version.pool, deadline: deadline)
             return PredictResult(
                 model: name, version: version.version, predictionKind: version.predictionKind,
                 family: version.options.family, text: answer.raw, answers: answer.answers, tags: batch.tags

@@ -137,7 +137,7 @@ struct JoinState: Sendable {
     var segments: [String] = []
     var segmentIndex: [String: Int32] = [:]
     var pending: [EventKey: PendingDecision] = [:]
-    var orphans: [EventKey: OrphanEvent] = [:]
+    var orphans = OrphanTable()
 
     mutating func segment(_ name: String) -> Int32 {
         if let index = segmentIndex[name] { return index }
@@ -167,7 +167,7 @@ struct JoinState: Sendable {
         for (segment, offset) in changedOffsets.sorted(by: { $0.key < $1.key }) { writer.key(segment); writer.int(offset) }
         writer.endObject()
         var removed: [EventKey] = []
-        var orphanKeys: [EventKey] = []
+        var orphanEvents: [(EventKey, OrphanEvent)] = []
         writer.key("pending")
         writer.beginArray()
         func optional(_ value: Int64?) { if let value { writer.int(Int(value)) } else { writer.raw("null".utf8) } }
@@ -182,8 +182,8 @@ struct JoinState: Sendable {
                 writer.int(p.offset); writer.int(Int(p.length)); writer.int((p.deferred ? 1 : 0) | (p.learn ? 2 : 0))
                 optional(p.activated); tally(p.rewards)
                 writer.endArray()
-            } else if orphans[key] != nil {
-                orphanKeys.append(key)
+            } else if let orphan = orphans[key] {
+                orphanEvents.append((key, orphan))
             } else {
                 removed.append(key)
             }
@@ -191,8 +191,7 @@ struct JoinState: Sendable {
         writer.endArray()
         writer.key("orphans")
         writer.beginArray()
-        for key in orphanKeys {
-            let o = orphans[key]!
+        for (key, o) in orphanEvents {
             writer.beginArray()
             writer.string(key.hex); writer.int(Int(o.seen)); optional(o.activated); tally(o.rewards)
             writer.endArray()

@@ -130,7 +130,6 @@ public final class Joiner {
     private var plainQueue = KeyQueue()
     private var deferredQueue = KeyQueue()
     private var activatedQueue = KeyQueue()
-    private var orphanQueue = KeyQueue()
     /// Due decisions whose joined file could not be written yet.
     private var carried: [(key: EventKey, decision: PendingDecision)] = []
     /// Keys and offsets changed since the last journal record.
@@ -329,8 +328,7 @@ public final class Joiner {
     }
 
     private func newOrphan(_ key: EventKey, now: Int64) -> OrphanEvent {
-        orphanQueue.append(key, now)
-        return OrphanEvent(seen: now, activated: nil)
+        OrphanEvent(seen: now, activated: nil)
     }
 
     private func activate(_ decision: inout PendingDecision, key: EventKey, now: Int64) {
@@ -354,11 +352,9 @@ public final class Joiner {
             touched.insert(key)
             result.droppedPendingOverCap += 1
         }
-        while state.orphans.count > max(1, settings.maxOrphans), let first = orphanQueue.first {
-            orphanQueue.removeFirst()
-            guard state.orphans[first.key]?.seen == first.mark else { continue }
-            state.orphans[first.key] = nil
-            touched.insert(first.key)
+        while state.orphans.count > max(1, settings.maxOrphans), let oldest = state.orphans.oldest {
+            state.orphans.removeValue(forKey: oldest.key)
+            touched.insert(oldest.key)
             result.droppedOrphansOverCap += 1
         }
     }
@@ -401,15 +397,9 @@ public final class Joiner {
             result.droppedDeferred += 1
         }
         let orphanWait = Self.milliseconds(settings.orphanWait)
-        while let first = orphanQueue.first {
-            guard let orphan = state.orphans[first.key], orphan.seen == first.mark else {
-                orphanQueue.removeFirst()
-                continue
-            }
-            guard now >= orphan.seen + orphanWait else { break }
-            orphanQueue.removeFirst()
-            state.orphans[first.key] = nil
-            touched.insert(first.key)
+        while let (key, orphan) = state.orphans.oldest, now >= orphan.seen + orphanWait {
+            state.orphans.removeValue(forKey: key)
+            touched.insert(key)
             result.droppedOrphans += Int(orphan.rewards.count) + (orphan.activated == nil ? 0 : 1)
         }
         return due
@@ -538,7 +528,7 @@ public final class Joiner {
             state.offsets[segment] = nil
             reader.offsets[segment] = nil
         }
-        let bytes = state.record(offsets: state.offsets, keys: Array(state.pending.keys) + Array(state.orphans.keys))
+        let bytes = state.record(offsets: state.offsets, keys: Array(state.pending.keys) + state.orphans.keys)
         try directory.writeAtomically(bytes, to: Self.snapshotName)
         snapshotBytes = bytes.count
         touched = []
@@ -587,7 +577,6 @@ public final class Joiner {
         plainQueue = KeyQueue(plain)
         deferredQueue = KeyQueue(deferred)
         activatedQueue = KeyQueue(activated)
-        orphanQueue = KeyQueue(state.orphans.map { ($0.key, $0.value.seen) })
         if journal < 0 { try snapshot() }
     }
 

@@ -358,11 +358,8 @@ final class Learner: @unchecked Sendable {
             guard pmfs.count == sampled.count else {
                 throw .rejected("the candidate printed \(pmfs.count) PMFs for \(sampled.count) sampled events")
             }
-            for (index, pmf) in pmfs.enumerated() {
-                let sum = pmf.reduce(0, +)
-                guard pmf.allSatisfy({ $0.isFinite && $0 >= 0 && $0 <= 1 }), abs(sum - 1) <= 1e-3 else {
-                    throw .rejected("the candidate's PMF for sampled event \(index) is not a probability distribution (sum \(sum))")
-                }
+            if let bad = Self.firstNonDistribution(pmfs) {
+                throw .rejected("the candidate's PMF for sampled event \(bad.index) is not a probability distribution (sum \(bad.sum))")
             }
         } else {
             let values = candidate.split(separator: 0x0A).map { line in
@@ -560,6 +557,15 @@ final class Learner: @unchecked Sendable {
             }
             return pmf.isEmpty ? nil : pmf
         }
+    }
+
+    /// The first PMF that is not a probability distribution (a value outside [0, 1], or a sum off 1 by more than 1e-3), nil when none.
+    static func firstNonDistribution(_ pmfs: [[Double]]) -> (index: Int, sum: Double)? {
+        for (index, pmf) in pmfs.enumerated() {
+            let sum = pmf.reduce(0, +)
+            if !pmf.allSatisfy({ $0.isFinite && $0 >= 0 && $0 <= 1 }) || abs(sum - 1) > 1e-3 { return (index, sum) }
+        }
+        return nil
     }
 
     /// The inverse-propensity estimate of the learning policy's average reward (SPEC §8.8) on the decisions given

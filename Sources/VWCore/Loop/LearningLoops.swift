@@ -2,7 +2,6 @@
 import Glibc
 #endif
 import CoreMetrics
-import CSpawn
 public import Logging
 import Synchronization
 
@@ -27,6 +26,8 @@ public final class ModelLoop: Sendable {
     /// What `GET …/loop` shows of the join, published after each step (never read under the joiner's lock,
     /// which is held across file I/O).
     private let joinView = Mutex(JoinView())
+    /// When freed memory was last given back after a join step.
+    private let lastTrim = Mutex(ContinuousClock.now)
     private let metrics: LoopMetrics
 
     private struct Sums {
@@ -121,8 +122,12 @@ public final class ModelLoop: Sendable {
             return false
         case .success(let (step, pending, orphans, caughtUp, read))?:
             absorb(step, pending: pending, orphans: orphans)
-            // A step that read a lot parsed many lines: give the freed memory back (glibc keeps it otherwise).
-            if read >= 64 << 10 || step.wroteSnapshot { _ = cspawn_trim_malloc() }
+            // A step that read a lot parsed many lines: give the freed memory back (glibc keeps it otherwise); after
+            // smaller ones, at most once a second (the request threads' parsing of a flood is freed meanwhile).
+            if read >= 64 << 10 || step.wroteSnapshot || (read > 0 && ContinuousClock.now - lastTrim.withLock({ $0 }) >= .seconds(1)) {
+                lastTrim.withLock { $0 = .now }
+                MemoryTuning.returnFreedMemory()
+            }
             return !caughtUp
         }
     }

@@ -17,6 +17,10 @@ struct TrainingInput {
         var reward: Double
         var probability: Double
         var action: Int
+        /// How many actions were offered (the length of `"a"`); 0 when unknown.
+        var offered = 0
+        /// The decision's `"Timestamp"`, as logged.
+        var timestamp: String?
     }
 
     /// The bytes for vw, one example per line.
@@ -129,7 +133,8 @@ struct TrainingInput {
         if let largest = logged.actionIDs.max(), example.isADF, largest > example.actions {
             return .failure(Problem(why: "action \(largest) of \"a\" is past the context's \(example.actions) actions"))
         }
-        return .success(Decision(reward: -cost, probability: probability, action: action))
+        return .success(Decision(reward: -cost, probability: probability, action: action, offered: logged.actionIDs.count,
+                                 timestamp: value[member: "Timestamp"]?.stringValue))
     }
 
     /// The first key starting with `_` other than `_text` (anywhere) and `_multi` (at the top), nil when none.

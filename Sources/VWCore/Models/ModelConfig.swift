@@ -17,6 +17,8 @@ public struct ModelConfig: Sendable, Equatable {
     public var input: ModelInput = .vwText
     /// The learning loop's settings; nil when the file has no `"loop"` object.
     public var loop: LoopConfig?
+    /// `"engine"`: overrides `--engine` for this model (SPEC §11).
+    public var engine: EngineMode?
 
     public init(shards: Int? = nil, vwArgs: [String] = [], warmup: [String] = [], maxBatch: Int? = nil) {
         self.shards = shards
@@ -66,11 +68,16 @@ public struct ModelConfig: Sendable, Equatable {
                 config.input = input
             case "loop":
                 config.loop = try LoopConfig.parse(value)
+            case "engine":
+                guard case .string(let text) = value, let engine = EngineMode(rawValue: text) else {
+                    throw .invalidConfig("\"engine\" must be \"vw\", \"native\" or \"auto\"")
+                }
+                config.engine = engine
             case "personalizer":
                 // The Personalizer API's stored settings (SPEC §9, `PersonalizerSettings`): kept, not read by the engine.
                 guard case .object = value else { throw .invalidConfig("\"personalizer\" must be an object") }
             default:
-                throw .invalidConfig("unknown key \"\(key)\" (known: shards, vw_args, warmup, max_batch, input, loop, personalizer)")
+                throw .invalidConfig("unknown key \"\(key)\" (known: shards, vw_args, warmup, max_batch, input, loop, engine, personalizer)")
             }
         }
         return config

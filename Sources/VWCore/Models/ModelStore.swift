@@ -32,6 +32,8 @@ public struct EngineSettings: Sendable {
     /// The model the learning loop learned from file version `base` of model `name`, if any: loaded in
     /// place of that file (SPEC §8.6, a restart resumes the learned model).
     public var learnedModel: (@Sendable (_ name: String, _ base: String, _ loop: LoopConfig) -> LearnedModel?)?
+    /// The native scorer's engine mode and shadow checks (`--engine`, SPEC §11).
+    public var native = NativeSettings()
 
     public init(modelDirectory: String, vwCommand: [String], stagingDirectory: String) {
         self.modelDirectory = modelDirectory
@@ -603,11 +605,13 @@ public final class ModelStore: Sendable {
             unlink(path)
             throw error
         }
-        return ModelVersion(
+        let loaded = ModelVersion(
             name: name, version: version, loadedAt: rfc3339Now(), vwArgs: config.vwArgs, framing: framing,
             options: options, jsonGrammar: jsonGrammar, loop: config.loop, origin: origin,
             maxBatch: config.maxBatch ?? settings.maxBatch, pool: pool, stagedPath: path
         )
+        loaded.attachNative(config: config, settings: settings, logger: poolLogger)  // SPEC §11: native only once verified
+        return loaded
     }
 
     // MARK: Publishing learned models

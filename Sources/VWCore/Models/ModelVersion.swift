@@ -32,6 +32,8 @@ public final class ModelVersion: Sendable {
     public let origin: ModelOrigin
     public let maxBatch: Int
     public let pool: ShardPool
+    /// The native scorer, when this version passed its probe set (SPEC §11); see `NativeSlot`.
+    public let native = NativeSlot()
     let stagedPath: String
     let inflight = Atomic<Int>(0)
     /// Set once the version no longer takes new requests; then every finished request wakes `drained`.

@@ -59,7 +59,7 @@ struct Router: Sendable {
                 HTTPResponse(status: 200, contentType: "text/plain; version=0.0.4; charset=utf-8", body: metrics.exposition(store: store))
             }
         case "/v1/models", "/v1/models/":
-            return only(["GET", "HEAD"], request) { .json(StatusDocument.list(store.statuses)) }
+            return only(["GET", "HEAD"], request) { .json(StatusDocument.list(store.statuses, engines: { store.serving($0)?.native.status })) }
         default:
             if let v2Route { return openInference(v2Route, request, &outcome, &cache) }
         }
@@ -102,7 +102,7 @@ struct Router: Sendable {
         return only(["GET", "HEAD"], request) {
             guard let status = store.status(of: name) else { return notFound(name, &outcome) }
             outcome.model = name
-            return .json(StatusDocument.model(status))
+            return .json(StatusDocument.model(status, engine: store.serving(name)?.native.status))
         }
     }
 

@@ -2,12 +2,12 @@ import VWCore
 
 /// JSON documents of `GET /v1/models` and `GET /v1/models/<name>`.
 enum StatusDocument {
-    static func list(_ statuses: [ModelStatus]) -> JSONWriter {
+    static func list(_ statuses: [ModelStatus], engines: (String) -> EngineStatus? = { _ in nil }) -> JSONWriter {
         var writer = JSONWriter(capacity: 256 * max(1, statuses.count))
         writer.raw("{\"models\":[")
         for (index, status) in statuses.enumerated() {
             if index > 0 { writer.raw(",") }
-            writer.model(status)
+            writer.model(status, engine: engines(status.name))
         }
         writer.raw("]}")
         return writer
@@ -88,15 +88,15 @@ enum StatusDocument {
     /// A finite double as a JSON number (`"\(Double)"` is valid JSON for finite values).
     private static func finite(_ value: Double) -> String { value.isFinite ? "\(value)" : "null" }
 
-    static func model(_ status: ModelStatus) -> JSONWriter {
+    static func model(_ status: ModelStatus, engine: EngineStatus? = nil) -> JSONWriter {
         var writer = JSONWriter()
-        writer.model(status)
+        writer.model(status, engine: engine)
         return writer
     }
 }
 
 extension JSONWriter {
-    mutating func model(_ status: ModelStatus) {
+    mutating func model(_ status: ModelStatus, engine: EngineStatus? = nil) {
         raw("{\"name\":")
         string(status.name)
         raw(",\"ready\":")
@@ -147,6 +147,13 @@ extension JSONWriter {
             string(base)
             raw(",\"learned_events\":")
             integer(events)
+        }
+        // Which engine answers (SPEC §11), and why vw when it is vw; null without a serving version.
+        raw(",\"engine\":")
+        optionalString(engine?.engine)
+        if let reason = engine?.reason {
+            raw(",\"engine_reason\":")
+            string(reason)
         }
         raw("}")
     }

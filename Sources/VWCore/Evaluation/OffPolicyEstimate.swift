@@ -1,0 +1,76 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A 95% confidence interval.
+public struct ConfidenceInterval: Sendable, Equatable {
+    public var lower: Double
+    public var upper: Double
+}
+
+/// What a policy would have earned on logged events, estimated from the logged rewards reweighted by
+/// `w = π(logged action | context) / logged probability` (SPEC §10).
+///
+/// * IPS: `Σ w·r / n`. Its interval is the normal approximation on the per-event terms `w·r`:
+///   `IPS ± 1.96 · s / √n`, with `s` their sample standard deviation.
+/// * SNIPS: `Σ w·r / Σ w` (self-normalised: bounded by the rewards, lower variance, slightly biased).
+///   Its interval is the delta method for a ratio of means: `SNIPS ± 1.96 · √(Σ (w·(r − SNIPS))² / (n(n−1))) / w̄`.
+/// * Effective sample size: `(Σ w)² / Σ w²` (n when every weight is 1; small when few events carry the weight).
+public struct OffPolicyEstimate: Sendable, Equatable {
+    public var events: Int
+    public var ips: Double
+    public var ipsInterval: ConfidenceInterval
+    /// Nil when every weight is 0 (the policy never chose a logged action).
+    public var snips: Double?
+    public var snipsInterval: ConfidenceInterval?
+    public var effectiveSampleSize: Double
+    /// Σ w / n: 1 in expectation for any policy; far from 1 says the estimate is unreliable.
+    public var meanWeight: Double
+
+    /// The 0.975 quantile of the standard normal distribution.
+    public static let z = 1.959963984540054
+
+    /// The estimate from each event's reward and weight (`rewards.count == weights.count`); nil without events.
+    public init?(rewards: [Double], weights: [Double]) {
+        let n = rewards.count
+        guard n > 0, weights.count == n else { return nil }
+        var sumW = 0.0, sumW2 = 0.0, sumWR = 0.0
+        for (r, w) in zip(rewards, weights) {
+            sumW += w
+            sumW2 += w * w
+            sumWR += w * r
+        }
+        let count = Double(n)
+        events = n
+        ips = sumWR / count
+        var squares = 0.0
+        for (r, w) in zip(rewards, weights) {
+            let d = w * r - ips
+            squares += d * d
+        }
+        let ipsError = n > 1 ? (squares / (count - 1)).squareRoot() / count.squareRoot() : 0
+        ipsInterval = ConfidenceInterval(lower: ips - Self.z * ipsError, upper: ips + Self.z * ipsError)
+        meanWeight = sumW / count
+        effectiveSampleSize = sumW2 > 0 ? sumW * sumW / sumW2 : 0
+        if sumW > 0 {
+            let ratio = sumWR / sumW
+            var residuals = 0.0
+            for (r, w) in zip(rewards, weights) {
+                let d = w * (r - ratio)
+                residuals += d * d
+            }
+            let error = n > 1 ? (residuals / (count * (count - 1))).squareRoot() / meanWeight : 0
+            snips = ratio
+            snipsInterval = ConfidenceInterval(lower: ratio - Self.z * error, upper: ratio + Self.z * error)
+        } else {
+            snips = nil
+            snipsInterval = nil
+        }
+    }
+
+    /// The logging policy's own estimate: every weight is 1, so `w·r` is `r` bit for bit and IPS and SNIPS are the
+    /// plain mean of the logged rewards (summed in order, divided by n): exactly the logged average reward.
+    public init?(loggedRewards rewards: [Double]) {
+        self.init(rewards: rewards, weights: [Double](repeating: 1, count: rewards.count))
+    }
+}

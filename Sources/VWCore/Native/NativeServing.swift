@@ -1,0 +1,210 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CoreMetrics
+import Logging
+import Synchronization
+
+/// Which engine answers a model's predictions (`--engine`, `"engine"` in the model's `.json`).
+public enum EngineMode: String, Sendable, Equatable, CaseIterable {
+    /// Always the vw pool.
+    case vw
+    /// The native scorer once it matched vw on the model's probe set; a model it cannot serve is logged as a warning.
+    case native
+    /// The native scorer where it matched vw on the probe set, quietly the vw pool elsewhere.
+    case auto
+}
+
+/// How the engine may score natively (SPEC §11).
+public struct NativeSettings: Sendable, Equatable {
+    public var mode: EngineMode = .vw
+    /// One request in `shadowEvery` is also answered by vw and compared (0: never).
+    public var shadowEvery = 1000
+
+    public init(mode: EngineMode = .vw, shadowEvery: Int = 1000) {
+        self.mode = mode
+        self.shadowEvery = shadowEvery
+    }
+}
+
+/// The engine a version serves with, as `GET /v1/models/<name>` shows it.
+public struct EngineStatus: Sendable, Equatable {
+    /// `"native"` or `"vw"`.
+    public let engine: String
+    /// Why the version is on vw (nil when native).
+    public let reason: String?
+}
+
+/// A version's native scorer, once verified, and the switch back to vw.
+///
+/// `scorer` and `shadowEvery` are written once by `attach`, before the store publishes the version
+/// (publication goes through the store's lock); afterwards only `active` and `reason` change.
+public final class NativeSlot: @unchecked Sendable {
+    private var scorer: NativeScorer?
+    private var shadowEvery = 0
+    private var modelName = ""
+    private var logger = Logger(label: "vwfcgi.native")
+    private let active = Atomic<Bool>(false)
+    private let requests = Atomic<UInt64>(0)
+    private let reason = Mutex<String>("engine vw (the default; --engine auto or \"engine\": \"auto\" enables the native scorer)")
+
+    init() {}
+
+    /// Which engine answers, and why vw when it is vw.
+    public var status: EngineStatus {
+        active.load(ordering: .acquiring) ? EngineStatus(engine: "native", reason: nil)
+            : EngineStatus(engine: "vw", reason: reason.withLock { $0 })
+    }
+
+    /// Decides the engine of a freshly started version: with `auto` or `native`, builds the scorer
+    /// and serves natively only if it answers the whole probe set exactly as the version's vw pool.
+    func attach(
+        mode: EngineMode, version: ModelVersion, modelBytes: () -> [UInt8]?, warmup: [String], limits: ExampleLimits,
+        shadowEvery: Int, timeout: Duration, logger: Logger
+    ) {
+        self.logger = logger
+        self.modelName = version.name
+        self.shadowEvery = shadowEvery
+        guard mode != .vw else {
+            reason.withLock { $0 = "engine vw (configured)" }
+            return
+        }
+        let outcome = Self.verify(version: version, modelBytes: modelBytes, warmup: warmup, limits: limits, timeout: timeout)
+        switch outcome {
+        case .success(let verified):
+            scorer = verified.scorer
+            active.store(true, ordering: .releasing)
+            logger.info("native scorer serves the model", metadata: ["probes": "\(verified.probes)"])
+        case .failure(let refusal):
+            let why = refusal.reason
+            reason.withLock { $0 = why }
+            if mode == .native {
+                logger.warning("native scorer not used: \(why)")
+            } else {
+                logger.debug("native scorer not used: \(why)")
+            }
+        }
+    }
+
+    /// Why a version stays on vw.
+    struct NativeRefusal: Error {
+        let reason: String
+    }
+
+    struct Verified {
+        let scorer: NativeScorer
+        let probes: Int
+    }
+
+    /// Builds the scorer and compares it with the version's vw on the probe set.
+    static func verify(
+        version: ModelVersion, modelBytes: () -> [UInt8]?, warmup: [String], limits: ExampleLimits, timeout: Duration
+    ) -> Result<Verified, NativeRefusal> {
+        guard version.jsonGrammar == nil else { return .failure(NativeRefusal(reason: "not supported by the native scorer: vw_json input")) }
+        guard version.options.family == .simple || version.options.family == .multiclass, !version.framing.blankLineAfterEach else {
+            return .failure(NativeRefusal(reason: "not supported by the native scorer: \(version.options.family) models"))
+        }
+        let scorer: NativeScorer
+        do {
+            // The options first: a model the scorer cannot reproduce is never read a second time.
+            let configuration = try NativeConfiguration(options: version.options)
+            guard let bytes = modelBytes() else { return .failure(NativeRefusal(reason: "cannot read the staged model file")) }
+            scorer = try NativeScorer.load(configuration: configuration, file: bytes)
+        } catch {
+            return .failure(NativeRefusal(reason: error.reason))
+        }
+        var builder = ExampleBatchBuilder(framing: version.framing, limits: limits)
+        var accepted: [String] = []
+        for example in NativeProbeSet.examples(interactions: scorer.configuration.interactions, warmup: warmup) {
+            guard (try? builder.append(lines: [Substring(example)])) != nil else { continue }
+            accepted.append(example)
+        }
+        let batch = builder.finish()
+        let expected: ShardAnswer
+        do {
+            expected = try version.pool.predict(batch, deadline: .after(timeout))
+        } catch {
+            return .failure(NativeRefusal(reason: "the probe set could not be scored by vw: \(error.message)"))
+        }
+        guard let native = scorer.answer(batch) else { return .failure(NativeRefusal(reason: "the native scorer refused a probe example")) }
+        if let index = firstDifference(native, expected) {
+            return .failure(NativeRefusal(reason: "native answer differs from vw's on probe example \(index) (\(accepted[index].debugDescription))"))
+        }
+        return .success(Verified(scorer: scorer, probes: accepted.count))
+    }
+
+    /// The index of the first example whose answers differ, nil when both are byte for byte equal.
+    static func firstDifference(_ a: ShardAnswer, _ b: ShardAnswer) -> Int? {
+        if a.raw == b.raw && a.answers == b.answers { return nil }
+        for index in 0..<min(a.answers.count, b.answers.count) where a.raw[a.answers[index]] != b.raw[b.answers[index]] {
+            return index
+        }
+        return min(a.answers.count, b.answers.count)
+    }
+
+    /// Answers `batch` natively when the version is native (one request in `shadowEvery` is also
+    /// answered by vw, which decides), else through the vw pool.
+    func answer(_ batch: PreparedBatch, pool: ShardPool, deadline: Deadline) throws(PredictError) -> ShardAnswer {
+        guard active.load(ordering: .acquiring), let scorer, let native = scorer.answer(batch) else {
+            return try pool.predict(batch, deadline: deadline)
+        }
+        guard shadowEvery > 0, requests.add(1, ordering: .relaxed).newValue % UInt64(shadowEvery) == 0 else { return native }
+        let checked: ShardAnswer
+        do {
+            checked = try pool.predict(batch, deadline: deadline)
+        } catch {
+            return native  // vw could not check this one (busy, restarting): the next shadow request will.
+        }
+        if let index = Self.firstDifference(native, checked) {
+            switchToVW(batch: batch, example: index, native: native, vw: checked)
+        }
+        return checked
+    }
+
+    /// A shadow check found a difference: back to vw at once, counted and logged with the example.
+    private func switchToVW(batch: PreparedBatch, example index: Int, native: ShardAnswer, vw: ShardAnswer) {
+        active.store(false, ordering: .releasing)
+        let line = batch.payload.split(separator: 0x0A, omittingEmptySubsequences: false)
+        let text = index < line.count ? String(decoding: line[index].prefix(2048), as: UTF8.self) : ""
+        let nativeText = index < native.answers.count ? String(decoding: native.raw[native.answers[index]], as: UTF8.self) : "-"
+        let vwText = index < vw.answers.count ? String(decoding: vw.raw[vw.answers[index]], as: UTF8.self) : "-"
+        // The example goes to the log only: the status document is no place for clients' data.
+        reason.withLock { $0 = "native answer differed from vw's while serving (the example is in the log): switched back to vw" }
+        Counter(label: "vwfcgi_native_mismatches_total", dimensions: [("model", modelName)]).increment()
+        logger.error(
+            "native scorer mismatch: model switched back to vw",
+            metadata: ["example": "\(text)", "native": "\(nativeText)", "vw": "\(vwText)"]
+        )
+    }
+}
+
+extension NativeScorer {
+    /// The answer of a prepared batch, framed exactly as the pool frames vw's output (client tags
+    /// restored); nil when the scorer refuses a line or its output does not fit the frame.
+    func answer(_ batch: PreparedBatch) -> ShardAnswer? {
+        guard let printed = predict(payload: batch.payload) else { return nil }
+        var framer = AnswerFramer(frame: batch.frame, capacity: printed.count)
+        let used = printed.withUnsafeBytes { bytes -> Int? in try? framer.consume(bytes) }
+        guard used == printed.count, framer.isComplete else { return nil }
+        return ShardAnswer(raw: framer.raw, answers: framer.answers)
+    }
+}
+
+extension ModelVersion {
+    /// The store's hook: decides the engine from the model's `"engine"` (else `--engine`), its
+    /// staged bytes and its warmup examples, before the version is published.
+    func attachNative(config: ModelConfig, settings: EngineSettings, logger: Logger) {
+        let mode = config.engine ?? settings.native.mode
+        let path = stagedPath
+        let readModel = { () -> [UInt8]? in
+            let descriptor = open(path, O_RDONLY | O_CLOEXEC)
+            guard descriptor >= 0 else { return nil }
+            defer { close(descriptor) }
+            return try? FileIO.readToEnd(descriptor, maxBytes: settings.maxModelBytes)
+        }
+        native.attach(
+            mode: mode, version: self, modelBytes: readModel, warmup: config.warmup, limits: settings.limits,
+            shadowEvery: settings.native.shadowEvery, timeout: settings.loadTimeout, logger: logger
+        )
+    }
+}

@@ -1,0 +1,98 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import ArgumentParser
+import VWCore
+
+/// `vwfcgi evaluate --state DIR --model NAME --policy ARGS...`: offline evaluation of candidate policies on a
+/// model's joined events (SPEC §10). Reads the state directory only; each candidate runs in a sandboxed vw.
+struct Evaluate: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Estimate what candidate policies would have earned on a model's logged events (IPS and SNIPS, 95% intervals)."
+    )
+
+    @Option(help: "State directory holding <model>/joined/<n>.dsjson (the server's --state-dir, or a copy).")
+    var state: String
+
+    @Option(help: "The model whose joined events are evaluated.")
+    var model: String
+
+    @Option(help: "First event time included: a date (2026-12-01) or an RFC 3339 UTC time (2026-12-01T10:00:00Z).")
+    var from: String?
+
+    @Option(help: "End of the range (excluded), as --from.")
+    var to: String?
+
+    @Option(parsing: .unconditionalSingleValue, help: "A candidate policy: vw arguments with --cb_explore_adf (repeat for several), e.g. \"--cb_explore_adf --epsilon 0.1 -q UA\".")
+    var policy: [String] = []
+
+    @Option(help: "Windows of the time series (equal numbers of events).")
+    var windows: Int = 10
+
+    @Flag(help: "Print the result as JSON.")
+    var json = false
+
+    @Option(help: "The vw command (default: $VWFCGI_VW_COMMAND, else `vw` on PATH); split on spaces.")
+    var vwCommand: String?
+
+    @Option(help: "Largest address space of each vw process, in bytes or with a suffix (512M, 4G); 0 for no limit.")
+    var vwMemoryLimit: String = "4G"
+
+    func validate() throws {
+        if windows < 1 { throw ValidationError("--windows must be at least 1") }
+        guard SandboxPolicy.parseBytes(vwMemoryLimit) != nil else {
+            throw ValidationError("--vw-memory-limit must be a byte count such as 536870912, 512M or 4G")
+        }
+    }
+
+    func run() throws {
+        signal(SIGPIPE, SIG_IGN)
+        let work = try Serve.makeStagingDirectory()
+        defer {
+            unlink(work + "/events.dsjson")
+            rmdir(work)
+        }
+        let command = EngineOptions.vwCommand(vwCommand)
+        var request = EvaluationRequest(stateDirectory: state, model: model, policies: policy, vwCommand: command, workDirectory: work)
+        request.windows = windows
+        request.memoryLimit = SandboxPolicy.parseBytes(vwMemoryLimit) ?? SandboxPolicy.defaultMemoryLimit
+        Sandbox.configure(SandboxPolicy(memoryLimit: request.memoryLimit))
+        let started = ContinuousClock.now
+        let result: EvaluationResult
+        switch Self.evaluate(request, from: from, to: to, progress: isatty(2) != 0) {
+        case .success(let evaluated): result = evaluated
+        case .failure(let error):
+            Self.printError("vwfcgi evaluate: " + error.reason)
+            throw ExitCode(1)
+        }
+        if json {
+            print(String(decoding: result.json().dropLast(), as: UTF8.self))
+        } else {
+            print(EvaluationTable(result).text, terminator: "")
+            print("(\(ContinuousClock.now - started))")
+        }
+    }
+
+    static func evaluate(_ request: EvaluationRequest, from: String?, to: String?, progress: Bool) -> Result<EvaluationResult, EvaluationError> {
+        var request = request
+        do throws(EvaluationError) {
+            request.from = try from.map(time)
+            request.to = try to.map(time)
+            return .success(try Evaluator.run(request) { message in
+                if progress { printError("… " + message) }
+            })
+        } catch {
+            return .failure(error)
+        }
+    }
+
+    static func time(_ text: String) throws(EvaluationError) -> Int64 {
+        guard let milliseconds = EventLine.milliseconds(timestamp: text) else { throw .invalidTime(text) }
+        return milliseconds
+    }
+
+    static func printError(_ text: String) {
+        let bytes = Array((text + "\n").utf8)
+        _ = bytes.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
+    }
+}

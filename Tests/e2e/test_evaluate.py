@@ -1,0 +1,299 @@
+"""`vwfcgi evaluate` (SPEC §10, issue 22): offline estimates of policies on a model's joined events.
+
+The logs come from a known world (the `scripts/simulate_loop.py` world, with Bernoulli rewards of known
+means and a logging policy of known probabilities), written directly as joined dsjson lines, so every
+policy's true value is known: the logging policy's, uniform random's and the best fixed policy's in closed
+form, and a learned policy's from the PMFs vw prints (the mean over events of Σ_a π_i(a) μ(user_i, a)).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import REFERENCE_VW, VW_COMMAND, VWFCGI_BIN
+
+USERS = ["alice", "bob", "carol", "dave"]
+ACTIONS = ["sports", "news", "music", "movies"]
+# Reward means μ(user, action): "sports" (the first action) is the best fixed policy (mean 0.55).
+MEANS = {
+    "alice": [0.9, 0.2, 0.1, 0.3],
+    "bob": [0.3, 0.8, 0.2, 0.1],
+    "carol": [0.6, 0.1, 0.7, 0.2],
+    "dave": [0.4, 0.3, 0.2, 0.6],
+}
+# The logging policy: per user, one favoured action at 0.55 (not the best one for alice), the others 0.15 each.
+FAVOURED = {"alice": 1, "bob": 1, "carol": 2, "dave": 0}
+LEARNED = "--cb_explore_adf --epsilon 0.2 -q UA"
+BASE_SECONDS = 1_764_547_200  # 2025-12-01T00:00:00Z
+
+
+def logging_pmf(user: str) -> list[float]:
+    return [0.55 if a == FAVOURED[user] else 0.15 for a in range(len(ACTIONS))]
+
+
+def true_value(policy) -> float:
+    """The expected reward of a policy (user -> PMF over actions), users uniform."""
+    return sum(sum(p * m for p, m in zip(policy(u), MEANS[u])) for u in USERS) / len(USERS)
+
+
+TRUE_LOGGING = true_value(logging_pmf)
+TRUE_RANDOM = true_value(lambda u: [1 / len(ACTIONS)] * len(ACTIONS))
+TRUE_BASELINE = true_value(lambda u: [1.0] + [0.0] * (len(ACTIONS) - 1))
+assert TRUE_BASELINE == max(true_value(lambda u, k=k: [float(a == k) for a in range(len(ACTIONS))]) for k in range(len(ACTIONS)))
+
+
+def timestamp(seconds: int) -> str:
+    import time
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + ".000Z"
+
+
+def write_world(state: Path, model: str, seed: int, events: int, per_file: int = 500) -> list[str]:
+    """Joined dsjson lines of `events` decisions of the logging policy, as the joiner writes them; returns the users."""
+    rng = random.Random(seed)
+    joined = state / model / "joined"
+    joined.mkdir(parents=True)
+    users, lines = [], []
+    for i in range(events):
+        user = rng.choice(USERS)
+        pmf = logging_pmf(user)
+        chosen = rng.choices(range(len(ACTIONS)), weights=pmf)[0]
+        reward = 1.0 if rng.random() < MEANS[user][chosen] else 0.0
+        order = [chosen] + [a for a in range(len(ACTIONS)) if a != chosen]
+        line = {
+            "_label_cost": -reward if reward else 0.0, "_label_probability": pmf[chosen], "_label_Action": chosen + 1,
+            "_labelIndex": chosen, "o": [{"v": reward}], "Timestamp": timestamp(BASE_SECONDS + i), "Version": "1",
+            "EventId": f"e-{seed}-{i}", "a": [a + 1 for a in order],
+            "c": {"User": {"id": user}, "_multi": [{"Action": {"t": a}} for a in ACTIONS]},
+            "p": [pmf[a] for a in order], "VWState": {"m": "v1"},
+        }
+        users.append(user)
+        lines.append(json.dumps(line, separators=(",", ":")))
+    for start in range(0, events, per_file):
+        (joined / f"{start // per_file + 1}.dsjson").write_text("\n".join(lines[start:start + per_file]) + "\n")
+    return users
+
+
+def evaluate(state: Path, model: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    command = [str(VWFCGI_BIN), "evaluate", "--state", str(state), "--model", model, "--vw-command", VW_COMMAND, *args]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    if check:
+        assert result.returncode == 0, result.stderr
+    return result
+
+
+def evaluate_json(state: Path, model: str, *args: str) -> dict:
+    return json.loads(evaluate(state, model, "--json", *args).stdout)
+
+
+def joined_lines(state: Path, model: str) -> list[dict]:
+    files = sorted((state / model / "joined").glob("*.dsjson"), key=lambda f: int(f.stem))
+    return [json.loads(line) for f in files for line in f.read_text().splitlines() if line]
+
+
+def printed_pmfs(state: Path, model: str, policy: str, tmp: Path) -> list[list[float]]:
+    """The PMFs the reference vw prints over the joined events, progressively (by action index)."""
+    data = tmp / "events.dsjson"
+    data.write_text("".join(json.dumps(line) + "\n" for line in joined_lines(state, model)))
+    out = subprocess.run([REFERENCE_VW, "--dsjson", "-d", str(data), "-p", "/dev/stdout", "--quiet", *policy.split()],
+                         capture_output=True, text=True, check=True, timeout=600).stdout
+    pmfs = []
+    for line in out.splitlines():
+        if not line.strip():
+            continue
+        pairs = [pair.split(":") for pair in line.split(",")]
+        pmf = [0.0] * len(pairs)
+        for action, p in pairs:
+            pmf[int(action)] = float(p)
+        pmfs.append(pmf)
+    return pmfs
+
+
+def by_name(result: dict) -> dict:
+    return {policy["name"]: policy for policy in result["policies"]}
+
+
+def covers(summary: dict, key: str, value: float) -> bool:
+    low, high = summary[f"{key}_interval"]
+    return low <= value <= high
+
+
+@pytest.fixture(scope="module", autouse=True)
+def binary():
+    if not VWFCGI_BIN.is_file():
+        pytest.fail(f"no vwfcgi binary at {VWFCGI_BIN} (run `make build`)")
+
+
+def test_the_95_percent_intervals_cover_each_policys_true_value_in_at_least_18_of_20_seeds(tmp_path):
+    covered = {name: {"ips": 0, "snips": 0} for name in ["Online", "Random", "Baseline", "Policy 1"]}
+    for seed in range(20):
+        state = tmp_path / f"s{seed}"
+        users = write_world(state, "m", seed, events=2000)
+        result = by_name(evaluate_json(state, "m", "--policy", LEARNED))
+        pmfs = printed_pmfs(state, "m", LEARNED, tmp_path)
+        # The learned policy's true value on these contexts: each event's policy is the one vw scored it with.
+        learned = float(np.mean([np.dot(pmf, MEANS[u]) for pmf, u in zip(pmfs, users)]))
+        truth = {"Online": TRUE_LOGGING, "Random": TRUE_RANDOM, "Baseline": TRUE_BASELINE, "Policy 1": learned}
+        for name, value in truth.items():
+            for key in ("ips", "snips"):
+                covered[name][key] += covers(result[name]["summary"], key, value)
+    print("coverage in 20 seeds:", covered)
+    for name, counts in covered.items():
+        for key, count in counts.items():
+            assert count >= 18, f"{name} {key}: the 95% interval covered the true value in {count} of 20 seeds ({covered})"
+
+
+def test_ips_and_snips_equal_an_independent_numpy_computation_over_the_pmfs_vw_prints(tmp_path):
+    state = tmp_path / "state"
+    write_world(state, "m", 7, events=3000)
+    policies = [LEARNED, "--cb_explore_adf --softmax --lambda 5 -q UA", "--cb_explore_adf --bag 3"]
+    result = evaluate_json(state, "m", "--windows", "4", *[arg for p in policies for arg in ("--policy", p)])
+    lines = joined_lines(state, "m")
+    r = np.array([-line["_label_cost"] for line in lines])
+    p = np.array([line["_label_probability"] for line in lines])
+    chosen = np.array([line["_label_Action"] - 1 for line in lines])
+    offered = np.array([len(line["a"]) for line in lines])
+    weights = {"Baseline": (chosen == 0) / p, "Random": 1 / (offered * p)}
+    for index, policy in enumerate(policies):
+        pmfs = printed_pmfs(state, "m", policy, tmp_path)
+        weights[f"Policy {index + 1}"] = np.array([pmf[a] for pmf, a in zip(pmfs, chosen)]) / p
+    results = by_name(result)
+    assert result["events"] == len(lines) and result["skipped"] == 0
+    for name, w in weights.items():
+        summary = results[name]["summary"]
+        n = len(w)
+        ips = np.sum(w * r) / n
+        snips = np.sum(w * r) / np.sum(w)
+        ips_half = 1.959963984540054 * np.std(w * r, ddof=1) / np.sqrt(n)
+        snips_half = 1.959963984540054 * np.sqrt(np.sum((w * (r - snips)) ** 2) / (n * (n - 1))) / np.mean(w)
+        assert abs(summary["ips"] - ips) <= 1e-9, name
+        assert abs(summary["snips"] - snips) <= 1e-9, name
+        assert abs(summary["ips_interval"][0] - (ips - ips_half)) <= 1e-9, name
+        assert abs(summary["ips_interval"][1] - (ips + ips_half)) <= 1e-9, name
+        assert abs(summary["snips_interval"][0] - (snips - snips_half)) <= 1e-9, name
+        assert abs(summary["effective_sample_size"] - np.sum(w) ** 2 / np.sum(w ** 2)) <= 1e-9 * n, name
+        assert summary["events"] == n
+        # The time series: 4 windows of equal event counts, each estimated on its own events.
+        series = results[name]["timeseries"]
+        assert [window["estimate"]["events"] for window in series] == [750] * 4
+        for k, window in enumerate(series):
+            part = slice(750 * k, 750 * (k + 1))
+            assert abs(window["estimate"]["ips"] - np.sum(w[part] * r[part]) / 750) <= 1e-9, name
+            assert window["start"] == lines[750 * k]["Timestamp"]
+
+
+def test_the_logging_policys_estimate_equals_the_logged_average_reward_exactly(tmp_path):
+    state = tmp_path / "state"
+    write_world(state, "m", 3, events=1234)
+    rewards = [-line["_label_cost"] for line in joined_lines(state, "m")]
+    logged = sum(rewards) / len(rewards)
+    online = by_name(evaluate_json(state, "m"))["Online"]
+    assert online["policySource"] == "Online"
+    assert online["summary"]["ips"] == logged
+    assert online["summary"]["snips"] == logged
+    assert online["summary"]["effective_sample_size"] == len(rewards)
+
+
+def test_the_time_range_selects_events_by_timestamp(tmp_path):
+    state = tmp_path / "state"
+    write_world(state, "m", 5, events=600)
+    # Events are one second apart from BASE_SECONDS: [100 s, 400 s) holds 300 of them.
+    result = evaluate_json(state, "m", "--from", timestamp(BASE_SECONDS + 100), "--to", timestamp(BASE_SECONDS + 400))
+    assert result["events"] == 300
+    assert result["first_timestamp"] == timestamp(BASE_SECONDS + 100)
+    assert result["last_timestamp"] == timestamp(BASE_SECONDS + 399)
+    assert evaluate_json(state, "m", "--from", "2025-12-01", "--to", "2025-12-02")["events"] == 600
+
+
+def test_a_joined_line_that_fails_the_trainers_checks_is_left_out_and_counted(tmp_path):
+    state = tmp_path / "state"
+    write_world(state, "m", 4, events=100)
+    tampered = json.loads((state / "m" / "joined" / "1.dsjson").read_text().splitlines()[0])
+    tampered["_debug"] = 1
+    with open(state / "m" / "joined" / "1.dsjson", "a") as f:
+        f.write("not json\n" + json.dumps(tampered) + "\n")
+    result = evaluate_json(state, "m")
+    assert result["events"] == 100 and result["skipped"] == 2
+    assert all(reason.startswith("joined/1.dsjson: ") for reason in result["skipped_reasons"])
+    assert "unknown member" in result["skipped_reasons"][1]
+
+
+def test_bad_requests_get_clear_errors(tmp_path):
+    state = tmp_path / "state"
+    write_world(state, "m", 1, events=50)
+    cases = [
+        (["--policy", "--cb_explore_adf --daemon"], "--daemon"),
+        (["--policy", "--cb_explore_adf --no_such_option"], "unknown vw option"),
+        (["--policy", "--cb_adf"], "must explore"),
+        (["--policy", "--cb_explore_adf -d /etc/passwd"], "--data"),
+        (["--from", "2030-01-01"], "no events to evaluate"),
+        (["--from", "yesterday"], "is not a date"),
+    ]
+    for args, message in cases:
+        result = evaluate(state, "m", *args, check=False)
+        assert result.returncode != 0 and message in result.stderr, (args, result.stderr)
+    missing = evaluate(state, "other", check=False)
+    assert missing.returncode != 0 and "no joined events for model other" in missing.stderr
+
+
+def test_the_terminal_table_shows_every_policy(tmp_path):
+    state = tmp_path / "state"
+    write_world(state, "m", 2, events=500)
+    out = evaluate(state, "m", "--policy", LEARNED).stdout
+    for name in ("Online", "Baseline", "Random", "Policy 1", LEARNED, "IPS per window"):
+        assert name in out, out
+
+
+# ---------------------------------------------------------------- the Open Bandit Dataset sample (CC BY 4.0)
+OBP_SDIST = "obp-0.4.1.tar.gz"
+OBP_SHA256 = "4be96fae9ba4f7a0cff3e313209e767c466f1b940bbc203c4238cc23f1241d15"
+
+
+@pytest.fixture(scope="module")
+def obp_sdist() -> Path:
+    """The `obp` source distribution (it holds the OBD sample): $OBP_SDIST, else downloaded once into .build/obp/."""
+    import hashlib
+    import os
+    import sys
+    from conftest import ROOT
+    path = Path(os.environ.get("OBP_SDIST", ROOT / ".build" / "obp" / OBP_SDIST))
+    if not path.is_file():
+        download = subprocess.run([sys.executable, "-m", "pip", "download", "obp==0.4.1", "--no-deps", "--no-binary", ":all:",
+                                   "-d", str(path.parent)], capture_output=True, text=True, timeout=300)
+        if download.returncode != 0 or not path.is_file():
+            pytest.skip(f"the obp source distribution could not be downloaded (offline?): {download.stderr[-300:]}")
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == OBP_SHA256
+    return path
+
+
+def test_the_open_bandit_dataset_sample_converts_and_evaluates(obp_sdist, tmp_path):
+    import csv
+    import io
+    import sys
+    import tarfile
+    from conftest import ROOT
+    state = tmp_path / "state"
+    subprocess.run([sys.executable, str(ROOT / "scripts" / "obd_to_dsjson.py"), "--sdist", str(obp_sdist), "--state", str(state)],
+                   check=True, capture_output=True, timeout=300)
+    with tarfile.open(obp_sdist) as tar:
+        rows = list(csv.DictReader(io.TextIOWrapper(tar.extractfile("obp-0.4.1/obp/dataset/obd/random/all/all.csv"), encoding="utf-8")))
+    clicks = [float(row["click"]) for row in rows]
+    ctr = sum(clicks) / len(clicks)
+    policy = "--cb_explore_adf --epsilon 0.1 -q UI"
+    result = evaluate_json(state, "obd", "--policy", policy)
+    assert result["events"] == 10_000 and result["skipped"] == 0
+    policies = by_name(result)
+    # The logging policy's estimate is the logged CTR, exactly; uniform random is the logging policy here.
+    assert policies["Online"]["summary"]["ips"] == ctr
+    assert policies["Online"]["summary"]["snips"] == ctr
+    assert abs(policies["Random"]["summary"]["ips"] - ctr) <= 1e-12
+    candidate = policies["Policy 1"]["summary"]
+    low, high = candidate["ips_interval"]
+    assert low <= candidate["ips"] <= high and high - low > 0
+    print(f"OBD: CTR {ctr}, {policy}: IPS {candidate['ips']} [{low}, {high}], SNIPS {candidate['snips']}, "
+          f"ESS {candidate['effective_sample_size']:.0f}")
