@@ -37,8 +37,9 @@ else
     # kserve: the stock SDK the Open Inference Protocol tests use (Tests/e2e/test_open_inference.py).
     # openapi-spec-validator: docs/openapi.yaml is checked as OpenAPI 3.1 (Tests/deploy/test_openapi.py).
     # numpy: the independent IPS/SNIPS computation of the offline evaluation tests (Tests/e2e/test_evaluate.py).
+    # azure-*-personalizer: the two stock Personalizer SDKs the SPEC §9 tests drive unmodified (Tests/e2e/test_personalizer.py).
     pip_packages=("vowpalwabbit>=9,<10" pytest requests prometheus_client "kserve==0.21.0" "openapi-spec-validator==0.9.0"
-                  "numpy==2.4.6")
+                  "numpy==2.4.6" "azure-cognitiveservices-personalizer==0.1.1" "azure-ai-personalizer==1.0.0b1")
 fi
 
 # --- Debian packages -------------------------------------------------------

@@ -88,6 +88,9 @@ struct Serve: ParsableCommand {
     @Option(help: "Routes an API key guards: writes (the learning loop's :rank, :reward, :activate, :learn, loop:rollback, loop:rotate) or all (also :predict, /v2 and the status routes; never /healthz, /readyz, /metrics).")
     var apiKeyScope: String = "writes"
 
+    @Option(help: "The model the Personalizer-compatible API serves at the server root ({Endpoint}/personalizer/...); any loop model answers at /loops/<model>/personalizer/....")
+    var personalizerModel: String = "personalizer"
+
     @Option(help: "Which engine answers predictions: vw (the pool), auto (the in-process native scorer for models it reproduces bit for bit, verified against vw at load), native (as auto, warning when a model stays on vw). A model's .json \"engine\" overrides it.")
     var engine: String = "vw"
 
@@ -146,7 +149,7 @@ struct Serve: ParsableCommand {
             throw ExitCode.failure
         }
         let engine = Engine(store: store, loops: loops, maxJSONDepth: maxJsonDepth)
-        let router = Router(engine: engine, metrics: metrics, apiKeys: apiKeys)
+        let router = Router(engine: engine, metrics: metrics, apiKeys: apiKeys, personalizerModel: personalizerModel)
         let server = FastCGIServer(socketFD: socketFD, threads: threads, maxBodyBytes: maxBodyBytes, logger: logger) { request, context in
             router.handle(request, context: &context)
         }

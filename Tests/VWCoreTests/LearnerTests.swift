@@ -60,6 +60,16 @@ import Testing
         return ArraySlice(Array(("{" + (known + extra).joined(separator: ",") + "}").utf8))
     }
 
+    /// SPEC §9: a Personalizer decision names its actions by their `_tag`s; it is learned as it is.
+    @Test func aPersonalizerDecisionWithActionTagsReachesVW() {
+        let line = Self.decisionLine {
+            $0["c"] = #"{"FromUrl":[{"User":{"id":"a"}}],"_multi":[{"_tag":"news","j":[{"C":{"t":"x"}}]},{"_tag":"sports","j":[]}]}"#
+        }
+        let input = TrainingInput(lines: [line], json: Self.adf, text: Self.simple)
+        #expect(input.skipped.isEmpty, "\(input.skipped)")
+        #expect(input.bytes == Array(line) + [0x0A])
+    }
+
     @Test func aJoinedDecisionReachesVWAsItIsWhenEveryMemberChecks() {
         let line = Self.decisionLine()
         let input = TrainingInput(lines: [line], json: Self.adf, text: Self.simple)
@@ -89,7 +99,9 @@ import Testing
             ("probability below min_probability", { $0["_label_probability"] = "1e-300"; $0["p"] = "[1e-300,1]" }),
             ("action past the context's actions", { $0["_label_Action"] = "9"; $0["_labelIndex"] = "8"; $0["a"] = "[9,1]" }),
             ("a label inside the context", { $0["c"] = #"{"_label_cost":-100,"User":{"id":"a"},"_multi":[{"Action":{"t":"x"}},{"Action":{"t":"y"}}]}"# }),
-            ("a tag inside an action", { $0["c"] = #"{"User":{"id":"a"},"_multi":[{"_tag":"x","Action":{"t":"x"}},{"Action":{"t":"y"}}]}"# }),
+            ("a save tag inside an action", { $0["c"] = #"{"User":{"id":"a"},"_multi":[{"_tag":"save_x","Action":{"t":"x"}},{"Action":{"t":"y"}}]}"# }),
+            ("a tag inside an action's namespace", { $0["c"] = #"{"User":{"id":"a"},"_multi":[{"Action":{"_tag":"x"}},{"Action":{"t":"y"}}]}"# }),
+            ("a tag inside the shared context", { $0["c"] = #"{"_tag":"x","User":{"id":"a"},"_multi":[{"Action":{"t":"x"}},{"Action":{"t":"y"}}]}"# }),
             ("a label inside a namespace", { $0["c"] = #"{"User":{"_label_cost":1},"_multi":[{"Action":{"t":"x"}},{"Action":{"t":"y"}}]}"# }),
             ("p not summing to 1", { $0["p"] = "[0.5,0.2]" }),
             ("label not the first action", { $0["_label_Action"] = "1"; $0["_labelIndex"] = "0" }),

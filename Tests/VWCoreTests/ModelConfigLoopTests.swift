@@ -18,12 +18,16 @@ struct ModelConfigLoopTests {
         #expect(try config("{}").input == .vwText)
         #expect(try config("{}").loop == nil)
         #expect(try config(#"{"loop": {}}"#).loop == LoopConfig())
+        // SPEC §9: Personalizer's LoggingOnly, and the stored Personalizer settings the engine does not read.
+        #expect(try config(#"{"loop": {"learning_mode": "logging_only"}, "personalizer": {"policy": {}}}"#).loop?.learningMode == .loggingOnly)
+        #expect(LoopConfig().learningMode == .online)
     }
 
     @Test func badLoopSettingsAreRefusedWithTheirReason() {
         for bad in [#"{"input": "csv"}"#, #"{"loop": {"reward_wait": "10"}}"#, #"{"loop": {"reward_wait": "-1s"}}"#,
                     #"{"loop": {"default_reward": "1"}}"#, #"{"loop": {"min_events": 0}}"#, #"{"loop": {"trainer": "x"}}"#,
-                    #"{"loop": {"rewardwait": "1s"}}"#, #"{"loop": []}"#] {
+                    #"{"loop": {"rewardwait": "1s"}}"#, #"{"loop": []}"#, #"{"loop": {"learning_mode": "Apprentice"}}"#,
+                    #"{"personalizer": []}"#] {
             #expect(throws: LoadError.self, "\(bad)") { try config(bad) }
         }
     }

@@ -30,6 +30,9 @@ private func problem(_ grammar: VWJSONGrammar, _ text: String) -> ExampleProblem
          "{\"U\":{\"s\":\"a b\\\"c\\\\d/eé\"},\"_text\":\"x  y\\tz\",\"_multi\":[{\"_text\":\"q\"}]}"),
         (#"{"k":1,"k":2,"_multi":[{"N":{"deep":{"deeper":{"v":-0}}}}]}"#,
          #"{"k":1,"k":2,"_multi":[{"N":{"deep":{"deeper":{"v":-0}}}}]}"#),
+        // Personalizer's form (SPEC §9): arrays of feature objects, an action's own `_tag` kept.
+        (#"{"FromUrl":[{"User":{"id":"a"}},{"x":1,"n":null}],"_multi":[{"_tag":"news","j":[{"C":{"t":"n"}},{}]}]}"#,
+         #"{"FromUrl":[{"User":{"id":"a"}},{"x":1}],"_multi":[{"_tag":"news","j":[{"C":{"t":"n"}},{}]}]}"#),
     ])
     func adfCanonical(input: String, expected: String) throws {
         #expect(try canonical(adf, input) == expected + "\n")
@@ -69,6 +72,14 @@ private func problem(_ grammar: VWJSONGrammar, _ text: String) -> ExampleProblem
         #expect(InteractionCost(interactions: [[UInt8(ascii: "U"), UInt8(ascii: "A")]]).features(of: example.featureCounts, lines: example.lineCount) == (10 + 3 * 2) * 3)
     }
 
+    @Test func personalizerArraysOfObjectsCountInTheArraysNamespace() throws {
+        // vw --audit: `FromUrl: [{"x": 1}]` is F^x, `j: [{"y": 2}]` is j^y, nested objects their own namespaces.
+        let example = try adf.parse(bytes: Array(#"{"FromUrl":[{"User":{"id":"a"}},{"x":1}],"_multi":[{"_tag":"n","j":[{"C":{"t":"n"}},{"y":2}]}]}"#.utf8))
+        #expect(example.featureCounts[UInt8(ascii: "U")] == 1 && example.featureCounts[UInt8(ascii: "F")] == 1)
+        #expect(example.featureCounts[UInt8(ascii: "C")] == 1 && example.featureCounts[UInt8(ascii: "j")] == 1)
+        #expect(example.featureCounts.total == 4 && example.actions == 1)
+    }
+
     @Test(arguments: [
         // (grammar is ADF, input, expected problem)
         (true, "[1]", ExampleProblem.invalidInstance("a VW JSON example is an object, not an array")),
@@ -92,7 +103,11 @@ private func problem(_ grammar: VWJSONGrammar, _ text: String) -> ExampleProblem
         (false, #"{"_label_Initial":0.5}"#, .invalidLabel("a label's initial value changes the prediction; send it as a feature instead")),
         (false, #"{"_label":"1 1 0.5"}"#, .invalidLabel("a label's initial value changes the prediction; send it as a feature instead")),
         (false, #"{"_label":[1]}"#, .invalidLabel("\"_label\" is not an array")),
-        (true, #"{"_multi":[{"_tag":"x"}]}"#, .invalidInstance("\"_tag\" belongs at the top level of the example")),
+        (true, #"{"_multi":[{"_tag":"x"}]}"#, nil),
+        (true, #"{"_multi":[{"_TAG":"x"}]}"#, .invalidInstance("\"_tag\" belongs at the top level of the example or of an action (as \"_tag\")")),
+        (true, #"{"_multi":[{"A":{"_tag":"x"}}]}"#, .invalidInstance("\"_tag\" belongs at the top level of the example or of an action (as \"_tag\")")),
+        (true, #"{"_multi":[{"_tag":1}]}"#, .invalidInstance("\"_tag\" is a string, not a number")),
+        (true, #"{"_multi":[{"_tag":"save_x.vw"}]}"#, .saveTag),
         (false, #"{"_tag":1}"#, .invalidInstance("\"_tag\" is a string, not a number")),
         (false, #"{"_text":1}"#, .invalidInstance("\"_text\" is a string, not a number")),
         (false, #"{"a":1e39}"#, .invalidInstance("value of \"a\" is not a finite 32-bit float: 1e39")),
@@ -106,7 +121,10 @@ private func problem(_ grammar: VWJSONGrammar, _ text: String) -> ExampleProblem
         (false, #"{"éns":{"a":1}}"#, .invalidInstance("namespace \"éns\" must start with a printable ASCII character")),
         (false, #"{"a":[[1]]}"#, .invalidInstance("array \"a\" holds an array; VW reads arrays of numbers only")),
         (false, #"{"a":["x"]}"#, .invalidInstance("array \"a\" holds a string; VW reads arrays of numbers only")),
-        (false, #"{"a":[{"b":1}]}"#, .invalidInstance("array \"a\" holds an object; VW reads arrays of numbers only")),
+        (false, #"{"a":[1,{"b":1}]}"#, .invalidInstance("array \"a\" holds an object; VW reads arrays of numbers only")),
+        (false, #"{"a":[{"b":1},2]}"#, .invalidInstance("array \"a\" mixes objects with a number; VW reads arrays of numbers or of objects")),
+        (false, #"{"a":[{"b":[[1]]}]}"#, .invalidInstance("array \"b\" holds an array; VW reads arrays of numbers only")),
+        (false, #"{"a":[{"_x":1}]}"#, .invalidInstance("unsupported key \"_x\" (VW skips or reads specially keys starting with '_')")),
         (false, #"{"a":{"b":{"c":{"d":{"e":{"f":{"g":{"h":{"i":1}}}}}}}}}"#, .invalidInstance("objects nested deeper than 8")),
         (false, #"{"a":1"#, .invalidInstance("invalid JSON at byte 6: unexpected end of input (expected ',' or '}')")),
         (false, #"{"a":1} x"#, .invalidInstance("invalid JSON at byte 8: unexpected character 'x' after the document")),

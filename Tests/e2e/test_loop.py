@@ -98,11 +98,12 @@ def fresh_stack(loop_models, tmp_path_factory):
 
 
 # ---------------------------------------------------------------- VW's answers
-def vw_pmfs(model_dir: Path, contexts: list[dict], tmp: Path) -> list[list[tuple[int, float]]]:
-    """VW's own `-t --json` output for `contexts`: one [(action, probability), ...] per context, in VW's order."""
+def vw_pmfs(model_dir: Path, contexts: list[dict], tmp: Path, model: str = "cb.vw") -> list[list[tuple[int, float]]]:
+    """VW's own `-t --json` output for `contexts` (model `model_dir/model`): one [(action, probability), ...] per
+    context, in VW's order."""
     data, out = tmp / "in.json", tmp / "out.txt"
     data.write_text("".join(json.dumps(c) + "\n" for c in contexts))
-    subprocess.run([REFERENCE_VW, "-i", str(model_dir / "cb.vw"), "-t", "--json", "-d", str(data), "-p", str(out),
+    subprocess.run([REFERENCE_VW, "-i", str(model_dir / model), "-t", "--json", "-d", str(data), "-p", str(out),
                     "--quiet"], check=True, timeout=60, stdin=subprocess.DEVNULL)
     pmfs = []
     for line in out.read_text().splitlines():

@@ -213,9 +213,13 @@ public struct Engine: Sendable {
 
     /// `POST /v1/models/<name>:rank`: the PMF from vw, one action drawn for the event id, the decision on disk.
     public func rank(model name: String, body: [UInt8], deadline: Deadline, cache: inout ModelStore.ReaderCache) throws(PredictError) -> RankResult {
+        try rank(model: name, request: RankRequest(body, maxDepth: maxJSONDepth), deadline: deadline, cache: &cache)
+    }
+
+    /// A decision for a request already decoded (`:rank`'s body, or a Personalizer rank mapped to VW JSON, SPEC §9).
+    public func rank(model name: String, request: RankRequest, deadline: Deadline, cache: inout ModelStore.ReaderCache) throws(PredictError) -> RankResult {
         // Over the state budget with nothing left to delete: no decision can be logged, so none is made.
         if let why = loops.refusal { throw .eventLogFailed(why) }
-        let request = try RankRequest(body, maxDepth: maxJSONDepth)
         return try store.withServingVersion(of: name, cache: &cache) { version throws(PredictError) in
             guard let grammar = version.jsonGrammar else {
                 throw .invalidRequest("model '\(name)' takes VW text; :rank needs a model whose .json says \"input\": \"vw_json\"")
@@ -272,6 +276,15 @@ public struct Engine: Sendable {
         } catch {
             throw .invalidRequest(error.message)
         }
+        return try reward(model: name, rewards: rewards, config: config)
+    }
+
+    /// Rewards already decoded (a Personalizer reward, SPEC §9): checked against the reward range, then on disk.
+    public func reward(model name: String, rewards: [RewardEvent], cache: inout ModelStore.ReaderCache) throws(PredictError) -> Int {
+        try reward(model: name, rewards: rewards, config: loopConfig(of: name, cache: &cache))
+    }
+
+    private func reward(model name: String, rewards: [RewardEvent], config: LoopConfig?) throws(PredictError) -> Int {
         // The serving version's range (a model not serving yet: any finite reward, clipped by the join to the range in force then).
         if let range = config?.rewardRange {
             for (index, reward) in rewards.enumerated() where !range.contains(reward.number) {
@@ -294,6 +307,15 @@ public struct Engine: Sendable {
         } catch {
             throw .invalidRequest(error.message)
         }
+        try activate(model: name, eventID: id, config: config)
+    }
+
+    /// Activates the decision `id` (a Personalizer activate, SPEC §9).
+    public func activate(model name: String, eventID id: EventID, cache: inout ModelStore.ReaderCache) throws(PredictError) {
+        try activate(model: name, eventID: id, config: loopConfig(of: name, cache: &cache))
+    }
+
+    private func activate(model name: String, eventID id: EventID, config: LoopConfig?) throws(PredictError) {
         try append([EventLine.activation(eventId: id.text, timestampMilliseconds: EventLine.nowMilliseconds())],
                    kind: .activation, rewardSum: 0, model: name, config: config)
     }
@@ -436,10 +458,17 @@ public struct RankResult: Sendable {
 }
 
 /// `{"event_id"?, "context": {...}, "deferred"?: bool}`.
-struct RankRequest {
+public struct RankRequest: Sendable {
     let eventID: EventID
     let context: JSONValue
     let deferred: Bool
+
+    /// A decision for `context` (a VW JSON example, checked by the model's grammar when ranked).
+    public init(eventID: EventID, context: JSONValue, deferred: Bool) {
+        self.eventID = eventID
+        self.context = context
+        self.deferred = deferred
+    }
 
     init(_ body: [UInt8], maxDepth: Int) throws(PredictError) {
         let members: [(key: String, value: JSONValue)]

@@ -363,7 +363,8 @@ public final class LearningLoops: Sendable {
             while true {
                 tick.wait(until: .after(Self.joinPeriod)) { false }
                 for name in store.modelNames {
-                    guard let config = store.serving(name)?.loop, config.externalTrainer == externalTrainer else { continue }
+                    guard let config = store.serving(name)?.loop, config.externalTrainer == externalTrainer,
+                          config.learningMode == .online else { continue }
                     do throws(EventLogError) {
                         try loop(for: name).learner.tick(store: store, settings: settings)
                     } catch {

@@ -6,6 +6,14 @@ public enum RewardAggregation: String, Sendable, Equatable {
     case earliest
 }
 
+/// Whether the loop learns from its decisions (Personalizer's learning modes, SPEC §9).
+public enum LearningMode: String, Sendable, Equatable {
+    /// Decide, log, join, learn and publish (the default).
+    case online
+    /// Decide, log and join; the trainer learns nothing (Personalizer's `LoggingOnly`).
+    case loggingOnly = "logging_only"
+}
+
 /// The `"loop"` object of a model's `.json` (SPEC §8.5, §8.6, §8.9). These settings are in force from the
 /// reload that served them: every join step and every update reads the serving version's.
 public struct LoopConfig: Sendable, Equatable {
@@ -18,6 +26,8 @@ public struct LoopConfig: Sendable, Equatable {
     public var minEvents = 100
     /// `"external"`: this instance only decides and logs; `vwfcgi train` learns (SPEC §8.7).
     public var externalTrainer = false
+    /// `"learning_mode"`: `"logging_only"` keeps the trainer from learning (decisions are still logged and joined).
+    public var learningMode: LearningMode = .online
     /// The rewards a client may send (400 outside); an event's aggregated reward is clipped to it.
     public var rewardRange: ClosedRange<Double> = -1...1
     public var rewardAggregation: RewardAggregation = .sum
@@ -60,7 +70,7 @@ public struct LoopConfig: Sendable, Equatable {
 
     static let keys = "reward_wait, default_reward, update_interval, min_events, trainer, reward_range, reward_aggregation, "
         + "max_abs_label, max_importance, max_abs_feature_value, min_probability, max_pending, max_orphans, orphan_wait, "
-        + "deferred_wait, gate, retention"
+        + "deferred_wait, gate, retention, learning_mode"
 
     static func parse(_ value: JSONValue) throws(LoadError) -> LoopConfig {
         guard case .object(let members) = value else { throw .invalidConfig("\"loop\" must be an object") }
@@ -107,6 +117,11 @@ public struct LoopConfig: Sendable, Equatable {
                 let low = try number(key, bounds[0]), high = try number(key, bounds[1])
                 guard low < high else { throw .invalidConfig("\"loop\".\"reward_range\" must be [low, high] with low < high") }
                 loop.rewardRange = low...high
+            case "learning_mode":
+                guard case .string(let text) = value, let mode = LearningMode(rawValue: text) else {
+                    throw .invalidConfig("\"loop\".\"learning_mode\" must be \"online\" or \"logging_only\"")
+                }
+                loop.learningMode = mode
             case "reward_aggregation":
                 guard case .string(let text) = value, let aggregation = RewardAggregation(rawValue: text) else {
                     throw .invalidConfig("\"loop\".\"reward_aggregation\" must be \"sum\" or \"earliest\"")

@@ -56,6 +56,12 @@ public struct RewardEvent: Sendable, Equatable {
 
     /// `value` as a number.
     public var number: Double { Double(value) ?? 0 }
+
+    /// A reward whose `value` is JSON number text (checked finite by the decoder that made it).
+    public init(eventID: EventID, value: String) {
+        self.eventID = eventID
+        self.value = value
+    }
 }
 
 /// Decodes the bodies of the learning-loop endpoints (SPEC §8.2, §8.3).

@@ -138,11 +138,18 @@ struct TrainingInput {
     }
 
     /// The first key starting with `_` other than `_text` (anywhere) and `_multi` (at the top), nil when none.
-    static func reservedKey(in value: JSONValue, top: Bool) -> String? {
+    static func reservedKey(in value: JSONValue, top: Bool, action: Bool = false) -> String? {
         switch value {
         case .object(let members):
             for (key, member) in members {
-                if key.hasPrefix("_") && key != "_text" && !(top && key == "_multi") { return key }
+                // An action's own `_tag` (its Personalizer id, SPEC §9) names it in the log; vw reads no feature from it.
+                if key.hasPrefix("_") && key != "_text" && !(top && key == "_multi") && !(action && key == "_tag") { return key }
+                if top && key == "_multi", case .array(let actions) = member {
+                    for element in actions {
+                        if let found = reservedKey(in: element, top: false, action: true) { return found }
+                    }
+                    continue
+                }
                 if let found = reservedKey(in: member, top: false) { return found }
             }
         case .array(let elements):

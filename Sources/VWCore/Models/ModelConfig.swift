@@ -73,8 +73,11 @@ public struct ModelConfig: Sendable, Equatable {
                     throw .invalidConfig("\"engine\" must be \"vw\", \"native\" or \"auto\"")
                 }
                 config.engine = engine
+            case "personalizer":
+                // The Personalizer API's stored settings (SPEC §9, `PersonalizerSettings`): kept, not read by the engine.
+                guard case .object = value else { throw .invalidConfig("\"personalizer\" must be an object") }
             default:
-                throw .invalidConfig("unknown key \"\(key)\" (known: shards, vw_args, warmup, max_batch, input, loop, engine)")
+                throw .invalidConfig("unknown key \"\(key)\" (known: shards, vw_args, warmup, max_batch, input, loop, engine, personalizer)")
             }
         }
         return config

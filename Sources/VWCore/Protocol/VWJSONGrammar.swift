@@ -12,10 +12,12 @@
 /// | `"k": true` / `false` | feature `k` / nothing | both, written as they are |
 /// | `"k": null` | nothing | dropped |
 /// | `"k": {...}` | namespace `k` (its index the first byte of `k`), members read the same way | `k` starts with a printable ASCII byte other than space; depth ≤ `maxDepth` |
-/// | `"k": [numbers]` | namespace `k`, features at hash(k)+0, +1, ... (nulls skipped, not counted) | numbers and nulls only (objects inside arrays and nested arrays refused) |
+/// | `"k": [numbers]` | namespace `k`, features at hash(k)+0, +1, ... (nulls skipped, not counted) | numbers and nulls only (nested arrays refused) |
+/// | `"k": [{...}, ...]` | each object read as namespace `k`'s members (`"j": [{"x": 1}]` is `j^x`; Personalizer's `FromUrl` and `j`, SPEC §9) | objects only, each checked as a namespace object |
 /// | `"_text": "a b c"` | the words (split on space/TAB, `:`/`\|` become `_`) as features of the current namespace | no control characters |
 /// | `"_multi": [{...}, ...]` | the actions of an ADF example (the object around it is the shared example); the members after it are skipped, or read as decision-service fields (`"c"` adds features) | top level of an ADF model only, exactly once, ≥ 1 object (empty or missing: vw prints nothing; nested: vw stops), last but for dropped label and tag keys |
 /// | `"_tag"` (any case) | the example's tag, printed after the prediction | the client's is dropped; the server's may be written instead |
+/// | `"_tag"` in an action | that action's tag, not printed, no feature | a string not starting with `save` (VW's save command), kept (Personalizer's action id, so the log names it) |
 /// | `"_label"`, `"_label_*"`, `"_labelIndex"` (this one in any case) | the label | dropped: cannot change a `-t` prediction, and vw aborts on many as sent (any `"_label_cost"` under `--json` on a cb_adf model: "only one cost can be known but found 2"); a simple label's initial value (`"Initial"`, `"_label_Initial"`, a third word in a string label), which VW adds to the prediction even under `-t`: refused |
 /// | any other key starting with `_` (`_comment`, `_slots`, `_a`, `_p`, `_inc`, `__aid`, ...) | skipped by a raw byte scan, or read as decision-service or ccb data | refused |
 ///
@@ -144,6 +146,9 @@ public struct VWJSONGrammar: Sendable {
                     if afterMulti { guard case .drop = kind else { throw VWJSONGrammar.afterMulti } }
                     switch kind {
                     case .drop: continue
+                    case .actionTag(let text):
+                        writeKey(key, first: &first)
+                        JSONQuoting.append(text, to: &output)
                     case .text(let words):
                         writeKey(key, first: &first)
                         guard case .string(let text) = member.value else { preconditionFailure() }
@@ -191,6 +196,11 @@ public struct VWJSONGrammar: Sendable {
                     if depth + 1 > maxDepth { throw .invalidInstance("objects nested deeper than \(maxDepth)") }
                     writeKey(key, first: &first)
                     output.append(UInt8(ascii: "["))
+                    if case .object? = elements.first {
+                        try writeObjects(elements, key: key, namespace: head, depth: depth + 2)
+                        output.append(UInt8(ascii: "]"))
+                        continue
+                    }
                     var written = 0
                     for element in elements {
                         switch element {
@@ -212,8 +222,21 @@ public struct VWJSONGrammar: Sendable {
             output.append(UInt8(ascii: "}"))
         }
 
+        /// Writes the elements of an array of objects (the form of Personalizer's contexts, SPEC §9): VW reads each
+        /// object's members as if they were in the array's namespace object (`"j": [{"x": 1}]` is the feature `j^x`).
+        mutating func writeObjects(_ elements: [JSONValue], key: String, namespace: UInt8, depth: Int) throws(ExampleProblem) {
+            for (offset, element) in elements.enumerated() {
+                guard case .object(let members) = element else {
+                    throw .invalidInstance("array \"\(key)\" mixes objects with \(element.kindName); VW reads arrays of numbers or of objects")
+                }
+                if offset > 0 { output.append(UInt8(ascii: ",")) }
+                try writeObject(members, namespace: namespace, depth: depth, role: .namespace)
+            }
+        }
+
         enum Special {
             case drop
+            case actionTag(String)
             case text(words: Int)
             case multi([JSONValue])
         }
@@ -242,7 +265,17 @@ public struct VWJSONGrammar: Sendable {
             }
             let lower = VWJSONGrammar.lowercased(key)
             if lower == "_tag" {
-                guard role == .single || role == .shared else { throw .invalidInstance("\"_tag\" belongs at the top level of the example") }
+                if role == .action && key == "_tag" {
+                    // An action's own tag (Personalizer's action id): vw keeps it on the action, the answer line is unchanged.
+                    guard case .string(let text) = value else { throw .invalidInstance("\"_tag\" is a string, not \(value.kindName)") }
+                    try VWJSONGrammar.checkText(text, what: "\"_tag\"")
+                    // vw reads a tag starting with `save` as its model-save command.
+                    if text.utf8.starts(with: "save".utf8) { throw .saveTag }
+                    return .actionTag(text)
+                }
+                guard role == .single || role == .shared else {
+                    throw .invalidInstance("\"_tag\" belongs at the top level of the example or of an action (as \"_tag\")")
+                }
                 guard case .string(let text) = value else { throw .invalidInstance("\"_tag\" is a string, not \(value.kindName)") }
                 try VWJSONGrammar.checkText(text, what: "\"_tag\"")
                 return .drop

@@ -64,7 +64,9 @@ struct HTTPResponse: Sendable {
     static func reason(_ status: Int) -> String {
         switch status {
         case 200: "OK"
+        case 201: "Created"
         case 202: "Accepted"
+        case 204: "No Content"
         case 400: "Bad Request"
         case 401: "Unauthorized"
         case 404: "Not Found"
@@ -72,6 +74,7 @@ struct HTTPResponse: Sendable {
         case 413: "Payload Too Large"
         case 415: "Unsupported Media Type"
         case 500: "Internal Server Error"
+        case 501: "Not Implemented"
         case 503: "Service Unavailable"
         case 504: "Gateway Timeout"
         default: "Status"

@@ -6,6 +6,8 @@ struct Router: Sendable {
     let metrics: RequestMetrics
     /// `--api-key-file`: the keys some routes need; nil lets every request through.
     var apiKeys: APIKeys? = nil
+    /// `--personalizer-model`: the model the Personalizer API serves at the server root (SPEC §9).
+    var personalizerModel = "personalizer"
 
     var store: ModelStore { engine.store }
 
@@ -20,16 +22,20 @@ struct Router: Sendable {
         let start = ContinuousClock.now
         // Parsed once: the V2 route is both the metrics label and what `dispatch` serves.
         let v2Route = OpenInferenceRoute(path: request.path)
-        var outcome = RequestMetrics.Outcome(route: v2Route?.label ?? Self.route(of: request.path))
-        let response: HTTPResponse
+        let personalizerRoute = PersonalizerRoute(path: request.path, defaultModel: personalizerModel)
+        var outcome = RequestMetrics.Outcome(route: v2Route?.label ?? personalizerRoute?.label ?? Self.route(of: request.path))
+        var response: HTTPResponse
         if let rejection = request.rejection {
             response = rejection
             outcome.errorReason = rejection.status == 503 ? "shutting_down" : nil
         } else if let denied = unauthorized(request) {
             response = denied
+        } else if let personalizerRoute {
+            response = personalizer(personalizerRoute, request, &outcome, &context.models)
         } else {
             response = dispatch(request, v2Route, &outcome, &context.models)
         }
+        if personalizerRoute != nil { response = Self.personalizerError(response) }
         if outcome.errorReason == nil && response.status >= 400 {
             outcome.errorReason = Self.reason(status: response.status)
         }

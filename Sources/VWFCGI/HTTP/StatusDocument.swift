@@ -174,6 +174,7 @@ extension JSONWriter {
         raw(",\"default_reward\":"); raw("\(loop.defaultReward)")
         raw(",\"reward_range\":["); raw("\(loop.rewardRange.lowerBound),\(loop.rewardRange.upperBound)]")
         raw(",\"reward_aggregation\":"); string(loop.rewardAggregation.rawValue)
+        raw(",\"learning_mode\":"); string(loop.learningMode.rawValue)
         raw(",\"update_interval_seconds\":"); raw(seconds(loop.updateInterval))
         raw(",\"min_events\":"); integer(loop.minEvents)
         raw(",\"trainer\":"); string(loop.externalTrainer ? "external" : "internal")

@@ -1,0 +1,161 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// SPEC §9's configuration routes: the Personalizer settings read from and written into the model's `.json` in the
+/// model directory (atomically), so that hot reload puts them in force as for any edit of the file.
+extension Engine {
+    /// Personalizer's documented default policy arguments, answered for a model whose `.json` has no policy or `vw_args`.
+    public static let personalizerDefaultPolicy = "--cb_explore_adf --epsilon 0.2 --power_t 0 -l 0.001 --cb_type mtr -q ::"
+
+    /// `GET …/configurations/service`.
+    public func personalizerServiceConfiguration(model name: String) throws(PredictError) -> [UInt8] {
+        let config = try modelJSON(of: name)
+        return try settingsCall { () throws(LoopRequestError) in try PersonalizerSettings.serviceConfiguration(of: config).jsonBytes }
+    }
+
+    /// `PUT …/configurations/service`: the model's `.json` rewritten; returns the configuration as it now reads.
+    public func updatePersonalizerServiceConfiguration(model name: String, body: [UInt8]) throws(PredictError) -> [UInt8] {
+        let document = try Self.document(body, maxDepth: maxJSONDepth)
+        let config = try modelJSON(of: name)
+        let updated = try settingsCall { () throws(LoopRequestError) in
+            try PersonalizerSettings.applying(serviceConfiguration: document, to: config)
+        }
+        try writeModelJSON(updated, of: name)
+        return try settingsCall { () throws(LoopRequestError) in try PersonalizerSettings.serviceConfiguration(of: updated).jsonBytes }
+    }
+
+    /// `GET …/configurations/policy`.
+    public func personalizerPolicy(model name: String) throws(PredictError) -> [UInt8] {
+        let config = try modelJSON(of: name)
+        return PersonalizerSettings.policy(of: config, modelArguments: Self.arguments(of: config)).jsonBytes
+    }
+
+    /// `PUT …/configurations/policy` (`body` nil: `DELETE`, the stored policy removed).
+    public func updatePersonalizerPolicy(model name: String, body: [UInt8]?) throws(PredictError) -> [UInt8] {
+        let config = try modelJSON(of: name)
+        let updated: PersonalizerSettings.Members
+        if let body {
+            let document = try Self.document(body, maxDepth: maxJSONDepth)
+            updated = try settingsCall { () throws(LoopRequestError) in try PersonalizerSettings.applying(policy: document, to: config) }
+        } else {
+            updated = PersonalizerSettings.resettingPolicy(in: config)
+        }
+        try writeModelJSON(updated, of: name)
+        return PersonalizerSettings.policy(of: updated, modelArguments: Self.arguments(of: updated)).jsonBytes
+    }
+
+    // MARK: The model's .json
+
+    private func settingsCall<T>(_ body: () throws(LoopRequestError) -> T) throws(PredictError) -> T {
+        do throws(LoopRequestError) {
+            return try body()
+        } catch {
+            throw .invalidRequest(error.message)
+        }
+    }
+
+    private static func document(_ body: [UInt8], maxDepth: Int) throws(PredictError) -> JSONValue {
+        do {
+            return try JSONParser.parse(body, maxDepth: maxDepth)
+        } catch {
+            throw .malformedBody(error.message)
+        }
+    }
+
+    private static func arguments(of config: PersonalizerSettings.Members) -> String {
+        guard case .array(let items)? = PersonalizerSettings.member("vw_args", of: config) else { return personalizerDefaultPolicy }
+        return items.compactMap { if case .string(let text) = $0 { text } else { nil } }.joined(separator: " ")
+    }
+
+    private func configPath(of name: String) throws(PredictError) -> String {
+        guard store.status(of: name) != nil else { throw .modelNotFound(name) }
+        return store.settings.modelDirectory + "/" + name + ".json"
+    }
+
+    /// The members of the model's `.json` (none when it has no file).
+    func modelJSON(of name: String) throws(PredictError) -> PersonalizerSettings.Members {
+        let path = try configPath(of: name)
+        let bytes: [UInt8]
+        do throws(EventLogError) {
+            guard let read = try LoopFiles.read(path) else { return [] }
+            bytes = read
+        } catch {
+            throw .eventLogFailed(error.message)
+        }
+        guard case .object(let members)? = try? JSONParser.parse(bytes) else {
+            throw .invalidRequest("the model's \(name).json is not a JSON object; fix the file first")
+        }
+        return members
+    }
+
+    /// Checks the new `.json` as a reload will, then replaces the file atomically (the watcher reloads the model).
+    func writeModelJSON(_ members: PersonalizerSettings.Members, of name: String) throws(PredictError) {
+        let bytes = JSONValue.object(members).jsonBytes + [UInt8(ascii: "\n")]
+        do throws(LoadError) {
+            _ = try ModelConfig.parse(bytes)
+        } catch {
+            throw .invalidRequest("the settings would make \(name).json invalid: \(error)")
+        }
+        let path = try configPath(of: name)
+        do throws(EventLogError) {
+            try LoopFiles.writeAtomically(bytes, to: path)
+        } catch {
+            throw .eventLogFailed(error.message)
+        }
+    }
+}
+
+/// SPEC §9's model routes: export the serving model's bytes, import a VW model file through the model directory.
+extension Engine {
+    /// `GET …/model`: the bytes of the model serving now (the file's, or the learned version's) and its version.
+    public func personalizerModelExport(model name: String) throws(PredictError) -> (bytes: [UInt8], version: String) {
+        guard store.status(of: name) != nil else { throw .modelNotFound(name) }
+        guard let version = store.serving(name) else { throw .modelNotReady(name) }
+        do throws(EventLogError) {
+            guard let bytes = try LoopFiles.read(version.stagedPath) else { throw .system("open", version.stagedPath) }
+            return (bytes, version.version)
+        } catch {
+            throw .eventLogFailed(error.message)
+        }
+    }
+
+    /// `PUT …/model`: a VW model file (its header checked here) written into the model directory with its `.sha256`,
+    /// each through a name the watcher ignores and renamed, so the watcher loads it exactly like a dropped file
+    /// (probe, then the normal swap; a file the probe refuses leaves the serving version in place).
+    public func importPersonalizerModel(model name: String, bytes: [UInt8]) throws(PredictError) {
+        guard store.status(of: name) != nil else { throw .modelNotFound(name) }
+        do throws(ModelHeaderError) {
+            _ = try ModelHeader.parse(Array(bytes.prefix(ModelHeader.maxHeaderBytes)))
+        } catch {
+            throw .invalidRequest("the body is not a VW model file: \(error.reason)")
+        }
+        let directory = store.settings.modelDirectory
+        let upload = directory + "/." + name + ".vw.import"
+        defer { unlink(upload) }
+        do throws(EventLogError) {
+            try LoopFiles.writeAtomically(bytes, to: upload)
+        } catch {
+            throw .eventLogFailed(error.message)
+        }
+        if let why = ModelDirectory.publish(name: name, model: upload, into: directory) { throw .eventLogFailed(why) }
+    }
+
+    /// `GET …/model/properties`: when the serving version was loaded (Personalizer's creation and modification times).
+    public func personalizerModelProperties(model name: String) throws(PredictError) -> [UInt8] {
+        guard let status = store.status(of: name) else { throw .modelNotFound(name) }
+        guard let loaded = status.loadedAt else { throw .modelNotReady(name) }
+        return JSONValue.object([("creationTime", .string(loaded)), ("lastModifiedTime", .string(loaded))]).jsonBytes
+    }
+}
+
+extension Engine {
+    /// `GET …/logs/properties`: `{"dateRange": {"from", "to"}}` of the model's logged events (null ends without a log).
+    public func personalizerLogProperties(model name: String) throws(PredictError) -> [UInt8] {
+        guard store.status(of: name) != nil else { throw .modelNotFound(name) }
+        let range = LogDateRange.of(directory: loops.stateDirectory + "/" + name + "/log")
+        let from: JSONValue = range.from.map { .string($0) } ?? .null
+        let to: JSONValue = range.to.map { .string($0) } ?? .null
+        return JSONValue.object([("dateRange", .object([("from", from), ("to", to)]))]).jsonBytes
+    }
+}

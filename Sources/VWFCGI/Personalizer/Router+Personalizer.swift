@@ -1,0 +1,146 @@
+import VWCore
+
+/// SPEC §9: the Personalizer REST API mapped onto `Engine.rank`, `Engine.reward` and `Engine.activate`, answered with
+/// the statuses the stock SDKs expect (rank 201, reward and activate 204) and errors in their shape.
+extension Router {
+    func personalizer(
+        _ route: PersonalizerRoute, _ request: HTTPRequest, _ outcome: inout RequestMetrics.Outcome, _ cache: inout ModelStore.ReaderCache
+    ) -> HTTPResponse {
+        if store.contains(route.model, cache: &cache) { outcome.model = route.model }
+        switch route.operation {
+        case .unknown:
+            return .error(404, "no Personalizer route for \(request.path)")
+        case .notImplemented(let operation):
+            return .error(501, "the Personalizer operation \(operation) is not served by this version of vwfcgi (SPEC §9)")
+        case .rank:
+            return only(["POST"], request) { personalizerRank(model: route.model, request, &outcome, &cache) }
+        case .model:
+            // DELETE (a fresh model from the policy) is not served by this version.
+            if request.method == "DELETE" { return .error(501, "resetting the model (DELETE …/model) is not served by this version of vwfcgi") }
+            return only(["GET", "PUT"], request) {
+                do throws(PredictError) {
+                    if request.method == "PUT" {
+                        try engine.importPersonalizerModel(model: route.model, bytes: request.body)
+                        return HTTPResponse(status: 204, body: [])
+                    }
+                    let export = try engine.personalizerModelExport(model: route.model)
+                    return HTTPResponse(status: 200, contentType: "application/octet-stream", headers: [("X-Model-Version", export.version)],
+                                        body: export.bytes)
+                } catch {
+                    return failure(error, &outcome)
+                }
+            }
+        case .modelProperties, .logProperties:
+            return only(["GET"], request) {
+                do throws(PredictError) {
+                    let answer = route.operation == .logProperties
+                        ? try engine.personalizerLogProperties(model: route.model) : try engine.personalizerModelProperties(model: route.model)
+                    return HTTPResponse(status: 200, body: answer)
+                } catch {
+                    return failure(error, &outcome)
+                }
+            }
+        case .serviceConfiguration, .policy:
+            let isPolicy = route.operation == .policy
+            return only(isPolicy ? ["GET", "PUT", "DELETE"] : ["GET", "PUT"], request) {
+                do throws(PredictError) {
+                    let answer: [UInt8]
+                    switch (isPolicy, request.method) {
+                    case (false, "GET"): answer = try engine.personalizerServiceConfiguration(model: route.model)
+                    case (false, _): answer = try engine.updatePersonalizerServiceConfiguration(model: route.model, body: request.body)
+                    case (true, "GET"): answer = try engine.personalizerPolicy(model: route.model)
+                    case (true, "PUT"): answer = try engine.updatePersonalizerPolicy(model: route.model, body: request.body)
+                    default: answer = try engine.updatePersonalizerPolicy(model: route.model, body: nil)
+                    }
+                    return HTTPResponse(status: 200, body: answer)
+                } catch {
+                    return failure(error, &outcome)
+                }
+            }
+        case .reward(let eventID), .activate(let eventID):
+            return only(["POST"], request) {
+                do throws(PredictError) {
+                    guard let id = EventID(eventID) else {
+                        throw .invalidRequest("the event id must match [A-Za-z0-9_.:-]{1,128}")
+                    }
+                    if case .reward = route.operation {
+                        let reward: RewardEvent
+                        do throws(LoopRequestError) {
+                            reward = try PersonalizerReward.decode(request.body, eventID: id, maxDepth: engine.maxJSONDepth)
+                        } catch {
+                            throw .invalidRequest(error.message)
+                        }
+                        _ = try engine.reward(model: route.model, rewards: [reward], cache: &cache)
+                    } else {
+                        try engine.activate(model: route.model, eventID: id, cache: &cache)
+                    }
+                    return HTTPResponse(status: 204, body: [])
+                } catch {
+                    return failure(error, &outcome)
+                }
+            }
+        }
+    }
+
+    private func personalizerRank(
+        model name: String, _ request: HTTPRequest, _ outcome: inout RequestMetrics.Outcome, _ cache: inout ModelStore.ReaderCache
+    ) -> HTTPResponse {
+        do throws(PredictError) {
+            let rankRequest: PersonalizerRankRequest
+            do throws(LoopRequestError) {
+                rankRequest = try PersonalizerRankRequest(request.body, maxDepth: engine.maxJSONDepth)
+            } catch {
+                throw .invalidRequest(error.message)
+            }
+            let result = try engine.rank(model: name, request: rankRequest.rank, deadline: .after(store.settings.requestTimeout), cache: &cache)
+            outcome.examples = 1
+            let (ranking, rewardActionID) = rankRequest.ranking(of: result)
+            var writer = JSONWriter(capacity: 96 + ranking.count * 48)
+            writer.raw("{\"ranking\":[")
+            for (index, action) in ranking.enumerated() {
+                if index > 0 { writer.raw(",") }
+                writer.raw("{\"id\":")
+                writer.string(action.id)
+                writer.raw(",\"probability\":")
+                writer.raw(action.probability)
+                writer.raw("}")
+            }
+            writer.raw("],\"eventId\":")
+            writer.string(result.eventID)
+            writer.raw(",\"rewardActionId\":")
+            writer.string(rewardActionID)
+            writer.raw("}")
+            return .json(writer, status: 201, headers: [("X-Model-Version", result.version)])
+        } catch {
+            return failure(error, &outcome)
+        }
+    }
+
+    /// An error reply `{"error": "message"}` rewritten as the SDKs parse it: `{"error": {"code", "message"}}`.
+    static func personalizerError(_ response: HTTPResponse) -> HTTPResponse {
+        guard response.status >= 400,
+              case .object(let members)? = try? JSONParser.parse(response.body, maxDepth: 4),
+              let message = members.first(where: { $0.key == "error" }),
+              case .string(let text) = message.value
+        else { return response }
+        var writer = JSONWriter(capacity: text.utf8.count + 64)
+        writer.raw("{\"error\":{\"code\":")
+        writer.string(personalizerCode(response.status))
+        writer.raw(",\"message\":")
+        writer.string(text)
+        writer.raw("}}")
+        var reshaped = response
+        reshaped.body = writer.bytes
+        return reshaped
+    }
+
+    /// The error code Personalizer used for a status.
+    static func personalizerCode(_ status: Int) -> String {
+        personalizerCodes[status] ?? "InternalServerError"
+    }
+
+    private static let personalizerCodes = [
+        400: "BadArgument", 401: "PermissionDenied", 404: "ResourceNotFound", 405: "MethodNotAllowed", 413: "BadArgument",
+        415: "BadArgument", 501: "NotImplemented", 503: "ServiceUnavailable", 504: "Timeout",
+    ]
+}

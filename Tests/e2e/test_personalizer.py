@@ -1,0 +1,414 @@
+"""The Personalizer-compatible API (SPEC §9; issue 21), driven by Microsoft's two stock SDKs, unmodified:
+`azure-cognitiveservices-personalizer` 0.1.1 (`{Endpoint}/personalizer/v1.0/...`) and `azure-ai-personalizer`
+1.0.0b1 (`{Endpoint}/personalizer/...?api-version=2022-09-01-preview`).
+
+The model is trained by the real vw with Personalizer's documented default policy arguments on contexts in the
+form Microsoft's SDKs build for local inference (`FromUrl` + `_multi` with `_tag` and `j`). Every ranking is
+compared with VW's own `-t --json` PMF for the same mapped context, and every `rewardActionId` with the documented
+event-id-seeded draw (test_loop.draw).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import requests
+from azure.ai.personalizer import PersonalizerAdministrationClient, PersonalizerClient
+from azure.cognitiveservices.personalizer import PersonalizerClient as LegacyPersonalizerClient
+from azure.cognitiveservices.personalizer.models import RankableAction, RankRequest
+from azure.core.credentials import AzureKeyCredential
+from azure.core.exceptions import ClientAuthenticationError, HttpResponseError
+from msrest.authentication import CognitiveServicesCredentials
+from msrest.exceptions import HttpOperationError
+
+from conftest import REFERENCE_VW, Stack, wait_until
+from test_loop import draw, vw_pmfs as loop_vw_pmfs
+
+KEY = "pz-test-key-0123456789"
+USERS = ["student", "parent", "retiree"]
+ACTIONS = ["news", "sports", "music", "travel"]
+BEST = {"student": "music", "parent": "news", "retiree": "travel"}
+# Personalizer's documented default policy (issue 21 item 5).
+POLICY = ["--cb_explore_adf", "--epsilon", "0.2", "--power_t", "0", "-l", "0.001", "--cb_type", "mtr", "-q", "::"]
+
+
+def context_features(user: str, hour: int) -> list[dict]:
+    return [{"User": {"type": user}}, {"Time": {"hour": f"h{hour}"}, "weekend": hour % 2 == 0}]
+
+
+def actions() -> list[dict]:
+    return [{"id": a, "features": [{"Content": {"topic": a}}, {"len": float(i + 1)}]} for i, a in enumerate(ACTIONS)]
+
+
+def mapped(ctx: list[dict], acts: list[dict], excluded: list[str] = ()) -> dict:
+    """SPEC §9's mapping, written independently of the server: what vw must see."""
+    return {"FromUrl": ctx, "_multi": [{"_tag": a["id"], "j": a["features"]} for a in acts if a["id"] not in excluded]}
+
+
+def train(path: Path) -> None:
+    rng = random.Random(21)
+    log = path.parent / f"{path.stem}.train.dsjson"
+    with log.open("w") as f:
+        for i in range(600):
+            user, hour, k = rng.choice(USERS), rng.randrange(24), rng.randrange(len(ACTIONS))
+            f.write(json.dumps({
+                "_label_cost": -1 if ACTIONS[k] == BEST[user] else 0, "_label_probability": 0.25, "_label_Action": k + 1,
+                "_labelIndex": k, "o": [], "a": [k + 1] + [j + 1 for j in range(len(ACTIONS)) if j != k], "p": [0.25] * 4,
+                "c": mapped(context_features(user, hour), actions()), "EventId": f"train{i}",
+            }) + "\n")
+    subprocess.run([REFERENCE_VW, "--dsjson", *POLICY, "--random_seed", "5", "-d", str(log), "-f", str(path), "--quiet"],
+                   check=True, timeout=120, stdin=subprocess.DEVNULL)
+    log.unlink()
+
+
+@pytest.fixture(scope="module")
+def pz_models(tmp_path_factory) -> Path:
+    """`personalizer` (served at the root) and `shop` (at /loops/shop): the same Personalizer-trained model."""
+    models = tmp_path_factory.mktemp("pz-models")
+    train(models / "personalizer.vw")
+    (models / "shop.vw").write_bytes((models / "personalizer.vw").read_bytes())
+    for name in ("personalizer", "shop"):
+        (models / f"{name}.json").write_text(json.dumps(
+            {"input": "vw_json", "loop": {"update_interval": "1h", "reward_wait": "1s", "reward_range": [0, 1]}}) + "\n")
+    return models
+
+
+@pytest.fixture(scope="module")
+def pz_stack(pz_models, tmp_path_factory):
+    key_file = tmp_path_factory.mktemp("pz-keys") / "keys"
+    key_file.write_text(KEY + "\n")
+    key_file.chmod(0o600)
+    s = Stack(pz_models, state_dir=tmp_path_factory.mktemp("pz-state"), extra_args=("--api-key-file", str(key_file))).start()
+    yield s
+    problems = s.stop()
+    assert not problems, "\n".join(problems)
+
+
+def clients(stack: Stack, key: str = KEY):
+    """(0.1.1 client at the server root, 1.0.0b1 client at the root, 1.0.0b1 client at /loops/shop)."""
+    root = stack.url("")
+    return (LegacyPersonalizerClient(root, CognitiveServicesCredentials(key)),
+            PersonalizerClient(root, AzureKeyCredential(key)),
+            PersonalizerClient(stack.url("/loops/shop"), AzureKeyCredential(key)))
+
+
+def vw_pmfs(model: Path, contexts: list[dict], tmp: Path) -> list[list[tuple[int, float]]]:
+    """VW's own `-t --json` PMFs of the model file `model` (test_loop.vw_pmfs)."""
+    return loop_vw_pmfs(model.parent, contexts, tmp, model=model.name)
+
+
+def check_answer(answer: dict, event_id: str, acts: list[dict], excluded: list[str], pmf: list[tuple[int, float]], what: str):
+    offered = [a["id"] for a in acts if a["id"] not in excluded]
+    assert answer["eventId"] == event_id, what
+    got = {r["id"]: r["probability"] for r in answer["ranking"]}
+    assert sorted(got) == sorted(a["id"] for a in acts), f"{what}: ranking ids {got}"
+    for action in excluded:
+        assert got[action] == 0, f"{what}: excluded {action} has probability {got[action]}"
+    for index, p in pmf:
+        assert abs(got[offered[index]] - p) <= 1e-6, f"{what}: {offered[index]} {got[offered[index]]} != VW's {p}"
+    assert answer["rewardActionId"] == offered[draw(event_id, pmf)], f"{what}: not the documented draw"
+
+
+def log_lines(stack: Stack, model: str) -> list[dict]:
+    return [json.loads(line) for p in sorted((stack.state_dir / model / "log").glob("e2e-*.dsjson"))
+            for line in p.read_text().splitlines() if line.strip()]
+
+
+def test_rank_with_both_sdks_matches_vws_pmf_and_the_documented_draw(pz_stack, pz_models, tmp_path):
+    legacy, modern, shop = clients(pz_stack)
+    rng = random.Random(7)
+    cases = []
+    for i in range(12):
+        user, hour = rng.choice(USERS), rng.randrange(24)
+        excluded = rng.sample(ACTIONS, rng.randrange(3))
+        cases.append((f"pz-rank-{i}", context_features(user, hour), excluded))
+    pmfs = vw_pmfs(pz_models / "personalizer.vw", [mapped(c, actions(), ex) for _, c, ex in cases], tmp_path)
+    for i, ((event_id, ctx, excluded), pmf) in enumerate(zip(cases, pmfs)):
+        if i % 3 == 0:
+            request = RankRequest(actions=[RankableAction(id=a["id"], features=a["features"]) for a in actions()],
+                                  context_features=ctx, excluded_actions=excluded, event_id=event_id)
+            response = legacy.rank(request)
+            answer = {"eventId": response.event_id, "rewardActionId": response.reward_action_id,
+                      "ranking": [{"id": r.id, "probability": r.probability} for r in response.ranking]}
+        else:
+            client = modern if i % 3 == 1 else shop
+            answer = client.rank({"contextFeatures": ctx, "actions": actions(), "excludedActions": excluded, "eventId": event_id})
+        check_answer(answer, event_id, actions(), excluded, pmf, f"case {i}")
+    # The same event id always gets the same action; a generated event id is a fresh one.
+    again = modern.rank({"contextFeatures": cases[1][1], "actions": actions(), "excludedActions": cases[1][2], "eventId": cases[1][0]})
+    check_answer(again, cases[1][0], actions(), cases[1][2], pmfs[1], "repeat")
+    generated = modern.rank({"contextFeatures": cases[0][1], "actions": actions()})
+    assert generated["eventId"] and generated["eventId"] != cases[0][0]
+    # The decisions are logged with the action ids (as `_tag`s in `c`), chosen first in `a`.
+    logged = {line["EventId"]: line for line in log_lines(pz_stack, "personalizer") if "c" in line}
+    line = logged[cases[1][0]]
+    offered = [a["id"] for a in actions() if a["id"] not in cases[1][2]]
+    assert [action["_tag"] for action in line["c"]["_multi"]] == offered
+    assert offered[line["a"][0] - 1] == again["rewardActionId"]
+    assert "pz-rank-2" in {line["EventId"] for line in log_lines(pz_stack, "shop") if "c" in line}
+
+
+def test_reward_and_deferred_activation_with_both_sdks_are_logged(pz_stack):
+    legacy, modern, _ = clients(pz_stack)
+    ctx = context_features("student", 9)
+    modern.rank({"contextFeatures": ctx, "actions": actions(), "eventId": "pz-deferred-1", "deferActivation": True})
+    modern.activate("pz-deferred-1")
+    modern.reward("pz-deferred-1", {"value": 1.0})
+    legacy.rank(RankRequest(actions=[RankableAction(id=a["id"], features=a["features"]) for a in actions()],
+                            context_features=ctx, event_id="pz-deferred-2", defer_activation=True))
+    legacy.events.activate("pz-deferred-2")
+    legacy.events.reward("pz-deferred-2", 0.5)
+    lines = log_lines(pz_stack, "personalizer")
+    decisions = {line["EventId"]: line for line in lines if "c" in line}
+    for event_id in ("pz-deferred-1", "pz-deferred-2"):
+        assert decisions[event_id].get("DeferredAction") is True, decisions[event_id]
+    rewards = [(line["EventId"], line["v"]) for line in lines if "v" in line]
+    assert ("pz-deferred-1", 1.0) in rewards and ("pz-deferred-2", 0.5) in rewards, rewards
+    status = pz_stack.get("/v1/models/personalizer/loop").json()
+    assert status["activations"] >= 2 and status["rewards"] >= 2, status
+
+
+def assert_sdk_error(error: HttpResponseError, status: int, contains: str) -> None:
+    assert error.status_code == status, (error.status_code, error.message)
+    assert error.error is not None and error.error.code, f"no parsed error code in {error.response.text()!r}"
+    assert contains in error.error.message, error.error.message
+
+
+def test_bad_inputs_get_the_sdks_error_shape_and_the_server_keeps_serving(pz_stack, pz_models, tmp_path):
+    legacy, modern, _ = clients(pz_stack)
+    admin = PersonalizerAdministrationClient(pz_stack.url(""), AzureKeyCredential(KEY))
+    modern.rank({"contextFeatures": context_features("parent", 3), "actions": actions(), "eventId": "pz-bad-1"})
+    with pytest.raises(HttpResponseError) as caught:
+        modern.reward("pz-bad-1", {"value": 5.0})
+    assert_sdk_error(caught.value, 400, "reward_range [0.0, 1.0]")
+    with pytest.raises(HttpOperationError) as legacy_caught:
+        legacy.events.reward("pz-bad-1", -3.0)
+    assert legacy_caught.value.response.status_code == 400
+    for body, words in (
+        ({"contextFeatures": [], "actions": []}, "non-empty array"),
+        ({"actions": actions(), "excludedActions": ACTIONS}, "every action is excluded"),
+        ({"actions": actions(), "excludedActions": ["nope"]}, "not an action id"),
+        ({"actions": actions() + actions()[:1]}, "given twice"),
+        ({"actions": [{"id": "a", "features": [{"_comment": 1}]}]}, "unsupported key"),
+        ({"actions": actions(), "contextFeatures": [1]}, "object of features"),
+        ({"actions": actions(), "eventId": "a b"}, "eventId"),
+    ):
+        with pytest.raises(HttpResponseError) as caught:
+            modern.rank(body)
+        assert_sdk_error(caught.value, 400, words)
+    with pytest.raises(HttpResponseError) as caught:
+        list(admin.list_evaluations())
+    assert_sdk_error(caught.value, 501, "not served")
+    headers = {"Ocp-Apim-Subscription-Key": KEY, "Content-Type": "application/json"}
+    for path, body in (("/personalizer/v1.0/rank", b"{"), ("/personalizer/events/pz-bad-1/reward", b"[1]")):
+        r = pz_stack.post(path, data=body, headers=headers)
+        assert r.status_code == 400 and set(r.json()["error"]) == {"code", "message"}, (path, r.status_code, r.text)
+    r = pz_stack.post("/loops/nosuch/personalizer/rank", json={"actions": actions()}, headers=headers)
+    assert r.status_code == 404 and "nosuch" in r.json()["error"]["message"], r.text
+    # Still serving, still VW's answer.
+    ctx = context_features("retiree", 5)
+    answer = modern.rank({"contextFeatures": ctx, "actions": actions(), "eventId": "pz-bad-after"})
+    check_answer(answer, "pz-bad-after", actions(), [], vw_pmfs(pz_models / "personalizer.vw", [mapped(ctx, actions())], tmp_path)[0], "after")
+
+
+def test_a_wrong_key_is_the_sdks_authentication_error(pz_stack):
+    legacy, modern, shop = clients(pz_stack, key="wrong-key")
+    body = {"contextFeatures": context_features("student", 1), "actions": actions()}
+    for client in (modern, shop):
+        with pytest.raises(ClientAuthenticationError):
+            client.rank(body)
+    with pytest.raises(HttpOperationError) as caught:
+        legacy.rank(RankRequest(actions=[RankableAction(id=a["id"], features=a["features"]) for a in actions()]))
+    assert caught.value.response.status_code == 401
+    r = requests.post(pz_stack.url("/personalizer/rank"), json=body, timeout=30)
+    assert r.status_code == 401 and r.json()["error"]["code"] == "PermissionDenied", r.text
+    # The admin routes need the key too.
+    admin = PersonalizerAdministrationClient(pz_stack.url(""), AzureKeyCredential("wrong-key"))
+    for call in (admin.get_service_configuration, admin.get_policy, admin.get_model_properties,
+                 lambda: b"".join(admin.export_model()), lambda: admin.update_policy({"name": "x", "arguments": ""})):
+        with pytest.raises(ClientAuthenticationError):
+            call()
+    for path in ("/personalizer/configurations/service", "/loops/shop/personalizer/model", "/personalizer/v1.0/configurations/policy"):
+        assert requests.get(pz_stack.url(path), timeout=30).status_code == 401, path
+
+
+def test_routes_are_counted_and_nginx_passes_only_their_methods(pz_stack):
+    headers = {"Ocp-Apim-Subscription-Key": KEY}
+    r = requests.get(pz_stack.url("/personalizer/v1.0/rank"), headers=headers, timeout=30)
+    assert r.status_code == 405 and r.headers.get("Allow") == "POST", (r.status_code, r.headers)
+    r = requests.post(pz_stack.url("/personalizer/model/properties"), headers=headers, timeout=30)
+    assert r.status_code == 405 and r.headers.get("Allow") == "GET", (r.status_code, r.headers)
+    assert requests.get(pz_stack.url("/personalizer/nothing"), headers=headers, timeout=30).status_code == 404
+    r = requests.delete(pz_stack.url("/personalizer/logs"), headers=headers, timeout=30)
+    assert r.status_code == 501 and r.json()["error"]["code"] == "NotImplemented", r.text
+    modern = PersonalizerClient(pz_stack.url(""), AzureKeyCredential(KEY))
+    modern.rank({"contextFeatures": context_features("student", 2), "actions": actions(), "eventId": "pz-metrics"})
+    modern.reward("pz-metrics", {"value": 1})
+    PersonalizerAdministrationClient(pz_stack.url(""), AzureKeyCredential(KEY)).get_policy()
+    # The logged events' time span: the first decision logged here up to the reward just sent.
+    span = PersonalizerAdministrationClient(pz_stack.url(""), AzureKeyCredential(KEY)).get_log_properties()["dateRange"]
+    lines = log_lines(pz_stack, "personalizer")
+    assert span == {"from": lines[0]["Timestamp"], "to": lines[-1]["Timestamp"]}, (span, lines[0], lines[-1])
+    metrics = pz_stack.get("/metrics").text
+    for route, code in (("personalizer_rank", 201), ("personalizer_reward", 204), ("personalizer_configuration", 200)):
+        assert f'route="{route}"' in metrics and any(
+            f'route="{route}"' in line and f'code="{code}"' in line and 'model="personalizer"' in line
+            for line in metrics.splitlines() if line.startswith("vwfcgi_requests_total")), route
+
+
+def test_service_configuration_round_trip_is_in_force_after_the_reload(pz_stack, pz_models):
+    admin = PersonalizerAdministrationClient(pz_stack.url("/loops/shop"), AzureKeyCredential(KEY))
+    before = admin.get_service_configuration()
+    assert before["rewardWaitTime"] == "PT1S" and before["modelExportFrequency"] == "PT1H", before
+    assert before["learningMode"] == "Online" and before["rewardAggregation"] == "sum", before
+    wanted = {"rewardWaitTime": "PT5S", "modelExportFrequency": "PT2M", "defaultReward": 0.25, "rewardAggregation": "earliest",
+              "explorationPercentage": 0.3, "logRetentionDays": 30, "learningMode": "LoggingOnly", "modelRetrainDays": 4,
+              "isAutoOptimizationEnabled": False}
+    answered = admin.update_service_configuration(wanted)
+    for doc in (answered, admin.get_service_configuration()):
+        for key, value in wanted.items():
+            assert doc[key] == value, (key, doc)
+    on_disk = json.loads((pz_models / "shop.json").read_text())
+    assert on_disk["input"] == "vw_json"
+    loop = on_disk["loop"]
+    assert (loop["reward_wait"], loop["update_interval"], loop["default_reward"], loop["reward_aggregation"]) == ("5s", "2m", 0.25, "earliest")
+    assert loop["retention"]["log"] == "30d" and loop["reward_range"] == [0, 1], loop
+
+    def in_force():
+        settings = pz_stack.get("/v1/models/shop/loop").json()["settings"]
+        return settings["reward_wait_seconds"] == 5 and settings["update_interval_seconds"] == 120 and settings
+    settings = wait_until(in_force, 30)
+    assert settings["default_reward"] == 0.25 and settings["reward_aggregation"] == "earliest", settings
+    # ISO 8601 forms the SDKs send, back in the canonical form.
+    assert admin.update_service_configuration({"rewardWaitTime": "P0DT0H0M10S", "modelExportFrequency": "P1DT12H"})[
+        "modelExportFrequency"] == "P1DT12H"
+    assert admin.get_service_configuration()["rewardWaitTime"] == "PT10S"
+    for body, words in (
+        ({"rewardWaitTime": "10 minutes"}, "ISO 8601"),
+        ({"modelExportFrequency": "P1M"}, "ISO 8601"),
+        ({"learningMode": "Sometimes"}, "learningMode"),
+        ({"learningMode": "Apprentice"}, "Apprentice is not served"),
+        ({"rewardAggregation": "average"}, "rewardAggregation"),
+        ({"defaultReward": 5}, "default_reward"),
+        ({"logRetentionDays": 0}, "logRetentionDays"),
+    ):
+        with pytest.raises(HttpResponseError) as caught:
+            admin.update_service_configuration(body)
+        assert_sdk_error(caught.value, 400, words)
+    assert admin.get_service_configuration()["rewardWaitTime"] == "PT10S"
+
+
+def test_policy_round_trip_and_a_refused_argument(pz_stack):
+    admin = PersonalizerAdministrationClient(pz_stack.url(""), AzureKeyCredential(KEY))
+    default = admin.get_policy()
+    assert default == {"name": "default", "arguments": " ".join(POLICY)}, default
+    mine = {"name": "mine", "arguments": "--cb_explore_adf --epsilon 0.1 --power_t 0 -l 0.001 --cb_type mtr -q ::"}
+    assert admin.update_policy(mine) == mine
+    assert admin.get_policy() == mine
+    with pytest.raises(HttpResponseError) as caught:
+        admin.update_policy({"name": "bad", "arguments": "--cb_explore_adf --daemon"})
+    assert_sdk_error(caught.value, 400, "--daemon")
+    with pytest.raises(HttpResponseError) as caught:
+        admin.update_policy({"name": "bad", "arguments": "--no_such_option"})
+    assert_sdk_error(caught.value, 400, "--no_such_option")
+    assert admin.get_policy() == mine
+    assert admin.reset_policy() == default
+    assert admin.get_policy() == default
+
+
+def model_version_of(stack: Stack, model: str) -> str | None:
+    return stack.get(f"/v1/models/{model}").json().get("version")
+
+
+def ranks_like_vw(client, model_file: Path, tmp: Path, prefix: str) -> None:
+    cases = [(f"{prefix}-{i}", context_features(USERS[i % 3], i), ACTIONS[:i % 2]) for i in range(6)]
+    pmfs = vw_pmfs(model_file, [mapped(c, actions(), ex) for _, c, ex in cases], tmp)
+    for (event_id, ctx, excluded), pmf in zip(cases, pmfs):
+        answer = client.rank({"contextFeatures": ctx, "actions": actions(), "excludedActions": excluded, "eventId": event_id})
+        check_answer(answer, event_id, actions(), excluded, pmf, event_id)
+
+
+def test_model_export_then_import_serves_the_same_rankings(pz_stack, pz_models, tmp_path):
+    root_admin = PersonalizerAdministrationClient(pz_stack.url(""), AzureKeyCredential(KEY))
+    shop_admin = PersonalizerAdministrationClient(pz_stack.url("/loops/shop"), AzureKeyCredential(KEY))
+    shop = PersonalizerClient(pz_stack.url("/loops/shop"), AzureKeyCredential(KEY))
+    exported = b"".join(root_admin.export_model())
+    assert exported == (pz_models / "personalizer.vw").read_bytes()
+    properties = root_admin.get_model_properties()
+    assert properties["creationTime"] and properties["lastModifiedTime"], properties
+    # A different model (trained elsewhere, as a user brings it) imported into `shop`, then the export back.
+    other = tmp_path / "other.vw"
+    subprocess.run([REFERENCE_VW, "--cb_explore_adf", *POLICY[1:], "--json", "-d", "/dev/null", "-f", str(other), "--quiet"],
+                   check=True, timeout=60, stdin=subprocess.DEVNULL)
+    for model_file, prefix in ((other, "pz-imported"), (pz_models / "personalizer.vw", "pz-reimported")):
+        before = model_version_of(pz_stack, "shop")
+        shop_admin.import_model(model_file.read_bytes())
+        wait_until(lambda: model_version_of(pz_stack, "shop") not in (None, before), 60)
+        assert b"".join(shop_admin.export_model()) == model_file.read_bytes()
+        assert (pz_models / "shop.vw").read_bytes() == model_file.read_bytes()
+        ranks_like_vw(shop, model_file, tmp_path, prefix)
+    # Not a VW model: refused before it reaches the model directory; the model keeps serving.
+    version = model_version_of(pz_stack, "shop")
+    with pytest.raises(HttpResponseError) as caught:
+        shop_admin.import_model(b"PK\x03\x04 this is a zip archive, not a VW model")
+    assert_sdk_error(caught.value, 400, "not a VW model")
+    assert model_version_of(pz_stack, "shop") == version
+    ranks_like_vw(shop, pz_models / "personalizer.vw", tmp_path, "pz-after-bad-import")
+
+
+def test_the_loop_learns_through_the_sdk_alone(tmp_path):
+    """Three user types, four actions, reward 1 for the user's best action (scripts/simulate_loop.py's rule): with
+    rewardWaitTime and modelExportFrequency set through the SDK to seconds, the best-action rate rises."""
+    models = tmp_path / "models"
+    models.mkdir()
+    subprocess.run([REFERENCE_VW, "--cb_explore_adf", "--epsilon", "0.2", "-q", "UC", "--json", "-d", "/dev/null",
+                    "-f", str(models / "personalizer.vw"), "--quiet"], check=True, timeout=60, stdin=subprocess.DEVNULL)
+    (models / "personalizer.json").write_text(json.dumps(
+        {"input": "vw_json", "loop": {"reward_range": [0, 1], "update_interval": "1h", "min_events": 50}}) + "\n")
+    stack = Stack(models, state_dir=tmp_path / "state").start()
+    try:
+        client = PersonalizerClient(stack.url(""), AzureKeyCredential("no key file"))
+        admin = PersonalizerAdministrationClient(stack.url(""), AzureKeyCredential("no key file"))
+        admin.update_service_configuration({"rewardWaitTime": "PT1S", "modelExportFrequency": "PT2S", "learningMode": "LoggingOnly"})
+        loop = lambda: stack.get("/v1/models/personalizer/loop").json()  # noqa: E731
+        wait_until(lambda: loop()["settings"]["update_interval_seconds"] == 2 and loop()["settings"]["learning_mode"] == "logging_only", 30)
+        rng = random.Random(3)
+
+        def decide(event_id: str) -> bool:
+            user = rng.choice(USERS)
+            answer = client.rank({"contextFeatures": context_features(user, 0)[:1], "actions": actions(), "eventId": event_id})
+            best = answer["rewardActionId"] == BEST[user]
+            client.reward(event_id, {"value": 1.0 if best else 0.0})
+            return best
+
+        rates = [sum(decide(f"learn-0-{i}") for i in range(150)) / 150]
+        assert rates[0] <= 0.45, rates
+        # LoggingOnly: decisions are logged and joined, nothing is learned (three update intervals and more).
+        wait_until(lambda: loop()["joined"] >= 140, 30)
+        time.sleep(6)
+        assert loop()["updates"] == 0 and loop()["learned_version"] is None, loop()
+        assert admin.get_service_configuration()["learningMode"] == "LoggingOnly"
+        admin.update_service_configuration({"learningMode": "Online"})
+        wait_until(lambda: loop()["settings"]["learning_mode"] == "online", 30)
+        deadline = time.monotonic() + 90
+        while rates[-1] < 0.7 and time.monotonic() < deadline:
+            rates.append(sum(decide(f"learn-{len(rates)}-{i}") for i in range(150)) / 150)
+        status = stack.get("/v1/models/personalizer/loop").json()
+        print(f"\nbest-action rates per 150 decisions: {rates}; loop {status}")
+        assert rates[-1] >= 0.7, (rates, status)
+        assert status["updates"] >= 1, status
+    finally:
+        problems = stack.stop()
+        assert not problems, "\n".join(problems)
+
+
+def test_an_action_id_vw_would_read_as_its_save_command_is_refused(pz_stack):
+    _, modern, _ = clients(pz_stack)
+    with pytest.raises(HttpResponseError) as caught:
+        modern.rank({"actions": [{"id": "save_model.vw", "features": []}, {"id": "b", "features": []}]})
+    assert_sdk_error(caught.value, 400, "save")
