@@ -215,9 +215,9 @@ def test_an_orphan_reward_flood_is_bounded_in_memory_and_capped(tmp_path):
         watcher.join()
         batches = 20
         assert status["orphans"] == 150_000 and status["dropped_orphans"] == batches * per - 150_000, status
-        # 100,000 more orphans held: a few MB (an OrphanTable entry is ~55 bytes; measured 2-13 MB of RSS per 100 k, the
-        # spread being the allocator's; a dictionary of keys and tallies took ~150 bytes, the issue's run ~500 and no cap).
-        assert per_100k_mb <= 16, f"RSS grew {per_100k_mb:.1f} MB for 100 k orphans"
+        # 100,000 more orphans held: a few MB (an OrphanTable entry is ~55 bytes; measured 2-13 MB of RSS per 100 k (median ~7),
+        # the spread being the allocator's; a dictionary of keys and tallies took ~150 bytes, the issue's run ~500 and no cap).
+        assert per_100k_mb <= 20, f"RSS grew {per_100k_mb:.1f} MB for 100 k orphans"
         assert healthz and all(code == 200 for code in healthz)
         metrics = stack.get("/metrics").text
         assert f'vwfcgi_loop_dropped_total{{kind="orphan",model="cb"}} {batches * per - 150_000}' in metrics \

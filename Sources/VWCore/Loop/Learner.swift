@@ -96,6 +96,8 @@ public struct LearnStatus: Sendable, Equatable {
     public var lastErrorTime: String?
     /// Learned models the publish gate refused (SPEC §8.9), kept under `<state>/<name>/rejected/`.
     public var rejectedUpdates = 0
+    /// Joined lines the trainer refused (TrainingInput) since start.
+    public var skippedLines = 0
 }
 
 /// Learns one model from its joined events with the real vw and publishes each learned model through the
@@ -253,7 +255,14 @@ final class Learner: @unchecked Sendable {
         for why in checked.skipped {
             logger.warning("joined line not learned", metadata: ["model": "\(name)", "reason": "\(why)"])
         }
-        if !checked.skipped.isEmpty { metrics.skipped(.training, count: checked.skipped.count) }
+        if let first = checked.skipped.first {
+            // Counted and shown: a trainer that refuses every line must not look healthy in /loop.
+            metrics.skipped(.training, count: checked.skipped.count)
+            status.withLock { s in
+                s.skippedLines += checked.skipped.count
+                s.lastError = "\(checked.skipped.count) of \(lines.count) joined lines not learned (\(first))"
+            }
+        }
         lastAttempt = .now
         let started = ContinuousClock.now
         let trained = try train(from: current, input: checked.bytes, serving: serving, settings: settings)

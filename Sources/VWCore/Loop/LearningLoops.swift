@@ -236,7 +236,7 @@ public final class ModelLoop: Sendable {
             activations: activations.load(ordering: .relaxed), learns: learns.load(ordering: .relaxed), joined: joined,
             pending: view.pending, rewardSum: received, averageReward: decisionsJoined > 0 ? joinedSum / Double(decisionsJoined) : nil,
             learning: learning, orphans: view.orphans, droppedPending: view.droppedPending, droppedOrphans: view.droppedOrphans,
-            skippedLines: view.skipped, clippedProbabilities: view.clippedProbabilities, settings: view.settings,
+            skippedLines: view.skipped + learning.skippedLines, clippedProbabilities: view.clippedProbabilities, settings: view.settings,
             joinsHere: joinLock.load(ordering: .relaxed) >= 0, stateBytes: view.stateBytes, deletedBytes: view.deletedBytes,
             stateBudget: view.stateBudget, freeBytes: view.freeBytes, overBudget: view.overBudget
         )

@@ -193,12 +193,20 @@ public struct PredictRequestDecoder: Sendable {
         return lines
     }
 
+    /// Whether VW reads the JSON number `text` whole as a finite float (``VWTextSyntax/reading(_:_:_:beforeBar:)``).
+    private static func readsAsFiniteFloat(_ text: String) -> Bool {
+        Array(text.utf8).withUnsafeBufferPointer { VWTextSyntax.reading($0, 0, $0.count) == .finite }
+    }
+
     /// The label words: a JSON number (`1`), or a string of VW label words (`"0 1 0.5"`: label,
     /// importance, initial value), then checked by the model's grammar like a text example's label.
     private static func label(of members: [(key: String, value: JSONValue)]) throws(ExampleProblem) -> String? {
         guard let value = try member("label", of: members) else { return nil }
         switch value {
         case .number(let text):
+            guard readsAsFiniteFloat(text) else {
+                throw ExampleProblem.invalidLabel("\"label\" \(text.prefix(40)) is not a number VW reads as a finite float")
+            }
             return text
         case .string(let text):
             for byte in text.utf8 where byte < 0x20 || byte == 0x7F || byte == UInt8(ascii: "|") || byte == UInt8(ascii: "'") {
@@ -248,6 +256,12 @@ public struct PredictRequestDecoder: Sendable {
                 }
                 switch value {
                 case .number(let text):
+                    // A JSON number VW would read as inf, NaN or another value (1e39, 1e200) is refused here, not
+                    // written into a line the grammar then refuses.
+                    guard readsAsFiniteFloat(text) else {
+                        throw ExampleProblem.invalidInstance("feature \(quoted(name)) in namespace \(quoted(namespace)) has the value "
+                            + "\(text.prefix(40)), which VW does not read as a finite float")
+                    }
                     line.append(" "); line.append(name); line.append(":"); line.append(text)
                 case .string(let text):
                     if let why = problem(in: text, allowEmpty: false) {
