@@ -138,3 +138,23 @@ struct SparseStagingTests {
         rmdir(dir)
     }
 }
+
+/// The shared file helpers never block on a FIFO, never read anything but a regular file, and never write through
+/// a planted symlink (the model and state directories may be writable by others).
+struct FileTypeTests {
+    @Test func readersRefuseAFIFOWithoutBlockingAndWritersDoNotFollowALink() throws {
+        let scratch = ScratchDirectory()
+        defer { scratch.remove() }
+        let fifo = scratch.path + "/m.json"
+        #expect(mkfifo(fifo, 0o644) == 0)
+        #expect(throws: LoadError.self) { try ModelDirectory.read(fifo) }
+        #expect(throws: EventLogError.self) { try LoopFiles.read(fifo) }
+        // A symlink planted as the temporary file: removed, not written through; the target is untouched.
+        let victim = scratch.path + "/victim"
+        appendRaw("keep", to: victim)
+        symlink(victim, scratch.path + "/out.json.tmp")
+        try LoopFiles.writeAtomically(Array("{}\n".utf8), to: scratch.path + "/out.json")
+        #expect(readText(victim) == "keep")
+        #expect(readText(scratch.path + "/out.json") == "{}\n")
+    }
+}

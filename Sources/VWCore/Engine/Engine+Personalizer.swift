@@ -76,12 +76,12 @@ extension Engine {
     /// The members of the model's `.json` (none when it has no file).
     func modelJSON(of name: String) throws(PredictError) -> PersonalizerSettings.Members {
         let path = try configPath(of: name)
+        guard access(path, F_OK) == 0 else { return [] }
         let bytes: [UInt8]
-        do throws(EventLogError) {
-            guard let read = try LoopFiles.read(path) else { return [] }
-            bytes = read
+        do throws(LoadError) {
+            bytes = try ModelDirectory.read(path)
         } catch {
-            throw .eventLogFailed(error.message)
+            throw .eventLogFailed("\(error)")
         }
         guard case .object(let members)? = try? JSONParser.parse(bytes) else {
             throw .invalidRequest("the model's \(name).json is not a JSON object; fix the file first")

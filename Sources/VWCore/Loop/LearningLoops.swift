@@ -321,6 +321,7 @@ public final class LearningLoops: Sendable {
     public let stateBudget: Int?
     /// Why the loop's write routes answer 503 (the state directory is over its budget and nothing more can be deleted).
     private let refusalReason = Mutex<String?>(nil)
+    private let refusing = Atomic<Bool>(false)
     /// How often retention runs: at every join round when a budget is set (so the state exceeds it by at most what a
     /// round writes), else every 2 s.
     var retentionPeriod: Duration { stateBudget == nil ? .seconds(2) : Self.joinPeriod }
@@ -382,7 +383,11 @@ public final class LearningLoops: Sendable {
     }
 
     /// Why the loop's write routes must answer 503 now, nil when they may write.
-    public var refusal: String? { refusalReason.withLock { $0 } }
+    /// Read by every loop write: an atomic flag first, the lock only while refusing.
+    public var refusal: String? {
+        guard refusing.load(ordering: .relaxed) else { return nil }
+        return refusalReason.withLock { $0 }
+    }
 
     /// Deletes what retention allows and what the budget requires, oldest first; sets or clears the refusal (issue 24).
     func enforceRetention(source: ((String) -> ServingLoop?)?) {
@@ -420,6 +425,7 @@ public final class LearningLoops: Sendable {
             defer { reason = refusal }
             return reason
         }
+        refusing.store(refusal != nil, ordering: .relaxed)
         if refusal != previous {
             if let refusal { logger.error("loop writes refused", metadata: ["reason": "\(refusal)"]) } else if previous != nil {
                 logger.info("the state directory is back within its budget; loop writes accepted again")

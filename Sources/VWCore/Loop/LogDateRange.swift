@@ -30,7 +30,7 @@ public struct LogDateRange: Sendable, Equatable {
 
     /// The `Timestamp` of the first (or last complete) line of a file; RFC 3339 UTC strings compare as times.
     static func timestamp(_ path: String, last: Bool) -> String? {
-        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK)
         guard fd >= 0 else { return nil }
         defer { close(fd) }
         var info = stat()

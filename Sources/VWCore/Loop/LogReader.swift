@@ -132,7 +132,7 @@ public struct LogReader: Sendable {
                 continue
             }
             defer { close(fd) }
-            let torn = writersStopped || segment.seq < newest[segment.instance]!
+            let torn = writersStopped || segment.seq < (newest[segment.instance] ?? segment.seq)
             let more = read(segment, fd: fd, torn: torn, budget: &budget, into: &records, skipped: &skipped)
             if more { caughtUp = false }
         }

@@ -67,7 +67,9 @@ enum LoopFiles {
     /// Replaces `path` with `bytes` atomically: write `path.tmp`, fsync, rename, fsync the directory.
     static func writeAtomically(_ bytes: [UInt8], to path: String) throws(EventLogError) {
         let temporary = path + ".tmp"
-        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        // A leftover (or planted) temporary is removed, never written through: O_EXCL | O_NOFOLLOW.
+        unlink(temporary)
+        let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o644)
         if fd < 0 { throw .system("create", temporary) }
         do {
             try writeAll(fd, bytes, path: temporary)
@@ -82,14 +84,17 @@ enum LoopFiles {
         try fsyncDirectory(directory(of: path))
     }
 
-    /// The whole file, or nil when it does not exist.
+    /// The whole file, or nil when it does not exist; anything but a regular file (a FIFO cannot block the
+    /// reader: `O_NONBLOCK`, then `fstat`) is refused.
     static func read(_ path: String) throws(EventLogError) -> [UInt8]? {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        let fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
         if fd < 0 {
             if errno == ENOENT { return nil }
             throw .system("open", path)
         }
         defer { close(fd) }
+        var info = stat()
+        guard fstat(fd, &info) == 0, info.st_mode & S_IFMT == S_IFREG else { throw EventLogError("\(path) is not a regular file; refused") }
         return try readRest(fd, from: 0, path: path)
     }
 

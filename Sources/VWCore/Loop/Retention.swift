@@ -68,7 +68,7 @@ enum Retention {
             for entry in entries { if let s = SegmentName(fileName: entry.name) { newest[s.instance] = max(newest[s.instance] ?? 0, s.seq) } }
             let needed = joiner?.segmentsInUse() ?? []
             for entry in entries where deletesSegments {
-                guard let segment = SegmentName(fileName: entry.name), segment.seq < newest[segment.instance]! else { continue }
+                guard let segment = SegmentName(fileName: entry.name), segment.seq < (newest[segment.instance] ?? segment.seq) else { continue }
                 let done: Bool
                 if let joiner {
                     done = !needed.contains(entry.name) && joiner.offset(of: entry.name) == entry.bytes

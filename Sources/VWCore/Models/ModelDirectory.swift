@@ -82,9 +82,13 @@ enum ModelDirectory {
 
     /// Reads a whole small file (a config or checksum), refusing one over `maxBytes`.
     static func read(_ path: String, maxBytes: Int = 1 << 20) throws(LoadError) -> [UInt8] {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        // O_NONBLOCK: a FIFO put where a file belongs cannot block the reader; fstat refuses it (a symlink to a
+        // regular file is fine: Kubernetes mounts ConfigMaps and volumes through them).
+        let fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
         guard fd >= 0 else { throw .unreadable("\(path): \(String(cString: strerror(errno)))") }
         defer { close(fd) }
+        var info = stat()
+        guard fstat(fd, &info) == 0, info.st_mode & S_IFMT == S_IFREG else { throw .unreadable("\(path) is not a regular file") }
         do {
             return try FileIO.readToEnd(fd, maxBytes: maxBytes)
         } catch {
