@@ -118,3 +118,23 @@ def test_unjoined_events_are_never_deleted_the_write_routes_answer_503_instead(t
         assert set(accepted) <= logged
     finally:
         assert not stack.stop()
+
+
+def test_loop_rotate_closes_the_current_segment(tmp_path):
+    """`POST …/loop:rotate` (202): the next event starts a new segment, so the closed one can be shipped; an unknown
+    model is a 404 and the route takes POST only."""
+    models = make_model_dir(tmp_path / "models", loop={**LOOP, "update_interval": "1h"})
+    state = tmp_path / "state"
+    stack = Stack(models, state_dir=state).start()
+    try:
+        send_events(stack, 3, "a")
+        before = sorted(p.name for p in (state / "cb" / "log").glob("*.dsjson"))
+        r = stack.post("/v1/models/cb/loop:rotate")
+        assert r.status_code == 202 and r.json() == {"rotate": "done", "model": "cb"}, r.text
+        send_events(stack, 3, "b")
+        after = sorted(p.name for p in (state / "cb" / "log").glob("*.dsjson"))
+        assert len(after) == len(before) + 1, (before, after)
+        assert stack.post("/v1/models/nope/loop:rotate").status_code == 404
+        assert stack.get("/v1/models/cb/loop:rotate").status_code == 405
+    finally:
+        assert not stack.stop()
