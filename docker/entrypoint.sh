@@ -29,6 +29,8 @@
 #   STAGING_DIR                  vwfcgi --staging-dir (default: a fresh dir under $TMPDIR or /tmp)
 #   STATE_DIR [/state]           vwfcgi --state-dir: the learning loop's event logs (mount a volume)
 #   INSTANCE_ID [host name]      vwfcgi --instance-id: names this pod's log segments
+#   STATE_MAX_BYTES              vwfcgi --state-max-bytes (serve and train): the state directory's
+#                                budget (e.g. 1536M), below the volume's size (issue 24; DEPLOY.md)
 #   API_KEY_FILE                 vwfcgi --api-key-file: one API key per line (a Kubernetes Secret);
 #                                the learning loop's write routes then need one (SPEC §8.9)
 #   VWFCGI_BIN [vwfcgi on PATH], VWFCGI_VW_COMMAND [<app>/bin/vw]
@@ -89,6 +91,7 @@ if [ "$mode" = train ]; then
     mkdir -p "$STATE_DIR" "$MODEL_DIR" || die "cannot create STATE_DIR $STATE_DIR or MODEL_DIR $MODEL_DIR"
     args=(train --state "$STATE_DIR" --models "$MODEL_DIR" --log-format "$LOG_FORMAT")
     [ -z "${INSTANCE_ID:-}" ] || args+=(--instance-id "$INSTANCE_ID")
+    [ -z "${STATE_MAX_BYTES:-}" ] || args+=(--state-max-bytes "$STATE_MAX_BYTES")
     # shellcheck disable=SC2206 # VWFCGI_ARGS is a list of words on purpose
     args+=(${VWFCGI_ARGS:-})
     say "exec vwfcgi ${args[*]}"
@@ -147,6 +150,7 @@ start_vwfcgi() {
     # The state directory is created by vwfcgi on the first decision or reward (503 if it cannot be).
     args+=(--state-dir "$STATE_DIR")
     [ -z "${INSTANCE_ID:-}" ] || args+=(--instance-id "$INSTANCE_ID")
+    [ -z "${STATE_MAX_BYTES:-}" ] || args+=(--state-max-bytes "$STATE_MAX_BYTES")
     [ -z "${API_KEY_FILE:-}" ] || args+=(--api-key-file "$API_KEY_FILE")
     # shellcheck disable=SC2206 # VWFCGI_ARGS is a list of words on purpose
     args+=(${VWFCGI_ARGS:-})

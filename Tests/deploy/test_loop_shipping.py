@@ -28,7 +28,7 @@ RCLONE = shutil.which("rclone")
 needs_rclone = pytest.mark.skipif(RCLONE is None, reason="rclone is not installed (make deploy-tools installs it)")
 # The commands the scripts run, besides rclone.
 APPLETS = ("sh", "cp", "mv", "awk", "wc", "sha256sum", "cut", "tr", "cat", "mkdir", "rm", "chmod", "sed",
-           "sleep", "kill", "ls")
+           "sleep", "kill", "ls", "cmp")
 PATH = os.environ["PATH"]
 
 
@@ -165,6 +165,40 @@ def test_loop_ships_closed_segments_and_everything_on_sigterm(state, tmp_path):
     assert files(dest) == ALL
 
 
+def markers(state: Path) -> list:
+    return sorted(str(p.relative_to(state))[: -len(".shipped")] for p in state.rglob("*.shipped"))
+
+
+def test_ship_marks_closed_segments_once_their_copy_is_verified(state, tmp_path):
+    """Issue 24: `<segment>.shipped` lets vwfcgi delete a segment; only a closed one whose copy equals it gets one."""
+    dest = tmp_path / "bucket-logs"
+    (dest / "m/log").mkdir(parents=True)
+    # A copy that differs from the segment (same size, other bytes): replaced, then marked.
+    bad = dest / "m/log/a-1.dsjson"
+    bad.write_bytes(b"x" * (state / "m/log/a-1.dsjson").stat().st_size)
+    log = ship(state, dest, "--once")
+    assert markers(state) == sorted(CLOSED), log
+    assert bad.read_bytes() == (state / "m/log/a-1.dsjson").read_bytes()
+    for rel in CLOSED:
+        assert (state / (rel + ".shipped")).stat().st_size == 0
+    # --final ships the newest segments but never marks them: they may still grow.
+    ship(state, dest, "--final")
+    assert markers(state) == sorted(CLOSED) and files(dest) == ALL
+    # Once marked, a closed segment is not compared again; a marker deleted (with nothing else changed) comes back.
+    (state / (CLOSED[0] + ".shipped")).unlink()
+    log = ship(state, dest, "--once")
+    assert markers(state) == sorted(CLOSED) and log.count("marker") == 1 and "shipped " not in log, log
+
+
+def test_ship_without_markers(state, tmp_path):
+    dest = tmp_path / "bucket-logs"
+    dest.mkdir()
+    ship(state, dest, "--once", SHIP_MARK="0")
+    assert files(dest) == sorted(CLOSED) and markers(state) == []
+    result = run(["sh", SHIP, "--once"], env={**base_env(), "STATE_DIR": str(state), "LOG_DEST": str(dest), "SHIP_MARK": "yes"})
+    assert result.returncode == 2 and "SHIP_MARK must be 0 or 1" in result.stderr
+
+
 def test_ship_refuses_a_bad_destination(state, tmp_path):
     result = run(["sh", SHIP, "--once"], env={"PATH": PATH, "STATE_DIR": str(state),
                                              "LOG_DEST": str(tmp_path / "missing")})
@@ -184,6 +218,8 @@ def test_ship_to_an_rclone_remote(state, tmp_path):
     assert files(dest) == ALL
     for rel in ALL:
         assert (dest / rel).read_bytes() == (state / rel).read_bytes()
+    # Marked once the object's size was read back (rclone lsf); the newest never.
+    assert markers(state) == sorted(CLOSED)
 
 
 # ---------------------------------------------------------------- trainer-sync.sh
@@ -225,6 +261,14 @@ def test_trainer_pulls_complete_segments_and_models(state, bucket, tmp_path):
     (tstate / "m/join-state.json").write_text("{}")
     trainer_sync("--once", bucket / "logs", bucket / "models", tstate, out, record)
     assert (tstate / "m/join-state.json").read_text() == "{}"
+    # A segment `vwfcgi train` deleted (joined, past its retention) is not pulled again; one that grew in the
+    # bucket since is.
+    (tstate / "m/log/a-1.dsjson").unlink()
+    (tstate / "m/log/a-2.dsjson").unlink()
+    with open(bucket / "logs/m/log/a-2.dsjson", "a") as f:
+        f.write(line("later"))
+    log = trainer_sync("--once", bucket / "logs", bucket / "models", tstate, out, record)
+    assert not (tstate / "m/log/a-1.dsjson").exists() and (tstate / "m/log/a-2.dsjson").exists(), log
 
 
 def test_trainer_pushes_published_models_and_the_operator_wins(bucket, tmp_path):

@@ -236,7 +236,7 @@ def bucket(docs) -> dict:
 
 
 def test_log_ship_sidecar(overlay):
-    """Ships the segments of the volume vwfcgi logs to, mounted read only, to LOG_DEST."""
+    """Ships the segments of the volume vwfcgi logs to, to LOG_DEST, and marks them shipped (issue 24)."""
     _, _, docs = overlay
     spec = pod(docs)["spec"]
     c = containers(docs)
@@ -246,11 +246,13 @@ def test_log_ship_sidecar(overlay):
     assert ship["command"][:2] == ["/bin/sh", scripts + "/log-ship.sh"]
     vwfcgi_state = {m["name"]: m for m in c["vwfcgi"]["volumeMounts"]}["state"]
     ship_state = {m["name"]: m for m in ship["volumeMounts"]}["state"]
-    assert ship_state["readOnly"] is True and vwfcgi_state.get("readOnly") is not True
+    # Writable: the sidecar marks a verified closed segment shipped, so vwfcgi may delete it.
+    assert ship_state.get("readOnly") is not True and vwfcgi_state.get("readOnly") is not True
+    assert env(ship).get("SHIP_MARK", "1") == "1"
     # The image's default STATE_DIR (docker/entrypoint.sh) is where vwfcgi logs, and where log-ship reads.
     assert vwfcgi_state["mountPath"] == ship_state["mountPath"] == env(ship)["STATE_DIR"] == "/state"
     assert "emptyDir" in {v["name"]: v for v in spec["volumes"]}["state"]
-    # Its record of what was shipped is outside the read-only state volume, in its own /tmp.
+    # Its record of what was shipped is outside the state volume, in its own /tmp.
     assert env(ship)["SHIP_RECORD"].startswith(mounts_of(ship)["/tmp"]["mountPath"] + "/")
     assert mounts_of(ship)["/tmp"]["name"] not in ("state", "models")
     # The bucket: LOG_DEST beside MODEL_SOURCE, from the ConfigMap the pod already reads.
@@ -259,6 +261,10 @@ def test_log_ship_sidecar(overlay):
     # Each replica names its segments after its pod.
     instance = [e for e in c["vwfcgi"]["env"] if e["name"] == "INSTANCE_ID"]
     assert instance and instance[0]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    # The state budget sits below the emptyDir's sizeLimit (whose excess evicts the pod) by more than
+    # one 64 MiB segment.
+    limit = quantity({v["name"]: v for v in spec["volumes"]}["state"]["emptyDir"]["sizeLimit"])
+    assert quantity(env(c["vwfcgi"])["STATE_MAX_BYTES"]) + 64 * 2**20 < limit
 
 
 def test_trainer_deployment(overlay):
@@ -316,3 +322,12 @@ def test_trainer_deployment(overlay):
     policy = one(docs, "NetworkPolicy", name=TRAINER)["spec"]
     assert policy["podSelector"]["matchLabels"].items() <= labels.items()
     assert policy["policyTypes"] == ["Ingress"] and not policy.get("ingress"), "nothing may connect to the trainer"
+
+
+def quantity(text: str) -> int:
+    """Bytes of a Kubernetes quantity (2Gi, 512Mi) or a vwfcgi byte count (1536M: binary, as vwfcgi reads it)."""
+    units = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+    for suffix in sorted(units, key=len, reverse=True):
+        if text.endswith(suffix):
+            return int(float(text[: -len(suffix)]) * units[suffix])
+    return int(text)

@@ -10,7 +10,10 @@
 # Environment (defaults in brackets):
 #   LOG_DEST            a directory, or an rclone remote ("remote:bucket/prod/logs") when rclone is
 #                       installed; segments land at LOG_DEST/<name>/log/<instance>-<seq>.dsjson
-#   STATE_DIR [/state]  vwfcgi's --state-dir (read only: this script never writes there)
+#   STATE_DIR [/state]  vwfcgi's --state-dir: read, and written only for the markers below
+#   SHIP_MARK [1]       1: after a closed segment's copy is verified, create <segment>.shipped beside
+#                       it, which lets vwfcgi delete the segment by its retention and state budget
+#                       (issue 24); 0: never write to STATE_DIR (then nothing deletes shipped segments)
 #   SHIP_INTERVAL [60]  seconds between two shipments in --loop mode
 #   SHIP_RECORD [$TMPDIR/log-ship-record]  sizes already shipped to a remote (a directory it may write)
 #   RCLONE_FLAGS        extra rclone flags (split on spaces)
@@ -22,6 +25,9 @@
 # STATE_DIR: each closed segment once, a newest one again at the stop if it grew. Directory
 # destination: written to "<file>.tmp" and renamed, so a reader never sees a partial segment.
 # rclone remote: `rclone copyto` (object stores show an object only once it is complete).
+# Verified: a directory copy must equal the segment byte for byte (cmp), a remote object must have
+# its size (rclone lsf). Only then, and only for a closed segment (it never grows again), is the
+# marker written; vwfcgi deletes a segment of an externally trained model only when it has one.
 set -u
 
 say() { echo "log-ship: $*" >&2; }
@@ -30,6 +36,7 @@ STATE_DIR=${STATE_DIR:-/state}
 SHIP_INTERVAL=${SHIP_INTERVAL:-60}
 SHIP_RECORD=${SHIP_RECORD:-${TMPDIR:-/tmp}/log-ship-record}
 RCLONE_FLAGS=${RCLONE_FLAGS:-}
+SHIP_MARK=${SHIP_MARK:-1}
 
 usage() { sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//' >&2; }
 
@@ -43,6 +50,7 @@ case "${1:-}" in
 esac
 [ -n "${LOG_DEST:-}" ] || { say "ERROR: LOG_DEST is not set (a directory or an rclone remote)"; exit 2; }
 case "$SHIP_INTERVAL" in '' | *[!0-9]*) say "ERROR: SHIP_INTERVAL must be whole seconds, got '$SHIP_INTERVAL'"; exit 2 ;; esac
+case "$SHIP_MARK" in 0 | 1) ;; *) say "ERROR: SHIP_MARK must be 0 or 1, got '$SHIP_MARK'"; exit 2 ;; esac
 
 remote=0
 if [ ! -d "$LOG_DEST" ]; then
@@ -74,29 +82,59 @@ segments() {
 
 size_of() { wc -c < "$1" | tr -d ' '; }
 
-# Ships $STATE_DIR/$1/log/$2 when the destination has fewer bytes of it. Returns 1 on failure.
+# Marks closed segment $2 of model $1 shipped ($3 = 1: closed), once, when SHIP_MARK is 1.
+# A marker that cannot be written is an error (vwfcgi would keep the segment) but not a failed shipment.
+mark() {
+    [ "$SHIP_MARK" = 1 ] && [ "$3" = 1 ] || return 0
+    marker=$STATE_DIR/$1/log/$2.shipped
+    [ -f "$marker" ] && return 0
+    if : > "$marker" 2> /dev/null; then
+        say "wrote the marker of $1/log/$2 (copy verified)"
+    else
+        say "ERROR: cannot write $marker (is $STATE_DIR mounted read-only? set SHIP_MARK=0 to ship without markers)"
+    fi
+    return 0
+}
+
+# Ships $STATE_DIR/$1/log/$2 when the destination has fewer bytes of it, verifies the copy, and marks
+# it shipped when it is closed ($3 = 1). Returns 1 on failure.
 ship() {
     src=$STATE_DIR/$1/log/$2
     size=$(size_of "$src") || return 1
     if [ "$remote" = 0 ]; then
         dst=$LOG_DEST/$1/log/$2
-        if [ -f "$dst" ] && [ "$(size_of "$dst")" -ge "$size" ]; then
-            return 0
+        if [ -f "$dst" ]; then
+            if [ "$3" = 1 ] && [ "$SHIP_MARK" = 1 ]; then
+                # A closed segment: marked once its copy compared equal; a copy that differs is replaced.
+                [ -f "$src.shipped" ] && return 0
+                if cmp -s "$src" "$dst"; then
+                    mark "$1" "$2" "$3"
+                    return 0
+                fi
+            elif [ "$(size_of "$dst")" -ge "$size" ]; then
+                return 0
+            fi
         fi
-        if mkdir -p "$LOG_DEST/$1/log" && cp "$src" "$dst.tmp" && chmod 0644 "$dst.tmp" && mv -f "$dst.tmp" "$dst"; then
+        if mkdir -p "$LOG_DEST/$1/log" && cp "$src" "$dst.tmp" && chmod 0644 "$dst.tmp" && mv -f "$dst.tmp" "$dst" \
+            && cmp -s "$src" "$dst"; then
             say "shipped $1/log/$2 ($size bytes)"
+            mark "$1" "$2" "$3"
             return 0
         fi
         rm -f "$dst.tmp"
     else
         record=$SHIP_RECORD/$1/$2
         if [ -f "$record" ] && [ "$(cat "$record")" -ge "$size" ] 2> /dev/null; then
+            mark "$1" "$2" "$3"
             return 0
         fi
+        object=${LOG_DEST%/}/$1/log/$2
         # shellcheck disable=SC2086 # RCLONE_FLAGS is a list of words on purpose
-        if rclone copyto "$src" "${LOG_DEST%/}/$1/log/$2" ${RCLONE_FLAGS} \
+        if rclone copyto "$src" "$object" ${RCLONE_FLAGS} \
+            && [ "$(rclone lsf --format s "$object" ${RCLONE_FLAGS})" = "$size" ] \
             && mkdir -p "$SHIP_RECORD/$1" && echo "$size" > "$record.tmp" && mv -f "$record.tmp" "$record"; then
             say "shipped $1/log/$2 ($size bytes)"
+            mark "$1" "$2" "$3"
             return 0
         fi
     fi
@@ -113,8 +151,10 @@ ship_all() {
         name=${dir%/log}
         name=${name##*/}
         case "$name" in .* | *[!A-Za-z0-9_.-]*) continue ;; esac
+        closed=" $(segments "$dir" 0 | tr '\n' ' ') "
         for file in $(segments "$dir" "$1"); do
-            ship "$name" "$file" || failed=1
+            case "$closed" in *" $file "*) is_closed=1 ;; *) is_closed=0 ;; esac
+            ship "$name" "$file" "$is_closed" || failed=1
         done
     done
     return "$failed"

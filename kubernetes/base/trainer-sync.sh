@@ -18,9 +18,11 @@
 #   SYNC_CACHE [$TMPDIR/trainer-sync-cache]    local mirror of a remote MODEL_SOURCE
 #   SYNC_INTERVAL [30], RCLONE_FLAGS (extra rclone flags, split on spaces)
 #
-# Logs: a segment is pulled when the bucket has more bytes of it than STATE_DIR (segments only
-# grow), into "<file>.tmp", then renamed: the trainer never reads a partial file. Nothing is
-# deleted. The shippers write only complete files, so everything in the bucket is complete.
+# Logs: a segment is pulled when the bucket has more bytes of it than were pulled before (segments
+# only grow; the sizes pulled are kept in SYNC_RECORD/logs/), into "<file>.tmp", then renamed: the
+# trainer never reads a partial file. `vwfcgi train` deletes a pulled segment once it is joined and
+# past its retention (issue 24): the record keeps it from being pulled again. Nothing is deleted in
+# the bucket (its lifecycle rules do that). The shippers write only complete files.
 # Models (<name>.vw, .json, .sha256): a file that changed in the bucket since the last agreement
 # was put there by an operator: it is pulled into MODEL_DIR (the operator's word wins, it becomes
 # the new base). A file that changed in MODEL_DIR was published by the trainer: it is pushed,
@@ -109,10 +111,15 @@ pull_logs() {
             continue
         fi
         dst=$STATE_DIR/$name/log/$file
+        pulled=$SYNC_RECORD/logs/$name/$file
         if [ -f "$dst" ] && [ "$(size_of "$dst")" -ge "$size" ]; then
             continue
         fi
-        if mkdir -p "$STATE_DIR/$name/log" && fetch "${LOG_SOURCE%/}/$rel" "$dst" "$log_remote"; then
+        if [ -f "$pulled" ] && [ "$(cat "$pulled")" -ge "$size" ] 2> /dev/null; then
+            continue  # pulled whole before, and deleted by the trainer's retention since
+        fi
+        if mkdir -p "$STATE_DIR/$name/log" "$SYNC_RECORD/logs/$name" && fetch "${LOG_SOURCE%/}/$rel" "$dst" "$log_remote" \
+            && echo "$size" > "$pulled.tmp" && mv -f "$pulled.tmp" "$pulled"; then
             say "pulled $rel ($size bytes)"
         else
             say "ERROR: could not pull $rel"

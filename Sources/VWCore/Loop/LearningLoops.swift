@@ -172,7 +172,7 @@ public final class ModelLoop: Sendable {
     func scanState(config: LoopConfig, learns: Bool, now: Int) -> StateUsage? {
         guard let model = try? StateDirectory.root(stateDirectory).directory(name, create: false) else { return nil }
         return joiner.withLock { current in
-            Retention.scan(model: model, joiner: current, loop: config, learns: learns, deletesSegments: !externalTrainer, now: now)
+            Retention.scan(model: model, joiner: current, loop: config, learns: learns, now: now)
         }
     }
 

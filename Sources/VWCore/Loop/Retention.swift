@@ -45,9 +45,10 @@ struct StateUsage {
 enum Retention {
     /// The usage and deletable files of one model's state directory. `joiner` (when this process joins) says which
     /// segments the join still needs.
-    /// `deletesSegments` is false in `vwfcgi train`, whose segments are copies from a bucket (a segment deleted here
-    /// would be copied again and read from its start: the bucket's lifecycle rules keep those).
-    static func scan(model: StateDirectory, joiner: Joiner?, loop: LoopConfig, learns: Bool, deletesSegments: Bool, now: Int) -> StateUsage {
+    /// In `vwfcgi train` the segments are copies pulled from a bucket: deleted here once joined, they are not pulled
+    /// again (trainer-sync.sh records what it pulled), and a copy pulled again anyway would be read from the join's
+    /// recorded offset (its end), never joined twice.
+    static func scan(model: StateDirectory, joiner: Joiner?, loop: LoopConfig, learns: Bool, now: Int) -> StateUsage {
         var usage = StateUsage()
         func files(_ relative: String) -> (StateDirectory, [(name: String, bytes: Int, modified: Int)])? {
             guard let directory = try? model.directory(relative, create: false) else { return nil }
@@ -67,7 +68,7 @@ enum Retention {
             var newest: [String: Int] = [:]
             for entry in entries { if let s = SegmentName(fileName: entry.name) { newest[s.instance] = max(newest[s.instance] ?? 0, s.seq) } }
             let needed = joiner?.segmentsInUse() ?? []
-            for entry in entries where deletesSegments {
+            for entry in entries {
                 guard let segment = SegmentName(fileName: entry.name), segment.seq < (newest[segment.instance] ?? segment.seq) else { continue }
                 let done: Bool
                 if let joiner {
