@@ -1217,6 +1217,22 @@ def print_table(rows, limits_rows):
     print()
 
 
+def print_disk_rate(rows):
+    """Issue 24: what a decision costs on disk, beside the rank rows: vwfcgi's write_bytes (the event log's fsynced
+    appends, the join's journal and joined files) per 2xx :rank, scaled to 1,000 decisions/s and a day."""
+    parts = []
+    for c in (8, 64):
+        row = next((r for r in rows if r["server"] == VwfcgiStack.name and r["request"] == "loop rank"
+                    and r["concurrency"] == c), None)
+        per = row.get("vwfcgi_write_bytes_per_request") if row else None
+        if per:
+            parts.append(f"c={c}: {per:,.0f} B per decision = {per * 1000 / 1e6:.2f} MB/s per 1,000 decisions/s "
+                         f"({per * 1000 * 86400 / 1e9:,.0f} GB/day)")
+    if parts:
+        print("Disk write rate of :rank (vwfcgi write_bytes, log + join; the bench's contexts are small: scale by your "
+              "line size, docker/DEPLOY.md \"Sizing\"): " + "; ".join(parts))
+
+
 def print_v2_vs_v1(rows):
     """The closing note on the Open Inference Protocol: V2 infer beside V1 predict (JSON), same model and examples."""
     parts = []
@@ -1553,6 +1569,7 @@ def main(argv) -> int:
         print(f"WARNING: {busy_start:.0%} of the CPUs were busy before the first row: other "
               f"processes shared the CPUs; compare ratios, and rerun on an idle machine")
     print_v2_vs_v1(rows)
+    print_disk_rate(rows)
     print(f"vwfcgi RSS (VmRSS of the vwfcgi pid, vw children excluded): idle "
           f"{rss['idle_kb'] / 1024:.1f} MiB, max during c=64 rows {rss['max_during_c64_kb'] / 1024:.1f} MiB, "
           f"after the run {rss.get('after_kb', 0) / 1024:.1f} MiB")

@@ -7,11 +7,15 @@ Waits are liveness bounds; the bounds asserted are byte counts and event counts,
 from __future__ import annotations
 
 import json
+import os
+import random
+import signal
+import subprocess
 import threading
 import time
 from pathlib import Path
 
-from conftest import Stack, wait_until
+from conftest import ROOT, Stack, wait_until
 from test_learning import LOOP, context, loop_status, make_model_dir, send_events
 
 SEGMENT = 64 * 1024
@@ -138,3 +142,104 @@ def test_loop_rotate_closes_the_current_segment(tmp_path):
         assert stack.get("/v1/models/cb/loop:rotate").status_code == 405
     finally:
         assert not stack.stop()
+
+
+def test_shipped_segments_of_an_externally_trained_model_are_deleted_only_once_marked(tmp_path):
+    """A serving instance of an externally trained model does not join: its closed segments are deleted by their
+    retention only once the log-ship sidecar (scripts/log-ship.sh) has verified their copy and marked them
+    `<segment>.shipped`; the newest segment (still written) never, and the bucket holds every acknowledged event."""
+    loop = {**LOOP, "trainer": "external", "retention": {"log": "1s"}}
+    models = make_model_dir(tmp_path / "models", loop=loop)
+    state = tmp_path / "state"
+    stack = Stack(models, state_dir=state).start()
+    log = state / "cb" / "log"
+    try:
+        events = []
+        for batch in ("a", "b", "c"):
+            events += [e for e, _ in send_events(stack, 5, batch)]
+            if batch != "c":
+                assert stack.post("/v1/models/cb/loop:rotate").status_code == 202
+        segments = sorted(p.name for p in log.glob("*.dsjson"))
+        assert len(segments) == 3, segments
+        newest = max(segments, key=lambda n: int(n.rsplit("-", 1)[1].split(".")[0]))
+        # Not shipped: kept past their retention (two retention passes, 2 s apart).
+        time.sleep(5)
+        assert sorted(p.name for p in log.glob("*.dsjson")) == segments
+        bucket = tmp_path / "bucket"
+        bucket.mkdir()
+        shipped = subprocess.run(["sh", str(ROOT / "scripts/log-ship.sh"), "--once"], capture_output=True, text=True, timeout=60,
+                                 env={"PATH": os.environ["PATH"], "STATE_DIR": str(state), "LOG_DEST": str(bucket)})
+        assert shipped.returncode == 0, shipped.stderr
+        assert wait_until(lambda: sorted(p.name for p in log.glob("*.dsjson")) == [newest], 30, step=0.2), \
+            (sorted(p.name for p in log.iterdir()), loop_status(stack))
+        # The markers of deleted segments go too; the deletion shows in /loop.
+        assert wait_until(lambda: not list(log.glob("*.shipped")), 30, step=0.2), sorted(p.name for p in log.iterdir())
+        assert loop_status(stack)["deleted_bytes"].get("log", 0) > 0
+        # Every acknowledged decision is in the bucket's copies or in the newest segment.
+        kept = list((bucket / "cb" / "log").glob("*.dsjson")) + [log / newest]
+        logged = {json.loads(line)["EventId"] for p in kept for line in p.read_text().splitlines()
+                  if line.strip() and "c" in json.loads(line)}
+        assert set(events) <= logged
+    finally:
+        assert not stack.stop()
+
+
+def test_kill_9_while_retention_deletes_leaves_a_state_that_restarts_and_joins_every_event_once(tmp_path):
+    """vwfcgi is killed (SIGKILL) at random moments while a tiny budget and 1 s retentions make every join step delete
+    segments, joined files and learned models; each restart comes up on what is left, and every acknowledged event is
+    joined exactly once."""
+    loop = {**LOOP, "min_events": 40, "retention": {"log": "1s", "joined": "1s", "learned_versions": 1, "rejected": "1s"}}
+    models = make_model_dir(tmp_path / "models", loop=loop)
+    state = tmp_path / "state"
+    args = ("--state-max-bytes", str(BUDGET), "--log-segment-bytes", "16384")
+    rng = random.Random(24)
+    stop = threading.Event()
+    seen: dict[str, list[str]] = {}
+
+    def watch():
+        while not stop.is_set():
+            for p in list((state / "cb" / "joined").glob("*.dsjson")) if (state / "cb" / "joined").is_dir() else []:
+                if p.name not in seen and p.stem.isdigit():
+                    try:
+                        seen[p.name] = [json.loads(line)["EventId"] for line in p.read_text().splitlines() if line]
+                    except (FileNotFoundError, ValueError):
+                        pass
+            stop.wait(0.02)
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    acknowledged: list[str] = []
+    deleted_before_kill = 0
+    try:
+        for round_ in range(4):
+            stack = Stack(models, state_dir=state, extra_args=args).start()
+            try:
+                acknowledged += [e for e, _ in send_events(stack, 250, f"k{round_}", seed=40 + round_)]
+                if wait_until(lambda: sum(loop_status(stack)["deleted_bytes"].values()) > 0, 20, step=0.05):
+                    deleted_before_kill += 1
+                time.sleep(rng.uniform(0, 1.5))
+                os.kill(stack.vwfcgi.pid, signal.SIGKILL)
+                stack.vwfcgi.wait(timeout=10)
+            finally:
+                stack.stop(check=False)
+        assert deleted_before_kill >= 1, "no round deleted anything before its kill"
+        stack = Stack(models, state_dir=state, extra_args=args).start()
+        try:
+            # /loop's `joined` counts since this start; `learned_events` (the learner's position) spans the restarts:
+            # every acknowledged event learned once, none twice.
+            status = wait_until(lambda: (s := loop_status(stack))["pending"] == 0 and s["learned_events"] >= len(acknowledged)
+                                and s, 60, step=0.2)
+            assert status, json.dumps(loop_status(stack))
+            assert status["learned_events"] == len(acknowledged) == 1000, status
+            assert status["last_error"] is None, status
+            more = [e for e, _ in send_events(stack, 20, "after")]
+            assert wait_until(lambda: loop_status(stack)["joined"] == status["joined"] + len(more), 60, step=0.2), loop_status(stack)
+        finally:
+            stop.set()
+            watcher.join()
+            assert not stack.stop()
+        ids = [i for name in seen for i in seen[name]]
+        assert len(ids) == len(set(ids)), "an event was joined twice"
+        assert set(ids) <= set(acknowledged) | set(more)
+    finally:
+        stop.set()
+        watcher.join()
