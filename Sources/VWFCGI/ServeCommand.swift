@@ -150,18 +150,22 @@ struct Serve: ParsableCommand {
         }
         let engine = Engine(store: store, loops: loops, maxJSONDepth: maxJsonDepth)
         let router = Router(engine: engine, metrics: metrics, apiKeys: apiKeys, personalizerModel: personalizerModel)
-        let server = FastCGIServer(socketFD: socketFD, threads: threads, maxBodyBytes: maxBodyBytes, logger: logger) { request, context in
+        let server = FastCGIServer(socketFD: socketFD, threads: threads, maxBodyBytes: maxBodyBytes, grace: settings.drainGrace,
+                                   logger: logger) { request, context in
             router.handle(request, context: &context)
         }
-        server.start()
+        // One group runs every long-lived thread, started in this order and stopped in the reverse one.
+        let services = ServiceGroup(logger: logger)
+        services.start(server)
         logger.info("vwfcgi serving", metadata: ["socket": "\(socket ?? listen ?? "")", "threads": "\(threads)", "vw": "\(settings.vwCommand.joined(separator: " "))"])
 
         store.reconcile()
         // Reloads start at once, even while a start-up model is still loading.
-        ModelDirectoryWatcher(store: store, rescanInterval: common.rescanPeriod, logger: logger).start()
+        services.start(ModelDirectoryWatcher(store: store, rescanInterval: common.rescanPeriod, logger: logger))
+        services.start(loops.joining)
         store.waitForLoads()
         engine.resumeLoops()
-        loops.startLearning(store: store, settings: trainer)
+        services.start(loops.learning(store: store, settings: trainer))
         store.finishStartup()
         let loaded = store.statuses
         logger.info("models loaded", metadata: [
@@ -171,7 +175,9 @@ struct Serve: ParsableCommand {
         let received = stopSignals.wait()
         logger.info("stopping", metadata: ["signal": "\(received)"])
         store.beginDraining()
-        server.stop(grace: settings.drainGrace)
+        // The trainer (after its update in progress), the joiner (after its step), the watcher, then the FastCGI
+        // threads (drained for up to --grace).
+        services.stop(deadline: .after(settings.drainGrace + .seconds(5)))
         store.shutdown()
         if let socket { unlink(socket) }
         rmdir(staging)

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Testing
+import Synchronization
 @testable import VWCore
 
 /// A fresh directory under /tmp, removed by `remove()`.
@@ -50,12 +51,12 @@ struct EventLogTests {
         let threads = 8, perThread = 25
         // Hold the first leader until every thread has queued an append, so batching is certain, not timing luck.
         // (Enqueueing signals nothing the test can wait on, so the hook polls, bounded.)
-        nonisolated(unsafe) var held = false
-        log.beforeBatch = {
-            if !held {
-                held = true
+        let held = Mutex(false)
+        log.setBeforeBatch {
+            if !held.withLock({ defer { $0 = true }; return $0 }) {
                 let deadline = Deadline.after(.seconds(10))
-                while log.appendsQueued < threads && !deadline.hasPassed { sleep(for: .milliseconds(1)) }
+                let pause = Condition()
+                while log.appendsQueued < threads && !deadline.hasPassed { pause.wait(until: .after(.milliseconds(1))) { false } }
             }
         }
         let done = Condition()

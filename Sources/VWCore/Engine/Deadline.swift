@@ -80,6 +80,13 @@ public final class Condition: @unchecked Sendable {
         pthread_mutex_unlock(mutex)
     }
 
+    /// Runs `body` under the lock (what waiters look at, read or changed without waking anyone).
+    public func withLock<T>(_ body: () throws -> T) rethrows -> T {
+        pthread_mutex_lock(mutex)
+        defer { pthread_mutex_unlock(mutex) }
+        return try body()
+    }
+
     /// Waits until `predicate` holds or `deadline` passes; returns whether it holds.
     ///
     /// `predicate` is evaluated under the lock, so a `broadcast` between its check and the wait is never missed.
@@ -94,12 +101,4 @@ public final class Condition: @unchecked Sendable {
         }
         return true
     }
-}
-
-/// Sleeps for `duration`, resuming after signals.
-public func sleep(for duration: Duration) {
-    let (seconds, attoseconds) = duration.components
-    var request = timespec(tv_sec: Int(seconds), tv_nsec: Int(attoseconds / 1_000_000_000))
-    var remaining = timespec()
-    while nanosleep(&request, &remaining) < 0 && errno == EINTR { request = remaining }
 }

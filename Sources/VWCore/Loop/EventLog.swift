@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Synchronization
 
 /// The name of one log segment, `<instance>-<seq>.dsjson`; segments sort by instance, then seq as a number.
 public struct SegmentName: Comparable, Hashable, Sendable {
@@ -44,6 +45,10 @@ public struct SegmentName: Comparable, Hashable, Sendable {
 /// A failed write or fsync (disk full, directory gone, read-only) throws to every append of the batch; the
 /// segment is cut back to its length before the batch when possible, otherwise the next batch starts a new
 /// segment. A failed append may still have reached the disk (its caller got an error and may retry).
+///
+/// `@unchecked Sendable`: the fields after `condition` are read and written only under its mutex, and those marked
+/// "owned by the current leader" only by the one append that set `leaderActive` under that mutex (ownership passes
+/// from leader to leader through it).
 public final class EventLog: @unchecked Sendable {
     public let directory: String
     /// The log directory, held by descriptor (never through a symlink: SPEC §8.9).
@@ -68,7 +73,7 @@ public final class EventLog: @unchecked Sendable {
     private var segmentBytes = 0
     private var segmentOpened = ContinuousClock.now
     /// Test hook: run by each leader after it took its batch, before writing it.
-    nonisolated(unsafe) var beforeBatch: (() -> Void)?
+    private let beforeBatch = Mutex<(@Sendable () -> Void)?>(nil)
 
     /// Opens the log of model `name` under `stateDirectory` for `instance` (creating the directories); the first
     /// segment is `seq` one past the highest of this instance already there.
@@ -143,7 +148,7 @@ public final class EventLog: @unchecked Sendable {
                 if let failure { throw failure }
                 return
             }
-            beforeBatch?()
+            beforeBatch.withLock { $0 }?()
             let result = writeBatch(batch)
             condition.broadcast {
                 leaderActive = false
@@ -173,9 +178,12 @@ public final class EventLog: @unchecked Sendable {
     }
 
     private func locked<T>(_ body: () -> T) -> T {
-        var result: T?
-        condition.wait(until: .never) { result = body(); return true }
-        return result!
+        condition.withLock(body)
+    }
+
+    /// Sets the test hook run by each leader after it took its batch, before writing it.
+    func setBeforeBatch(_ hook: (@Sendable () -> Void)?) {
+        beforeBatch.withLock { $0 = hook }
     }
 
     /// Writes and fsyncs one batch into the current segment, rotating first when due. Leader only.

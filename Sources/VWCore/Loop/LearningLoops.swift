@@ -308,15 +308,15 @@ public struct LoopStatus: Sendable, Equatable {
     public var overBudget: String?
 }
 
-/// Every model's loop on this instance, created on first use, and the thread that joins them.
+/// Every model's loop on this instance, created on first use, and the services that join and learn them
+/// (``joining``, ``learning(store:settings:)``, run by the command's ``ServiceGroup``).
 public final class LearningLoops: Sendable {
     public let stateDirectory: String
     public let instance: String
-    private let loops = Mutex<[String: ModelLoop]>([:])
-    private let joinerStarted = Atomic<Bool>(false)
+    fileprivate let loops = Mutex<[String: ModelLoop]>([:])
     /// The loop settings in force for a model: its serving version's (nil while it does not serve), and whether its
     /// `.json` has a `"loop"` (learning) at all. Set by the engine.
-    private let settingsSource = Mutex<(@Sendable (String) -> ServingLoop?)?>(nil)
+    fileprivate let settingsSource = Mutex<(@Sendable (String) -> ServingLoop?)?>(nil)
     /// `--state-max-bytes` (nil: no budget; retention ages still apply).
     public let stateBudget: Int?
     /// Why the loop's write routes answer 503 (the state directory is over its budget and nothing more can be deleted).
@@ -325,10 +325,9 @@ public final class LearningLoops: Sendable {
     /// How often retention runs: at every join round when a budget is set (so the state exceeds it by at most what a
     /// round writes), else every 2 s.
     var retentionPeriod: Duration { stateBudget == nil ? .seconds(2) : Self.joinPeriod }
-    private let trainerStarted = Atomic<Bool>(false)
     /// `vwfcgi train`: joins every model, and learns those whose loop says `"trainer": "external"`.
     public let externalTrainer: Bool
-    private let logger: Logger
+    fileprivate let logger: Logger
     /// How often the joiner looks for due decisions.
     static let joinPeriod: Duration = .milliseconds(250)
 
@@ -354,23 +353,62 @@ public final class LearningLoops: Sendable {
         return Learner.learnedModel(stateDirectory: stateDirectory, name: name, base: base)
     }
 
-    /// Starts the trainer thread: every model whose serving version has a `"loop"` that this process learns
-    /// (internal here, external in `vwfcgi train`) is joined and, every `update_interval`, learned (SPEC §8.6).
-    public func startLearning(store: ModelStore, settings: TrainerSettings) {
-        guard trainerStarted.compareExchange(expected: false, desired: true, ordering: .sequentiallyConsistent).exchanged else { return }
+    /// The trainer (a ``BackgroundService``): every model whose serving version has a `"loop"` that this process
+    /// learns (internal here, external in `vwfcgi train`) is learned every `update_interval` (SPEC §8.6). Stopped, it
+    /// returns after the update in progress. Also makes the join follow the store's serving versions.
+    public func learning(store: ModelStore, settings: TrainerSettings) -> some BackgroundService {
         follow { [store] name in ServingLoop(store.serving(name)) }
-        DetachedThread.start(name: "trainer") { [self] in
-            let tick = Condition()
-            while true {
-                tick.wait(until: .after(Self.joinPeriod)) { false }
-                for name in store.modelNames {
-                    guard let config = store.serving(name)?.loop, config.externalTrainer == externalTrainer,
+        return Trainer(loops: self, store: store, settings: settings)
+    }
+
+    private struct Trainer: BackgroundService {
+        let loops: LearningLoops
+        let store: ModelStore
+        let settings: TrainerSettings
+        var serviceName: String { "trainer" }
+
+        func run(until stop: StopToken) {
+            while !stop.wait(for: LearningLoops.joinPeriod) {
+                for name in store.modelNames where !stop.isStopped {
+                    guard let config = store.serving(name)?.loop, config.externalTrainer == loops.externalTrainer,
                           config.learningMode == .online else { continue }
                     do throws(EventLogError) {
-                        try loop(for: name).learner.tick(store: store, settings: settings)
+                        try loops.loop(for: name).learner.tick(store: store, settings: settings)
                     } catch {
-                        logger.error("cannot open the model's loop", metadata: ["model": "\(name)", "error": "\(error.message)"])
+                        loops.logger.error("cannot open the model's loop", metadata: ["model": "\(name)", "error": "\(error.message)"])
                     }
+                }
+            }
+        }
+    }
+
+    /// The joiner (a ``BackgroundService``): every `joinPeriod`, joins each loop's new events and enforces retention
+    /// and the state budget. Stopped, it returns after the step in progress (what it joined is on disk).
+    public var joining: some BackgroundService { Join(loops: self) }
+
+    private struct Join: BackgroundService {
+        let loops: LearningLoops
+        var serviceName: String { "joiner" }
+
+        func run(until stop: StopToken) {
+            var lastRetention = ContinuousClock.now
+            while !stop.wait(for: LearningLoops.joinPeriod) {
+                let source = loops.settingsSource.withLock { $0 }
+                for loop in loops.loops.withLock({ Array($0.values) }) where !stop.isStopped {
+                    // Steps back to back while the log has more than a step reads (bounded: 64 steps, then the others' turn);
+                    // with a budget, retention runs after each step, so the state exceeds it by at most what one step lets in.
+                    for _ in 0..<64 {
+                        let behind = loop.join(now: EventLine.nowMilliseconds(), config: source?(loop.name)?.config)
+                        if loops.stateBudget != nil {
+                            lastRetention = .now
+                            loops.enforceRetention(source: source)
+                        }
+                        if !behind || stop.isStopped { break }
+                    }
+                }
+                if ContinuousClock.now - lastRetention >= loops.retentionPeriod {
+                    lastRetention = .now
+                    loops.enforceRetention(source: source)
                 }
             }
         }
@@ -448,7 +486,6 @@ public final class LearningLoops: Sendable {
             return created
         }
         if loop !== created { log.close() }
-        startJoiner()
         return loop
     }
 
@@ -458,34 +495,6 @@ public final class LearningLoops: Sendable {
     /// Whether model `name` has a loop on disk from an earlier run (its log or join state).
     func hasState(_ name: String) -> Bool {
         access(stateDirectory + "/" + name, F_OK) == 0
-    }
-
-    private func startJoiner() {
-        guard joinerStarted.compareExchange(expected: false, desired: true, ordering: .sequentiallyConsistent).exchanged else { return }
-        DetachedThread.start(name: "joiner") { [self] in
-            let tick = Condition()
-            var lastRetention = ContinuousClock.now
-            while true {
-                tick.wait(until: .after(Self.joinPeriod)) { false }
-                let source = settingsSource.withLock { $0 }
-                for loop in loops.withLock({ Array($0.values) }) {
-                    // Steps back to back while the log has more than a step reads (bounded: 64 steps, then the others' turn);
-                    // with a budget, retention runs after each step, so the state exceeds it by at most what one step lets in.
-                    for _ in 0..<64 {
-                        let behind = loop.join(now: EventLine.nowMilliseconds(), config: source?(loop.name)?.config)
-                        if stateBudget != nil {
-                            lastRetention = .now
-                            enforceRetention(source: source)
-                        }
-                        if !behind { break }
-                    }
-                }
-                if ContinuousClock.now - lastRetention >= retentionPeriod {
-                    lastRetention = .now
-                    enforceRetention(source: source)
-                }
-            }
-        }
     }
 }
 

@@ -37,15 +37,7 @@ public struct LogDateRange: Sendable, Equatable {
         guard fstat(fd, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG else { return nil }
         let size = Int(info.st_size)
         let start = last ? max(0, size - window) : 0
-        var bytes = [UInt8](repeating: 0, count: min(window, size - start))
-        var filled = 0
-        while filled < bytes.count {
-            let n = bytes.withUnsafeMutableBytes { pread(fd, $0.baseAddress! + filled, $0.count - filled, off_t(start + filled)) }
-            if n < 0 && errno == EINTR { continue }
-            guard n > 0 else { break }
-            filled += n
-        }
-        bytes.removeLast(bytes.count - filled)
+        let bytes = (try? FileIO.read(fd, at: start, count: min(window, size - start))) ?? []
         var lines = bytes.split(separator: 0x0A, omittingEmptySubsequences: true)
         // A line not ended by "\n" may be half-written or cut by the window, as may the window's first one.
         if bytes.last != 0x0A, !lines.isEmpty { lines.removeLast() }

@@ -224,19 +224,7 @@ public struct LogReader: Sendable {
 
     /// Up to `count` bytes of `fd` at `offset` (fewer at its end or on an error).
     static func pread(_ fd: Int32, offset: Int, count: Int) -> [UInt8] {
-        var bytes = [UInt8](repeating: 0, count: max(0, count))
-        let got = bytes.withUnsafeMutableBytes { buffer -> Int in
-            var total = 0
-            while total < buffer.count {
-                let n = Glibc.pread(fd, buffer.baseAddress! + total, buffer.count - total, off_t(offset + total))
-                if n < 0 && errno == EINTR { continue }
-                if n <= 0 { break }
-                total += n
-            }
-            return total
-        }
-        bytes.removeSubrange(got...)
-        return bytes
+        (try? FileIO.read(fd, at: offset, count: count)) ?? []
     }
 
     /// Reads back the line at `offset` (`length` bytes, without its "\n") of `segment`; nil when it is gone,

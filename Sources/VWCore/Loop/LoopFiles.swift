@@ -10,7 +10,11 @@ public struct EventLogError: Error, Equatable, CustomStringConvertible {
 
     /// The error for a failed system call on `path`, with errno's text (`No space left on device`).
     static func system(_ operation: String, _ path: String, errno code: Int32 = errno) -> EventLogError {
-        EventLogError("event log: cannot \(operation) \(path): \(String(cString: strerror(code)))")
+        EventLogError(SystemError(operation, path: path, code: code))
+    }
+
+    init(_ error: SystemError) {
+        self.init("event log: \(error.description)")
     }
 
     public var description: String { message }
@@ -45,11 +49,8 @@ enum LoopFiles {
 
     /// Writes all of `bytes` to `fd`, resuming after short writes and EINTR.
     static func writeAll(_ fd: Int32, _ bytes: [UInt8], path: String) throws(EventLogError) {
-        let failure = bytes.withUnsafeBytes { raw -> FileIO.Failure? in
-            do throws(FileIO.Failure) { try FileIO.writeAll(fd, raw) } catch { return error }
-            return nil
-        }
-        if let failure { throw .system("write", path, errno: failure.code) }
+        let written = bytes.withUnsafeBytes { raw in Result { () throws(SystemError) in try FileIO.writeAll(fd, raw, path: path) } }
+        if case .failure(let error) = written { throw EventLogError(error) }
     }
 
     static func fsyncFile(_ fd: Int32, path: String) throws(EventLogError) {

@@ -121,17 +121,11 @@ enum ModelDirectory {
         let chunk = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 16)
         defer { chunk.deallocate() }
         func fill(_ buffer: UnsafeMutableRawBufferPointer) throws(LoadError) -> Int {
-            var filled = 0
-            while filled < buffer.count {
-                let n = Glibc.read(fd, buffer.baseAddress! + filled, buffer.count - filled)
-                if n < 0 {
-                    if errno == EINTR { continue }
-                    throw .unreadable("\(source): \(String(cString: strerror(errno)))")
-                }
-                if n == 0 { break }
-                filled += n
+            do {
+                return try FileIO.fill(fd, buffer)
+            } catch {
+                throw .unreadable("\(source): \(String(cString: strerror(error.code)))")
             }
-            return filled
         }
         var count = try fill(UnsafeMutableRawBufferPointer(rebasing: chunk[0..<headerBytes]))
         try checkHeader(Array(UnsafeRawBufferPointer(rebasing: chunk[0..<count])))

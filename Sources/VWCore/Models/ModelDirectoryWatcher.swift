@@ -10,7 +10,7 @@ public import Logging
 /// kernel (closed after writing, or renamed into place) load at once; files that merely changed
 /// load once they have been left alone for a moment, so a model copied in place is never read
 /// half-written.
-public final class ModelDirectoryWatcher: Sendable {
+public final class ModelDirectoryWatcher: BackgroundService {
     let store: ModelStore
     let rescanInterval: Duration
     let logger: Logger
@@ -21,8 +21,10 @@ public final class ModelDirectoryWatcher: Sendable {
         self.logger = logger
     }
 
-    /// Starts watching on a dedicated thread.
-    public func start() {
+    public var serviceName: String { "model-watcher" }
+
+    /// Watches until `stop` is asked (its descriptor is polled beside inotify's, so a stop is seen at once).
+    public func run(until stop: StopToken) {
         let fd = inotify_init1(Int32(IN_CLOEXEC))
         if fd < 0 {
             logger.warning("inotify unavailable, relying on the periodic rescan", metadata: ["errno": "\(errno)"])
@@ -32,32 +34,28 @@ public final class ModelDirectoryWatcher: Sendable {
                 logger.warning("cannot watch the model directory, relying on the periodic rescan", metadata: ["errno": "\(errno)"])
             }
         }
-        DetachedThread.start(name: "model-watcher") { [self] in run(inotifyFD: fd) }
-    }
-
-    private func run(inotifyFD fd: Int32) {
+        defer { if fd >= 0 { close(fd) } }
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 64 * 1024, alignment: 8)
         defer { buffer.deallocate() }
         var nextRescan = ContinuousClock.now + rescanInterval
         var waitingToSettle = false
         // Files a writer has open (modified, not yet closed): kept across iterations, cleared by close, rename or delete.
         var writing = Set<String>()
-        while true {
+        while !stop.isStopped {
             let wait = waitingToSettle ? min(ModelStore.settleTime, nextRescan - .now) : nextRescan - .now
             var finished = Set<String>()
             var settleAll = false
             var sawEvent = false
-            if fd >= 0, poll(fd, timeout: wait) {
+            if Self.poll(fd, stop: stop.descriptor, timeout: wait) {
                 sawEvent = true
                 // Coalesce a burst: keep reading while events keep coming within a few milliseconds.
                 repeat {
                     let n = read(fd, buffer.baseAddress, buffer.count)
                     if n <= 0 { break }
                     Self.parse(UnsafeRawBufferPointer(rebasing: buffer[0..<n]), finished: &finished, writing: &writing, settleAll: &settleAll)
-                } while poll(fd, timeout: .milliseconds(5))
-            } else if fd < 0 {
-                sleep(for: max(.milliseconds(1), wait))
+                } while Self.poll(fd, stop: stop.descriptor, timeout: .milliseconds(5))
             }
+            if stop.isStopped { break }
             if !sawEvent && !waitingToSettle && ContinuousClock.now < nextRescan { continue }
             if settleAll { writing.removeAll() }
             waitingToSettle = store.reconcile(finished: finished, writing: writing, settleAll: settleAll)
@@ -93,14 +91,12 @@ public final class ModelDirectoryWatcher: Sendable {
         }
     }
 
-    /// Waits until `fd` is readable or `timeout` passes.
-    private func poll(_ fd: Int32, timeout: Duration) -> Bool {
-        let milliseconds = max(0, Int32(timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000))
-        var entry = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-        while true {
-            let rc = Glibc.poll(&entry, 1, milliseconds)
-            if rc < 0 && errno == EINTR { continue }
-            return rc > 0
-        }
+    /// Waits until inotify's `fd` is readable (true), or `stop` is, or `timeout` passes (false). `fd` may be -1
+    /// (no inotify: only the stop and the timeout end the wait).
+    private static func poll(_ fd: Int32, stop: Int32, timeout: Duration) -> Bool {
+        var entries = [pollfd(fd: fd, events: Int16(POLLIN), revents: 0), pollfd(fd: stop, events: Int16(POLLIN), revents: 0)]
+        let deadline = Deadline.after(max(.zero, timeout))
+        let rc = retryingInterrupts { Glibc.poll(&entries, 2, deadline.pollMilliseconds) }
+        return rc > 0 && entries[0].revents != 0
     }
 }

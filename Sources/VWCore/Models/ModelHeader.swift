@@ -55,17 +55,11 @@ public struct ModelHeader: Sendable, Equatable {
         guard descriptor >= 0 else { throw .unreadable(errno: errno) }
         defer { close(descriptor) }
         var bytes = [UInt8](repeating: 0, count: maxHeaderBytes)
-        var filled = 0
-        while filled < maxHeaderBytes {
-            let count = bytes.withUnsafeMutableBytes { buffer in
-                Glibc.read(descriptor, buffer.baseAddress! + filled, maxHeaderBytes - filled)
-            }
-            if count < 0 {
-                if errno == EINTR { continue }
-                throw .unreadable(errno: errno)
-            }
-            if count == 0 { break }
-            filled += count
+        let read = bytes.withUnsafeMutableBytes { buffer in Result { () throws(SystemError) in try FileIO.fill(descriptor, buffer) } }
+        let filled: Int
+        switch read {
+        case .success(let count): filled = count
+        case .failure(let error): throw .unreadable(errno: error.code)
         }
         bytes.removeSubrange(filled...)
         return try parse(bytes)

@@ -81,33 +81,21 @@ public final class VWProcess: Sendable {
     func writeAll(_ bytes: UnsafeRawBufferPointer, by deadline: Deadline) -> Bool {
         var offset = 0
         while offset < bytes.count {
-            let n = Glibc.write(stdinFD, bytes.baseAddress! + offset, bytes.count - offset)
+            let n = retryingInterrupts { Glibc.write(stdinFD, bytes.baseAddress! + offset, bytes.count - offset) }
             if n >= 0 {
                 offset += n
                 continue
             }
-            switch errno {
-            case EINTR:
-                continue
-            case EAGAIN:
-                var descriptor = pollfd(fd: stdinFD, events: Int16(POLLOUT), revents: 0)
-                let ready = poll(&descriptor, 1, deadline.pollMilliseconds)
-                if ready == 0 { return false }
-                if ready < 0 && errno != EINTR { return false }
-            default:
-                return false
-            }
+            guard errno == EAGAIN else { return false }
+            var descriptor = pollfd(fd: stdinFD, events: Int16(POLLOUT), revents: 0)
+            if retryingInterrupts({ poll(&descriptor, 1, deadline.pollMilliseconds) }) <= 0 { return false }
         }
         return true
     }
 
     /// Reads what vw printed on `fd`; 0 at end of file, -1 on error.
     static func read(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer) -> Int {
-        while true {
-            let n = Glibc.read(fd, buffer.baseAddress, buffer.count)
-            if n < 0 && errno == EINTR { continue }
-            return n
-        }
+        retryingInterrupts { Glibc.read(fd, buffer.baseAddress, buffer.count) }
     }
 
     func signal(_ signal: Int32) {
@@ -128,9 +116,7 @@ public final class VWProcess: Sendable {
     /// Waits for the process to exit and returns a description of how it ended.
     func reap() -> String {
         var status: Int32 = 0
-        while waitpid(pid, &status, 0) < 0 {
-            if errno != EINTR { return "exit status unknown" }
-        }
+        if retryingInterrupts({ waitpid(pid, &status, 0) }) < 0 { return "exit status unknown" }
         if status & 0x7f == 0 { return "exited with code \((status >> 8) & 0xff)" }
         return "killed by signal \(status & 0x7f)"
     }
@@ -165,8 +151,7 @@ extension VWProcess {
         var killed = false
         while !open.isEmpty {
             var descriptors = open.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
-            let ready = poll(&descriptors, nfds_t(descriptors.count), deadline.pollMilliseconds)
-            if ready < 0 && errno == EINTR { continue }
+            let ready = retryingInterrupts { poll(&descriptors, nfds_t(descriptors.count), deadline.pollMilliseconds) }
             if ready <= 0 || output.count > maxOutput {
                 process.killGroup()
                 killed = true
@@ -185,7 +170,7 @@ extension VWProcess {
             }
         }
         var status: Int32 = 0
-        while waitpid(process.pid, &status, 0) < 0 && errno == EINTR {}
+        _ = retryingInterrupts { waitpid(process.pid, &status, 0) }
         _ = Glibc.close(process.stdoutFD)
         _ = Glibc.close(process.stderrFD)
         let exited = status & 0x7f == 0
@@ -196,6 +181,9 @@ extension VWProcess {
 }
 
 /// The one long-lived thread that forks every vw child (see `VWProcess.spawn`).
+///
+/// Not a ``BackgroundService`` on purpose: a child's parent-death signal follows the thread that forked it, so this
+/// thread must outlive every vw process, including those a stopping server still drains; it ends with the process.
 final class Spawner: Sendable {
     static let shared = Spawner()
 

@@ -15,24 +15,30 @@ struct FastCGISocketError: Error, CustomStringConvertible {
 ///
 /// With `fastcgi_keep_conn on` a thread stays with its nginx connection between requests, so
 /// nginx's idle keepalive connections (workers × keepalive) must stay below T.
-final class FastCGIServer: Sendable {
+///
+/// A ``BackgroundService``: `run` starts the threads and, once stopped, stops accepting and waits up to `grace` for
+/// the requests being served.
+final class FastCGIServer: BackgroundService {
     /// Answers one request; the cache is the calling thread's own.
     typealias Handler = @Sendable (HTTPRequest, inout Router.ThreadContext) -> HTTPResponse
 
     let socketFD: Int32
     let threads: Int
     let maxBodyBytes: Int
+    /// How long a stop waits for the requests being served.
+    let grace: Duration
     let handler: Handler
     let logger: Logger
     private let stopping = Atomic<Bool>(false)
     private let inflight = Atomic<Int>(0)
-    /// Woken by every finished request once stopping, so `stop` waits without polling.
+    /// Woken by every finished request once stopping, so `stop` waits without polling; also the accept back-off's wait.
     private let drained = Condition()
 
-    init(socketFD: Int32, threads: Int, maxBodyBytes: Int, logger: Logger, handler: @escaping Handler) {
+    init(socketFD: Int32, threads: Int, maxBodyBytes: Int, grace: Duration, logger: Logger, handler: @escaping Handler) {
         self.socketFD = socketFD
         self.threads = threads
         self.maxBodyBytes = maxBodyBytes
+        self.grace = grace
         self.logger = logger
         self.handler = handler
     }
@@ -97,14 +103,19 @@ final class FastCGIServer: Sendable {
         return fd
     }
 
-    func start() {
+    var serviceName: String { "fcgi" }
+
+    /// Serves on `threads` threads until `stop` is asked, then drains (see ``drain()``).
+    func run(until stop: StopToken) {
         for index in 0..<threads {
             DetachedThread.start(name: "fcgi-\(index)") { [self] in acceptLoop() }
         }
+        stop.wait(until: .never)
+        drain()
     }
 
     /// Stops accepting new connections and waits up to `grace` for requests being served.
-    func stop(grace: Duration) {
+    private func drain() {
         stopping.store(true, ordering: .releasing)
         shutdown(socketFD, Int32(SHUT_RDWR))
         drained.wait(until: .after(grace)) { inflight.load(ordering: .acquiring) == 0 }
@@ -118,7 +129,8 @@ final class FastCGIServer: Sendable {
         while !stopping.load(ordering: .acquiring) {
             if FCGX_Accept_r(request) < 0 {
                 if stopping.load(ordering: .acquiring) { break }
-                usleep(1_000)  // a failed accept (EMFILE, ...): back off before the next try
+                // A failed accept (EMFILE, ...): back off before the next try, or less when stopping.
+                drained.wait(until: .after(.milliseconds(1))) { stopping.load(ordering: .acquiring) }
                 continue
             }
             inflight.wrappingAdd(1, ordering: .acquiring)
