@@ -95,4 +95,54 @@ public enum FileIO {
             if result.count > maxBytes { throw SystemError("read", path: path, code: EFBIG) }
         }
     }
+
+    /// The entries of the directory open at `fd` (no `.`/`..`), each with whether it is a regular file (by `d_type`,
+    /// or `fstatat` without following a link when the file system does not say): the one readdir loop. `fd` stays
+    /// open (a duplicate is read).
+    static func entries(ofDirectory fd: Int32) -> [(name: String, regular: Bool)] {
+        let copy = dup(fd)
+        guard copy >= 0, let dir = fdopendir(copy) else {
+            if copy >= 0 { close(copy) }
+            return []
+        }
+        defer { closedir(dir) }
+        rewinddir(dir)
+        var names: [(String, Bool)] = []
+        while let entry = readdir(dir) {
+            let name = withUnsafePointer(to: entry.pointee.d_name) {
+                $0.withMemoryRebound(to: CChar.self, capacity: 256) { String(cString: $0) }
+            }
+            if name == "." || name == ".." { continue }
+            var regular = Int32(entry.pointee.d_type) == Int32(DT_REG)
+            if Int32(entry.pointee.d_type) == Int32(DT_UNKNOWN) {
+                var info = stat()
+                regular = fstatat(fd, name, &info, AT_SYMLINK_NOFOLLOW) == 0 && info.st_mode & S_IFMT == S_IFREG
+            }
+            names.append((name, regular))
+        }
+        return names
+    }
+
+    /// The names in the directory at `path` (any type), nil when it cannot be opened.
+    static func entryNames(atPath path: String) -> [String]? {
+        let fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        return entries(ofDirectory: fd).map(\.name)
+    }
+}
+
+/// The one rule for names that become file names (model names, instance ids): 1 to 128 bytes of `[A-Za-z0-9_.-]`,
+/// not starting with `.` (no hidden, temporary-looking or relative name), and with `alphanumericFirst` a letter
+/// or digit first (model names: `[A-Za-z0-9][A-Za-z0-9_.-]{0,127}`).
+enum FileName {
+    static func isSafe(_ name: some Collection<UInt8>, alphanumericFirst: Bool = false) -> Bool {
+        guard let first = name.first, name.count <= 128, first != UInt8(ascii: "."),
+              !alphanumericFirst || isAlphanumeric(first) else { return false }
+        return name.allSatisfy { isAlphanumeric($0) || $0 == UInt8(ascii: "_") || $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: "-") }
+    }
+
+    private static func isAlphanumeric(_ b: UInt8) -> Bool {
+        (b >= 48 && b <= 57) || (b >= 65 && b <= 90) || (b >= 97 && b <= 122)
+    }
 }

@@ -3,6 +3,7 @@ import Glibc
 #endif
 import Logging
 import Synchronization
+import VWCore
 
 /// One JSON object per line on stderr: `{"ts","level","label","msg",...metadata}`.
 struct JSONLogHandler: LogHandler {
@@ -54,18 +55,7 @@ struct JSONLogHandler: LogHandler {
         }
     }
 
-    private func timestamp() -> String {
-        var now = timespec()
-        clock_gettime(CLOCK_REALTIME, &now)
-        var seconds = now.tv_sec
-        var parts = tm()
-        gmtime_r(&seconds, &parts)
-        var buffer = [CChar](repeating: 0, count: 32)
-        let n = strftime(&buffer, buffer.count, "%Y-%m-%dT%H:%M:%S", &parts)
-        let millis = Int(now.tv_nsec / 1_000_000)
-        let base = String(decoding: buffer[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
-        return base + "." + String(1000 + millis).dropFirst() + "Z"
-    }
+    private func timestamp() -> String { Timestamp.now() }
 }
 
 /// Makes every log line safe to write whatever a client sent: metadata values (request ids,

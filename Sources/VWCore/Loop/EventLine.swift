@@ -65,24 +65,9 @@ public enum EventLine {
         return writer.bytes
     }
 
-    /// The wall clock in milliseconds since the Unix epoch.
-    public static func nowMilliseconds() -> Int64 {
-        var now = timespec()
-        clock_gettime(CLOCK_REALTIME, &now)
-        return Int64(now.tv_sec) * 1000 + Int64(now.tv_nsec / 1_000_000)
-    }
+    /// The wall clock in milliseconds since the Unix epoch (``Timestamp/nowMilliseconds()``).
+    public static func nowMilliseconds() -> Int64 { Timestamp.nowMilliseconds() }
 
-    /// `2026-11-30T19:21:23.123Z` for `milliseconds` since the epoch.
-    public static func timestamp(milliseconds: Int64) -> String {
-        var seconds = time_t(milliseconds / 1000)
-        var parts = tm()
-        gmtime_r(&seconds, &parts)
-        func pad(_ value: Int32, _ width: Int) -> String {
-            let text = String(value)
-            return String(repeating: "0", count: max(0, width - text.count)) + text
-        }
-        return pad(parts.tm_year + 1900, 4) + "-" + pad(parts.tm_mon + 1, 2) + "-" + pad(parts.tm_mday, 2) + "T"
-            + pad(parts.tm_hour, 2) + ":" + pad(parts.tm_min, 2) + ":" + pad(parts.tm_sec, 2) + "."
-            + pad(Int32(milliseconds % 1000), 3) + "Z"
-    }
+    /// `2026-11-30T19:21:23.123Z` for `milliseconds` since the epoch (``Timestamp/rfc3339(milliseconds:)``).
+    public static func timestamp(milliseconds: Int64) -> String { Timestamp.rfc3339(milliseconds: milliseconds) }
 }

@@ -97,10 +97,7 @@ public final class EventLog: @unchecked Sendable {
 
     /// `[A-Za-z0-9_.-]{1,128}`, not starting with `.`: safe in a file name.
     public static func isValidInstance(_ instance: String) -> Bool {
-        !instance.isEmpty && instance.utf8.count <= 128 && !instance.hasPrefix(".")
-            && instance.utf8.allSatisfy { b in
-                (b >= 48 && b <= 57) || (b >= 65 && b <= 90) || (b >= 97 && b <= 122) || b == 95 || b == 46 || b == 45
-            }
+        FileName.isSafe(instance.utf8)
     }
 
     /// How many fsyncs of segment data were made (group commit makes it far fewer than appends).

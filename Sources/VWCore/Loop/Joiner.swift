@@ -469,25 +469,7 @@ public final class Joiner {
     // MARK: - Files
 
     private func writeJoined(_ bytes: [UInt8], name: String) throws(EventLogError) {
-        let temporary = "." + name + ".tmp"
-        joinedFiles.remove(temporary)
-        let fd = try joinedFiles.create(temporary)
-        do {
-            try LoopFiles.writeAll(fd, bytes, path: joinedDirectory + "/" + temporary)
-            try LoopFiles.fsyncFile(fd, path: joinedDirectory + "/" + temporary)
-        } catch {
-            close(fd)
-            joinedFiles.remove(temporary)
-            throw error
-        }
-        close(fd)
-        do {
-            try joinedFiles.rename(temporary, to: name)
-        } catch {
-            joinedFiles.remove(temporary)
-            throw error
-        }
-        try joinedFiles.sync()
+        try joinedFiles.writeAtomically(bytes, to: name)
     }
 
     /// Appends this step's record to the journal (when anything changed), or writes a snapshot when the journal

@@ -34,18 +34,7 @@ enum LoopFiles {
     }
 
     /// The names in `directory` (no `.`/`..`); empty when it does not exist.
-    static func list(_ directory: String) -> [String] {
-        guard let dir = opendir(directory) else { return [] }
-        defer { closedir(dir) }
-        var names: [String] = []
-        while let entry = readdir(dir) {
-            let name = withUnsafePointer(to: entry.pointee.d_name) {
-                $0.withMemoryRebound(to: CChar.self, capacity: 256) { String(cString: $0) }
-            }
-            if name != "." && name != ".." { names.append(name) }
-        }
-        return names
-    }
+    static func list(_ directory: String) -> [String] { FileIO.entryNames(atPath: directory) ?? [] }
 
     /// Writes all of `bytes` to `fd`, resuming after short writes and EINTR.
     static func writeAll(_ fd: Int32, _ bytes: [UInt8], path: String) throws(EventLogError) {
@@ -65,24 +54,12 @@ enum LoopFiles {
         if fsync(fd) != 0 { throw .system("fsync directory", directory) }
     }
 
-    /// Replaces `path` with `bytes` atomically: write `path.tmp`, fsync, rename, fsync the directory.
+    /// Replaces `path` with `bytes` atomically, through ``StateDirectory/replace(_:fill:)`` in its directory
+    /// (the temporary is `.<name>.tmp`, a name every reader of these directories ignores).
     static func writeAtomically(_ bytes: [UInt8], to path: String) throws(EventLogError) {
-        let temporary = path + ".tmp"
-        // A leftover (or planted) temporary is removed, never written through: O_EXCL | O_NOFOLLOW.
-        unlink(temporary)
-        let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o644)
-        if fd < 0 { throw .system("create", temporary) }
-        do {
-            try writeAll(fd, bytes, path: temporary)
-            try fsyncFile(fd, path: temporary)
-        } catch {
-            close(fd)
-            unlink(temporary)
-            throw error
-        }
-        close(fd)
-        if rename(temporary, path) != 0 { throw .system("rename", temporary) }
-        try fsyncDirectory(directory(of: path))
+        let name = path.lastIndex(of: "/").map { String(path[path.index(after: $0)...]) } ?? path
+        guard StateDirectory.isPlainName(name) else { throw EventLogError("event log: cannot write \(path): not a file name") }
+        try StateDirectory.root(directory(of: path)).writeAtomically(bytes, to: name)
     }
 
     /// The whole file, or nil when it does not exist; anything but a regular file (a FIFO cannot block the

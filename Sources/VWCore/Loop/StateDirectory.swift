@@ -123,21 +123,34 @@ public final class StateDirectory: @unchecked Sendable {
         return fd
     }
 
-    /// Replaces `name` with `bytes` atomically: `.name.tmp` written and fsynced, renamed over `name`, directory fsynced.
+    /// Replaces `name` with `bytes` atomically (see ``replace(_:fill:)``).
     public func writeAtomically(_ bytes: [UInt8], to name: String) throws(EventLogError) {
+        try replace(name) { file, path throws(EventLogError) in try LoopFiles.writeAll(file, bytes, path: path) }
+    }
+
+    /// The one durable write of the project: `.name.tmp` is created (`O_EXCL | O_NOFOLLOW`: a leftover is removed
+    /// first, a planted link never written through), filled by `fill` (its descriptor and path; mode 0644), fsynced, renamed
+    /// over `name`, and the directory fsynced. A reader sees the old file or the new one, never a part; on any
+    /// failure the temporary is removed and `name` is unchanged.
+    public func replace(_ name: String, fill: (_ fd: Int32, _ path: String) throws(EventLogError) -> Void) throws(EventLogError) {
         let temporary = "." + name + ".tmp"
         unlinkat(fd, temporary, 0)
-        let file = try create(temporary)
+        let file = openat(fd, temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o644)
+        if file < 0 { throw .system("create", path + "/" + temporary) }
         do {
-            try LoopFiles.writeAll(file, bytes, path: path + "/" + temporary)
+            defer { Glibc.close(file) }
+            try fill(file, path + "/" + temporary)
             try LoopFiles.fsyncFile(file, path: path + "/" + temporary)
         } catch {
-            Glibc.close(file)
             unlinkat(fd, temporary, 0)
             throw error
         }
-        Glibc.close(file)
-        try rename(temporary, to: name)
+        do {
+            try rename(temporary, to: name)
+        } catch {
+            unlinkat(fd, temporary, 0)
+            throw error
+        }
         try sync()
     }
 
@@ -161,29 +174,7 @@ public final class StateDirectory: @unchecked Sendable {
     }
 
     /// The entries of this directory (no `.`/`..`), with whether each is a regular file (not followed).
-    public func entries() -> [(name: String, regular: Bool)] {
-        let copy = dup(fd)
-        guard copy >= 0, let dir = fdopendir(copy) else {
-            if copy >= 0 { Glibc.close(copy) }
-            return []
-        }
-        defer { closedir(dir) }
-        rewinddir(dir)
-        var names: [(String, Bool)] = []
-        while let entry = readdir(dir) {
-            let name = withUnsafePointer(to: entry.pointee.d_name) {
-                $0.withMemoryRebound(to: CChar.self, capacity: 256) { String(cString: $0) }
-            }
-            if name == "." || name == ".." { continue }
-            var regular = Int32(entry.pointee.d_type) == Int32(DT_REG)
-            if Int32(entry.pointee.d_type) == Int32(DT_UNKNOWN) {
-                var info = stat()
-                regular = fstatat(fd, name, &info, AT_SYMLINK_NOFOLLOW) == 0 && info.st_mode & S_IFMT == S_IFREG
-            }
-            names.append((name, regular))
-        }
-        return names
-    }
+    public func entries() -> [(name: String, regular: Bool)] { FileIO.entries(ofDirectory: fd) }
 
     /// The names of the entries (any type).
     public func list() -> [String] { entries().map(\.name) }

@@ -43,13 +43,7 @@ enum ModelDirectory {
 
     /// Whether `name` is a valid model name: `[A-Za-z0-9][A-Za-z0-9_.-]{0,127}`.
     static func isValidName(_ name: Substring) -> Bool {
-        let bytes = name.utf8
-        guard let first = bytes.first, bytes.count <= 128, isAlphanumeric(first) else { return false }
-        return bytes.allSatisfy { isAlphanumeric($0) || $0 == UInt8(ascii: "_") || $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: "-") }
-    }
-
-    private static func isAlphanumeric(_ b: UInt8) -> Bool {
-        (b >= 48 && b <= 57) || (b >= 65 && b <= 90) || (b >= 97 && b <= 122)
+        FileName.isSafe(name.utf8, alphanumericFirst: true)
     }
 
     /// Files that writers use while writing, always skipped silently.
@@ -67,18 +61,7 @@ enum ModelDirectory {
     }
 
     /// Names in `directory` (entries only), or nil when it cannot be read.
-    static func entries(of directory: String) -> [String]? {
-        guard let dir = opendir(directory) else { return nil }
-        defer { closedir(dir) }
-        var names: [String] = []
-        while let entry = readdir(dir) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
-                String(cString: raw.bindMemory(to: CChar.self).baseAddress!)
-            }
-            if name != "." && name != ".." { names.append(name) }
-        }
-        return names
-    }
+    static func entries(of directory: String) -> [String]? { FileIO.entryNames(atPath: directory) }
 
     /// Reads a whole small file (a config or checksum), refusing one over `maxBytes`.
     static func read(_ path: String, maxBytes: Int = 1 << 20) throws(LoadError) -> [UInt8] {
@@ -214,19 +197,4 @@ enum ModelDirectory {
             throw .unreadable("cannot stage \(path): \(String(cString: strerror(error.code)))")
         }
     }
-}
-
-/// The current time in RFC 3339 (UTC, milliseconds).
-func rfc3339Now() -> String {
-    var now = timespec()
-    clock_gettime(CLOCK_REALTIME, &now)
-    var seconds = now.tv_sec
-    var parts = tm()
-    gmtime_r(&seconds, &parts)
-    func pad(_ value: Int32, _ width: Int) -> String {
-        let text = String(value)
-        return String(repeating: "0", count: max(0, width - text.count)) + text
-    }
-    return "\(pad(parts.tm_year + 1900, 4))-\(pad(parts.tm_mon + 1, 2))-\(pad(parts.tm_mday, 2))T"
-        + "\(pad(parts.tm_hour, 2)):\(pad(parts.tm_min, 2)):\(pad(parts.tm_sec, 2)).\(pad(Int32(now.tv_nsec / 1_000_000), 3))Z"
 }
