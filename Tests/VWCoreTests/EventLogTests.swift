@@ -53,7 +53,11 @@ struct EventLogTests {
         // (Enqueueing signals nothing the test can wait on, so the hook polls, bounded.)
         let held = Mutex(false)
         log.setBeforeBatch {
-            if !held.withLock({ defer { $0 = true }; return $0 }) {
+            let first = held.withLock { wasHeld in
+                defer { wasHeld = true }
+                return !wasHeld
+            }
+            if first {
                 let deadline = Deadline.after(.seconds(10))
                 let pause = Condition()
                 while log.appendsQueued < threads && !deadline.hasPassed { pause.wait(until: .after(.milliseconds(1))) { false } }
