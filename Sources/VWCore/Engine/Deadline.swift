@@ -52,6 +52,9 @@ public struct Deadline: Sendable, Comparable {
 /// A condition variable over its own mutex, waited on with a ``Deadline``.
 ///
 /// Replaces sleep-polling: whoever changes what waiters look at calls `broadcast` under `withLock`.
+///
+/// Unchecked Sendable: its only state is the pthread mutex and condition, allocated once and used only through
+/// pthread calls, which are thread-safe.
 public final class Condition: @unchecked Sendable {
     private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
     private let condition = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)

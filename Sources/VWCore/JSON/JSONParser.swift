@@ -1,3 +1,4 @@
+// Over 400 lines on purpose: one strict RFC 8259 parser; its byte-level rules are reviewed together.
 /// A strict RFC 8259 parser working on raw bytes, built to never trap on hostile input.
 public enum JSONParser {
     /// Parses a whole document; rejects trailing garbage, invalid UTF-8, unpaired surrogates, nesting deeper than maxDepth (message says "nesting deeper than 32").

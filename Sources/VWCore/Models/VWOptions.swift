@@ -1,3 +1,5 @@
+// Over 400 lines on purpose: VW's option table (the allowlist) and its one parser; the table is data, read top to
+// bottom.
 import Glibc
 
 /// How many values an option takes on VW's command line.

@@ -1,3 +1,5 @@
+// Over 400 lines on purpose: one computation that must equal VW bit for bit; its steps follow VW's source files in
+// order and are checked together.
 import Glibc
 
 /// An in-process scorer for linear VW models, computing exactly what `vw -t -p` prints.

@@ -1,3 +1,5 @@
+// Over 400 lines on purpose: one vw process's state machine (spawn, probe, pipeline, answer reader, restart); its
+// threads share the private state.
 #if canImport(Glibc)
 import Glibc
 #endif

@@ -1,3 +1,5 @@
+// Over 400 lines on purpose: one grammar (VW's text format per reduction family) read in one pass; its rules are
+// checked against VW's parser side by side.
 /// VW's text format, strictly, per reduction family: parses a client's example and gives it back in
 /// a canonical form, so vw only ever reads bytes written by the server (never the client's).
 ///

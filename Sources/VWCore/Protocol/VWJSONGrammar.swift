@@ -1,3 +1,5 @@
+// Over 400 lines on purpose: one grammar (VW's JSON example format) read in one pass; its rules are easier to check
+// against VW's parser side by side.
 /// VW's JSON example format (`vw --json`), strictly: validates one client object completely and
 /// writes it back as one compact JSON line built from the parsed values, so vw only ever reads
 /// bytes written by the server (never the client's).
