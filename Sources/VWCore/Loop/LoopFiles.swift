@@ -46,14 +46,6 @@ enum LoopFiles {
         if fsync(fd) != 0 { throw .system("fsync", path) }
     }
 
-    /// Makes the entries of `directory` (a created or renamed file) durable.
-    static func fsyncDirectory(_ directory: String) throws(EventLogError) {
-        let fd = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        if fd < 0 { throw .system("open directory", directory) }
-        defer { close(fd) }
-        if fsync(fd) != 0 { throw .system("fsync directory", directory) }
-    }
-
     /// Replaces `path` with `bytes` atomically, through ``StateDirectory/replace(_:fill:)`` in its directory
     /// (the temporary is `.<name>.tmp`, a name every reader of these directories ignores).
     static func writeAtomically(_ bytes: [UInt8], to path: String) throws(EventLogError) {

@@ -93,6 +93,20 @@ enum ModelDirectory {
     static func stage(
         _ source: String, to staged: String, maxBytes: Int, checkHeader: ([UInt8]) throws(LoadError) -> Void
     ) throws(LoadError) -> SHA256 {
+        try copy(source, into: .newFile(staged), maxBytes: maxBytes, checkHeader: checkHeader)
+    }
+
+    /// Where ``copy(_:into:maxBytes:checkHeader:)`` writes: a new private file (mode 0600, created once the header
+    /// passed, removed on failure), or an open descriptor (a durable write's temporary, see ``copyDurably``).
+    enum CopyTarget {
+        case newFile(String)
+        case descriptor(Int32, path: String)
+    }
+
+    /// Copies the model file at `source` into `target`, hashing the bytes (see ``stage``).
+    static func copy(
+        _ source: String, into target: CopyTarget, maxBytes: Int, checkHeader: ([UInt8]) throws(LoadError) -> Void
+    ) throws(LoadError) -> SHA256 {
         let fd = open(source, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw .unreadable("\(source): \(String(cString: strerror(errno)))") }
         defer { close(fd) }
@@ -112,12 +126,19 @@ enum ModelDirectory {
         }
         var count = try fill(UnsafeMutableRawBufferPointer(rebasing: chunk[0..<headerBytes]))
         try checkHeader(Array(UnsafeRawBufferPointer(rebasing: chunk[0..<count])))
-        let out = open(staged, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
-        guard out >= 0 else { throw .unreadable("cannot stage \(staged): \(String(cString: strerror(errno)))") }
+        let out: Int32, staged: String
+        switch target {
+        case .newFile(let path):
+            out = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+            staged = path
+            guard out >= 0 else { throw .unreadable("cannot stage \(staged): \(String(cString: strerror(errno)))") }
+        case .descriptor(let fd, let path):
+            (out, staged) = (fd, path)
+        }
         var hasher = SHA256()
         var total = 0
         do throws(LoadError) {
-            defer { close(out) }
+            defer { if case .newFile = target { close(out) } }
             while count > 0 {
                 total += count
                 if total > maxBytes {
@@ -139,40 +160,50 @@ enum ModelDirectory {
                 throw .unreadable("cannot stage \(staged): \(String(cString: strerror(errno)))")
             }
         } catch {
-            unlink(staged)
+            if case .newFile = target { unlink(staged) }
             throw error
         }
         return hasher
     }
 
-    /// Copies `source` to `destination` durably (a `.tmp` copy, mode 0644, fsync, rename); returns the
-    /// SHA-256 of the bytes, nil on any failure (nothing is left at `destination` then).
-    static func copyDurably(_ source: String, to destination: String) -> SHA256? {
-        let temporary = destination + ".tmp"
-        unlink(temporary)
-        guard let hash = try? stage(source, to: temporary, maxBytes: Int.max, checkHeader: { _ in }) else { return nil }
-        let fd = open(temporary, O_RDONLY | O_CLOEXEC)
-        let synced = fd >= 0 && fsync(fd) == 0
-        if fd >= 0 { close(fd) }
-        // Readable by a sidecar that ships it (a staged copy is private, 0600).
-        guard synced, chmod(temporary, 0o644) == 0, rename(temporary, destination) == 0 else {
-            unlink(temporary)
+    /// Copies `source` into `directory` as `name` through the one durable write (``StateDirectory/replace(_:fill:)``:
+    /// a temporary, mode 0644 so that a sidecar can ship it, fsynced, renamed); the SHA-256 of the bytes, nil on any
+    /// failure (`name` is unchanged then).
+    static func copyDurably(_ source: String, into directory: StateDirectory, as name: String) -> SHA256? {
+        var hash: SHA256?
+        do throws(EventLogError) {
+            try directory.replace(name) { fd, path throws(EventLogError) in
+                do throws(LoadError) {
+                    hash = try copy(source, into: .descriptor(fd, path: path), maxBytes: Int.max, checkHeader: { _ in })
+                } catch {
+                    throw EventLogError(error.description)
+                }
+            }
+        } catch {
             return nil
         }
         return hash
     }
 
-    /// Writes model `name` into `directory` as a model-sync source expects: `<name>.sha256`, then `<name>.vw`,
-    /// each through a temporary name every reader ignores, fsynced and renamed. nil or why not.
+    /// ``copyDurably(_:into:as:)`` to a path.
+    static func copyDurably(_ source: String, to destination: String) -> SHA256? {
+        let name = destination.lastIndex(of: "/").map { String(destination[destination.index(after: $0)...]) } ?? destination
+        guard let directory = try? StateDirectory.root(LoopFiles.directory(of: destination)) else { return nil }
+        return copyDurably(source, into: directory, as: name)
+    }
+
+    /// Writes model `name` into `directory` as a model-sync source expects: `<name>.sha256`, then `<name>.vw`.
+    /// The model is first copied durably under a name every reader ignores (hashing the bytes copied), the checksum
+    /// written durably, then the copy renamed into place and the directory fsynced. nil or why not.
     static func publish(name: String, model: String, into directory: String) -> String? {
-        let target = directory + "/" + name
-        let staged = directory + "/." + name + ".vw.publish"
-        defer { unlink(staged) }
-        guard var hash = copyDurably(model, to: staged) else { return "cannot copy \(model) to \(staged)" }
+        let staged = "." + name + ".vw.publish"
         do throws(EventLogError) {
-            try LoopFiles.writeAtomically(Array((hash.finalize().hexString + "  " + name + ".vw\n").utf8), to: target + ".sha256")
-            if rename(staged, target + ".vw") != 0 { throw .system("rename", staged) }
-            try LoopFiles.fsyncDirectory(directory)
+            let target = try StateDirectory.root(directory)
+            defer { target.remove(staged) }
+            guard var hash = copyDurably(model, into: target, as: staged) else { return "cannot copy \(model) into \(directory)" }
+            try target.writeAtomically(Array((hash.finalize().hexString + "  " + name + ".vw\n").utf8), to: name + ".sha256")
+            try target.rename(staged, to: name + ".vw")
+            try target.sync()
         } catch {
             return error.message
         }

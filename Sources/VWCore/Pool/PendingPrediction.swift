@@ -1,4 +1,3 @@
-import Dispatch
 import Synchronization
 
 /// What vw printed for one request: the raw bytes and where each example's answer lies in them.
@@ -26,7 +25,8 @@ final class PendingPrediction: Sendable {
     let capacity: Int
     let enqueuedAt: ContinuousClock.Instant
 
-    private let done = DispatchSemaphore(value: 0)
+    /// Woken once the outcome is recorded (the one way the engine waits: a condition with a deadline).
+    private let done = Condition()
     private let outcome = Mutex<Result<ShardAnswer, ShardFailure>?>(nil)
 
     init(frame: AnswerFrame, capacity: Int) {
@@ -37,12 +37,11 @@ final class PendingPrediction: Sendable {
 
     /// Records the outcome once; later calls are ignored.
     func complete(_ result: Result<ShardAnswer, ShardFailure>) {
-        let first = outcome.withLock { current in
-            if current != nil { return false }
-            current = result
-            return true
+        done.broadcast {
+            outcome.withLock { current in
+                if current == nil { current = result }
+            }
         }
-        if first { done.signal() }
     }
 
     func finish(with framer: AnswerFramer) {
@@ -51,9 +50,11 @@ final class PendingPrediction: Sendable {
 
     /// Waits until `deadline`; nil when it passed first.
     func wait(until deadline: Deadline) -> Result<ShardAnswer, ShardFailure>? {
-        let (seconds, attoseconds) = deadline.remaining.components
-        let nanoseconds = Int(clamping: seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
-        if done.wait(timeout: .now() + .nanoseconds(nanoseconds)) == .timedOut { return nil }
-        return outcome.withLock { $0 }
+        var result: Result<ShardAnswer, ShardFailure>?
+        done.wait(until: deadline) {
+            result = outcome.withLock { $0 }
+            return result != nil
+        }
+        return result
     }
 }
