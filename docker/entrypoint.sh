@@ -31,6 +31,7 @@
 #   INSTANCE_ID [host name]      vwfcgi --instance-id: names this pod's log segments
 #   STATE_MAX_BYTES              vwfcgi --state-max-bytes (serve and train): the state directory's
 #                                budget (e.g. 1536M), below the volume's size (issue 24; DEPLOY.md)
+#   METRICS_LISTEN               train only: vwfcgi train --metrics-listen (host:port of GET /metrics)
 #   API_KEY_FILE                 vwfcgi --api-key-file: one API key per line (a Kubernetes Secret);
 #                                the learning loop's write routes then need one (SPEC §8.9)
 #   VWFCGI_BIN [vwfcgi on PATH], VWFCGI_VW_COMMAND [<app>/bin/vw]
@@ -92,6 +93,7 @@ if [ "$mode" = train ]; then
     args=(train --state "$STATE_DIR" --models "$MODEL_DIR" --log-format "$LOG_FORMAT")
     [ -z "${INSTANCE_ID:-}" ] || args+=(--instance-id "$INSTANCE_ID")
     [ -z "${STATE_MAX_BYTES:-}" ] || args+=(--state-max-bytes "$STATE_MAX_BYTES")
+    [ -z "${METRICS_LISTEN:-}" ] || args+=(--metrics-listen "$METRICS_LISTEN")
     # shellcheck disable=SC2206 # VWFCGI_ARGS is a list of words on purpose
     args+=(${VWFCGI_ARGS:-})
     say "exec vwfcgi ${args[*]}"

@@ -3,6 +3,7 @@ import Glibc
 #endif
 import ArgumentParser
 import Logging
+import Prometheus
 import VWCore
 
 /// `vwfcgi train --state DIR --models OUT`: the external trainer of many replicas (SPEC §8.7).
@@ -23,11 +24,16 @@ struct Train: ParsableCommand {
     @Option(help: "Model directory with the base models (<name>.vw, <name>.json); learned models are written into it.")
     var models: String
 
+    @Option(help: "Serve GET /metrics (Prometheus text: the loop's updates, learned events, joins, state bytes) over plain HTTP on this IPv4 host:port, e.g. 0.0.0.0:9102; off when not given.")
+    var metricsListen: String?
+
     @OptionGroup var common: EngineOptions
 
     func run() throws {
         let logger = common.bootstrapLogging()
         signal(SIGPIPE, SIG_IGN)
+        // Before anything makes a metric (the store, the loops), when they are served.
+        let metrics = metricsListen.map { _ in RequestMetrics.bootstrap() }
         let staging = try Serve.makeStagingDirectory()
         var settings = common.settings(modelDirectory: models, stagingDirectory: staging, logger: logger)
         // One vw per model: it only answers the load probe of each base and learned model.
@@ -40,6 +46,17 @@ struct Train: ParsableCommand {
         let stopSignals = StopSignals()
         let store = ModelStore(settings: settings, logger: logger)
         let services = ServiceGroup(logger: logger)
+        if let metricsListen, let metrics {
+            do {
+                services.start(try MetricsEndpoint(address: metricsListen, logger: logger) {
+                    RequestMetrics.addingHelp(to: metrics.registry.emitToBuffer())
+                })
+            } catch {
+                logger.critical("cannot start", metadata: ["error": "\(error)"])
+                throw ExitCode.failure
+            }
+            logger.info("serving /metrics", metadata: ["listen": "\(metricsListen)"])
+        }
         store.reconcile()
         services.start(ModelDirectoryWatcher(store: store, rescanInterval: common.rescanPeriod, logger: logger))
         services.start(loops.joining)

@@ -321,7 +321,17 @@ def test_trainer_deployment(overlay):
     assert spec["serviceAccountName"] == TRAINER and account["automountServiceAccountToken"] is False
     policy = one(docs, "NetworkPolicy", name=TRAINER)["spec"]
     assert policy["podSelector"]["matchLabels"].items() <= labels.items()
-    assert policy["policyTypes"] == ["Ingress"] and not policy.get("ingress"), "nothing may connect to the trainer"
+    # Only the scrape of its /metrics (issue 20 item 9) may connect to the trainer: the port vwfcgi train listens on
+    # (METRICS_LISTEN, passed as --metrics-listen by the entrypoint), the one the scrape annotation names.
+    assert policy["policyTypes"] == ["Ingress"]
+    assert [p["port"] for rule in policy["ingress"] for p in rule["ports"]] == [9102]
+    assert env(trainer)["METRICS_LISTEN"] == "0.0.0.0:9102"
+    assert [p["containerPort"] for p in trainer["ports"]] == [9102]
+    annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/scrape"] == "true" and annotations["prometheus.io/port"] == "9102"
+    assert '[ -z "${METRICS_LISTEN:-}" ] || args+=(--metrics-listen "$METRICS_LISTEN")' in entrypoint
+    # Its state budget sits below its claim, with room for /models-out and /sync.
+    assert quantity(env(trainer)["STATE_MAX_BYTES"]) < quantity(claim["spec"]["resources"]["requests"]["storage"])
 
 
 def quantity(text: str) -> int:

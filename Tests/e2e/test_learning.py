@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from conftest import REFERENCE_VW, ROOT, VWFCGI_BIN, HTTP_TIMEOUT, Stack, wait_until
+from conftest import REFERENCE_VW, ROOT, VWFCGI_BIN, HTTP_TIMEOUT, Stack, free_port, wait_until
 
 USERS = ["u0", "u1", "u2", "u3"]
 ACTIONS = 4
@@ -343,9 +343,10 @@ def test_the_external_trainer_learns_both_instances_logs_and_publishes_into_the_
         logs = sorted(p.name for p in (state / "cb" / "log").iterdir())
         assert any(n.startswith("pod-a-") for n in logs) and any(n.startswith("pod-b-") for n in logs), logs
         log = open(tmp_path / "trainer.log", "wb")
+        metrics_port = free_port()
         trainer = subprocess.Popen([str(VWFCGI_BIN), "train", "--state", str(state), "--models", str(out),
-                                    "--vw-command", REFERENCE_VW], stdout=log, stderr=subprocess.STDOUT,
-                                   stdin=subprocess.DEVNULL)
+                                    "--vw-command", REFERENCE_VW, "--metrics-listen", f"127.0.0.1:{metrics_port}"],
+                                   stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         published = base.read_bytes()
 
         def learned_everything():
@@ -372,6 +373,16 @@ def test_the_external_trainer_learns_both_instances_logs_and_publishes_into_the_
         got = [[(int(x), float(y)) for x, y in (pair.split(":") for pair in line.split(","))]
                for line in pred.read_text().splitlines() if line.strip()]
         assert_same_pmfs(got, reference_pmfs(base, lines, tmp_path), "the external trainer's model")
+        # The trainer's own /metrics (issue 20 item 9): its updates, learned events and joins.
+        metrics = requests.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=HTTP_TIMEOUT)
+        assert metrics.status_code == 200 and metrics.headers["Content-Type"].startswith("text/plain"), metrics.text[:300]
+        values = {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in metrics.text.splitlines()
+                  if line.startswith("vwfcgi_loop_")}
+        assert values.get('vwfcgi_loop_updates_total{model="cb",result="ok"}', 0) >= 1, metrics.text[:3000]
+        assert values.get('vwfcgi_loop_learned_events{model="cb"}') == 300, metrics.text[:3000]
+        assert values.get('vwfcgi_loop_joined_total{model="cb"}') == 300, metrics.text[:3000]
+        assert requests.get(f"http://127.0.0.1:{metrics_port}/other", timeout=HTTP_TIMEOUT).status_code == 404
+        assert requests.post(f"http://127.0.0.1:{metrics_port}/metrics", timeout=HTTP_TIMEOUT).status_code == 405
         # A pod whose sidecar delivers it serves it.
         (models / "cb.sha256").write_text((out / "cb.sha256").read_text())
         (models / "cb.vw.tmp").write_bytes(model)
