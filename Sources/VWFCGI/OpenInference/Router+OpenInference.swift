@@ -22,8 +22,8 @@ extension Router {
             return only(["GET", "HEAD"], request) {
                 guard store.contains(name, cache: &cache) else { return notFound(name, &outcome) }
                 outcome.model = name
-                let serving = try? store.withServingVersion(of: name, cache: &cache) { model throws(PredictError) in
-                    (version: model.version, datatype: TensorDatatype.of(kind: model.predictionKind, family: model.options.family))
+                let serving = (try? engine.servingModel(name, cache: &cache)).map { model in
+                    (version: model.version, datatype: TensorDatatype.of(kind: model.predictionKind, family: model.family))
                 }
                 if let version, version != serving?.version { return versionNotFound(name, version, serving: serving?.version) }
                 return .json(OpenInferenceDocument.model(name: name, serving: serving))
@@ -33,7 +33,7 @@ extension Router {
                 // 200 ready, 404 unknown model or version, 503 known without a serving version.
                 let serving: String
                 do throws(PredictError) {
-                    serving = try store.withServingVersion(of: name, cache: &cache) { model throws(PredictError) in model.version }
+                    serving = try engine.servingModel(name, cache: &cache).version
                 } catch {
                     if store.contains(name, cache: &cache) { outcome.model = name }
                     return failure(error, &outcome)
@@ -64,7 +64,7 @@ extension Router {
         let decoded: InferRequest
         do throws(PredictError) {
             if let version {
-                let serving = try store.withServingVersion(of: name, cache: &cache) { model throws(PredictError) in model.version }
+                let serving = try engine.servingModel(name, cache: &cache).version
                 if version != serving { return versionNotFound(name, version, serving: serving) }
             }
             decoded = try InferRequest.decode(request.body, maxDepth: engine.maxJSONDepth)
