@@ -14,13 +14,13 @@ extension Router {
             return only(["GET", "HEAD"], request) { .json(OpenInferenceDocument.flag("live", true)) }
         case .ready:
             return only(["GET", "HEAD"], request) {
-                let ready = store.readiness().isReady
+                let ready = engine.readiness().isReady
                 let body = OpenInferenceDocument.flag("ready", ready)
                 return ready ? .json(body) : .json(body, status: 503, headers: [("Retry-After", "1")])
             }
         case .model(let name, let version):
             return only(["GET", "HEAD"], request) {
-                guard store.contains(name, cache: &cache) else { return notFound(name, &outcome) }
+                guard engine.hasModel(name, cache: &cache) else { return notFound(name, &outcome) }
                 outcome.model = name
                 let serving = (try? engine.servingModel(name, cache: &cache)).map { model in
                     (version: model.version, datatype: TensorDatatype.of(kind: model.predictionKind, family: model.family))
@@ -35,7 +35,7 @@ extension Router {
                 do throws(PredictError) {
                     serving = try engine.servingModel(name, cache: &cache).version
                 } catch {
-                    if store.contains(name, cache: &cache) { outcome.model = name }
+                    if engine.hasModel(name, cache: &cache) { outcome.model = name }
                     return failure(error, &outcome)
                 }
                 outcome.model = name
@@ -52,14 +52,14 @@ extension Router {
         model name: String, version: String?, _ request: HTTPRequest, _ outcome: inout RequestMetrics.Outcome,
         _ cache: inout ModelStore.ReaderCache
     ) -> HTTPResponse {
-        guard store.contains(name, cache: &cache) else { return notFound(name, &outcome) }
+        guard engine.hasModel(name, cache: &cache) else { return notFound(name, &outcome) }
         outcome.model = name
         guard case .success(.json) = BodyFormat.of(contentType: request.contentType) else {
             outcome.errorReason = "unsupported_media_type"
             return .error(415, "unsupported Content-Type \(request.contentType ?? ""): the Open Inference Protocol takes application/json "
                 + "(the binary tensor extension is not supported)")
         }
-        let deadline = Deadline.after(store.settings.requestTimeout)
+        let deadline = Deadline.after(engine.requestTimeout)
         let result: PredictResult
         let decoded: InferRequest
         do throws(PredictError) {
