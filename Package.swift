@@ -48,10 +48,12 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
-        .testTarget(name: "VWCoreTests", dependencies: ["VWCore"], exclude: ["Fixtures"], swiftSettings: swiftSettings),
+        // What the test targets share: temporary model folders and a stand-in vw.
+        .target(name: "VWTestSupport", dependencies: ["VWCore"], path: "Tests/VWTestSupport", swiftSettings: swiftSettings),
+        .testTarget(name: "VWCoreTests", dependencies: ["VWCore", "VWTestSupport"], exclude: ["Fixtures"], swiftSettings: swiftSettings),
         .testTarget(
             name: "VWFCGITests",
-            dependencies: ["VWFCGI", "VWCore", .product(name: "Prometheus", package: "swift-prometheus")],
+            dependencies: ["VWFCGI", "VWCore", "VWTestSupport", .product(name: "Prometheus", package: "swift-prometheus")],
             swiftSettings: swiftSettings
         ),
     ]

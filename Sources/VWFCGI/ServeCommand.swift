@@ -132,12 +132,11 @@ struct Serve: ParsableCommand {
         settings.readiness = ReadinessRule(rawValue: readiness) ?? .anyModel
         settings.native = NativeSettings(mode: EngineMode(rawValue: engine) ?? .vw, shadowEvery: nativeShadowEvery)
         let loops = common.loops(stateDirectory: stateDir, instance: try Self.instance(instanceId), logger: logger)
-        settings.learnedModel = { name, base, loop in loops.learnedModel(name: name, base: base, loop: loop) }
         let trainer = common.trainerSettings(settings, vwCommand: trainerVwCommand.map { $0.split(separator: " ").map(String.init) })
 
         let stopSignals = StopSignals()
         let metrics = RequestMetrics.bootstrap()
-        let store = ModelStore(settings: settings, logger: logger)
+        let store = ModelStore(settings: settings, logger: logger, learnedModels: loops)
         // Serve from the start: /healthz answers and /readyz says 503 until the models were tried.
         let socketFD: Int32
         do {

@@ -39,12 +39,11 @@ struct Train: ParsableCommand {
         // One vw per model: it only answers the load probe of each base and learned model.
         settings.defaultShards = 1
         let loops = common.loops(stateDirectory: state, instance: "trainer", externalTrainer: true, logger: logger)
-        settings.learnedModel = { name, base, loop in loops.learnedModel(name: name, base: base, loop: loop) }
         var trainer = common.trainerSettings(settings)
         trainer.publishDirectory = models
 
         let stopSignals = StopSignals()
-        let store = ModelStore(settings: settings, logger: logger)
+        let store = ModelStore(settings: settings, logger: logger, learnedModels: loops)
         let services = ServiceGroup(logger: logger)
         if let metricsListen, let metrics {
             do {

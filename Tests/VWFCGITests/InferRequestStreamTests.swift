@@ -149,9 +149,9 @@ private let seeds: [String] = [
     #"{"inputs": [{"name": "examples", "datatype": "BYTES", "shape": [1], "data": ["|a"]}]} x"#,
 ]
 
-/// Deterministic edits of a body (`SplitMix64` is JSONParserTests' generator).
+/// Deterministic edits of a body (VWCore's `SplitMix`).
 private struct Mutator {
-    var random: SplitMix64
+    var random: SplitMix
     mutating func below(_ n: Int) -> Int { Int.random(in: 0..<n, using: &random) }
 
     /// One edit of `bytes`: a token swapped for another, a byte dropped or doubled, a span moved.
@@ -181,7 +181,7 @@ private func outcome(_ decode: () throws(PredictError) -> InferRequest) -> Resul
 
 @Suite struct InferRequestStreamTests {
     @Test func agreesWithTheTreeDecoderOnEveryBody() {
-        var mutator = Mutator(random: SplitMix64(seed: 18))
+        var mutator = Mutator(random: SplitMix(seed: 18))
         var bodies = seeds.map { Array($0.utf8) }
         for seed in seeds {
             var body = Array(seed.utf8)

@@ -74,11 +74,18 @@ public struct Engine: Sendable {
     ) throws(PredictError) -> PredictResult {
         try store.withServingVersion(of: name, cache: &cache) { version throws(PredictError) in
             let batch = try prepare(input, for: version)
-            let answer = try version.native.answer(batch, pool: version.pool, deadline: deadline)
+            let answer = try send(batch, to: version, deadline: deadline)
             return PredictResult(
                 model: name, version: version.version, predictionKind: version.predictionKind,
                 family: version.options.family, text: answer.raw, answers: answer.answers, tags: batch.tags
             )
+        }
+    }
+
+    /// What model `name` serves now, as the transport may show it (V2's model metadata and readiness).
+    public func servingModel(_ name: String, cache: inout ModelStore.ReaderCache) throws(PredictError) -> ServingModel {
+        try store.withServingVersion(of: name, cache: &cache) { version throws(PredictError) in
+            ServingModel(version: version.version, predictionKind: version.predictionKind, family: version.options.family)
         }
     }
 
@@ -114,36 +121,24 @@ public struct Engine: Sendable {
             } catch {
                 throw .invalidExample(error)
             }
-            if decoded.count > version.maxBatch { throw .tooManyInstances(count: decoded.count, limit: version.maxBatch) }
+            try BatchPreparation.checkCount(decoded.count, for: version)
         case .examples(let given):
-            if given.count > version.maxBatch { throw .tooManyInstances(count: given.count, limit: version.maxBatch) }
+            try BatchPreparation.checkCount(given.count, for: version)
             bodyBytes = given.byteCount
             strings = given
         }
-        let budget = store.settings.maxInteractionFeatures
-        var builder = ExampleBatchBuilder(
-            framing: version.framing, limits: store.settings.limits, cost: version.interactionCost,
-            reservingCapacity: bodyBytes + (strings?.count ?? decoded.count) * 12
-        )
-        func append(_ lines: [Substring], index: Int) throws(PredictError) {
-            do {
-                try builder.append(lines: lines)
-            } catch {
-                throw .invalidExample(InvalidExample(index: index, problem: error))
-            }
-            if builder.features > budget { throw .tooExpensive(index: index, features: builder.features, limit: budget) }
-        }
+        var batch = BatchPreparation(for: version, settings: store.settings, reservingCapacity: bodyBytes + (strings?.count ?? decoded.count) * 12)
         if let strings {
             // One string at a time, its lines split as it is appended.
             var index = 0
             try strings.forEachExample { text throws(PredictError) in
-                try append(PredictRequestDecoder.lines(ofText: text, multiline: version.multiline), index: index)
+                try batch.append(lines: PredictRequestDecoder.lines(ofText: text, multiline: version.multiline), index: index)
                 index += 1
             }
         } else {
-            for (index, lines) in decoded.enumerated() { try append(lines, index: index) }
+            for (index, lines) in decoded.enumerated() { try batch.append(lines: lines, index: index) }
         }
-        return builder.finish()
+        return batch.finish()
     }
 
     /// The examples of a `vw_json` model: `{"instances": [<VW JSON object>, ...]}`, or in `text/plain`
@@ -166,22 +161,23 @@ public struct Engine: Sendable {
             if lines.last?.isEmpty == true { lines.removeLast() }
         }
         let count = max(objects.count, lines.count)
-        if count > version.maxBatch { throw .tooManyInstances(count: count, limit: version.maxBatch) }
-        let budget = store.settings.maxInteractionFeatures
-        var builder = ExampleBatchBuilder(
-            framing: version.framing, limits: store.settings.limits, cost: version.interactionCost,
-            reservingCapacity: bodyBytes + count * 16
-        )
+        try BatchPreparation.checkCount(count, for: version)
+        var batch = BatchPreparation(for: version, settings: store.settings, reservingCapacity: bodyBytes + count * 16)
         for index in 0..<count {
-            do throws(ExampleProblem) {
-                let example = index < objects.count ? try grammar.parse(objects[index]) : try grammar.parse(bytes: Array(lines[index]))
-                builder.append(json: example)
-            } catch {
-                throw .invalidExample(InvalidExample(index: index, problem: error))
-            }
-            if builder.features > budget { throw .tooExpensive(index: index, features: builder.features, limit: budget) }
+            try batch.append(json: { () throws(ExampleProblem) in
+                index < objects.count ? try grammar.parse(objects[index]) : try grammar.parse(bytes: Array(lines[index]))
+            }, index: index)
         }
-        return builder.finish()
+        return batch.finish()
+    }
+
+    /// Sends a prepared batch to the version's vw pool (or its verified native scorer, SPEC §11): the one way to vw.
+    func send(_ batch: PreparedBatch, to version: ModelVersion, deadline: Deadline) throws(PredictError) -> ShardAnswer {
+        do {
+            return try version.native.answer(batch, pool: version.pool, deadline: deadline)
+        } catch {
+            throw PredictError(error)
+        }
     }
 
     /// The members of a request body that must be a JSON object (`holding` names what it should hold,
@@ -208,288 +204,12 @@ public struct Engine: Sendable {
         }
         return items
     }
-
-    // MARK: The learning loop (SPEC §8.2–8.5)
-
-    /// `POST /v1/models/<name>:rank`: the PMF from vw, one action drawn for the event id, the decision on disk.
-    public func rank(model name: String, body: [UInt8], deadline: Deadline, cache: inout ModelStore.ReaderCache) throws(PredictError) -> RankResult {
-        try rank(model: name, request: RankRequest(body, maxDepth: maxJSONDepth), deadline: deadline, cache: &cache)
-    }
-
-    /// A decision for a request already decoded (`:rank`'s body, or a Personalizer rank mapped to VW JSON, SPEC §9).
-    public func rank(model name: String, request: RankRequest, deadline: Deadline, cache: inout ModelStore.ReaderCache) throws(PredictError) -> RankResult {
-        // Over the state budget with nothing left to delete: no decision can be logged, so none is made.
-        if let why = loops.refusal { throw .eventLogFailed(why) }
-        return try store.withServingVersion(of: name, cache: &cache) { version throws(PredictError) in
-            guard let grammar = version.jsonGrammar else {
-                throw .invalidRequest("model '\(name)' takes VW text; :rank needs a model whose .json says \"input\": \"vw_json\"")
-            }
-            guard version.predictionKind == .actionProbabilities else {
-                throw .invalidRequest("model '\(name)' does not print action probabilities (:rank needs --cb_explore_adf or kin)")
-            }
-            let example: VWJSONExample
-            do throws(ExampleProblem) {
-                example = try grammar.parse(request.context)
-            } catch {
-                throw .invalidRequest("context: \(error.reason)")
-            }
-            var builder = ExampleBatchBuilder(framing: version.framing, limits: store.settings.limits, cost: version.interactionCost)
-            builder.append(json: example)
-            let budget = store.settings.maxInteractionFeatures
-            if builder.features > budget { throw .tooExpensive(index: 0, features: builder.features, limit: budget) }
-            let answer = try version.pool.predict(builder.finish(), deadline: deadline)
-            let line = Substring(String(decoding: answer.raw[answer.answers[0]], as: UTF8.self))
-            guard case .actions(let ranking, _) = PredictionParser(kind: .actionProbabilities).parse(answer: line, tag: ""),
-                  !ranking.isEmpty else {
-                throw .shardFailed("vw printed no action probabilities: \(line)")
-            }
-            let pmf = ranking.map { ActionSampler.Choice(action: $0.action, probability: Double($0.value) ?? 0) }
-            guard let chosen = ActionSampler.draw(from: pmf, eventID: request.eventID.text) else {
-                throw .shardFailed("vw printed a PMF without probability: \(line)")
-            }
-            // The log's `a` lists 1-based action ids, the chosen one first; `p` follows `a`.
-            let order = [chosen] + ranking.indices.filter { $0 != chosen }
-            let decision = EventLine.decision(
-                eventId: request.eventID.text, timestampMilliseconds: EventLine.nowMilliseconds(),
-                actions: order.map { ranking[$0].action + 1 }, probabilities: order.map { pmf[$0].probability },
-                // `c`: exactly what vw saw, without the server tag (the canonical line minus its "\n").
-                context: Array(example.canonicalText().utf8.dropLast()), modelVersion: version.version, deferred: request.deferred
-            )
-            do throws(EventLogError) {
-                try loops.loop(for: name).append([decision], kind: .decision)
-            } catch {
-                throw .eventLogFailed(error.message)
-            }
-            return RankResult(
-                model: name, version: version.version, eventID: request.eventID.text,
-                action: ranking[chosen].action, probability: ranking[chosen].value, ranking: ranking
-            )
-        }
-    }
-
-    /// `POST /v1/models/<name>:reward`: the rewards on disk; returns how many were accepted.
-    public func reward(model name: String, body: [UInt8], cache: inout ModelStore.ReaderCache) throws(PredictError) -> Int {
-        let config = try loopConfig(of: name, cache: &cache)
-        let rewards: [RewardEvent]
-        do throws(LoopRequestError) {
-            rewards = try LoopRequests.rewards(body, maxDepth: maxJSONDepth)
-        } catch {
-            throw .invalidRequest(error.message)
-        }
-        return try reward(model: name, rewards: rewards, config: config)
-    }
-
-    /// Rewards already decoded (a Personalizer reward, SPEC §9): checked against the reward range, then on disk.
-    public func reward(model name: String, rewards: [RewardEvent], cache: inout ModelStore.ReaderCache) throws(PredictError) -> Int {
-        try reward(model: name, rewards: rewards, config: loopConfig(of: name, cache: &cache))
-    }
-
-    private func reward(model name: String, rewards: [RewardEvent], config: LoopConfig?) throws(PredictError) -> Int {
-        // The serving version's range (a model not serving yet: any finite reward, clipped by the join to the range in force then).
-        if let range = config?.rewardRange {
-            for (index, reward) in rewards.enumerated() where !range.contains(reward.number) {
-                let which = rewards.count > 1 ? "reward \(index): " : ""
-                throw .invalidRequest("\(which)reward \(reward.value) is outside the model's reward_range [\(range.lowerBound), \(range.upperBound)]")
-            }
-        }
-        let now = EventLine.nowMilliseconds()
-        let lines = rewards.map { EventLine.reward(eventId: $0.eventID.text, value: $0.number, timestampMilliseconds: now) }
-        try append(lines, kind: .reward, rewardSum: rewards.reduce(0) { $0 + $1.number }, model: name, config: config)
-        return rewards.count
-    }
-
-    /// `POST /v1/models/<name>:activate`: a deferred decision will be joined (SPEC §8.2).
-    public func activate(model name: String, body: [UInt8], cache: inout ModelStore.ReaderCache) throws(PredictError) {
-        let config = try loopConfig(of: name, cache: &cache)
-        let id: EventID
-        do throws(LoopRequestError) {
-            id = try LoopRequests.activation(body, maxDepth: maxJSONDepth)
-        } catch {
-            throw .invalidRequest(error.message)
-        }
-        try activate(model: name, eventID: id, config: config)
-    }
-
-    /// Activates the decision `id` (a Personalizer activate, SPEC §9).
-    public func activate(model name: String, eventID id: EventID, cache: inout ModelStore.ReaderCache) throws(PredictError) {
-        try activate(model: name, eventID: id, config: loopConfig(of: name, cache: &cache))
-    }
-
-    private func activate(model name: String, eventID id: EventID, config: LoopConfig?) throws(PredictError) {
-        try append([EventLine.activation(eventId: id.text, timestampMilliseconds: EventLine.nowMilliseconds())],
-                   kind: .activation, rewardSum: 0, model: name, config: config)
-    }
-
-    /// `POST /v1/models/<name>:learn`: labelled VW text examples on disk, learned at the next update (SPEC §8.6).
-    ///
-    /// For single-line VW text models with a `"loop"`. Each example passes the strict grammar, labels kept (and
-    /// required), and is logged in canonical form, never as the client sent it. Returns how many were accepted.
-    public func learn(model name: String, body: [UInt8], isJSON: Bool, cache: inout ModelStore.ReaderCache) throws(PredictError) -> Int {
-        let (lines, config) = try store.withServingVersion(of: name, cache: &cache) { version throws(PredictError) -> ([[UInt8]], LoopConfig?) in
-            guard version.loop != nil, version.jsonGrammar == nil, !version.multiline else {
-                throw .invalidRequest("model '\(name)' cannot :learn: that needs a single-line VW text model whose .json has a \"loop\"")
-            }
-            let texts: [Substring]
-            if isJSON {
-                texts = try Self.instances(of: body, maxDepth: maxJSONDepth).enumerated().map { index, item throws(PredictError) in
-                    guard case .string(let text) = item else {
-                        throw .invalidRequest("instance \(index): a :learn instance is a labelled VW text line (a string), not \(item.kindName)")
-                    }
-                    return Substring(text)
-                }
-            } else {
-                var split = String(decoding: body, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false)
-                if split.last == "" { split.removeLast() }
-                texts = split
-            }
-            guard !texts.isEmpty else { throw .invalidRequest("no examples to learn") }
-            guard texts.count <= version.maxBatch else { throw .tooManyInstances(count: texts.count, limit: version.maxBatch) }
-            let grammar = ExampleGrammar(family: version.options.family, limits: store.settings.limits, keepsLabels: true)
-            let now = EventLine.nowMilliseconds()
-            let lines = try texts.enumerated().map { index, text throws(PredictError) in
-                do throws(ExampleProblem) {
-                    guard !text.utf8.contains(0x0A) else {
-                        throw .invalidStructure("a :learn example is one line of VW text (it holds a newline)")
-                    }
-                    let example = try grammar.parse(lines: [text])
-                    guard example.hasLabel else { throw .invalidLabel("a :learn example needs a label") }
-                    let canonical = String(example.canonicalText().dropLast())
-                    if let loop = version.loop, let why = LearnBounds(loop).problem(in: canonical, family: version.options.family) {
-                        throw .invalidLabel(why)
-                    }
-                    return EventLine.learn(eventId: EventID.random().text, example: canonical, timestampMilliseconds: now)
-                } catch {
-                    throw .invalidExample(InvalidExample(index: index, problem: error))
-                }
-            }
-            return (lines, version.loop)
-        }
-        try append(lines, kind: .learn, rewardSum: 0, model: name, config: config)
-        return lines.count
-    }
-
-    /// Opens the loop of every model that has one on disk from an earlier run, so its pending
-    /// decisions are joined after a restart without waiting for new traffic. Call once the
-    /// start-up models were tried.
-    public func resumeLoops() {
-        var cache = ModelStore.ReaderCache()
-        for name in store.modelNames where loops.hasState(name) {
-            do throws(EventLogError) {
-                _ = try loops.loop(for: name)
-            } catch {
-                store.logger.error("cannot resume the learning loop", metadata: ["model": "\(name)", "error": "\(error.message)"])
-            }
-        }
-    }
-
-    /// `POST /v1/models/<name>/loop:rollback`: the trainer publishes the version before the serving one (the previous
-    /// learned version, or the base file) through the normal swap at its next tick (SPEC §8.9). The outcome shows
-    /// in `/loop` (`learned_version`, `last_error`).
-    public func rollback(model name: String) throws(PredictError) {
-        var cache = ModelStore.ReaderCache()
-        let learns = try store.withServingVersion(of: name, cache: &cache) { version throws(PredictError) in
-            version.loop.map { $0.externalTrainer == loops.externalTrainer } ?? false
-        }
-        guard learns else {
-            throw .invalidRequest("model '\(name)' is not learned by this instance (its .json has no \"loop\", or its trainer is external)")
-        }
-        do throws(EventLogError) {
-            try loops.loop(for: name).learner.requestRollback()
-        } catch {
-            throw .eventLogFailed(error.message)
-        }
-    }
-
-    /// `POST /v1/models/<name>/loop:rotate`: closes the model's current log segment on this instance (the next event
-    /// starts a new one), so that a shipper can take it (issue 24).
-    public func rotate(model name: String) throws(PredictError) {
-        guard store.status(of: name) != nil else { throw .modelNotFound(name) }
-        do throws(EventLogError) {
-            try loops.loop(for: name).rotate()
-        } catch {
-            throw .eventLogFailed(error.message)
-        }
-    }
-
-    /// `GET /v1/models/<name>/loop`; nil for an unknown model.
-    public func loopStatus(model name: String) -> LoopStatus? {
-        guard store.status(of: name) != nil else { return nil }
-        var status = loops.existing(name)?.status
-            ?? LoopStatus(decisions: 0, rewards: 0, activations: 0, learns: 0, joined: 0, pending: 0, rewardSum: 0, averageReward: nil,
-                          learning: LearnStatus())
-        // The settings in force: the serving version's (SPEC §8.9).
-        status.settings = store.serving(name).map { $0.loop ?? LoopConfig() }
-        return status
-    }
-
-    /// The loop settings of the serving version's .json, or the defaults when it has none (nil for a model not serving yet);
-    /// throws only for a model not in the directory. One lookup per request, taken before the body is read.
-    private func loopConfig(of name: String, cache: inout ModelStore.ReaderCache) throws(PredictError) -> LoopConfig? {
-        do throws(PredictError) {
-            return try store.withServingVersion(of: name, cache: &cache) { version throws(PredictError) in version.loop ?? LoopConfig() }
-        } catch {
-            if case .modelNotFound = error { throw error }
-            return nil
-        }
-    }
-
-    private func append(_ lines: [[UInt8]], kind: LoopMetrics.Kind, rewardSum: Double, model name: String,
-                        config: LoopConfig?) throws(PredictError) {
-        if let why = loops.refusal { throw .eventLogFailed(why) }
-        do throws(EventLogError) {
-            try loops.loop(for: name).append(lines, kind: kind, rewardSum: rewardSum)
-        } catch {
-            throw .eventLogFailed(error.message)
-        }
-    }
 }
 
-/// The answer of `:rank` (SPEC §8.2).
-public struct RankResult: Sendable {
-    public let model: String
+/// A model's serving version, as the transport sees it.
+public struct ServingModel: Sendable, Equatable {
     public let version: String
-    public let eventID: String
-    /// The chosen action: its index into the context's `_multi`.
-    public let action: Int
-    /// Its probability, as VW printed it.
-    public let probability: String
-    /// VW's PMF, in VW's order.
-    public let ranking: [ActionValue]
-}
-
-/// `{"event_id"?, "context": {...}, "deferred"?: bool}`.
-public struct RankRequest: Sendable {
-    let eventID: EventID
-    let context: JSONValue
-    let deferred: Bool
-
-    /// A decision for `context` (a VW JSON example, checked by the model's grammar when ranked).
-    public init(eventID: EventID, context: JSONValue, deferred: Bool) {
-        self.eventID = eventID
-        self.context = context
-        self.deferred = deferred
-    }
-
-    init(_ body: [UInt8], maxDepth: Int) throws(PredictError) {
-        let members: [(key: String, value: JSONValue)]
-        do throws(LoopRequestError) {
-            members = try LoopRequests.object(body, maxDepth: maxDepth)
-            for (key, _) in members where !["event_id", "context", "deferred"].contains(key) {
-                throw LoopRequestError("unknown member \"\(key)\" (known: event_id, context, deferred)")
-            }
-            eventID = try LoopRequests.eventID(members, required: false) ?? EventID.random()
-            guard let context = try LoopRequests.member("context", of: members) else {
-                throw LoopRequestError("\"context\" is missing")
-            }
-            guard case .object = context else { throw LoopRequestError("\"context\" must be a VW JSON object, not \(context.kindName)") }
-            self.context = context
-            switch try LoopRequests.member("deferred", of: members) {
-            case nil: deferred = false
-            case .bool(let flag)?: deferred = flag
-            case let other?: throw LoopRequestError("\"deferred\" must be true or false, not \(other.kindName)")
-            }
-        } catch {
-            throw .invalidRequest(error.message)
-        }
-    }
+    public let predictionKind: PredictionKind
+    /// The model's example family (tells a scalar from a class in a plain prediction).
+    public let family: ExampleFamily
 }

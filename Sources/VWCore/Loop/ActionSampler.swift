@@ -40,10 +40,7 @@ public enum ActionSampler {
         var seed: UInt64 = 0
         for byte in digest[0..<8].reversed() { seed = seed << 8 | UInt64(byte) }
         // SplitMix64, one step.
-        var z = seed &+ 0x9E37_79B9_7F4A_7C15
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        z ^= z >> 31
-        return Double(z >> 11) * 0x1.0p-53
+        var generator = SplitMix(state: seed)
+        return Double(generator.next() >> 11) * 0x1.0p-53
     }
 }

@@ -518,20 +518,3 @@ enum LearnError: Error {
     /// The publish gate refused the learned model.
     case rejected(String)
 }
-
-extension ModelStore {
-    /// `publishLearned`, its errors as a learner's.
-    func publishLearnedOrThrow(
-        name: String, path: String, current: String, base: String, events: Int, persist: (ModelVersion) -> String?
-    ) throws(LearnError) -> ModelVersion {
-        do {
-            return try publishLearned(name: name, path: path, current: current, base: base, events: events, persist: persist)
-        } catch {
-            switch error {
-            case .superseded: throw .superseded
-            case .invalid(let why): throw .failed("the learned model does not load: \(why)")
-            case .notPersisted(let why): throw .failed(why)
-            }
-        }
-    }
-}

@@ -42,7 +42,7 @@ public final class ModelDirectoryWatcher: BackgroundService {
         // Files a writer has open (modified, not yet closed): kept across iterations, cleared by close, rename or delete.
         var writing = Set<String>()
         while !stop.isStopped {
-            let wait = waitingToSettle ? min(ModelStore.settleTime, nextRescan - .now) : nextRescan - .now
+            let wait = waitingToSettle ? min(ModelReconciler.settleTime, nextRescan - .now) : nextRescan - .now
             var finished = Set<String>()
             var settleAll = false
             var sawEvent = false

@@ -134,7 +134,7 @@ public final class NativeSlot: @unchecked Sendable {
 
     /// Answers `batch` natively when the version is native (one request in `shadowEvery` is also
     /// answered by vw, which decides), else through the vw pool.
-    func answer(_ batch: PreparedBatch, pool: ShardPool, deadline: Deadline) throws(PredictError) -> ShardAnswer {
+    func answer(_ batch: PreparedBatch, pool: ShardPool, deadline: Deadline) throws(PoolError) -> ShardAnswer {
         guard active.load(ordering: .acquiring), let scorer, let native = scorer.answer(batch) else {
             return try pool.predict(batch, deadline: deadline)
         }

@@ -70,10 +70,10 @@ public final class ShardPool: Sendable {
     public var isReady: Bool { shards.contains { $0.isReady } }
 
     /// Sends `batch` to the least-loaded ready shard and waits for its answers.
-    public func predict(_ batch: PreparedBatch, deadline: Deadline) throws(PredictError) -> ShardAnswer {
+    public func predict(_ batch: PreparedBatch, deadline: Deadline) throws(PoolError) -> ShardAnswer {
         if queued.wrappingAdd(1, ordering: .relaxed).newValue > maxQueuedRequests {
             queued.wrappingSubtract(1, ordering: .relaxed)
-            throw .overloaded(modelName)
+            throw .overloaded(model: modelName)
         }
         metrics.inflight.increment()
         defer {
@@ -101,10 +101,10 @@ public final class ShardPool: Sendable {
                 lastFailure = "\(failure)"
             case nil:
                 shard.killHung(holding: request)
-                throw .timedOut(modelName)
+                throw .timedOut(model: modelName)
             }
         }
-        if deadline.hasPassed { throw .timedOut(modelName) }
+        if deadline.hasPassed { throw .timedOut(model: modelName) }
         throw .shardFailed(lastFailure)
     }
 

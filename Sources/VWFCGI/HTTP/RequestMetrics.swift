@@ -122,10 +122,9 @@ final class RequestMetrics: Sendable {
     }
 
     /// The Prometheus text exposition, with the gauges that are read at scrape time brought up to date.
-    func exposition(store: ModelStore) -> [UInt8] {
+    func exposition(_ statuses: [ModelStatus]) -> [UInt8] {
         let elapsed = ContinuousClock.now - startedAt
         uptime.record(Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
-        let statuses = store.statuses
         let present = Set(statuses.map(\.name))
         for status in statuses {
             Gauge(label: "vwfcgi_queue_depth", dimensions: [("model", status.name)])

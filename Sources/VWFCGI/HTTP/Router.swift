@@ -9,6 +9,7 @@ struct Router: Sendable {
     /// `--personalizer-model`: the model the Personalizer API serves at the server root (SPEC §9).
     var personalizerModel = "personalizer"
 
+    /// The Personalizer routes' way to the store (SPEC §9); the other routes ask the engine.
     var store: ModelStore { engine.store }
 
     /// What a request thread keeps between requests: its copies of the serving table and metric handles.
@@ -56,10 +57,10 @@ struct Router: Sendable {
             return only(["GET", "HEAD"], request) { readyz() }
         case "/metrics":
             return only(["GET", "HEAD"], request) {
-                HTTPResponse(status: 200, contentType: "text/plain; version=0.0.4; charset=utf-8", body: metrics.exposition(store: store))
+                HTTPResponse(status: 200, contentType: "text/plain; version=0.0.4; charset=utf-8", body: metrics.exposition(engine.modelStatuses))
             }
         case "/v1/models", "/v1/models/":
-            return only(["GET", "HEAD"], request) { .json(StatusDocument.list(store.statuses, engines: { store.serving($0)?.native.status })) }
+            return only(["GET", "HEAD"], request) { .json(StatusDocument.list(engine.modelStatuses, engines: { engine.engineStatus($0) })) }
         default:
             if let v2Route { return openInference(v2Route, request, &outcome, &cache) }
         }
@@ -68,7 +69,7 @@ struct Router: Sendable {
         let rest = path.dropFirst(prefix.count)
         for verb in [":predict", ":rank", ":reward", ":activate", ":learn"] where rest.hasSuffix(verb) {
             let name = String(rest.dropLast(verb.count))
-            if store.contains(name, cache: &cache) { outcome.model = name }
+            if engine.hasModel(name, cache: &cache) { outcome.model = name }
             return only(["POST"], request) {
                 verb == ":predict" ? predict(model: name, request, &outcome, &cache) : loopRequest(verb, model: name, request, &outcome, &cache)
             }
@@ -100,9 +101,9 @@ struct Router: Sendable {
         guard !rest.contains("/"), !rest.contains(":") else { return .error(404, "no route for \(path)") }
         let name = String(rest)
         return only(["GET", "HEAD"], request) {
-            guard let status = store.status(of: name) else { return notFound(name, &outcome) }
+            guard let status = engine.modelStatus(name) else { return notFound(name, &outcome) }
             outcome.model = name
-            return .json(StatusDocument.model(status, engine: store.serving(name)?.native.status))
+            return .json(StatusDocument.model(status, engine: engine.engineStatus(name)))
         }
     }
 
@@ -184,7 +185,7 @@ struct Router: Sendable {
     }
 
     private func readyz() -> HTTPResponse {
-        let readiness = store.readiness()
+        let readiness = engine.readiness()
         var writer = JSONWriter()
         writer.raw("{\"status\":")
         writer.string(readiness.isReady ? "ready" : "not ready")
@@ -210,7 +211,7 @@ struct Router: Sendable {
     private func predict(
         model name: String, _ request: HTTPRequest, _ outcome: inout RequestMetrics.Outcome, _ cache: inout ModelStore.ReaderCache
     ) -> HTTPResponse {
-        let deadline = Deadline.after(store.settings.requestTimeout)
+        let deadline = Deadline.after(engine.requestTimeout)
         let format: BodyFormat
         switch BodyFormat.of(contentType: request.contentType) {
         case .success(let f): format = f
@@ -255,7 +256,7 @@ struct Router: Sendable {
                 outcome.examples = accepted
                 return .json(Self.accepted(accepted), status: 202)
             case ":rank":
-                let result = try engine.rank(model: name, body: request.body, deadline: .after(store.settings.requestTimeout), cache: &cache)
+                let result = try engine.rank(model: name, body: request.body, deadline: .after(engine.requestTimeout), cache: &cache)
                 outcome.examples = 1
                 return .json(rankDocument(result), headers: [("X-Model-Version", result.version)])
             case ":reward":

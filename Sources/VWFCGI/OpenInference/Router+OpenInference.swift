@@ -14,16 +14,16 @@ extension Router {
             return only(["GET", "HEAD"], request) { .json(OpenInferenceDocument.flag("live", true)) }
         case .ready:
             return only(["GET", "HEAD"], request) {
-                let ready = store.readiness().isReady
+                let ready = engine.readiness().isReady
                 let body = OpenInferenceDocument.flag("ready", ready)
                 return ready ? .json(body) : .json(body, status: 503, headers: [("Retry-After", "1")])
             }
         case .model(let name, let version):
             return only(["GET", "HEAD"], request) {
-                guard store.contains(name, cache: &cache) else { return notFound(name, &outcome) }
+                guard engine.hasModel(name, cache: &cache) else { return notFound(name, &outcome) }
                 outcome.model = name
-                let serving = try? store.withServingVersion(of: name, cache: &cache) { model throws(PredictError) in
-                    (version: model.version, datatype: TensorDatatype.of(kind: model.predictionKind, family: model.options.family))
+                let serving = (try? engine.servingModel(name, cache: &cache)).map { model in
+                    (version: model.version, datatype: TensorDatatype.of(kind: model.predictionKind, family: model.family))
                 }
                 if let version, version != serving?.version { return versionNotFound(name, version, serving: serving?.version) }
                 return .json(OpenInferenceDocument.model(name: name, serving: serving))
@@ -33,9 +33,9 @@ extension Router {
                 // 200 ready, 404 unknown model or version, 503 known without a serving version.
                 let serving: String
                 do throws(PredictError) {
-                    serving = try store.withServingVersion(of: name, cache: &cache) { model throws(PredictError) in model.version }
+                    serving = try engine.servingModel(name, cache: &cache).version
                 } catch {
-                    if store.contains(name, cache: &cache) { outcome.model = name }
+                    if engine.hasModel(name, cache: &cache) { outcome.model = name }
                     return failure(error, &outcome)
                 }
                 outcome.model = name
@@ -52,19 +52,19 @@ extension Router {
         model name: String, version: String?, _ request: HTTPRequest, _ outcome: inout RequestMetrics.Outcome,
         _ cache: inout ModelStore.ReaderCache
     ) -> HTTPResponse {
-        guard store.contains(name, cache: &cache) else { return notFound(name, &outcome) }
+        guard engine.hasModel(name, cache: &cache) else { return notFound(name, &outcome) }
         outcome.model = name
         guard case .success(.json) = BodyFormat.of(contentType: request.contentType) else {
             outcome.errorReason = "unsupported_media_type"
             return .error(415, "unsupported Content-Type \(request.contentType ?? ""): the Open Inference Protocol takes application/json "
                 + "(the binary tensor extension is not supported)")
         }
-        let deadline = Deadline.after(store.settings.requestTimeout)
+        let deadline = Deadline.after(engine.requestTimeout)
         let result: PredictResult
         let decoded: InferRequest
         do throws(PredictError) {
             if let version {
-                let serving = try store.withServingVersion(of: name, cache: &cache) { model throws(PredictError) in model.version }
+                let serving = try engine.servingModel(name, cache: &cache).version
                 if version != serving { return versionNotFound(name, version, serving: serving) }
             }
             decoded = try InferRequest.decode(request.body, maxDepth: engine.maxJSONDepth)

@@ -1,6 +1,5 @@
 import Testing
-import VWCore
-@testable import VWFCGI
+@testable import VWCore
 
 /// Property tests of structured JSON instances (issue 8): random namespaces, feature names, values
 /// and tags from a wide alphabet (unicode, spaces, '|', ':', quotes, control characters, "save"
@@ -17,7 +16,7 @@ import VWCore
 /// A tiny seeded generator keeps every run the same (the seed is in each failure message).
 @Suite struct StructuredPropertyTests {
     @Test func singleLineInstances() throws {
-        var rng = PropertyRNG(seed: 0x5EED_0001)
+        var rng = SplitMix(seed: 0x5EED_0001)
         var accepted = 0
         for round in 0..<3000 {
             let instance = Instance.random(&rng, adf: false)
@@ -28,7 +27,7 @@ import VWCore
     }
 
     @Test func adfInstances() throws {
-        var rng = PropertyRNG(seed: 0x5EED_0002)
+        var rng = SplitMix(seed: 0x5EED_0002)
         var accepted = 0
         for round in 0..<2000 {
             let instance = Instance.random(&rng, adf: true)
@@ -39,7 +38,7 @@ import VWCore
 
     /// Instances built only from safe strings are always accepted, whatever the alphabet.
     @Test func safeInstancesAreAlwaysAccepted() throws {
-        var rng = PropertyRNG(seed: 0x5EED_0003)
+        var rng = SplitMix(seed: 0x5EED_0003)
         for round in 0..<1000 {
             let instance = Instance.random(&rng, adf: round % 2 == 1, safeOnly: true)
             #expect(instance.forbidden == nil)
@@ -146,7 +145,6 @@ private struct VWLine: Equatable, CustomStringConvertible {
 
 // MARK: - Random instances
 
-private typealias PropertyRNG = SplitMix
 
 private enum Value {
     case number(String)
@@ -172,7 +170,7 @@ private struct Instance {
                          "\u{3000}", "\u{1680}", "\u{9F}", "\u{000B}", "\u{000C}"]
     static let numbers = ["1", "-2.5", "0", "1e-3", "3.14159", "-0", "12345678901234567890", "1E+2", "0.000001", "-7e10"]
 
-    static func text(_ rng: inout PropertyRNG, safeOnly: Bool, allowEmpty: Bool = true) -> String {
+    static func text(_ rng: inout SplitMix, safeOnly: Bool, allowEmpty: Bool = true) -> String {
         var s = ""
         if rng.chance(10) { s = "save" }
         let length = rng.below(5) + (allowEmpty ? 0 : 1)
@@ -182,7 +180,7 @@ private struct Instance {
         return s
     }
 
-    static func namespaces(_ rng: inout PropertyRNG, safeOnly: Bool) -> [(String, [(String, Value)])] {
+    static func namespaces(_ rng: inout SplitMix, safeOnly: Bool) -> [(String, [(String, Value)])] {
         (0..<rng.below(4)).map { _ in
             let features: [(String, Value)] = (0..<rng.below(4)).map { _ in
                 let name = text(&rng, safeOnly: safeOnly, allowEmpty: !safeOnly)
@@ -199,7 +197,7 @@ private struct Instance {
         }
     }
 
-    static func random(_ rng: inout PropertyRNG, adf: Bool, safeOnly: Bool = false) -> Instance {
+    static func random(_ rng: inout SplitMix, adf: Bool, safeOnly: Bool = false) -> Instance {
         var tag: String?
         if rng.chance(50) {
             var t = text(&rng, safeOnly: safeOnly, allowEmpty: !safeOnly)

@@ -1,6 +1,5 @@
 import Testing
 @testable import VWCore
-@testable import VWFCGI
 
 private let singleLine = PredictRequestDecoder(multiline: false, maxInstances: 100)
 private let adf = PredictRequestDecoder(multiline: true, maxInstances: 100)

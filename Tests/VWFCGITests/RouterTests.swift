@@ -1,0 +1,94 @@
+import Logging
+import Prometheus
+import Testing
+@testable import VWCore
+@testable import VWFCGI
+import VWTestSupport
+
+/// A router over an engine and a store on a temporary model directory with the stand-in vw.
+private struct RouterUnderTest {
+    let folder = ModelFolder()
+    let router: Router
+
+    init() {
+        let loops = LearningLoops(stateDirectory: folder.root + "/state", instance: "test", logger: Logger(label: "test"))
+        let store = ModelStore(settings: folder.settings(), logger: Logger(label: "test"), learnedModels: loops)
+        router = Router(engine: Engine(store: store, loops: loops), metrics: RequestMetrics(registry: PrometheusCollectorRegistry()))
+    }
+
+    func load() {
+        router.store.reconcile()
+        router.store.waitForLoads()
+        router.store.finishStartup()
+    }
+
+    func request(_ method: String, _ path: String, contentType: String? = nil, body: String = "") -> (status: Int, body: String) {
+        var context = Router.ThreadContext()
+        let request = HTTPRequest(method: method, path: path, contentType: contentType, contentLength: body.utf8.count, body: Array(body.utf8))
+        let response = router.handle(request, context: &context)
+        return (response.status, String(decoding: response.body, as: UTF8.self))
+    }
+
+    func tearDown() {
+        router.store.shutdown()
+        folder.destroy()
+    }
+}
+
+@Suite(.serialized)
+struct RouterTests {
+    @Test func predictAnswersInTextAndJSON() {
+        let test = RouterUnderTest()
+        defer { test.tearDown() }
+        test.folder.copy(fixture: "no_options.vw", to: "m.vw")
+        test.load()
+        let plain = test.request("POST", "/v1/models/m:predict", contentType: "text/plain", body: "|a x\n|b y\n")
+        #expect(plain.status == 200 && plain.body == "0.5\n0.5\n")
+        let json = test.request("POST", "/v1/models/m:predict", contentType: "application/json", body: #"{"instances": ["|a x"]}"#)
+        #expect(json.status == 200)
+        #expect(json.body.contains(#""predictions""#))
+        #expect(test.request("GET", "/v1/models/m:predict").status == 405)
+    }
+
+    @Test func engineErrorsMapToStatuses() {
+        let test = RouterUnderTest()
+        defer { test.tearDown() }
+        test.folder.copy(fixture: "no_options.vw", to: "m.vw")
+        test.folder.write("garbage", model: "bad.vw")
+        test.load()
+        #expect(test.request("POST", "/v1/models/none:predict", contentType: "text/plain", body: "|a x\n").status == 404)
+        #expect(test.request("POST", "/v1/models/bad:predict", contentType: "text/plain", body: "|a x\n").status == 503)
+        #expect(test.request("POST", "/v1/models/m:predict", contentType: "text/plain", body: "not an example |\n").status == 400)
+        #expect(test.request("POST", "/v1/models/m:rank", contentType: "application/json", body: #"{"context": {}}"#).status == 400)
+    }
+
+    @Test func statusAndReadinessFollowTheStore() {
+        let test = RouterUnderTest()
+        defer { test.tearDown() }
+        #expect(test.request("GET", "/readyz").status == 503)
+        test.folder.copy(fixture: "no_options.vw", to: "m.vw")
+        test.load()
+        #expect(test.request("GET", "/readyz").status == 200)
+        let model = test.request("GET", "/v1/models/m")
+        #expect(model.status == 200 && model.body.contains(#""ready":true"#))
+        #expect(test.request("GET", "/v1/models").body.contains(#""m""#))
+        #expect(test.request("GET", "/v1/models/none").status == 404)
+    }
+
+    @Test func openInferenceGoesThroughTheSameEngine() {
+        let test = RouterUnderTest()
+        defer { test.tearDown() }
+        test.folder.copy(fixture: "no_options.vw", to: "m.vw")
+        test.load()
+        let version = test.router.store.status(of: "m")?.version ?? ""
+        #expect(test.request("GET", "/v2/models/m/ready").status == 200)
+        #expect(test.request("GET", "/v2/models/m/versions/000000000000/ready").status == 404)
+        let metadata = test.request("GET", "/v2/models/m")
+        #expect(metadata.status == 200 && metadata.body.contains(version))
+        let infer = test.request("POST", "/v2/models/m/infer", contentType: "application/json", body: #"""
+            {"inputs": [{"name": "examples", "shape": [1], "datatype": "BYTES", "data": ["|a x"]}]}
+            """#)
+        #expect(infer.status == 200, "\(infer.body)")
+        #expect(infer.body.contains(version))
+    }
+}
