@@ -25,26 +25,22 @@ struct JSONLogHandler: LogHandler {
 
     func log(event: LogEvent) {
         var writer = JSONWriter(capacity: 256)
-        writer.raw("{\"ts\":")
-        writer.string(timestamp())
-        writer.raw(",\"level\":")
-        writer.string(event.level.rawValue)
-        writer.raw(",\"label\":")
-        writer.string(label)
-        writer.raw(",\"msg\":")
-        writer.string(event.message.description)
+        writer.beginObject()
+        writer.key("ts"); writer.string(timestamp())
+        writer.key("level"); writer.string(event.level.rawValue)
+        writer.key("label"); writer.string(label)
+        writer.key("msg"); writer.string(event.message.description)
         var merged = metadata
         if let provided = metadataProvider?.get() { merged.merge(provided) { _, new in new } }
         if let extra = event.metadata { merged.merge(extra) { _, new in new } }
         for (key, value) in merged.sorted(by: { $0.key < $1.key }) {
-            writer.raw(",")
-            writer.string(key)
-            writer.raw(":")
-            writer.string(value.description)
+            writer.key(key); writer.string(value.description)
         }
-        writer.raw("}\n")
+        writer.endObject()
+        var line = writer.bytes
+        line.append(UInt8(ascii: "\n"))
         Self.writeLock.withLock { _ in
-            writer.bytes.withUnsafeBytes { raw in
+            line.withUnsafeBytes { raw in
                 var offset = 0
                 while offset < raw.count {
                     let n = write(2, raw.baseAddress! + offset, raw.count - offset)

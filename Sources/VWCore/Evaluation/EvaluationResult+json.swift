@@ -1,7 +1,7 @@
 extension EvaluationResult {
     /// The result as one JSON object (`vwfcgi evaluate --json`): the events, and per policy its summary and time series.
     public func json() -> [UInt8] {
-        var writer = JSONLineWriter()
+        var writer = JSONWriter()
         writer.beginObject()
         writer.key("model"); writer.string(model)
         writer.key("events"); writer.int(events)
@@ -39,13 +39,13 @@ extension EvaluationResult {
         return writer.bytes + [0x0A]
     }
 
-    private static func optional(_ text: String?, _ writer: inout JSONLineWriter) {
+    private static func optional(_ text: String?, _ writer: inout JSONWriter) {
         if let text { writer.string(text) } else { writer.raw("null".utf8) }
     }
 }
 
 extension OffPolicyEstimate {
-    func write(into writer: inout JSONLineWriter) {
+    func write(into writer: inout JSONWriter) {
         func interval(_ value: ConfidenceInterval?) {
             guard let value else { return writer.raw("null".utf8) }
             writer.beginArray()

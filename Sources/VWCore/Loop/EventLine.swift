@@ -17,7 +17,7 @@ public enum EventLine {
     public static func decision(eventId: String, timestampMilliseconds: Int64, actions: [Int], probabilities: [Double],
                                 context: [UInt8], modelVersion: String, deferred: Bool = false) -> [UInt8] {
         precondition(!actions.isEmpty && actions.count == probabilities.count, "one probability per action")
-        var writer = JSONLineWriter(capacity: context.count + 160)
+        var writer = JSONWriter(capacity: context.count + 160)
         writer.beginObject()
         writer.key("EventId"); writer.string(eventId)
         writer.key("Timestamp"); writer.string(timestamp(milliseconds: timestampMilliseconds))
@@ -33,7 +33,7 @@ public enum EventLine {
 
     /// A reward line; `value` must be finite (the reward endpoint refuses others with 400).
     public static func reward(eventId: String, value: Double, timestampMilliseconds: Int64) -> [UInt8] {
-        var writer = JSONLineWriter(capacity: 96)
+        var writer = JSONWriter(capacity: 96)
         writer.beginObject()
         writer.key("EventId"); writer.string(eventId)
         writer.key("v"); writer.double(value)
@@ -45,7 +45,7 @@ public enum EventLine {
     /// A labelled example for a single-line model (`:learn`): `{"EventId","Learn":"<canonical VW text>","Timestamp"}`.
     /// The joiner passes it on at once; the trainer feeds its `"Learn"` text to vw.
     public static func learn(eventId: String, example: String, timestampMilliseconds: Int64) -> [UInt8] {
-        var writer = JSONLineWriter(capacity: 96 + example.utf8.count)
+        var writer = JSONWriter(capacity: 96 + example.utf8.count)
         writer.beginObject()
         writer.key("EventId"); writer.string(eventId)
         writer.key("Learn"); writer.string(example)
@@ -56,7 +56,7 @@ public enum EventLine {
 
     /// An activation line (`:activate` of a deferred decision).
     public static func activation(eventId: String, timestampMilliseconds: Int64) -> [UInt8] {
-        var writer = JSONLineWriter(capacity: 96)
+        var writer = JSONWriter(capacity: 96)
         writer.beginObject()
         writer.key("EventId"); writer.string(eventId)
         writer.key("ActionTaken"); writer.bool(true)

@@ -155,7 +155,7 @@ struct JoinState: Sendable {
     /// ` "orphans":[[key,seen,activated|null,count,first,sum,[more]]],"removed":[key,...]}`;
     /// keys are 32 hex digits, flags 1 = deferred, 2 = `:learn`, times in ms of the joiner's clock.
     func record(offsets changedOffsets: [String: Int], keys: some Sequence<EventKey>) -> [UInt8] {
-        var writer = JSONLineWriter(capacity: 256)
+        var writer = JSONWriter(capacity: 256)
         writer.beginObject()
         writer.key("v"); writer.int(1)
         writer.key("step"); writer.int(step)

@@ -358,7 +358,7 @@ public final class Joiner {
         }
         guard case .success(let logged) = LoggedDecision.check(value) else { return skip("the logged decision changed since it was read") }
         let reward = decision.rewards.value(settings.aggregation, range: settings.rewardRange, fallback: settings.defaultReward)
-        var writer = JSONLineWriter(capacity: line.count + 160)
+        var writer = JSONWriter(capacity: line.count + 160)
         writer.beginObject()
         writer.key("_label_cost"); writer.double(0 - reward)
         writer.key("_label_probability")

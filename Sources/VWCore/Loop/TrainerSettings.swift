@@ -38,7 +38,7 @@ struct LearnState: Equatable {
     var published: [String] = []
 
     func serialized() -> [UInt8] {
-        var writer = JSONLineWriter()
+        var writer = JSONWriter()
         writer.beginObject()
         writer.key("version"); writer.int(1)
         writer.key("base"); writer.string(base)

@@ -1,3 +1,4 @@
+import VWCore
 /// The parts of an HTTP request that vwfcgi routes on, as nginx passes them in FastCGI params.
 struct HTTPRequest: Sendable {
     var method: String
@@ -29,9 +30,9 @@ struct HTTPResponse: Sendable {
     /// A JSON error reply `{"error": message}`.
     static func error(_ status: Int, _ message: String, headers: [(String, String)] = []) -> HTTPResponse {
         var writer = JSONWriter(capacity: message.utf8.count + 16)
-        writer.raw("{\"error\":")
-        writer.string(message)
-        writer.raw("}")
+        writer.beginObject()
+        writer.key("error"); writer.string(message)
+        writer.endObject()
         return HTTPResponse(status: status, headers: headers, body: writer.bytes)
     }
 

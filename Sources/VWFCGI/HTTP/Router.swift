@@ -180,28 +180,27 @@ struct Router: Sendable {
 
     func healthz() -> JSONWriter {
         var writer = JSONWriter(capacity: 32)
-        writer.raw("{\"status\":\"alive\"}")
+        writer.beginObject()
+        writer.key("status"); writer.string("alive")
+        writer.endObject()
         return writer
     }
 
     private func readyz() -> HTTPResponse {
         let readiness = engine.readiness()
         var writer = JSONWriter()
-        writer.raw("{\"status\":")
-        writer.string(readiness.isReady ? "ready" : "not ready")
+        writer.beginObject()
+        writer.key("status"); writer.string(readiness.isReady ? "ready" : "not ready")
         if let reason = readiness.reason {
-            writer.raw(",\"error\":")
-            writer.string(reason)
+            writer.key("error"); writer.string(reason)
         }
         for (key, names) in [("ready", readiness.ready), ("not_ready", readiness.notReady)] {
-            writer.raw(",\"\(key)\":[")
-            for (index, name) in names.enumerated() {
-                if index > 0 { writer.raw(",") }
-                writer.string(name)
-            }
-            writer.raw("]")
+            writer.key(key)
+            writer.beginArray()
+            for name in names { writer.string(name) }
+            writer.endArray()
         }
-        writer.raw("}")
+        writer.endObject()
         return readiness.isReady ? .json(writer) : .json(writer, status: 503, headers: [("Retry-After", "1")])
     }
 
@@ -273,44 +272,37 @@ struct Router: Sendable {
     /// `{"accepted": n}`: n events are on disk.
     private static func accepted(_ count: Int) -> JSONWriter {
         var writer = JSONWriter(capacity: 32)
-        writer.raw("{\"accepted\":")
-        writer.integer(count)
-        writer.raw("}")
+        writer.beginObject()
+        writer.key("accepted"); writer.int(count)
+        writer.endObject()
         return writer
     }
 
     private func rankDocument(_ result: RankResult) -> JSONWriter {
         var writer = JSONWriter(capacity: 128 + result.ranking.count * 40)
-        writer.raw("{\"model\":")
-        writer.string(result.model)
-        writer.raw(",\"version\":")
-        writer.string(result.version)
-        writer.raw(",\"event_id\":")
-        writer.string(result.eventID)
-        writer.raw(",\"action\":")
-        writer.integer(result.action)
-        writer.raw(",\"probability\":")
-        writer.raw(result.probability)
-        writer.raw(",\"ranking\":")
-        writer.prediction(.actions(result.ranking, probabilities: true))
-        writer.raw("}")
+        writer.beginObject()
+        writer.key("model"); writer.string(result.model)
+        writer.key("version"); writer.string(result.version)
+        writer.key("event_id"); writer.string(result.eventID)
+        writer.key("action"); writer.int(result.action)
+        writer.key("probability"); writer.raw(result.probability.utf8)
+        writer.key("ranking"); writer.prediction(.actions(result.ranking, probabilities: true))
+        writer.endObject()
         return writer
     }
 
     private func predictionDocument(_ result: PredictResult) -> JSONWriter {
         var writer = JSONWriter(capacity: 64 + result.text.count * 2)
-        writer.raw("{\"model\":")
-        writer.string(result.model)
-        writer.raw(",\"version\":\"")
-        writer.raw(result.version)
-        writer.raw("\",\"predictions\":[")
-        var first = true
+        writer.beginObject()
+        writer.key("model"); writer.string(result.model)
+        writer.key("version"); writer.string(result.version)
+        writer.key("predictions")
+        writer.beginArray()
         result.forEachPrediction(parser: PredictionParser(kind: result.predictionKind)) { prediction in
-            if !first { writer.raw(",") }
-            first = false
             writer.prediction(prediction)
         }
-        writer.raw("]}")
+        writer.endArray()
+        writer.endObject()
         return writer
     }
 

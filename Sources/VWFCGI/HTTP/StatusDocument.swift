@@ -4,89 +4,59 @@ import VWCore
 enum StatusDocument {
     static func list(_ statuses: [ModelStatus], engines: (String) -> EngineStatus? = { _ in nil }) -> JSONWriter {
         var writer = JSONWriter(capacity: 256 * max(1, statuses.count))
-        writer.raw("{\"models\":[")
-        for (index, status) in statuses.enumerated() {
-            if index > 0 { writer.raw(",") }
-            writer.model(status, engine: engines(status.name))
-        }
-        writer.raw("]}")
+        writer.beginObject()
+        writer.key("models")
+        writer.beginArray()
+        for status in statuses { writer.model(status, engine: engines(status.name)) }
+        writer.endArray()
+        writer.endObject()
         return writer
     }
 
     /// `GET /v1/models/<name>/loop` (SPEC §8.8).
     static func loop(_ status: LoopStatus) -> JSONWriter {
         var writer = JSONWriter(capacity: 256)
-        writer.raw("{\"decisions\":")
-        writer.integer(status.decisions)
-        writer.raw(",\"rewards\":")
-        writer.integer(status.rewards)
-        writer.raw(",\"activations\":")
-        writer.integer(status.activations)
-        writer.raw(",\"learns\":")
-        writer.integer(status.learns)
-        writer.raw(",\"joined\":")
-        writer.integer(status.joined)
-        writer.raw(",\"pending\":")
-        writer.integer(status.pending)
-        writer.raw(",\"reward_sum\":")
-        writer.raw(finite(status.rewardSum))
-        writer.raw(",\"average_reward\":")
-        writer.raw(status.averageReward.map(finite) ?? "null")
         let learning = status.learning
-        writer.raw(",\"updates\":")
-        writer.integer(learning.updates)
-        writer.raw(",\"failed_updates\":")
-        writer.integer(learning.failedUpdates)
-        writer.raw(",\"last_update\":")
-        writer.optionalString(learning.lastUpdate)
-        writer.raw(",\"learned_version\":")
-        writer.optionalString(learning.learnedVersion)
-        writer.raw(",\"learned_events\":")
-        writer.integer(learning.learnedEvents)
-        writer.raw(",\"ips_estimate\":")
-        writer.raw(learning.ipsEstimate.map(finite) ?? "null")
-        writer.raw(",\"last_update_logged_average\":")
-        writer.raw(learning.loggedAverage.map(finite) ?? "null")
-        writer.raw(",\"rejected_updates\":")
-        writer.integer(learning.rejectedUpdates)
-        writer.raw(",\"orphans\":")
-        writer.integer(status.orphans)
-        writer.raw(",\"dropped_pending\":")
-        writer.integer(status.droppedPending)
-        writer.raw(",\"dropped_orphans\":")
-        writer.integer(status.droppedOrphans)
-        writer.raw(",\"skipped_lines\":")
-        writer.integer(status.skippedLines)
-        writer.raw(",\"clipped_probabilities\":")
-        writer.integer(status.clippedProbabilities)
-        writer.raw(",\"joins_here\":")
-        writer.raw(status.joinsHere ? "true" : "false")
-        writer.raw(",\"last_error\":")
-        writer.optionalString(learning.lastError)
-        writer.raw(",\"state_bytes\":{")
-        for (index, (kind, bytes)) in status.stateBytes.sorted(by: { $0.key < $1.key }).enumerated() {
-            if index > 0 { writer.raw(",") }
-            writer.string(kind); writer.raw(":"); writer.integer(bytes)
+        writer.beginObject()
+        writer.key("decisions"); writer.int(status.decisions)
+        writer.key("rewards"); writer.int(status.rewards)
+        writer.key("activations"); writer.int(status.activations)
+        writer.key("learns"); writer.int(status.learns)
+        writer.key("joined"); writer.int(status.joined)
+        writer.key("pending"); writer.int(status.pending)
+        writer.key("reward_sum"); writer.double(status.rewardSum)
+        writer.key("average_reward"); writer.double(orNull: status.averageReward)
+        writer.key("updates"); writer.int(learning.updates)
+        writer.key("failed_updates"); writer.int(learning.failedUpdates)
+        writer.key("last_update"); writer.string(orNull: learning.lastUpdate)
+        writer.key("learned_version"); writer.string(orNull: learning.learnedVersion)
+        writer.key("learned_events"); writer.int(learning.learnedEvents)
+        writer.key("ips_estimate"); writer.double(orNull: learning.ipsEstimate)
+        writer.key("last_update_logged_average"); writer.double(orNull: learning.loggedAverage)
+        writer.key("rejected_updates"); writer.int(learning.rejectedUpdates)
+        writer.key("orphans"); writer.int(status.orphans)
+        writer.key("dropped_pending"); writer.int(status.droppedPending)
+        writer.key("dropped_orphans"); writer.int(status.droppedOrphans)
+        writer.key("skipped_lines"); writer.int(status.skippedLines)
+        writer.key("clipped_probabilities"); writer.int(status.clippedProbabilities)
+        writer.key("joins_here"); writer.bool(status.joinsHere)
+        writer.key("last_error"); writer.string(orNull: learning.lastError)
+        for (name, counts) in [("state_bytes", status.stateBytes), ("deleted_bytes", status.deletedBytes)] {
+            writer.key(name)
+            writer.beginObject()
+            for (kind, bytes) in counts.sorted(by: { $0.key < $1.key }) {
+                writer.key(kind); writer.int(bytes)
+            }
+            writer.endObject()
         }
-        writer.raw("},\"deleted_bytes\":{")
-        for (index, (kind, bytes)) in status.deletedBytes.sorted(by: { $0.key < $1.key }).enumerated() {
-            if index > 0 { writer.raw(",") }
-            writer.string(kind); writer.raw(":"); writer.integer(bytes)
-        }
-        writer.raw("},\"state_budget_bytes\":")
-        writer.raw(status.stateBudget.map { "\($0)" } ?? "null")
-        writer.raw(",\"volume_free_bytes\":")
-        writer.raw(status.freeBytes.map { "\($0)" } ?? "null")
-        writer.raw(",\"over_budget\":")
-        writer.optionalString(status.overBudget)
-        writer.raw(",\"settings\":")
-        if let settings = status.settings { writer.loopSettings(settings) } else { writer.raw("null") }
-        writer.raw("}")
+        writer.key("state_budget_bytes"); writer.int(orNull: status.stateBudget)
+        writer.key("volume_free_bytes"); writer.int(orNull: status.freeBytes)
+        writer.key("over_budget"); writer.string(orNull: status.overBudget)
+        writer.key("settings")
+        if let settings = status.settings { writer.loopSettings(settings) } else { writer.null() }
+        writer.endObject()
         return writer
     }
-
-    /// A finite double as a JSON number (`"\(Double)"` is valid JSON for finite values).
-    private static func finite(_ value: Double) -> String { value.isFinite ? "\(value)" : "null" }
 
     static func model(_ status: ModelStatus, engine: EngineStatus? = nil) -> JSONWriter {
         var writer = JSONWriter()
@@ -97,99 +67,89 @@ enum StatusDocument {
 
 extension JSONWriter {
     mutating func model(_ status: ModelStatus, engine: EngineStatus? = nil) {
-        raw("{\"name\":")
-        string(status.name)
-        raw(",\"ready\":")
-        raw(status.ready ? "true" : "false")
-        raw(",\"version\":")
-        optionalString(status.version)
-        raw(",\"loaded_at\":")
-        optionalString(status.loadedAt)
-        raw(",\"shards\":[")
-        for (index, shard) in status.shards.enumerated() {
-            if index > 0 { raw(",") }
-            raw("{\"pid\":")
-            if let pid = shard.pid { integer(Int(pid)) } else { raw("null") }
-            raw(",\"ready\":")
-            raw(shard.ready ? "true" : "false")
-            raw(",\"restarts\":")
-            integer(shard.restarts)
-            raw(",\"inflight\":")
-            integer(shard.inflight)
-            raw("}")
+        beginObject()
+        key("name"); string(status.name)
+        key("ready"); bool(status.ready)
+        key("version"); string(orNull: status.version)
+        key("loaded_at"); string(orNull: status.loadedAt)
+        key("shards")
+        beginArray()
+        for shard in status.shards {
+            beginObject()
+            key("pid"); int(orNull: shard.pid.map(Int.init))
+            key("ready"); bool(shard.ready)
+            key("restarts"); int(shard.restarts)
+            key("inflight"); int(shard.inflight)
+            endObject()
         }
-        raw("],\"vw_args\":[")
-        for (index, argument) in status.vwArgs.enumerated() {
-            if index > 0 { raw(",") }
-            string(argument)
-        }
-        raw("],\"multiline\":")
-        if let multiline = status.multiline { raw(multiline ? "true" : "false") } else { raw("null") }
-        raw(",\"last_error\":")
+        endArray()
+        key("vw_args")
+        beginArray()
+        for argument in status.vwArgs { string(argument) }
+        endArray()
+        key("multiline")
+        if let multiline = status.multiline { bool(multiline) } else { null() }
+        key("last_error")
         if let failure = status.lastError {
-            raw("{\"time\":")
-            string(failure.time)
-            raw(",\"reason\":")
-            string(failure.reason)
-            raw("}")
+            beginObject()
+            key("time"); string(failure.time)
+            key("reason"); string(failure.reason)
+            endObject()
         } else {
-            raw("null")
+            null()
         }
-        raw(",\"sandbox\":")
-        string(Sandbox.mode.rawValue)
+        key("sandbox"); string(Sandbox.mode.rawValue)
         // Where the serving bytes came from (SPEC §8.6): the model directory, or the learning loop.
-        raw(",\"origin\":")
+        key("origin")
         switch status.origin {
-        case nil: raw("null")
-        case .file?: raw("\"file\"")
+        case nil: null()
+        case .file?: string("file")
         case .learned(let base, let events)?:
-            raw("\"learned\",\"base_version\":")
-            string(base)
-            raw(",\"learned_events\":")
-            integer(events)
+            string("learned")
+            key("base_version"); string(base)
+            key("learned_events"); int(events)
         }
         // Which engine answers (SPEC §11), and why vw when it is vw; null without a serving version.
-        raw(",\"engine\":")
-        optionalString(engine?.engine)
+        key("engine"); string(orNull: engine?.engine)
         if let reason = engine?.reason {
-            raw(",\"engine_reason\":")
-            string(reason)
+            key("engine_reason"); string(reason)
         }
-        raw("}")
+        endObject()
     }
 
-    mutating func optionalString(_ value: String?) {
-        if let value { string(value) } else { raw("null") }
-    }
-}
-
-extension JSONWriter {
     /// The loop settings in force (SPEC §8.9), with the units of the `.json`: durations in seconds.
     mutating func loopSettings(_ loop: LoopConfig) {
-        func seconds(_ d: Duration) -> String {
+        func seconds(_ d: Duration) -> Double {
             let (s, atto) = d.components
-            return "\(Double(s) + Double(atto) / 1e18)"
+            return Double(s) + Double(atto) / 1e18
         }
-        raw("{\"reward_wait_seconds\":"); raw(seconds(loop.rewardWait))
-        raw(",\"default_reward\":"); raw("\(loop.defaultReward)")
-        raw(",\"reward_range\":["); raw("\(loop.rewardRange.lowerBound),\(loop.rewardRange.upperBound)]")
-        raw(",\"reward_aggregation\":"); string(loop.rewardAggregation.rawValue)
-        raw(",\"learning_mode\":"); string(loop.learningMode.rawValue)
-        raw(",\"update_interval_seconds\":"); raw(seconds(loop.updateInterval))
-        raw(",\"min_events\":"); integer(loop.minEvents)
-        raw(",\"trainer\":"); string(loop.externalTrainer ? "external" : "internal")
-        raw(",\"max_abs_label\":"); raw("\(loop.maxAbsLabel)")
-        raw(",\"max_importance\":"); raw("\(loop.maxImportance)")
-        raw(",\"max_abs_feature_value\":"); raw("\(loop.maxAbsFeatureValue)")
-        raw(",\"min_probability\":"); raw("\(loop.minProbability)")
-        raw(",\"max_pending\":"); integer(loop.maxPending)
-        raw(",\"max_orphans\":"); integer(loop.maxOrphans)
-        raw(",\"orphan_wait_seconds\":"); raw(seconds(loop.orphanWait))
-        raw(",\"deferred_wait_seconds\":"); raw(seconds(loop.deferredWait))
-        raw(",\"gate\":{\"max_regression\":"); raw(loop.maxRegression.map { "\($0)" } ?? "null"); raw("}")
-        raw(",\"retention\":{\"log_seconds\":"); raw(seconds(loop.retention.log))
-        raw(",\"joined_seconds\":"); raw(seconds(loop.retention.joined))
-        raw(",\"learned_versions\":"); integer(loop.retention.learnedVersions)
-        raw(",\"rejected_seconds\":"); raw(seconds(loop.retention.rejected)); raw("}}")
+        beginObject()
+        key("reward_wait_seconds"); double(seconds(loop.rewardWait))
+        key("default_reward"); double(loop.defaultReward)
+        key("reward_range")
+        beginArray(); double(loop.rewardRange.lowerBound); double(loop.rewardRange.upperBound); endArray()
+        key("reward_aggregation"); string(loop.rewardAggregation.rawValue)
+        key("learning_mode"); string(loop.learningMode.rawValue)
+        key("update_interval_seconds"); double(seconds(loop.updateInterval))
+        key("min_events"); int(loop.minEvents)
+        key("trainer"); string(loop.externalTrainer ? "external" : "internal")
+        key("max_abs_label"); double(loop.maxAbsLabel)
+        key("max_importance"); double(loop.maxImportance)
+        key("max_abs_feature_value"); double(loop.maxAbsFeatureValue)
+        key("min_probability"); double(loop.minProbability)
+        key("max_pending"); int(loop.maxPending)
+        key("max_orphans"); int(loop.maxOrphans)
+        key("orphan_wait_seconds"); double(seconds(loop.orphanWait))
+        key("deferred_wait_seconds"); double(seconds(loop.deferredWait))
+        key("gate")
+        beginObject(); key("max_regression"); double(orNull: loop.maxRegression); endObject()
+        key("retention")
+        beginObject()
+        key("log_seconds"); double(seconds(loop.retention.log))
+        key("joined_seconds"); double(seconds(loop.retention.joined))
+        key("learned_versions"); int(loop.retention.learnedVersions)
+        key("rejected_seconds"); double(seconds(loop.retention.rejected))
+        endObject()
+        endObject()
     }
 }

@@ -7,32 +7,27 @@ extension JSONWriter {
         case .number(let text):
             numberOrString(text)
         case .integer(let n):
-            integer(n)
+            int(n)
         case .actions(let pairs, let probabilities):
-            bytes.append(UInt8(ascii: "["))
-            for (k, pair) in pairs.enumerated() {
-                if k > 0 { bytes.append(UInt8(ascii: ",")) }
-                raw("{\"action\":")
-                integer(pair.action)
-                raw(probabilities ? ",\"probability\":" : ",\"score\":")
-                numberOrString(pair.value)
-                bytes.append(UInt8(ascii: "}"))
+            beginArray()
+            for pair in pairs {
+                beginObject()
+                key("action"); int(pair.action)
+                key(probabilities ? "probability" : "score"); numberOrString(pair.value)
+                endObject()
             }
-            bytes.append(UInt8(ascii: "]"))
+            endArray()
         case .text(let text):
             string(text)
         case .lines(let lines):
-            bytes.append(UInt8(ascii: "["))
-            for (k, line) in lines.enumerated() {
-                if k > 0 { bytes.append(UInt8(ascii: ",")) }
-                prediction(line)
-            }
-            bytes.append(UInt8(ascii: "]"))
+            beginArray()
+            for line in lines { prediction(line) }
+            endArray()
         }
     }
 
     /// Writes VW's number text verbatim, or as a string if it is not a JSON number (`nan`, `inf`), so the reply stays valid JSON.
     private mutating func numberOrString(_ text: String) {
-        if JSONParser.isNumber(text) { raw(text) } else { string(text) }
+        if JSONParser.isNumber(text) { raw(text.utf8) } else { string(text) }
     }
 }

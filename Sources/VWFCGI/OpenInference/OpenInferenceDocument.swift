@@ -35,40 +35,45 @@ enum OpenInferenceDocument {
     /// `GET /v2`.
     static func server() -> JSONWriter {
         var writer = JSONWriter(capacity: 64)
-        writer.raw("{\"name\":\"vwfcgi\",\"version\":")
-        writer.string(vwfcgiVersion)
-        writer.raw(",\"extensions\":[]}")
+        writer.beginObject()
+        writer.key("name"); writer.string("vwfcgi")
+        writer.key("version"); writer.string(vwfcgiVersion)
+        writer.key("extensions"); writer.beginArray(); writer.endArray()
+        writer.endObject()
         return writer
     }
 
     /// `GET /v2/models/<name>`: `serving` is nil while the model has no serving version.
     static func model(name: String, serving: (version: String, datatype: TensorDatatype)?) -> JSONWriter {
         var writer = JSONWriter(capacity: 256)
-        writer.raw("{\"name\":")
-        writer.string(name)
-        writer.raw(",\"versions\":[")
+        writer.beginObject()
+        writer.key("name"); writer.string(name)
+        writer.key("versions")
+        writer.beginArray()
         if let serving { writer.string(serving.version) }
-        writer.raw("],\"platform\":\"\(platform)\",\"inputs\":[{\"name\":\"\(InferRequest.inputName)\",\"datatype\":\"BYTES\",\"shape\":[-1]}]")
-        writer.raw(",\"outputs\":[")
-        if let serving {
-            writer.raw("{\"name\":\"\(InferRequest.outputName)\",\"datatype\":\"\(serving.datatype.rawValue)\",\"shape\":[-1]}")
-        }
-        writer.raw("]}")
+        writer.endArray()
+        writer.key("platform"); writer.string(platform)
+        writer.key("inputs")
+        writer.beginArray()
+        writer.tensorMetadata(name: InferRequest.inputName, datatype: "BYTES")
+        writer.endArray()
+        writer.key("outputs")
+        writer.beginArray()
+        if let serving { writer.tensorMetadata(name: InferRequest.outputName, datatype: serving.datatype.rawValue) }
+        writer.endArray()
+        writer.endObject()
         return writer
     }
 
     /// `GET /v2/health/live`, `/v2/health/ready` and `/v2/models/<name>/ready` bodies.
-    static func flag(_ key: StaticString, _ value: Bool, name: String? = nil) -> JSONWriter {
+    static func flag(_ key: String, _ value: Bool, name: String? = nil) -> JSONWriter {
         var writer = JSONWriter(capacity: 64)
-        writer.raw("{")
+        writer.beginObject()
         if let name {
-            writer.raw("\"name\":")
-            writer.string(name)
-            writer.raw(",")
+            writer.key("name"); writer.string(name)
         }
-        writer.raw("\"")
-        writer.raw(key)
-        writer.raw(value ? "\":true}" : "\":false}")
+        writer.key(key); writer.bool(value)
+        writer.endObject()
         return writer
     }
 
@@ -86,24 +91,25 @@ enum OpenInferenceDocument {
         if !fits { datatype = .bytes }
 
         var writer = JSONWriter(capacity: 160 + result.text.count * 2)
-        writer.raw("{\"model_name\":")
-        writer.string(result.model)
-        writer.raw(",\"model_version\":")
-        writer.string(result.version)
+        writer.beginObject()
+        writer.key("model_name"); writer.string(result.model)
+        writer.key("model_version"); writer.string(result.version)
         if let id {
-            writer.raw(",\"id\":")
-            writer.string(id)
+            writer.key("id"); writer.string(id)
         }
-        writer.raw(",\"outputs\":[{\"name\":\"\(InferRequest.outputName)\",\"datatype\":\"\(datatype.rawValue)\",\"shape\":[")
-        writer.integer(result.count)
-        writer.raw("],\"data\":[")
-        var first = true
-        result.forEachPrediction(parser: parser) { prediction in
-            if !first { writer.raw(",") }
-            first = false
-            writer.element(prediction, as: datatype)
-        }
-        writer.raw("]}]}")
+        writer.key("outputs")
+        writer.beginArray()
+        writer.beginObject()
+        writer.key("name"); writer.string(InferRequest.outputName)
+        writer.key("datatype"); writer.string(datatype.rawValue)
+        writer.key("shape"); writer.beginArray(); writer.int(result.count); writer.endArray()
+        writer.key("data")
+        writer.beginArray()
+        result.forEachPrediction(parser: parser) { prediction in writer.element(prediction, as: datatype) }
+        writer.endArray()
+        writer.endObject()
+        writer.endArray()
+        writer.endObject()
         return writer
     }
 }
@@ -119,12 +125,23 @@ extension JSONWriter {
             json.prediction(prediction)
             string(String(decoding: json.bytes, as: UTF8.self))
         case (_, .integer(let value)):
-            integer(value)
+            int(value)
         case (_, .number(let text)):
-            raw(text)
+            raw(text.utf8)
         default:
             // Not reached: `holds` let only integers and numbers into FP32 and INT64.
             self.prediction(prediction)
         }
+    }
+}
+
+extension JSONWriter {
+    /// `{"name": …, "datatype": …, "shape": [-1]}`: a tensor of any length.
+    mutating func tensorMetadata(name: String, datatype: String) {
+        beginObject()
+        key("name"); string(name)
+        key("datatype"); string(datatype)
+        key("shape"); beginArray(); int(-1); endArray()
+        endObject()
     }
 }

@@ -96,20 +96,19 @@ extension Router {
             outcome.examples = 1
             let (ranking, rewardActionID) = rankRequest.ranking(of: result)
             var writer = JSONWriter(capacity: 96 + ranking.count * 48)
-            writer.raw("{\"ranking\":[")
-            for (index, action) in ranking.enumerated() {
-                if index > 0 { writer.raw(",") }
-                writer.raw("{\"id\":")
-                writer.string(action.id)
-                writer.raw(",\"probability\":")
-                writer.raw(action.probability)
-                writer.raw("}")
+            writer.beginObject()
+            writer.key("ranking")
+            writer.beginArray()
+            for action in ranking {
+                writer.beginObject()
+                writer.key("id"); writer.string(action.id)
+                writer.key("probability"); writer.raw(action.probability.utf8)
+                writer.endObject()
             }
-            writer.raw("],\"eventId\":")
-            writer.string(result.eventID)
-            writer.raw(",\"rewardActionId\":")
-            writer.string(rewardActionID)
-            writer.raw("}")
+            writer.endArray()
+            writer.key("eventId"); writer.string(result.eventID)
+            writer.key("rewardActionId"); writer.string(rewardActionID)
+            writer.endObject()
             return .json(writer, status: 201, headers: [("X-Model-Version", result.version)])
         } catch {
             return failure(error, &outcome)
@@ -124,11 +123,13 @@ extension Router {
               case .string(let text) = message.value
         else { return response }
         var writer = JSONWriter(capacity: text.utf8.count + 64)
-        writer.raw("{\"error\":{\"code\":")
-        writer.string(personalizerCode(response.status))
-        writer.raw(",\"message\":")
-        writer.string(text)
-        writer.raw("}}")
+        writer.beginObject()
+        writer.key("error")
+        writer.beginObject()
+        writer.key("code"); writer.string(personalizerCode(response.status))
+        writer.key("message"); writer.string(text)
+        writer.endObject()
+        writer.endObject()
         var reshaped = response
         reshaped.body = writer.bytes
         return reshaped

@@ -1,9 +1,9 @@
-/// A small JSON serialiser writing straight into bytes: the event log's lines and the join state
-/// (strings quoted by `JSONQuoting`, like the HTTP answers).
+/// The one JSON serialiser, writing straight into bytes: the HTTP answers, the JSON log lines, the event log's
+/// lines and the join state (strings quoted by `JSONQuoting`).
 ///
 /// Callers write objects with `key(_:)` before each member value; commas are placed automatically.
 /// Numbers given as `Double` should be finite (JSON has no NaN or infinity): a non-finite one is written as `null`.
-public struct JSONLineWriter {
+public struct JSONWriter {
     public private(set) var bytes: [UInt8] = []
     /// Per open container: whether the next element needs a comma first.
     private var needsComma: [Bool] = []
@@ -63,6 +63,26 @@ public struct JSONLineWriter {
     public mutating func bool(_ value: Bool) {
         separate()
         bytes.append(contentsOf: (value ? "true" : "false").utf8)
+    }
+
+    public mutating func null() {
+        separate()
+        bytes.append(contentsOf: "null".utf8)
+    }
+
+    /// A string, or `null` for nil.
+    public mutating func string(orNull value: String?) {
+        if let value { string(value) } else { null() }
+    }
+
+    /// An integer, or `null` for nil.
+    public mutating func int(orNull value: Int?) {
+        if let value { int(value) } else { null() }
+    }
+
+    /// A double (see ``double(_:)``), or `null` for nil.
+    public mutating func double(orNull value: Double?) {
+        if let value { double(value) } else { null() }
     }
 
     public mutating func int(_ value: Int) {

@@ -1,1 +1,0 @@
-../../../Sources/VWCore/Loop/JSONLineWriter.swift

@@ -1,0 +1,1 @@
+../../../Sources/VWCore/JSON/JSONWriter.swift
