@@ -16,7 +16,8 @@ import time
 from pathlib import Path
 
 from conftest import ROOT, Stack, wait_until
-from test_learning import LOOP, context, loop_status, make_model_dir, send_events
+from test_learning import (LOOP, assert_same_pmfs, context, loop_status, make_model_dir, reference_pmfs, send_events,
+                           served_pmfs)
 
 SEGMENT = 64 * 1024
 BUDGET = 1_500_000
@@ -39,11 +40,15 @@ def counted_bytes(model_state: Path) -> int:
 def test_a_loop_stays_within_its_state_budget_and_joins_every_event_once(tmp_path):
     loop = {**LOOP, "min_events": 100, "retention": {"log": "1h", "joined": "1h", "learned_versions": 2}}
     models = make_model_dir(tmp_path / "models", loop=loop)
+    base = tmp_path / "base.vw"
+    base.write_bytes((models / "cb.vw").read_bytes())
     state = tmp_path / "state"
     stack = Stack(models, state_dir=state, extra_args=("--state-max-bytes", str(BUDGET), "--log-segment-bytes", str(SEGMENT))).start()
     stop = threading.Event()
     peak = [0]
     seen: dict[str, list[str]] = {}
+    # The joined lines, file by file, read before retention deletes them (a joined file goes only once learned).
+    seen_lines: dict[str, list[str]] = {}
 
     def watch():
         while not stop.is_set():
@@ -51,7 +56,9 @@ def test_a_loop_stays_within_its_state_budget_and_joins_every_event_once(tmp_pat
                 peak[0] = max(peak[0], counted_bytes(state / "cb"))
                 for p in (state / "cb" / "joined").glob("*.dsjson"):
                     if p.name not in seen and p.stem.isdigit():
-                        seen[p.name] = [json.loads(line)["EventId"] for line in p.read_text().splitlines() if line]
+                        lines = [line for line in p.read_text().splitlines() if line]
+                        seen[p.name] = [json.loads(line)["EventId"] for line in lines]
+                        seen_lines[p.name] = lines
             except (FileNotFoundError, ValueError):
                 pass  # a file deleted (or being renamed) while listed
             stop.wait(0.05)
@@ -79,8 +86,19 @@ def test_a_loop_stays_within_its_state_budget_and_joins_every_event_once(tmp_pat
         metrics = stack.get("/metrics").text
         assert 'vwfcgi_state_deleted_bytes_total{' in metrics and 'vwfcgi_state_bytes{' in metrics
         assert "vwfcgi_state_budget_bytes 1500000" in metrics
-        # Learning went on: updates published from the joined events.
+        # Learning went on: updates published from the joined events, and the served model equals VW's offline
+        # --save_resume continuation of the base on the joined lines it learned, in join order (nothing is clipped).
         assert wait_until(lambda: loop_status(stack)["updates"] >= 1, 60, step=0.5), loop_status(stack)
+        ordered = [line for name in sorted(seen_lines, key=lambda n: int(n.split(".")[0])) for line in seen_lines[name]]
+        assert len(ordered) == 3000, f"the watcher saw {len(ordered)} joined lines of 3000 (one deleted unseen?)"
+        for _ in range(100):
+            status = loop_status(stack)
+            version, got = served_pmfs(stack)
+            if version == status["learned_version"] == loop_status(stack)["learned_version"]:
+                break
+            time.sleep(0.2)
+        assert version == status["learned_version"], status
+        assert_same_pmfs(got, reference_pmfs(base, ordered[: status["learned_events"]], tmp_path), "learned within a budget")
         # A restart comes up on the pruned state and goes on joining.
         assert not stack.stop()
         stack = Stack(models, state_dir=state, extra_args=("--state-max-bytes", str(BUDGET), "--log-segment-bytes", str(SEGMENT))).start()

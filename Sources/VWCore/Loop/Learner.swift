@@ -31,7 +31,7 @@ import Synchronization
 /// An update is committed by the atomic replacement of `learn-state.json` (after the learned model was
 /// renamed into `learned/` and fsynced), before the swap. A crash before the commit leaves the old state:
 /// the same joined files are learned again from the same model, giving the same model (vw is
-/// deterministic). A crash after it: the restart loads the committed model (`EngineSettings.learnedModel`).
+/// deterministic). A crash after it: the restart loads the committed model (``LearnedModelSource``).
 ///
 /// Unchecked Sendable: its mutable members are used by the trainer thread alone; `status` is a Mutex, and
 /// `rollbackRequested` an atomic the request thread sets.

@@ -43,7 +43,7 @@ public final class LearningLoops: Sendable {
         self.logger = logger
     }
 
-    /// The model learned from file version `base` of model `name`, to load in its place (`EngineSettings.learnedModel`),
+    /// The model learned from file version `base` of model `name`, to load in its place (``LearnedModelSource``),
     /// when this process learns it (a serving instance of an externally trained model gets its models from the sidecar).
     public func learnedModel(name: String, base: String, loop: LoopConfig) -> LearnedModel? {
         guard loop.externalTrainer == externalTrainer else { return nil }
