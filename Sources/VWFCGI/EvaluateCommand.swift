@@ -29,6 +29,15 @@ struct Evaluate: ParsableCommand {
     @Option(help: "Windows of the time series (equal numbers of events).")
     var windows: Int = 10
 
+    @Flag(help: "Instead of estimates: the feature importances (the largest learned weights, named by VW's --invert_hash) of --model-file and of each --policy trained on the events.")
+    var features = false
+
+    @Option(help: "With --features: a model file to read the weights of (e.g. the serving <name>.vw).")
+    var modelFile: String?
+
+    @Option(help: "With --features: how many features to list per model.")
+    var top: Int = 20
+
     @Flag(help: "Print the result as JSON.")
     var json = false
 
@@ -40,6 +49,9 @@ struct Evaluate: ParsableCommand {
 
     func validate() throws {
         if windows < 1 { throw ValidationError("--windows must be at least 1") }
+        if features && modelFile == nil && policy.isEmpty { throw ValidationError("--features needs --model-file or --policy") }
+        if !features && modelFile != nil { throw ValidationError("--model-file goes with --features") }
+        if top < 1 { throw ValidationError("--top must be at least 1") }
         guard SandboxPolicy.parseBytes(vwMemoryLimit) != nil else {
             throw ValidationError("--vw-memory-limit must be a byte count such as 536870912, 512M or 4G")
         }
@@ -50,6 +62,7 @@ struct Evaluate: ParsableCommand {
         let work = try Serve.makeStagingDirectory()
         defer {
             unlink(work + "/events.dsjson")
+            rmdir(work + "/out")
             rmdir(work)
         }
         let command = EngineOptions.vwCommand(vwCommand)
@@ -57,6 +70,10 @@ struct Evaluate: ParsableCommand {
         request.windows = windows
         request.memoryLimit = SandboxPolicy.parseBytes(vwMemoryLimit) ?? SandboxPolicy.defaultMemoryLimit
         Sandbox.configure(SandboxPolicy(memoryLimit: request.memoryLimit))
+        if features {
+            try Self.printFeatures(request, from: from, to: to, modelFile: modelFile, top: top, json: json)
+            return
+        }
         let started = ContinuousClock.now
         let result: EvaluationResult
         switch Self.evaluate(request, from: from, to: to, progress: isatty(2) != 0) {
@@ -83,6 +100,24 @@ struct Evaluate: ParsableCommand {
             })
         } catch {
             return .failure(error)
+        }
+    }
+
+    /// `--features`: the importances of the model file, then of each policy; one JSON object per line with `--json`.
+    static func printFeatures(_ request: EvaluationRequest, from: String?, to: String?, modelFile: String?, top: Int, json: Bool) throws {
+        var request = request
+        do throws(EvaluationError) {
+            request.from = try from.map(time)
+            request.to = try to.map(time)
+            var results: [FeatureImportanceResult] = []
+            if let modelFile { results.append(try FeatureImportance.compute(request, modelFile: modelFile, top: top)) }
+            for policy in request.policies { results.append(try FeatureImportance.compute(request, policy: policy, top: top)) }
+            for result in results {
+                if json { print(String(decoding: result.json(), as: UTF8.self)) } else { print(result.text) }
+            }
+        } catch {
+            printError("vwfcgi evaluate: " + error.reason)
+            throw ExitCode(1)
         }
     }
 

@@ -241,6 +241,54 @@ def test_bad_requests_get_clear_errors(tmp_path):
     assert missing.returncode != 0 and "no joined events for model other" in missing.stderr
 
 
+def invert_hash_weights(path: Path) -> dict:
+    """name -> weight of a readable model the reference vw wrote with --invert_hash (the lines name:hash:weight, the
+    weight followed by its optimiser state when vw learned)."""
+    weights = {}
+    for line in path.read_text().splitlines():
+        parts = line.rsplit(":", 2)
+        if len(parts) == 3 and parts[0] and parts[1].isdigit():
+            weights[parts[0]] = float(parts[2].split()[0])
+    return weights
+
+
+def test_feature_importances_are_vws_own_invert_hash_weights_ranked(tmp_path):
+    """`--features` (issue 22 item 3): for a model file, the weights are exactly those the reference vw names with
+    --invert_hash over the same events (-t: unchanged); for a candidate policy, those it has after learning them."""
+    state = tmp_path / "state"
+    write_world(state, "m", seed=5, events=600)
+    data = tmp_path / "events.dsjson"
+    data.write_text("".join(json.dumps(line) + "\n" for line in joined_lines(state, "m")))
+    model = tmp_path / "served.vw"
+    subprocess.run([REFERENCE_VW, "--dsjson", "-d", str(data), "-f", str(model), "--quiet", *LEARNED.split()],
+                   check=True, timeout=600, stdin=subprocess.DEVNULL)
+    for args, reference_args in (
+        (["--model-file", str(model)], ["-i", str(model), "-t"]),
+        (["--policy", LEARNED], LEARNED.split()),
+    ):
+        result = json.loads(evaluate(state, "m", "--features", "--json", "--top", "1000", *args).stdout)
+        readable = tmp_path / "readable.txt"
+        subprocess.run([REFERENCE_VW, "--dsjson", "-d", str(data), "--quiet", "--invert_hash", str(readable), *reference_args],
+                       check=True, timeout=600, stdin=subprocess.DEVNULL)
+        want = invert_hash_weights(readable)
+        got = {f["name"]: f["weight"] for f in result["features"]}
+        assert result["events"] == 600 and want and got == want, (args, sorted(set(got) ^ set(want))[:10])
+        magnitudes = [abs(f["weight"]) for f in result["features"]]
+        assert magnitudes == sorted(magnitudes, reverse=True)
+        # Per namespace (interactions as User*Action): the sum of the magnitudes of its features.
+        namespaces = {n["namespace"]: n for n in result["namespaces"]}
+        assert set(namespaces) >= {"User", "Action", "User*Action", "Constant"}, namespaces
+        total = sum(abs(w) for name, w in want.items() if name.startswith("User^") and "*" not in name)
+        assert abs(namespaces["User"]["total_abs_weight"] - total) <= 1e-9 * max(1.0, total)
+    # The top of the table, for a terminal; clear errors.
+    table = evaluate(state, "m", "--features", "--model-file", str(model), "--top", "3").stdout
+    assert "Feature importance of model file" in table and "User*Action" in table
+    missing = evaluate(state, "m", "--features", check=False)
+    assert missing.returncode != 0 and "--features needs --model-file or --policy" in missing.stderr
+    bad = evaluate(state, "m", "--features", "--policy", "--cb_adf", check=False)
+    assert bad.returncode == 1 and "explore" in bad.stderr
+
+
 def test_the_terminal_table_shows_every_policy(tmp_path):
     state = tmp_path / "state"
     write_world(state, "m", 2, events=500)
