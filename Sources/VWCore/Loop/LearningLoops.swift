@@ -365,7 +365,7 @@ public final class LearningLoops: Sendable {
                 tick.wait(until: .after(Self.joinPeriod)) { false }
                 for name in store.modelNames {
                     guard let config = store.serving(name)?.loop, config.externalTrainer == externalTrainer,
-                          config.learningMode == .online else { continue }
+                          config.learningMode != .loggingOnly else { continue }
                     do throws(EventLogError) {
                         try loop(for: name).learner.tick(store: store, settings: settings)
                     } catch {

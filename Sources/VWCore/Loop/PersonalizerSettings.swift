@@ -1,8 +1,9 @@
 /// Personalizer's service configuration and policy (SPEC §9) as a model's `.json` holds them: the settings the loop
 /// has (`rewardWaitTime`, `modelExportFrequency`, `defaultReward`, `rewardAggregation`, `logRetentionDays`) are its
-/// `"loop"` members, so the settings in force follow the file; the rest of the document (`explorationPercentage`,
-/// `learningMode`, `modelRetrainDays`, the auto-optimization fields, ...) and the policy are kept as given in its
-/// `"personalizer"` object and returned, with no effect on serving.
+/// `"loop"` members (and `learningMode` its `learning_mode`), so the settings in force follow the file; the rest of the
+/// document (`explorationPercentage`, `modelRetrainDays`, the auto-optimization fields, ...) and the policy are kept
+/// as given in its `"personalizer"` object and returned, with no effect on serving (the exploration of a served model
+/// is its file's own `--epsilon`; the policy's arguments make the model of `DELETE …/model`).
 public enum PersonalizerSettings {
     public typealias Members = [(key: String, value: JSONValue)]
 
@@ -24,7 +25,7 @@ public enum PersonalizerSettings {
         set(&document, "modelExportFrequency", .string(isoDuration(milliseconds: loop.updateInterval.milliseconds)))
         set(&document, "defaultReward", .number(String(loop.defaultReward)))
         set(&document, "rewardAggregation", .string(loop.rewardAggregation.rawValue))
-        set(&document, "learningMode", .string(loop.learningMode == .loggingOnly ? "LoggingOnly" : "Online"))
+        set(&document, "learningMode", .string(personalizerName(of: loop.learningMode)))
         if case .number(let stored)? = member("logRetentionDays", of: .object(document)), stored == "-1" {
             // "Never deleted" is kept as said; the log retention in force is then the loop's default or its own.
         } else {
@@ -68,10 +69,7 @@ public enum PersonalizerSettings {
                 guard case .string(let text) = value, learningModes.contains(text) else {
                     throw LoopRequestError("\"learningMode\" must be one of \(learningModes.joined(separator: ", ")), not \(value.jsonText)")
                 }
-                guard text != "Apprentice" else {
-                    throw LoopRequestError("\"learningMode\" Apprentice is not served by this version of vwfcgi (Online and LoggingOnly are)")
-                }
-                set(&loop, "learning_mode", .string(text == "LoggingOnly" ? LearningMode.loggingOnly.rawValue : LearningMode.online.rawValue))
+                set(&loop, "learning_mode", .string(learningMode(personalizer: text).rawValue))
             case "explorationPercentage":
                 guard case .number(let text) = value, let p = Double(text), (0...1).contains(p) else {
                     throw LoopRequestError("\"explorationPercentage\" must be a number from 0 to 1, not \(value.jsonText)")
@@ -86,6 +84,24 @@ public enum PersonalizerSettings {
         set(&personalizer, "service", body)
         set(&result, "personalizer", .object(personalizer))
         return result
+    }
+
+    /// Personalizer's name of a learning mode.
+    static func personalizerName(of mode: LearningMode) -> String {
+        switch mode {
+        case .online: "Online"
+        case .loggingOnly: "LoggingOnly"
+        case .apprentice: "Apprentice"
+        }
+    }
+
+    /// The learning mode of a Personalizer name (one of `learningModes`).
+    static func learningMode(personalizer name: String) -> LearningMode {
+        switch name {
+        case "LoggingOnly": .loggingOnly
+        case "Apprentice": .apprentice
+        default: .online
+        }
     }
 
     // MARK: Policy
