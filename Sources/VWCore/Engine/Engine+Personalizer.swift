@@ -18,6 +18,7 @@ extension Engine {
     public func updatePersonalizerServiceConfiguration(model name: String, body: [UInt8]) throws(PredictError) -> [UInt8] {
         let document = try Self.document(body, maxDepth: maxJSONDepth)
         let config = try modelJSON(of: name)
+        if PersonalizerSettings.member("explorationPercentage", of: document) != nil { try checkEpsilonGreedy(model: name) }
         let updated = try settingsCall { () throws(LoopRequestError) in
             try PersonalizerSettings.applying(serviceConfiguration: document, to: config)
         }
@@ -43,6 +44,19 @@ extension Engine {
         }
         try writeModelJSON(updated, of: name)
         return PersonalizerSettings.policy(of: updated, modelArguments: Self.arguments(of: updated)).jsonBytes
+    }
+
+    /// `explorationPercentage` becomes the served model's `--epsilon`: only for a model exploring epsilon-greedily.
+    private func checkEpsilonGreedy(model name: String) throws(PredictError) {
+        guard let version = store.serving(name) else { throw .modelNotReady(name) }
+        let names = Set(version.options.options.map(\.name))
+        guard names.contains("cb_explore_adf") || names.contains("cb_explore") else {
+            throw .invalidRequest("\"explorationPercentage\" is the epsilon of --cb_explore_adf; model '\(name)' does not explore")
+        }
+        let explorers = ["cover", "bag", "softmax", "regcb", "regcbopt", "squarecb", "rnd", "first", "synthcover"]
+        if let other = explorers.first(where: names.contains) {
+            throw .invalidRequest("\"explorationPercentage\" is the epsilon of epsilon-greedy exploration; model '\(name)' explores with --\(other)")
+        }
     }
 
     // MARK: The model's .json
