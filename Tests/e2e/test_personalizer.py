@@ -506,13 +506,14 @@ def test_log_deletion_removes_what_the_loop_no_longer_needs(pz_stack):
     admin = PersonalizerAdministrationClient(pz_stack.url("/loops/reset"), AzureKeyCredential(KEY))
     client = PersonalizerClient(pz_stack.url("/loops/reset"), AzureKeyCredential(KEY))
     headers = {"Authorization": f"Bearer {KEY}"}
+    joined = loop_status(pz_stack, "reset")["joined"]
     for segment in range(2):
         for i in range(3):
             event_id = f"pz-logs-{segment}-{i}"
             client.rank({"contextFeatures": context_features("parent", i), "actions": actions(), "eventId": event_id})
             client.reward(event_id, {"value": 1.0})
         assert pz_stack.post("/v1/models/reset/loop:rotate", headers=headers).status_code == 202
-    wait_until(lambda: (s := loop_status(pz_stack, "reset"))["pending"] == 0 and s["orphans"] == 0 and s["joined"] >= 6, 30)
+    wait_until(lambda: (s := loop_status(pz_stack, "reset"))["pending"] == 0 and s["orphans"] == 0 and s["joined"] >= joined + 6, 30)
     log = pz_stack.state_dir / "reset" / "log"
     segments = sorted(p.name for p in log.glob("e2e-*.dsjson"))
     assert len(segments) >= 2, segments
@@ -539,11 +540,12 @@ def test_evaluations_through_the_sdk_create_poll_read_list_delete(pz_stack):
     admin = PersonalizerAdministrationClient(pz_stack.url("/loops/shop"), AzureKeyCredential(KEY))
     client = PersonalizerClient(pz_stack.url("/loops/shop"), AzureKeyCredential(KEY))
     rng = random.Random(22)
+    joined = loop_status(pz_stack, "shop")["joined"]
     for i in range(40):
         user = rng.choice(USERS)
         answer = client.rank({"contextFeatures": context_features(user, i % 24), "actions": actions(), "eventId": f"pz-eval-{i}"})
         client.reward(f"pz-eval-{i}", {"value": 1.0 if answer["rewardActionId"] == BEST[user] else 0.0})
-    wait_until(lambda: (s := loop_status(pz_stack, "shop"))["pending"] == 0 and s["joined"] >= 40, 60)
+    wait_until(lambda: (s := loop_status(pz_stack, "shop"))["pending"] == 0 and s["joined"] >= joined + 40, 60)
     rewards = joined_rewards(pz_stack, "shop")
     start, end = "2020-01-01T00:00:00Z", "2100-01-01T00:00:00Z"
     policy = {"name": "greedier", "arguments": "--cb_explore_adf --epsilon 0.05 -q ::"}
