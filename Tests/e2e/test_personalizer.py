@@ -593,6 +593,10 @@ def test_evaluations_through_the_sdk_create_poll_read_list_delete(pz_stack):
     assert "ev-1" not in {e["id"] for e in admin.list_evaluations()}
     r = requests.post(pz_stack.url("/loops/shop/personalizer/evaluations/ev-2"), headers={"Ocp-Apim-Subscription-Key": KEY}, timeout=30)
     assert r.status_code == 405 and r.json()["error"]["code"] == "MethodNotAllowed", r.text
+    r = requests.get(pz_stack.url("/loops/shop/personalizer/evaluations/.hidden"), headers={"Ocp-Apim-Subscription-Key": KEY}, timeout=30)
+    assert r.status_code == 400 and "evaluation id" in r.json()["error"]["message"], r.text
+    r = requests.get(pz_stack.url("/loops/nosuch/personalizer/evaluations"), headers={"Ocp-Apim-Subscription-Key": KEY}, timeout=30)
+    assert r.status_code == 404 and r.json()["error"]["code"] == "ResourceNotFound", r.text
     with pytest.raises(HttpResponseError) as caught:
         list(admin.list_feature_importances())
     assert_sdk_error(caught.value, 501, "feature importances")

@@ -179,7 +179,7 @@ extension EvaluationResult {
 extension Engine {
     /// `PUT …/evaluations/{id}`: checks the request, writes the `Running` document and starts the run.
     public func createPersonalizerEvaluation(model name: String, id: String, body: [UInt8]) throws(PredictError) -> EvaluationAnswer {
-        let directory = try evaluationDirectory(model: name)
+        let directory = try evaluationDirectory(model: name, id: id)
         let request: PersonalizerEvaluationRequest
         do throws(LoopRequestError) {
             let document: JSONValue
@@ -242,7 +242,7 @@ extension Engine {
 
     /// `GET …/evaluations/{id}`.
     public func personalizerEvaluation(model name: String, id: String) throws(PredictError) -> EvaluationAnswer {
-        let directory = try evaluationDirectory(model: name)
+        let directory = try evaluationDirectory(model: name, id: id)
         guard let bytes = (try? directory.read(id + ".json", maxBytes: 64 << 20)) ?? nil,
               case .object(var members)? = try? JSONParser.parse(bytes, maxDepth: 16) else {
             return .notFound("no evaluation \(id) for model \(name)")
@@ -258,7 +258,7 @@ extension Engine {
 
     /// `DELETE …/evaluations/{id}`.
     public func deletePersonalizerEvaluation(model name: String, id: String) throws(PredictError) -> EvaluationAnswer {
-        let directory = try evaluationDirectory(model: name)
+        let directory = try evaluationDirectory(model: name, id: id)
         guard ((try? directory.read(id + ".json", maxBytes: 64 << 20)) ?? nil) != nil else {
             return .notFound("no evaluation \(id) for model \(name)")
         }
@@ -283,7 +283,13 @@ extension Engine {
         return JSONValue.object([("value", .array(items.map(\.value))), ("nextLink", .null)]).jsonBytes
     }
 
-    private func evaluationDirectory(model name: String) throws(PredictError) -> StateDirectory {
+    /// Whether `id` can name an evaluation (and its file): `[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}`.
+    public static func isEvaluationID(_ id: String) -> Bool {
+        EventID(id) != nil && id.first.map { $0.isLetter || $0.isNumber } == true
+    }
+
+    private func evaluationDirectory(model name: String, id: String? = nil) throws(PredictError) -> StateDirectory {
+        if let id, !Self.isEvaluationID(id) { throw .invalidRequest("the evaluation id must match [A-Za-z0-9][A-Za-z0-9_.:-]{0,127}") }
         guard store.status(of: name) != nil else { throw .modelNotFound(name) }
         do throws(EventLogError) {
             return try StateDirectory.root(loops.stateDirectory).directory(name + "/evaluations")

@@ -33,9 +33,6 @@ extension Router {
         case .evaluation(let id):
             return only(["GET", "PUT", "DELETE"], request) {
                 do throws(PredictError) {
-                    guard EventID(id) != nil, id.first?.isLetter == true || id.first?.isNumber == true else {
-                        throw .invalidRequest("the evaluation id must match [A-Za-z0-9][A-Za-z0-9_.:-]{0,127}")
-                    }
                     let answer: EvaluationAnswer
                     switch request.method {
                     case "PUT": answer = try engine.createPersonalizerEvaluation(model: route.model, id: id, body: request.body)
