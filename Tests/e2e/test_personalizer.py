@@ -582,6 +582,22 @@ def test_evaluations_through_the_sdk_create_poll_read_list_delete(pz_stack):
         with pytest.raises(HttpResponseError) as caught:
             admin.create_evaluation("ev-bad", body)
         assert_sdk_error(caught.value, 400, words)
+    # An evaluated policy becomes the model's policy; the logging, baseline and random ones are no learning settings.
+    admin.apply_from_evaluation({"evaluationId": "ev-1", "policyName": "greedier"})
+    assert admin.get_policy() == policy
+    with pytest.raises(HttpResponseError) as caught:
+        admin.apply_from_evaluation({"evaluationId": "ev-1", "policyName": "Online"})
+    assert_sdk_error(caught.value, 400, "not learning settings")
+    with pytest.raises(ResourceNotFoundError) as missing:
+        admin.apply_from_evaluation({"evaluationId": "ev-1", "policyName": "nosuch"})
+    assert_sdk_error(missing.value, 404, "nosuch")
+    with pytest.raises(ResourceNotFoundError) as missing:
+        admin.apply_from_evaluation({"evaluationId": "ev-none", "policyName": "greedier"})
+    assert_sdk_error(missing.value, 404, "ev-none")
+    with pytest.raises(HttpResponseError) as caught:
+        admin.apply_from_evaluation({"evaluation": "ev-1"})
+    assert_sdk_error(caught.value, 400, "evaluationId")
+    admin.reset_policy()
     with pytest.raises(ResourceNotFoundError) as missing:
         admin.get_evaluation("ev-none", **times)
     assert_sdk_error(missing.value, 404, "ev-none")

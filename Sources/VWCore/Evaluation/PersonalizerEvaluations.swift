@@ -283,6 +283,36 @@ extension Engine {
         return JSONValue.object([("value", .array(items.map(\.value))), ("nextLink", .null)]).jsonBytes
     }
 
+    /// `POST …/configurations/applyFromEvaluation` `{"evaluationId", "policyName"}`: a policy a succeeded evaluation
+    /// trained becomes the model's policy (as `PUT …/configurations/policy`; the serving model is not replaced).
+    public func applyPersonalizerEvaluation(model name: String, body: [UInt8]) throws(PredictError) -> EvaluationAnswer {
+        let document: JSONValue
+        do {
+            document = try JSONParser.parse(body, maxDepth: maxJSONDepth)
+        } catch {
+            throw .malformedBody(error.message)
+        }
+        guard case .object(let members) = document, members.allSatisfy({ ["evaluationId", "policyName"].contains($0.key) }),
+              case .string(let id)? = PersonalizerSettings.member("evaluationId", of: members),
+              case .string(let policyName)? = PersonalizerSettings.member("policyName", of: members) else {
+            throw .invalidRequest("the body must be {\"evaluationId\": string, \"policyName\": string}")
+        }
+        let answer = try personalizerEvaluation(model: name, id: id)
+        guard case .document(let bytes) = answer, let evaluation = try? JSONParser.parse(bytes, maxDepth: 16) else { return answer }
+        let status = PersonalizerSettings.member("status", of: evaluation)?.stringValue ?? "?"
+        guard status == "Succeeded" else { throw .invalidRequest("evaluation \(id) is \(status), not Succeeded") }
+        guard case .array(let policies)? = PersonalizerSettings.member("value", of: PersonalizerSettings.member("content", of: evaluation)),
+              let policy = policies.first(where: { PersonalizerSettings.member("name", of: $0)?.stringValue == policyName }) else {
+            return .notFound("evaluation \(id) has no policy named \(policyName)")
+        }
+        guard let arguments = PersonalizerSettings.member("arguments", of: policy)?.stringValue, !arguments.isEmpty else {
+            let source = PersonalizerSettings.member("policySource", of: policy)?.stringValue ?? "?"
+            throw .invalidRequest("\(policyName) is the \(source) policy of the evaluation, not learning settings: apply one of the policies it was given")
+        }
+        _ = try updatePersonalizerPolicy(model: name, body: JSONValue.object([("name", .string(policyName)), ("arguments", .string(arguments))]).jsonBytes)
+        return .document([])
+    }
+
     /// Whether `id` can name an evaluation (and its file): `[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}`.
     public static func isEvaluationID(_ id: String) -> Bool {
         EventID(id) != nil && id.first.map { $0.isLetter || $0.isNumber } == true

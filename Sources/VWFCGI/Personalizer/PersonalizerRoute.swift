@@ -21,6 +21,8 @@ struct PersonalizerRoute: Equatable {
         /// `evaluations` (GET: the list) and `evaluations/{id}` (PUT, GET, DELETE).
         case evaluations
         case evaluation(id: String)
+        /// `configurations/applyFromEvaluation` (POST).
+        case applyFromEvaluation
         /// Feature importances, multislot and the operations not served yet: 501, saying why.
         case notImplemented(String)
         /// A path under a Personalizer prefix that names no operation: 404.
@@ -69,6 +71,7 @@ struct PersonalizerRoute: Equatable {
     static let fixedPaths: [String: Operation] = [
         "rank": .rank, "configurations/service": .serviceConfiguration, "configurations/policy": .policy, "model": .model,
         "model/properties": .modelProperties, "logs/properties": .logProperties, "logs": .logs, "evaluations": .evaluations,
+        "configurations/applyFromEvaluation": .applyFromEvaluation,
     ]
 
     /// The Personalizer operations that exist but are not served by this version.
@@ -80,7 +83,7 @@ struct PersonalizerRoute: Equatable {
         case .rank: "personalizer_rank"
         case .reward: "personalizer_reward"
         case .activate: "personalizer_activate"
-        case .serviceConfiguration, .policy: "personalizer_configuration"
+        case .serviceConfiguration, .policy, .applyFromEvaluation: "personalizer_configuration"
         case .model, .modelProperties: "personalizer_model"
         case .logProperties, .logs: "personalizer_logs"
         case .evaluations, .evaluation: "personalizer_evaluations"

@@ -30,6 +30,18 @@ extension Router {
                     return failure(error, &outcome)
                 }
             }
+        case .applyFromEvaluation:
+            return only(["POST"], request) {
+                do throws(PredictError) {
+                    switch try engine.applyPersonalizerEvaluation(model: route.model, body: request.body) {
+                    case .document: return HTTPResponse(status: 204, body: [])
+                    case .notFound(let why): return .error(404, why)
+                    case .conflict(let why): return .error(409, why)
+                    }
+                } catch {
+                    return failure(error, &outcome)
+                }
+            }
         case .evaluation(let id):
             return only(["GET", "PUT", "DELETE"], request) {
                 do throws(PredictError) {
@@ -184,7 +196,6 @@ extension Router {
         "multislot": "multislot needs VW JSON with \"_slots\" (--ccb_explore_adf) in the example grammar and per-slot rewards in the join, "
             + "which this version does not have; rank each slot with …/rank",
         "featureImportances": "feature importances are not computed by this version (read the model's weights with vw --invert_hash)",
-        "configurations/applyFromEvaluation": "apply an evaluated policy with PUT …/configurations/policy",
     ]
 
     private static let personalizerCodes = [
