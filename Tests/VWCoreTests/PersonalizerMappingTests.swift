@@ -58,6 +58,50 @@ import Testing
         #expect(PersonalizerSettings.loopDuration(milliseconds: 120_000) == "2m")
         #expect(PersonalizerSettings.loopDuration(milliseconds: 1500) == "1500ms")
     }
+
+    private func members(_ text: String) throws -> PersonalizerSettings.Members {
+        guard case .object(let members) = try JSONParser.parse(Array(text.utf8)) else { throw LoopRequestError("not an object") }
+        return members
+    }
+
+    @Test func explorationPercentageIsTheModelsEpsilonAndApprenticeItsLearningMode() throws {
+        let config = try members(#"{"input":"vw_json","vw_args":["--epsilon","0.2","-q","::"],"loop":{"reward_wait":"1s"}}"#)
+        let body = try JSONParser.parse(Array(#"{"explorationPercentage":0.35,"learningMode":"Apprentice"}"#.utf8))
+        let updated = try PersonalizerSettings.applying(serviceConfiguration: body, to: config)
+        #expect(PersonalizerSettings.member("vw_args", of: updated)?.jsonText == #"["-q","::","--epsilon","0.35"]"#)
+        #expect(try ModelConfig.parse(JSONValue.object(updated).jsonBytes).loop?.learningMode == .apprentice)
+        let answer = try PersonalizerSettings.serviceConfiguration(of: updated)
+        #expect(PersonalizerSettings.member("explorationPercentage", of: answer)?.jsonText == "0.35")
+        #expect(PersonalizerSettings.member("learningMode", of: answer)?.jsonText == #""Apprentice""#)
+        // Without the member, vw_args stay as they are.
+        let untouched = try PersonalizerSettings.applying(serviceConfiguration: try JSONParser.parse(Array(#"{"rewardWaitTime":"PT5S"}"#.utf8)), to: config)
+        #expect(PersonalizerSettings.member("vw_args", of: untouched)?.jsonText == #"["--epsilon","0.2","-q","::"]"#)
+    }
+
+    @Test(arguments: [
+        (#"{"name":"n","startTime":"2026-12-02","endTime":"2026-12-01"}"#, "the range is empty"),
+        (#"{"name":"n","startTime":"yesterday","endTime":"2026-12-01"}"#, "\"startTime\" yesterday is not a date"),
+        (#"{"name":"n","startTime":"2026-12-01","endTime":"2026-12-02","enablePolicyOptimization":true}"#, "\"enablePolicyOptimization\""),
+        (#"{"name":"n","startTime":"2026-12-01","endTime":"2026-12-02","policies":[{"name":"p","arguments":"--cb_explore_adf --daemon"}]}"#, "--daemon"),
+        (#"{"name":"n","startTime":"2026-12-01","endTime":"2026-12-02","policies":[{"name":"p","arguments":"--cb_adf"}]}"#, "must explore"),
+        (#"{"startTime":"2026-12-01","endTime":"2026-12-02"}"#, "\"name\""),
+        (#"{"name":"n","startTime":"2026-12-01","endTime":"2026-12-02","other":1}"#, "unknown member \"other\""),
+    ])
+    func badEvaluationRequests(body: String, words: String) throws {
+        do {
+            _ = try PersonalizerEvaluationRequest(try JSONParser.parse(Array(body.utf8)))
+            Issue.record("accepted: \(body)")
+        } catch let error as LoopRequestError {
+            #expect(error.message.contains(words), "\(error.message)")
+        }
+    }
+
+    @Test func evaluationRequestTimesAndPolicies() throws {
+        let request = try PersonalizerEvaluationRequest(try JSONParser.parse(Array(
+            #"{"name":"n","startTime":"2026-12-01T00:00:00+00:00","endTime":"2026-12-01T10:00:00Z","policies":[{"name":"p","arguments":"--cb_explore_adf --epsilon 0.1"}],"enablePolicyOptimization":false}"#.utf8)))
+        #expect(request.from == 1_796_083_200_000 && request.to == request.from + 36_000_000)
+        #expect(request.policies.map(\.name) == ["p"] && request.policies.map(\.arguments) == ["--cb_explore_adf --epsilon 0.1"])
+    }
 }
 
 #if canImport(Glibc)

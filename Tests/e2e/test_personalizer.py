@@ -10,6 +10,7 @@ event-id-seeded draw (test_loop.draw).
 
 from __future__ import annotations
 
+import datetime
 import json
 import random
 import subprocess
@@ -22,7 +23,7 @@ from azure.ai.personalizer import PersonalizerAdministrationClient, Personalizer
 from azure.cognitiveservices.personalizer import PersonalizerClient as LegacyPersonalizerClient
 from azure.cognitiveservices.personalizer.models import RankableAction, RankRequest
 from azure.core.credentials import AzureKeyCredential
-from azure.core.exceptions import ClientAuthenticationError, HttpResponseError
+from azure.core.exceptions import ClientAuthenticationError, HttpResponseError, ResourceExistsError, ResourceNotFoundError
 from msrest.authentication import CognitiveServicesCredentials
 from msrest.exceptions import HttpOperationError
 
@@ -68,13 +69,17 @@ def train(path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def pz_models(tmp_path_factory) -> Path:
-    """`personalizer` (served at the root) and `shop` (at /loops/shop): the same Personalizer-trained model."""
+    """`personalizer` (served at the root), `shop`, `apprentice` and `reset` (at /loops/<name>): the same
+    Personalizer-trained model."""
     models = tmp_path_factory.mktemp("pz-models")
     train(models / "personalizer.vw")
-    (models / "shop.vw").write_bytes((models / "personalizer.vw").read_bytes())
-    for name in ("personalizer", "shop"):
-        (models / f"{name}.json").write_text(json.dumps(
-            {"input": "vw_json", "loop": {"update_interval": "1h", "reward_wait": "1s", "reward_range": [0, 1]}}) + "\n")
+    for name in ("shop", "apprentice", "reset"):
+        (models / f"{name}.vw").write_bytes((models / "personalizer.vw").read_bytes())
+    for name in ("personalizer", "shop", "apprentice", "reset"):
+        loop = {"update_interval": "1h", "reward_wait": "1s", "reward_range": [0, 1]}
+        if name == "apprentice":
+            loop["min_events"] = 5
+        (models / f"{name}.json").write_text(json.dumps({"input": "vw_json", "loop": loop}) + "\n")
     return models
 
 
@@ -202,7 +207,7 @@ def test_bad_inputs_get_the_sdks_error_shape_and_the_server_keeps_serving(pz_sta
             modern.rank(body)
         assert_sdk_error(caught.value, 400, words)
     with pytest.raises(HttpResponseError) as caught:
-        list(admin.list_evaluations())
+        list(admin.list_feature_importances())
     assert_sdk_error(caught.value, 501, "not served")
     headers = {"Ocp-Apim-Subscription-Key": KEY, "Content-Type": "application/json"}
     for path, body in (("/personalizer/v1.0/rank", b"{"), ("/personalizer/events/pz-bad-1/reward", b"[1]")):
@@ -244,8 +249,10 @@ def test_routes_are_counted_and_nginx_passes_only_their_methods(pz_stack):
     r = requests.post(pz_stack.url("/personalizer/model/properties"), headers=headers, timeout=30)
     assert r.status_code == 405 and r.headers.get("Allow") == "GET", (r.status_code, r.headers)
     assert requests.get(pz_stack.url("/personalizer/nothing"), headers=headers, timeout=30).status_code == 404
-    r = requests.delete(pz_stack.url("/personalizer/logs"), headers=headers, timeout=30)
-    assert r.status_code == 501 and r.json()["error"]["code"] == "NotImplemented", r.text
+    r = requests.post(pz_stack.url("/personalizer/multislot/rank"), json={"actions": actions()}, headers=headers, timeout=30)
+    assert r.status_code == 501 and r.json()["error"]["code"] == "NotImplemented" and "_slots" in r.json()["error"]["message"], r.text
+    r = requests.post(pz_stack.url("/personalizer/logs"), headers=headers, timeout=30)
+    assert r.status_code == 405 and r.json()["error"]["code"] == "MethodNotAllowed", r.text
     modern = PersonalizerClient(pz_stack.url(""), AzureKeyCredential(KEY))
     modern.rank({"contextFeatures": context_features("student", 2), "actions": actions(), "eventId": "pz-metrics"})
     modern.reward("pz-metrics", {"value": 1})
@@ -284,6 +291,18 @@ def test_service_configuration_round_trip_is_in_force_after_the_reload(pz_stack,
         return settings["reward_wait_seconds"] == 5 and settings["update_interval_seconds"] == 120 and settings
     settings = wait_until(in_force, 30)
     assert settings["default_reward"] == 0.25 and settings["reward_aggregation"] == "earliest", settings
+    # explorationPercentage is the served model's epsilon (its .json's vw_args): the smallest probability of a
+    # 4-action ranking goes from 0.2/4 to 0.3/4; then back.
+    assert on_disk["vw_args"] == ["--epsilon", "0.3"], on_disk
+    shop = PersonalizerClient(pz_stack.url("/loops/shop"), AzureKeyCredential(KEY))
+
+    def smallest(event_id: str) -> float:
+        answer = shop.rank({"contextFeatures": context_features("student", 4), "actions": actions(), "eventId": event_id})
+        return min(r["probability"] for r in answer["ranking"])
+    wait_until(lambda: abs(smallest("pz-epsilon") - 0.3 / 4) < 1e-6, 30)
+    assert admin.update_service_configuration({"explorationPercentage": 0.2})["explorationPercentage"] == 0.2
+    wait_until(lambda: abs(smallest("pz-epsilon-back") - 0.2 / 4) < 1e-6, 30)
+    assert json.loads((pz_models / "shop.json").read_text())["vw_args"] == ["--epsilon", "0.2"]
     # ISO 8601 forms the SDKs send, back in the canonical form.
     assert admin.update_service_configuration({"rewardWaitTime": "P0DT0H0M10S", "modelExportFrequency": "P1DT12H"})[
         "modelExportFrequency"] == "P1DT12H"
@@ -292,10 +311,10 @@ def test_service_configuration_round_trip_is_in_force_after_the_reload(pz_stack,
         ({"rewardWaitTime": "10 minutes"}, "ISO 8601"),
         ({"modelExportFrequency": "P1M"}, "ISO 8601"),
         ({"learningMode": "Sometimes"}, "learningMode"),
-        ({"learningMode": "Apprentice"}, "Apprentice is not served"),
         ({"rewardAggregation": "average"}, "rewardAggregation"),
         ({"defaultReward": 5}, "default_reward"),
         ({"logRetentionDays": 0}, "logRetentionDays"),
+        ({"explorationPercentage": 1.5}, "explorationPercentage"),
     ):
         with pytest.raises(HttpResponseError) as caught:
             admin.update_service_configuration(body)
@@ -412,3 +431,188 @@ def test_an_action_id_vw_would_read_as_its_save_command_is_refused(pz_stack):
     with pytest.raises(HttpResponseError) as caught:
         modern.rank({"actions": [{"id": "save_model.vw", "features": []}, {"id": "b", "features": []}]})
     assert_sdk_error(caught.value, 400, "save")
+
+
+def loop_status(stack: Stack, model: str) -> dict:
+    return stack.get(f"/v1/models/{model}/loop").json()
+
+
+def test_apprentice_serves_and_logs_the_baseline_while_the_trainer_learns(pz_stack, pz_models, tmp_path):
+    admin = PersonalizerAdministrationClient(pz_stack.url("/loops/apprentice"), AzureKeyCredential(KEY))
+    client = PersonalizerClient(pz_stack.url("/loops/apprentice"), AzureKeyCredential(KEY))
+    answered = admin.update_service_configuration({"learningMode": "Apprentice"})
+    assert answered["learningMode"] == "Apprentice", answered
+    assert json.loads((pz_models / "apprentice.json").read_text())["loop"]["learning_mode"] == "apprentice"
+    wait_until(lambda: loop_status(pz_stack, "apprentice")["settings"]["learning_mode"] == "apprentice", 30)
+    assert admin.get_service_configuration()["learningMode"] == "Apprentice"
+    cases = [(f"pz-apprentice-{i}", context_features(USERS[i % 3], i), ACTIONS[:i % 3]) for i in range(9)]
+    pmfs = vw_pmfs(pz_models / "apprentice.vw", [mapped(c, actions(), ex) for _, c, ex in cases], tmp_path)
+    for (event_id, ctx, excluded), pmf in zip(cases, pmfs):
+        answer = client.rank({"contextFeatures": ctx, "actions": actions(), "excludedActions": excluded, "eventId": event_id})
+        baseline = next(a for a in ACTIONS if a not in excluded)
+        assert answer["rewardActionId"] == baseline, (event_id, answer)
+        # The ranking is still the model's: VW's PMF.
+        offered = [a for a in ACTIONS if a not in excluded]
+        got = {r["id"]: r["probability"] for r in answer["ranking"]}
+        for index, p in pmf:
+            assert abs(got[offered[index]] - p) <= 1e-6, (event_id, got, pmf)
+        client.reward(event_id, {"value": 1.0 if baseline == BEST[USERS[int(event_id.rsplit("-", 1)[1]) % 3]] else 0.0})
+    # Logged as the baseline (action 1 of the offered ones) with probability 1.
+    decisions = {line["EventId"]: line for line in log_lines(pz_stack, "apprentice") if "c" in line}
+    for event_id, _, _ in cases:
+        assert decisions[event_id]["a"][0] == 1 and decisions[event_id]["p"][0] == 1, decisions[event_id]
+        assert sum(decisions[event_id]["p"]) == 1, decisions[event_id]
+    # The trainer learns from those decisions (LoggingOnly would not).
+    assert admin.update_service_configuration({"modelExportFrequency": "PT1S"})["learningMode"] == "Apprentice"
+    status = wait_until(lambda: (s := loop_status(pz_stack, "apprentice"))["updates"] >= 1 and s, 60)
+    assert status["learned_version"], status
+    # The native :rank route serves the baseline too.
+    r = pz_stack.post("/v1/models/apprentice:rank", json={"event_id": "pz-apprentice-native", "context": mapped(context_features("student", 1), actions())},
+                      headers={"Authorization": f"Bearer {KEY}"})
+    assert r.status_code == 200 and r.json()["action"] == 0 and r.json()["probability"] == 1, r.text
+    assert admin.update_service_configuration({"learningMode": "Online"})["learningMode"] == "Online"
+
+
+def fresh_model(arguments: list[str], path: Path) -> bytes:
+    subprocess.run([REFERENCE_VW, *arguments, "-f", str(path), "--quiet"], check=True, timeout=60, stdin=subprocess.DEVNULL)
+    return path.read_bytes()
+
+
+def test_model_reset_serves_a_fresh_model_from_the_current_policy(pz_stack, pz_models, tmp_path):
+    admin = PersonalizerAdministrationClient(pz_stack.url("/loops/reset"), AzureKeyCredential(KEY))
+    client = PersonalizerClient(pz_stack.url("/loops/reset"), AzureKeyCredential(KEY))
+    trained = (pz_models / "reset.vw").read_bytes()
+    mine = ["--cb_explore_adf", "--epsilon", "0.5", "-q", "::"]
+    for policy, name in ((POLICY, "default"), (mine, "mine")):
+        if name == "mine":
+            admin.update_policy({"name": "mine", "arguments": " ".join(mine)})
+        want = fresh_model(policy, tmp_path / f"fresh-{name}.vw")
+        assert want != trained
+        admin.reset_model()
+        # In the model directory at once; served after the watcher's probe and swap (the policy's own .json
+        # edit reloads the model too, so the version alone does not say which file serves).
+        assert (pz_models / "reset.vw").read_bytes() == want
+        wait_until(lambda: b"".join(admin.export_model()) == want, 60)
+        ranks_like_vw(client, tmp_path / f"fresh-{name}.vw", tmp_path, f"pz-reset-{name}")
+    admin.reset_policy()
+    headers = {"Ocp-Apim-Subscription-Key": KEY}
+    r = requests.delete(pz_stack.url("/loops/nosuch/personalizer/model"), headers=headers, timeout=30)
+    assert r.status_code == 404 and r.json()["error"]["code"] == "ResourceNotFound" and "nosuch" in r.json()["error"]["message"], r.text
+    r = requests.post(pz_stack.url("/loops/reset/personalizer/model"), headers=headers, timeout=30)
+    assert r.status_code == 405, r.text
+
+
+def test_log_deletion_removes_what_the_loop_no_longer_needs(pz_stack):
+    admin = PersonalizerAdministrationClient(pz_stack.url("/loops/reset"), AzureKeyCredential(KEY))
+    client = PersonalizerClient(pz_stack.url("/loops/reset"), AzureKeyCredential(KEY))
+    headers = {"Authorization": f"Bearer {KEY}"}
+    joined = loop_status(pz_stack, "reset")["joined"]
+    for segment in range(2):
+        for i in range(3):
+            event_id = f"pz-logs-{segment}-{i}"
+            client.rank({"contextFeatures": context_features("parent", i), "actions": actions(), "eventId": event_id})
+            client.reward(event_id, {"value": 1.0})
+        assert pz_stack.post("/v1/models/reset/loop:rotate", headers=headers).status_code == 202
+    wait_until(lambda: (s := loop_status(pz_stack, "reset"))["pending"] == 0 and s["orphans"] == 0 and s["joined"] >= joined + 6, 30)
+    log = pz_stack.state_dir / "reset" / "log"
+    segments = sorted(p.name for p in log.glob("e2e-*.dsjson"))
+    assert len(segments) >= 2, segments
+    admin.delete_logs()
+    left = sorted(p.name for p in log.glob("e2e-*.dsjson"))
+    # The newest segment stays (its sequence number goes on); every older one, read and joined, is gone.
+    assert left == segments[-1:], (segments, left)
+    span = admin.get_log_properties()["dateRange"]
+    lines = log_lines(pz_stack, "reset")
+    assert lines[0]["EventId"] == "pz-logs-1-0" and span["from"] == lines[0]["Timestamp"], (span, lines[0])
+    # Still serving and logging.
+    client.rank({"contextFeatures": context_features("parent", 1), "actions": actions(), "eventId": "pz-logs-after"})
+    assert any(line["EventId"] == "pz-logs-after" for line in log_lines(pz_stack, "reset"))
+    r = requests.delete(pz_stack.url("/loops/nosuch/personalizer/logs"), headers={"Ocp-Apim-Subscription-Key": KEY}, timeout=30)
+    assert r.status_code == 404 and r.json()["error"]["code"] == "ResourceNotFound", r.text
+
+
+def joined_rewards(stack: Stack, model: str) -> list[float]:
+    files = sorted((stack.state_dir / model / "joined").glob("*.dsjson"), key=lambda p: int(p.stem))
+    return [-json.loads(line)["_label_cost"] for p in files for line in p.read_text().splitlines() if line.strip()]
+
+
+def test_evaluations_through_the_sdk_create_poll_read_list_delete(pz_stack):
+    admin = PersonalizerAdministrationClient(pz_stack.url("/loops/shop"), AzureKeyCredential(KEY))
+    client = PersonalizerClient(pz_stack.url("/loops/shop"), AzureKeyCredential(KEY))
+    rng = random.Random(22)
+    joined = loop_status(pz_stack, "shop")["joined"]
+    for i in range(40):
+        user = rng.choice(USERS)
+        answer = client.rank({"contextFeatures": context_features(user, i % 24), "actions": actions(), "eventId": f"pz-eval-{i}"})
+        client.reward(f"pz-eval-{i}", {"value": 1.0 if answer["rewardActionId"] == BEST[user] else 0.0})
+    wait_until(lambda: (s := loop_status(pz_stack, "shop"))["pending"] == 0 and s["joined"] >= joined + 40, 60)
+    rewards = joined_rewards(pz_stack, "shop")
+    start, end = "2020-01-01T00:00:00Z", "2100-01-01T00:00:00Z"
+    policy = {"name": "greedier", "arguments": "--cb_explore_adf --epsilon 0.05 -q ::"}
+    admin.create_evaluation("ev-1", {"name": "first", "startTime": start, "endTime": end, "policies": [policy]})
+    times = {"start_time": datetime.datetime(2020, 1, 1), "end_time": datetime.datetime(2100, 1, 1)}
+    done = wait_until(lambda: (e := admin.get_evaluation("ev-1", **times))["status"] != "Running" and e, 120)
+    assert done["status"] == "Succeeded", done
+    assert done["name"] == "first" and done["id"] == "ev-1" and done["evaluationType"] == "Manual", done
+    results = {v["name"]: v for v in done["content"]["value"]}
+    assert [v["policySource"] for v in done["content"]["value"]] == ["Online", "Baseline", "Random", "Custom"], done
+    assert results["greedier"]["arguments"] == policy["arguments"]
+    assert done["content"]["events"] == len(rewards), (done["content"]["events"], len(rewards))
+    online = results["Online"]["summary"]
+    total = 0.0
+    for r in rewards:
+        total += r
+    assert online["expectedReward"] == total / len(rewards), (online, total / len(rewards))
+    for v in done["content"]["value"]:
+        low, high = v["summary"]["confidenceInterval"]
+        assert low <= v["summary"]["expectedReward"] <= high, v
+        assert v["timeseries"]["data"], v
+    listed = {e["id"]: e for e in admin.list_evaluations()}
+    assert listed["ev-1"]["status"] == "Succeeded" and "content" not in listed["ev-1"], listed
+    # An id in use, a refused option, an empty range, an unknown id.
+    with pytest.raises(ResourceExistsError) as exists:
+        admin.create_evaluation("ev-1", {"name": "again", "startTime": start, "endTime": end})
+    assert_sdk_error(exists.value, 409, "ev-1")
+    for body, words in (
+        ({"name": "bad", "startTime": start, "endTime": end, "policies": [{"name": "p", "arguments": "--cb_explore_adf --daemon"}]}, "--daemon"),
+        ({"name": "bad", "startTime": end, "endTime": start}, "range is empty"),
+        ({"name": "bad", "startTime": "yesterday", "endTime": end}, "startTime"),
+        ({"name": "bad", "startTime": start, "endTime": end, "enablePolicyOptimization": True}, "enablePolicyOptimization"),
+    ):
+        with pytest.raises(HttpResponseError) as caught:
+            admin.create_evaluation("ev-bad", body)
+        assert_sdk_error(caught.value, 400, words)
+    # An evaluated policy becomes the model's policy; the logging, baseline and random ones are no learning settings.
+    admin.apply_from_evaluation({"evaluationId": "ev-1", "policyName": "greedier"})
+    assert admin.get_policy() == policy
+    with pytest.raises(HttpResponseError) as caught:
+        admin.apply_from_evaluation({"evaluationId": "ev-1", "policyName": "Online"})
+    assert_sdk_error(caught.value, 400, "not learning settings")
+    with pytest.raises(ResourceNotFoundError) as missing:
+        admin.apply_from_evaluation({"evaluationId": "ev-1", "policyName": "nosuch"})
+    assert_sdk_error(missing.value, 404, "nosuch")
+    with pytest.raises(ResourceNotFoundError) as missing:
+        admin.apply_from_evaluation({"evaluationId": "ev-none", "policyName": "greedier"})
+    assert_sdk_error(missing.value, 404, "ev-none")
+    with pytest.raises(HttpResponseError) as caught:
+        admin.apply_from_evaluation({"evaluation": "ev-1"})
+    assert_sdk_error(caught.value, 400, "evaluationId")
+    admin.reset_policy()
+    with pytest.raises(ResourceNotFoundError) as missing:
+        admin.get_evaluation("ev-none", **times)
+    assert_sdk_error(missing.value, 404, "ev-none")
+    admin.delete_evaluation("ev-1")
+    with pytest.raises(ResourceNotFoundError):
+        admin.get_evaluation("ev-1", **times)
+    with pytest.raises(ResourceNotFoundError):
+        admin.delete_evaluation("ev-1")
+    assert "ev-1" not in {e["id"] for e in admin.list_evaluations()}
+    r = requests.post(pz_stack.url("/loops/shop/personalizer/evaluations/ev-2"), headers={"Ocp-Apim-Subscription-Key": KEY}, timeout=30)
+    assert r.status_code == 405 and r.json()["error"]["code"] == "MethodNotAllowed", r.text
+    r = requests.get(pz_stack.url("/loops/shop/personalizer/evaluations/.hidden"), headers={"Ocp-Apim-Subscription-Key": KEY}, timeout=30)
+    assert r.status_code == 400 and "evaluation id" in r.json()["error"]["message"], r.text
+    r = requests.get(pz_stack.url("/loops/nosuch/personalizer/evaluations"), headers={"Ocp-Apim-Subscription-Key": KEY}, timeout=30)
+    assert r.status_code == 404 and r.json()["error"]["code"] == "ResourceNotFound", r.text
+    with pytest.raises(HttpResponseError) as caught:
+        list(admin.list_feature_importances())
+    assert_sdk_error(caught.value, 501, "feature importances")

@@ -34,14 +34,18 @@ extension Engine {
                 throw .shardFailed("vw printed no action probabilities: \(line)")
             }
             let pmf = ranking.map { ActionSampler.Choice(action: $0.action, probability: Double($0.value) ?? 0) }
-            guard let chosen = ActionSampler.draw(from: pmf, eventID: request.eventID.text) else {
+            guard var chosen = ActionSampler.draw(from: pmf, eventID: request.eventID.text) else {
                 throw .shardFailed("vw printed a PMF without probability: \(line)")
             }
+            // Apprentice (SPEC §9): the baseline, the first action offered, is served and logged with probability 1.
+            let apprentice = version.loop?.learningMode == .apprentice
+            if apprentice, let baseline = ranking.firstIndex(where: { $0.action == 0 }) { chosen = baseline }
+            let logged = apprentice ? pmf.indices.map { $0 == chosen ? 1.0 : 0.0 } : pmf.map(\.probability)
             // The log's `a` lists 1-based action ids, the chosen one first; `p` follows `a`.
             let order = [chosen] + ranking.indices.filter { $0 != chosen }
             let decision = EventLine.decision(
                 eventId: request.eventID.text, timestampMilliseconds: EventLine.nowMilliseconds(),
-                actions: order.map { ranking[$0].action + 1 }, probabilities: order.map { pmf[$0].probability },
+                actions: order.map { ranking[$0].action + 1 }, probabilities: order.map { logged[$0] },
                 // `c`: exactly what vw saw, without the server tag (the canonical line minus its "\n").
                 context: Array(example.canonicalText().utf8.dropLast()), modelVersion: version.version, deferred: request.deferred
             )
@@ -52,7 +56,7 @@ extension Engine {
             }
             return RankResult(
                 model: name, version: version.version, eventID: request.eventID.text,
-                action: ranking[chosen].action, probability: ranking[chosen].value, ranking: ranking
+                action: ranking[chosen].action, probability: apprentice ? "1" : ranking[chosen].value, ranking: ranking
             )
         }
     }

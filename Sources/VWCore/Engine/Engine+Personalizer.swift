@@ -18,6 +18,7 @@ extension Engine {
     public func updatePersonalizerServiceConfiguration(model name: String, body: [UInt8]) throws(PredictError) -> [UInt8] {
         let document = try Self.document(body, maxDepth: maxJSONDepth)
         let config = try modelJSON(of: name)
+        if PersonalizerSettings.member("explorationPercentage", of: document) != nil { try checkEpsilonGreedy(model: name) }
         let updated = try settingsCall { () throws(LoopRequestError) in
             try PersonalizerSettings.applying(serviceConfiguration: document, to: config)
         }
@@ -43,6 +44,19 @@ extension Engine {
         }
         try writeModelJSON(updated, of: name)
         return PersonalizerSettings.policy(of: updated, modelArguments: Self.arguments(of: updated)).jsonBytes
+    }
+
+    /// `explorationPercentage` becomes the served model's `--epsilon`: only for a model exploring epsilon-greedily.
+    private func checkEpsilonGreedy(model name: String) throws(PredictError) {
+        guard let version = store.serving(name) else { throw .modelNotReady(name) }
+        let names = Set(version.options.options.map(\.name))
+        guard names.contains("cb_explore_adf") || names.contains("cb_explore") else {
+            throw .invalidRequest("\"explorationPercentage\" is the epsilon of --cb_explore_adf; model '\(name)' does not explore")
+        }
+        let explorers = ["cover", "bag", "softmax", "regcb", "regcbopt", "squarecb", "rnd", "first", "synthcover"]
+        if let other = explorers.first(where: names.contains) {
+            throw .invalidRequest("\"explorationPercentage\" is the epsilon of epsilon-greedy exploration; model '\(name)' explores with --\(other)")
+        }
     }
 
     // MARK: The model's .json
@@ -157,5 +171,74 @@ extension Engine {
         let from: JSONValue = range.from.map { .string($0) } ?? .null
         let to: JSONValue = range.to.map { .string($0) } ?? .null
         return JSONValue.object([("dateRange", .object([("from", from), ("to", to)]))]).jsonBytes
+    }
+}
+
+/// SPEC §9's reset routes: `DELETE …/model` and `DELETE …/logs`.
+extension Engine {
+    /// `DELETE …/model`: a fresh model, made by vw (sandboxed, as the trainer's) from the current policy's arguments
+    /// and no data, imported exactly like `PUT …/model`: probed, then served through the normal swap. As any file
+    /// dropped into the model directory, it becomes the loop's new base (SPEC §8.6): learning continues from it with
+    /// the events joined after the current join position.
+    public func resetPersonalizerModel(model name: String) throws(PredictError) {
+        let config = try modelJSON(of: name)
+        guard case .object(let policy) = PersonalizerSettings.policy(of: config, modelArguments: Self.arguments(of: config)),
+              case .string(let arguments)? = policy.last(where: { $0.key == "arguments" })?.value else {
+            throw .invalidRequest("the model's stored policy has no \"arguments\" string; PUT …/configurations/policy first")
+        }
+        let tokens = VWOptions.split(arguments)
+        do throws(VWOptionsError) {
+            let options = try VWOptions.check(tokens)
+            if let owned = options.first(where: { ["data", "initial_regressor", "final_regressor", "predictions"].contains($0.name) }) {
+                throw VWOptionsError.malformed("option --\(owned.name) is set by the reset")
+            }
+        } catch {
+            throw .invalidRequest("the policy arguments cannot make a model: \(error.reason)")
+        }
+        let work: StateDirectory
+        do throws(EventLogError) {
+            work = try StateDirectory.root(loops.stateDirectory).directory(name + "/reset")
+            for entry in work.list() { work.remove(entry) }
+        } catch {
+            throw .eventLogFailed(error.message)
+        }
+        let result = VWProcess.runToEnd(
+            arguments: store.settings.vwCommand + tokens + ["-f", work.path + "/fresh.vw", "--quiet"],
+            memoryLimit: SandboxPolicy.defaultMemoryLimit, writableDirectory: WritableDirectory(work, maxFileBytes: 1 << 30),
+            deadline: .after(.seconds(300))
+        )
+        defer { work.remove("fresh.vw") }
+        guard result.exitStatus == 0, let bytes = (try? work.read("fresh.vw")) ?? nil else {
+            let why = result.errorText.isEmpty ? "exit status \(result.exitStatus)" : result.errorText
+            throw .invalidRequest("vw could not make a model from the policy arguments \"\(arguments)\": \(why)")
+        }
+        try importPersonalizerModel(model: name, bytes: bytes)
+    }
+
+    /// `DELETE …/logs`: the current log segment is closed, then every log segment and joined file the retention
+    /// mechanism finds deletable is deleted now, whatever its age (issue 24's rules: a segment once the join has read
+    /// it to its end and no pending decision refers to it; a joined file once it is learned, or always when the model
+    /// does not learn here). Events still waiting for their rewards, and joined events not learned yet, are kept and
+    /// go through the loop as usual. Returns the bytes deleted.
+    @discardableResult
+    public func deletePersonalizerLogs(model name: String) throws(PredictError) -> Int {
+        guard store.status(of: name) != nil else { throw .modelNotFound(name) }
+        let serving = store.serving(name)
+        let config = serving?.loop ?? LoopConfig()
+        let learns = serving.map { $0.loop.map { $0.externalTrainer == loops.externalTrainer } ?? false } ?? true
+        let loop: ModelLoop
+        do throws(EventLogError) {
+            loop = try loops.loop(for: name)
+        } catch {
+            throw .eventLogFailed(error.message)
+        }
+        loop.rotate()
+        guard let usage = loop.scanState(config: config, learns: learns, now: Int(EventLine.nowMilliseconds() / 1000)) else { return 0 }
+        var deleted = 0
+        for file in usage.deletable where file.kind == .log || file.kind == .joined {
+            loop.delete(file)
+            deleted += file.bytes
+        }
+        return deleted
     }
 }

@@ -68,7 +68,7 @@ public final class LearningLoops: Sendable {
             while !stop.wait(for: LearningLoops.joinPeriod) {
                 for name in store.modelNames where !stop.isStopped {
                     guard let config = store.serving(name)?.loop, config.externalTrainer == loops.externalTrainer,
-                          config.learningMode == .online else { continue }
+                          config.learningMode != .loggingOnly else { continue }
                     do throws(EventLogError) {
                         try loops.loop(for: name).learner.tick(store: store, settings: settings)
                     } catch {

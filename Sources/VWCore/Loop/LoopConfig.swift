@@ -12,6 +12,9 @@ public enum LearningMode: String, Sendable, Equatable {
     case online
     /// Decide, log and join; the trainer learns nothing (Personalizer's `LoggingOnly`).
     case loggingOnly = "logging_only"
+    /// Personalizer's `Apprentice`: every decision serves and logs the baseline (the first action offered, with
+    /// probability 1) while the trainer learns from those decisions.
+    case apprentice
 }
 
 /// The `"loop"` object of a model's `.json` (SPEC §8.5, §8.6, §8.9). These settings are in force from the
@@ -119,7 +122,7 @@ public struct LoopConfig: Sendable, Equatable {
                 loop.rewardRange = low...high
             case "learning_mode":
                 guard case .string(let text) = value, let mode = LearningMode(rawValue: text) else {
-                    throw .invalidConfig("\"loop\".\"learning_mode\" must be \"online\" or \"logging_only\"")
+                    throw .invalidConfig("\"loop\".\"learning_mode\" must be \"online\", \"logging_only\" or \"apprentice\"")
                 }
                 loop.learningMode = mode
             case "reward_aggregation":

@@ -1,8 +1,9 @@
 /// Personalizer's service configuration and policy (SPEC §9) as a model's `.json` holds them: the settings the loop
 /// has (`rewardWaitTime`, `modelExportFrequency`, `defaultReward`, `rewardAggregation`, `logRetentionDays`) are its
-/// `"loop"` members, so the settings in force follow the file; the rest of the document (`explorationPercentage`,
-/// `learningMode`, `modelRetrainDays`, the auto-optimization fields, ...) and the policy are kept as given in its
-/// `"personalizer"` object and returned, with no effect on serving.
+/// `"loop"` members (and `learningMode` its `learning_mode`; `explorationPercentage` its `vw_args`' `--epsilon`), so
+/// the settings in force follow the file; the rest of the document (`modelRetrainDays`, the auto-optimization fields,
+/// ...) and the policy are kept as given in its `"personalizer"` object and returned, with no effect on serving (the
+/// policy's arguments make the model of `DELETE …/model`).
 public enum PersonalizerSettings {
     public typealias Members = [(key: String, value: JSONValue)]
 
@@ -24,7 +25,11 @@ public enum PersonalizerSettings {
         set(&document, "modelExportFrequency", .string(isoDuration(milliseconds: loop.updateInterval.milliseconds)))
         set(&document, "defaultReward", .number(String(loop.defaultReward)))
         set(&document, "rewardAggregation", .string(loop.rewardAggregation.rawValue))
-        set(&document, "learningMode", .string(loop.learningMode == .loggingOnly ? "LoggingOnly" : "Online"))
+        let arguments = strings(member("vw_args", of: config))
+        if let index = arguments.firstIndex(of: "--epsilon"), index + 1 < arguments.count, Double(arguments[index + 1]) != nil {
+            set(&document, "explorationPercentage", .number(arguments[index + 1]))
+        }
+        set(&document, "learningMode", .string(personalizerName(of: loop.learningMode)))
         if case .number(let stored)? = member("logRetentionDays", of: .object(document)), stored == "-1" {
             // "Never deleted" is kept as said; the log retention in force is then the loop's default or its own.
         } else {
@@ -37,6 +42,7 @@ public enum PersonalizerSettings {
     public static func applying(serviceConfiguration body: JSONValue, to config: Members) throws(LoopRequestError) -> Members {
         guard case .object(let fields) = body else { throw LoopRequestError("the service configuration must be a JSON object") }
         var loop = object(member("loop", of: .object(config))) ?? []
+        var epsilon: String?
         for (key, value) in fields {
             switch key {
             case "rewardWaitTime", "modelExportFrequency":
@@ -68,24 +74,49 @@ public enum PersonalizerSettings {
                 guard case .string(let text) = value, learningModes.contains(text) else {
                     throw LoopRequestError("\"learningMode\" must be one of \(learningModes.joined(separator: ", ")), not \(value.jsonText)")
                 }
-                guard text != "Apprentice" else {
-                    throw LoopRequestError("\"learningMode\" Apprentice is not served by this version of vwfcgi (Online and LoggingOnly are)")
-                }
-                set(&loop, "learning_mode", .string(text == "LoggingOnly" ? LearningMode.loggingOnly.rawValue : LearningMode.online.rawValue))
+                set(&loop, "learning_mode", .string(learningMode(personalizer: text).rawValue))
             case "explorationPercentage":
                 guard case .number(let text) = value, let p = Double(text), (0...1).contains(p) else {
                     throw LoopRequestError("\"explorationPercentage\" must be a number from 0 to 1, not \(value.jsonText)")
                 }
+                epsilon = text
             default:
                 break
             }
         }
         var result = config
         set(&result, "loop", .object(loop))
+        if let epsilon {
+            // In force: the model is served (and trained) with `--epsilon p` given at load, which VW lets override
+            // the epsilon stored in the model file.
+            var arguments = strings(member("vw_args", of: result))
+            while let index = arguments.firstIndex(where: { $0 == "--epsilon" || $0.hasPrefix("--epsilon=") }) {
+                arguments.removeSubrange(index..<min(arguments.count, index + (arguments[index] == "--epsilon" ? 2 : 1)))
+            }
+            set(&result, "vw_args", .array((arguments + ["--epsilon", epsilon]).map { .string($0) }))
+        }
         var personalizer = object(member("personalizer", of: .object(config))) ?? []
         set(&personalizer, "service", body)
         set(&result, "personalizer", .object(personalizer))
         return result
+    }
+
+    /// Personalizer's name of a learning mode.
+    static func personalizerName(of mode: LearningMode) -> String {
+        switch mode {
+        case .online: "Online"
+        case .loggingOnly: "LoggingOnly"
+        case .apprentice: "Apprentice"
+        }
+    }
+
+    /// The learning mode of a Personalizer name (one of `learningModes`).
+    static func learningMode(personalizer name: String) -> LearningMode {
+        switch name {
+        case "LoggingOnly": .loggingOnly
+        case "Apprentice": .apprentice
+        default: .online
+        }
     }
 
     // MARK: Policy
@@ -213,6 +244,12 @@ public enum PersonalizerSettings {
     }
 
     static func member(_ key: String, of members: Members) -> JSONValue? { member(key, of: .object(members)) }
+
+    /// The strings of an array (the others skipped); empty for anything else.
+    static func strings(_ value: JSONValue?) -> [String] {
+        guard case .array(let items)? = value else { return [] }
+        return items.compactMap { if case .string(let text) = $0 { text } else { nil } }
+    }
 
     static func object(_ value: JSONValue?) -> Members? {
         guard case .object(let members)? = value else { return nil }

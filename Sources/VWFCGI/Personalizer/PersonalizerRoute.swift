@@ -16,7 +16,14 @@ struct PersonalizerRoute: Equatable {
         case modelProperties
         /// `logs/properties` (GET).
         case logProperties
-        /// Evaluations, feature importances and the operations not served yet: 501.
+        /// `logs` (DELETE).
+        case logs
+        /// `evaluations` (GET: the list) and `evaluations/{id}` (PUT, GET, DELETE).
+        case evaluations
+        case evaluation(id: String)
+        /// `configurations/applyFromEvaluation` (POST).
+        case applyFromEvaluation
+        /// Feature importances, multislot and the operations not served yet: 501, saying why.
         case notImplemented(String)
         /// A path under a Personalizer prefix that names no operation: 404.
         case unknown
@@ -51,6 +58,8 @@ struct PersonalizerRoute: Equatable {
             operation = .reward(eventID: String(parts[1]))
         } else if parts.count == 3 && parts[0] == "events" && parts[2] == "activate" {
             operation = .activate(eventID: String(parts[1]))
+        } else if parts.count == 2 && parts[0] == "evaluations" {
+            operation = .evaluation(id: String(parts[1]))
         } else {
             let head = parts.first.map(String.init) ?? ""
             operation = Self.notServed.contains(head) ? .notImplemented(String(rest)) : .unknown
@@ -61,11 +70,12 @@ struct PersonalizerRoute: Equatable {
     /// The operations whose path has no parameter, after `personalizer/[v1.0/]`.
     static let fixedPaths: [String: Operation] = [
         "rank": .rank, "configurations/service": .serviceConfiguration, "configurations/policy": .policy, "model": .model,
-        "model/properties": .modelProperties, "logs/properties": .logProperties,
+        "model/properties": .modelProperties, "logs/properties": .logProperties, "logs": .logs, "evaluations": .evaluations,
+        "configurations/applyFromEvaluation": .applyFromEvaluation,
     ]
 
     /// The Personalizer operations that exist but are not served by this version.
-    static let notServed: Set<String> = ["evaluations", "featureImportances", "multislot", "configurations", "model", "logs"]
+    static let notServed: Set<String> = ["featureImportances", "multislot", "configurations", "model", "logs"]
 
     /// The `route` label in the request metrics.
     var label: String {
@@ -73,9 +83,10 @@ struct PersonalizerRoute: Equatable {
         case .rank: "personalizer_rank"
         case .reward: "personalizer_reward"
         case .activate: "personalizer_activate"
-        case .serviceConfiguration, .policy: "personalizer_configuration"
+        case .serviceConfiguration, .policy, .applyFromEvaluation: "personalizer_configuration"
         case .model, .modelProperties: "personalizer_model"
-        case .logProperties: "personalizer_logs"
+        case .logProperties, .logs: "personalizer_logs"
+        case .evaluations, .evaluation: "personalizer_evaluations"
         case .notImplemented, .unknown: "personalizer_other"
         }
     }

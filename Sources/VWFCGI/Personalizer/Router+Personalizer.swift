@@ -11,14 +11,66 @@ extension Router {
         case .unknown:
             return .error(404, "no Personalizer route for \(request.path)")
         case .notImplemented(let operation):
-            return .error(501, "the Personalizer operation \(operation) is not served by this version of vwfcgi (SPEC §9)")
+            return .error(501, "the Personalizer operation \(operation) is not served by this version of vwfcgi (SPEC §9)"
+                + (Self.notServedReasons.first { operation.hasPrefix($0.key) }.map { ": " + $0.value } ?? ""))
+        case .logs:
+            return only(["DELETE"], request) {
+                do throws(PredictError) {
+                    try engine.deletePersonalizerLogs(model: route.model)
+                    return HTTPResponse(status: 204, body: [])
+                } catch {
+                    return failure(error, &outcome)
+                }
+            }
+        case .evaluations:
+            return only(["GET"], request) {
+                do throws(PredictError) {
+                    return HTTPResponse(status: 200, body: try engine.personalizerEvaluations(model: route.model))
+                } catch {
+                    return failure(error, &outcome)
+                }
+            }
+        case .applyFromEvaluation:
+            return only(["POST"], request) {
+                do throws(PredictError) {
+                    switch try engine.applyPersonalizerEvaluation(model: route.model, body: request.body) {
+                    case .document: return HTTPResponse(status: 204, body: [])
+                    case .notFound(let why): return .error(404, why)
+                    case .conflict(let why): return .error(409, why)
+                    }
+                } catch {
+                    return failure(error, &outcome)
+                }
+            }
+        case .evaluation(let id):
+            return only(["GET", "PUT", "DELETE"], request) {
+                do throws(PredictError) {
+                    let answer: EvaluationAnswer
+                    switch request.method {
+                    case "PUT": answer = try engine.createPersonalizerEvaluation(model: route.model, id: id, body: request.body)
+                    case "DELETE": answer = try engine.deletePersonalizerEvaluation(model: route.model, id: id)
+                    default: answer = try engine.personalizerEvaluation(model: route.model, id: id)
+                    }
+                    switch answer {
+                    case .document(let bytes):
+                        // The SDK expects 200 for a created evaluation, 204 for a deleted one.
+                        return request.method == "DELETE" ? HTTPResponse(status: 204, body: []) : HTTPResponse(status: 200, body: bytes)
+                    case .notFound(let why): return .error(404, why)
+                    case .conflict(let why): return .error(409, why)
+                    }
+                } catch {
+                    return failure(error, &outcome)
+                }
+            }
         case .rank:
             return only(["POST"], request) { personalizerRank(model: route.model, request, &outcome, &cache) }
         case .model:
-            // DELETE (a fresh model from the policy) is not served by this version.
-            if request.method == "DELETE" { return .error(501, "resetting the model (DELETE …/model) is not served by this version of vwfcgi") }
-            return only(["GET", "PUT"], request) {
+            return only(["GET", "PUT", "DELETE"], request) {
                 do throws(PredictError) {
+                    if request.method == "DELETE" {
+                        try engine.resetPersonalizerModel(model: route.model)
+                        return HTTPResponse(status: 204, body: [])
+                    }
                     if request.method == "PUT" {
                         try engine.importPersonalizerModel(model: route.model, bytes: request.body)
                         return HTTPResponse(status: 204, body: [])
@@ -140,8 +192,15 @@ extension Router {
         personalizerCodes[status] ?? "InternalServerError"
     }
 
+    /// Why an operation is not served, by the start of its path.
+    static let notServedReasons = [
+        "multislot": "multislot needs VW JSON with \"_slots\" (--ccb_explore_adf) in the example grammar and per-slot rewards in the join, "
+            + "which this version does not have; rank each slot with …/rank",
+        "featureImportances": "feature importances are not computed by this version (read the model's weights with vw --invert_hash)",
+    ]
+
     private static let personalizerCodes = [
-        400: "BadArgument", 401: "PermissionDenied", 404: "ResourceNotFound", 405: "MethodNotAllowed", 413: "BadArgument",
+        400: "BadArgument", 401: "PermissionDenied", 404: "ResourceNotFound", 405: "MethodNotAllowed", 409: "Conflict", 413: "BadArgument",
         415: "BadArgument", 501: "NotImplemented", 503: "ServiceUnavailable", 504: "Timeout",
     ]
 }
