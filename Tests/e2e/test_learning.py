@@ -415,7 +415,8 @@ def test_learn_moves_a_linear_model_toward_its_labels_and_equals_vws_offline_con
     base.write_bytes((models / "lin.vw").read_bytes())
     state = tmp_path / "state"
     probe = ["|f a:1 b:1", "|f a:2 b:0"]
-    stack = Stack(models, state_dir=state).start()
+    # A feature budget a 50-line batch fits in (3 features a line with the constant) and a 200-line one does not.
+    stack = Stack(models, state_dir=state, extra_args=("--max-interaction-features", "400")).start()
     try:
         def predictions() -> list[float]:
             r = stack.post("/v1/models/lin:predict", json={"instances": probe})
@@ -448,6 +449,9 @@ def test_learn_moves_a_linear_model_toward_its_labels_and_equals_vws_offline_con
             assert r.status_code == 400 and "error" in r.json(), (path, body, r.status_code, r.text)
             assert why in r.json()["error"], r.json()
             assert len(predictions()) == 2
+        # :learn's examples count against the same per-request feature budget as those that reach vw (413).
+        r = stack.post("/v1/models/lin:learn", json={"instances": ["1 |f a:1 b:1"] * 200})
+        assert r.status_code == 413 and "400" in r.json()["error"], r.text
         r = stack.post("/v1/models/nope:learn", json={"instances": ["1 |f a:1"]})
         assert r.status_code == 404 and "nope" in r.json()["error"], r.text
         def learned_all():

@@ -99,21 +99,21 @@ func write(_ value: JSONValue) -> [UInt8] {
     var writer = JSONWriter()
     func emit(_ value: JSONValue) {
         switch value {
-        case .null: writer.raw("null")
-        case .bool(let b): writer.raw(b ? "true" : "false")
-        case .number(let text): writer.raw(text)
+        case .null: writer.null()
+        case .bool(let b): writer.bool(b)
+        case .number(let text): writer.raw(text.utf8)
         case .string(let s): writer.string(s)
         case .array(let items):
-            writer.raw("[")
-            for (k, item) in items.enumerated() { if k > 0 { writer.raw(",") }; emit(item) }
-            writer.raw("]")
+            writer.beginArray()
+            for item in items { emit(item) }
+            writer.endArray()
         case .object(let members):
-            writer.raw("{")
-            for (k, member) in members.enumerated() {
-                if k > 0 { writer.raw(",") }
-                writer.string(member.key); writer.raw(":"); emit(member.value)
+            writer.beginObject()
+            for member in members {
+                writer.key(member.key)
+                emit(member.value)
             }
-            writer.raw("}")
+            writer.endObject()
         }
     }
     emit(value)

@@ -1,9 +1,11 @@
-/// A request's examples checked one by one into the batch written to vw: the model's grammar, the
-/// answer framing and the per-request feature budget, the same for every route that reaches vw
-/// (`:predict`, V2's `infer`, `:rank`).
+/// A request's examples checked one by one: the model's grammar, the answer framing and the per-request feature
+/// budget, the same for every route that reaches vw (`:predict`, V2's `infer`, `:rank`) and for `:learn`, whose
+/// labelled examples reach vw later, in the trainer (``appendLabelled(_:index:grammar:check:)``).
 struct BatchPreparation {
     private var builder: ExampleBatchBuilder
     private let budget: Int
+    /// The features of the `:learn` examples so far (they are not written into `builder`: no framing, labels kept).
+    private var labelledFeatures = 0
 
     init(for version: ModelVersion, settings: EngineSettings, reservingCapacity: Int = 0) {
         builder = ExampleBatchBuilder(
@@ -39,6 +41,27 @@ struct BatchPreparation {
         builder.append(json: example)
         try checkBudget(index: index)
         return example
+    }
+
+    /// Example `index` of a `:learn` request, one line of VW text: parsed by `grammar` (labels kept, and required),
+    /// refused when `check` names a problem with its canonical form (the loop's bounds), counted against the same
+    /// feature budget; returned in canonical form (without its newline) for the event log.
+    mutating func appendLabelled(
+        _ text: Substring, index: Int, grammar: ExampleGrammar, check: (String) -> String?
+    ) throws(PredictError) -> String {
+        let canonical: String
+        do throws(ExampleProblem) {
+            guard !text.utf8.contains(0x0A) else { throw .invalidStructure("a :learn example is one line of VW text (it holds a newline)") }
+            let example = try grammar.parse(lines: [text])
+            guard example.hasLabel else { throw .invalidLabel("a :learn example needs a label") }
+            canonical = String(example.canonicalText().dropLast())
+            if let why = check(canonical) { throw .invalidLabel(why) }
+            if let cost = builder.cost { labelledFeatures += cost.features(of: example.featureCounts, lines: example.lineCount) }
+        } catch {
+            throw .invalidExample(InvalidExample(index: index, problem: error))
+        }
+        if labelledFeatures > budget { throw .tooExpensive(index: index, features: labelledFeatures, limit: budget) }
+        return canonical
     }
 
     private func checkBudget(index: Int) throws(PredictError) {

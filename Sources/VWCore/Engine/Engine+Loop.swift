@@ -139,22 +139,14 @@ extension Engine {
             guard !texts.isEmpty else { throw .invalidRequest("no examples to learn") }
             try BatchPreparation.checkCount(texts.count, for: version)
             let grammar = ExampleGrammar(family: version.options.family, limits: store.settings.limits, keepsLabels: true)
+            let bounds = version.loop.map(LearnBounds.init)
+            var batch = BatchPreparation(for: version, settings: store.settings)
             let now = EventLine.nowMilliseconds()
             let lines = try texts.enumerated().map { index, text throws(PredictError) in
-                do throws(ExampleProblem) {
-                    guard !text.utf8.contains(0x0A) else {
-                        throw .invalidStructure("a :learn example is one line of VW text (it holds a newline)")
-                    }
-                    let example = try grammar.parse(lines: [text])
-                    guard example.hasLabel else { throw .invalidLabel("a :learn example needs a label") }
-                    let canonical = String(example.canonicalText().dropLast())
-                    if let loop = version.loop, let why = LearnBounds(loop).problem(in: canonical, family: version.options.family) {
-                        throw .invalidLabel(why)
-                    }
-                    return EventLine.learn(eventId: EventID.random().text, example: canonical, timestampMilliseconds: now)
-                } catch {
-                    throw .invalidExample(InvalidExample(index: index, problem: error))
+                let canonical = try batch.appendLabelled(text, index: index, grammar: grammar) { canonical in
+                    bounds?.problem(in: canonical, family: version.options.family)
                 }
+                return EventLine.learn(eventId: EventID.random().text, example: canonical, timestampMilliseconds: now)
             }
             return (lines, version.loop)
         }

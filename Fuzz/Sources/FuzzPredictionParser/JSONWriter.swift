@@ -1,1 +1,0 @@
-../../../Sources/VWFCGI/JSON/JSONWriter.swift
