@@ -402,6 +402,31 @@ def test_the_external_trainer_learns_both_instances_logs_and_publishes_into_the_
 
 
 # ---------------------------------------------------------------- :learn
+def test_learn_counts_against_the_feature_budget_like_predict(tmp_path):
+    """:learn's examples go through the same batch preparation as :predict's: with the model's interactions
+    (-q ff: 7 feature computations for `|f a b`), a request over --max-interaction-features is a 413 naming the
+    limit, for :learn as for :predict, and nothing of it is logged."""
+    models = tmp_path / "models"
+    models.mkdir()
+    seed = tmp_path / "seed.txt"
+    seed.write_text("".join(f"{i % 2} |f a:{i % 3} b:{i % 2}\n" for i in range(10)))
+    subprocess.run([REFERENCE_VW, "-q", "ff", "-d", str(seed), "-f", str(models / "inter.vw"), "--quiet"], check=True,
+                   timeout=60, stdin=subprocess.DEVNULL)
+    (models / "inter.json").write_text(json.dumps({"loop": {"update_interval": "1h"}}) + "\n")
+    state = tmp_path / "state"
+    stack = Stack(models, state_dir=state, extra_args=("--max-interaction-features", "400")).start()
+    try:
+        fits, over = ["1 |f a:1 b:1"] * 50, ["1 |f a:1 b:1"] * 100
+        r = stack.post("/v1/models/inter:learn", json={"instances": fits})
+        assert r.status_code == 202 and r.json() == {"accepted": 50}, r.text
+        for verb, lines in (("learn", over), ("predict", [line[2:] for line in over])):
+            r = stack.post(f"/v1/models/inter:{verb}", json={"instances": lines})
+            assert r.status_code == 413 and "400" in r.json()["error"] and "max-interaction-features" in r.json()["error"], (verb, r.text)
+        assert stack.get("/v1/models/inter/loop").json()["learns"] == 50
+    finally:
+        assert not stack.stop()
+
+
 def test_learn_moves_a_linear_model_toward_its_labels_and_equals_vws_offline_continuation(tmp_path):
     models = tmp_path / "models"
     models.mkdir()
@@ -415,8 +440,7 @@ def test_learn_moves_a_linear_model_toward_its_labels_and_equals_vws_offline_con
     base.write_bytes((models / "lin.vw").read_bytes())
     state = tmp_path / "state"
     probe = ["|f a:1 b:1", "|f a:2 b:0"]
-    # A feature budget a 50-line batch fits in (3 features a line with the constant) and a 200-line one does not.
-    stack = Stack(models, state_dir=state, extra_args=("--max-interaction-features", "400")).start()
+    stack = Stack(models, state_dir=state).start()
     try:
         def predictions() -> list[float]:
             r = stack.post("/v1/models/lin:predict", json={"instances": probe})
@@ -449,9 +473,6 @@ def test_learn_moves_a_linear_model_toward_its_labels_and_equals_vws_offline_con
             assert r.status_code == 400 and "error" in r.json(), (path, body, r.status_code, r.text)
             assert why in r.json()["error"], r.json()
             assert len(predictions()) == 2
-        # :learn's examples count against the same per-request feature budget as those that reach vw (413).
-        r = stack.post("/v1/models/lin:learn", json={"instances": ["1 |f a:1 b:1"] * 200})
-        assert r.status_code == 413 and "400" in r.json()["error"], r.text
         r = stack.post("/v1/models/nope:learn", json={"instances": ["1 |f a:1"]})
         assert r.status_code == 404 and "nope" in r.json()["error"], r.text
         def learned_all():

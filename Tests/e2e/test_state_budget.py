@@ -78,9 +78,10 @@ def test_a_loop_stays_within_its_state_budget_and_joins_every_event_once(tmp_pat
         assert len(ids) == len(set(ids)), "an event was joined twice"
         assert set(ids) <= set(events)
         # The state stayed within the budget, give or take what is written between two retention passes (one runs
-        # after every join step: about a segment here; the bound allows four, and a learned model).
+        # after every join step: 0.3 to 0.8 of a segment measured here; the bound allows two, and a learned model).
         model_bytes = max((p.stat().st_size for p in (state / "cb" / "learned").glob("*.vw")), default=0)
-        assert peak[0] <= BUDGET + 4 * SEGMENT + model_bytes, f"state peaked at {peak[0]} bytes, budget {BUDGET}, model {model_bytes}"
+        print(f"state peak {peak[0]} bytes, budget {BUDGET}, over by {peak[0] - BUDGET} ({(peak[0] - BUDGET) / SEGMENT:.2f} segments), model {model_bytes}")
+        assert peak[0] <= BUDGET + 2 * SEGMENT + model_bytes, f"state peaked at {peak[0]} bytes, budget {BUDGET}, model {model_bytes}"
         assert status["deleted_bytes"].get("log", 0) > 0 and status["deleted_bytes"].get("joined", 0) > 0, status
         assert status["over_budget"] is None and status["state_budget_bytes"] == BUDGET
         metrics = stack.get("/metrics").text
