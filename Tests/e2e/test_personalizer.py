@@ -207,8 +207,8 @@ def test_bad_inputs_get_the_sdks_error_shape_and_the_server_keeps_serving(pz_sta
             modern.rank(body)
         assert_sdk_error(caught.value, 400, words)
     with pytest.raises(HttpResponseError) as caught:
-        list(admin.list_feature_importances())
-    assert_sdk_error(caught.value, 501, "not served")
+        admin.create_feature_importance("fi-bad", {"name": "bad", "startTime": "2100-01-01T00:00:00Z", "endTime": "2020-01-01T00:00:00Z"})
+    assert_sdk_error(caught.value, 400, "range is empty")
     headers = {"Ocp-Apim-Subscription-Key": KEY, "Content-Type": "application/json"}
     for path, body in (("/personalizer/v1.0/rank", b"{"), ("/personalizer/events/pz-bad-1/reward", b"[1]")):
         r = pz_stack.post(path, data=body, headers=headers)
@@ -613,6 +613,24 @@ def test_evaluations_through_the_sdk_create_poll_read_list_delete(pz_stack):
     assert r.status_code == 400 and "evaluation id" in r.json()["error"]["message"], r.text
     r = requests.get(pz_stack.url("/loops/nosuch/personalizer/evaluations"), headers={"Ocp-Apim-Subscription-Key": KEY}, timeout=30)
     assert r.status_code == 404 and r.json()["error"]["code"] == "ResourceNotFound", r.text
+    # Feature importances (SPEC §10 over §9): the serving model's weights over the joined events, as VW's own
+    # --invert_hash names them, by magnitude.
+    admin.create_feature_importance("fi-1", {"name": "weights", "startTime": start, "endTime": end})
+    fi = wait_until(lambda: (f := admin.get_feature_importance("fi-1"))["status"] != "Running" and f, 120)
+    assert fi["status"] == "Succeeded" and fi["name"] == "weights" and fi["id"] == "fi-1", fi
+    scores = fi["featureScores"]
+    assert scores and [s["score"] for s in scores] == sorted((s["score"] for s in scores), reverse=True), scores[:5]
+    assert all(s["score"] >= 0 and s["namespace"] == s["featureName"].split("^")[0].split("*")[0] or "*" in s["featureName"]
+               for s in scores), scores[:5]
+    assert any(s["featureName"] == "Constant" for s in scores), [s["featureName"] for s in scores][:20]
+    assert [f["id"] for f in admin.list_feature_importances()] == ["fi-1"]
+    with pytest.raises(ResourceExistsError) as exists:
+        admin.create_feature_importance("fi-1", {"name": "again", "startTime": start, "endTime": end})
+    assert_sdk_error(exists.value, 409, "fi-1")
     with pytest.raises(HttpResponseError) as caught:
-        list(admin.list_feature_importances())
-    assert_sdk_error(caught.value, 501, "feature importances")
+        admin.create_feature_importance("fi-2", {"name": "p", "startTime": start, "endTime": end, "policies": []})
+    assert_sdk_error(caught.value, 400, "serving model")
+    admin.delete_feature_importance("fi-1")
+    with pytest.raises(ResourceNotFoundError):
+        admin.get_feature_importance("fi-1")
+    assert list(admin.list_feature_importances()) == []

@@ -20,6 +20,8 @@ public enum EvaluationAnswer: Sendable {
 /// removes its document at once; its vw runs to its end and the result is dropped.
 final class PersonalizerEvaluations: Sendable {
     static let shared = PersonalizerEvaluations()
+    /// Feature importances run beside evaluations, one at a time per model too.
+    static let featureImportances = PersonalizerEvaluations()
 
     /// The evaluation running per model: its id and a token no other run shares.
     private let running = Mutex<[String: (id: String, token: Int)]>([:])
@@ -51,6 +53,26 @@ final class PersonalizerEvaluations: Sendable {
     func cancel(model: String, id: String) {
         running.withLock { table in if table[model]?.id == id { table[model] = nil } }
     }
+}
+
+/// A kind of Personalizer job: where its documents are kept (`<state>/<model>/<directory>/<id>.json`), what it is
+/// called in errors, the members its list shows, and its registry of running jobs.
+struct PersonalizerJobKind: Sendable {
+    let directory: String
+    let noun: String
+    let listed: [String]
+    let runs: PersonalizerEvaluations
+
+    static let evaluations = PersonalizerJobKind(
+        directory: "evaluations", noun: "evaluation",
+        listed: ["id", "name", "startTime", "endTime", "creationTime", "evaluationType", "status", "description"],
+        runs: .shared
+    )
+    static let featureImportances = PersonalizerJobKind(
+        directory: "featureImportances", noun: "feature importance",
+        listed: ["id", "name", "startTime", "endTime", "creationTime", "status", "description"],
+        runs: .featureImportances
+    )
 }
 
 /// A Personalizer evaluation request (`PUT …/evaluations/{id}`): `{"name", "startTime", "endTime", "policies":
@@ -242,13 +264,27 @@ extension Engine {
 
     /// `GET …/evaluations/{id}`.
     public func personalizerEvaluation(model name: String, id: String) throws(PredictError) -> EvaluationAnswer {
-        let directory = try evaluationDirectory(model: name, id: id)
+        try personalizerJob(.evaluations, model: name, id: id)
+    }
+
+    /// `DELETE …/evaluations/{id}`.
+    public func deletePersonalizerEvaluation(model name: String, id: String) throws(PredictError) -> EvaluationAnswer {
+        try deletePersonalizerJob(.evaluations, model: name, id: id)
+    }
+
+    /// `GET …/evaluations`: `{"value": [<each document without its content>]}`, oldest first.
+    public func personalizerEvaluations(model name: String) throws(PredictError) -> [UInt8] {
+        try personalizerJobs(.evaluations, model: name)
+    }
+
+    /// A job's document. A `Running` one that no thread of this process runs was cut off by a restart: `Failed`.
+    func personalizerJob(_ kind: PersonalizerJobKind, model name: String, id: String) throws(PredictError) -> EvaluationAnswer {
+        let directory = try jobDirectory(kind, model: name, id: id)
         guard let bytes = (try? directory.read(id + ".json", maxBytes: 64 << 20)) ?? nil,
               case .object(var members)? = try? JSONParser.parse(bytes, maxDepth: 16) else {
-            return .notFound("no evaluation \(id) for model \(name)")
+            return .notFound("no \(kind.noun) \(id) for model \(name)")
         }
-        if members.first(where: { $0.key == "status" })?.value == .string("Running"),
-           PersonalizerEvaluations.shared.runningID(model: name) != id {
+        if members.first(where: { $0.key == "status" })?.value == .string("Running"), kind.runs.runningID(model: name) != id {
             PersonalizerSettings.set(&members, "status", .string("Failed"))
             PersonalizerSettings.set(&members, "description", .string("interrupted: the server stopped while it ran"))
             return .document(JSONValue.object(members).jsonBytes)
@@ -256,27 +292,26 @@ extension Engine {
         return .document(bytes)
     }
 
-    /// `DELETE …/evaluations/{id}`.
-    public func deletePersonalizerEvaluation(model name: String, id: String) throws(PredictError) -> EvaluationAnswer {
-        let directory = try evaluationDirectory(model: name, id: id)
+    /// Removes a job's document (a running job's result is dropped when it ends).
+    func deletePersonalizerJob(_ kind: PersonalizerJobKind, model name: String, id: String) throws(PredictError) -> EvaluationAnswer {
+        let directory = try jobDirectory(kind, model: name, id: id)
         guard ((try? directory.read(id + ".json", maxBytes: 64 << 20)) ?? nil) != nil else {
-            return .notFound("no evaluation \(id) for model \(name)")
+            return .notFound("no \(kind.noun) \(id) for model \(name)")
         }
-        PersonalizerEvaluations.shared.cancel(model: name, id: id)
+        kind.runs.cancel(model: name, id: id)
         directory.remove(id + ".json")
         return .document([])
     }
 
-    /// `GET …/evaluations`: `{"value": [<each document without its content>]}`, oldest first.
-    public func personalizerEvaluations(model name: String) throws(PredictError) -> [UInt8] {
-        let directory = try evaluationDirectory(model: name)
+    /// `{"value": [<each document, its listed members only>], "nextLink": null}`, oldest first.
+    func personalizerJobs(_ kind: PersonalizerJobKind, model name: String) throws(PredictError) -> [UInt8] {
+        let directory = try jobDirectory(kind, model: name)
         var items: [(created: String, value: JSONValue)] = []
         for entry in directory.entries() where entry.regular && entry.name.hasSuffix(".json") && !entry.name.hasPrefix(".") {
             let id = String(entry.name.dropLast(".json".count))
-            guard case .document(let bytes)? = try? personalizerEvaluation(model: name, id: id),
+            guard case .document(let bytes)? = try? personalizerJob(kind, model: name, id: id),
                   case .object(let members)? = try? JSONParser.parse(bytes, maxDepth: 16) else { continue }
-            let keep = ["id", "name", "startTime", "endTime", "creationTime", "evaluationType", "status", "description"]
-            let summary = members.filter { keep.contains($0.key) }
+            let summary = members.filter { kind.listed.contains($0.key) }
             items.append((summary.first { $0.key == "creationTime" }?.value.stringValue ?? "", .object(summary)))
         }
         items.sort { $0.created < $1.created }
@@ -319,10 +354,15 @@ extension Engine {
     }
 
     private func evaluationDirectory(model name: String, id: String? = nil) throws(PredictError) -> StateDirectory {
-        if let id, !Self.isEvaluationID(id) { throw .invalidRequest("the evaluation id must match [A-Za-z0-9][A-Za-z0-9_.:-]{0,127}") }
+        try jobDirectory(.evaluations, model: name, id: id)
+    }
+
+    /// `<state>/<model>/<kind's directory>`, once the id can name a file and the model exists.
+    func jobDirectory(_ kind: PersonalizerJobKind, model name: String, id: String? = nil) throws(PredictError) -> StateDirectory {
+        if let id, !Self.isEvaluationID(id) { throw .invalidRequest("the \(kind.noun) id must match [A-Za-z0-9][A-Za-z0-9_.:-]{0,127}") }
         guard store.status(of: name) != nil else { throw .modelNotFound(name) }
         do throws(EventLogError) {
-            return try StateDirectory.root(loops.stateDirectory).directory(name + "/evaluations")
+            return try StateDirectory.root(loops.stateDirectory).directory(name + "/" + kind.directory)
         } catch {
             throw .eventLogFailed(error.message)
         }

@@ -23,7 +23,10 @@ struct PersonalizerRoute: Equatable {
         case evaluation(id: String)
         /// `configurations/applyFromEvaluation` (POST).
         case applyFromEvaluation
-        /// Feature importances, multislot and the operations not served yet: 501, saying why.
+        /// `featureImportances` (GET: the list) and `featureImportances/{id}` (PUT, GET, DELETE).
+        case featureImportances
+        case featureImportance(id: String)
+        /// Multislot and the operations not served yet: 501, saying why.
         case notImplemented(String)
         /// A path under a Personalizer prefix that names no operation: 404.
         case unknown
@@ -60,6 +63,8 @@ struct PersonalizerRoute: Equatable {
             operation = .activate(eventID: String(parts[1]))
         } else if parts.count == 2 && parts[0] == "evaluations" {
             operation = .evaluation(id: String(parts[1]))
+        } else if parts.count == 2 && parts[0] == "featureImportances" {
+            operation = .featureImportance(id: String(parts[1]))
         } else {
             let head = parts.first.map(String.init) ?? ""
             operation = Self.notServed.contains(head) ? .notImplemented(String(rest)) : .unknown
@@ -71,11 +76,12 @@ struct PersonalizerRoute: Equatable {
     static let fixedPaths: [String: Operation] = [
         "rank": .rank, "configurations/service": .serviceConfiguration, "configurations/policy": .policy, "model": .model,
         "model/properties": .modelProperties, "logs/properties": .logProperties, "logs": .logs, "evaluations": .evaluations,
+        "featureImportances": .featureImportances,
         "configurations/applyFromEvaluation": .applyFromEvaluation,
     ]
 
     /// The Personalizer operations that exist but are not served by this version.
-    static let notServed: Set<String> = ["featureImportances", "multislot", "configurations", "model", "logs"]
+    static let notServed: Set<String> = ["multislot", "configurations", "model", "logs"]
 
     /// The `route` label in the request metrics.
     var label: String {
@@ -87,6 +93,7 @@ struct PersonalizerRoute: Equatable {
         case .model, .modelProperties: "personalizer_model"
         case .logProperties, .logs: "personalizer_logs"
         case .evaluations, .evaluation: "personalizer_evaluations"
+        case .featureImportances, .featureImportance: "personalizer_feature_importances"
         case .notImplemented, .unknown: "personalizer_other"
         }
     }

@@ -62,6 +62,34 @@ extension Router {
                     return failure(error, &outcome)
                 }
             }
+        case .featureImportances:
+            return only(["GET"], request) {
+                do throws(PredictError) {
+                    return HTTPResponse(status: 200, body: try engine.personalizerFeatureImportances(model: route.model))
+                } catch {
+                    return failure(error, &outcome)
+                }
+            }
+        case .featureImportance(let id):
+            return only(["GET", "PUT", "DELETE"], request) {
+                do throws(PredictError) {
+                    let answer: EvaluationAnswer
+                    switch request.method {
+                    case "PUT": answer = try engine.createPersonalizerFeatureImportance(model: route.model, id: id, body: request.body)
+                    case "DELETE": answer = try engine.deletePersonalizerFeatureImportance(model: route.model, id: id)
+                    default: answer = try engine.personalizerFeatureImportance(model: route.model, id: id)
+                    }
+                    switch answer {
+                    // As for evaluations: 200 for a created one (with no body), 204 for a deleted one.
+                    case .document(let bytes):
+                        return request.method == "DELETE" ? HTTPResponse(status: 204, body: []) : HTTPResponse(status: 200, body: bytes)
+                    case .notFound(let why): return .error(404, why)
+                    case .conflict(let why): return .error(409, why)
+                    }
+                } catch {
+                    return failure(error, &outcome)
+                }
+            }
         case .rank:
             return only(["POST"], request) { personalizerRank(model: route.model, request, &outcome, &cache) }
         case .model:
@@ -196,7 +224,6 @@ extension Router {
     static let notServedReasons = [
         "multislot": "multislot needs VW JSON with \"_slots\" (--ccb_explore_adf) in the example grammar and per-slot rewards in the join, "
             + "which this version does not have; rank each slot with …/rank",
-        "featureImportances": "feature importances are not computed by this version (read the model's weights with vw --invert_hash)",
     ]
 
     private static let personalizerCodes = [
