@@ -617,7 +617,7 @@ def test_evaluations_through_the_sdk_create_poll_read_list_delete(pz_stack):
     # --invert_hash names them, by magnitude.
     admin.create_feature_importance("fi-1", {"name": "weights", "startTime": start, "endTime": end})
     fi = wait_until(lambda: (f := admin.get_feature_importance("fi-1"))["status"] != "Running" and f, 120)
-    assert fi["status"] == "Succeeded" and fi["name"] == "weights" and fi["id"] == "fi-1", fi
+    assert fi["status"] == "Succeeded" and fi["name"] == "weights" and fi["id"] == "fi-1", (fi.get("description"), fi)
     scores = fi["featureScores"]
     assert scores and [s["score"] for s in scores] == sorted((s["score"] for s in scores), reverse=True), scores[:5]
     assert all(s["score"] >= 0 and s["namespace"] == s["featureName"].split("^")[0].split("*")[0] or "*" in s["featureName"]

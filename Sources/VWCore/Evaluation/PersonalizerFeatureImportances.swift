@@ -28,7 +28,7 @@ extension Engine {
         } catch {
             throw .invalidRequest("feature importance: " + error.message)
         }
-        guard let modelFile = store.serving(name)?.stagedPath else { throw .modelNotReady(name) }
+        guard store.serving(name) != nil else { throw .modelNotReady(name) }
         let file = id + ".json"
         if ((try? directory.read(file, maxBytes: 64 << 20)) ?? nil) != nil {
             return .conflict("feature importance \(id) exists; delete it first or choose another id")
@@ -77,11 +77,19 @@ extension Engine {
         job.to = request.to
         let evaluation = job
         let logger = store.logger
+        let store = store
         DetachedThread.start(name: "features") {
             let outcome: Result<FeatureImportanceResult, EvaluationError>
-            // The serving version's private copy may be retired meanwhile: the job reads its own copy.
-            if let workDirectory = try? directory.directory(work, create: false),
-               ModelDirectory.copyDurably(modelFile, into: workDirectory, as: "model.vw") != nil {
+            // The job reads its own copy of the version serving when it starts (a version's private copy goes when
+            // it retires: a reload meanwhile, e.g. a policy edit, is retried with the new one).
+            let workDirectory = try? directory.directory(work, create: false)
+            var copied = false
+            for _ in 0..<3 where !copied {
+                if let workDirectory, let modelFile = store.serving(name)?.stagedPath {
+                    copied = ModelDirectory.copyDurably(modelFile, into: workDirectory, as: "model.vw") != nil
+                }
+            }
+            if let workDirectory, copied {
                 do throws(EvaluationError) {
                     outcome = .success(try FeatureImportance.compute(evaluation, modelFile: workDirectory.path + "/model.vw", top: 1000))
                 } catch {
