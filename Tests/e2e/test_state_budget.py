@@ -47,21 +47,31 @@ def test_a_loop_stays_within_its_state_budget_and_joins_every_event_once(tmp_pat
     stop = threading.Event()
     peak = [0]
     seen: dict[str, list[str]] = {}
-    # The joined lines, file by file, read before retention deletes them (a joined file goes only once learned).
+    # The joined lines, file by file, kept before retention deletes them (a joined file goes only once learned): each
+    # new joined file is hard-linked into `captured` at once (a link outlives the file's deletion), then read.
     seen_lines: dict[str, list[str]] = {}
+    captured = tmp_path / "captured"
+    captured.mkdir()
 
     def watch():
         while not stop.is_set():
             try:
                 peak[0] = max(peak[0], counted_bytes(state / "cb"))
-                for p in (state / "cb" / "joined").glob("*.dsjson"):
-                    if p.name not in seen and p.stem.isdigit():
-                        lines = [line for line in p.read_text().splitlines() if line]
-                        seen[p.name] = [json.loads(line)["EventId"] for line in lines]
-                        seen_lines[p.name] = lines
-            except (FileNotFoundError, ValueError):
-                pass  # a file deleted (or being renamed) while listed
-            stop.wait(0.05)
+            except FileNotFoundError:
+                pass  # a file deleted while counted: the next pass counts again
+            joined = state / "cb" / "joined"
+            for p in list(joined.glob("*.dsjson")) if joined.is_dir() else []:
+                if p.name in seen or not p.stem.isdigit():
+                    continue
+                try:
+                    if not (captured / p.name).exists():
+                        os.link(p, captured / p.name)
+                except FileNotFoundError:
+                    continue  # deleted between the listing and the link
+                lines = [line for line in (captured / p.name).read_text().splitlines() if line]
+                seen[p.name] = [json.loads(line)["EventId"] for line in lines]
+                seen_lines[p.name] = lines
+            stop.wait(0.01)
     watcher = threading.Thread(target=watch)
     watcher.start()
     try:
