@@ -43,25 +43,10 @@ extension Router {
                 }
             }
         case .evaluation(let id):
-            return only(["GET", "PUT", "DELETE"], request) {
-                do throws(PredictError) {
-                    let answer: EvaluationAnswer
-                    switch request.method {
-                    case "PUT": answer = try engine.createPersonalizerEvaluation(model: route.model, id: id, body: request.body)
-                    case "DELETE": answer = try engine.deletePersonalizerEvaluation(model: route.model, id: id)
-                    default: answer = try engine.personalizerEvaluation(model: route.model, id: id)
-                    }
-                    switch answer {
-                    case .document(let bytes):
-                        // The SDK expects 200 for a created evaluation, 204 for a deleted one.
-                        return request.method == "DELETE" ? HTTPResponse(status: 204, body: []) : HTTPResponse(status: 200, body: bytes)
-                    case .notFound(let why): return .error(404, why)
-                    case .conflict(let why): return .error(409, why)
-                    }
-                } catch {
-                    return failure(error, &outcome)
-                }
-            }
+            return personalizerJob(request, &outcome,
+                                   create: { () throws(PredictError) in try engine.createPersonalizerEvaluation(model: route.model, id: id, body: request.body) },
+                                   delete: { () throws(PredictError) in try engine.deletePersonalizerEvaluation(model: route.model, id: id) },
+                                   read: { () throws(PredictError) in try engine.personalizerEvaluation(model: route.model, id: id) })
         case .featureImportances:
             return only(["GET"], request) {
                 do throws(PredictError) {
@@ -71,25 +56,10 @@ extension Router {
                 }
             }
         case .featureImportance(let id):
-            return only(["GET", "PUT", "DELETE"], request) {
-                do throws(PredictError) {
-                    let answer: EvaluationAnswer
-                    switch request.method {
-                    case "PUT": answer = try engine.createPersonalizerFeatureImportance(model: route.model, id: id, body: request.body)
-                    case "DELETE": answer = try engine.deletePersonalizerFeatureImportance(model: route.model, id: id)
-                    default: answer = try engine.personalizerFeatureImportance(model: route.model, id: id)
-                    }
-                    switch answer {
-                    // As for evaluations: 200 for a created one (with no body), 204 for a deleted one.
-                    case .document(let bytes):
-                        return request.method == "DELETE" ? HTTPResponse(status: 204, body: []) : HTTPResponse(status: 200, body: bytes)
-                    case .notFound(let why): return .error(404, why)
-                    case .conflict(let why): return .error(409, why)
-                    }
-                } catch {
-                    return failure(error, &outcome)
-                }
-            }
+            return personalizerJob(request, &outcome,
+                                   create: { () throws(PredictError) in try engine.createPersonalizerFeatureImportance(model: route.model, id: id, body: request.body) },
+                                   delete: { () throws(PredictError) in try engine.deletePersonalizerFeatureImportance(model: route.model, id: id) },
+                                   read: { () throws(PredictError) in try engine.personalizerFeatureImportance(model: route.model, id: id) })
         case .rank:
             return only(["POST"], request) { personalizerRank(model: route.model, request, &outcome, &cache) }
         case .model:
@@ -192,6 +162,28 @@ extension Router {
             return .json(writer, status: 201, headers: [("X-Model-Version", result.version)])
         } catch {
             return failure(error, &outcome)
+        }
+    }
+
+    /// `PUT`/`GET`/`DELETE …/evaluations/{id}` and `…/featureImportances/{id}`: the SDK expects 200 for a created job
+    /// (no body) or a read one, 204 for a deleted one; 404 and 409 as the engine says.
+    private func personalizerJob(
+        _ request: HTTPRequest, _ outcome: inout RequestMetrics.Outcome,
+        create: () throws(PredictError) -> EvaluationAnswer, delete: () throws(PredictError) -> EvaluationAnswer,
+        read: () throws(PredictError) -> EvaluationAnswer
+    ) -> HTTPResponse {
+        only(["GET", "PUT", "DELETE"], request) {
+            do throws(PredictError) {
+                let answer = try request.method == "PUT" ? create() : request.method == "DELETE" ? delete() : read()
+                switch answer {
+                case .document(let bytes):
+                    return request.method == "DELETE" ? HTTPResponse(status: 204, body: []) : HTTPResponse(status: 200, body: bytes)
+                case .notFound(let why): return .error(404, why)
+                case .conflict(let why): return .error(409, why)
+                }
+            } catch {
+                return failure(error, &outcome)
+            }
         }
     }
 
