@@ -214,52 +214,23 @@ extension Engine {
         } catch {
             throw .invalidRequest(error.message)
         }
-        let file = id + ".json"
-        if ((try? directory.read(file, maxBytes: 64 << 20)) ?? nil) != nil {
-            return .conflict("evaluation \(id) exists; delete it first or choose another id")
-        }
-        guard let token = PersonalizerEvaluations.shared.register(model: name, id: id) else {
-            return .conflict("model \(name) is running evaluation \(PersonalizerEvaluations.shared.runningID(model: name) ?? "?"); one runs at a time per model")
-        }
         let created = EventLine.timestamp(milliseconds: EventLine.nowMilliseconds())
         let header = EvaluationHeader(id: id, request: request, creationTime: created)
-        do throws(EventLogError) {
-            try directory.writeAtomically(header.document(status: "Running"), to: file)
-            _ = try directory.directory("work-\(token)")
-        } catch {
-            _ = PersonalizerEvaluations.shared.finish(model: name, token: token)
-            throw .eventLogFailed(error.message)
-        }
         var evaluation = EvaluationRequest(stateDirectory: loops.stateDirectory, model: name, policies: request.policies.map(\.arguments),
-                                           vwCommand: store.settings.vwCommand, workDirectory: directory.path + "/work-\(token)")
+                                           vwCommand: store.settings.vwCommand, workDirectory: "")
         evaluation.from = request.from
         evaluation.to = request.to
         let job = evaluation
-        let logger = store.logger
-        DetachedThread.start(name: "evaluation") {
-            let outcome: Result<EvaluationResult, EvaluationError>
+        return try startPersonalizerJob(.evaluations, model: name, id: id, directory: directory,
+                                        running: header.document(status: "Running")) { work in
+            var run = job
+            run.workDirectory = work.path
             do throws(EvaluationError) {
-                outcome = .success(try Evaluator.run(job))
+                return header.document(status: "Succeeded", result: try Evaluator.run(run))
             } catch {
-                outcome = .failure(error)
-            }
-            if let work = try? directory.directory("work-\(token)", create: false) {
-                for entry in work.list() { work.remove(entry) }
-            }
-            directory.remove("work-\(token)", directory: true)
-            guard PersonalizerEvaluations.shared.finish(model: name, token: token) else { return }
-            let bytes: [UInt8]
-            switch outcome {
-            case .success(let result): bytes = header.document(status: "Succeeded", result: result)
-            case .failure(let error): bytes = header.document(status: "Failed", description: error.reason)
-            }
-            do throws(EventLogError) {
-                try directory.writeAtomically(bytes, to: file)
-            } catch {
-                logger.error("cannot write the evaluation", metadata: ["model": "\(name)", "id": "\(id)", "error": "\(error.message)"])
+                return header.document(status: "Failed", description: error.reason)
             }
         }
-        return .document([])
     }
 
     /// `GET …/evaluations/{id}`.
@@ -275,6 +246,51 @@ extension Engine {
     /// `GET …/evaluations`: `{"value": [<each document without its content>]}`, oldest first.
     public func personalizerEvaluations(model name: String) throws(PredictError) -> [UInt8] {
         try personalizerJobs(.evaluations, model: name)
+    }
+
+    /// Starts a job of `kind`: 409 when its id is in use or the model runs another; otherwise the `Running` document
+    /// (`running`) is on disk before the answer, `body` runs on its own thread in a private work directory (removed
+    /// afterwards with what it holds, one level of subdirectories included) and, unless the job was deleted meanwhile,
+    /// what it returns replaces the document.
+    func startPersonalizerJob(
+        _ kind: PersonalizerJobKind, model name: String, id: String, directory: StateDirectory, running: [UInt8],
+        _ body: @escaping @Sendable (_ work: StateDirectory) -> [UInt8]
+    ) throws(PredictError) -> EvaluationAnswer {
+        let file = id + ".json"
+        if ((try? directory.read(file, maxBytes: 64 << 20)) ?? nil) != nil {
+            return .conflict("\(kind.noun) \(id) exists; delete it first or choose another id")
+        }
+        guard let token = kind.runs.register(model: name, id: id) else {
+            return .conflict("model \(name) is running \(kind.noun) \(kind.runs.runningID(model: name) ?? "?"); one runs at a time per model")
+        }
+        let work: StateDirectory
+        do throws(EventLogError) {
+            try directory.writeAtomically(running, to: file)
+            work = try directory.directory("work-\(token)")
+        } catch {
+            _ = kind.runs.finish(model: name, token: token)
+            throw .eventLogFailed(error.message)
+        }
+        let logger = store.logger
+        DetachedThread.start(name: kind.directory.prefix(15).description) {
+            let bytes = body(work)
+            for entry in work.list() {
+                if let sub = try? work.directory(entry, create: false) {
+                    for inner in sub.list() { sub.remove(inner) }
+                    work.remove(entry, directory: true)
+                } else {
+                    work.remove(entry)
+                }
+            }
+            directory.remove("work-\(token)", directory: true)
+            guard kind.runs.finish(model: name, token: token) else { return }
+            do throws(EventLogError) {
+                try directory.writeAtomically(bytes, to: file)
+            } catch {
+                logger.error("cannot write the job's result", metadata: ["model": "\(name)", "id": "\(id)", "error": "\(error.message)"])
+            }
+        }
+        return .document([])
     }
 
     /// A job's document. A `Running` one that no thread of this process runs was cut off by a restart: `Failed`.

@@ -29,13 +29,6 @@ extension Engine {
             throw .invalidRequest("feature importance: " + error.message)
         }
         guard store.serving(name) != nil else { throw .modelNotReady(name) }
-        let file = id + ".json"
-        if ((try? directory.read(file, maxBytes: 64 << 20)) ?? nil) != nil {
-            return .conflict("feature importance \(id) exists; delete it first or choose another id")
-        }
-        guard let token = kind.runs.register(model: name, id: id) else {
-            return .conflict("model \(name) is computing feature importance \(kind.runs.runningID(model: name) ?? "?"); one runs at a time per model")
-        }
         let header = (id: id, name: request.name, startTime: request.startTime, endTime: request.endTime,
                       creationTime: EventLine.timestamp(milliseconds: EventLine.nowMilliseconds()))
         @Sendable func document(_ status: String, description: String? = nil, result: FeatureImportanceResult? = nil) -> [UInt8] {
@@ -63,60 +56,30 @@ extension Engine {
             writer.endObject()
             return writer.bytes
         }
-        let work = "work-\(token)"
-        do throws(EventLogError) {
-            try directory.writeAtomically(document("Running"), to: file)
-            _ = try directory.directory(work)
-        } catch {
-            _ = kind.runs.finish(model: name, token: token)
-            throw .eventLogFailed(error.message)
-        }
         var job = EvaluationRequest(stateDirectory: loops.stateDirectory, model: name, policies: [],
-                                    vwCommand: store.settings.vwCommand, workDirectory: directory.path + "/" + work)
+                                    vwCommand: store.settings.vwCommand, workDirectory: "")
         job.from = request.from
         job.to = request.to
         let evaluation = job
-        let logger = store.logger
         let store = store
-        DetachedThread.start(name: "features") {
-            let outcome: Result<FeatureImportanceResult, EvaluationError>
+        return try startPersonalizerJob(kind, model: name, id: id, directory: directory, running: document("Running")) { work in
             // The job reads its own copy of the version serving when it starts (a version's private copy goes when
             // it retires: a reload meanwhile, e.g. a policy edit, is retried with the new one).
-            let workDirectory = try? directory.directory(work, create: false)
             var copied = false
             for _ in 0..<3 where !copied {
-                if let workDirectory, let modelFile = store.serving(name)?.stagedPath {
-                    copied = ModelDirectory.copyDurably(modelFile, into: workDirectory, as: "model.vw") != nil
+                if let modelFile = store.serving(name)?.stagedPath {
+                    copied = ModelDirectory.copyDurably(modelFile, into: work, as: "model.vw") != nil
                 }
             }
-            if let workDirectory, copied {
-                do throws(EvaluationError) {
-                    outcome = .success(try FeatureImportance.compute(evaluation, modelFile: workDirectory.path + "/model.vw", top: 1000))
-                } catch {
-                    outcome = .failure(error)
-                }
-            } else {
-                outcome = .failure(.storage("cannot copy the serving model (it was replaced meanwhile): create it again"))
-            }
-            if let workDirectory = try? directory.directory(work, create: false) {
-                if let out = try? workDirectory.directory("out", create: false) { for entry in out.list() { out.remove(entry) } }
-                workDirectory.remove("out", directory: true)
-                for entry in workDirectory.list() { workDirectory.remove(entry) }
-            }
-            directory.remove(work, directory: true)
-            guard kind.runs.finish(model: name, token: token) else { return }
-            let bytes: [UInt8]
-            switch outcome {
-            case .success(let result): bytes = document("Succeeded", result: result)
-            case .failure(let error): bytes = document("Failed", description: error.reason)
-            }
-            do throws(EventLogError) {
-                try directory.writeAtomically(bytes, to: file)
+            guard copied else { return document("Failed", description: "cannot copy the serving model (it was replaced meanwhile): create it again") }
+            var run = evaluation
+            run.workDirectory = work.path
+            do throws(EvaluationError) {
+                return document("Succeeded", result: try FeatureImportance.compute(run, modelFile: work.path + "/model.vw", top: 1000))
             } catch {
-                logger.error("cannot write the feature importance", metadata: ["model": "\(name)", "id": "\(id)", "error": "\(error.message)"])
+                return document("Failed", description: error.reason)
             }
         }
-        return .document([])
     }
 
     /// `GET …/featureImportances/{id}`.
