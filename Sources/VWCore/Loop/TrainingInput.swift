@@ -21,6 +21,8 @@ struct TrainingInput {
         var offered = 0
         /// The decision's `"Timestamp"`, as logged.
         var timestamp: String?
+        /// Its line in ``bytes`` (a multislot line gives one decision per slot, all with its line).
+        var line = 0
     }
 
     /// The bytes for vw, one example per line.
@@ -29,6 +31,12 @@ struct TrainingInput {
     private(set) var decisions: [Decision] = []
     /// Why each line left out was left out.
     private(set) var skipped: [String] = []
+
+    /// The lines in ``bytes``.
+    private(set) var lineCount = 0
+
+    /// The members a joined multislot decision line may have (`Joiner.slotsJoinedLine`).
+    private static let slotsDecisionMembers: Set<String> = ["Timestamp", "Version", "EventId", "c", "_outcomes", "VWState"]
 
     /// The members a joined decision line may have (`Joiner.joinedLine`).
     private static let decisionMembers: Set<String> = [
@@ -45,12 +53,24 @@ struct TrainingInput {
                 skipped.append("joined line \(index): not a JSON object")
                 continue
             }
-            if let json {
-                switch Self.decision(members, grammar: json, minProbability: loop.minProbability, rewardRange: loop.rewardRange) {
-                case .success(let decision):
+            if let json, json.isCCB {
+                switch Self.slotsDecisions(members, grammar: json, minProbability: loop.minProbability, rewardRange: loop.rewardRange) {
+                case .success(let slots):
                     bytes += line
                     bytes.append(0x0A)
+                    decisions += slots.map { var decision = $0; decision.line = lineCount; return decision }
+                    lineCount += 1
+                case .failure(let problem):
+                    skipped.append("joined line \(index): \(problem.why)")
+                }
+            } else if let json {
+                switch Self.decision(members, grammar: json, minProbability: loop.minProbability, rewardRange: loop.rewardRange) {
+                case .success(var decision):
+                    bytes += line
+                    bytes.append(0x0A)
+                    decision.line = lineCount
                     decisions.append(decision)
+                    lineCount += 1
                 case .failure(let problem):
                     skipped.append("joined line \(index): \(problem.why)")
                 }
@@ -69,6 +89,7 @@ struct TrainingInput {
                         throw .invalidLabel(why)
                     }
                     parsed.write(serverTag: [], into: &bytes)
+                    lineCount += 1
                 } catch {
                     skipped.append("joined line \(index): \(error.reason)")
                 }
@@ -137,11 +158,85 @@ struct TrainingInput {
                                  timestamp: value[member: "Timestamp"]?.stringValue))
     }
 
-    /// The first key starting with `_` other than `_text` (anywhere) and `_multi` (at the top), nil when none.
-    static func reservedKey(in value: JSONValue, top: Bool, action: Bool = false) -> String? {
+    /// A joined multislot line (`--ccb_explore_adf`): one ``Decision`` per slot, each slot's outcome checked like a
+    /// single-slot label (cost within the reward range, `_p[0]` at least `min_probability`, the chosen action one
+    /// the slot is offered and no earlier slot took), its context by the strict grammar with one outcome per slot.
+    private static func slotsDecisions(_ members: [(key: String, value: JSONValue)], grammar: VWJSONGrammar, minProbability: Double,
+                                       rewardRange: ClosedRange<Double>) -> Result<[Decision], Problem> {
+        var seen = Set<String>()
+        for (key, _) in members {
+            guard slotsDecisionMembers.contains(key) else { return .failure(Problem(why: "unknown member \"\(key)\"")) }
+            guard seen.insert(key).inserted else { return .failure(Problem(why: "member \"\(key)\" given twice")) }
+        }
+        let value = JSONValue.object(members)
+        let logged: LoggedSlotsDecision
+        switch LoggedSlotsDecision.check(value, joined: true) {
+        case .success(let checked): logged = checked
+        case .failure(let problem): return .failure(Problem(why: problem.why))
+        }
+        guard let id = value[member: "EventId"]?.stringValue, EventID(id) != nil, value[member: "Version"]?.stringValue != nil,
+              value[member: "Timestamp"].map({ $0.stringValue != nil }) ?? true
+        else { return .failure(Problem(why: "EventId, Version or Timestamp is not what the joiner writes")) }
+        if let key = Self.reservedKey(in: logged.context, top: true, slots: true) {
+            return .failure(Problem(why: "context: key \"\(key)\" is not allowed in a logged context (labels, tags and other \"_\" keys)"))
+        }
+        let example: VWJSONExample
+        do throws(ExampleProblem) {
+            example = try grammar.parse(logged.context)
+        } catch {
+            return .failure(Problem(why: "context: \(error.reason)"))
+        }
+        guard logged.slots.count == example.slots else {
+            return .failure(Problem(why: "\(logged.slots.count) outcomes for the context's \(example.slots) slots"))
+        }
+        let outcomes = value[member: "_outcomes"]?.arrayValue ?? []
+        var decisions: [Decision] = []
+        for (index, (slot, outcome)) in zip(logged.slots, outcomes).enumerated() {
+            guard let cost = outcome[member: "_label_cost"]?.numberText.flatMap(Double.init), cost.isFinite, rewardRange.contains(-cost) else {
+                return .failure(Problem(why: "outcome \(index): \"_label_cost\" is not a cost within the reward range"))
+            }
+            guard slot.probabilities[0] >= minProbability else {
+                return .failure(Problem(why: "outcome \(index): the chosen action's probability is below min_probability \(minProbability)"))
+            }
+            guard let largest = slot.actions.max(), largest < example.actions else {
+                return .failure(Problem(why: "outcome \(index): an action of \"_a\" is past the context's \(example.actions) actions"))
+            }
+            if let included = example.includedActions[index], !included.contains(slot.actions[0]) {
+                return .failure(Problem(why: "outcome \(index): action \(slot.actions[0]) is not offered to the slot (\"_inc\")"))
+            }
+            guard let rewards = outcome[member: "_o"]?.arrayValue, rewards.count <= RewardTally.keep,
+                  rewards.allSatisfy({ reward in
+                      guard case .object(let fields) = reward, fields.count == 1, fields[0].key == "v",
+                            let number = fields[0].value.numberText.flatMap(Double.init) else { return false }
+                      return number.isFinite
+                  })
+            else { return .failure(Problem(why: "outcome \(index): \"_o\" is not a list of {\"v\": finite reward}")) }
+            decisions.append(Decision(reward: -cost, probability: slot.probabilities[0], action: slot.actions[0] + 1,
+                                      offered: slot.actions.count, timestamp: value[member: "Timestamp"]?.stringValue))
+        }
+        return .success(decisions)
+    }
+
+    /// The first key starting with `_` other than `_text` (anywhere) and `_multi` (at the top), nil when none. With
+    /// `slots` (a ccb context), `_slots` at the top too, and in each slot `_id`, `_inc` and a `_tag` that seeds its draw (`seed=`).
+    static func reservedKey(in value: JSONValue, top: Bool, action: Bool = false, slots: Bool = false) -> String? {
         switch value {
         case .object(let members):
             for (key, member) in members {
+                if top && slots && key == "_slots", case .array(let elements) = member {
+                    for element in elements {
+                        guard case .object(let fields) = element else { return key }
+                        for (field, inner) in fields {
+                            switch field {
+                            case "_id", "_inc": continue
+                            case "_tag": if inner.stringValue?.hasPrefix("seed=") != true { return field } else { continue }
+                            default:
+                                if let found = reservedKey(in: .object([(key: field, value: inner)]), top: false) { return found }
+                            }
+                        }
+                    }
+                    continue
+                }
                 // An action's own `_tag` (its Personalizer id, SPEC §9) names it in the log; vw reads no feature from it.
                 if key.hasPrefix("_") && key != "_text" && !(top && key == "_multi") && !(action && key == "_tag") { return key }
                 if top && key == "_multi", case .array(let actions) = member {
