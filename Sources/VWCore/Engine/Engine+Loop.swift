@@ -15,6 +15,9 @@ extension Engine {
             guard let grammar = version.jsonGrammar else {
                 throw .invalidRequest("model '\(name)' takes VW text; :rank needs a model whose .json says \"input\": \"vw_json\"")
             }
+            guard !grammar.isCCB else {
+                throw .invalidRequest("model '\(name)' is a --ccb_explore_adf model: it ranks the slots of an event with …/personalizer/multislot/rank")
+            }
             guard version.predictionKind == .actionProbabilities else {
                 throw .invalidRequest("model '\(name)' does not print action probabilities (:rank needs --cb_explore_adf or kin)")
             }

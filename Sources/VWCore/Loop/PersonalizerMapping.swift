@@ -84,7 +84,7 @@ public struct PersonalizerRankRequest: Sendable {
     }
 
     /// A list of feature objects (`contextFeatures`, an action's `features`); absent or null is an empty list.
-    private static func featureObjects(_ value: JSONValue?, what: String) throws(LoopRequestError) -> [JSONValue] {
+    static func featureObjects(_ value: JSONValue?, what: String) throws(LoopRequestError) -> [JSONValue] {
         switch value {
         case nil, .null?: return []
         case .array(let items)?:
@@ -97,7 +97,7 @@ public struct PersonalizerRankRequest: Sendable {
         }
     }
 
-    private static func id(_ value: JSONValue?, what: String) throws(LoopRequestError) -> String {
+    static func id(_ value: JSONValue?, what: String) throws(LoopRequestError) -> String {
         guard case .string(let text)? = value else { throw LoopRequestError("\(what) must be a string") }
         guard !text.isEmpty, text.utf8.count <= maxIDLength else { throw LoopRequestError("\(what) must have 1 to \(maxIDLength) bytes") }
         return text

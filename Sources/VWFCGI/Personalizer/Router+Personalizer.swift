@@ -62,6 +62,30 @@ extension Router {
                                    read: { () throws(PredictError) in try engine.personalizerFeatureImportance(model: route.model, id: id) })
         case .rank:
             return only(["POST"], request) { personalizerRank(model: route.model, request, &outcome, &cache) }
+        case .multiSlotRank:
+            return only(["POST"], request) { personalizerMultiSlotRank(model: route.model, request, &outcome, &cache) }
+        case .multiSlotReward(let eventID), .multiSlotActivate(let eventID):
+            return only(["POST"], request) {
+                do throws(PredictError) {
+                    guard let id = EventID(eventID) else {
+                        throw .invalidRequest("the event id must match [A-Za-z0-9_.:-]{1,128}")
+                    }
+                    if case .multiSlotReward = route.operation {
+                        let rewards: [SlotReward]
+                        do throws(LoopRequestError) {
+                            rewards = try PersonalizerMultiSlotReward.decode(request.body, eventID: id, maxDepth: engine.maxJSONDepth)
+                        } catch {
+                            throw .invalidRequest(error.message)
+                        }
+                        try engine.rewardMultiSlot(model: route.model, rewards: rewards, cache: &cache)
+                    } else {
+                        try engine.activate(model: route.model, eventID: id, cache: &cache)
+                    }
+                    return HTTPResponse(status: 204, body: [])
+                } catch {
+                    return failure(error, &outcome)
+                }
+            }
         case .model:
             return only(["GET", "PUT", "DELETE"], request) {
                 do throws(PredictError) {
@@ -165,6 +189,37 @@ extension Router {
         }
     }
 
+    private func personalizerMultiSlotRank(
+        model name: String, _ request: HTTPRequest, _ outcome: inout RequestMetrics.Outcome, _ cache: inout ModelStore.ReaderCache
+    ) -> HTTPResponse {
+        do throws(PredictError) {
+            let rankRequest: PersonalizerMultiSlotRankRequest
+            do throws(LoopRequestError) {
+                rankRequest = try PersonalizerMultiSlotRankRequest(request.body, maxDepth: engine.maxJSONDepth)
+            } catch {
+                throw .invalidRequest(error.message)
+            }
+            let result = try engine.rankMultiSlot(model: name, request: rankRequest, deadline: .after(store.settings.requestTimeout), cache: &cache)
+            outcome.examples = 1
+            var writer = JSONWriter(capacity: 64 + result.slots.count * 64)
+            writer.beginObject()
+            writer.key("slots")
+            writer.beginArray()
+            for slot in result.slots {
+                writer.beginObject()
+                writer.key("id"); writer.string(slot.id)
+                writer.key("rewardActionId"); writer.string(slot.actionID)
+                writer.endObject()
+            }
+            writer.endArray()
+            writer.key("eventId"); writer.string(result.eventID)
+            writer.endObject()
+            return .json(writer, status: 201, headers: [("X-Model-Version", result.version)])
+        } catch {
+            return failure(error, &outcome)
+        }
+    }
+
     /// `PUT`/`GET`/`DELETE …/evaluations/{id}` and `…/featureImportances/{id}`: the SDK expects 200 for a created job
     /// (no body) or a read one, 204 for a deleted one; 404 and 409 as the engine says.
     private func personalizerJob(
@@ -213,10 +268,7 @@ extension Router {
     }
 
     /// Why an operation is not served, by the start of its path.
-    static let notServedReasons = [
-        "multislot": "multislot needs VW JSON with \"_slots\" (--ccb_explore_adf) in the example grammar and per-slot rewards in the join, "
-            + "which this version does not have; rank each slot with …/rank",
-    ]
+    static let notServedReasons: [String: String] = [:]
 
     private static let personalizerCodes = [
         400: "BadArgument", 401: "PermissionDenied", 404: "ResourceNotFound", 405: "MethodNotAllowed", 409: "Conflict", 413: "BadArgument",
