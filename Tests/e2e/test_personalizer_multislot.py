@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import random
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -256,3 +257,44 @@ def test_apprentice_answers_each_slots_baseline(ms_stack):
     line = next(line for line in log_lines(ms_stack, "apprentice") if line.get("EventId") == "ms-apprentice-1")
     assert [(o["_a"][0], o["_p"][0]) for o in line["_outcomes"]] == [(3, 1.0), (1, 1.0)], line
     assert line["_outcomes"][1]["_a"] == [1, 2], line
+
+
+def test_the_loop_learns_multislot_through_the_sdk_alone(tmp_path):
+    """Three user types, four actions, two slots; a slot's reward is 1 for the user's best action in that slot. With
+    rewardWaitTime and modelExportFrequency set through the SDK to seconds, the trainer learns the joined ccb lines
+    (`--dsjson`) and the best-action rate per slot rises."""
+    models = tmp_path / "models"
+    models.mkdir()
+    subprocess.run([REFERENCE_VW, "--ccb_explore_adf", "--epsilon", "0.2", "-q", "UC", "--interactions", "UCS", "--json",
+                    "-d", "/dev/null", "-f", str(models / "slots.vw"), "--quiet"], check=True, timeout=60, stdin=subprocess.DEVNULL)
+    (models / "slots.json").write_text(json.dumps(
+        {"input": "vw_json", "loop": {"reward_range": [0, 1], "update_interval": "1h", "min_events": 50}}) + "\n")
+    stack = Stack(models, state_dir=tmp_path / "state", extra_args=("--personalizer-model", "slots")).start()
+    try:
+        client = PersonalizerClient(stack.url(""), AzureKeyCredential("no key file"))
+        admin = PersonalizerAdministrationClient(stack.url(""), AzureKeyCredential("no key file"))
+        admin.update_service_configuration({"rewardWaitTime": "PT1S", "modelExportFrequency": "PT2S"})
+        loop = lambda: stack.get("/v1/models/slots/loop").json()  # noqa: E731
+        wait_until(lambda: loop()["settings"]["update_interval_seconds"] == 2, 30)
+        rng = random.Random(3)
+
+        def decide(event_id: str) -> float:
+            user = rng.choice(USERS)
+            answer = client.rank_multi_slot({"contextFeatures": context_features(user), "actions": actions(), "slots": slots(),
+                                             "eventId": event_id})
+            best = [s["rewardActionId"] == BEST[user][k] for k, s in enumerate(answer["slots"])]
+            client.reward_multi_slot(event_id, {"reward": [{"slotId": SLOTS[k], "value": 1.0 if b else 0.0} for k, b in enumerate(best)]})
+            return sum(best) / len(best)
+
+        rates = [sum(decide(f"learn-0-{i}") for i in range(150)) / 150]
+        assert rates[0] <= 0.45, rates
+        deadline = time.monotonic() + 90
+        while rates[-1] < 0.7 and time.monotonic() < deadline:
+            rates.append(sum(decide(f"learn-{len(rates)}-{i}") for i in range(150)) / 150)
+        status = loop()
+        print(f"\nbest-action rates per 150 multislot decisions: {rates}; loop {status}")
+        assert rates[-1] >= 0.7, (rates, status)
+        assert status["updates"] >= 1 and status.get("last_error") is None, status
+    finally:
+        problems = stack.stop()
+        assert not problems, "\n".join(problems)
