@@ -22,14 +22,7 @@ extension Engine {
                 throw .invalidRequest("model '\(name)' does not print action probabilities (:rank needs --cb_explore_adf or kin)")
             }
             var batch = BatchPreparation(for: version, settings: store.settings)
-            let example: VWJSONExample
-            do throws(PredictError) {
-                example = try batch.append(json: { () throws(ExampleProblem) in try grammar.parse(request.context) }, index: 0)
-            } catch {
-                // The context is one object, not an instance of a list: its problem is named as such.
-                if case .invalidExample(let invalid) = error { throw .invalidRequest("context: \(invalid.problem.reason)") }
-                throw error
-            }
+            let example = try batch.append(context: request.context, grammar: grammar)
             let answer = try send(batch.finish(), to: version, deadline: deadline)
             let line = Substring(String(decoding: answer.raw[answer.answers[0]], as: UTF8.self))
             guard case .actions(let ranking, _) = PredictionParser(kind: .actionProbabilities).parse(answer: line, tag: ""),

@@ -12,13 +12,7 @@ extension Engine {
                 throw .invalidRequest("model '\(name)' is not a --ccb_explore_adf model whose .json says \"input\": \"vw_json\" (multislot rank needs one)")
             }
             var batch = BatchPreparation(for: version, settings: store.settings)
-            let example: VWJSONExample
-            do throws(PredictError) {
-                example = try batch.append(json: { () throws(ExampleProblem) in try grammar.parse(request.context) }, index: 0)
-            } catch {
-                if case .invalidExample(let invalid) = error { throw .invalidRequest("context: \(invalid.problem.reason)") }
-                throw error
-            }
+            let example = try batch.append(context: request.context, grammar: grammar)
             let answer = try send(batch.finish(), to: version, deadline: deadline)
             let text = Substring(String(decoding: answer.raw[answer.answers[0]], as: UTF8.self))
             let lines: [Prediction]

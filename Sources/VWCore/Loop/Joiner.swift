@@ -197,16 +197,7 @@ public final class Joiner {
             state.orphans[key] = orphan
             touched.insert(key)
             // Like any reward, it activates its (deferred) decision.
-            let decisionKey = EventKey(record.eventId)
-            if var decision = state.pending[decisionKey] {
-                activate(&decision, key: decisionKey, now: now)
-                state.pending[decisionKey] = decision
-            } else {
-                var orphan = state.orphans[decisionKey] ?? newOrphan(decisionKey, now: now)
-                if orphan.activated == nil { orphan.activated = now }
-                state.orphans[decisionKey] = orphan
-            }
-            touched.insert(decisionKey)
+            activation(EventKey(record.eventId), now: now)
             return
         }
         if value[member: "c"] != nil {
@@ -268,18 +259,23 @@ public final class Joiner {
             state.nextOrder += 1
         } else if value[member: "ActionTaken"] == .bool(true) {
             result.activationsRead += 1
-            if var decision = state.pending[key] {
-                activate(&decision, key: key, now: now)
-                state.pending[key] = decision
-            } else {
-                var orphan = state.orphans[key] ?? newOrphan(key, now: now)
-                if orphan.activated == nil { orphan.activated = now }
-                state.orphans[key] = orphan
-            }
-            touched.insert(key)
+            activation(key, now: now)
         } else {
             skip("neither a decision, a reward, an activation nor a :learn line", .invalid)
         }
+    }
+
+    /// An activation of `key`'s decision: now if it is pending, else remembered for it as an orphan.
+    private func activation(_ key: EventKey, now: Int64) {
+        if var decision = state.pending[key] {
+            activate(&decision, key: key, now: now)
+            state.pending[key] = decision
+        } else {
+            var orphan = state.orphans[key] ?? newOrphan(key, now: now)
+            if orphan.activated == nil { orphan.activated = now }
+            state.orphans[key] = orphan
+        }
+        touched.insert(key)
     }
 
     private func newOrphan(_ key: EventKey, now: Int64) -> OrphanEvent {

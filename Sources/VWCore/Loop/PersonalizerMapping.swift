@@ -21,21 +21,7 @@ public struct PersonalizerRankRequest: Sendable {
             throw LoopRequestError("unknown member \"\(key)\" (known: \(known.joined(separator: ", ")))")
         }
         let contextFeatures = try Self.featureObjects(LoopRequests.member("contextFeatures", of: members), what: "contextFeatures")
-        guard case .array(let actions)? = try LoopRequests.member("actions", of: members), !actions.isEmpty else {
-            throw LoopRequestError("\"actions\" must be a non-empty array of {\"id\", \"features\"}")
-        }
-        var ids: [String] = []
-        var features: [[JSONValue]] = []
-        for (index, action) in actions.enumerated() {
-            guard case .object(let fields) = action else { throw LoopRequestError("actions[\(index)] must be an object, not \(action.kindName)") }
-            for (key, _) in fields where key != "id" && key != "features" {
-                throw LoopRequestError("actions[\(index)]: unknown member \"\(key)\" (known: id, features)")
-            }
-            let id = try Self.id(LoopRequests.member("id", of: fields), what: "actions[\(index)].id")
-            if ids.contains(id) { throw LoopRequestError("action id \"\(id)\" is given twice") }
-            ids.append(id)
-            features.append(try Self.featureObjects(LoopRequests.member("features", of: fields), what: "actions[\(index)].features"))
-        }
+        let (ids, features) = try Self.actions(members)
         var excluded: Set<String> = []
         switch try LoopRequests.member("excludedActions", of: members) {
         case nil, .null?: break
@@ -50,20 +36,8 @@ public struct PersonalizerRankRequest: Sendable {
         }
         let offered = ids.indices.filter { !excluded.contains(ids[$0]) }
         guard !offered.isEmpty else { throw LoopRequestError("every action is excluded: nothing to rank") }
-        let eventID: EventID
-        switch try LoopRequests.member("eventId", of: members) {
-        case nil, .null?: eventID = EventID.random()
-        case .string(let text)?:
-            guard let id = EventID(text) else { throw LoopRequestError("\"eventId\" must match [A-Za-z0-9_.:-]{1,128}") }
-            eventID = id
-        case let other?: throw LoopRequestError("\"eventId\" must be a string, not \(other.kindName)")
-        }
-        let deferred: Bool
-        switch try LoopRequests.member("deferActivation", of: members) {
-        case nil, .null?: deferred = false
-        case .bool(let flag)?: deferred = flag
-        case let other?: throw LoopRequestError("\"deferActivation\" must be true or false, not \(other.kindName)")
-        }
+        let eventID = try Self.eventID(members)
+        let deferred = try Self.deferred(members)
         // An id starting with "save" is refused by the model's grammar when ranked (vw's model-save command).
         let multi = offered.map { index in
             JSONValue.object([(key: "_tag", value: .string(ids[index])), (key: "j", value: .array(features[index]))])
@@ -81,6 +55,46 @@ public struct PersonalizerRankRequest: Sendable {
         let offeredSet = Set(offered)
         ranking += actionIDs.indices.filter { !offeredSet.contains($0) }.map { (id: actionIDs[$0], probability: "0") }
         return (ranking, actionIDs[offered[result.action]])
+    }
+
+    /// `actions`: their ids (distinct) and each one's feature objects, in request order.
+    static func actions(_ members: [(key: String, value: JSONValue)]) throws(LoopRequestError) -> (ids: [String], features: [[JSONValue]]) {
+        guard case .array(let actions)? = try LoopRequests.member("actions", of: members), !actions.isEmpty else {
+            throw LoopRequestError("\"actions\" must be a non-empty array of {\"id\", \"features\"}")
+        }
+        var ids: [String] = []
+        var features: [[JSONValue]] = []
+        for (index, action) in actions.enumerated() {
+            guard case .object(let fields) = action else { throw LoopRequestError("actions[\(index)] must be an object, not \(action.kindName)") }
+            for (key, _) in fields where key != "id" && key != "features" {
+                throw LoopRequestError("actions[\(index)]: unknown member \"\(key)\" (known: id, features)")
+            }
+            let id = try Self.id(LoopRequests.member("id", of: fields), what: "actions[\(index)].id")
+            if ids.contains(id) { throw LoopRequestError("action id \"\(id)\" is given twice") }
+            ids.append(id)
+            features.append(try Self.featureObjects(LoopRequests.member("features", of: fields), what: "actions[\(index)].features"))
+        }
+        return (ids, features)
+    }
+
+    /// `eventId`, or a new one when absent or null.
+    static func eventID(_ members: [(key: String, value: JSONValue)]) throws(LoopRequestError) -> EventID {
+        switch try LoopRequests.member("eventId", of: members) {
+        case nil, .null?: return EventID.random()
+        case .string(let text)?:
+            guard let id = EventID(text) else { throw LoopRequestError("\"eventId\" must match [A-Za-z0-9_.:-]{1,128}") }
+            return id
+        case let other?: throw LoopRequestError("\"eventId\" must be a string, not \(other.kindName)")
+        }
+    }
+
+    /// `deferActivation` (false when absent or null).
+    static func deferred(_ members: [(key: String, value: JSONValue)]) throws(LoopRequestError) -> Bool {
+        switch try LoopRequests.member("deferActivation", of: members) {
+        case nil, .null?: return false
+        case .bool(let flag)?: return flag
+        case let other?: throw LoopRequestError("\"deferActivation\" must be true or false, not \(other.kindName)")
+        }
     }
 
     /// A list of feature objects (`contextFeatures`, an action's `features`); absent or null is an empty list.

@@ -27,30 +27,11 @@ public struct PersonalizerMultiSlotRankRequest: Sendable {
             throw LoopRequestError("unknown member \"\(key)\" (known: \(known.joined(separator: ", ")))")
         }
         let contextFeatures = try PersonalizerRankRequest.featureObjects(LoopRequests.member("contextFeatures", of: members), what: "contextFeatures")
-        guard case .array(let actions)? = try LoopRequests.member("actions", of: members), !actions.isEmpty else {
-            throw LoopRequestError("\"actions\" must be a non-empty array of {\"id\", \"features\"}")
+        let (ids, features) = try PersonalizerRankRequest.actions(members)
+        let multi = zip(ids, features).map { id, features in
+            JSONValue.object([(key: "_tag", value: .string(id)), (key: "j", value: .array(features))])
         }
-        var ids: [String] = []
-        var multi: [JSONValue] = []
-        for (index, action) in actions.enumerated() {
-            guard case .object(let fields) = action else { throw LoopRequestError("actions[\(index)] must be an object, not \(action.kindName)") }
-            for (key, _) in fields where key != "id" && key != "features" {
-                throw LoopRequestError("actions[\(index)]: unknown member \"\(key)\" (known: id, features)")
-            }
-            let id = try PersonalizerRankRequest.id(LoopRequests.member("id", of: fields), what: "actions[\(index)].id")
-            if ids.contains(id) { throw LoopRequestError("action id \"\(id)\" is given twice") }
-            ids.append(id)
-            let features = try PersonalizerRankRequest.featureObjects(LoopRequests.member("features", of: fields), what: "actions[\(index)].features")
-            multi.append(.object([(key: "_tag", value: .string(id)), (key: "j", value: .array(features))]))
-        }
-        let eventID: EventID
-        switch try LoopRequests.member("eventId", of: members) {
-        case nil, .null?: eventID = EventID.random()
-        case .string(let text)?:
-            guard let id = EventID(text) else { throw LoopRequestError("\"eventId\" must match [A-Za-z0-9_.:-]{1,128}") }
-            eventID = id
-        case let other?: throw LoopRequestError("\"eventId\" must be a string, not \(other.kindName)")
-        }
+        let eventID = try PersonalizerRankRequest.eventID(members)
         guard case .array(let slots)? = try LoopRequests.member("slots", of: members), !slots.isEmpty else {
             throw LoopRequestError("\"slots\" must be a non-empty array of {\"id\", \"baselineAction\", \"excludedActions\", \"features\"}")
         }
@@ -106,12 +87,7 @@ public struct PersonalizerMultiSlotRankRequest: Sendable {
             offered.append(ids.indices.filter { !excluded.contains($0) })
             slotObjects.append(.object(object))
         }
-        let deferred: Bool
-        switch try LoopRequests.member("deferActivation", of: members) {
-        case nil, .null?: deferred = false
-        case .bool(let flag)?: deferred = flag
-        case let other?: throw LoopRequestError("\"deferActivation\" must be true or false, not \(other.kindName)")
-        }
+        let deferred = try PersonalizerRankRequest.deferred(members)
         self.actionIDs = ids
         self.slotIDs = slotIDs
         self.baselines = baselines

@@ -111,10 +111,6 @@ struct TrainingInput {
         let value = JSONValue.object(members)
         func number(_ key: String) -> Double? { value[member: key]?.numberText.flatMap(Double.init).flatMap { $0.isFinite ? $0 : nil } }
         func integer(_ element: JSONValue) -> Int? { element.numberText.flatMap { Int($0) } }
-        func string(_ key: String, required: Bool) -> Bool {
-            guard let member = value[member: key] else { return !required }
-            return member.stringValue != nil
-        }
         // The joiner writes -(reward clipped to the range) and a probability of at least min_probability.
         guard let cost = number("_label_cost"), rewardRange.contains(-cost),
               let probability = number("_label_probability"), probability >= minProbability, probability <= 1,
@@ -131,31 +127,47 @@ struct TrainingInput {
         }
         guard logged.chosen == action, probability == logged.chosenProbability || (logged.chosenProbability < minProbability && probability == minProbability)
         else { return .failure(Problem(why: "the label is not the first action of \"a\" with its probability in \"p\"")) }
-        guard let outcomes = value[member: "o"]?.arrayValue, outcomes.count <= RewardTally.keep,
-              outcomes.allSatisfy({ outcome in
-                  guard case .object(let fields) = outcome, fields.count == 1, fields[0].key == "v",
-                        let reward = fields[0].value.numberText.flatMap(Double.init) else { return false }
-                  return reward.isFinite
-              })
-        else { return .failure(Problem(why: "\"o\" is not a list of {\"v\": finite reward}")) }
-        guard let id = value[member: "EventId"]?.stringValue, EventID(id) != nil,
-              string("Version", required: true), string("Timestamp", required: false)
-        else { return .failure(Problem(why: "EventId, Version or Timestamp is not what the joiner writes")) }
-        // Keys VW reads as labels, tags or anything but features have no place in a logged context.
-        if let key = Self.reservedKey(in: logged.context, top: true) {
-            return .failure(Problem(why: "context: key \"\(key)\" is not allowed in a logged context (labels, tags and other \"_\" keys)"))
-        }
+        guard isRewardList(value[member: "o"]) else { return .failure(Problem(why: "\"o\" is not a list of {\"v\": finite reward}")) }
+        guard hasJoinerIdentity(value) else { return .failure(Problem(why: "EventId, Version or Timestamp is not what the joiner writes")) }
         let example: VWJSONExample
-        do throws(ExampleProblem) {
-            example = try grammar.parse(logged.context)
-        } catch {
-            return .failure(Problem(why: "context: \(error.reason)"))
+        switch checkedContext(logged.context, grammar: grammar) {
+        case .success(let parsed): example = parsed
+        case .failure(let problem): return .failure(problem)
         }
         if let largest = logged.actionIDs.max(), example.isADF, largest > example.actions {
             return .failure(Problem(why: "action \(largest) of \"a\" is past the context's \(example.actions) actions"))
         }
         return .success(Decision(reward: -cost, probability: probability, action: action, offered: logged.actionIDs.count,
                                  timestamp: value[member: "Timestamp"]?.stringValue))
+    }
+
+    /// A logged context: no key VW reads as a label, tag or anything but features (``reservedKey(in:top:action:slots:)``),
+    /// then the model's strict grammar.
+    private static func checkedContext(_ context: JSONValue, grammar: VWJSONGrammar) -> Result<VWJSONExample, Problem> {
+        if let key = Self.reservedKey(in: context, top: true, slots: grammar.isCCB) {
+            return .failure(Problem(why: "context: key \"\(key)\" is not allowed in a logged context (labels, tags and other \"_\" keys)"))
+        }
+        do throws(ExampleProblem) {
+            return .success(try grammar.parse(context))
+        } catch {
+            return .failure(Problem(why: "context: \(error.reason)"))
+        }
+    }
+
+    /// Whether `value` is the rewards list the joiner writes (`"o"`, a slot's `"_o"`): at most ``RewardTally/keep`` `{"v": finite}`.
+    private static func isRewardList(_ value: JSONValue?) -> Bool {
+        guard let rewards = value?.arrayValue, rewards.count <= RewardTally.keep else { return false }
+        return rewards.allSatisfy { reward in
+            guard case .object(let fields) = reward, fields.count == 1, fields[0].key == "v",
+                  let number = fields[0].value.numberText.flatMap(Double.init) else { return false }
+            return number.isFinite
+        }
+    }
+
+    /// A valid `"EventId"`, a `"Version"` string and, when present, a `"Timestamp"` string.
+    private static func hasJoinerIdentity(_ value: JSONValue) -> Bool {
+        guard let id = value[member: "EventId"]?.stringValue, EventID(id) != nil, value[member: "Version"]?.stringValue != nil else { return false }
+        return value[member: "Timestamp"].map { $0.stringValue != nil } ?? true
     }
 
     /// A joined multislot line (`--ccb_explore_adf`): one ``Decision`` per slot, each slot's outcome checked like a
@@ -174,17 +186,11 @@ struct TrainingInput {
         case .success(let checked): logged = checked
         case .failure(let problem): return .failure(Problem(why: problem.why))
         }
-        guard let id = value[member: "EventId"]?.stringValue, EventID(id) != nil, value[member: "Version"]?.stringValue != nil,
-              value[member: "Timestamp"].map({ $0.stringValue != nil }) ?? true
-        else { return .failure(Problem(why: "EventId, Version or Timestamp is not what the joiner writes")) }
-        if let key = Self.reservedKey(in: logged.context, top: true, slots: true) {
-            return .failure(Problem(why: "context: key \"\(key)\" is not allowed in a logged context (labels, tags and other \"_\" keys)"))
-        }
+        guard hasJoinerIdentity(value) else { return .failure(Problem(why: "EventId, Version or Timestamp is not what the joiner writes")) }
         let example: VWJSONExample
-        do throws(ExampleProblem) {
-            example = try grammar.parse(logged.context)
-        } catch {
-            return .failure(Problem(why: "context: \(error.reason)"))
+        switch checkedContext(logged.context, grammar: grammar) {
+        case .success(let parsed): example = parsed
+        case .failure(let problem): return .failure(problem)
         }
         guard logged.slots.count == example.slots else {
             return .failure(Problem(why: "\(logged.slots.count) outcomes for the context's \(example.slots) slots"))
@@ -204,13 +210,9 @@ struct TrainingInput {
             if let included = example.includedActions[index], !included.contains(slot.actions[0]) {
                 return .failure(Problem(why: "outcome \(index): action \(slot.actions[0]) is not offered to the slot (\"_inc\")"))
             }
-            guard let rewards = outcome[member: "_o"]?.arrayValue, rewards.count <= RewardTally.keep,
-                  rewards.allSatisfy({ reward in
-                      guard case .object(let fields) = reward, fields.count == 1, fields[0].key == "v",
-                            let number = fields[0].value.numberText.flatMap(Double.init) else { return false }
-                      return number.isFinite
-                  })
-            else { return .failure(Problem(why: "outcome \(index): \"_o\" is not a list of {\"v\": finite reward}")) }
+            guard isRewardList(outcome[member: "_o"]) else {
+                return .failure(Problem(why: "outcome \(index): \"_o\" is not a list of {\"v\": finite reward}"))
+            }
             decisions.append(Decision(reward: -cost, probability: slot.probabilities[0], action: slot.actions[0] + 1,
                                       offered: slot.actions.count, timestamp: value[member: "Timestamp"]?.stringValue))
         }
