@@ -298,3 +298,16 @@ def test_the_loop_learns_multislot_through_the_sdk_alone(tmp_path):
     finally:
         problems = stack.stop()
         assert not problems, "\n".join(problems)
+
+
+def test_predict_on_a_ccb_vw_json_model_answers_each_slot_as_vw(ms_stack, ms_models, tmp_path):
+    """`:predict` takes the same ccb VW JSON (`_slots`, with the client's own `seed=` tags): one PMF per slot, vw's."""
+    contexts = [mapped(context_features(u), actions(), slots({"side": ["news"]}), f"pred-{u}") for u in USERS]
+    expected = vw_slot_answers(ms_models / "slots.vw", contexts, tmp_path)
+    r = ms_stack.post("/v1/models/slots:predict", json={"instances": contexts}, headers={"Authorization": f"Bearer {KEY}"})
+    assert r.status_code == 200, r.text
+    got = [[[(p["action"], p["probability"]) for p in slot] for slot in prediction] for prediction in r.json()["predictions"]]
+    assert got == expected, (got, expected)
+    # :rank is not the route for a ccb model: it says which is.
+    r = ms_stack.post("/v1/models/slots:rank", json={"context": contexts[0]}, headers={"Authorization": f"Bearer {KEY}"})
+    assert r.status_code == 400 and "multislot/rank" in r.json()["error"], r.text
