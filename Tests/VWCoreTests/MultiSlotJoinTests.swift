@@ -79,4 +79,22 @@ struct MultiSlotJoinTests {
         #expect(input.decisions.isEmpty && input.skipped.count == 1)
         #expect(input.skipped.first?.contains(reason) == true, "\(input.skipped)")
     }
+
+    @Test func slotRewardsSurviveARestart() throws {
+        let scratch = ScratchDirectory()
+        defer { scratch.remove() }
+        let log = try EventLog(stateDirectory: scratch.path, name: "m", instance: "a")
+        var joiner = try Joiner(stateDirectory: scratch.path, name: "m", settings: settings)
+        try log.append(lines: [slotReward("e1", "side", 0.5), slotsDecision("e1")])
+        try joiner.step(nowMilliseconds: 0)
+        joiner = try Joiner(stateDirectory: scratch.path, name: "m", settings: settings)
+        #expect(joiner.pendingCount == 1 && joiner.orphanCount == 1)
+        try log.append(lines: [slotReward("e1", "top", 1)])
+        try joiner.step(nowMilliseconds: 1_000)
+        joiner = try Joiner(stateDirectory: scratch.path, name: "m", settings: settings)
+        #expect(try joiner.step(nowMilliseconds: 11_000).joined == ["e1"])
+        let line = try JSONParser.parse(Array(try #require(joinedText(joiner).first).utf8), maxDepth: 64)
+        #expect(line[member: "_outcomes"]?.arrayValue?.map { $0[member: "_label_cost"] } == [.number("-1.0"), .number("-0.5")])
+        #expect(joiner.pendingCount == 0 && joiner.orphanCount == 0)
+    }
 }
