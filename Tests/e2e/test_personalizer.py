@@ -253,6 +253,9 @@ def test_routes_are_counted_and_nginx_passes_only_their_methods(pz_stack):
     r = requests.post(pz_stack.url("/personalizer/multislot/rank"), json={"actions": actions(), "slots": [{"id": "s", "baselineAction": "news"}]},
                       headers=headers, timeout=30)
     assert r.status_code == 400 and r.json()["error"]["code"] == "BadArgument" and "ccb_explore_adf" in r.json()["error"]["message"], r.text
+    r = requests.post(pz_stack.url("/personalizer/multislot/events/pz-x/reward"), json={"reward": [{"slotId": "s", "value": 1}]},
+                      headers=headers, timeout=30)
+    assert r.status_code == 400 and "ccb_explore_adf" in r.json()["error"]["message"], r.text
     r = requests.post(pz_stack.url("/personalizer/logs"), headers=headers, timeout=30)
     assert r.status_code == 405 and r.json()["error"]["code"] == "MethodNotAllowed", r.text
     modern = PersonalizerClient(pz_stack.url(""), AzureKeyCredential(KEY))

@@ -234,11 +234,14 @@ def test_bad_multislot_inputs_get_the_sdks_error_shape_and_the_server_keeps_serv
         with pytest.raises(HttpResponseError) as caught:
             client.rank_multi_slot(body)
         assert_sdk_error(caught.value, 400, words)
-    # A model that is not a ccb one says so.
-    single = PersonalizerClient(ms_stack.url("/loops/nosuch"), AzureKeyCredential(KEY))
+    # An unknown model is a 404; a single-slot reward for a ccb model says where its rewards go (it would never be joined).
+    nosuch = PersonalizerClient(ms_stack.url("/loops/nosuch"), AzureKeyCredential(KEY))
     with pytest.raises(HttpResponseError) as caught:
-        single.rank_multi_slot({"actions": actions(), "slots": slots()})
+        nosuch.rank_multi_slot({"actions": actions(), "slots": slots()})
     assert caught.value.status_code == 404
+    with pytest.raises(HttpResponseError) as caught:
+        client.reward("ms-bad-1", {"value": 1.0})
+    assert_sdk_error(caught.value, 400, "multislot/events/{eventId}/reward")
     # Still serving.
     answer = client.rank_multi_slot({"contextFeatures": context_features("parent"), "actions": actions(), "slots": slots(), "eventId": "ms-bad-2"})
     assert len(answer["slots"]) == 2

@@ -66,13 +66,7 @@ extension Engine {
     /// `POST …/multislot/events/{eventId}/reward`: each slot's reward, checked against the reward range (and, for a
     /// decision this instance remembers, against its slot ids), on disk before the answer.
     public func rewardMultiSlot(model name: String, rewards: [SlotReward], cache: inout ModelStore.ReaderCache) throws(PredictError) {
-        let config: LoopConfig?
-        do throws(PredictError) {
-            config = try store.withServingVersion(of: name, cache: &cache) { version throws(PredictError) in version.loop ?? LoopConfig() }
-        } catch {
-            if case .modelNotFound = error { throw error }
-            config = nil
-        }
+        let config = try loopConfig(of: name, cache: &cache, rewards: .slot)
         var seen = Set<String>()
         for reward in rewards where !seen.insert(reward.slotID).inserted {
             throw .invalidRequest("slot \"\(reward.slotID)\" is rewarded twice in one request")
