@@ -15,11 +15,8 @@ public struct PersonalizerRankRequest: Sendable {
     public static let maxIDLength = 256
 
     public init(_ body: [UInt8], maxDepth: Int) throws(LoopRequestError) {
-        let members = try LoopRequests.object(body, maxDepth: maxDepth)
-        let known = ["contextFeatures", "actions", "excludedActions", "eventId", "deferActivation"]
-        for (key, _) in members where !known.contains(key) {
-            throw LoopRequestError("unknown member \"\(key)\" (known: \(known.joined(separator: ", ")))")
-        }
+        let members = try Self.object(body, known: ["contextFeatures", "actions", "excludedActions", "eventId", "deferActivation"],
+                                      maxDepth: maxDepth)
         let contextFeatures = try Self.featureObjects(LoopRequests.member("contextFeatures", of: members), what: "contextFeatures")
         let (ids, features) = try Self.actions(members)
         var excluded: Set<String> = []
@@ -55,6 +52,15 @@ public struct PersonalizerRankRequest: Sendable {
         let offeredSet = Set(offered)
         ranking += actionIDs.indices.filter { !offeredSet.contains($0) }.map { (id: actionIDs[$0], probability: "0") }
         return (ranking, actionIDs[offered[result.action]])
+    }
+
+    /// The request's members, each one of `known`.
+    static func object(_ body: [UInt8], known: [String], maxDepth: Int) throws(LoopRequestError) -> [(key: String, value: JSONValue)] {
+        let members = try LoopRequests.object(body, maxDepth: maxDepth)
+        for (key, _) in members where !known.contains(key) {
+            throw LoopRequestError("unknown member \"\(key)\" (known: \(known.joined(separator: ", ")))")
+        }
+        return members
     }
 
     /// `actions`: their ids (distinct) and each one's feature objects, in request order.

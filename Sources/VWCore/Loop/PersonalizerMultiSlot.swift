@@ -21,11 +21,8 @@ public struct PersonalizerMultiSlotRankRequest: Sendable {
     public let context: JSONValue
 
     public init(_ body: [UInt8], maxDepth: Int) throws(LoopRequestError) {
-        let members = try LoopRequests.object(body, maxDepth: maxDepth)
-        let known = ["contextFeatures", "actions", "slots", "eventId", "deferActivation"]
-        for (key, _) in members where !known.contains(key) {
-            throw LoopRequestError("unknown member \"\(key)\" (known: \(known.joined(separator: ", ")))")
-        }
+        let members = try PersonalizerRankRequest.object(body, known: ["contextFeatures", "actions", "slots", "eventId", "deferActivation"],
+                                                         maxDepth: maxDepth)
         let contextFeatures = try PersonalizerRankRequest.featureObjects(LoopRequests.member("contextFeatures", of: members), what: "contextFeatures")
         let (ids, features) = try PersonalizerRankRequest.actions(members)
         let multi = zip(ids, features).map { id, features in

@@ -64,28 +64,6 @@ extension Router {
             return only(["POST"], request) { personalizerRank(model: route.model, request, &outcome, &cache) }
         case .multiSlotRank:
             return only(["POST"], request) { personalizerMultiSlotRank(model: route.model, request, &outcome, &cache) }
-        case .multiSlotReward(let eventID), .multiSlotActivate(let eventID):
-            return only(["POST"], request) {
-                do throws(PredictError) {
-                    guard let id = EventID(eventID) else {
-                        throw .invalidRequest("the event id must match [A-Za-z0-9_.:-]{1,128}")
-                    }
-                    if case .multiSlotReward = route.operation {
-                        let rewards: [SlotReward]
-                        do throws(LoopRequestError) {
-                            rewards = try PersonalizerMultiSlotReward.decode(request.body, eventID: id, maxDepth: engine.maxJSONDepth)
-                        } catch {
-                            throw .invalidRequest(error.message)
-                        }
-                        try engine.rewardMultiSlot(model: route.model, rewards: rewards, cache: &cache)
-                    } else {
-                        try engine.activate(model: route.model, eventID: id, cache: &cache)
-                    }
-                    return HTTPResponse(status: 204, body: [])
-                } catch {
-                    return failure(error, &outcome)
-                }
-            }
         case .model:
             return only(["GET", "PUT", "DELETE"], request) {
                 do throws(PredictError) {
@@ -131,21 +109,23 @@ extension Router {
                     return failure(error, &outcome)
                 }
             }
-        case .reward(let eventID), .activate(let eventID):
+        case .reward(let eventID), .activate(let eventID), .multiSlotReward(let eventID), .multiSlotActivate(let eventID):
             return only(["POST"], request) {
                 do throws(PredictError) {
                     guard let id = EventID(eventID) else {
                         throw .invalidRequest("the event id must match [A-Za-z0-9_.:-]{1,128}")
                     }
-                    if case .reward = route.operation {
-                        let reward: RewardEvent
-                        do throws(LoopRequestError) {
-                            reward = try PersonalizerReward.decode(request.body, eventID: id, maxDepth: engine.maxJSONDepth)
-                        } catch {
-                            throw .invalidRequest(error.message)
-                        }
+                    let depth = engine.maxJSONDepth
+                    switch route.operation {
+                    case .reward:
+                        let reward = try Self.decoded { () throws(LoopRequestError) in try PersonalizerReward.decode(request.body, eventID: id, maxDepth: depth) }
                         _ = try engine.reward(model: route.model, rewards: [reward], cache: &cache)
-                    } else {
+                    case .multiSlotReward:
+                        let rewards = try Self.decoded { () throws(LoopRequestError) in
+                            try PersonalizerMultiSlotReward.decode(request.body, eventID: id, maxDepth: depth)
+                        }
+                        try engine.rewardMultiSlot(model: route.model, rewards: rewards, cache: &cache)
+                    default:
                         try engine.activate(model: route.model, eventID: id, cache: &cache)
                     }
                     return HTTPResponse(status: 204, body: [])
@@ -160,12 +140,8 @@ extension Router {
         model name: String, _ request: HTTPRequest, _ outcome: inout RequestMetrics.Outcome, _ cache: inout ModelStore.ReaderCache
     ) -> HTTPResponse {
         do throws(PredictError) {
-            let rankRequest: PersonalizerRankRequest
-            do throws(LoopRequestError) {
-                rankRequest = try PersonalizerRankRequest(request.body, maxDepth: engine.maxJSONDepth)
-            } catch {
-                throw .invalidRequest(error.message)
-            }
+            let depth = engine.maxJSONDepth
+            let rankRequest = try Self.decoded { () throws(LoopRequestError) in try PersonalizerRankRequest(request.body, maxDepth: depth) }
             let result = try engine.rank(model: name, request: rankRequest.rank, deadline: .after(store.settings.requestTimeout), cache: &cache)
             outcome.examples = 1
             let (ranking, rewardActionID) = rankRequest.ranking(of: result)
@@ -193,12 +169,8 @@ extension Router {
         model name: String, _ request: HTTPRequest, _ outcome: inout RequestMetrics.Outcome, _ cache: inout ModelStore.ReaderCache
     ) -> HTTPResponse {
         do throws(PredictError) {
-            let rankRequest: PersonalizerMultiSlotRankRequest
-            do throws(LoopRequestError) {
-                rankRequest = try PersonalizerMultiSlotRankRequest(request.body, maxDepth: engine.maxJSONDepth)
-            } catch {
-                throw .invalidRequest(error.message)
-            }
+            let depth = engine.maxJSONDepth
+            let rankRequest = try Self.decoded { () throws(LoopRequestError) in try PersonalizerMultiSlotRankRequest(request.body, maxDepth: depth) }
             let result = try engine.rankMultiSlot(model: name, request: rankRequest, deadline: .after(store.settings.requestTimeout), cache: &cache)
             outcome.examples = 1
             var writer = JSONWriter(capacity: 64 + result.slots.count * 64)
@@ -239,6 +211,15 @@ extension Router {
             } catch {
                 return failure(error, &outcome)
             }
+        }
+    }
+
+    /// A request body decoded; its problem is a 400.
+    private static func decoded<T>(_ decode: () throws(LoopRequestError) -> T) throws(PredictError) -> T {
+        do throws(LoopRequestError) {
+            return try decode()
+        } catch {
+            throw .invalidRequest(error.message)
         }
     }
 
