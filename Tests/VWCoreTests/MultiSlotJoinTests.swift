@@ -98,3 +98,20 @@ struct MultiSlotJoinTests {
         #expect(joiner.pendingCount == 0 && joiner.orphanCount == 0)
     }
 }
+
+@Suite struct RecentSlotDecisionsTests {
+    @Test func theOldestAreForgottenBeyondTheEntriesOrTheBytes() {
+        let recent = RecentSlotDecisions(capacity: 3, maxBytes: 1 << 20)
+        for index in 0..<5 { recent.remember(eventID: "e\(index)", slots: ["top", "side"]) }
+        #expect(recent.slots(of: "e0") == nil && recent.slots(of: "e1") == nil && recent.slots(of: "e4") == ["top", "side"])
+        recent.remember(eventID: "e4", slots: ["only"])
+        #expect(recent.slots(of: "e4") == ["only"] && recent.slots(of: "e2") == ["top", "side"])
+        let small = RecentSlotDecisions(capacity: 100, maxBytes: 1_000)
+        let long = String(repeating: "s", count: 256)
+        for index in 0..<10 { small.remember(eventID: "e\(index)", slots: [long]) }
+        #expect(small.slots(of: "e9") == [long] && small.slots(of: "e0") == nil)
+        // One entry larger than the bound is not kept.
+        small.remember(eventID: "huge", slots: Array(repeating: long, count: 8))
+        #expect(small.slots(of: "huge") == nil)
+    }
+}
