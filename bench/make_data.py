@@ -28,7 +28,7 @@ import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VW = os.path.join(ROOT, "bin", "vw")
-VERSION = 2  # bump when the data below changes
+VERSION = 3  # bump when the data below changes
 
 LOGISTIC_ARGS = ["--link", "logistic"]  # serving args, stored in logistic.json
 N_TRAIN = 50_000
@@ -257,6 +257,29 @@ def main(argv) -> int:
     if len(pmfs) != len(contexts):
         sys.exit(f"make_data: ERROR: vw printed {len(pmfs)} PMFs for {len(contexts)} contexts")
     with open(os.path.join(out, "data", "loop_expected.json"), "w") as f:
+        json.dump(pmfs, f)
+    # The same contexts as Personalizer rank requests (SPEC §9) on the same model, and VW's PMFs for
+    # the VW JSON the server maps them to (`FromUrl` + `_multi` of `_tag` and `j`), computed by vw.
+    bodies, mapped = [], []
+    for ctx in contexts:
+        actions = [{"id": f"a{k}", "features": [action]} for k, action in enumerate(ctx["_multi"])]
+        bodies.append({"contextFeatures": [{"User": ctx["User"]}], "actions": actions})
+        mapped.append({"FromUrl": [{"User": ctx["User"]}],
+                       "_multi": [{"_tag": a["id"], "j": a["features"]} for a in actions]})
+    lines = os.path.join(out, "data", "personalizer_mapped.jsonl")
+    with open(lines, "w") as f:
+        for ctx in mapped:
+            f.write(json.dumps(ctx) + "\n")
+    preds = os.path.join(out, "data", "personalizer_preds.txt")
+    run_vw(["-i", model, "-t", "--json", "-d", lines, "-p", preds, "--quiet"])
+    with open(preds) as f:
+        pmfs = [[[int(a), float(p)] for a, p in (pair.split(":") for pair in line.split(","))]
+                for line in f.read().split("\n") if line.strip()]
+    if len(pmfs) != len(bodies):
+        sys.exit(f"make_data: ERROR: vw printed {len(pmfs)} PMFs for {len(bodies)} Personalizer contexts")
+    with open(os.path.join(out, "data", "personalizer_requests.json"), "w") as f:
+        json.dump(bodies, f)
+    with open(os.path.join(out, "data", "personalizer_expected.json"), "w") as f:
         json.dump(pmfs, f)
 
     feats = len(requests[0].split()) - 3

@@ -288,6 +288,10 @@ class Data:
             self.loop = json.load(f)
         with open(os.path.join(d, "loop_expected.json")) as f:
             self.loop_expected = [{a: p for a, p in e} for e in json.load(f)]
+        with open(os.path.join(d, "personalizer_requests.json")) as f:
+            self.personalizer = json.load(f)
+        with open(os.path.join(d, "personalizer_expected.json")) as f:
+            self.personalizer_expected = [{a: p for a, p in e} for e in json.load(f)]
         self.models = os.path.join(out, "models")
         with open(os.path.join(self.models, "logistic.json")) as f:
             self.logistic_args = json.load(f)["vw_args"]
@@ -349,6 +353,11 @@ def request_sets(data: Data) -> dict:
         "loop", "loop rank", 1, "json",
         [json.dumps({"event_id": f"bench-{i}", "context": data.loop[i]}) for i in range(n)],
         [[data.loop_expected[i]] for i in range(n)], verb="rank")
+    # Personalizer's rank (SPEC §9) on the same model: the same decision path behind the SDK's shapes.
+    sets[("loop", "personalizer")] = RequestSet(
+        "loop", "personalizer rank", 1, "json",
+        [json.dumps(dict(body, eventId=f"bench-pz-{i}")) for i, body in enumerate(data.personalizer)],
+        [[data.personalizer_expected[i]] for i in range(len(data.personalizer))], verb="personalizer")
     sets[("loop", "reward")] = RequestSet(
         "loop", "loop reward", 1, "json",
         [json.dumps({"event_id": f"bench-{i}", "reward": 1.0}) for i in range(n)], [[] for _ in range(n)], verb="reward")
@@ -394,9 +403,14 @@ def check_server(server: str, port: int, rset: RequestSet, path: str):
                 if resp.status != 202 or json.loads(raw) != {"accepted": 1}:
                     raise BenchError(f"MISMATCH: {where}: HTTP {resp.status}: {raw[:300]}")
                 continue
-            if resp.status != 200:
+            if rset.verb == "personalizer":
+                if resp.status != 201:
+                    raise BenchError(f"MISMATCH: {where}: HTTP {resp.status}: {raw[:300]}")
+                # Action ids are a<k>: k is the action's index in VW's PMF.
+                got = [[{"action": int(r["id"][1:]), "probability": r["probability"]} for r in json.loads(raw)["ranking"]]]
+            elif resp.status != 200:
                 raise BenchError(f"MISMATCH: {where}: HTTP {resp.status}: {raw[:300]}")
-            if rset.verb == "rank":
+            elif rset.verb == "rank":
                 got = [json.loads(raw)["ranking"]]
             elif rset.verb == "infer":
                 got = json.loads(raw)["outputs"][0]["data"]
@@ -571,6 +585,8 @@ class Server:
     def path(self, model: str, verb: str = "predict") -> str:
         if verb == "infer":
             return f"/v2/models/{model}/infer"
+        if verb == "personalizer":
+            return f"/loops/{model}/personalizer/v1.0/rank"
         return f"/v1/models/{model}:{verb}"
 
 
@@ -1315,6 +1331,14 @@ def targets(rows, limits, rss_max_kb):
             if row and c == 8:
                 add(f"{verb} c=8 p99 <= 5 ms", round(row["p99_us"] / 1000, 3), 5.0, row["p99_us"] <= 5000,
                     f"p99 {fmt_us(row['p99_us'])}, p50 {fmt_us(row['p50_us'])}")
+    for c in (8, 64):
+        rank, personalizer = (next((r for r in rows if r["server"] == VwfcgiStack.name and r["request"] == name
+                                    and r["concurrency"] == c), None) for name in ("loop rank", "personalizer rank"))
+        if rank and personalizer:
+            x = personalizer["req_per_s"] / rank["req_per_s"]
+            add(f"Personalizer rank c={c} >= 0.8x :rank (same model, same decision path)", round(x, 2), 0.8, x >= 0.8,
+                f"{personalizer['req_per_s']:,.0f} vs {rank['req_per_s']:,.0f} req/s, "
+                f"p99 {fmt_us(personalizer['p99_us'])} vs {fmt_us(rank['p99_us'])}")
     if rss_max_kb:
         add("vwfcgi RSS (without vw children) <= 30 MB during c=64", round(rss_max_kb / 1024, 1),
             30.0, rss_max_kb <= 30 * 1024, f"max VmRSS {rss_max_kb / 1024:.1f} MiB")
@@ -1485,10 +1509,10 @@ def main(argv) -> int:
     stack = VwfcgiStack(data, run_dir, args.shards)
     try:
         rss["idle_kb"] = rss_kb(stack.vwfcgi.pid)
-        checked = [("loop", "rank"), ("loop", "reward")] if only_flood else [
+        checked = [("loop", "rank"), ("loop", "personalizer"), ("loop", "reward")] if only_flood else [
             ("logistic", 1, "json"), ("logistic", 1, "text"), ("logistic", BATCH, "json"),
             ("logistic", BATCH, "text"), ("logistic", 1, "v2"), ("logistic", BATCH, "v2"), ("adf", 1, "json"),
-            ("loop", 1, "json"), ("loop", "rank"), ("loop", "reward")]
+            ("loop", 1, "json"), ("loop", "rank"), ("loop", "personalizer"), ("loop", "reward")]
         for key in checked:
             check_server("vwfcgi", stack.port, sets[key], stack.path(key[0], sets[key].verb))
         say(f"vwfcgi: answers match VW for all {sum(len(sets[k].bodies) for k in checked)} "
@@ -1497,9 +1521,10 @@ def main(argv) -> int:
                 (("logistic", BATCH, "json"), (1, 8, 64)), (("logistic", BATCH, "text"), (1, 8, 64)),
                 (("logistic", 1, "v2"), (1, 8, 64)), (("logistic", BATCH, "v2"), (1, 8, 64)),
                 (("adf", 1, "json"), (8, 64)),
-                (("loop", 1, "json"), (8, 64)), (("loop", "rank"), (8, 64)), (("loop", "reward"), (8, 64))]
+                (("loop", 1, "json"), (8, 64)), (("loop", "rank"), (8, 64)), (("loop", "personalizer"), (8, 64)),
+                (("loop", "reward"), (8, 64))]
         if only_flood:
-            plan = [(("loop", "rank"), (8, 64)), (("loop", "reward"), (8, 64))]
+            plan = [(("loop", "rank"), (8, 64)), (("loop", "personalizer"), (8, 64)), (("loop", "reward"), (8, 64))]
         log_offset = stack.error_log_offset()
         for key, conns in plan:
             for c in conns:

@@ -196,10 +196,29 @@ private func isInvalidStructure(_ problem: ExampleProblem?) -> Bool {
             "ccb shared |s u", "ccb action |a x", "ccb action |a y", "ccb slot 0:1:0.5,1:0.5 1,0 |f s1", "ccb slot |f s2",
         ])
         #expect(parsed.canonicalText(serverTag: "s1")
-            == "ccb shared 's1 |s u\nccb action 's1 |a x\nccb action 's1 |a y\nccb slot 1,0 's1 |f s1\nccb slot 's1 |f s2\n\n")
+            == "ccb shared 's1 |s u\nccb action 's1 |a x\nccb action 's1 |a y\n"
+            + "ccb slot 1,0 'seed=51d753c1d3fe1475_0 |f s1\nccb slot 'seed=51d753c1d3fe1475_1 |f s2\n\n")
         #expect(parsed.answerLines == 2)
         #expect(!parsed.answersCarryTags)
         #expect(parsed.clientTag(answer: 1) == "")
+    }
+
+    /// VW's ccb sampler advances with every example unless a slot's tag is `seed=…`: every slot gets
+    /// one, the client's or FNV-1a 64 of the untagged canonical text (`51d7…` above, computed by hand
+    /// in Python), so an answer depends on the example alone.
+    @Test func ccbSlotsAreSeededFromTheExampleOrTheClientsSeed() throws {
+        let spaced = try canonical(.ccb, ["ccb shared  |s   u", "ccb action |a x", "ccb action 'mine |a y", "ccb slot 1,0 'other |f s1", "ccb slot |f s2"])
+        #expect(spaced == (try canonical(.ccb, ["ccb shared |s u", "ccb action |a x", "ccb action |a y", "ccb slot 0:1:0.5 1,0 |f s1", "ccb slot |f s2"])))
+        #expect(spaced.contains("'seed=51d753c1d3fe1475_0 |f s1") && !spaced.contains("mine") && !spaced.contains("other"))
+        let other = try canonical(.ccb, ["ccb shared |s v", "ccb action |a x", "ccb action |a y", "ccb slot |f s1"])
+        #expect(!other.contains("51d753c1d3fe1475") && other.contains("'seed=") && other.hasSuffix("_0 |f s1\n\n"))
+        let seeded = try canonical(.ccb, ["ccb shared |s u", "ccb action |a x", "ccb action |a y", "ccb slot 'seed=event-7.1 |f s1", "ccb slot seed=E_2|f s2"])
+        #expect(seeded.hasSuffix("ccb slot 'seed=event-7.1 |f s1\nccb slot 'seed=E_2 |f s2\n\n"))
+        for bad: Substring in ["ccb slot 'seed=a:b |f s", "ccb slot 'seed=\(String(repeating: "x", count: 65)) |f s", "ccb slot seed=a/b|f s"] {
+            #expect(problem(.ccb, ["ccb shared |s", "ccb action |a x", bad]) == .seedTag, "\(bad)")
+        }
+        // Only slot lines carry seeds: elsewhere `seed=` is an ordinary client tag, which never reaches vw.
+        #expect(try canonical(.ccb, ["ccb shared 'seed=a:b |s", "ccb action |a x", "ccb slot |f s"]).hasPrefix("ccb shared 's1 |s\n"))
     }
 
     @Test(arguments: [
@@ -233,7 +252,8 @@ private func isInvalidStructure(_ problem: ExampleProblem?) -> Bool {
             "slates slot 0:0.5 |f s1", "slates slot 1:0.6,0:0.4 |f s2",
         ])
         #expect(parsed.canonicalText(serverTag: "s1")
-            == "slates shared 's1 |s u\nslates action 0 's1 |a x\nslates action 1 's1 |a y\nslates action 0 's1 |a z\nslates slot 's1 |f s1\nslates slot 's1 |f s2\n\n")
+            == "slates shared 's1 |s u\nslates action 0 's1 |a x\nslates action 1 's1 |a y\nslates action 0 's1 |a z\n"
+            + "slates slot 'seed=38832a3cf588b20c_0 |f s1\nslates slot 'seed=38832a3cf588b20c_1 |f s2\n\n")
         #expect(parsed.answerLines == 2)
     }
 

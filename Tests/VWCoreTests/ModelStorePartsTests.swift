@@ -77,7 +77,7 @@ struct ModelEntryTests {
 
 struct ReadinessTests {
     private func status(_ name: String, ready: Bool) -> ModelStatus {
-        ModelStatus(name: name, ready: ready, version: nil, loadedAt: nil, shards: [], vwArgs: [], multiline: nil, lastError: nil, origin: nil)
+        ModelStatus(name: name, ready: ready, version: nil, loadedAt: nil, shards: [], vwArgs: [], multiline: nil, lastError: nil, origin: nil, memoryEstimate: nil)
     }
 
     @Test func phaseDecidesBeforeTheModels() {

@@ -19,11 +19,12 @@ port unless `--simulation`) are "refused or exact": either they answer exactly a
 refused at load with a `last_error` naming the option, within a bounded time, while the other
 models keep answering.
 
-`--ccb_explore_adf` and `--slates` sample with a random state that VW advances on every example
-it sees, so their answers depend on what the shard saw before: on routing (which shard, which
-other clients' requests came first), not only on the request. They are compared in a fresh stack
-with one shard, a known warmup (the load probe is an example vw sees too) and the same sequence
-of examples the oracle is given.
+`--ccb_explore_adf` and `--slates` draw each slot's action with a random state that VW advances on
+every example it sees, unless the slot's tag is `seed=<text>`. vwfcgi tags every slot line it
+writes: the client's own `seed=` tag, or `seed=<FNV-1a 64 of the untagged example>_<slot>`
+(`CanonicalSeed`). Their answers are therefore a function of the example alone, checked here on
+a stack with two shards against VW given the same seeded lines, after other requests, the load
+probe and a warmup.
 """
 
 from __future__ import annotations
@@ -222,6 +223,10 @@ def slates_train(n: int) -> Callable[[random.Random], str]:
 SLATES_ACTIONS = "slates action 0 |a a0\nslates action 0 |a a1\nslates action 1 |a b0\nslates action 1 |a b1\n"
 SLATES_Q = (f"slates shared |s u1\n{SLATES_ACTIONS}slates slot |z s0\nslates slot |z s1\n\n"
             f"slates shared 0.5 |s u0\n{SLATES_ACTIONS}slates slot 1:0.5 |z s0\nslates slot 0:0.5 |z s1\n\n")
+CCB_MORE = "".join(f"ccb shared |s u{u} w{k}\nccb action |a a0\nccb action |a a1\nccb action |a a2\nccb slot |z s0\nccb slot |z s1\n\n"
+                   for u in range(3) for k in range(3))
+SLATES_MORE = "".join(f"slates shared |s u{u} w{k}\n{SLATES_ACTIONS}slates slot |z s0\nslates slot |z s1\n\n"
+                      for u in range(2) for k in range(4))
 SLATES_WARMUP = "slates shared |s u0\n" + SLATES_ACTIONS + "slates slot |z s0\nslates slot |z s1"
 
 
@@ -279,10 +284,11 @@ FAMILIES = [
     Family("bfgs", ["--bfgs", "--passes", "3", "-c", "-k", "--predict_only_model"], simple_train(200), SIMPLE_Q,
            vw_args=["--predict_only_model"]),
 ]
-# Sampling families: a fresh stack with one shard and a known warmup (see the module docstring).
+# Sampling families: seeded per slot, served by two shards (see the module docstring).
 SAMPLING = [
-    Family("ccb", ["--ccb_explore_adf"], ccb_train(150), CCB_Q, warmup=CCB_WARMUP),
-    Family("slates", ["--slates"], slates_train(150), SLATES_Q, warmup=SLATES_WARMUP),
+    # epsilon 0.5: the draws differ between examples (the test checks that the answers do)
+    Family("ccb", ["--ccb_explore_adf", "--epsilon", "0.5"], ccb_train(150), CCB_Q + CCB_MORE, warmup=CCB_WARMUP),
+    Family("slates", ["--slates", "--epsilon", "0.5"], slates_train(150), SLATES_Q + SLATES_MORE, warmup=SLATES_WARMUP),
 ]
 # Refused or exact. An --active model trained with --simulation stores --active but not
 # --simulation: served as is, vw would listen on 0.0.0.0:26542 for labelling queries. The only
@@ -464,7 +470,7 @@ def _train_all(families: list[Family], model_dir: Path, work: Path) -> None:
 
 
 def _serve(tmp_path_factory, families: list[Family], oracle_text: Callable[[Family], str],
-           bound: float = LOAD_BOUND, during_start: Callable[[Stack], None] | None = None):
+           bound: float = LOAD_BOUND, during_start: Callable[[Stack], None] | None = None, shards: int = 1):
     base = tmp_path_factory.mktemp("families")
     model_dir, work = base / "models", base / "work"
     model_dir.mkdir()
@@ -475,7 +481,7 @@ def _serve(tmp_path_factory, families: list[Family], oracle_text: Callable[[Fami
                                 families))
     printed = {f.name: out for f, out in zip(families, outputs)}
     started = time.monotonic()
-    stack = Stack(model_dir, shards=1, start_timeout=bound)
+    stack = Stack(model_dir, shards=shards, start_timeout=bound)
     if during_start is None:
         stack.start(ready=False)
     else:
@@ -566,34 +572,113 @@ def test_every_family_still_answers_after_the_others(served):
     assert not bad, "\n".join(bad)
 
 
-# ---- ccb and slates: depend on routing (VW's sampler state), so one shard, same sequence as VW.
+# ---- ccb and slates: every slot is seeded, so an answer depends on the example alone.
+def fnv1a64(data: bytes) -> str:
+    value = 0xcbf29ce484222325
+    for byte in data:
+        value = ((value ^ byte) * 0x100000001b3) & 0xFFFFFFFFFFFFFFFF
+    return f"{value:016x}"
+
+
+def seeded(family: str, query: str, seed: Callable[[int, str, int], str] | None = None) -> str:
+    """The query as vwfcgi writes it to vw, computed independently of vwfcgi: the label words vw
+    cannot use under -t dropped (ccb outcomes, slates costs and probabilities), no tags but one on
+    each slot line: `seed(example, digest, slot)`, by default VW's `seed=<digest>_<slot>` where
+    digest is FNV-1a 64 of the untagged example text (its lines and blank line)."""
+    out = []
+    for index, block in enumerate(examples_of(query)):
+        lines = []
+        for line in block.split("\n"):
+            head, features = line.split("|", 1)
+            words = head.split()
+            keep = words[:2]
+            if family == "ccb" and words[1] == "slot":
+                keep += [w for w in words[2:] if ":" not in w and not w.startswith("'")]
+            if family == "slates" and words[1] == "action":
+                keep += words[2:3]
+            lines.append(" ".join(keep) + " |" + features)
+        digest = fnv1a64(("\n".join(lines) + "\n\n").encode())
+        slot, tagged = 0, []
+        for line in lines:
+            if line.split()[1] == "slot":
+                head, features = line.split(" |", 1)
+                tag = seed(index, digest, slot) if seed else f"seed={digest}_{slot}"
+                line = f"{head} '{tag} |{features}"
+                slot += 1
+            tagged.append(line)
+        out.append("\n".join(tagged) + "\n\n")
+    return "".join(out)
+
+
+def client_seeded(query: str) -> str:
+    """The query with the client's own seed on every slot line: `'seed=c<example>-<slot>`."""
+    out = []
+    for index, block in enumerate(examples_of(query)):
+        slot, lines = 0, []
+        for line in block.split("\n"):
+            if line.split()[1] == "slot":
+                head, features = line.split("|", 1)
+                line = f"{head}'seed=c{index}-{slot} |{features}"
+                slot += 1
+            lines.append(line)
+        out.append("\n".join(lines) + "\n\n")
+    return "".join(out)
+
+
 @pytest.fixture(scope="module")
 def sampling(tmp_path_factory):
-    # The shard sees the warmup (load probe), then the text request, then the JSON request: the
-    # oracle sees exactly that sequence.
-    s = _serve(tmp_path_factory, SAMPLING, lambda f: f.warmup + "\n\n" + f.query + f.query)
+    s = _serve(tmp_path_factory, SAMPLING, lambda f: seeded(f.name, f.query), shards=2)
+    for f in SAMPLING:
+        s.printed[f"{f.name}/client"] = oracle(f, s.model_dir, s.work, seeded(
+            f.name, f.query, seed=lambda example, digest, slot: f"seed=c{example}-{slot}"))
     yield s
     _stop(s)
 
 
 @pytest.mark.parametrize("family", SAMPLING, ids=[f.name for f in SAMPLING])
-def test_sampling_families_answer_as_vw_on_the_same_sequence(sampling, family):
-    """Text then JSON on a fresh single-shard stack equal VW's answers for warmup + query + query.
-    The same request routed to a shard that saw other examples may answer differently (VW's
-    sampler advances per example): that is VW's behaviour, not a framing error."""
+def test_sampling_families_answer_as_vw_on_the_seeded_example_on_any_shard(sampling, family):
+    """Text and JSON, 16 requests at a time over two shards that saw the load probe, a warmup and
+    each other's requests in no known order: every answer is VW's for the example with its seeds.
+    A single example alone gets the answer it gets inside the batch."""
     require_ready(sampling, family.name)
-    printed = answers_of(sampling.printed[family.name])
+    want = sampling.printed[family.name]
+    printed = answers_of(want)
     examples = examples_of(family.query)
-    n = len(examples)
-    assert len(printed) == 1 + 2 * n, f"oracle printed {len(printed)} answers"
-    text_want = "".join("\n".join(lines) + "\n\n" for lines in printed[1:1 + n])
-    json_want = "".join("\n".join(lines) + "\n\n" for lines in printed[1 + n:])
+    assert len(printed) == len(examples), f"oracle printed {len(printed)} answers"
+    assert len({tuple(lines) for lines in printed}) > 1, "the oracle's answers are all alike: a weak test"
+
+    def one(round_: int):
+        if round_ % 3 == 0:
+            r = post_text(sampling.stack, family.name, family.query)
+            return None if r.status_code == 200 and r.text == want else f"text: {r.status_code} {r.text!r}"
+        if round_ % 3 == 1:
+            r = sampling.stack.predict(family.name, examples)
+            assert r.status_code == 200, f"{r.status_code} {r.text[:500]!r}"
+            assert_json_equals_vw(r.json()["predictions"], examples, want)
+            return None
+        k = round_ % len(examples)
+        r = post_text(sampling.stack, family.name, examples[k] + "\n\n")
+        alone = "\n".join(printed[k]) + "\n\n"
+        return None if r.status_code == 200 and r.text == alone else f"example {k} alone: {r.status_code} {r.text!r} != {alone!r}"
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        bad = [why for why in pool.map(one, range(48)) if why]
+    assert not bad, "\n".join(bad[:5])
+
+
+@pytest.mark.parametrize("family", SAMPLING, ids=[f.name for f in SAMPLING])
+def test_a_clients_seed_tag_on_a_slot_reaches_vw(sampling, family):
+    """`'seed=…` on a slot line is VW's own per-slot seed: the client's seeds give VW's answer for
+    them, and a seed tag vw could misread is refused."""
+    require_ready(sampling, family.name)
+    want = sampling.printed[f"{family.name}/client"]
+    r = post_text(sampling.stack, family.name, client_seeded(family.query))
+    assert r.status_code == 200 and r.text == want, f"{r.status_code}\nvwfcgi: {r.text!r}\nvw -t:  {want!r}"
+    bad = client_seeded(family.query).replace("'seed=c0-0 ", "'seed=c0:0 ", 1)
+    r = post_text(sampling.stack, family.name, bad)
+    assert r.status_code == 400 and "seed" in r.json()["error"], r.text
     r = post_text(sampling.stack, family.name, family.query)
-    assert r.status_code == 200, f"{r.status_code} {r.text[:500]!r}"
-    assert r.text == text_want, f"\nvwfcgi: {r.text!r}\nvw -t:  {text_want!r}"
-    r = sampling.stack.predict(family.name, examples)
-    assert r.status_code == 200, f"{r.status_code} {r.text[:500]!r}"
-    assert_json_equals_vw(r.json()["predictions"], examples, json_want)
+    assert r.status_code == 200 and r.text == sampling.printed[family.name], r.text
 
 
 # ---- refused or exact: --top, --search, a stored --active

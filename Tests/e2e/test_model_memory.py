@@ -25,5 +25,9 @@ def test_a_model_whose_weights_exceed_the_memory_limit_is_refused_with_the_estim
         assert stack.post("/v1/models/huge:predict", json={"instances": [" |a x:1"]}).status_code == 503
         r = stack.post("/v1/models/small:predict", json={"instances": [" |a x:1"]})
         assert r.status_code == 200, r.text
+        # The serving version reports its estimate: 2^18 floats of 4 bytes in each of its shards.
+        small = stack.get("/v1/models/small").json()
+        assert small["weights_bytes_estimate"] == (1 << 18) * 4 * len(small["shards"]), small
+        assert status["weights_bytes_estimate"] is None, status  # nothing serves
     finally:
         assert not stack.stop()

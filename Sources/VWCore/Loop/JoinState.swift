@@ -136,7 +136,7 @@ struct JoinState: Sendable {
     var offsets: [String: Int] = [:]
     var segments: [String] = []
     var segmentIndex: [String: Int32] = [:]
-    var pending: [EventKey: PendingDecision] = [:]
+    var pending = PendingTable()
     var orphans = OrphanTable()
 
     mutating func segment(_ name: String) -> Int32 {

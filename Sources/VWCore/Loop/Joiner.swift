@@ -20,8 +20,8 @@ import Glibc
 /// A pending decision is a reference into the log (segment, offset, length) with its reward tally; its line is
 /// read back from the segment when it is joined (and must still parse with the same event id). An orphan (rewards
 /// without a decision yet) is a tally under the 128-bit key of its event id. `maxPending`/`maxOrphans` cap both;
-/// the oldest go first, counted. Due decisions are found from queues in arrival order: a step costs what it reads
-/// and joins, not what is pending.
+/// the oldest go first, counted. Due decisions are found in arrival order (``PendingTable``'s cursors, and a queue of
+/// activated deferred decisions): a step costs what it reads and joins, not what is pending.
 ///
 /// ## Files and crash safety (each event joined exactly once)
 /// * `joined/<seq>.dsjson`: each step that joins anything writes one new, immutable file, `seq` increasing from 1:
@@ -52,10 +52,7 @@ public final class Joiner {
     private let joinedFiles: StateDirectory
     private var reader: LogReader
     private var state = JoinState()
-    /// Pending decisions by arrival (mark: order), split by whether they wait for an activation; activated deferred
-    /// decisions by activation time; orphans by arrival time.
-    private var plainQueue = KeyQueue()
-    private var deferredQueue = KeyQueue()
+    /// Activated deferred decisions by activation time (the others are found in `state.pending`'s arrival order).
     private var activatedQueue = KeyQueue()
     /// Due decisions whose joined file could not be written yet.
     private var carried: [(key: EventKey, decision: PendingDecision)] = []
@@ -86,7 +83,7 @@ public final class Joiner {
     /// Segments a pending (or carried) decision still refers to: retention keeps them.
     func segmentsInUse() -> Set<String> {
         var used = Set<Int32>()
-        for decision in state.pending.values { used.insert(decision.segment) }
+        state.pending.forEach { _, decision in used.insert(decision.segment) }
         for (_, decision) in carried { used.insert(decision.segment) }
         return Set(used.map { state.segments[Int($0)] })
     }
@@ -223,12 +220,7 @@ public final class Joiner {
                 if decision.deferred, orphan.activated != nil || orphan.rewards.count > 0 { decision.activated = now }
             }
             state.pending[key] = decision
-            if decision.deferred {
-                deferredQueue.append(key, Int64(decision.order))
-                if decision.activated != nil { activatedQueue.append(key, now) }
-            } else {
-                plainQueue.append(key, Int64(decision.order))
-            }
+            if decision.deferred && decision.activated != nil { activatedQueue.append(key, now) }
             touched.insert(key)
         } else if let rewardValue = value[member: "v"] {
             guard let text = rewardValue.numberText, let number = Double(text), number.isFinite else {
@@ -290,15 +282,7 @@ public final class Joiner {
 
     /// Drops the oldest pending decisions and orphans beyond the caps.
     private func enforceCaps(into result: inout JoinStep) {
-        while state.pending.count > max(1, settings.maxPending) {
-            // The older of the two queues' first live entries.
-            skipStale(&plainQueue)
-            skipStale(&deferredQueue)
-            let plain = plainQueue.first, deferred = deferredQueue.first
-            guard plain != nil || deferred != nil else { break }
-            let takePlain = deferred == nil || (plain != nil && plain!.mark < deferred!.mark)
-            let key = takePlain ? plain!.key : deferred!.key
-            if takePlain { plainQueue.removeFirst() } else { deferredQueue.removeFirst() }
+        while state.pending.count > max(1, settings.maxPending), let key = state.pending.oldest() {
             state.pending[key] = nil
             touched.insert(key)
             result.droppedPendingOverCap += 1
@@ -308,11 +292,6 @@ public final class Joiner {
             touched.insert(oldest.key)
             result.droppedOrphansOverCap += 1
         }
-    }
-
-    /// Pops the entries of a pending queue whose decision is no longer pending under that order.
-    private func skipStale(_ queue: inout KeyQueue) {
-        while let first = queue.first, state.pending[first.key].map({ Int64($0.order) }) != first.mark { queue.removeFirst() }
     }
 
     /// Removes and returns the decisions due now; drops expired deferred decisions and orphans.
@@ -326,25 +305,15 @@ public final class Joiner {
                 due.append((first.key, decision))
             }
         }
-        while true {
-            skipStale(&plainQueue)
-            guard let first = plainQueue.first, let decision = state.pending[first.key], now >= decision.seen + wait else { break }
-            plainQueue.removeFirst()
-            state.pending[first.key] = nil
-            due.append((first.key, decision))
+        while let (key, decision) = state.pending.oldestPlain(), now >= decision.seen + wait {
+            state.pending[key] = nil
+            due.append((key, decision))
         }
+        // Activated deferred decisions are the activation queue's (above).
         let deferredWait = Self.milliseconds(settings.deferredWait)
-        while true {
-            skipStale(&deferredQueue)
-            guard let first = deferredQueue.first, let decision = state.pending[first.key] else { break }
-            if decision.activated != nil {
-                deferredQueue.removeFirst()  // the activation queue joins it
-                continue
-            }
-            guard now >= decision.seen + deferredWait else { break }
-            deferredQueue.removeFirst()
-            state.pending[first.key] = nil
-            touched.insert(first.key)
+        while let (key, decision) = state.pending.oldestUnactivatedDeferred(), now >= decision.seen + deferredWait {
+            state.pending[key] = nil
+            touched.insert(key)
             result.droppedDeferred += 1
         }
         let orphanWait = Self.milliseconds(settings.orphanWait)
@@ -521,7 +490,7 @@ public final class Joiner {
             state.offsets[segment] = nil
             reader.offsets[segment] = nil
         }
-        let bytes = state.record(offsets: state.offsets, keys: Array(state.pending.keys) + state.orphans.keys)
+        let bytes = state.record(offsets: state.offsets, keys: state.pending.keys + state.orphans.keys)
         try directory.writeAtomically(bytes, to: Self.snapshotName)
         snapshotBytes = bytes.count
         touched = []
@@ -556,19 +525,11 @@ public final class Joiner {
         }
         reader.offsets = state.offsets
         try recover()
-        // Queues from the restored state.
-        var plain: [(key: EventKey, mark: Int64)] = [], deferred: [(key: EventKey, mark: Int64)] = []
+        // The activation queue from the restored state.
         var activated: [(key: EventKey, mark: Int64)] = []
-        for (key, decision) in state.pending {
-            if decision.deferred {
-                deferred.append((key, Int64(decision.order)))
-                if let time = decision.activated { activated.append((key, time)) }
-            } else {
-                plain.append((key, Int64(decision.order)))
-            }
+        state.pending.forEach { key, decision in
+            if decision.deferred, let time = decision.activated { activated.append((key, time)) }
         }
-        plainQueue = KeyQueue(plain)
-        deferredQueue = KeyQueue(deferred)
         activatedQueue = KeyQueue(activated)
         if journal < 0 { try snapshot() }
     }

@@ -2,13 +2,11 @@
 /// rewards for unknown ids must cost a few MB per 100,000, not the 150 bytes a dictionary of keys and tallies takes).
 ///
 /// Entries are parallel arrays in arrival order (so the oldest is at the front: the expiry and the cap take from
-/// there); an open-addressing table of 32-bit entry numbers finds an entry by its 128-bit key (the key's low bits are
-/// SHA-256 bits: no crafted id clusters them). A removed entry is marked dead; dead entries are compacted away once
-/// they are as many as the live ones. The activation time of an orphan is not kept (only whether it was activated:
-/// the join activates the decision when it comes), nor more than ``RewardTally/keep`` rewards.
+/// there); an ``EventKeyIndex`` finds an entry by its 128-bit key. A removed entry is marked dead; dead entries are
+/// compacted away once they are as many as the live ones. The activation time of an orphan is not kept (only whether
+/// it was activated: the join activates the decision when it comes), nor more than ``RewardTally/keep`` rewards.
 struct OrphanTable: Sendable {
-    private var high: [UInt64] = []
-    private var low: [UInt64] = []
+    private var index = EventKeyIndex()
     private var seen: [Int64] = []
     private var first: [Double] = []
     private var sum: [Double] = []
@@ -16,14 +14,11 @@ struct OrphanTable: Sendable {
     private var meta: [UInt32] = []
     /// The rewards after the first of entries that got several (rare), by entry number.
     private var more: [Int: [Double]] = [:]
-    /// Open addressing: 0 empty, -1 removed, else entry number + 1.
-    private var slots: [Int32] = []
-    private var tombstones = 0
     /// Entries before `head` are all dead.
     private var head = 0
     private(set) var count = 0
 
-    private static let dead: UInt32 = 1 << 31
+    private static let dead = EventKeyIndex.dead
     private static let activatedBit: UInt32 = 1 << 30
     private static let countMask: UInt32 = (1 << 30) - 1
 
@@ -40,33 +35,30 @@ struct OrphanTable: Sendable {
 
     @discardableResult
     mutating func removeValue(forKey key: EventKey) -> OrphanEvent? {
-        guard let (slot, index) = locate(key) else { return nil }
-        let event = event(at: index)
-        slots[slot] = -1
-        tombstones += 1
-        kill(index)
+        guard let (slot, entry) = index.locate(key) else { return nil }
+        let event = event(at: entry)
+        index.remove(slot: slot)
+        kill(entry)
         return event
     }
 
     /// The oldest live orphan.
     var oldest: (key: EventKey, event: OrphanEvent)? {
-        var index = head
-        while index < meta.count, meta[index] & Self.dead != 0 { index += 1 }
-        guard index < meta.count else { return nil }
-        return (EventKey(high: high[index], low: low[index]), event(at: index))
+        var entry = head
+        while entry < meta.count, meta[entry] & Self.dead != 0 { entry += 1 }
+        guard entry < meta.count else { return nil }
+        return (index.key(at: entry), event(at: entry))
     }
 
     var keys: [EventKey] {
         var keys: [EventKey] = []
         keys.reserveCapacity(count)
-        for index in head..<meta.count where meta[index] & Self.dead == 0 { keys.append(EventKey(high: high[index], low: low[index])) }
+        for entry in head..<meta.count where meta[entry] & Self.dead == 0 { keys.append(index.key(at: entry)) }
         return keys
     }
 
     func forEach(_ body: (EventKey, OrphanEvent) -> Void) {
-        for index in head..<meta.count where meta[index] & Self.dead == 0 {
-            body(EventKey(high: high[index], low: low[index]), event(at: index))
-        }
+        for entry in head..<meta.count where meta[entry] & Self.dead == 0 { body(index.key(at: entry), event(at: entry)) }
     }
 
     // MARK: - Entries
@@ -90,19 +82,12 @@ struct OrphanTable: Sendable {
     }
 
     private mutating func insert(_ key: EventKey, _ event: OrphanEvent) {
-        if (count + tombstones + 1) * 2 > slots.count { rebuild() }
-        let index = meta.count
-        high.append(key.high)
-        low.append(key.low)
+        let entry = index.append(key, live: count, meta: meta)
         seen.append(0)
         first.append(0)
         sum.append(0)
         meta.append(0)
-        store(event, at: index)
-        var slot = Int(truncatingIfNeeded: key.low) & (slots.count - 1)
-        while slots[slot] > 0 { slot = (slot + 1) & (slots.count - 1) }
-        if slots[slot] == -1 { tombstones -= 1 }
-        slots[slot] = Int32(index + 1)
+        store(event, at: entry)
         count += 1
     }
 
@@ -115,29 +100,14 @@ struct OrphanTable: Sendable {
         if deadEntries >= 4096 && deadEntries > count { compact() }
     }
 
-    private func find(_ key: EventKey) -> Int? { locate(key)?.index }
-
-    private func locate(_ key: EventKey) -> (slot: Int, index: Int)? {
-        guard !slots.isEmpty else { return nil }
-        var slot = Int(truncatingIfNeeded: key.low) & (slots.count - 1)
-        while true {
-            let value = slots[slot]
-            if value == 0 { return nil }
-            if value > 0 {
-                let index = Int(value - 1)
-                if low[index] == key.low && high[index] == key.high { return (slot, index) }
-            }
-            slot = (slot + 1) & (slots.count - 1)
-        }
-    }
+    private func find(_ key: EventKey) -> Int? { index.locate(key)?.index }
 
     /// Moves the live entries to the front (in order) and rebuilds the table.
     private mutating func compact() {
+        index.compact(meta: meta, live: count)
         var write = 0
         var moved: [Int: [Double]] = [:]
         for read in 0..<meta.count where meta[read] & Self.dead == 0 {
-            high[write] = high[read]
-            low[write] = low[read]
             seen[write] = seen[read]
             first[write] = first[read]
             sum[write] = sum[read]
@@ -145,25 +115,9 @@ struct OrphanTable: Sendable {
             if let extra = more[read] { moved[write] = extra }
             write += 1
         }
-        for index in [high.count - write] where index > 0 {
-            high.removeLast(index); low.removeLast(index); seen.removeLast(index)
-            first.removeLast(index); sum.removeLast(index); meta.removeLast(index)
-        }
+        let removed = meta.count - write
+        seen.removeLast(removed); first.removeLast(removed); sum.removeLast(removed); meta.removeLast(removed)
         more = moved
         head = 0
-        rebuild()
-    }
-
-    /// A table of at least twice the live entries (and 16), without removed slots.
-    private mutating func rebuild() {
-        var capacity = 16
-        while capacity < (count + 1) * 2 { capacity <<= 1 }
-        slots = [Int32](repeating: 0, count: capacity)
-        tombstones = 0
-        for index in head..<meta.count where meta[index] & Self.dead == 0 {
-            var slot = Int(truncatingIfNeeded: low[index]) & (capacity - 1)
-            while slots[slot] != 0 { slot = (slot + 1) & (capacity - 1) }
-            slots[slot] = Int32(index + 1)
-        }
     }
 }

@@ -64,7 +64,8 @@ final class ModelEntry: Sendable {
             return ModelStatus(
                 name: name, ready: current != nil, version: current?.version, loadedAt: current?.loadedAt,
                 shards: current?.pool.status ?? [], vwArgs: current?.vwArgs ?? [], multiline: current?.multiline,
-                lastError: record.lastError, origin: current?.origin
+                lastError: record.lastError, origin: current?.origin,
+                memoryEstimate: current.flatMap { ModelMemoryEstimate(options: $0.options, shards: $0.pool.status.count) }
             )
         }
     }

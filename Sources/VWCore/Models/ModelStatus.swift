@@ -10,6 +10,9 @@ public struct ModelStatus: Sendable {
     public let lastError: LoadFailure?
     /// Where the serving version's bytes came from; nil when none serves.
     public let origin: ModelOrigin?
+    /// The serving version's weights across its shards, estimated from its options (nil when none serves, or with
+    /// `--sparse_weights`): what `--vw-memory-limit` is checked against.
+    public let memoryEstimate: ModelMemoryEstimate?
 }
 
 /// The latest failure to load a model's current files.

@@ -151,8 +151,10 @@ public struct ParsedExample: Sendable {
     /// its final blank line), with `serverTag` as the tag of every line; the client's tag never reaches vw.
     ///
     /// An empty `serverTag` writes no tag at all. A non-empty one must pass ``isValidServerTag(_:)``.
+    /// ccb and slates slot lines get a seed tag instead (``CanonicalSeed``): their answers carry no tag.
     public func write(serverTag: [UInt8], into payload: inout [UInt8]) {
         precondition(serverTag.isEmpty || Self.isValidServerTag(serverTag), "server tag must be [A-Za-z0-9_]{1,64} and not start with 'save'")
+        if family == .ccb || family == .slates { return writeSeedingSlots(serverTag: serverTag, into: &payload) }
         Self.write(first, serverTag: serverTag, into: &payload)
         for index in rest.indices { Self.write(rest[index], serverTag: serverTag, into: &payload) }
         if family.isMultiline { payload.append(VWTextSyntax.newline) }
@@ -163,6 +165,35 @@ public struct ParsedExample: Sendable {
         var payload: [UInt8] = []
         write(serverTag: Array(serverTag.utf8), into: &payload)
         return String(decoding: payload, as: UTF8.self)
+    }
+
+    /// Writes a ccb or slates example with `seed=…` as the tag of every slot line, so that VW's
+    /// sampler draws each slot's action from the example alone (see ``CanonicalSeed``).
+    private func writeSeedingSlots(serverTag: [UInt8], into payload: inout [UInt8]) {
+        let start = payload.count
+        Self.write(first, serverTag: [], into: &payload)
+        for index in rest.indices { Self.write(rest[index], serverTag: [], into: &payload) }
+        payload.append(VWTextSyntax.newline)
+        let digest = CanonicalSeed.digest(payload[start...])
+        payload.removeSubrange(start...)
+        var slot = 0
+        var seed: [UInt8] = []
+        func writeLine(_ line: borrowing CanonicalLine) {
+            guard line.layout.keyword == .ccbSlot || line.layout.keyword == .slatesSlot else {
+                return Self.write(line, serverTag: serverTag, into: &payload)
+            }
+            let tag = line.source.utf8.dropFirst(line.layout.tag.lowerBound).prefix(line.layout.tag.count)
+            if CanonicalSeed.isSeedTag(tag) {
+                seed.replaceSubrange(seed.indices, with: tag)
+            } else {
+                CanonicalSeed.write(digest: digest, slot: slot, into: &seed)
+            }
+            slot += 1
+            Self.write(line, serverTag: seed, into: &payload)
+        }
+        writeLine(first)
+        for index in rest.indices { writeLine(rest[index]) }
+        payload.append(VWTextSyntax.newline)
     }
 
     private static func write(_ line: borrowing CanonicalLine, serverTag: [UInt8], into payload: inout [UInt8]) {

@@ -196,6 +196,10 @@ public struct ExampleGrammar: Sendable {
         }
 
         var (keyword, kept, role) = try parseLabel(bytes, labelStart..<labelEnd)
+        if case .slot = role, CanonicalSeed.isSeedTag(bytes[tag]) {
+            // The only client tag that reaches vw: a ccb/slates slot's sampling seed (see ``CanonicalSeed``).
+            guard CanonicalSeed.isValidSeedTag(bytes[tag]) else { throw .seedTag }
+        }
         if keepsLabels && !family.isMultiline {
             let label = labelStart..<labelEnd
             kept = bytes[label].contains(where: { $0 != VWTextSyntax.space }) ? label : labelEnd..<labelEnd

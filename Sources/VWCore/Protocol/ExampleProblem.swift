@@ -11,6 +11,8 @@ public enum ExampleProblem: Error, Equatable, Sendable {
     case newlineInSingleLineExample
     case blankLineInMultilineExample
     case saveTag
+    /// A ccb or slates slot tag `seed=…` (VW's per-slot sampling seed) whose value is not 1 to 64 of `[A-Za-z0-9_.-]`.
+    case seedTag
     case lineTooLong(limit: Int)
     case tooManyFeatures(limit: Int)
     case notUTF8
@@ -36,6 +38,7 @@ public enum ExampleProblem: Error, Equatable, Sendable {
         case .newlineInSingleLineExample: "newline inside a single-line example"
         case .blankLineInMultilineExample: "blank line inside a multiline example"
         case .saveTag: "tag starting with 'save' (VW's model-save command)"
+        case .seedTag: "a slot's seed tag is 'seed=' followed by 1 to 64 of [A-Za-z0-9_.-]"
         case .lineTooLong(let limit): "line longer than \(limit) bytes"
         case .tooManyFeatures(let limit): "more than \(limit) features on one line"
         case .notUTF8: "example is not valid UTF-8"

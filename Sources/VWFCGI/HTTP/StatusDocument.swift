@@ -98,6 +98,7 @@ extension JSONWriter {
         } else {
             null()
         }
+        key("weights_bytes_estimate"); int(orNull: status.memoryEstimate.map { Int(clamping: $0.totalBytes) })
         key("sandbox"); string(Sandbox.mode.rawValue)
         // Where the serving bytes came from (SPEC §8.6): the model directory, or the learning loop.
         key("origin")

@@ -1,0 +1,1 @@
+../../../Sources/VWCore/Protocol/CanonicalSeed.swift

@@ -1,0 +1,139 @@
+import Testing
+@testable import VWCore
+
+/// `PendingTable` and `OrphanTable` against a dictionary doing the same thing the plain way: random inserts,
+/// updates, removals (enough to compact many times), and the arrival-order scans the joiner relies on.
+@Suite struct PackedTablesTests {
+    private static func key(_ n: Int) -> EventKey { EventKey("event-\(n)") }
+
+    private static func decision(order: Int, _ random: inout SplitMix) -> PendingDecision {
+        var rewards = RewardTally()
+        for _ in 0..<Int.random(in: 0...2, using: &random) { rewards.add(Double.random(in: -1...1, using: &random)) }
+        let deferred = Bool.random(using: &random)
+        return PendingDecision(
+            order: order, seen: Int64(order * 10), segment: Int32.random(in: 0...3, using: &random), offset: Int.random(in: 0...1 << 40, using: &random),
+            length: Int32.random(in: 1...1 << 20, using: &random), deferred: deferred, learn: false,
+            activated: deferred && Bool.random(using: &random) ? Int64(order * 10 + 5) : nil, rewards: rewards
+        )
+    }
+
+    /// The reference's oldest live decision of a kind, by order.
+    private static func oldest(_ reference: [EventKey: PendingDecision], where include: (PendingDecision) -> Bool) -> EventKey? {
+        reference.filter { include($0.value) }.min { $0.value.order < $1.value.order }?.key
+    }
+
+    @Test(arguments: [1, 2, 3])
+    func pendingTableAgreesWithADictionary(seed: UInt64) {
+        var random = SplitMix(seed: seed)
+        var table = PendingTable()
+        var reference: [EventKey: PendingDecision] = [:]
+        var nextOrder = 0
+        var live: [EventKey] = []  // in no order; removal swaps the last in
+        var position: [EventKey: Int] = [:]
+        func forget(_ key: EventKey) {
+            guard let at = position.removeValue(forKey: key) else { return }
+            let last = live.removeLast()
+            if at < live.count { live[at] = last; position[last] = at }
+        }
+        for step in 0..<40_000 {
+            switch Int.random(in: 0..<10, using: &random) {
+            case 0..<5:  // a new decision, in arrival order
+                let key = Self.key(nextOrder)
+                let d = Self.decision(order: nextOrder, &random)
+                table[key] = d
+                reference[key] = d
+                position[key] = live.count
+                live.append(key)
+                nextOrder += 1
+            case 5, 6:  // a reward or an activation: updated in place
+                guard let key = live.randomElement(using: &random), var d = reference[key] else { continue }
+                d.rewards.add(0.5)
+                if d.activated == nil { d.activated = Int64(step) }
+                table[key] = d
+                reference[key] = d
+            default:  // joined, dropped or expired: the oldest of a kind, or any
+                let key: EventKey?
+                switch step % 3 {
+                case 0: key = table.oldestPlain()?.key
+                case 1: key = table.oldestUnactivatedDeferred()?.key
+                default: key = live.randomElement(using: &random)
+                }
+                guard let key else { continue }
+                table[key] = nil
+                reference[key] = nil
+                forget(key)
+            }
+            if step % 997 == 0 || step > 39_900 {
+                #expect(table.count == reference.count)
+                #expect(table.oldestPlain()?.key == Self.oldest(reference) { !$0.deferred })
+                #expect(table.oldestUnactivatedDeferred()?.key == Self.oldest(reference) { $0.deferred && $0.activated == nil })
+                #expect(table.oldest() == Self.oldest(reference) { _ in true })
+            }
+        }
+        var seen: [EventKey: PendingDecision] = [:]
+        table.forEach { key, decision in seen[key] = decision }
+        #expect(seen == reference)
+        for (key, decision) in reference { #expect(table[key] == decision) }
+        #expect(table[Self.key(nextOrder)] == nil)
+    }
+
+    /// A restore replays records whose keys come in any order: the scans still go by order.
+    @Test func pendingTableSortsWhatARestoreInsertedOutOfOrder() {
+        var random = SplitMix(seed: 9)
+        var table = PendingTable()
+        var orders = Array(0..<5_000)
+        orders.shuffle(using: &random)
+        for n in orders { table[Self.key(n)] = Self.decision(order: n, &random) }
+        var previous = -1
+        while let (key, decision) = table.oldestPlain() {
+            #expect(decision.order > previous)
+            previous = decision.order
+            table[key] = nil
+        }
+        previous = -1
+        while let key = table.oldest(), let decision = table[key] {
+            #expect(decision.order > previous && decision.deferred)
+            previous = decision.order
+            table[key] = nil
+        }
+        #expect(table.isEmpty)
+        // A decision replaced by a later one of the same key (joined, then decided again) moves to the end.
+        var first = Self.decision(order: 1, &random)
+        first.deferred = false
+        var again = first
+        again.order = 9_000
+        table[Self.key(7)] = first
+        table[Self.key(8)] = Self.decision(order: 5_000, &random)
+        table[Self.key(7)] = again
+        #expect(table.oldest() == Self.key(8))
+        #expect(table[Self.key(7)]?.order == 9_000)
+    }
+
+    @Test func orphanTableAgreesWithADictionary() {
+        var random = SplitMix(seed: 4)
+        var table = OrphanTable()
+        var reference: [EventKey: OrphanEvent] = [:]
+        var arrival: [EventKey] = []
+        for step in 0..<30_000 {
+            let n = Int.random(in: 0..<6_000, using: &random)
+            let key = Self.key(n)
+            if Int.random(in: 0..<3, using: &random) == 0 {
+                table.removeValue(forKey: key)
+                reference[key] = nil
+                arrival.removeAll { $0 == key }
+            } else {
+                var event = reference[key] ?? OrphanEvent(seen: Int64(step), activated: nil)
+                event.rewards.add(Double(n % 7) / 7)
+                if reference[key] == nil { arrival.append(key) }
+                table[key] = event
+                reference[key] = event
+            }
+            if step % 1_009 == 0 {
+                #expect(table.count == reference.count)
+                #expect(table.oldest?.key == arrival.first)
+            }
+        }
+        for (key, event) in reference { #expect(table[key] == event) }
+        #expect(Set(table.keys) == Set(reference.keys))
+    }
+}
