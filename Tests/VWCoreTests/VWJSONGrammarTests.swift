@@ -65,7 +65,11 @@ private func problem(_ grammar: VWJSONGrammar, _ text: String) -> ExampleProblem
 
     @Test func ccbSlotsAreKeptWithTheirIdTagAndIncludedActions() throws {
         let example = try ccb.parse(bytes: Array(#"{"FromUrl":[{"U":{"t":"a"}}],"_multi":[{"_tag":"x","j":[{"C":1}]},{"_tag":"y"},{}],"_slots":[{"_id":"top","_tag":"seed=e_0","sj":[{"pos":"t"}]},{"_id":7,"_inc":[2,0],"_label_cost":1,"sj":[]}]}"#.utf8))
-        #expect(example.canonicalText() == #"{"FromUrl":[{"U":{"t":"a"}}],"_multi":[{"_tag":"x","j":[{"C":1}]},{"_tag":"y"},{}],"_slots":[{"_id":"top","_tag":"seed=e_0","sj":[{"pos":"t"}]},{"_id":7,"_inc":[2,0],"sj":[]}]}"# + "\n")
+        // The untagged slot gets the seed derived from the object as written without it (CanonicalSeed).
+        let unseeded = #"{"FromUrl":[{"U":{"t":"a"}}],"_multi":[{"_tag":"x","j":[{"C":1}]},{"_tag":"y"},{}],"_slots":[{"_id":"top","_tag":"seed=e_0","sj":[{"pos":"t"}]},{"_id":7,"_inc":[2,0],"sj":[]}]}"#
+        let hex = String(CanonicalSeed.digest(Array(unseeded.utf8)), radix: 16)
+        let seed = "seed=" + String(repeating: "0", count: 16 - hex.count) + hex + "_1"
+        #expect(example.canonicalText() == unseeded.replacing(#"{"_id":7,"#, with: #"{"_tag":"\#(seed)","_id":7,"#) + "\n")
         #expect(example.actions == 3 && example.slots == 2 && example.answerLines == 2 && example.lineCount == 6)
         #expect(example.endsWithBlankLine && !example.answersCarryTags)
         #expect(example.includedActions == [nil, [0, 2]])
@@ -85,7 +89,9 @@ private func problem(_ grammar: VWJSONGrammar, _ text: String) -> ExampleProblem
         (#"{"_multi":[{},{}],"_slots":[{},{"_inc":[0]}]}"#, "slot k needs more than k actions"),
         (#"{"_multi":[{}],"_slots":[{},{}]}"#, "slot k needs more than k actions"),
         (#"{"_multi":[{}],"_slots":[{"_id":{"a":1}}]}"#, "\"_id\" is a string"),
-        (#"{"_multi":[{}],"_slots":[{"_tag":"save_x"}]}"#, "save"),
+        (#"{"_multi":[{}],"_slots":[{"_tag":"save_x"}]}"#, "seed of its draw"),
+        (#"{"_multi":[{}],"_slots":[{"_tag":"seed="}]}"#, "seed of its draw"),
+        (#"{"_multi":[{}],"_slots":[{"_tag":1}]}"#, "is a string"),
         (#"{"_multi":[{}],"_slots":[{"_a":[0],"_p":[1]}]}"#, "unsupported key"),
         (#"{"_multi":[{}],"_slots":[{"_multi":[{}]}]}"#, "top level"),
         (#"{"_multi":[{"_id":"a"}],"_slots":[{}]}"#, "unsupported key"),

@@ -285,9 +285,11 @@ struct VWJSONGrammarVWTests {
             #"{"FromUrl":[{"U":{"id":"v"}}],\#(actions),"_slots":[{"_id":"top","_tag":"seed=e2_0","_inc":[1,2]},{"_id":7,"_tag":"seed=e2_1","_inc":[0,1]}]}"#,
             #"{"_tag":"client","FromUrl":[{"U":{"id":"u"}}],\#(actions),"_slots":[{"_tag":"seed=e3_0"},{"_tag":"seed=e3_1"},{"_tag":"seed=e3_2","_label_cost":1}]}"#,
             #"{"FromUrl":[{"U":{"id":"v"}}],\#(actions),"_slots":[{"_id":"only","_tag":"seed=e4_0","_inc":[2]}]}"#,
+            // Without tags: seeds derived from the example (the client's bytes are drawn from vw's random state).
+            #"{"FromUrl":[{"U":{"id":"u"}}],\#(actions),"_slots":[{"_id":"top"},{"_id":"side"}]}"#,
         ]
         let examples = try clients.map { try grammar.parse(bytes: Array($0.utf8)) }
-        #expect(examples.map(\.answerLines) == [2, 2, 3, 1])
+        #expect(examples.map(\.answerLines) == [2, 2, 3, 1, 2])
         let serve = VWProcess.arguments(command: [vwPath], modelPath: path, extraArguments: ["--json"])
         // The answers: one group of lines per example, each ended by a blank line.
         func groups(_ output: String) -> [[Substring]] {
@@ -304,14 +306,14 @@ struct VWJSONGrammarVWTests {
         let ours = groups(served.output)
         #expect(ours.map(\.count) == examples.map(\.answerLines), "\(served.output)")
         // The client's bytes (without the slot label vw would read as an outcome) answer the same.
-        let raw = clients.map { $0.replacing(#","_label_cost":1"#, with: "") }.joined(separator: "\n") + "\n"
+        let raw = clients.prefix(4).map { $0.replacing(#","_label_cost":1"#, with: "") }.joined(separator: "\n") + "\n"
         let direct = try runSandboxed(serve, input: Array(raw.utf8))
-        #expect(groups(direct.output) == ours, "\(direct.output) vs \(served.output)")
+        #expect(groups(direct.output) == Array(ours.prefix(4)), "\(direct.output) vs \(served.output)")
         // Seeded: the last example alone, in a fresh process, and the whole batch twice in one process.
         var again: [UInt8] = []
         for _ in 0..<2 { for example in examples { example.write(serverTag: [], into: &again) } }
         let twice = groups(try runSandboxed(serve, input: again).output)
-        #expect(Array(twice.prefix(4)) == ours && Array(twice.suffix(4)) == ours)
+        #expect(Array(twice.prefix(5)) == ours && Array(twice.suffix(5)) == ours)
         // Slot 1 of example 1 is offered actions 0 and 1 only, and never the action slot 0 took.
         #expect(ours[1][1].split(separator: ",").allSatisfy { ["0", "1"].contains($0.split(separator: ":")[0]) })
         #expect(ours[1][1].split(separator: ",").first?.split(separator: ":").first != ours[1][0].split(separator: ",").first?.split(separator: ":").first)

@@ -22,7 +22,7 @@
 /// | `"_tag"` in an action | that action's tag, not printed, no feature | a string not starting with `save` (VW's save command), kept (Personalizer's action id, so the log names it) |
 /// | `"_slots": [{...}, ...]` | the slots of a `--ccb_explore_adf` example, each a slot example (its members read as features) | ccb models only, right after `_multi`, ≥ 1 object, last; slot `k` (from 0) must be offered more than `k` actions, or vw prints an empty line for it (the earlier slots take one action each) |
 /// | `"_id"` in a slot | skipped by a raw byte scan (the slot's id in Personalizer's logs) | a string or a non-negative integer, kept |
-/// | `"_tag"` in a slot | the slot's tag: `seed=<text>` seeds that slot's draw (`cb_sample` hashes `<text>`) instead of vw's random state | a string not starting with `save`, kept |
+/// | `"_tag"` in a slot | the slot's tag: `seed=<text>` seeds that slot's draw (`cb_sample` hashes `<text>`) instead of vw's random state | `seed=` and 1 to 256 bytes, kept; a slot without one gets `seed=<digest>_<k>` (``CanonicalSeed``: FNV-1a of the canonical object without the added tags, `k` the slot's index), so the answer depends on the example alone, as for VW text |
 /// | `"_inc"` in a slot | the actions offered to that slot (indices into `_multi`; vw ignores indices past the end) | distinct integers in `0..<actions`, ≥ 1 |
 /// | `"_label"`, `"_label_*"`, `"_labelIndex"` (this one in any case) | the label | dropped: cannot change a `-t` prediction, and vw aborts on many as sent (any `"_label_cost"` under `--json` on a cb_adf model: "only one cost can be known but found 2"); a simple label's initial value (`"Initial"`, `"_label_Initial"`, a third word in a string label), which VW adds to the prediction even under `-t`: refused |
 /// | any other key starting with `_` (`_comment`, `_slots` outside a ccb model, `_a`, `_p`, `_inc`, `__aid`, ...) | skipped by a raw byte scan, or read as decision-service or ccb data | refused |
@@ -91,6 +91,14 @@ public struct VWJSONGrammar: Sendable {
         var writer = Writer(limits: limits, maxDepth: maxDepth, isCCB: isCCB)
         writer.output.reserveCapacity(256)
         try writer.writeObject(members, namespace: VWTextSyntax.space, depth: 1, role: isADF ? .shared : .single)
+        if writer.slots.contains(where: { !$0.seeded }) {
+            // Written again with a seed for each untagged slot, derived from the object as written the first time.
+            var seeded = Writer(limits: limits, maxDepth: maxDepth, isCCB: isCCB)
+            seeded.seedDigest = CanonicalSeed.digest(writer.output)
+            seeded.output.reserveCapacity(writer.output.count + 32 * writer.slots.count)
+            try seeded.writeObject(members, namespace: VWTextSyntax.space, depth: 1, role: .shared)
+            writer = seeded
+        }
         if isADF && writer.actions == 0 {
             throw .invalidStructure("an ADF example needs \"_multi\" with at least one action object (vw prints nothing without it)")
         }
@@ -136,9 +144,11 @@ public struct VWJSONGrammar: Sendable {
         var actions = 0
         var sawMulti = false
         let isCCB: Bool
-        /// The slots written (ccb), with the actions each is offered (nil: all).
-        var slots: [(id: JSONValue?, included: Set<Int>?)] = []
+        /// The slots written (ccb), with the actions each is offered (nil: all) and whether it has a seed tag.
+        var slots: [(id: JSONValue?, included: Set<Int>?, seeded: Bool)] = []
         var sawSlots = false
+        /// When set, a slot without a `_tag` is written with `seed=<this digest>_<its index>` first.
+        var seedDigest: UInt64?
 
         init(limits: ExampleLimits, maxDepth: Int, isCCB: Bool = false) {
             self.limits = limits
@@ -161,10 +171,17 @@ public struct VWJSONGrammar: Sendable {
         }
 
         /// Writes `{...}` for an object whose features belong to `namespace` (an index byte).
-        mutating func writeObject(_ members: [(key: String, value: JSONValue)], namespace: UInt8, depth: Int, role: Role) throws(ExampleProblem) {
+        mutating func writeObject(_ members: [(key: String, value: JSONValue)], namespace: UInt8, depth: Int, role: Role,
+                                  seed: UInt64? = nil) throws(ExampleProblem) {
             if depth > maxDepth { throw .invalidInstance("objects nested deeper than \(maxDepth)") }
             output.append(UInt8(ascii: "{"))
             var first = true
+            if let seed {
+                var tag: [UInt8] = []
+                CanonicalSeed.write(digest: seed, slot: slots.count - 1, into: &tag)
+                writeKey("_tag", first: &first)
+                JSONQuoting.append(String(decoding: tag, as: UTF8.self), to: &output)
+            }
             for member in members {
                 let key = member.key
                 let keyBytes = key.utf8
@@ -205,8 +222,9 @@ public struct VWJSONGrammar: Sendable {
                                 throw .invalidStructure("every element of \"_slots\" is a slot object, not \(element.kindName)")
                             }
                             if offset > 0 { output.append(UInt8(ascii: ",")) }
-                            slots.append((id: nil, included: nil))
-                            try writeObject(slot, namespace: VWTextSyntax.space, depth: depth + 2, role: .slot)
+                            let tagged = slot.contains { $0.key == "_tag" }
+                            slots.append((id: nil, included: nil, seeded: tagged || seedDigest != nil))
+                            try writeObject(slot, namespace: VWTextSyntax.space, depth: depth + 2, role: .slot, seed: tagged ? nil : seedDigest)
                         }
                         output.append(UInt8(ascii: "]"))
                     case .text(let words):
@@ -367,6 +385,11 @@ public struct VWJSONGrammar: Sendable {
                     // An action's own tag (Personalizer's action id): vw keeps it on the action, the answer line is unchanged.
                     // A slot's tag (`seed=...`) seeds that slot's draw; a ccb answer carries no tag.
                     guard case .string(let text) = value else { throw .invalidInstance("\"_tag\" is a string, not \(value.kindName)") }
+                    if role == .slot {
+                        guard CanonicalSeed.isSeedTag(text.utf8), text.utf8.count <= 5 + 256 else {
+                            throw .invalidInstance("a slot's \"_tag\" is the seed of its draw: seed=<1 to 256 bytes>")
+                        }
+                    }
                     try VWJSONGrammar.checkText(text, what: "\"_tag\"")
                     // vw reads a tag starting with `save` as its model-save command.
                     if text.utf8.starts(with: "save".utf8) { throw .saveTag }
