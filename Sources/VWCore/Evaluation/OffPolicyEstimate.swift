@@ -8,6 +8,14 @@ public struct ConfidenceInterval: Sendable, Equatable {
     public var upper: Double
 }
 
+/// Which IPS interval an evaluation shows (table, plot, metrics) and ranks a grid search by; JSON carries both.
+public enum IntervalMethod: String, Sendable, CaseIterable {
+    /// The normal approximation on the per-event terms (asymptotic).
+    case normal
+    /// Maurer & Pontil's empirical-Bernstein bound (holds for every n, wider).
+    case bernstein
+}
+
 /// What a policy would have earned on logged events, estimated from the logged rewards reweighted by
 /// `w = π(logged action | context) / logged probability` (SPEC §10).
 ///
@@ -16,6 +24,11 @@ public struct ConfidenceInterval: Sendable, Equatable {
 /// * SNIPS: `Σ w·r / Σ w` (self-normalised: bounded by the rewards, lower variance, slightly biased).
 ///   Its interval is the delta method for a ratio of means: `SNIPS ± 1.96 · √(Σ (w·(r − SNIPS))² / (n(n−1))) / w̄`.
 /// * Effective sample size: `(Σ w)² / Σ w²` (n when every weight is 1; small when few events carry the weight).
+/// * IPS empirical-Bernstein interval (Maurer & Pontil 2009, Theorem 4, two-sided at δ = 0.05, so ln(4/δ) per side):
+///   the terms `w·r` lie in a range of width `R = max(0, W·r_max) − min(0, W·r_min)`, with `W = 1 / p_min` the largest
+///   weight any policy can give (`p_min` the smallest logged probability) and `r_min`, `r_max` the rewards logged;
+///   `IPS ± (√(2 · V · ln(4/δ) / n) + 7 · R · ln(4/δ) / (3 (n − 1)))`, `V` the sample variance (n − 1) of the terms.
+///   Wider than the normal approximation, but it holds for every n, not only asymptotically.
 public struct OffPolicyEstimate: Sendable, Equatable {
     public var events: Int
     public var ips: Double
@@ -23,15 +36,29 @@ public struct OffPolicyEstimate: Sendable, Equatable {
     /// Nil when every weight is 0 (the policy never chose a logged action).
     public var snips: Double?
     public var snipsInterval: ConfidenceInterval?
+    /// The IPS empirical-Bernstein interval; nil without `maxWeight` or with a single event.
+    public var ipsBernsteinInterval: ConfidenceInterval?
     public var effectiveSampleSize: Double
     /// Σ w / n: 1 in expectation for any policy; far from 1 says the estimate is unreliable.
     public var meanWeight: Double
 
+    /// The IPS interval of `method` (the normal one when the Bernstein one is undefined: a single event).
+    public func ipsInterval(_ method: IntervalMethod) -> ConfidenceInterval {
+        switch method {
+        case .normal: ipsInterval
+        case .bernstein: ipsBernsteinInterval ?? ipsInterval
+        }
+    }
+
     /// The 0.975 quantile of the standard normal distribution.
     public static let z = 1.959963984540054
 
+    /// δ of the empirical-Bernstein interval (0.05 for 95%).
+    public static let bernsteinDelta = 0.05
+
     /// The estimate from each event's reward and weight (`rewards.count == weights.count`); nil without events.
-    public init?(rewards: [Double], weights: [Double]) {
+    /// `maxWeight` (1 / the smallest logged probability) bounds the terms of the empirical-Bernstein interval.
+    public init?(rewards: [Double], weights: [Double], maxWeight: Double? = nil) {
         let n = rewards.count
         guard n > 0, weights.count == n else { return nil }
         var sumW = 0.0, sumW2 = 0.0, sumWR = 0.0
@@ -50,6 +77,14 @@ public struct OffPolicyEstimate: Sendable, Equatable {
         }
         let ipsError = n > 1 ? (squares / (count - 1)).squareRoot() / count.squareRoot() : 0
         ipsInterval = ConfidenceInterval(lower: ips - Self.z * ipsError, upper: ips + Self.z * ipsError)
+        if let maxWeight, n > 1 {
+            let range = max(0, maxWeight * rewards.max()!) - min(0, maxWeight * rewards.min()!)
+            let log = Glibc.log(4 / Self.bernsteinDelta)
+            let half = (2 * (squares / (count - 1)) * log / count).squareRoot() + 7 * range * log / (3 * (count - 1))
+            ipsBernsteinInterval = ConfidenceInterval(lower: ips - half, upper: ips + half)
+        } else {
+            ipsBernsteinInterval = nil
+        }
         meanWeight = sumW / count
         effectiveSampleSize = sumW2 > 0 ? sumW * sumW / sumW2 : 0
         if sumW > 0 {
@@ -71,6 +106,6 @@ public struct OffPolicyEstimate: Sendable, Equatable {
     /// The logging policy's own estimate: every weight is 1, so `w·r` is `r` bit for bit and IPS and SNIPS are the
     /// plain mean of the logged rewards (summed in order, divided by n): exactly the logged average reward.
     public init?(loggedRewards rewards: [Double]) {
-        self.init(rewards: rewards, weights: [Double](repeating: 1, count: rewards.count))
+        self.init(rewards: rewards, weights: [Double](repeating: 1, count: rewards.count), maxWeight: 1)
     }
 }

@@ -84,6 +84,8 @@ struct PersonalizerEvaluationRequest {
     let from: Int64
     let to: Int64
     let policies: [(name: String, arguments: String)]
+    /// `enablePolicyOptimization`: search `PolicyGrid` around the model's policy too.
+    let optimize: Bool
 
     init(_ value: JSONValue) throws(LoopRequestError) {
         guard case .object(let members) = value else { throw LoopRequestError("the evaluation must be a JSON object") }
@@ -109,8 +111,10 @@ struct PersonalizerEvaluationRequest {
         (startTime, from) = try time("startTime")
         (endTime, to) = try time("endTime")
         guard from < to else { throw LoopRequestError("the range is empty: \"startTime\" \(startTime) is not before \"endTime\" \(endTime)") }
-        if member("enablePolicyOptimization") == .bool(true) {
-            throw LoopRequestError("\"enablePolicyOptimization\" (a search for better learning settings) is not served by this version of vwfcgi; list the candidate settings in \"policies\"")
+        switch member("enablePolicyOptimization") {
+        case nil, .null?, .bool(false)?: optimize = false
+        case .bool(true)?: optimize = true
+        case let other?: throw LoopRequestError("\"enablePolicyOptimization\" must be a boolean, not \(other.kindName)")
         }
         var policies: [(String, String)] = []
         switch member("policies") {
@@ -171,6 +175,7 @@ extension EvaluationResult {
             writer.beginObject()
             writer.key("expectedReward"); writer.double(policy.summary.ips)
             writer.key("confidenceInterval"); interval(policy.summary.ipsInterval)
+            writer.key("bernsteinConfidenceInterval"); interval(policy.summary.ipsBernsteinInterval)
             writer.key("snips")
             if let snips = policy.summary.snips { writer.double(snips) } else { writer.raw("null".utf8) }
             writer.key("snipsConfidenceInterval"); interval(policy.summary.snipsInterval)
@@ -220,17 +225,34 @@ extension Engine {
                                            vwCommand: store.settings.vwCommand, workDirectory: "")
         evaluation.from = request.from
         evaluation.to = request.to
+        if request.optimize {
+            let base = try searchBase(model: name)
+            evaluation.optimizationBase = base
+        }
         let job = evaluation
         return try startPersonalizerJob(.evaluations, model: name, id: id, directory: directory,
                                         running: header.document(status: "Running")) { work in
             var run = job
             run.workDirectory = work.path
+            run.isCancelled = { PersonalizerJobKind.evaluations.runs.runningID(model: name) != id }
             do throws(EvaluationError) {
                 return header.document(status: "Succeeded", result: try Evaluator.run(run))
             } catch {
                 return header.document(status: "Failed", description: error.reason)
             }
         }
+    }
+
+    /// The policy `enablePolicyOptimization` searches around: the model's policy (`GET …/configurations/policy`) when
+    /// it explores, else `PolicyGrid.defaultBase`.
+    private func searchBase(model name: String) throws(PredictError) -> String {
+        let policy = try? JSONParser.parse(personalizerPolicy(model: name), maxDepth: 8)
+        if let arguments = PersonalizerSettings.member("arguments", of: policy)?.stringValue,
+           let first = PolicyGrid.candidates(around: arguments).first,
+           (try? Evaluator.checkedArguments(first)) != nil {
+            return arguments
+        }
+        return PolicyGrid.defaultBase
     }
 
     /// `GET …/evaluations/{id}`.
@@ -423,6 +445,7 @@ struct EvaluationHeader: Sendable {
             writer.endObject()
         }
         writer.endArray()
+        if let optimal = result?.optimalPolicy { writer.key("optimalPolicy"); writer.string(optimal.arguments) }
         if let result {
             writer.key("content")
             result.personalizerContent(policyNames: policies.map(\.name), into: &writer)
