@@ -130,7 +130,7 @@ def binary():
 
 
 def test_the_95_percent_intervals_cover_each_policys_true_value_in_at_least_18_of_20_seeds(tmp_path):
-    covered = {name: {"ips": 0, "snips": 0} for name in ["Online", "Random", "Baseline", "Policy 1"]}
+    covered = {name: {"ips": 0, "snips": 0, "ips_bernstein": 0} for name in ["Online", "Random", "Baseline", "Policy 1"]}
     for seed in range(20):
         state = tmp_path / f"s{seed}"
         users = write_world(state, "m", seed, events=2000)
@@ -140,7 +140,7 @@ def test_the_95_percent_intervals_cover_each_policys_true_value_in_at_least_18_o
         learned = float(np.mean([np.dot(pmf, MEANS[u]) for pmf, u in zip(pmfs, users)]))
         truth = {"Online": TRUE_LOGGING, "Random": TRUE_RANDOM, "Baseline": TRUE_BASELINE, "Policy 1": learned}
         for name, value in truth.items():
-            for key in ("ips", "snips"):
+            for key in ("ips", "snips", "ips_bernstein"):
                 covered[name][key] += covers(result[name]["summary"], key, value)
     print("coverage in 20 seeds:", covered)
     for name, counts in covered.items():
@@ -176,6 +176,13 @@ def test_ips_and_snips_equal_an_independent_numpy_computation_over_the_pmfs_vw_p
         assert abs(summary["ips_interval"][0] - (ips - ips_half)) <= 1e-9, name
         assert abs(summary["ips_interval"][1] - (ips + ips_half)) <= 1e-9, name
         assert abs(summary["snips_interval"][0] - (snips - snips_half)) <= 1e-9, name
+        # Empirical Bernstein (Maurer & Pontil, δ = 0.05 two-sided): the terms lie in [min(0, W·r_min), max(0, W·r_max)].
+        big_w = 1 / np.min(p)
+        width = max(0.0, big_w * np.max(r)) - min(0.0, big_w * np.min(r))
+        log = np.log(4 / 0.05)
+        bernstein_half = np.sqrt(2 * np.var(w * r, ddof=1) * log / n) + 7 * width * log / (3 * (n - 1))
+        assert abs(summary["ips_bernstein_interval"][0] - (ips - bernstein_half)) <= 1e-9, name
+        assert abs(summary["ips_bernstein_interval"][1] - (ips + bernstein_half)) <= 1e-9, name
         assert abs(summary["effective_sample_size"] - np.sum(w) ** 2 / np.sum(w ** 2)) <= 1e-9 * n, name
         assert summary["events"] == n
         # The time series: 4 windows of equal event counts, each estimated on its own events.
@@ -185,6 +192,131 @@ def test_ips_and_snips_equal_an_independent_numpy_computation_over_the_pmfs_vw_p
             part = slice(750 * k, 750 * (k + 1))
             assert abs(window["estimate"]["ips"] - np.sum(w[part] * r[part]) / 750) <= 1e-9, name
             assert window["start"] == lines[750 * k]["Timestamp"]
+
+
+def test_the_optimize_grid_reports_the_setting_with_the_highest_lower_bound(tmp_path):
+    """`--optimize` (issue 22 item 2): 16 settings around the base, each evaluated progressively like a candidate (its
+    IPS equal to numpy over the PMFs the reference vw prints for the same arguments), the winner the highest lower
+    bound, reported as `Optimized` with policySource OfflineExperimentation."""
+    state = tmp_path / "state"
+    write_world(state, "m", 11, events=1500)
+    base = "--cb_explore_adf --epsilon 0.1"
+    for interval in ("normal", "bernstein"):
+        result = evaluate_json(state, "m", "--optimize", "--policy", base, "--interval", interval)
+        grid = result["grid"]
+        assert len(grid) == 16 and len({g["arguments"] for g in grid}) == 16, grid
+        key = "ips_interval" if interval == "normal" else "ips_bernstein_interval"
+        best = max(grid, key=lambda g: g["summary"][key][0])
+        assert result["optimal_policy"] == best["arguments"] and result["interval"] == interval
+        optimized = by_name(result)["Optimized"]
+        assert optimized["policySource"] == "OfflineExperimentation" and optimized["arguments"] == best["arguments"]
+        assert optimized["summary"] == best["summary"]
+        assert [p["name"] for p in result["policies"]] == ["Online", "Baseline", "Random", "Policy 1", "Optimized"]
+    lines = joined_lines(state, "m")
+    r = np.array([-line["_label_cost"] for line in lines])
+    p = np.array([line["_label_probability"] for line in lines])
+    chosen = [line["_label_Action"] - 1 for line in lines]
+    for entry in (grid[0], grid[-1]):
+        assert entry["arguments"].startswith(base + " --cb_type ")
+        pmfs = printed_pmfs(state, "m", entry["arguments"], tmp_path)
+        w = np.array([pmf[a] for pmf, a in zip(pmfs, chosen)]) / p
+        assert abs(entry["summary"]["ips"] - np.sum(w * r) / len(r)) <= 1e-9, entry["arguments"]
+    table = evaluate(state, "m", "--optimize").stdout
+    assert "Grid searched (16 settings" in table and "Optimized" in table and "--epsilon 0.2 --cb_type mtr -l 0.5 -q ::" in table
+
+
+def read_png(path: Path) -> tuple[int, int, list[bytes]]:
+    """Width, height and RGB rows of an 8-bit RGB PNG, decoded with zlib and struct alone (every chunk's CRC checked,
+    the five PNG filters undone)."""
+    import binascii
+    import struct
+    import zlib
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    offset, chunks = 8, []
+    while offset < len(data):
+        (length,) = struct.unpack(">I", data[offset:offset + 4])
+        kind, body = data[offset + 4:offset + 8], data[offset + 8:offset + 8 + length]
+        (crc,) = struct.unpack(">I", data[offset + 8 + length:offset + 12 + length])
+        assert binascii.crc32(kind + body) == crc, kind
+        chunks.append((kind, body))
+        offset += 12 + length
+    assert [k for k, _ in chunks][0] == b"IHDR" and chunks[-1] == (b"IEND", b"")
+    width, height, depth, colour, _, _, interlace = struct.unpack(">IIBBBBB", chunks[0][1])
+    assert (depth, colour, interlace) == (8, 2, 0)
+    raw = zlib.decompress(b"".join(body for kind, body in chunks if kind == b"IDAT"))  # checks the Adler-32 too
+    stride = width * 3
+    assert len(raw) == height * (stride + 1)
+    rows, previous = [], bytearray(stride)
+    for y in range(height):
+        kind, line = raw[y * (stride + 1)], bytearray(raw[y * (stride + 1) + 1:(y + 1) * (stride + 1)])
+        for x in range(stride):
+            a = line[x - 3] if x >= 3 else 0
+            b = previous[x]
+            c = previous[x - 3] if x >= 3 else 0
+            if kind == 1:
+                line[x] = (line[x] + a) & 0xFF
+            elif kind == 2:
+                line[x] = (line[x] + b) & 0xFF
+            elif kind == 3:
+                line[x] = (line[x] + (a + b) // 2) & 0xFF
+            elif kind == 4:
+                pa, pb, pc = abs(b - c), abs(a - c), abs(a + b - 2 * c)
+                line[x] = (line[x] + (a if pa <= pb and pa <= pc else b if pb <= pc else c)) & 0xFF
+            else:
+                assert kind == 0, kind
+        rows.append(bytes(line))
+        previous = line
+    return width, height, rows
+
+
+PALETTE = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189)]
+
+
+def test_the_plot_is_a_png_of_every_policy_in_its_colour_and_the_metrics_file_is_prometheus_text(tmp_path):
+    """`--plot` and `--metrics-file` (issue 22 item 4): the PNG decodes with Python's zlib (CRCs and Adler-32 checked),
+    is 960×540, shows each policy's colour and more than the background; the metrics file parses with
+    prometheus_client and carries the JSON's numbers."""
+    from prometheus_client.parser import text_string_to_metric_families
+    state = tmp_path / "state"
+    write_world(state, "m", 8, events=2000)
+    plot, metrics = tmp_path / "plot.png", tmp_path / "out" / "evaluation.prom"
+    result = evaluate_json(state, "m", "--policy", LEARNED, "--plot", str(plot), "--metrics-file", str(metrics))
+    width, height, rows = read_png(plot)
+    assert (width, height) == (960, 540)
+    pixels = {}
+    for row in rows:
+        for x in range(0, len(row), 3):
+            pixel = (row[x], row[x + 1], row[x + 2])
+            pixels[pixel] = pixels.get(pixel, 0) + 1
+    for index, policy in enumerate(result["policies"]):
+        assert pixels.get(PALETTE[index], 0) >= 50, (policy["name"], PALETTE[index])
+    assert pixels[(255, 255, 255)] < width * height * 0.9 and len(pixels) > 20
+    samples = {}
+    for family in text_string_to_metric_families(metrics.read_text()):
+        assert family.type == "gauge", family.name
+        for sample in family.samples:
+            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    assert not list(metrics.parent.glob(".*"))  # written through a temporary, renamed
+    for policy in result["policies"]:
+        labels = {"model": "m", "policy": policy["name"], "source": policy["policySource"], "arguments": policy["arguments"]}
+        def value(**more):
+            return samples[("vwfcgi_evaluation_estimate", tuple(sorted({**labels, **more}.items())))]
+        summary = policy["summary"]
+        assert value(estimator="ips", bound="point") == summary["ips"]
+        assert value(estimator="ips", bound="lower") == summary["ips_interval"][0]
+        assert value(estimator="snips", bound="upper") == summary["snips_interval"][1]
+        ess = samples[("vwfcgi_evaluation_effective_sample_size", (("model", "m"), ("policy", policy["name"])))]
+        assert ess == summary["effective_sample_size"]
+    assert samples[("vwfcgi_evaluation_events", (("model", "m"),))] == 2000
+    # --interval bernstein: the exported bounds are the empirical-Bernstein ones.
+    evaluate(state, "m", "--interval", "bernstein", "--metrics-file", str(metrics))
+    text = metrics.read_text()
+    online = result["policies"][0]["summary"]["ips_bernstein_interval"][0]
+    assert f'policy="Online",source="Online",arguments="",estimator="ips",bound="lower"}} {online!r}' in text, text[:600]
+    assert 'interval="bernstein"' in text
+    bad = evaluate(state, "m", "--interval", "bootstrap", check=False)
+    assert bad.returncode != 0 and "--interval must be normal or bernstein" in bad.stderr
 
 
 def test_the_logging_policys_estimate_equals_the_logged_average_reward_exactly(tmp_path):
