@@ -38,7 +38,7 @@ public enum EvaluationPlot {
         let pad = (high - low) * 0.05
         low -= pad
         high += pad
-        let step = niceStep((high - low) / 6)
+        let step = niceStep((high - low) / 8)
         func y(_ value: Double) -> Int { bottom - Int(((value - low) / (high - low) * Double(bottom - top)).rounded()) }
         func x(_ index: Int) -> Int {
             windows <= 1 ? (left + right) / 2 : left + 20 + index * (right - left - 40) / (windows - 1)
