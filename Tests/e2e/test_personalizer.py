@@ -536,19 +536,25 @@ def joined_rewards(stack: Stack, model: str) -> list[float]:
     return [-json.loads(line)["_label_cost"] for p in files for line in p.read_text().splitlines() if line.strip()]
 
 
+def rank_and_reward(stack: Stack, prefix: str, seed: int, events: int = 40) -> None:
+    """`events` ranks through the SDK of model shop, each rewarded 1 when it chose the user's best action, then waits
+    until they are joined."""
+    client = PersonalizerClient(stack.url("/loops/shop"), AzureKeyCredential(KEY))
+    rng = random.Random(seed)
+    joined = loop_status(stack, "shop")["joined"]
+    for i in range(events):
+        user = rng.choice(USERS)
+        answer = client.rank({"contextFeatures": context_features(user, i % 24), "actions": actions(), "eventId": f"{prefix}-{i}"})
+        client.reward(f"{prefix}-{i}", {"value": 1.0 if answer["rewardActionId"] == BEST[user] else 0.0})
+    wait_until(lambda: (s := loop_status(stack, "shop"))["pending"] == 0 and s["joined"] >= joined + events, 60)
+
+
 def test_policy_optimization_through_the_sdk_finds_grid_settings_that_apply(pz_stack):
     """`enablePolicyOptimization` (issue 22): the 16-setting grid around the model's policy is evaluated, the winner
     (highest lower bound of its IPS interval) comes back as `optimalPolicy` and as an `OfflineExperimentation`
     policy, its arguments pass the allowlist, and applyFromEvaluation makes it the model's policy."""
     admin = PersonalizerAdministrationClient(pz_stack.url("/loops/shop"), AzureKeyCredential(KEY))
-    client = PersonalizerClient(pz_stack.url("/loops/shop"), AzureKeyCredential(KEY))
-    rng = random.Random(23)
-    joined = loop_status(pz_stack, "shop")["joined"]
-    for i in range(40):
-        user = rng.choice(USERS)
-        answer = client.rank({"contextFeatures": context_features(user, i % 24), "actions": actions(), "eventId": f"pz-opt-{i}"})
-        client.reward(f"pz-opt-{i}", {"value": 1.0 if answer["rewardActionId"] == BEST[user] else 0.0})
-    wait_until(lambda: (s := loop_status(pz_stack, "shop"))["pending"] == 0 and s["joined"] >= joined + 40, 60)
+    rank_and_reward(pz_stack, "pz-opt", seed=23)
     start, end = "2020-01-01T00:00:00Z", "2100-01-01T00:00:00Z"
     times = {"start_time": datetime.datetime(2020, 1, 1), "end_time": datetime.datetime(2100, 1, 1)}
     base = admin.get_policy()["arguments"]
@@ -583,14 +589,7 @@ def test_policy_optimization_through_the_sdk_finds_grid_settings_that_apply(pz_s
 
 def test_evaluations_through_the_sdk_create_poll_read_list_delete(pz_stack):
     admin = PersonalizerAdministrationClient(pz_stack.url("/loops/shop"), AzureKeyCredential(KEY))
-    client = PersonalizerClient(pz_stack.url("/loops/shop"), AzureKeyCredential(KEY))
-    rng = random.Random(22)
-    joined = loop_status(pz_stack, "shop")["joined"]
-    for i in range(40):
-        user = rng.choice(USERS)
-        answer = client.rank({"contextFeatures": context_features(user, i % 24), "actions": actions(), "eventId": f"pz-eval-{i}"})
-        client.reward(f"pz-eval-{i}", {"value": 1.0 if answer["rewardActionId"] == BEST[user] else 0.0})
-    wait_until(lambda: (s := loop_status(pz_stack, "shop"))["pending"] == 0 and s["joined"] >= joined + 40, 60)
+    rank_and_reward(pz_stack, "pz-eval", seed=22)
     rewards = joined_rewards(pz_stack, "shop")
     start, end = "2020-01-01T00:00:00Z", "2100-01-01T00:00:00Z"
     policy = {"name": "greedier", "arguments": "--cb_explore_adf --epsilon 0.05 -q ::"}
