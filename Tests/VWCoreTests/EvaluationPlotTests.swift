@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import Testing
 @testable import VWCore
 
@@ -23,6 +26,47 @@ import Testing
         #expect(PNGEncoder.deflate([UInt8](repeating: 7, count: 1000)).count < 20)
         let stream = PNGEncoder.zlib([1, 2, 3])
         #expect(stream.prefix(2) == [0x78, 0x01] && stream.suffix(4) == [0x00, 0x0D, 0x00, 0x07])
+    }
+
+    /// Python's zlib (the reference inflater) decompresses what `PNGEncoder.zlib` writes, Adler-32 checked, to the
+    /// same bytes: random bytes, runs shorter and longer than deflate's longest match (258), nothing; and decodes a
+    /// tiny PNG to its pixels.
+    @Test(.enabled(if: access("/usr/bin/python3", X_OK) == 0, "no /usr/bin/python3"))
+    func pythonsZlibInflatesTheStreamAndThePNGBackToTheirBytes() throws {
+        var generator = SystemRandomNumberGenerator()
+        var data = (0..<3000).map { _ in UInt8.random(in: 0...255, using: &generator) }
+        for length in [1, 2, 3, 4, 257, 258, 259, 1000] { data += [UInt8](repeating: UInt8(length & 0xFF), count: length) }
+        data += (0..<500).map { UInt8($0 % 3) }
+        var template = Array("/tmp/vwfcgi-png-XXXXXX".utf8CString)
+        let path = template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)!) }
+        let directory = try StateDirectory.root(path)
+        defer {
+            for entry in directory.list() { directory.remove(entry) }
+            rmdir(path)
+        }
+        let rgb: [UInt8] = [255, 0, 0, 0, 255, 0, 0, 0, 255, 9, 9, 9, 9, 9, 9, 9, 9, 9]  // 3×2: red green blue / grey
+        try directory.writeAtomically(PNGEncoder.zlib(data), to: "data.zlib")
+        try directory.writeAtomically(PNGEncoder.zlib([]), to: "empty.zlib")
+        try directory.writeAtomically(PNGEncoder.encode(width: 3, height: 2, rgb: rgb), to: "tiny.png")
+        let script = """
+            import sys, zlib, struct
+            d = sys.argv[1]
+            open(d + '/data.out', 'wb').write(zlib.decompress(open(d + '/data.zlib', 'rb').read()))
+            assert zlib.decompress(open(d + '/empty.zlib', 'rb').read()) == b''
+            png = open(d + '/tiny.png', 'rb').read()
+            w, h = struct.unpack('>II', png[16:24])
+            raw = zlib.decompress(png[41:41 + struct.unpack('>I', png[33:37])[0]])
+            rows = []
+            for y in range(h):
+                line = bytearray(raw[y * (3 * w + 1) + 1:(y + 1) * (3 * w + 1)])
+                assert raw[y * (3 * w + 1)] == 1
+                for x in range(3, 3 * w): line[x] = (line[x] + line[x - 3]) & 255
+                rows.append(bytes(line))
+            open(d + '/tiny.out', 'wb').write(bytes([w, h]) + b''.join(rows))
+            """
+        #expect(system("/usr/bin/python3 -c \"\(script)\" '\(path)'") == 0)
+        #expect(try directory.read("data.out") == data)
+        #expect(try directory.read("tiny.out") == [3, 2] + rgb)
     }
 
     @Test func aPNGHasItsSignatureHeaderAndCheckedChunks() {
