@@ -581,6 +581,14 @@ def test_policy_optimization_through_the_sdk_finds_grid_settings_that_apply(pz_s
     assert "--cb_explore_adf" in optimized["arguments"].split(), (base, optimized)
     if "--epsilon" in tokens:
         assert f"--epsilon {tokens[tokens.index('--epsilon') + 1]}" in optimized["arguments"], (base, optimized)
+    # The server's /metrics carries the model's last succeeded evaluation, as `vwfcgi evaluate --metrics-file` writes it.
+    from prometheus_client.parser import text_string_to_metric_families
+    exposition = requests.get(pz_stack.url("/metrics"), timeout=30).text
+    samples = {(s.name, s.labels.get("model"), s.labels.get("policy"), s.labels.get("estimator"), s.labels.get("bound")): s.value
+               for family in text_string_to_metric_families(exposition) for s in family.samples}
+    assert samples[("vwfcgi_evaluation_estimate", "shop", "Optimized", "ips", "point")] == optimized["summary"]["expectedReward"]
+    assert samples[("vwfcgi_evaluation_estimate", "shop", "Optimized", "ips", "lower")] == low
+    assert samples[("vwfcgi_evaluation_events", "shop", None, None, None)] == done["content"]["events"]
     admin.apply_from_evaluation({"evaluationId": "ev-opt", "policyName": "Optimized"})
     assert admin.get_policy() == {"name": "Optimized", "arguments": optimized["arguments"]}
     admin.reset_policy()

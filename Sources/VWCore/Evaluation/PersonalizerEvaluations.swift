@@ -25,6 +25,18 @@ final class PersonalizerEvaluations: Sendable {
 
     /// The evaluation running per model: its id and a token no other run shares.
     private let running = Mutex<[String: (id: String, token: Int)]>([:])
+    /// The last evaluation that succeeded per model (since the start) and when it finished, for `/metrics`.
+    private let lastSucceeded = Mutex<[String: (result: EvaluationResult, finished: Double)]>([:])
+
+    /// Keeps `result` as the model's last succeeded evaluation.
+    func recordSucceeded(_ result: EvaluationResult, finished: Double) {
+        lastSucceeded.withLock { $0[result.model] = (result, finished) }
+    }
+
+    /// Each model's last succeeded evaluation, by model name.
+    func succeeded() -> [(result: EvaluationResult, finished: Double)] {
+        lastSucceeded.withLock { table in table.keys.sorted().map { table[$0]! } }
+    }
     private let nextToken = Atomic<Int>(1)
 
     /// A run's registration; false when the model runs another one.
@@ -40,10 +52,13 @@ final class PersonalizerEvaluations: Sendable {
     /// The id of the evaluation the model is running, if any.
     func runningID(model: String) -> String? { running.withLock { $0[model]?.id } }
 
-    /// Ends a run; true when it still owned its registration (it was not deleted meanwhile).
-    func finish(model: String, token: Int) -> Bool {
+    /// Ends a run; true when it still owned its registration (it was not deleted meanwhile). `whileOwned` runs first,
+    /// under the lock, only then: a result written there is on disk before the run stops counting as running, and a
+    /// `DELETE` (`cancel`) comes wholly before it (nothing written) or wholly after it (the result removed).
+    func finish(model: String, token: Int, whileOwned: () -> Void = {}) -> Bool {
         running.withLock { table in
             guard table[model]?.token == token else { return false }
+            whileOwned()
             table[model] = nil
             return true
         }
@@ -236,7 +251,11 @@ extension Engine {
             run.workDirectory = work.path
             run.isCancelled = { PersonalizerJobKind.evaluations.runs.runningID(model: name) != id }
             do throws(EvaluationError) {
-                return header.document(status: "Succeeded", result: try Evaluator.run(run))
+                let result = try Evaluator.run(run)
+                if !run.isCancelled() {
+                    PersonalizerJobKind.evaluations.runs.recordSucceeded(result, finished: Double(EventLine.nowMilliseconds()) / 1000)
+                }
+                return header.document(status: "Succeeded", result: result)
             } catch {
                 return header.document(status: "Failed", description: error.reason)
             }
@@ -253,6 +272,13 @@ extension Engine {
             return arguments
         }
         return PolicyGrid.defaultBase
+    }
+
+    /// Each model's last evaluation that succeeded since the start, in Prometheus' text format (`GET /metrics`);
+    /// empty without one.
+    public func evaluationMetrics() -> String {
+        let evaluations = PersonalizerJobKind.evaluations.runs.succeeded()
+        return evaluations.isEmpty ? "" : EvaluationResult.prometheusText(evaluations)
     }
 
     /// `GET …/evaluations/{id}`.
@@ -305,29 +331,41 @@ extension Engine {
                 }
             }
             directory.remove("work-\(token)", directory: true)
-            guard kind.runs.finish(model: name, token: token) else { return }
-            do throws(EventLogError) {
-                try directory.writeAtomically(bytes, to: file)
-            } catch {
-                logger.error("cannot write the job's result", metadata: ["model": "\(name)", "id": "\(id)", "error": "\(error.message)"])
+            _ = kind.runs.finish(model: name, token: token) {
+                do throws(EventLogError) {
+                    try directory.writeAtomically(bytes, to: file)
+                } catch {
+                    logger.error("cannot write the job's result", metadata: ["model": "\(name)", "id": "\(id)", "error": "\(error.message)"])
+                }
             }
         }
         return .document([])
     }
 
     /// A job's document. A `Running` one that no thread of this process runs was cut off by a restart: `Failed`.
+    /// (Read again once the run is seen not running: a run writes its result before it stops counting as running.)
     func personalizerJob(_ kind: PersonalizerJobKind, model name: String, id: String) throws(PredictError) -> EvaluationAnswer {
         let directory = try jobDirectory(kind, model: name, id: id)
-        guard let bytes = (try? directory.read(id + ".json", maxBytes: 64 << 20)) ?? nil,
-              case .object(var members)? = try? JSONParser.parse(bytes, maxDepth: 16) else {
-            return .notFound("no \(kind.noun) \(id) for model \(name)")
+        func read() -> (bytes: [UInt8], members: PersonalizerSettings.Members)? {
+            guard let bytes = (try? directory.read(id + ".json", maxBytes: 64 << 20)) ?? nil,
+                  case .object(let members)? = try? JSONParser.parse(bytes, maxDepth: 16) else { return nil }
+            return (bytes, members)
         }
-        if members.first(where: { $0.key == "status" })?.value == .string("Running"), kind.runs.runningID(model: name) != id {
+        func running(_ members: PersonalizerSettings.Members) -> Bool {
+            members.first(where: { $0.key == "status" })?.value == .string("Running")
+        }
+        guard var document = read() else { return .notFound("no \(kind.noun) \(id) for model \(name)") }
+        if running(document.members), kind.runs.runningID(model: name) != id {
+            guard let again = read() else { return .notFound("no \(kind.noun) \(id) for model \(name)") }
+            document = again
+        }
+        if running(document.members), kind.runs.runningID(model: name) != id {
+            var members = document.members
             PersonalizerSettings.set(&members, "status", .string("Failed"))
             PersonalizerSettings.set(&members, "description", .string("interrupted: the server stopped while it ran"))
             return .document(JSONValue.object(members).jsonBytes)
         }
-        return .document(bytes)
+        return .document(document.bytes)
     }
 
     /// Removes a job's document (a running job's result is dropped when it ends).
