@@ -128,5 +128,11 @@ import Testing
         #expect(text.contains("# TYPE vwfcgi_evaluation_estimate gauge\n"))
         #expect(text.contains("vwfcgi_evaluation_finished_timestamp_seconds{model=\"m\"} 1.5\n"))
         #expect(!text.contains("\n\n") && text.hasSuffix("\n"))
+        // Two models' evaluations (the server's /metrics): each family's HELP and TYPE once, every model's samples.
+        var other = result
+        other.model = "n"
+        let both = EvaluationResult.prometheusText([(result, 1), (other, 2)])
+        #expect(both.split(separator: "\n").filter { $0 == "# TYPE vwfcgi_evaluation_events gauge" }.count == 1)
+        #expect(both.contains("vwfcgi_evaluation_events{model=\"m\"} 2.0\nvwfcgi_evaluation_events{model=\"n\"} 2.0\n"))
     }
 }
