@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import Testing
 @testable import VWCore
 
@@ -134,5 +137,42 @@ import Testing
         let both = EvaluationResult.prometheusText([(result, 1), (other, 2)])
         #expect(both.split(separator: "\n").filter { $0 == "# TYPE vwfcgi_evaluation_events gauge" }.count == 1)
         #expect(both.contains("vwfcgi_evaluation_events{model=\"m\"} 2.0\nvwfcgi_evaluation_events{model=\"n\"} 2.0\n"))
+    }
+
+    /// A deleted evaluation (over HTTP) stops before its next vw starts: with `isCancelled` true the grid search ends
+    /// with `.cancelled` before any vw is spawned (here a vw that does not exist, which would fail otherwise).
+    @Test func aCancelledEvaluationStopsBeforeItsNextVW() throws {
+        var template = Array("/tmp/vwfcgi-cancel-XXXXXX".utf8CString)
+        let path = template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)!) }
+        let joined = try StateDirectory.root(path + "/state/m/joined")
+        let work = try StateDirectory.root(path + "/work")
+        defer {
+            joined.remove("1.dsjson")
+            work.remove("events.dsjson")
+            for directory in ["/state/m/joined", "/state/m", "/state", "/work", ""] { rmdir(path + directory) }
+        }
+        let line = #"{"_label_cost":COST,"_label_probability":0.5,"_label_Action":1,"_labelIndex":0,"o":[{"v":REWARD}],"#
+            + #""Timestamp":"2025-12-01T00:00:0@I.000Z","Version":"1","EventId":"e-@I","a":[1,2],"#
+            + #""c":{"User":{"id":"u"},"_multi":[{"Action":{"t":"sports"}},{"Action":{"t":"news"}}]},"p":[0.5,0.5],"VWState":{"m":"v1"}}"#
+        var lines: [String] = []
+        for i in 0..<4 {
+            let rewarded = i % 2 == 0
+            lines.append(line.replacing("COST", with: rewarded ? "-1.0" : "0.0").replacing("REWARD", with: rewarded ? "1" : "0")
+                .replacing("@I", with: String(i)))
+        }
+        try joined.writeAtomically(Array((lines.joined(separator: "\n") + "\n").utf8), to: "1.dsjson")
+        var request = EvaluationRequest(stateDirectory: path + "/state", model: "m", policies: [], vwCommand: ["/nonexistent/vw"],
+                                        workDirectory: path + "/work")
+        // Without a candidate no vw runs: the logged policy's estimate alone.
+        let plain = try Evaluator.run(request)
+        #expect(plain.events == 4 && plain.policies.map(\.name) == ["Online", "Baseline", "Random"] && plain.policies[0].summary.ips == 0.5)
+        request.optimizationBase = PolicyGrid.defaultBase
+        var failure: EvaluationError?
+        do throws(EvaluationError) { _ = try Evaluator.run(request) } catch { failure = error }
+        guard case .vwFailed? = failure else { Issue.record("not a vw failure: \(String(describing: failure))"); return }
+        request.isCancelled = { true }
+        failure = nil
+        do throws(EvaluationError) { _ = try Evaluator.run(request) } catch { failure = error }
+        #expect(failure == .cancelled)
     }
 }
