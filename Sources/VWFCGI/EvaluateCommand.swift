@@ -148,8 +148,13 @@ struct Evaluate: ParsableCommand {
         }
     }
 
-    /// Replaces `path` at once (temporary file, fsync, rename: a textfile collector never reads half a file).
+    /// Replaces `path` at once (temporary file, fsync, rename: a textfile collector never reads half a file). Only a
+    /// regular file or a new name: a rename over `/dev/stdout` (a symlink) or a device would replace it, not write to it.
     static func writeFile(_ path: String, _ bytes: [UInt8]) throws(EventLogError) {
+        var status = stat()
+        if lstat(path, &status) == 0, status.st_mode & S_IFMT != S_IFREG {
+            throw EventLogError("\(path) exists and is not a regular file (a symlink, a device, a directory): give a file name")
+        }
         let slash = path.lastIndex(of: "/")
         let directory = slash.map { path[..<$0].isEmpty ? "/" : String(path[..<$0]) } ?? "."
         let name = slash.map { String(path[path.index(after: $0)...]) } ?? path

@@ -317,6 +317,13 @@ def test_the_plot_is_a_png_of_every_policy_in_its_colour_and_the_metrics_file_is
     assert 'interval="bernstein"' in text
     bad = evaluate(state, "m", "--interval", "bootstrap", check=False)
     assert bad.returncode != 0 and "--interval must be normal or bernstein" in bad.stderr
+    # Only a regular file or a new name is replaced (a rename over a symlink such as /dev/stdout would replace the link).
+    link = tmp_path / "link.png"
+    link.symlink_to(plot)
+    for target in (link, tmp_path):
+        refused = evaluate(state, "m", "--plot", str(target), check=False)
+        assert refused.returncode == 1 and "is not a regular file" in refused.stderr, refused.stderr
+    assert link.is_symlink()
 
 
 def test_the_logging_policys_estimate_equals_the_logged_average_reward_exactly(tmp_path):

@@ -64,11 +64,9 @@ public enum Evaluator {
                 searched.append(result("Grid \(index + 1)", .offlineExperimentation, policy, weights: try weights(tokens, policy: policy)))
             }
         }
-        var optimal: PolicyResult?
-        if let best = PolicyGrid.winner(searched, interval: request.interval) {
-            optimal = best
-            optimal?.name = PolicyGrid.optimalName
-            policies.append(optimal!)
+        if var best = PolicyGrid.winner(searched, interval: request.interval) {
+            best.name = PolicyGrid.optimalName
+            policies.append(best)
         }
         return EvaluationResult(
             model: request.model, events: decisions.count, skipped: events.skipped.count, skippedReasons: Array(events.skipped.prefix(20)),
