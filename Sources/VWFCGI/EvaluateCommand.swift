@@ -32,7 +32,7 @@ struct Evaluate: ParsableCommand {
     @Flag(help: "Also search a grid of 16 learning settings (--cb_type ips|mtr, -l 0.001|0.01|0.1|0.5, with and without -q ::) around the first --policy (else \"--cb_explore_adf --epsilon 0.2\") and report the one with the highest lower bound of its IPS interval as Optimized.")
     var optimize = false
 
-    @Option(help: "The IPS interval shown, plotted, exported and ranked by: normal (normal approximation) or bernstein (empirical Bernstein, Maurer & Pontil). JSON carries both.")
+    @Option(help: "The IPS interval shown, plotted, exported and ranked by: normal (normal approximation), bernstein (empirical Bernstein, Maurer & Pontil) or bootstrap (percentile, B = 1000, seed 22). JSON carries the normal and Bernstein ones always.")
     var interval: String = "normal"
 
     @Option(help: "Write a PNG of each policy's IPS estimate and 95% interval per window to this file.")
@@ -64,7 +64,7 @@ struct Evaluate: ParsableCommand {
         if features && modelFile == nil && policy.isEmpty { throw ValidationError("--features needs --model-file or --policy") }
         if !features && modelFile != nil { throw ValidationError("--model-file goes with --features") }
         if top < 1 { throw ValidationError("--top must be at least 1") }
-        if IntervalMethod(rawValue: interval) == nil { throw ValidationError("--interval must be normal or bernstein") }
+        if IntervalMethod(rawValue: interval) == nil { throw ValidationError("--interval must be normal, bernstein or bootstrap") }
         if features && (optimize || plot != nil || metricsFile != nil) {
             throw ValidationError("--optimize, --plot and --metrics-file go with an evaluation, not --features")
         }

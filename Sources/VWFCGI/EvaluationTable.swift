@@ -33,7 +33,11 @@ struct EvaluationTable {
                     + "  " + policy.arguments + "\n"
             }
         }
-        let method = result.interval == .normal ? "normal approximation on the per-event terms w*r" : "empirical Bernstein (Maurer & Pontil)"
+        let method = switch result.interval {
+        case .normal: "normal approximation on the per-event terms w*r"
+        case .bernstein: "empirical Bernstein (Maurer & Pontil)"
+        case .bootstrap: "percentile bootstrap (B = 1000, seed 22)"
+        }
         out += "\nIntervals: IPS, \(method); SNIPS, delta method. ESS = (sum w)^2 / sum w^2.\n"
         text = out
     }

@@ -92,6 +92,25 @@ import Testing
         #expect(single.ipsBernsteinInterval == nil && single.ipsInterval(.bernstein) == single.ipsInterval)
     }
 
+    @Test func theBootstrapIsSplitMix64PercentilesOfTheResampledMeans() throws {
+        var random = SplitMix64(seed: 0)
+        #expect(random.next() == 0xE220_A839_7B1D_CDAF)  // SplitMix64's reference output for seed 0
+        // Constant terms: every resample mean is the constant.
+        let constant = try #require(OffPolicyEstimate(rewards: [0.5, 0.5, 0.5], weights: [1, 1, 1], bootstrap: true))
+        #expect(constant.ipsBootstrapInterval == ConfidenceInterval(lower: 0.5, upper: 0.5))
+        // Only when asked; deterministic; around the mean, narrower than Bernstein's bound.
+        let rewards = (0..<200).map { Double($0 % 3 == 0 ? 1 : 0) }
+        let weights = (0..<200).map { Double($0 % 5) / 2 }
+        #expect(OffPolicyEstimate(rewards: rewards, weights: weights, maxWeight: 2)?.ipsBootstrapInterval == nil)
+        let once = try #require(OffPolicyEstimate(rewards: rewards, weights: weights, maxWeight: 2, bootstrap: true))
+        let again = try #require(OffPolicyEstimate(rewards: rewards, weights: weights, maxWeight: 2, bootstrap: true))
+        let interval = try #require(once.ipsBootstrapInterval)
+        #expect(again.ipsBootstrapInterval == interval && once.ipsInterval(.bootstrap) == interval)
+        #expect(interval.lower < once.ips && once.ips < interval.upper)
+        let bernstein = try #require(once.ipsBernsteinInterval)
+        #expect(bernstein.lower < interval.lower && interval.upper < bernstein.upper)
+    }
+
     @Test func theGridHas16SettingsAroundTheBaseAndEachPassesTheAllowlist() throws {
         let grid = PolicyGrid.candidates(around: "--cb_explore_adf --epsilon 0.1 --cb_type dr -l 2 -q UA")
         #expect(grid.count == 16 && Set(grid).count == 16)

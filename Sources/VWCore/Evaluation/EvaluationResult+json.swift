@@ -13,7 +13,7 @@ extension EvaluationResult {
         writer.key("first_timestamp"); Self.optional(firstTimestamp, &writer)
         writer.key("last_timestamp"); Self.optional(lastTimestamp, &writer)
         writer.key("interval_method")
-        writer.string("95%: IPS normal approximation on the per-event terms w*r (ips_interval) and empirical Bernstein (ips_bernstein_interval); SNIPS delta method")
+        writer.string("95%: IPS normal approximation on the per-event terms w*r (ips_interval), empirical Bernstein (ips_bernstein_interval), percentile bootstrap with --interval bootstrap (ips_bootstrap_interval); SNIPS delta method")
         writer.key("interval"); writer.string(interval.rawValue)
         writer.key("optimal_policy")
         if let optimal = optimalPolicy { writer.string(optimal.arguments) } else { writer.raw("null".utf8) }
@@ -70,6 +70,7 @@ extension OffPolicyEstimate {
         writer.key("ips"); writer.double(ips)
         writer.key("ips_interval"); interval(ipsInterval)
         writer.key("ips_bernstein_interval"); interval(ipsBernsteinInterval)
+        writer.key("ips_bootstrap_interval"); interval(ipsBootstrapInterval)
         writer.key("snips")
         if let snips { writer.double(snips) } else { writer.raw("null".utf8) }
         writer.key("snips_interval"); interval(snipsInterval)

@@ -21,14 +21,16 @@ public enum Evaluator {
         let decisions = events.decisions
         let rewards = decisions.map(\.reward)
         let maxWeight = 1 / decisions.map(\.probability).min()!
+        let bootstrap = request.interval == .bootstrap
         var policies: [PolicyResult] = []
         func result(_ name: String, _ source: PolicySource, _ arguments: String, weights: [Double]?) -> PolicyResult {
             PolicyResult(
                 name: name, source: source, arguments: arguments,
-                summary: estimate(rewards, weights, maxWeight: maxWeight)!,
+                summary: estimate(rewards, weights, maxWeight: maxWeight, bootstrap: bootstrap)!,
                 timeseries: windows(of: decisions.count, request.windows).map { range in
                     WindowEstimate(start: decisions[range.first!].timestamp, end: decisions[range.last!].timestamp,
-                                   estimate: estimate(Array(rewards[range]), weights.map { Array($0[range]) }, maxWeight: maxWeight)!)
+                                   estimate: estimate(Array(rewards[range]), weights.map { Array($0[range]) }, maxWeight: maxWeight,
+                                                     bootstrap: bootstrap)!)
                 }
             )
         }
@@ -77,11 +79,12 @@ public enum Evaluator {
 
     /// The logging policy (no weights: the plain mean of the rewards) or a reweighted estimate.
     /// `maxWeight` bounds the weights for the empirical-Bernstein interval (the logging policy's are all 1).
-    private static func estimate(_ rewards: [Double], _ weights: [Double]?, maxWeight: Double) -> OffPolicyEstimate? {
+    /// `bootstrap`: the percentile-bootstrap interval too (B resamples each: only when it is the one shown).
+    private static func estimate(_ rewards: [Double], _ weights: [Double]?, maxWeight: Double, bootstrap: Bool) -> OffPolicyEstimate? {
         if let weights {
-            OffPolicyEstimate(rewards: rewards, weights: weights, maxWeight: maxWeight)
+            OffPolicyEstimate(rewards: rewards, weights: weights, maxWeight: maxWeight, bootstrap: bootstrap)
         } else {
-            OffPolicyEstimate(loggedRewards: rewards)
+            OffPolicyEstimate(loggedRewards: rewards, bootstrap: bootstrap)
         }
     }
 

@@ -14,6 +14,8 @@ public enum IntervalMethod: String, Sendable, CaseIterable {
     case normal
     /// Maurer & Pontil's empirical-Bernstein bound (holds for every n, wider).
     case bernstein
+    /// The percentile bootstrap (B = 1000, a fixed seed; computed only when chosen).
+    case bootstrap
 }
 
 /// What a policy would have earned on logged events, estimated from the logged rewards reweighted by
@@ -29,6 +31,9 @@ public enum IntervalMethod: String, Sendable, CaseIterable {
 ///   weight any policy can give (`p_min` the smallest logged probability) and `r_min`, `r_max` the rewards logged;
 ///   `IPS ± (√(2 · V · ln(4/δ) / n) + 7 · R · ln(4/δ) / (3 (n − 1)))`, `V` the sample variance (n − 1) of the terms.
 ///   Wider than the normal approximation, but it holds for every n, not only asymptotically.
+/// * IPS percentile bootstrap (only when asked: B = 1000 resamples of the n terms `w·r`, with replacement): resample
+///   b's j-th index is `x mod n` for the SplitMix64 output x number `b·n + j + 1` from seed 22; the interval is the
+///   sorted resample means at ranks 25 and 974 (0-based: ⌊0.025·B⌋ and ⌈0.975·B⌉ − 1). Memory: the B means.
 public struct OffPolicyEstimate: Sendable, Equatable {
     public var events: Int
     public var ips: Double
@@ -38,6 +43,8 @@ public struct OffPolicyEstimate: Sendable, Equatable {
     public var snipsInterval: ConfidenceInterval?
     /// The IPS empirical-Bernstein interval; nil without `maxWeight` or with a single event.
     public var ipsBernsteinInterval: ConfidenceInterval?
+    /// The IPS percentile-bootstrap interval; nil unless asked for.
+    public var ipsBootstrapInterval: ConfidenceInterval?
     public var effectiveSampleSize: Double
     /// Σ w / n: 1 in expectation for any policy; far from 1 says the estimate is unreliable.
     public var meanWeight: Double
@@ -47,6 +54,7 @@ public struct OffPolicyEstimate: Sendable, Equatable {
         switch method {
         case .normal: ipsInterval
         case .bernstein: ipsBernsteinInterval ?? ipsInterval
+        case .bootstrap: ipsBootstrapInterval ?? ipsInterval
         }
     }
 
@@ -55,10 +63,14 @@ public struct OffPolicyEstimate: Sendable, Equatable {
 
     /// δ of the empirical-Bernstein interval (0.05 for 95%).
     public static let bernsteinDelta = 0.05
+    /// The bootstrap's resamples and seed.
+    public static let bootstrapResamples = 1000
+    public static let bootstrapSeed: UInt64 = 22
 
     /// The estimate from each event's reward and weight (`rewards.count == weights.count`); nil without events.
     /// `maxWeight` (1 / the smallest logged probability) bounds the terms of the empirical-Bernstein interval.
-    public init?(rewards: [Double], weights: [Double], maxWeight: Double? = nil) {
+    /// With `bootstrap`, the percentile-bootstrap interval too.
+    public init?(rewards: [Double], weights: [Double], maxWeight: Double? = nil, bootstrap: Bool = false) {
         let n = rewards.count
         guard n > 0, weights.count == n else { return nil }
         var sumW = 0.0, sumW2 = 0.0, sumWR = 0.0
@@ -77,6 +89,7 @@ public struct OffPolicyEstimate: Sendable, Equatable {
         }
         let ipsError = n > 1 ? (squares / (count - 1)).squareRoot() / count.squareRoot() : 0
         ipsInterval = ConfidenceInterval(lower: ips - Self.z * ipsError, upper: ips + Self.z * ipsError)
+        ipsBootstrapInterval = bootstrap ? Self.bootstrapInterval(zip(rewards, weights).map { $0 * $1 }) : nil
         if let maxWeight, n > 1 {
             let range = max(0, maxWeight * rewards.max()!) - min(0, maxWeight * rewards.min()!)
             let log = Glibc.log(4 / Self.bernsteinDelta)
@@ -105,7 +118,38 @@ public struct OffPolicyEstimate: Sendable, Equatable {
 
     /// The logging policy's own estimate: every weight is 1, so `w·r` is `r` bit for bit and IPS and SNIPS are the
     /// plain mean of the logged rewards (summed in order, divided by n): exactly the logged average reward.
-    public init?(loggedRewards rewards: [Double]) {
-        self.init(rewards: rewards, weights: [Double](repeating: 1, count: rewards.count), maxWeight: 1)
+    public init?(loggedRewards rewards: [Double], bootstrap: Bool = false) {
+        self.init(rewards: rewards, weights: [Double](repeating: 1, count: rewards.count), maxWeight: 1, bootstrap: bootstrap)
+    }
+}
+
+extension OffPolicyEstimate {
+    /// The percentile-bootstrap 95% interval of the mean of `terms` (see the type's documentation).
+    static func bootstrapInterval(_ terms: [Double]) -> ConfidenceInterval {
+        let n = terms.count, resamples = bootstrapResamples
+        var random = SplitMix64(seed: bootstrapSeed)
+        var means = [Double](repeating: 0, count: resamples)
+        for b in 0..<resamples {
+            var sum = 0.0
+            for _ in 0..<n { sum += terms[Int(random.next() % UInt64(n))] }
+            means[b] = sum / Double(n)
+        }
+        means.sort()
+        return ConfidenceInterval(lower: means[resamples * 25 / 1000], upper: means[(resamples * 975 + 999) / 1000 - 1])
+    }
+}
+
+/// SplitMix64 (Steele, Lea & Flood 2014): a tiny generator any language reimplements bit for bit (the bootstrap's).
+struct SplitMix64 {
+    private var state: UInt64
+
+    init(seed: UInt64) { state = seed }
+
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
     }
 }
