@@ -20,21 +20,26 @@ public enum Evaluator {
         }
         let decisions = events.decisions
         let rewards = decisions.map(\.reward)
+        let maxWeight = 1 / decisions.map(\.probability).min()!
+        let bootstrap = request.interval == .bootstrap
         var policies: [PolicyResult] = []
-        func add(_ name: String, _ source: PolicySource, _ arguments: String, weights: [Double]?) {
-            policies.append(PolicyResult(
+        func result(_ name: String, _ source: PolicySource, _ arguments: String, weights: [Double]?) -> PolicyResult {
+            PolicyResult(
                 name: name, source: source, arguments: arguments,
-                summary: estimate(rewards, weights)!,
+                summary: estimate(rewards, weights, maxWeight: maxWeight, bootstrap: bootstrap)!,
                 timeseries: windows(of: decisions.count, request.windows).map { range in
                     WindowEstimate(start: decisions[range.first!].timestamp, end: decisions[range.last!].timestamp,
-                                   estimate: estimate(Array(rewards[range]), weights.map { Array($0[range]) })!)
+                                   estimate: estimate(Array(rewards[range]), weights.map { Array($0[range]) }, maxWeight: maxWeight,
+                                                     bootstrap: bootstrap)!)
                 }
-            ))
+            )
         }
-        add("Online", .online, "", weights: nil)
-        add("Baseline", .baseline, "", weights: decisions.map { $0.action == 1 ? 1 / $0.probability : 0 })
-        add("Random", .random, "", weights: decisions.map { 1 / (Double(max($0.offered, 1)) * $0.probability) })
-        if !candidates.isEmpty {
+        policies.append(result("Online", .online, "", weights: nil))
+        policies.append(result("Baseline", .baseline, "", weights: decisions.map { $0.action == 1 ? 1 / $0.probability : 0 }))
+        policies.append(result("Random", .random, "", weights: decisions.map { 1 / (Double(max($0.offered, 1)) * $0.probability) }))
+        let grid = request.optimizationBase.map(PolicyGrid.candidates(around:)) ?? []
+        var searched: [PolicyResult] = []
+        if !candidates.isEmpty || !grid.isEmpty {
             let path: String
             do throws(EventLogError) {
                 let work = try StateDirectory.root(request.workDirectory)
@@ -43,25 +48,44 @@ public enum Evaluator {
             } catch {
                 throw .storage(error.message)
             }
+            func weights(_ tokens: [String], policy: String) throws(EvaluationError) -> [Double] {
+                if request.isCancelled() { throw .cancelled }
+                let pmfs = try progressivePMFs(tokens, policy: policy, input: path, events: decisions.count, request: request)
+                return zip(decisions, pmfs).map { decision, pmf in
+                    decision.action - 1 < pmf.count ? pmf[decision.action - 1] / decision.probability : 0
+                }
+            }
             for (index, tokens) in candidates.enumerated() {
                 let policy = request.policies[index]
                 progress("policy \(index + 1)/\(candidates.count): vw \(policy) over \(decisions.count) events")
-                let pmfs = try progressivePMFs(tokens, policy: policy, input: path, events: decisions.count, request: request)
-                let weights = zip(decisions, pmfs).map { decision, pmf in
-                    decision.action - 1 < pmf.count ? pmf[decision.action - 1] / decision.probability : 0
-                }
-                add("Policy \(index + 1)", .custom, policy, weights: weights)
+                policies.append(result("Policy \(index + 1)", .custom, policy, weights: try weights(tokens, policy: policy)))
             }
+            for (index, policy) in grid.enumerated() {
+                progress("grid \(index + 1)/\(grid.count): vw \(policy) over \(decisions.count) events")
+                let tokens = try checkedArguments(policy)
+                searched.append(result("Grid \(index + 1)", .offlineExperimentation, policy, weights: try weights(tokens, policy: policy)))
+            }
+        }
+        if var best = PolicyGrid.winner(searched, interval: request.interval) {
+            best.name = PolicyGrid.optimalName
+            policies.append(best)
         }
         return EvaluationResult(
             model: request.model, events: decisions.count, skipped: events.skipped.count, skippedReasons: Array(events.skipped.prefix(20)),
-            firstTimestamp: decisions.first?.timestamp, lastTimestamp: decisions.last?.timestamp, policies: policies
+            firstTimestamp: decisions.first?.timestamp, lastTimestamp: decisions.last?.timestamp, policies: policies,
+            interval: request.interval, grid: searched
         )
     }
 
     /// The logging policy (no weights: the plain mean of the rewards) or a reweighted estimate.
-    private static func estimate(_ rewards: [Double], _ weights: [Double]?) -> OffPolicyEstimate? {
-        if let weights { OffPolicyEstimate(rewards: rewards, weights: weights) } else { OffPolicyEstimate(loggedRewards: rewards) }
+    /// `maxWeight` bounds the weights for the empirical-Bernstein interval (the logging policy's are all 1).
+    /// `bootstrap`: the percentile-bootstrap interval too (B resamples each: only when it is the one shown).
+    private static func estimate(_ rewards: [Double], _ weights: [Double]?, maxWeight: Double, bootstrap: Bool) -> OffPolicyEstimate? {
+        if let weights {
+            OffPolicyEstimate(rewards: rewards, weights: weights, maxWeight: maxWeight, bootstrap: bootstrap)
+        } else {
+            OffPolicyEstimate(loggedRewards: rewards, bootstrap: bootstrap)
+        }
     }
 
     /// `count` events cut into at most `windows` consecutive ranges of equal size (± 1).
