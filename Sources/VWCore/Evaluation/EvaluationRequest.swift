@@ -12,7 +12,8 @@ public struct EvaluationRequest: Sendable {
     public var optimizationBase: String?
     /// The interval shown and ranked by (both are computed).
     public var interval: IntervalMethod = .normal
-    /// Asked before each candidate's vw starts: true stops the evaluation (`EvaluationError.cancelled`).
+    /// Asked before each candidate's vw starts and every 250 ms while it runs: true stops the evaluation (its vw is
+    /// killed; `EvaluationError.cancelled`).
     public var isCancelled: @Sendable () -> Bool = { false }
     /// The time series splits the events into this many windows of equal event counts.
     public var windows = 10

@@ -166,7 +166,8 @@ public enum Evaluator {
                                 request: EvaluationRequest) throws(EvaluationError) -> [[Double]] {
         let arguments = request.vwCommand + ["--dsjson", "-d", input, "-p", "/dev/stdout", "--quiet"] + tokens
         let result = VWProcess.runToEnd(arguments: arguments, memoryLimit: request.memoryLimit, writableDirectory: nil,
-                                        deadline: .after(request.timeout))
+                                        deadline: .after(request.timeout), isCancelled: request.isCancelled)
+        if request.isCancelled() { throw .cancelled }
         guard result.exitStatus == 0 else {
             throw .vwFailed(policy: policy, reason: result.errorText.isEmpty ? "exit status \(result.exitStatus)" : result.errorText)
         }
