@@ -190,6 +190,22 @@ def run_vw(args):
         sys.exit(f"make_data: ERROR: bin/vw {' '.join(args)} failed:\n{proc.stderr}")
 
 
+def vw_json_pmfs(model: str, contexts: list, out: str, name: str) -> list:
+    """VW's own answers for VW JSON contexts: `vw -t --json`, one PMF line (then a blank line) each."""
+    lines = os.path.join(out, "data", f"{name}_requests.jsonl")
+    with open(lines, "w") as f:
+        for ctx in contexts:
+            f.write(json.dumps(ctx) + "\n")
+    preds = os.path.join(out, "data", f"{name}_preds.txt")
+    run_vw(["-i", model, "-t", "--json", "-d", lines, "-p", preds, "--quiet"])
+    with open(preds) as f:
+        pmfs = [[[int(a), float(p)] for a, p in (pair.split(":") for pair in line.split(","))]
+                for line in f.read().split("\n") if line.strip()]
+    if len(pmfs) != len(contexts):
+        sys.exit(f"make_data: ERROR: vw printed {len(pmfs)} PMFs for {len(contexts)} {name} contexts")
+    return pmfs
+
+
 def read_multiline(path: str):
     with open(path) as f:
         return [block for block in f.read().split("\n\n") if block.strip()]
@@ -244,20 +260,8 @@ def main(argv) -> int:
     with open(os.path.join(out, "models", "loop.json"), "w") as f:
         json.dump({"input": "vw_json"}, f)
         f.write("\n")
-    # VW's own answers for the contexts: `vw -t --json`, one PMF line (then a blank line) each.
-    lines = os.path.join(out, "data", "loop_requests.jsonl")
-    with open(lines, "w") as f:
-        for ctx in contexts:
-            f.write(json.dumps(ctx) + "\n")
-    preds = os.path.join(out, "data", "loop_preds.txt")
-    run_vw(["-i", model, "-t", "--json", "-d", lines, "-p", preds, "--quiet"])
-    with open(preds) as f:
-        pmfs = [[[int(a), float(p)] for a, p in (pair.split(":") for pair in line.split(","))]
-                for line in f.read().split("\n") if line.strip()]
-    if len(pmfs) != len(contexts):
-        sys.exit(f"make_data: ERROR: vw printed {len(pmfs)} PMFs for {len(contexts)} contexts")
     with open(os.path.join(out, "data", "loop_expected.json"), "w") as f:
-        json.dump(pmfs, f)
+        json.dump(vw_json_pmfs(model, contexts, out, "loop"), f)
     # The same contexts as Personalizer rank requests (SPEC §9) on the same model, and VW's PMFs for
     # the VW JSON the server maps them to (`FromUrl` + `_multi` of `_tag` and `j`), computed by vw.
     bodies, mapped = [], []
@@ -266,21 +270,10 @@ def main(argv) -> int:
         bodies.append({"contextFeatures": [{"User": ctx["User"]}], "actions": actions})
         mapped.append({"FromUrl": [{"User": ctx["User"]}],
                        "_multi": [{"_tag": a["id"], "j": a["features"]} for a in actions]})
-    lines = os.path.join(out, "data", "personalizer_mapped.jsonl")
-    with open(lines, "w") as f:
-        for ctx in mapped:
-            f.write(json.dumps(ctx) + "\n")
-    preds = os.path.join(out, "data", "personalizer_preds.txt")
-    run_vw(["-i", model, "-t", "--json", "-d", lines, "-p", preds, "--quiet"])
-    with open(preds) as f:
-        pmfs = [[[int(a), float(p)] for a, p in (pair.split(":") for pair in line.split(","))]
-                for line in f.read().split("\n") if line.strip()]
-    if len(pmfs) != len(bodies):
-        sys.exit(f"make_data: ERROR: vw printed {len(pmfs)} PMFs for {len(bodies)} Personalizer contexts")
     with open(os.path.join(out, "data", "personalizer_requests.json"), "w") as f:
         json.dump(bodies, f)
     with open(os.path.join(out, "data", "personalizer_expected.json"), "w") as f:
-        json.dump(pmfs, f)
+        json.dump(vw_json_pmfs(model, mapped, out, "personalizer"), f)
 
     feats = len(requests[0].split()) - 3
     print(f"make_data: logistic model from {N_TRAIN} examples ({positives} positive, "

@@ -29,6 +29,18 @@ struct Evaluate: ParsableCommand {
     @Option(help: "Windows of the time series (equal numbers of events).")
     var windows: Int = 10
 
+    @Flag(help: "Also search a grid of 16 learning settings (--cb_type ips|mtr, -l 0.001|0.01|0.1|0.5, with and without -q ::) around the first --policy (else \"--cb_explore_adf --epsilon 0.2\") and report the one with the highest lower bound of its IPS interval as Optimized.")
+    var optimize = false
+
+    @Option(help: "The IPS interval shown, plotted, exported and ranked by: normal (normal approximation), bernstein (empirical Bernstein, Maurer & Pontil) or bootstrap (percentile, B = 1000, seed 22). JSON carries the normal and Bernstein ones always.")
+    var interval: String = "normal"
+
+    @Option(help: "Write a PNG of each policy's IPS estimate and 95% interval per window to this file.")
+    var plot: String?
+
+    @Option(help: "Write the evaluation in Prometheus text format to this file (e.g. node-exporter's textfile directory, name ending .prom).")
+    var metricsFile: String?
+
     @Flag(help: "Instead of estimates: the feature importances (the largest learned weights, named by VW's --invert_hash) of --model-file and of each --policy trained on the events.")
     var features = false
 
@@ -52,6 +64,10 @@ struct Evaluate: ParsableCommand {
         if features && modelFile == nil && policy.isEmpty { throw ValidationError("--features needs --model-file or --policy") }
         if !features && modelFile != nil { throw ValidationError("--model-file goes with --features") }
         if top < 1 { throw ValidationError("--top must be at least 1") }
+        if IntervalMethod(rawValue: interval) == nil { throw ValidationError("--interval must be normal, bernstein or bootstrap") }
+        if features && (optimize || plot != nil || metricsFile != nil) {
+            throw ValidationError("--optimize, --plot and --metrics-file go with an evaluation, not --features")
+        }
         guard SandboxPolicy.parseBytes(vwMemoryLimit) != nil else {
             throw ValidationError("--vw-memory-limit must be a byte count such as 536870912, 512M or 4G")
         }
@@ -68,6 +84,8 @@ struct Evaluate: ParsableCommand {
         let command = EngineOptions.vwCommand(vwCommand)
         var request = EvaluationRequest(stateDirectory: state, model: model, policies: policy, vwCommand: command, workDirectory: work)
         request.windows = windows
+        request.interval = IntervalMethod(rawValue: interval) ?? .normal
+        if optimize { request.optimizationBase = policy.first ?? PolicyGrid.defaultBase }
         request.memoryLimit = SandboxPolicy.parseBytes(vwMemoryLimit) ?? SandboxPolicy.defaultMemoryLimit
         Sandbox.configure(SandboxPolicy(memoryLimit: request.memoryLimit))
         if features {
@@ -80,6 +98,15 @@ struct Evaluate: ParsableCommand {
         case .success(let evaluated): result = evaluated
         case .failure(let error):
             Self.printError("vwfcgi evaluate: " + error.reason)
+            throw ExitCode(1)
+        }
+        do throws(EventLogError) {
+            if let plot { try Self.writeFile(plot, EvaluationPlot.png(result)) }
+            if let metricsFile {
+                try Self.writeFile(metricsFile, Array(result.prometheusText(finished: Double(EventLine.nowMilliseconds()) / 1000).utf8))
+            }
+        } catch {
+            Self.printError("vwfcgi evaluate: " + error.message)
             throw ExitCode(1)
         }
         if json {
@@ -119,6 +146,19 @@ struct Evaluate: ParsableCommand {
             printError("vwfcgi evaluate: " + error.reason)
             throw ExitCode(1)
         }
+    }
+
+    /// Replaces `path` at once (temporary file, fsync, rename: a textfile collector never reads half a file). Only a
+    /// regular file or a new name: a rename over `/dev/stdout` (a symlink) or a device would replace it, not write to it.
+    static func writeFile(_ path: String, _ bytes: [UInt8]) throws(EventLogError) {
+        var status = stat()
+        if lstat(path, &status) == 0, status.st_mode & S_IFMT != S_IFREG {
+            throw EventLogError("\(path) exists and is not a regular file (a symlink, a device, a directory): give a file name")
+        }
+        let slash = path.lastIndex(of: "/")
+        let directory = slash.map { path[..<$0].isEmpty ? "/" : String(path[..<$0]) } ?? "."
+        let name = slash.map { String(path[path.index(after: $0)...]) } ?? path
+        try StateDirectory.root(directory).writeAtomically(bytes, to: name)
     }
 
     static func time(_ text: String) throws(EvaluationError) -> Int64 {

@@ -12,11 +12,11 @@ struct EvaluationTable {
         out += "\n" + Self.row(["policy", "IPS", "95% interval", "SNIPS", "95% interval", "ESS", "mean w"]) + "\n"
         for policy in result.policies {
             let s = policy.summary
-            out += Self.row([policy.name, Self.number(s.ips), Self.interval(s.ipsInterval), s.snips.map(Self.number) ?? "-",
+            out += Self.row([policy.name, Self.number(s.ips), Self.interval(s.ipsInterval(result.interval)), s.snips.map(Self.number) ?? "-",
                              s.snipsInterval.map(Self.interval) ?? "-", String(Int(s.effectiveSampleSize.rounded())),
                              Self.number(s.meanWeight)]) + "\n"
         }
-        let custom = result.policies.filter { $0.source == .custom }
+        let custom = result.policies.filter { !$0.arguments.isEmpty }
         if !custom.isEmpty { out += "\n" }
         for policy in custom { out += "\(policy.name): \(policy.arguments)\n" }
         out += "\nIPS per window (equal numbers of events):\n"
@@ -26,7 +26,19 @@ struct EvaluationTable {
             let start = result.policies[0].timeseries[index].start ?? "-"
             out += Self.row([start] + result.policies.map { Self.number($0.timeseries[index].estimate.ips) }, first: 26) + "\n"
         }
-        out += "\nIntervals: IPS, normal approximation on the per-event terms w*r; SNIPS, delta method. ESS = (sum w)^2 / sum w^2.\n"
+        if !result.grid.isEmpty {
+            out += "\nGrid searched (\(result.grid.count) settings; the winner has the highest lower bound of its IPS interval):\n"
+            for policy in result.grid {
+                out += Self.row([Self.number(policy.summary.ips), Self.interval(policy.summary.ipsInterval(result.interval))], first: 9)
+                    + "  " + policy.arguments + "\n"
+            }
+        }
+        let method = switch result.interval {
+        case .normal: "normal approximation on the per-event terms w*r"
+        case .bernstein: "empirical Bernstein (Maurer & Pontil)"
+        case .bootstrap: "percentile bootstrap (B = 1000, seed 22)"
+        }
+        out += "\nIntervals: IPS, \(method); SNIPS, delta method. ESS = (sum w)^2 / sum w^2.\n"
         text = out
     }
 

@@ -81,7 +81,7 @@ import Testing
     @Test(arguments: [
         (#"{"name":"n","startTime":"2026-12-02","endTime":"2026-12-01"}"#, "the range is empty"),
         (#"{"name":"n","startTime":"yesterday","endTime":"2026-12-01"}"#, "\"startTime\" yesterday is not a date"),
-        (#"{"name":"n","startTime":"2026-12-01","endTime":"2026-12-02","enablePolicyOptimization":true}"#, "\"enablePolicyOptimization\""),
+        (#"{"name":"n","startTime":"2026-12-01","endTime":"2026-12-02","enablePolicyOptimization":"yes"}"#, "\"enablePolicyOptimization\" must be a boolean"),
         (#"{"name":"n","startTime":"2026-12-01","endTime":"2026-12-02","policies":[{"name":"p","arguments":"--cb_explore_adf --daemon"}]}"#, "--daemon"),
         (#"{"name":"n","startTime":"2026-12-01","endTime":"2026-12-02","policies":[{"name":"p","arguments":"--cb_adf"}]}"#, "must explore"),
         (#"{"startTime":"2026-12-01","endTime":"2026-12-02"}"#, "\"name\""),

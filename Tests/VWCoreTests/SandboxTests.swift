@@ -1,5 +1,6 @@
 import CSpawn
 import Glibc
+import Synchronization
 import Testing
 @testable import VWCore
 
@@ -468,5 +469,17 @@ struct SandboxedVWTests {
         close(process.stderrFD)
         _ = process.reap()
         #expect(!listened, "a sandboxed vw --daemon listens on 127.0.0.1:\(port)")
+    }
+
+    /// A run asked to stop (a deleted evaluation) kills its process while it runs, not when it ends by itself: the
+    /// child here would sleep an hour, and the run says it was cancelled.
+    @Test func aCancelledRunIsKilledWhileItRuns() {
+        let asked = Atomic<Int>(0)
+        let run = VWProcess.runToEnd(arguments: ["/bin/sh", "-c", "echo started; exec sleep 3600"], memoryLimit: 0, writableDirectory: nil,
+                                     deadline: .after(.seconds(7200))) {
+            asked.add(1, ordering: .relaxed).newValue > 2
+        }
+        #expect(run.exitStatus == -1)
+        #expect(run.errorText.contains("cancelled"), "\(run.errorText)")
     }
 }

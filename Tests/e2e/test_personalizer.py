@@ -372,7 +372,9 @@ def test_model_export_then_import_serves_the_same_rankings(pz_stack, pz_models, 
     for model_file, prefix in ((other, "pz-imported"), (pz_models / "personalizer.vw", "pz-reimported")):
         before = model_version_of(pz_stack, "shop")
         shop_admin.import_model(model_file.read_bytes())
-        wait_until(lambda: model_version_of(pz_stack, "shop") not in (None, before), 60)
+        # A reload of the earlier tests' settings may still land first (a new version, the old bytes): wait for these bytes.
+        wait_until(lambda: model_version_of(pz_stack, "shop") not in (None, before)
+                   and b"".join(shop_admin.export_model()) == model_file.read_bytes(), 60)
         assert b"".join(shop_admin.export_model()) == model_file.read_bytes()
         assert (pz_models / "shop.vw").read_bytes() == model_file.read_bytes()
         ranks_like_vw(shop, model_file, tmp_path, prefix)
@@ -541,16 +543,68 @@ def joined_rewards(stack: Stack, model: str) -> list[float]:
     return [-json.loads(line)["_label_cost"] for p in files for line in p.read_text().splitlines() if line.strip()]
 
 
+def rank_and_reward(stack: Stack, prefix: str, seed: int, events: int = 40) -> None:
+    """`events` ranks through the SDK of model shop, each rewarded 1 when it chose the user's best action, then waits
+    until they are joined."""
+    client = PersonalizerClient(stack.url("/loops/shop"), AzureKeyCredential(KEY))
+    rng = random.Random(seed)
+    joined = loop_status(stack, "shop")["joined"]
+    for i in range(events):
+        user = rng.choice(USERS)
+        answer = client.rank({"contextFeatures": context_features(user, i % 24), "actions": actions(), "eventId": f"{prefix}-{i}"})
+        client.reward(f"{prefix}-{i}", {"value": 1.0 if answer["rewardActionId"] == BEST[user] else 0.0})
+    wait_until(lambda: (s := loop_status(stack, "shop"))["pending"] == 0 and s["joined"] >= joined + events, 60)
+
+
+def test_policy_optimization_through_the_sdk_finds_grid_settings_that_apply(pz_stack):
+    """`enablePolicyOptimization` (issue 22): the 16-setting grid around the model's policy is evaluated, the winner
+    (highest lower bound of its IPS interval) comes back as `optimalPolicy` and as an `OfflineExperimentation`
+    policy, its arguments pass the allowlist, and applyFromEvaluation makes it the model's policy."""
+    admin = PersonalizerAdministrationClient(pz_stack.url("/loops/shop"), AzureKeyCredential(KEY))
+    rank_and_reward(pz_stack, "pz-opt", seed=23)
+    start, end = "2020-01-01T00:00:00Z", "2100-01-01T00:00:00Z"
+    times = {"start_time": datetime.datetime(2020, 1, 1), "end_time": datetime.datetime(2100, 1, 1)}
+    base = admin.get_policy()["arguments"]
+    admin.create_evaluation("ev-opt", {"name": "search", "startTime": start, "endTime": end, "enablePolicyOptimization": True})
+    # One evaluation at a time per model: a second one while the grid runs is refused (unless it already ended).
+    try:
+        admin.create_evaluation("ev-opt-2", {"name": "second", "startTime": start, "endTime": end})
+        admin.delete_evaluation("ev-opt-2")
+    except ResourceExistsError as busy:
+        assert_sdk_error(busy, 409, "one runs at a time")
+    done = wait_until(lambda: (e := admin.get_evaluation("ev-opt", **times))["status"] != "Running" and e, 180)
+    assert done["status"] == "Succeeded", done
+    values = done["content"]["value"]
+    assert [v["policySource"] for v in values] == ["Online", "Baseline", "Random", "OfflineExperimentation"], values
+    optimized = values[-1]
+    assert done["optimalPolicy"] == optimized["arguments"] and optimized["name"] == "Optimized", done
+    assert " --cb_type " in optimized["arguments"] and " -l " in optimized["arguments"], optimized
+    low, high = optimized["summary"]["confidenceInterval"]
+    assert low <= optimized["summary"]["expectedReward"] <= high
+    blow, bhigh = optimized["summary"]["bernsteinConfidenceInterval"]
+    assert blow <= low and high <= bhigh, optimized["summary"]
+    # The grid is around the model's policy: its options other than --cb_type and the learning rate are kept.
+    tokens = base.split()
+    assert "--cb_explore_adf" in optimized["arguments"].split(), (base, optimized)
+    if "--epsilon" in tokens:
+        assert f"--epsilon {tokens[tokens.index('--epsilon') + 1]}" in optimized["arguments"], (base, optimized)
+    # The server's /metrics carries the model's last succeeded evaluation, as `vwfcgi evaluate --metrics-file` writes it.
+    from prometheus_client.parser import text_string_to_metric_families
+    exposition = requests.get(pz_stack.url("/metrics"), timeout=30).text
+    samples = {(s.name, s.labels.get("model"), s.labels.get("policy"), s.labels.get("estimator"), s.labels.get("bound")): s.value
+               for family in text_string_to_metric_families(exposition) for s in family.samples}
+    assert samples[("vwfcgi_evaluation_estimate", "shop", "Optimized", "ips", "point")] == optimized["summary"]["expectedReward"]
+    assert samples[("vwfcgi_evaluation_estimate", "shop", "Optimized", "ips", "lower")] == low
+    assert samples[("vwfcgi_evaluation_events", "shop", None, None, None)] == done["content"]["events"]
+    admin.apply_from_evaluation({"evaluationId": "ev-opt", "policyName": "Optimized"})
+    assert admin.get_policy() == {"name": "Optimized", "arguments": optimized["arguments"]}
+    admin.reset_policy()
+    admin.delete_evaluation("ev-opt")
+
+
 def test_evaluations_through_the_sdk_create_poll_read_list_delete(pz_stack):
     admin = PersonalizerAdministrationClient(pz_stack.url("/loops/shop"), AzureKeyCredential(KEY))
-    client = PersonalizerClient(pz_stack.url("/loops/shop"), AzureKeyCredential(KEY))
-    rng = random.Random(22)
-    joined = loop_status(pz_stack, "shop")["joined"]
-    for i in range(40):
-        user = rng.choice(USERS)
-        answer = client.rank({"contextFeatures": context_features(user, i % 24), "actions": actions(), "eventId": f"pz-eval-{i}"})
-        client.reward(f"pz-eval-{i}", {"value": 1.0 if answer["rewardActionId"] == BEST[user] else 0.0})
-    wait_until(lambda: (s := loop_status(pz_stack, "shop"))["pending"] == 0 and s["joined"] >= joined + 40, 60)
+    rank_and_reward(pz_stack, "pz-eval", seed=22)
     rewards = joined_rewards(pz_stack, "shop")
     start, end = "2020-01-01T00:00:00Z", "2100-01-01T00:00:00Z"
     policy = {"name": "greedier", "arguments": "--cb_explore_adf --epsilon 0.05 -q ::"}
@@ -582,7 +636,7 @@ def test_evaluations_through_the_sdk_create_poll_read_list_delete(pz_stack):
         ({"name": "bad", "startTime": start, "endTime": end, "policies": [{"name": "p", "arguments": "--cb_explore_adf --daemon"}]}, "--daemon"),
         ({"name": "bad", "startTime": end, "endTime": start}, "range is empty"),
         ({"name": "bad", "startTime": "yesterday", "endTime": end}, "startTime"),
-        ({"name": "bad", "startTime": start, "endTime": end, "enablePolicyOptimization": True}, "enablePolicyOptimization"),
+        ({"name": "bad", "startTime": start, "endTime": end, "enablePolicyOptimization": "yes"}, "must be a boolean"),
     ):
         with pytest.raises(HttpResponseError) as caught:
             admin.create_evaluation("ev-bad", body)

@@ -12,6 +12,8 @@ public enum EvaluationError: Error, Equatable {
     case storage(String)
     /// A `--from`/`--to` that is not a date or RFC 3339 time.
     case invalidTime(String)
+    /// The evaluation was deleted while it ran (checked before each candidate's vw starts).
+    case cancelled
 
     public var reason: String {
         switch self {
@@ -20,6 +22,7 @@ public enum EvaluationError: Error, Equatable {
         case .invalidPolicy(let policy, let reason): "policy \"\(policy)\": \(reason)"
         case .vwFailed(let policy, let reason): "policy \"\(policy)\": vw failed: \(reason)"
         case .storage(let why): why
+        case .cancelled: "cancelled"
         case .invalidTime(let text): "\(text) is not a date (2026-12-01) or an RFC 3339 UTC time (2026-12-01T10:00:00Z)"
         }
     }

@@ -8,6 +8,13 @@ public struct EvaluationRequest: Sendable {
     public var to: Int64?
     /// Candidate policies: VW argument strings (e.g. `--cb_explore_adf --epsilon 0.1 -q UA`), checked by the allowlist.
     public var policies: [String]
+    /// With a base policy: also search `PolicyGrid.candidates(around:)` it and report the winner.
+    public var optimizationBase: String?
+    /// The interval shown and ranked by (both are computed).
+    public var interval: IntervalMethod = .normal
+    /// Asked before each candidate's vw starts and every 250 ms while it runs: true stops the evaluation (its vw is
+    /// killed; `EvaluationError.cancelled`).
+    public var isCancelled: @Sendable () -> Bool = { false }
     /// The time series splits the events into this many windows of equal event counts.
     public var windows = 10
     /// The vw command, e.g. `["vw"]`.

@@ -13,7 +13,19 @@ extension EvaluationResult {
         writer.key("first_timestamp"); Self.optional(firstTimestamp, &writer)
         writer.key("last_timestamp"); Self.optional(lastTimestamp, &writer)
         writer.key("interval_method")
-        writer.string("95%: IPS normal approximation on the per-event terms w*r; SNIPS delta method")
+        writer.string("95%: IPS normal approximation on the per-event terms w*r (ips_interval), empirical Bernstein (ips_bernstein_interval), percentile bootstrap with --interval bootstrap (ips_bootstrap_interval); SNIPS delta method")
+        writer.key("interval"); writer.string(interval.rawValue)
+        writer.key("optimal_policy")
+        if let optimal = optimalPolicy { writer.string(optimal.arguments) } else { writer.raw("null".utf8) }
+        writer.key("grid")
+        writer.beginArray()
+        for policy in grid {
+            writer.beginObject()
+            writer.key("arguments"); writer.string(policy.arguments)
+            writer.key("summary"); policy.summary.write(into: &writer)
+            writer.endObject()
+        }
+        writer.endArray()
         writer.key("policies")
         writer.beginArray()
         for policy in policies {
@@ -57,6 +69,8 @@ extension OffPolicyEstimate {
         writer.key("events"); writer.int(events)
         writer.key("ips"); writer.double(ips)
         writer.key("ips_interval"); interval(ipsInterval)
+        writer.key("ips_bernstein_interval"); interval(ipsBernsteinInterval)
+        writer.key("ips_bootstrap_interval"); interval(ipsBootstrapInterval)
         writer.key("snips")
         if let snips { writer.double(snips) } else { writer.raw("null".utf8) }
         writer.key("snips_interval"); interval(snipsInterval)

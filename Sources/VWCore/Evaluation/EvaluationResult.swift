@@ -8,6 +8,8 @@ public enum PolicySource: String, Sendable {
     case random = "Random"
     /// A VW argument string, trained progressively on the events.
     case custom = "Custom"
+    /// Settings found by the grid search (`PolicyGrid`).
+    case offlineExperimentation = "OfflineExperimentation"
 }
 
 /// The estimate of one window of the time series.
@@ -40,7 +42,14 @@ public struct EvaluationResult: Sendable {
     /// The first and last evaluated event's timestamps.
     public var firstTimestamp: String?
     public var lastTimestamp: String?
-    /// `Online`, `Baseline`, `Random`, then the candidates in the order asked.
+    /// `Online`, `Baseline`, `Random`, the candidates in the order asked, then the grid's winner (`Optimized`).
     public var policies: [PolicyResult]
+    /// The interval the table, plot and metrics show.
+    public var interval: IntervalMethod = .normal
+    /// Every grid candidate, in grid order (empty without a search).
+    public var grid: [PolicyResult] = []
+
+    /// The grid's winner.
+    public var optimalPolicy: PolicyResult? { policies.first { $0.source == .offlineExperimentation } }
 }
 

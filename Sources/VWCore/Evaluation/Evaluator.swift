@@ -13,55 +13,73 @@ public enum Evaluator {
     /// Runs the evaluation; `progress` is told what runs (for a terminal).
     public static func run(_ request: EvaluationRequest, progress: (String) -> Void = { _ in }) throws(EvaluationError) -> EvaluationResult {
         let candidates = try request.policies.map { policy throws(EvaluationError) in try checkedArguments(policy) }
-        let events = try readEvents(request)
+        let grid = request.optimizationBase.map(PolicyGrid.candidates(around:)) ?? []
+        // vw reads the events from the work directory, written as they are read (not held in memory).
+        let events = try readEvents(request, writingTo: candidates.isEmpty && grid.isEmpty ? nil : try workDirectory(request))
         guard !events.decisions.isEmpty else {
             throw .noEvents(events.skipped.isEmpty ? "no joined decision in the range" : "every joined line in the range was left out: "
                 + events.skipped[0])
         }
         let decisions = events.decisions
         let rewards = decisions.map(\.reward)
+        let maxWeight = 1 / decisions.map(\.probability).min()!
+        let bootstrap = request.interval == .bootstrap
         var policies: [PolicyResult] = []
-        func add(_ name: String, _ source: PolicySource, _ arguments: String, weights: [Double]?) {
-            policies.append(PolicyResult(
+        func result(_ name: String, _ source: PolicySource, _ arguments: String, weights: [Double]?) -> PolicyResult {
+            PolicyResult(
                 name: name, source: source, arguments: arguments,
-                summary: estimate(rewards, weights)!,
+                summary: estimate(rewards, weights, maxWeight: maxWeight, bootstrap: bootstrap)!,
                 timeseries: windows(of: decisions.count, request.windows).map { range in
                     WindowEstimate(start: decisions[range.first!].timestamp, end: decisions[range.last!].timestamp,
-                                   estimate: estimate(Array(rewards[range]), weights.map { Array($0[range]) })!)
+                                   estimate: estimate(Array(rewards[range]), weights.map { Array($0[range]) }, maxWeight: maxWeight,
+                                                     bootstrap: bootstrap)!)
                 }
-            ))
+            )
         }
-        add("Online", .online, "", weights: nil)
-        add("Baseline", .baseline, "", weights: decisions.map { $0.action == 1 ? 1 / $0.probability : 0 })
-        add("Random", .random, "", weights: decisions.map { 1 / (Double(max($0.offered, 1)) * $0.probability) })
-        if !candidates.isEmpty {
-            let path: String
-            do throws(EventLogError) {
-                let work = try StateDirectory.root(request.workDirectory)
-                try work.writeAtomically(events.bytes, to: "events.dsjson")
-                path = work.path + "/events.dsjson"
-            } catch {
-                throw .storage(error.message)
+        policies.append(result("Online", .online, "", weights: nil))
+        policies.append(result("Baseline", .baseline, "", weights: decisions.map { $0.action == 1 ? 1 / $0.probability : 0 }))
+        policies.append(result("Random", .random, "", weights: decisions.map { 1 / (Double(max($0.offered, 1)) * $0.probability) }))
+        var searched: [PolicyResult] = []
+        if !candidates.isEmpty || !grid.isEmpty {
+            let path = request.workDirectory + "/" + eventsFile
+            func weights(_ tokens: [String], policy: String) throws(EvaluationError) -> [Double] {
+                if request.isCancelled() { throw .cancelled }
+                let pmfs = try progressivePMFs(tokens, policy: policy, input: path, events: decisions.count, request: request)
+                return zip(decisions, pmfs).map { decision, pmf in
+                    decision.action - 1 < pmf.count ? pmf[decision.action - 1] / decision.probability : 0
+                }
             }
             for (index, tokens) in candidates.enumerated() {
                 let policy = request.policies[index]
                 progress("policy \(index + 1)/\(candidates.count): vw \(policy) over \(decisions.count) events")
-                let pmfs = try progressivePMFs(tokens, policy: policy, input: path, events: decisions.count, request: request)
-                let weights = zip(decisions, pmfs).map { decision, pmf in
-                    decision.action - 1 < pmf.count ? pmf[decision.action - 1] / decision.probability : 0
-                }
-                add("Policy \(index + 1)", .custom, policy, weights: weights)
+                policies.append(result("Policy \(index + 1)", .custom, policy, weights: try weights(tokens, policy: policy)))
             }
+            for (index, policy) in grid.enumerated() {
+                progress("grid \(index + 1)/\(grid.count): vw \(policy) over \(decisions.count) events")
+                let tokens = try checkedArguments(policy)
+                searched.append(result("Grid \(index + 1)", .offlineExperimentation, policy, weights: try weights(tokens, policy: policy)))
+            }
+        }
+        if var best = PolicyGrid.winner(searched, interval: request.interval) {
+            best.name = PolicyGrid.optimalName
+            policies.append(best)
         }
         return EvaluationResult(
             model: request.model, events: decisions.count, skipped: events.skipped.count, skippedReasons: Array(events.skipped.prefix(20)),
-            firstTimestamp: decisions.first?.timestamp, lastTimestamp: decisions.last?.timestamp, policies: policies
+            firstTimestamp: decisions.first?.timestamp, lastTimestamp: decisions.last?.timestamp, policies: policies,
+            interval: request.interval, grid: searched
         )
     }
 
     /// The logging policy (no weights: the plain mean of the rewards) or a reweighted estimate.
-    private static func estimate(_ rewards: [Double], _ weights: [Double]?) -> OffPolicyEstimate? {
-        if let weights { OffPolicyEstimate(rewards: rewards, weights: weights) } else { OffPolicyEstimate(loggedRewards: rewards) }
+    /// `maxWeight` bounds the weights for the empirical-Bernstein interval (the logging policy's are all 1).
+    /// `bootstrap`: the percentile-bootstrap interval too (B resamples each: only when it is the one shown).
+    private static func estimate(_ rewards: [Double], _ weights: [Double]?, maxWeight: Double, bootstrap: Bool) -> OffPolicyEstimate? {
+        if let weights {
+            OffPolicyEstimate(rewards: rewards, weights: weights, maxWeight: maxWeight, bootstrap: bootstrap)
+        } else {
+            OffPolicyEstimate(loggedRewards: rewards, bootstrap: bootstrap)
+        }
     }
 
     /// `count` events cut into at most `windows` consecutive ranges of equal size (± 1).
@@ -85,14 +103,24 @@ public enum Evaluator {
         return tokens
     }
 
-    /// The checked joined decisions in the range, in join order, and their lines for vw.
+    /// The checked joined decisions in the range, in join order (their lines for vw are in the work directory's
+    /// ``eventsFile`` when asked for).
     struct Events {
         var decisions: [TrainingInput.Decision] = []
-        var bytes: [UInt8] = []
         var skipped: [String] = []
     }
 
-    static func readEvents(_ request: EvaluationRequest) throws(EvaluationError) -> Events {
+    /// The file of the events' lines for vw, in the work directory.
+    static let eventsFile = "events.dsjson"
+
+    /// The request's work directory (created when missing).
+    static func workDirectory(_ request: EvaluationRequest) throws(EvaluationError) -> StateDirectory {
+        do { return try StateDirectory.root(request.workDirectory) } catch { throw .storage(error.message) }
+    }
+
+    /// Reads the checked joined decisions in the range; with `work`, also writes their lines to its ``eventsFile``
+    /// as they are read (1 MiB at a time), so memory holds a few numbers per event, not the events.
+    static func readEvents(_ request: EvaluationRequest, writingTo work: StateDirectory? = nil) throws(EvaluationError) -> Events {
         guard access(request.stateDirectory, F_OK) == 0 else { throw .storage("no state directory \(request.stateDirectory)") }
         let joined: StateDirectory
         do {
@@ -107,6 +135,18 @@ public enum Evaluator {
         // ADF contexts (`_multi`) unless the first file with a decision only has single-line ones.
         var grammar: VWJSONGrammar?
         var events = Events()
+        var output: Int32 = -1
+        if let work {
+            work.remove(eventsFile)
+            do { output = try work.create(eventsFile) } catch { throw .storage(error.message) }
+        }
+        defer { if output >= 0 { close(output) } }
+        var pending: [UInt8] = []
+        func write(atLeast: Int) throws(EvaluationError) {
+            guard output >= 0, pending.count >= atLeast, let work else { return }
+            do { try LoopFiles.writeAll(output, pending, path: work.path + "/" + eventsFile) } catch { throw .storage(error.message) }
+            pending.removeAll(keepingCapacity: true)
+        }
         // One file at a time: what is held is the events kept, not the whole log parsed.
         for number in Joiner.joinedNumbers(joined.list()) {
             let lines: [ArraySlice<UInt8>]
@@ -130,10 +170,14 @@ public enum Evaluator {
                           request.from.map({ time >= $0 }) ?? true, request.to.map({ time < $0 }) ?? true else { continue }
                 }
                 events.decisions.append(decision)
-                events.bytes += line
-                events.bytes.append(0x0A)
+                if output >= 0 {
+                    pending += line
+                    pending.append(0x0A)
+                    try write(atLeast: 1 << 20)
+                }
             }
         }
+        try write(atLeast: 1)
         return events
     }
 
@@ -142,7 +186,8 @@ public enum Evaluator {
                                 request: EvaluationRequest) throws(EvaluationError) -> [[Double]] {
         let arguments = request.vwCommand + ["--dsjson", "-d", input, "-p", "/dev/stdout", "--quiet"] + tokens
         let result = VWProcess.runToEnd(arguments: arguments, memoryLimit: request.memoryLimit, writableDirectory: nil,
-                                        deadline: .after(request.timeout))
+                                        deadline: .after(request.timeout), isCancelled: request.isCancelled)
+        if request.isCancelled() { throw .cancelled }
         guard result.exitStatus == 0 else {
             throw .vwFailed(policy: policy, reason: result.errorText.isEmpty ? "exit status \(result.exitStatus)" : result.errorText)
         }

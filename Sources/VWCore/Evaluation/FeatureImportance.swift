@@ -44,9 +44,10 @@ public enum FeatureImportance {
     public static func compute(
         _ request: EvaluationRequest, modelFile: String? = nil, policy: String? = nil, top: Int = 20
     ) throws(EvaluationError) -> FeatureImportanceResult {
-        let events = try Evaluator.readEvents(request)
+        let work = try Evaluator.workDirectory(request)
+        let events = try Evaluator.readEvents(request, writingTo: work)
         guard !events.decisions.isEmpty else { throw .noEvents("no joined decision in the range to read feature names from") }
-        var arguments = request.vwCommand + ["--dsjson", "-d", request.workDirectory + "/events.dsjson", "--quiet",
+        var arguments = request.vwCommand + ["--dsjson", "-d", work.path + "/" + Evaluator.eventsFile, "--quiet",
                                              "--invert_hash", request.workDirectory + "/out/readable.txt"]
         let subject: String
         if let policy {
@@ -60,8 +61,6 @@ public enum FeatureImportance {
         }
         let out: StateDirectory
         do throws(EventLogError) {
-            let work = try StateDirectory.root(request.workDirectory)
-            try work.writeAtomically(events.bytes, to: "events.dsjson")
             out = try work.directory("out")
             out.remove("readable.txt")
         } catch {

@@ -25,6 +25,18 @@ final class PersonalizerEvaluations: Sendable {
 
     /// The evaluation running per model: its id and a token no other run shares.
     private let running = Mutex<[String: (id: String, token: Int)]>([:])
+    /// The last evaluation that succeeded per model (since the start) and when it finished, for `/metrics`.
+    private let lastSucceeded = Mutex<[String: (result: EvaluationResult, finished: Double)]>([:])
+
+    /// Keeps `result` as the model's last succeeded evaluation.
+    func recordSucceeded(_ result: EvaluationResult, finished: Double) {
+        lastSucceeded.withLock { $0[result.model] = (result, finished) }
+    }
+
+    /// Each model's last succeeded evaluation, by model name.
+    func succeeded() -> [(result: EvaluationResult, finished: Double)] {
+        lastSucceeded.withLock { table in table.keys.sorted().map { table[$0]! } }
+    }
     private let nextToken = Atomic<Int>(1)
 
     /// A run's registration; false when the model runs another one.
@@ -40,10 +52,13 @@ final class PersonalizerEvaluations: Sendable {
     /// The id of the evaluation the model is running, if any.
     func runningID(model: String) -> String? { running.withLock { $0[model]?.id } }
 
-    /// Ends a run; true when it still owned its registration (it was not deleted meanwhile).
-    func finish(model: String, token: Int) -> Bool {
+    /// Ends a run; true when it still owned its registration (it was not deleted meanwhile). `whileOwned` runs first,
+    /// under the lock, only then: a result written there is on disk before the run stops counting as running, and a
+    /// `DELETE` (`cancel`) comes wholly before it (nothing written) or wholly after it (the result removed).
+    func finish(model: String, token: Int, whileOwned: () -> Void = {}) -> Bool {
         running.withLock { table in
             guard table[model]?.token == token else { return false }
+            whileOwned()
             table[model] = nil
             return true
         }
@@ -84,6 +99,8 @@ struct PersonalizerEvaluationRequest {
     let from: Int64
     let to: Int64
     let policies: [(name: String, arguments: String)]
+    /// `enablePolicyOptimization`: search `PolicyGrid` around the model's policy too.
+    let optimize: Bool
 
     init(_ value: JSONValue) throws(LoopRequestError) {
         guard case .object(let members) = value else { throw LoopRequestError("the evaluation must be a JSON object") }
@@ -109,8 +126,10 @@ struct PersonalizerEvaluationRequest {
         (startTime, from) = try time("startTime")
         (endTime, to) = try time("endTime")
         guard from < to else { throw LoopRequestError("the range is empty: \"startTime\" \(startTime) is not before \"endTime\" \(endTime)") }
-        if member("enablePolicyOptimization") == .bool(true) {
-            throw LoopRequestError("\"enablePolicyOptimization\" (a search for better learning settings) is not served by this version of vwfcgi; list the candidate settings in \"policies\"")
+        switch member("enablePolicyOptimization") {
+        case nil, .null?, .bool(false)?: optimize = false
+        case .bool(true)?: optimize = true
+        case let other?: throw LoopRequestError("\"enablePolicyOptimization\" must be a boolean, not \(other.kindName)")
         }
         var policies: [(String, String)] = []
         switch member("policies") {
@@ -171,6 +190,7 @@ extension EvaluationResult {
             writer.beginObject()
             writer.key("expectedReward"); writer.double(policy.summary.ips)
             writer.key("confidenceInterval"); interval(policy.summary.ipsInterval)
+            writer.key("bernsteinConfidenceInterval"); interval(policy.summary.ipsBernsteinInterval)
             writer.key("snips")
             if let snips = policy.summary.snips { writer.double(snips) } else { writer.raw("null".utf8) }
             writer.key("snipsConfidenceInterval"); interval(policy.summary.snipsInterval)
@@ -220,17 +240,45 @@ extension Engine {
                                            vwCommand: store.settings.vwCommand, workDirectory: "")
         evaluation.from = request.from
         evaluation.to = request.to
+        if request.optimize {
+            let base = try searchBase(model: name)
+            evaluation.optimizationBase = base
+        }
         let job = evaluation
         return try startPersonalizerJob(.evaluations, model: name, id: id, directory: directory,
                                         running: header.document(status: "Running")) { work in
             var run = job
             run.workDirectory = work.path
+            run.isCancelled = { PersonalizerJobKind.evaluations.runs.runningID(model: name) != id }
             do throws(EvaluationError) {
-                return header.document(status: "Succeeded", result: try Evaluator.run(run))
+                let result = try Evaluator.run(run)
+                if !run.isCancelled() {
+                    PersonalizerJobKind.evaluations.runs.recordSucceeded(result, finished: Double(EventLine.nowMilliseconds()) / 1000)
+                }
+                return header.document(status: "Succeeded", result: result)
             } catch {
                 return header.document(status: "Failed", description: error.reason)
             }
         }
+    }
+
+    /// The policy `enablePolicyOptimization` searches around: the model's policy (`GET …/configurations/policy`) when
+    /// it explores, else `PolicyGrid.defaultBase`.
+    private func searchBase(model name: String) throws(PredictError) -> String {
+        let policy = try? JSONParser.parse(personalizerPolicy(model: name), maxDepth: 8)
+        if let arguments = PersonalizerSettings.member("arguments", of: policy)?.stringValue,
+           let first = PolicyGrid.candidates(around: arguments).first,
+           (try? Evaluator.checkedArguments(first)) != nil {
+            return arguments
+        }
+        return PolicyGrid.defaultBase
+    }
+
+    /// Each model's last evaluation that succeeded since the start, in Prometheus' text format (`GET /metrics`);
+    /// empty without one.
+    public func evaluationMetrics() -> String {
+        let evaluations = PersonalizerJobKind.evaluations.runs.succeeded()
+        return evaluations.isEmpty ? "" : EvaluationResult.prometheusText(evaluations)
     }
 
     /// `GET …/evaluations/{id}`.
@@ -283,29 +331,41 @@ extension Engine {
                 }
             }
             directory.remove("work-\(token)", directory: true)
-            guard kind.runs.finish(model: name, token: token) else { return }
-            do throws(EventLogError) {
-                try directory.writeAtomically(bytes, to: file)
-            } catch {
-                logger.error("cannot write the job's result", metadata: ["model": "\(name)", "id": "\(id)", "error": "\(error.message)"])
+            _ = kind.runs.finish(model: name, token: token) {
+                do throws(EventLogError) {
+                    try directory.writeAtomically(bytes, to: file)
+                } catch {
+                    logger.error("cannot write the job's result", metadata: ["model": "\(name)", "id": "\(id)", "error": "\(error.message)"])
+                }
             }
         }
         return .document([])
     }
 
     /// A job's document. A `Running` one that no thread of this process runs was cut off by a restart: `Failed`.
+    /// (Read again once the run is seen not running: a run writes its result before it stops counting as running.)
     func personalizerJob(_ kind: PersonalizerJobKind, model name: String, id: String) throws(PredictError) -> EvaluationAnswer {
         let directory = try jobDirectory(kind, model: name, id: id)
-        guard let bytes = (try? directory.read(id + ".json", maxBytes: 64 << 20)) ?? nil,
-              case .object(var members)? = try? JSONParser.parse(bytes, maxDepth: 16) else {
-            return .notFound("no \(kind.noun) \(id) for model \(name)")
+        func read() -> (bytes: [UInt8], members: PersonalizerSettings.Members)? {
+            guard let bytes = (try? directory.read(id + ".json", maxBytes: 64 << 20)) ?? nil,
+                  case .object(let members)? = try? JSONParser.parse(bytes, maxDepth: 16) else { return nil }
+            return (bytes, members)
         }
-        if members.first(where: { $0.key == "status" })?.value == .string("Running"), kind.runs.runningID(model: name) != id {
+        func running(_ members: PersonalizerSettings.Members) -> Bool {
+            members.first(where: { $0.key == "status" })?.value == .string("Running")
+        }
+        guard var document = read() else { return .notFound("no \(kind.noun) \(id) for model \(name)") }
+        if running(document.members), kind.runs.runningID(model: name) != id {
+            guard let again = read() else { return .notFound("no \(kind.noun) \(id) for model \(name)") }
+            document = again
+        }
+        if running(document.members), kind.runs.runningID(model: name) != id {
+            var members = document.members
             PersonalizerSettings.set(&members, "status", .string("Failed"))
             PersonalizerSettings.set(&members, "description", .string("interrupted: the server stopped while it ran"))
             return .document(JSONValue.object(members).jsonBytes)
         }
-        return .document(bytes)
+        return .document(document.bytes)
     }
 
     /// Removes a job's document (a running job's result is dropped when it ends).
@@ -423,6 +483,7 @@ struct EvaluationHeader: Sendable {
             writer.endObject()
         }
         writer.endArray()
+        if let optimal = result?.optimalPolicy { writer.key("optimalPolicy"); writer.string(optimal.arguments) }
         if let result {
             writer.key("content")
             result.personalizerContent(policyNames: policies.map(\.name), into: &writer)

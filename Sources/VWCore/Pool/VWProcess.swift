@@ -135,7 +135,8 @@ extension VWProcess {
     /// Runs `arguments` sandboxed with no input, collecting stdout and stderr until it exits; kills its
     /// group at `deadline`. Used by the trainer, whose vw reads a file and may write in `writableDirectory`.
     public static func runToEnd(
-        arguments: [String], memoryLimit: UInt64, writableDirectory: WritableDirectory?, deadline: Deadline, maxOutput: Int = 256 << 20
+        arguments: [String], memoryLimit: UInt64, writableDirectory: WritableDirectory?, deadline: Deadline, maxOutput: Int = 256 << 20,
+        isCancelled: () -> Bool = { false }
     ) -> CompletedRun {
         let process: VWProcess
         do {
@@ -148,13 +149,14 @@ extension VWProcess {
         var errors: [UInt8] = []
         var open = [process.stdoutFD, process.stderrFD]
         var buffer = [UInt8](repeating: 0, count: 1 << 16)
-        var killed = false
+        var killed: String?
         while !open.isEmpty {
             var descriptors = open.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
-            let ready = retryingInterrupts { poll(&descriptors, nfds_t(descriptors.count), deadline.pollMilliseconds) }
-            if ready <= 0 || output.count > maxOutput {
+            // Woken at least every 250 ms to ask `isCancelled`.
+            let ready = retryingInterrupts { poll(&descriptors, nfds_t(descriptors.count), min(deadline.pollMilliseconds, 250)) }
+            if ready < 0 || (ready == 0 && deadline.hasPassed) || output.count > maxOutput || isCancelled() {
                 process.killGroup()
-                killed = true
+                killed = isCancelled() ? "vw was stopped: the run was cancelled. " : "vw was stopped at its deadline or output limit. "
                 break
             }
             for descriptor in descriptors where descriptor.revents != 0 {
@@ -175,8 +177,8 @@ extension VWProcess {
         _ = Glibc.close(process.stderrFD)
         let exited = status & 0x7f == 0
         var text = String(decoding: errors, as: UTF8.self).trimmingWhitespace()
-        if killed { text = "vw was stopped at its deadline or output limit. " + text }
-        return CompletedRun(exitStatus: killed || !exited ? -1 : (status >> 8) & 0xff, output: output, errorText: text)
+        if let killed { text = killed + text }
+        return CompletedRun(exitStatus: killed != nil || !exited ? -1 : (status >> 8) & 0xff, output: output, errorText: text)
     }
 }
 

@@ -57,7 +57,7 @@ struct Router: Sendable {
             return only(["GET", "HEAD"], request) { readyz() }
         case "/metrics":
             return only(["GET", "HEAD"], request) {
-                HTTPResponse(status: 200, contentType: "text/plain; version=0.0.4; charset=utf-8", body: metrics.exposition(engine.modelStatuses))
+                HTTPResponse(status: 200, contentType: "text/plain; version=0.0.4; charset=utf-8", body: metrics.exposition(engine.modelStatuses) + Array(engine.evaluationMetrics().utf8))
             }
         case "/v1/models", "/v1/models/":
             return only(["GET", "HEAD"], request) { .json(StatusDocument.list(engine.modelStatuses, engines: { engine.engineStatus($0) })) }
