@@ -5,6 +5,7 @@ import Testing
 
 private let adf = VWJSONGrammar(isADF: true)
 private let single = VWJSONGrammar(isADF: false)
+private let ccb = VWJSONGrammar(isADF: true, isCCB: true)
 
 private func canonical(_ grammar: VWJSONGrammar, _ text: String, tag: String = "") throws -> String {
     try grammar.parse(bytes: Array(text.utf8)).canonicalText(serverTag: tag)
@@ -57,7 +58,51 @@ private func problem(_ grammar: VWJSONGrammar, _ text: String) -> ExampleProblem
         #expect(VWJSONGrammar(family: .cbADF)?.isADF == true)
         #expect(VWJSONGrammar(family: .simple)?.isADF == false)
         #expect(VWJSONGrammar(family: .contextualBandit)?.isADF == false)
-        #expect(VWJSONGrammar(family: .csoaaLDF) == nil && VWJSONGrammar(family: .ccb) == nil && VWJSONGrammar(family: .slates) == nil)
+        #expect(VWJSONGrammar(family: .csoaaLDF) == nil && VWJSONGrammar(family: .slates) == nil)
+        #expect(VWJSONGrammar(family: .ccb)?.isCCB == true && VWJSONGrammar(family: .ccb)?.isADF == true)
+        #expect(VWJSONGrammar(family: .cbADF)?.isCCB == false)
+    }
+
+    @Test func ccbSlotsAreKeptWithTheirIdTagAndIncludedActions() throws {
+        let example = try ccb.parse(bytes: Array(#"{"FromUrl":[{"U":{"t":"a"}}],"_multi":[{"_tag":"x","j":[{"C":1}]},{"_tag":"y"},{}],"_slots":[{"_id":"top","_tag":"seed=e_0","sj":[{"pos":"t"}]},{"_id":7,"_inc":[2,0],"_label_cost":1,"sj":[]}]}"#.utf8))
+        // The untagged slot gets the seed derived from the object as written without it (CanonicalSeed).
+        let unseeded = #"{"FromUrl":[{"U":{"t":"a"}}],"_multi":[{"_tag":"x","j":[{"C":1}]},{"_tag":"y"},{}],"_slots":[{"_id":"top","_tag":"seed=e_0","sj":[{"pos":"t"}]},{"_id":7,"_inc":[2,0],"sj":[]}]}"#
+        let hex = String(CanonicalSeed.digest(Array(unseeded.utf8)), radix: 16)
+        let seed = "seed=" + String(repeating: "0", count: 16 - hex.count) + hex + "_1"
+        #expect(example.canonicalText() == unseeded.replacing(#"{"_id":7,"#, with: #"{"_tag":"\#(seed)","_id":7,"#) + "\n")
+        #expect(example.actions == 3 && example.slots == 2 && example.answerLines == 2 && example.lineCount == 6)
+        #expect(example.endsWithBlankLine && !example.answersCarryTags)
+        #expect(example.includedActions == [nil, [0, 2]])
+    }
+
+    @Test(arguments: [
+        (#"{"_multi":[{}]}"#, "needs \"_slots\""),
+        (#"{"_slots":[{}],"_multi":[{}]}"#, "right after \"_multi\""),
+        (#"{"_multi":[{}],"_slots":[]}"#, "is empty"),
+        (#"{"_multi":[{}],"_slots":[1]}"#, "slot object"),
+        (#"{"_multi":[{}],"_slots":[{}],"x":1}"#, "last member"),
+        (#"{"_multi":[{}],"_slots":[{}],"_slots":[{}]}"#, "last member"),
+        (#"{"_multi":[{}],"_slots":[{"_inc":[1]}]}"#, "action indices are 0..<1"),
+        (#"{"_multi":[{},{}],"_slots":[{"_inc":[1,1]}]}"#, "twice"),
+        (#"{"_multi":[{},{}],"_slots":[{"_inc":[]}]}"#, "non-empty"),
+        (#"{"_multi":[{},{}],"_slots":[{"_inc":[-1]}]}"#, "action indices"),
+        (#"{"_multi":[{},{}],"_slots":[{},{"_inc":[0]}]}"#, "slot k needs more than k actions"),
+        (#"{"_multi":[{}],"_slots":[{},{}]}"#, "slot k needs more than k actions"),
+        (#"{"_multi":[{}],"_slots":[{"_id":{"a":1}}]}"#, "\"_id\" is a string"),
+        (#"{"_multi":[{}],"_slots":[{"_tag":"save_x"}]}"#, "seed of its draw"),
+        (#"{"_multi":[{}],"_slots":[{"_tag":"seed="}]}"#, "seed of its draw"),
+        (#"{"_multi":[{}],"_slots":[{"_tag":1}]}"#, "is a string"),
+        (#"{"_multi":[{}],"_slots":[{"_a":[0],"_p":[1]}]}"#, "unsupported key"),
+        (#"{"_multi":[{}],"_slots":[{"_multi":[{}]}]}"#, "top level"),
+        (#"{"_multi":[{"_id":"a"}],"_slots":[{}]}"#, "unsupported key"),
+    ])
+    func ccbRejections(input: String, reason: String) {
+        let found = problem(ccb, input)
+        #expect(found?.reason.contains(reason) == true, "\(input): \(found?.reason ?? "accepted")")
+    }
+
+    @Test func slotsAreForCCBModelsOnly() {
+        #expect(problem(adf, #"{"_multi":[{}],"_slots":[{}]}"#)?.reason.contains("ccb models") == true)
     }
 
     @Test func featureCounts() throws {
@@ -97,15 +142,15 @@ private func problem(_ grammar: VWJSONGrammar, _ text: String) -> ExampleProblem
         (true, #"{"_multi":[{}],"_text":"a"}"#, VWJSONGrammar.afterMulti),
         (true, #"{"_multi":[{}],"_tag":"t","_label_cost":1,"_labelIndex":0}"#, nil),
         (true, #"{"_comment":"x","_multi":[{}]}"#, .invalidInstance("unsupported key \"_comment\" (VW skips or reads specially keys starting with '_')")),
-        (false, #"{"_slots":[]}"#, .invalidInstance("unsupported key \"_slots\" (VW skips or reads specially keys starting with '_')")),
+        (false, #"{"_slots":[]}"#, .invalidStructure("\"_slots\" is for ccb models (--ccb_explore_adf) only")),
         (false, #"{"_labelx":1}"#, .invalidInstance("unsupported key \"_labelx\" (VW skips or reads specially keys starting with '_')")),
         (false, #"{"_label":{"Label":1,"initial":0.5}}"#, .invalidLabel("a label's initial value changes the prediction; send it as a feature instead")),
         (false, #"{"_label_Initial":0.5}"#, .invalidLabel("a label's initial value changes the prediction; send it as a feature instead")),
         (false, #"{"_label":"1 1 0.5"}"#, .invalidLabel("a label's initial value changes the prediction; send it as a feature instead")),
         (false, #"{"_label":[1]}"#, .invalidLabel("\"_label\" is not an array")),
         (true, #"{"_multi":[{"_tag":"x"}]}"#, nil),
-        (true, #"{"_multi":[{"_TAG":"x"}]}"#, .invalidInstance("\"_tag\" belongs at the top level of the example or of an action (as \"_tag\")")),
-        (true, #"{"_multi":[{"A":{"_tag":"x"}}]}"#, .invalidInstance("\"_tag\" belongs at the top level of the example or of an action (as \"_tag\")")),
+        (true, #"{"_multi":[{"_TAG":"x"}]}"#, .invalidInstance("\"_tag\" belongs at the top level of the example or of an action or slot (as \"_tag\")")),
+        (true, #"{"_multi":[{"A":{"_tag":"x"}}]}"#, .invalidInstance("\"_tag\" belongs at the top level of the example or of an action or slot (as \"_tag\")")),
         (true, #"{"_multi":[{"_tag":1}]}"#, .invalidInstance("\"_tag\" is a string, not a number")),
         (true, #"{"_multi":[{"_tag":"save_x.vw"}]}"#, .saveTag),
         (false, #"{"_tag":1}"#, .invalidInstance("\"_tag\" is a string, not a number")),

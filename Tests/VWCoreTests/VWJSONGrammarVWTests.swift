@@ -258,4 +258,64 @@ struct VWJSONGrammarVWTests {
         let accepted = try fixed.map { Accepted(client: $0, example: try grammar.parse(bytes: Array($0.utf8))) }
         try check(accepted, model: path, isADF: false, blankAfterAnswer: true)
     }
+
+    /// A `--ccb_explore_adf` model: every accepted example (written with a server tag on the shared object) gets one
+    /// line per slot and a blank line, exactly as vw answers the client's bytes; with `seed=` tags on the slots the
+    /// answers are the same in a fresh process and after other examples (vw draws each slot from its tag).
+    @Test func ccbModelTrainedFromDSJSON() throws {
+        let path = "/tmp/vwfcgi-vwjson-\(getpid())-ccb.vw"
+        defer { unlink(path) }
+        var log = ""
+        var random = SplitMix(state: 7)
+        let actions = #""_multi":[{"_tag":"a","j":[{"C":{"t":"a"}}]},{"_tag":"b","j":[{"C":{"t":"b"}}]},{"_tag":"c","j":[{"C":{"t":"c"}}]}]"#
+        for index in 0..<200 {
+            let user = ["u", "v"][random.below(2)]
+            let first = random.below(3)
+            let second = (first + 1 + random.below(2)) % 3
+            let slots = #""_slots":[{"_id":"top","sj":[{"P":{"p":"t"}}]},{"_id":"side","sj":[{"P":{"p":"s"}}]}]"#
+            let top = #"{"_id":"top","_label_cost":\#(user == "u" && first == 0 ? -1 : 0),"_a":[\#(first)],"_p":[0.33]}"#
+            let side = #"{"_id":"side","_label_cost":\#(second == 2 ? -1 : 0),"_a":[\#(second)],"_p":[0.5]}"#
+            log += #"{"EventId":"t\#(index)","Version":"1","c":{"FromUrl":[{"U":{"id":"\#(user)"}}],\#(actions),\#(slots)},"_outcomes":[\#(top),\#(side)]}"# + "\n"
+        }
+        let trained = train(["--dsjson", "--ccb_explore_adf", "--epsilon", "0.3", "-q", "UC"], data: log, to: path)
+        try #require(trained.status == "exited with code 0", "training: \(trained.status)")
+        let grammar = try #require(VWJSONGrammar(family: .ccb))
+        let clients = [
+            #"{"FromUrl":[{"U":{"id":"u"}}],\#(actions),"_slots":[{"_id":"top","_tag":"seed=e1_0","sj":[{"P":{"p":"t"}}]},{"_id":"side","_tag":"seed=e1_1","sj":[{"P":{"p":"s"}}]}]}"#,
+            #"{"FromUrl":[{"U":{"id":"v"}}],\#(actions),"_slots":[{"_id":"top","_tag":"seed=e2_0","_inc":[1,2]},{"_id":7,"_tag":"seed=e2_1","_inc":[0,1]}]}"#,
+            #"{"_tag":"client","FromUrl":[{"U":{"id":"u"}}],\#(actions),"_slots":[{"_tag":"seed=e3_0"},{"_tag":"seed=e3_1"},{"_tag":"seed=e3_2","_label_cost":1}]}"#,
+            #"{"FromUrl":[{"U":{"id":"v"}}],\#(actions),"_slots":[{"_id":"only","_tag":"seed=e4_0","_inc":[2]}]}"#,
+            // Without tags: seeds derived from the example (the client's bytes are drawn from vw's random state).
+            #"{"FromUrl":[{"U":{"id":"u"}}],\#(actions),"_slots":[{"_id":"top"},{"_id":"side"}]}"#,
+        ]
+        let examples = try clients.map { try grammar.parse(bytes: Array($0.utf8)) }
+        #expect(examples.map(\.answerLines) == [2, 2, 3, 1, 2])
+        let serve = VWProcess.arguments(command: [vwPath], modelPath: path, extraArguments: ["--json"])
+        // The answers: one group of lines per example, each ended by a blank line.
+        func groups(_ output: String) -> [[Substring]] {
+            var result: [[Substring]] = [[]]
+            for line in output.split(separator: "\n", omittingEmptySubsequences: false).dropLast() {
+                if line.isEmpty { result.append([]) } else { result[result.count - 1].append(line) }
+            }
+            return Array(result.dropLast())
+        }
+        var canonical: [UInt8] = []
+        for (number, example) in examples.enumerated() { example.write(serverTag: Array("s\(number)".utf8), into: &canonical) }
+        let served = try runSandboxed(serve, input: canonical)
+        try #require(served.status == "exited with code 0", "vw on canonical lines: \(served.status)")
+        let ours = groups(served.output)
+        #expect(ours.map(\.count) == examples.map(\.answerLines), "\(served.output)")
+        // The client's bytes (without the slot label vw would read as an outcome) answer the same.
+        let raw = clients.prefix(4).map { $0.replacing(#","_label_cost":1"#, with: "") }.joined(separator: "\n") + "\n"
+        let direct = try runSandboxed(serve, input: Array(raw.utf8))
+        #expect(groups(direct.output) == Array(ours.prefix(4)), "\(direct.output) vs \(served.output)")
+        // Seeded: the last example alone, in a fresh process, and the whole batch twice in one process.
+        var again: [UInt8] = []
+        for _ in 0..<2 { for example in examples { example.write(serverTag: [], into: &again) } }
+        let twice = groups(try runSandboxed(serve, input: again).output)
+        #expect(Array(twice.prefix(5)) == ours && Array(twice.suffix(5)) == ours)
+        // Slot 1 of example 1 is offered actions 0 and 1 only, and never the action slot 0 took.
+        #expect(ours[1][1].split(separator: ",").allSatisfy { ["0", "1"].contains($0.split(separator: ":")[0]) })
+        #expect(ours[1][1].split(separator: ",").first?.split(separator: ":").first != ours[1][0].split(separator: ",").first?.split(separator: ":").first)
+    }
 }

@@ -129,11 +129,15 @@ def _train_ranker(models: Path, work: Path) -> None:
                     "-d", str(log), "-f", str(models / "ranker.vw"), "--quiet"],
                    check=True, timeout=120, stdin=subprocess.DEVNULL)
     (models / "ranker.json").write_text(json.dumps({"input": "vw_json", "loop": {"reward_wait": "1s"}}) + "\n")
+    # A multislot (--ccb_explore_adf) loop model, untrained.
+    subprocess.run([REFERENCE_VW, "--ccb_explore_adf", "--json", "-d", "/dev/null", "-f", str(models / "slotter.vw"), "--quiet"],
+                   check=True, timeout=120, stdin=subprocess.DEVNULL)
+    (models / "slotter.json").write_text(json.dumps({"input": "vw_json", "loop": {"reward_wait": "1s"}}) + "\n")
 
 
 @pytest.fixture(scope="module")
 def openapi_stack(model_dir, tmp_path_factory):
-    """The models the document's examples name: logistic, oaa, cb (conftest), ranker, learner."""
+    """The models the document's examples name: logistic, oaa, cb (conftest), ranker, slotter, learner."""
     models = tmp_path_factory.mktemp("openapi-models")
     for name in ("logistic", "oaa", "cb"):
         for suffix in (".vw", ".json"):

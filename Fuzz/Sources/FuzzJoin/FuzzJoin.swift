@@ -87,10 +87,17 @@ struct Acknowledged {
             EventLine.learn(eventId: "ack.learn", example: "1 | x:1", timestampMilliseconds: 1_764_530_486_000),
             decision("ack.low-probability", probabilities: [0.00001, 0.5, 0.49999]),
             EventLine.activation(eventId: "ack.plain", timestampMilliseconds: 1_764_530_487_000),
+            // A multislot decision, one slot's reward before it and one after (waiting under their slot's key).
+            EventLine.slotReward(eventId: "ack.multislot", slotId: "top", value: 1, timestampMilliseconds: 1_764_530_483_000),
+            EventLine.slotsDecision(eventId: "ack.multislot", timestampMilliseconds: 1_764_530_483_000,
+                                    slots: [(id: "top", actions: [1, 0], probabilities: [0.9, 0.1]), (id: "side", actions: [0], probabilities: [1])],
+                                    context: Array(#"{"U":{"id":"u"},"_multi":[{"A":{"t":"a"}},{"A":{"t":"b"}}],"_slots":[{"_id":"top"},{"_id":"side"}]}"#.utf8),
+                                    modelVersion: "v1"),
+            EventLine.slotReward(eventId: "ack.multislot", slotId: "side", value: 0.5, timestampMilliseconds: 1_764_530_484_000),
         ]
         segment = lines.flatMap { $0 + [0x0A] }
         mustJoin = ["ack.plain", "ack.rewarded", "ack.reward-first", "ack.deferred-activated", "ack.deferred-rewarded", "ack.learn",
-                    "ack.low-probability"]
+                    "ack.low-probability", "ack.multislot"]
         mayJoin = ["ack.deferred-never"]
     }
 }

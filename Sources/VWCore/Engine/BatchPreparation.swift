@@ -43,6 +43,17 @@ struct BatchPreparation {
         return example
     }
 
+    /// The one context of a decision (`:rank`, a Personalizer rank), checked by `grammar`; its problem is named as the
+    /// context's (it is not an instance of a list).
+    mutating func append(context: JSONValue, grammar: VWJSONGrammar) throws(PredictError) -> VWJSONExample {
+        do throws(PredictError) {
+            return try append(json: { () throws(ExampleProblem) in try grammar.parse(context) }, index: 0)
+        } catch {
+            if case .invalidExample(let invalid) = error { throw .invalidRequest("context: \(invalid.problem.reason)") }
+            throw error
+        }
+    }
+
     /// Example `index` of a `:learn` request, one line of VW text: parsed by `grammar` (labels kept, and required),
     /// refused when `check` names a problem with its canonical form (the loop's bounds), counted against the same
     /// feature budget; returned in canonical form (without its newline) for the event log.

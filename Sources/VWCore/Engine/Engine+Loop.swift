@@ -15,18 +15,14 @@ extension Engine {
             guard let grammar = version.jsonGrammar else {
                 throw .invalidRequest("model '\(name)' takes VW text; :rank needs a model whose .json says \"input\": \"vw_json\"")
             }
+            guard !grammar.isCCB else {
+                throw .invalidRequest("model '\(name)' is a --ccb_explore_adf model: it ranks the slots of an event with …/personalizer/multislot/rank")
+            }
             guard version.predictionKind == .actionProbabilities else {
                 throw .invalidRequest("model '\(name)' does not print action probabilities (:rank needs --cb_explore_adf or kin)")
             }
             var batch = BatchPreparation(for: version, settings: store.settings)
-            let example: VWJSONExample
-            do throws(PredictError) {
-                example = try batch.append(json: { () throws(ExampleProblem) in try grammar.parse(request.context) }, index: 0)
-            } catch {
-                // The context is one object, not an instance of a list: its problem is named as such.
-                if case .invalidExample(let invalid) = error { throw .invalidRequest("context: \(invalid.problem.reason)") }
-                throw error
-            }
+            let example = try batch.append(context: request.context, grammar: grammar)
             let answer = try send(batch.finish(), to: version, deadline: deadline)
             let line = Substring(String(decoding: answer.raw[answer.answers[0]], as: UTF8.self))
             guard case .actions(let ranking, _) = PredictionParser(kind: .actionProbabilities).parse(answer: line, tag: ""),
@@ -63,7 +59,7 @@ extension Engine {
 
     /// `POST /v1/models/<name>:reward`: the rewards on disk; returns how many were accepted.
     public func reward(model name: String, body: [UInt8], cache: inout ModelStore.ReaderCache) throws(PredictError) -> Int {
-        let config = try loopConfig(of: name, cache: &cache)
+        let config = try loopConfig(of: name, cache: &cache, rewards: .event)
         let rewards: [RewardEvent]
         do throws(LoopRequestError) {
             rewards = try LoopRequests.rewards(body, maxDepth: maxJSONDepth)
@@ -75,7 +71,7 @@ extension Engine {
 
     /// Rewards already decoded (a Personalizer reward, SPEC §9): checked against the reward range, then on disk.
     public func reward(model name: String, rewards: [RewardEvent], cache: inout ModelStore.ReaderCache) throws(PredictError) -> Int {
-        try reward(model: name, rewards: rewards, config: loopConfig(of: name, cache: &cache))
+        try reward(model: name, rewards: rewards, config: loopConfig(of: name, cache: &cache, rewards: .event))
     }
 
     private func reward(model name: String, rewards: [RewardEvent], config: LoopConfig?) throws(PredictError) -> Int {
@@ -209,14 +205,36 @@ extension Engine {
     }
 
     /// The loop settings of the serving version's .json, or the defaults when it has none (nil for a model not serving yet);
-    /// throws only for a model not in the directory. One lookup per request, taken before the body is read.
-    private func loopConfig(of name: String, cache: inout ModelStore.ReaderCache) throws(PredictError) -> LoopConfig? {
+    /// throws for a model not in the directory (and a reward of the wrong kind). One lookup per request, taken before
+    /// the body is read.
+    ///
+    /// `rewards` refuses rewards of the other kind than the serving model takes: a `--ccb_explore_adf` model's name
+    /// their slot, any other model's name only their event (a reward of the wrong kind would never be joined).
+    func loopConfig(of name: String, cache: inout ModelStore.ReaderCache, rewards: RewardKind? = nil) throws(PredictError) -> LoopConfig? {
         do throws(PredictError) {
-            return try store.withServingVersion(of: name, cache: &cache) { version throws(PredictError) in version.loop ?? LoopConfig() }
+            return try store.withServingVersion(of: name, cache: &cache) { version throws(PredictError) in
+                let slotted = version.jsonGrammar?.isCCB == true
+                switch rewards {
+                case .event? where slotted:
+                    throw .invalidRequest("model '\(name)' is a --ccb_explore_adf model: its rewards name their slot (…/personalizer/multislot/events/{eventId}/reward)")
+                case .slot? where !slotted:
+                    throw .invalidRequest("model '\(name)' is not a --ccb_explore_adf model whose .json says \"input\": \"vw_json\" (multislot rewards need one)")
+                default:
+                    return version.loop ?? LoopConfig()
+                }
+            }
         } catch {
-            if case .modelNotFound = error { throw error }
-            return nil
+            switch error {
+            case .modelNotFound, .invalidRequest: throw error
+            default: return nil
+            }
         }
+    }
+
+    /// What a reward names: its event (`:reward`, Personalizer's reward), or one slot of its event (multislot).
+    enum RewardKind {
+        case event
+        case slot
     }
 
     private func append(_ lines: [[UInt8]], kind: LoopMetrics.Kind, rewardSum: Double, model name: String,

@@ -176,15 +176,34 @@ public final class Joiner {
     // MARK: - Events
 
     private func absorb(_ record: LogRecord, now: Int64, into result: inout JoinStep) {
-        let key = EventKey(record.eventId)
-        if recovered.contains(key) { return }
         let value = record.value
+        // A multislot reward (`"Index"`: its slot id) waits under its slot's key until its decision is joined.
+        let slot: String? = value[member: "c"] == nil ? value[member: "Index"]?.stringValue : nil
+        let key = slot.map { Self.slotKey(eventID: record.eventId, slot: $0) } ?? EventKey(record.eventId)
+        if recovered.contains(key) { return }
         func skip(_ why: String, _ kind: SkipReason) {
             result.skipped.append(SkippedLine(segment: record.segment, offset: record.offset, length: record.line.count, reason: why, kind: kind))
         }
+        if let slot {
+            guard let rewardValue = value[member: "v"], let text = rewardValue.numberText, let number = Double(text), number.isFinite else {
+                return skip("slot reward \"v\" is not a finite number", .reward)
+            }
+            result.rewardsRead += 1
+            var orphan = state.orphans[key] ?? newOrphan(key, now: now)
+            orphan.rewards.add(min(max(number, settings.rewardRange.lowerBound), settings.rewardRange.upperBound))
+            state.orphans[key] = orphan
+            touched.insert(key)
+            // Like any reward, it activates its (deferred) decision.
+            activation(EventKey(record.eventId), now: now)
+            return
+        }
         if value[member: "c"] != nil {
             guard EventID(record.eventId) != nil else { return skip("decision with an invalid event id", .decision) }
-            if case .failure(let problem) = LoggedDecision.check(value) { return skip(problem.why, .decision) }
+            if value[member: "_outcomes"] != nil {
+                if case .failure(let problem) = LoggedSlotsDecision.check(value) { return skip(problem.why, .decision) }
+            } else if case .failure(let problem) = LoggedDecision.check(value) {
+                return skip(problem.why, .decision)
+            }
             if state.pending[key] != nil {
                 result.duplicateDecisions += 1
                 return
@@ -232,18 +251,23 @@ public final class Joiner {
             state.nextOrder += 1
         } else if value[member: "ActionTaken"] == .bool(true) {
             result.activationsRead += 1
-            if var decision = state.pending[key] {
-                activate(&decision, key: key, now: now)
-                state.pending[key] = decision
-            } else {
-                var orphan = state.orphans[key] ?? newOrphan(key, now: now)
-                if orphan.activated == nil { orphan.activated = now }
-                state.orphans[key] = orphan
-            }
-            touched.insert(key)
+            activation(key, now: now)
         } else {
             skip("neither a decision, a reward, an activation nor a :learn line", .invalid)
         }
+    }
+
+    /// An activation of `key`'s decision: now if it is pending, else remembered for it as an orphan.
+    private func activation(_ key: EventKey, now: Int64) {
+        if var decision = state.pending[key] {
+            activate(&decision, key: key, now: now)
+            state.pending[key] = decision
+        } else {
+            var orphan = state.orphans[key] ?? newOrphan(key, now: now)
+            if orphan.activated == nil { orphan.activated = now }
+            state.orphans[key] = orphan
+        }
+        touched.insert(key)
     }
 
     private func newOrphan(_ key: EventKey, now: Int64) -> OrphanEvent {
@@ -325,6 +349,10 @@ public final class Joiner {
             bytes.append(0x0A)
             return .learn(id: id)
         }
+        if value[member: "_outcomes"] != nil {
+            guard case .success(let logged) = LoggedSlotsDecision.check(value) else { return skip("the logged decision changed since it was read") }
+            return slotsJoinedLine(id: id, value: value, logged: logged, into: &bytes, result: &result)
+        }
         guard case .success(let logged) = LoggedDecision.check(value) else { return skip("the logged decision changed since it was read") }
         let reward = decision.rewards.value(settings.aggregation, range: settings.rewardRange, fallback: settings.defaultReward)
         var writer = JSONWriter(capacity: line.count + 160)
@@ -355,6 +383,62 @@ public final class Joiner {
         bytes += writer.bytes
         bytes.append(0x0A)
         return .decision(id: id, reward: reward)
+    }
+
+    /// The key a multislot reward waits under: its event id and slot id (`/` is in no event id).
+    static func slotKey(eventID: String, slot: String) -> EventKey {
+        EventKey(eventID + "/" + slot)
+    }
+
+    /// A multislot decision's joined line, in VW's ccb dsjson form: each slot's outcome gets `_label_cost` = -(its
+    /// rewards aggregated and clipped, or the default reward), `_o` its rewards; `_p[0]` below `min_probability` is
+    /// written as it. The slot rewards are taken out of the orphans they waited in. Returns the event's reward: the
+    /// average over its slots.
+    private func slotsJoinedLine(id: String, value: JSONValue, logged: LoggedSlotsDecision, into bytes: inout [UInt8],
+                                 result: inout JoinStep) -> Joined {
+        var writer = JSONWriter(capacity: 256 + logged.slots.count * 96)
+        writer.beginObject()
+        if case .string? = value[member: "Timestamp"] { writer.key("Timestamp"); writer.value(value[member: "Timestamp"]!) }
+        writer.key("Version")
+        if case .string? = value[member: "Version"] { writer.value(value[member: "Version"]!) } else { writer.string("1") }
+        writer.key("EventId"); writer.string(id)
+        writer.key("c"); writer.value(logged.context)
+        writer.key("_outcomes")
+        writer.beginArray()
+        var total = 0.0
+        for slot in logged.slots {
+            let key = Self.slotKey(eventID: id, slot: slot.id)
+            let rewards = state.orphans.removeValue(forKey: key)?.rewards ?? RewardTally()
+            touched.insert(key)
+            let reward = rewards.value(settings.aggregation, range: settings.rewardRange, fallback: settings.defaultReward)
+            total += reward
+            writer.beginObject()
+            writer.key("_id"); writer.string(slot.id)
+            writer.key("_label_cost"); writer.double(0 - reward)
+            writer.key("_a"); writer.beginArray(); for action in slot.actions { writer.int(action) }; writer.endArray()
+            writer.key("_p")
+            writer.beginArray()
+            for (index, p) in slot.probabilityTexts.enumerated() {
+                if index == 0 && slot.probabilities[0] < settings.minProbability {
+                    writer.double(settings.minProbability)
+                    result.clippedProbabilities += 1
+                } else {
+                    writer.raw(p.utf8)
+                }
+            }
+            writer.endArray()
+            writer.key("_o")
+            writer.beginArray()
+            for r in rewards.listed { writer.beginObject(); writer.key("v"); writer.double(r); writer.endObject() }
+            writer.endArray()
+            writer.endObject()
+        }
+        writer.endArray()
+        if let state = logged.state { writer.key("VWState"); writer.value(state) }
+        writer.endObject()
+        bytes += writer.bytes
+        bytes.append(0x0A)
+        return .decision(id: id, reward: total / Double(logged.slots.count))
     }
 
     static func milliseconds(_ duration: Duration) -> Int64 {
@@ -500,6 +584,14 @@ public final class Joiner {
                 state.orphans[key] = nil
                 state.joined += 1
                 touched.insert(key)
+                // A multislot decision's slot rewards were joined with it.
+                for outcome in value[member: "_outcomes"]?.arrayValue ?? [] {
+                    guard let slot = outcome[member: "_id"]?.stringValue else { continue }
+                    let slotKey = Self.slotKey(eventID: id, slot: slot)
+                    recovered.insert(slotKey)
+                    state.orphans[slotKey] = nil
+                    touched.insert(slotKey)
+                }
             }
             state.nextFile = number + 1
         }
@@ -558,5 +650,80 @@ struct LoggedDecision {
         }
         return .success(LoggedDecision(actions: a, probabilities: p, context: context, state: state, chosen: ids[0], actionIDs: ids,
                                        chosenProbability: values[0], chosenProbabilityText: texts[0]))
+    }
+}
+
+/// A logged multislot (`--ccb_explore_adf`) decision, checked (SPEC §8.9): `_outcomes` one object per slot,
+/// `{"_id": <slot id>, "_a": [distinct 0-based action indices], "_p": [as many probabilities in [0, 1] summing to
+/// 1 ± 1e-3, the first above 0]}` (the joined line adds `_label_cost` and `_o`), the slot ids distinct, no action
+/// chosen by two slots; `c` an object; `VWState` absent or `{"m": "<version>"}`.
+struct LoggedSlotsDecision {
+    struct Slot {
+        let id: String
+        let actions: [Int]
+        let probabilities: [Double]
+        let probabilityTexts: [String]
+    }
+
+    let slots: [Slot]
+    let context: JSONValue
+    let state: JSONValue?
+
+    typealias Problem = LoggedDecision.Problem
+
+    /// `joined`: the members of a joined line's outcome are allowed too (`_label_cost`, `_o`).
+    static func check(_ value: JSONValue, joined: Bool = false) -> Result<LoggedSlotsDecision, Problem> {
+        guard let outcomes = value[member: "_outcomes"]?.arrayValue, !outcomes.isEmpty, outcomes.count <= 1 << 12 else {
+            return .failure(Problem(why: "multislot decision without a non-empty \"_outcomes\" list"))
+        }
+        var slots: [Slot] = []
+        var ids = Set<String>()
+        var chosen = Set<Int>()
+        let allowed: Set<String> = joined ? ["_id", "_a", "_p", "_label_cost", "_o"] : ["_id", "_a", "_p"]
+        for (index, outcome) in outcomes.enumerated() {
+            guard case .object(let fields) = outcome, fields.allSatisfy({ allowed.contains($0.key) }),
+                  Set(fields.map(\.key)).count == fields.count else {
+                return .failure(Problem(why: "outcome \(index) is not {\(allowed.sorted().joined(separator: ", "))}"))
+            }
+            guard let id = outcome[member: "_id"]?.stringValue, ids.insert(id).inserted else {
+                return .failure(Problem(why: "outcome \(index) has no \"_id\" string, or one an earlier slot has"))
+            }
+            guard let a = outcome[member: "_a"]?.arrayValue, let p = outcome[member: "_p"]?.arrayValue, !a.isEmpty, a.count == p.count,
+                  a.count <= 1 << 16 else {
+                return .failure(Problem(why: "outcome \(index) without valid \"_a\" and \"_p\" (as many of each, at least one)"))
+            }
+            var actions: [Int] = []
+            for action in a {
+                guard let number = action.numberText.flatMap({ Int($0) }), number >= 0, number < 1 << 16, !actions.contains(number) else {
+                    return .failure(Problem(why: "outcome \(index) \"_a\" is not distinct action indices ≥ 0"))
+                }
+                actions.append(number)
+            }
+            guard chosen.insert(actions[0]).inserted else {
+                return .failure(Problem(why: "outcome \(index) chose action \(actions[0]), which an earlier slot took"))
+            }
+            var values: [Double] = []
+            var texts: [String] = []
+            for probability in p {
+                guard let text = probability.numberText, let d = Double(text), d.isFinite, d >= 0, d <= 1 else {
+                    return .failure(Problem(why: "outcome \(index) \"_p\" is not probabilities in [0, 1]"))
+                }
+                values.append(d)
+                texts.append(text)
+            }
+            guard values[0] > 0 else { return .failure(Problem(why: "outcome \(index): the chosen action has probability 0")) }
+            // A joined line's first probability may have been raised to min_probability (checked by the trainer).
+            let sum = values.reduce(0, +)
+            guard joined || abs(sum - 1) <= 1e-3 else { return .failure(Problem(why: "outcome \(index) \"_p\" sums to \(sum), not 1")) }
+            slots.append(Slot(id: id, actions: actions, probabilities: values, probabilityTexts: texts))
+        }
+        guard let context = value[member: "c"], case .object = context else { return .failure(Problem(why: "decision \"c\" is not an object")) }
+        let state = value[member: "VWState"]
+        if let state {
+            guard case .object(let fields) = state, fields.count == 1, fields[0].key == "m", fields[0].value.stringValue != nil else {
+                return .failure(Problem(why: "decision \"VWState\" is not {\"m\": version}"))
+            }
+        }
+        return .success(LoggedSlotsDecision(slots: slots, context: context, state: state))
     }
 }

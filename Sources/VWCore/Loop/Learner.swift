@@ -261,10 +261,16 @@ final class Learner: @unchecked Sendable {
         var sample: [UInt8] = []
         var sampled: [TrainingInput.Decision] = []
         var index = 0
+        // The decisions of each sampled line (a multislot line has one per slot, as vw prints one PMF per slot).
+        var cursor = 0
         while index < lines.count {
             sample += lines[index]
             sample.append(0x0A)
-            if index < checked.decisions.count { sampled.append(checked.decisions[index]) }
+            while cursor < checked.decisions.count && checked.decisions[cursor].line < index { cursor += 1 }
+            while cursor < checked.decisions.count && checked.decisions[cursor].line == index {
+                sampled.append(checked.decisions[cursor])
+                cursor += 1
+            }
             index += stride
         }
         let actionProbabilities = serving.predictionKind == .actionProbabilities

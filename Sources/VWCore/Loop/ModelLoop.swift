@@ -22,6 +22,8 @@ public final class ModelLoop: Sendable {
     let rewards = Atomic<Int>(0)
     let activations = Atomic<Int>(0)
     let learns = Atomic<Int>(0)
+    /// The slots of this instance's recent multislot decisions (SPEC §9), to check the slot ids of their rewards.
+    let recentSlots = RecentSlotDecisions()
     private let sums = Mutex(Sums())
     /// What `GET …/loop` shows of the join, published after each step (never read under the joiner's lock,
     /// which is held across file I/O).

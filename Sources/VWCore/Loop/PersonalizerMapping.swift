@@ -15,27 +15,10 @@ public struct PersonalizerRankRequest: Sendable {
     public static let maxIDLength = 256
 
     public init(_ body: [UInt8], maxDepth: Int) throws(LoopRequestError) {
-        let members = try LoopRequests.object(body, maxDepth: maxDepth)
-        let known = ["contextFeatures", "actions", "excludedActions", "eventId", "deferActivation"]
-        for (key, _) in members where !known.contains(key) {
-            throw LoopRequestError("unknown member \"\(key)\" (known: \(known.joined(separator: ", ")))")
-        }
+        let members = try Self.object(body, known: ["contextFeatures", "actions", "excludedActions", "eventId", "deferActivation"],
+                                      maxDepth: maxDepth)
         let contextFeatures = try Self.featureObjects(LoopRequests.member("contextFeatures", of: members), what: "contextFeatures")
-        guard case .array(let actions)? = try LoopRequests.member("actions", of: members), !actions.isEmpty else {
-            throw LoopRequestError("\"actions\" must be a non-empty array of {\"id\", \"features\"}")
-        }
-        var ids: [String] = []
-        var features: [[JSONValue]] = []
-        for (index, action) in actions.enumerated() {
-            guard case .object(let fields) = action else { throw LoopRequestError("actions[\(index)] must be an object, not \(action.kindName)") }
-            for (key, _) in fields where key != "id" && key != "features" {
-                throw LoopRequestError("actions[\(index)]: unknown member \"\(key)\" (known: id, features)")
-            }
-            let id = try Self.id(LoopRequests.member("id", of: fields), what: "actions[\(index)].id")
-            if ids.contains(id) { throw LoopRequestError("action id \"\(id)\" is given twice") }
-            ids.append(id)
-            features.append(try Self.featureObjects(LoopRequests.member("features", of: fields), what: "actions[\(index)].features"))
-        }
+        let (ids, features) = try Self.actions(members)
         var excluded: Set<String> = []
         switch try LoopRequests.member("excludedActions", of: members) {
         case nil, .null?: break
@@ -50,20 +33,8 @@ public struct PersonalizerRankRequest: Sendable {
         }
         let offered = ids.indices.filter { !excluded.contains(ids[$0]) }
         guard !offered.isEmpty else { throw LoopRequestError("every action is excluded: nothing to rank") }
-        let eventID: EventID
-        switch try LoopRequests.member("eventId", of: members) {
-        case nil, .null?: eventID = EventID.random()
-        case .string(let text)?:
-            guard let id = EventID(text) else { throw LoopRequestError("\"eventId\" must match [A-Za-z0-9_.:-]{1,128}") }
-            eventID = id
-        case let other?: throw LoopRequestError("\"eventId\" must be a string, not \(other.kindName)")
-        }
-        let deferred: Bool
-        switch try LoopRequests.member("deferActivation", of: members) {
-        case nil, .null?: deferred = false
-        case .bool(let flag)?: deferred = flag
-        case let other?: throw LoopRequestError("\"deferActivation\" must be true or false, not \(other.kindName)")
-        }
+        let eventID = try Self.eventID(members)
+        let deferred = try Self.deferred(members)
         // An id starting with "save" is refused by the model's grammar when ranked (vw's model-save command).
         let multi = offered.map { index in
             JSONValue.object([(key: "_tag", value: .string(ids[index])), (key: "j", value: .array(features[index]))])
@@ -83,8 +54,57 @@ public struct PersonalizerRankRequest: Sendable {
         return (ranking, actionIDs[offered[result.action]])
     }
 
+    /// The request's members, each one of `known`.
+    static func object(_ body: [UInt8], known: [String], maxDepth: Int) throws(LoopRequestError) -> [(key: String, value: JSONValue)] {
+        let members = try LoopRequests.object(body, maxDepth: maxDepth)
+        for (key, _) in members where !known.contains(key) {
+            throw LoopRequestError("unknown member \"\(key)\" (known: \(known.joined(separator: ", ")))")
+        }
+        return members
+    }
+
+    /// `actions`: their ids (distinct) and each one's feature objects, in request order.
+    static func actions(_ members: [(key: String, value: JSONValue)]) throws(LoopRequestError) -> (ids: [String], features: [[JSONValue]]) {
+        guard case .array(let actions)? = try LoopRequests.member("actions", of: members), !actions.isEmpty else {
+            throw LoopRequestError("\"actions\" must be a non-empty array of {\"id\", \"features\"}")
+        }
+        var ids: [String] = []
+        var features: [[JSONValue]] = []
+        for (index, action) in actions.enumerated() {
+            guard case .object(let fields) = action else { throw LoopRequestError("actions[\(index)] must be an object, not \(action.kindName)") }
+            for (key, _) in fields where key != "id" && key != "features" {
+                throw LoopRequestError("actions[\(index)]: unknown member \"\(key)\" (known: id, features)")
+            }
+            let id = try Self.id(LoopRequests.member("id", of: fields), what: "actions[\(index)].id")
+            if ids.contains(id) { throw LoopRequestError("action id \"\(id)\" is given twice") }
+            ids.append(id)
+            features.append(try Self.featureObjects(LoopRequests.member("features", of: fields), what: "actions[\(index)].features"))
+        }
+        return (ids, features)
+    }
+
+    /// `eventId`, or a new one when absent or null.
+    static func eventID(_ members: [(key: String, value: JSONValue)]) throws(LoopRequestError) -> EventID {
+        switch try LoopRequests.member("eventId", of: members) {
+        case nil, .null?: return EventID.random()
+        case .string(let text)?:
+            guard let id = EventID(text) else { throw LoopRequestError("\"eventId\" must match [A-Za-z0-9_.:-]{1,128}") }
+            return id
+        case let other?: throw LoopRequestError("\"eventId\" must be a string, not \(other.kindName)")
+        }
+    }
+
+    /// `deferActivation` (false when absent or null).
+    static func deferred(_ members: [(key: String, value: JSONValue)]) throws(LoopRequestError) -> Bool {
+        switch try LoopRequests.member("deferActivation", of: members) {
+        case nil, .null?: return false
+        case .bool(let flag)?: return flag
+        case let other?: throw LoopRequestError("\"deferActivation\" must be true or false, not \(other.kindName)")
+        }
+    }
+
     /// A list of feature objects (`contextFeatures`, an action's `features`); absent or null is an empty list.
-    private static func featureObjects(_ value: JSONValue?, what: String) throws(LoopRequestError) -> [JSONValue] {
+    static func featureObjects(_ value: JSONValue?, what: String) throws(LoopRequestError) -> [JSONValue] {
         switch value {
         case nil, .null?: return []
         case .array(let items)?:
@@ -97,7 +117,7 @@ public struct PersonalizerRankRequest: Sendable {
         }
     }
 
-    private static func id(_ value: JSONValue?, what: String) throws(LoopRequestError) -> String {
+    static func id(_ value: JSONValue?, what: String) throws(LoopRequestError) -> String {
         guard case .string(let text)? = value else { throw LoopRequestError("\(what) must be a string") }
         guard !text.isEmpty, text.utf8.count <= maxIDLength else { throw LoopRequestError("\(what) must have 1 to \(maxIDLength) bytes") }
         return text

@@ -196,7 +196,8 @@ final class VersionLoader: Sendable {
     /// For a `vw_json` model each warmup example is the text of one JSON object.
     private func probeBatch(config: ModelConfig, framing: ExampleFraming, json: VWJSONGrammar?) throws(LoadError) -> PreparedBatch {
         var builder = ExampleBatchBuilder(framing: framing, limits: settings.limits)
-        let minimal = json.map { $0.isADF ? #"{"_multi":[{}]}"# : "{}" } ?? Self.minimalExample(of: framing.family)
+        let minimal = json.map { $0.isCCB ? #"{"_multi":[{}],"_slots":[{}]}"# : $0.isADF ? #"{"_multi":[{}]}"# : "{}" }
+            ?? Self.minimalExample(of: framing.family)
         let examples = config.warmup.isEmpty ? [minimal] : config.warmup
         for (index, example) in examples.enumerated() {
             do throws(ExampleProblem) {

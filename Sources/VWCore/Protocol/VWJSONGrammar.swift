@@ -20,8 +20,12 @@
 /// | `"_multi": [{...}, ...]` | the actions of an ADF example (the object around it is the shared example); the members after it are skipped, or read as decision-service fields (`"c"` adds features) | top level of an ADF model only, exactly once, ≥ 1 object (empty or missing: vw prints nothing; nested: vw stops), last but for dropped label and tag keys |
 /// | `"_tag"` (any case) | the example's tag, printed after the prediction | the client's is dropped; the server's may be written instead |
 /// | `"_tag"` in an action | that action's tag, not printed, no feature | a string not starting with `save` (VW's save command), kept (Personalizer's action id, so the log names it) |
+/// | `"_slots": [{...}, ...]` | the slots of a `--ccb_explore_adf` example, each a slot example (its members read as features) | ccb models only, right after `_multi`, ≥ 1 object, last; slot `k` (from 0) must be offered more than `k` actions, or vw prints an empty line for it (the earlier slots take one action each) |
+/// | `"_id"` in a slot | skipped by a raw byte scan (the slot's id in Personalizer's logs) | a string or a non-negative integer, kept |
+/// | `"_tag"` in a slot | the slot's tag: `seed=<text>` seeds that slot's draw (`cb_sample` hashes `<text>`) instead of vw's random state | `seed=` and 1 to 256 bytes, kept; a slot without one gets `seed=<digest>_<k>` (``CanonicalSeed``: FNV-1a of the canonical object without the added tags, `k` the slot's index), so the answer depends on the example alone, as for VW text |
+/// | `"_inc"` in a slot | the actions offered to that slot (indices into `_multi`; vw ignores indices past the end) | distinct integers in `0..<actions`, ≥ 1 |
 /// | `"_label"`, `"_label_*"`, `"_labelIndex"` (this one in any case) | the label | dropped: cannot change a `-t` prediction, and vw aborts on many as sent (any `"_label_cost"` under `--json` on a cb_adf model: "only one cost can be known but found 2"); a simple label's initial value (`"Initial"`, `"_label_Initial"`, a third word in a string label), which VW adds to the prediction even under `-t`: refused |
-/// | any other key starting with `_` (`_comment`, `_slots`, `_a`, `_p`, `_inc`, `__aid`, ...) | skipped by a raw byte scan, or read as decision-service or ccb data | refused |
+/// | any other key starting with `_` (`_comment`, `_slots` outside a ccb model, `_a`, `_p`, `_inc`, `__aid`, ...) | skipped by a raw byte scan, or read as decision-service or ccb data | refused |
 ///
 /// Every string (keys too) is valid UTF-8 (the parser checks) without bytes below 0x20 (but TAB) or 0x7F;
 /// keys are not empty. Members keep their document order; duplicates are kept, as VW reads them.
@@ -38,19 +42,22 @@
 public struct VWJSONGrammar: Sendable {
     /// Whether the model reads multiline (ADF) examples: objects with `_multi`.
     public let isADF: Bool
+    /// Whether the model is a `--ccb_explore_adf` one: `_multi` followed by `_slots`, one answer line per slot.
+    public let isCCB: Bool
     public let limits: ExampleLimits
     /// The deepest nesting of objects and arrays accepted (the example object is depth 1).
     public let maxDepth: Int
 
-    public init(isADF: Bool, limits: ExampleLimits = ExampleLimits(), maxDepth: Int = 8) {
-        self.isADF = isADF
+    public init(isADF: Bool, isCCB: Bool = false, limits: ExampleLimits = ExampleLimits(), maxDepth: Int = 8) {
+        self.isADF = isADF || isCCB
+        self.isCCB = isCCB
         self.limits = limits
         self.maxDepth = maxDepth
     }
 
     /// The grammar for a model of `family`; nil for the families VW's JSON reader cannot serve:
     /// csoaaLDF (`_multi` on a cost-sensitive label: vw stops, "label type is not CB, ..."),
-    /// ccb and slates (their `_slots` and `_slot_id` structure is not implemented here).
+    /// slates (its `_slot_id` structure is not implemented here).
     ///
     /// The answer framing is the text format's (checked against vw 9.11): single-line families
     /// print one line (`--cb` and `--cb_explore` then a blank line, as in text), cbADF one line and a
@@ -59,7 +66,8 @@ public struct VWJSONGrammar: Sendable {
         switch family {
         case .simple, .multiclass, .multilabel, .costSensitive, .contextualBandit: self.init(isADF: false, limits: limits, maxDepth: maxDepth)
         case .cbADF: self.init(isADF: true, limits: limits, maxDepth: maxDepth)
-        case .csoaaLDF, .ccb, .slates: return nil
+        case .ccb: self.init(isADF: true, isCCB: true, limits: limits, maxDepth: maxDepth)
+        case .csoaaLDF, .slates: return nil
         }
     }
 
@@ -80,14 +88,35 @@ public struct VWJSONGrammar: Sendable {
         guard case .object(let members) = value else {
             throw .invalidInstance("a VW JSON example is an object, not \(value.kindName)")
         }
-        var writer = Writer(limits: limits, maxDepth: maxDepth)
+        var writer = Writer(limits: limits, maxDepth: maxDepth, isCCB: isCCB)
         writer.output.reserveCapacity(256)
         try writer.writeObject(members, namespace: VWTextSyntax.space, depth: 1, role: isADF ? .shared : .single)
+        if writer.slots.contains(where: { !$0.seeded }) {
+            // Written again with a seed for each untagged slot, derived from the object as written the first time.
+            var seeded = Writer(limits: limits, maxDepth: maxDepth, isCCB: isCCB)
+            seeded.seedDigest = CanonicalSeed.digest(writer.output)
+            seeded.output.reserveCapacity(writer.output.count + 32 * writer.slots.count)
+            try seeded.writeObject(members, namespace: VWTextSyntax.space, depth: 1, role: .shared)
+            writer = seeded
+        }
         if isADF && writer.actions == 0 {
             throw .invalidStructure("an ADF example needs \"_multi\" with at least one action object (vw prints nothing without it)")
         }
+        if isCCB {
+            if writer.slots.isEmpty { throw .invalidStructure("a ccb example needs \"_slots\" with at least one slot object after \"_multi\"") }
+            // vw gives each slot an action the earlier slots did not take: slot k needs more than k actions offered,
+            // or it gets none and vw prints an empty line for it (which would end the answer early).
+            for (index, slot) in writer.slots.enumerated() {
+                let offered = slot.included?.count ?? writer.actions
+                if offered <= index {
+                    throw .invalidStructure("slot \(index) is offered \(offered) action(s) and the \(index) slot(s) before it may take them all; "
+                        + "slot k needs more than k actions")
+                }
+            }
+        }
         if writer.output.count + 1 > limits.maxLineBytes { throw .lineTooLong(limit: limits.maxLineBytes) }
-        return VWJSONExample(isADF: isADF, actions: writer.actions, featureCounts: writer.counts, body: writer.output)
+        return VWJSONExample(isADF: isADF, actions: writer.actions, includedActions: writer.slots.map(\.included), featureCounts: writer.counts,
+                             body: writer.output)
     }
 
     // MARK: - Writing
@@ -100,6 +129,8 @@ public struct VWJSONGrammar: Sendable {
         case shared
         /// One element of `_multi`.
         case action
+        /// One element of `_slots` (a ccb model's).
+        case slot
         /// A namespace object inside one of the above.
         case namespace
     }
@@ -112,10 +143,17 @@ public struct VWJSONGrammar: Sendable {
         var counts = FeatureCounts()
         var actions = 0
         var sawMulti = false
+        let isCCB: Bool
+        /// The slots written (ccb), with the actions each is offered (nil: all) and whether it has a seed tag.
+        var slots: [(id: JSONValue?, included: Set<Int>?, seeded: Bool)] = []
+        var sawSlots = false
+        /// When set, a slot without a `_tag` is written with `seed=<this digest>_<its index>` first.
+        var seedDigest: UInt64?
 
-        init(limits: ExampleLimits, maxDepth: Int) {
+        init(limits: ExampleLimits, maxDepth: Int, isCCB: Bool = false) {
             self.limits = limits
             self.maxDepth = maxDepth
+            self.isCCB = isCCB
         }
 
         mutating func count(_ n: Int, in namespace: UInt8) throws(ExampleProblem) {
@@ -133,10 +171,17 @@ public struct VWJSONGrammar: Sendable {
         }
 
         /// Writes `{...}` for an object whose features belong to `namespace` (an index byte).
-        mutating func writeObject(_ members: [(key: String, value: JSONValue)], namespace: UInt8, depth: Int, role: Role) throws(ExampleProblem) {
+        mutating func writeObject(_ members: [(key: String, value: JSONValue)], namespace: UInt8, depth: Int, role: Role,
+                                  seed: UInt64? = nil) throws(ExampleProblem) {
             if depth > maxDepth { throw .invalidInstance("objects nested deeper than \(maxDepth)") }
             output.append(UInt8(ascii: "{"))
             var first = true
+            if let seed {
+                var tag: [UInt8] = []
+                CanonicalSeed.write(digest: seed, slot: slots.count - 1, into: &tag)
+                writeKey("_tag", first: &first)
+                JSONQuoting.append(String(decoding: tag, as: UTF8.self), to: &output)
+            }
             for member in members {
                 let key = member.key
                 let keyBytes = key.utf8
@@ -145,12 +190,43 @@ public struct VWJSONGrammar: Sendable {
                 let afterMulti = role == .shared && sawMulti
                 if head == UInt8(ascii: "_") {
                     let kind = try special(key, member.value, role: role)
-                    if afterMulti { guard case .drop = kind else { throw VWJSONGrammar.afterMulti } }
+                    if afterMulti {
+                        switch kind {
+                        case .drop: break
+                        case .slots where isCCB && !sawSlots: break
+                        default: throw VWJSONGrammar.afterMulti
+                        }
+                    }
+                    if role == .shared && sawSlots { guard case .drop = kind else { throw VWJSONGrammar.afterSlots } }
                     switch kind {
                     case .drop: continue
                     case .actionTag(let text):
                         writeKey(key, first: &first)
                         JSONQuoting.append(text, to: &output)
+                    case .slotID(let id):
+                        writeKey(key, first: &first)
+                        if case .string(let text) = id { JSONQuoting.append(text, to: &output) } else { output.append(contentsOf: (id.numberText ?? "0").utf8) }
+                        slots[slots.count - 1].id = id
+                    case .included(let indices):
+                        writeKey(key, first: &first)
+                        output.append(UInt8(ascii: "["))
+                        output.append(contentsOf: indices.map(String.init).joined(separator: ",").utf8)
+                        output.append(UInt8(ascii: "]"))
+                        slots[slots.count - 1].included = Set(indices)
+                    case .slots(let elements):
+                        sawSlots = true
+                        writeKey(key, first: &first)
+                        output.append(UInt8(ascii: "["))
+                        for (offset, element) in elements.enumerated() {
+                            guard case .object(let slot) = element else {
+                                throw .invalidStructure("every element of \"_slots\" is a slot object, not \(element.kindName)")
+                            }
+                            if offset > 0 { output.append(UInt8(ascii: ",")) }
+                            let tagged = slot.contains { $0.key == "_tag" }
+                            slots.append((id: nil, included: nil, seeded: tagged || seedDigest != nil))
+                            try writeObject(slot, namespace: VWTextSyntax.space, depth: depth + 2, role: .slot, seed: tagged ? nil : seedDigest)
+                        }
+                        output.append(UInt8(ascii: "]"))
                     case .text(let words):
                         writeKey(key, first: &first)
                         guard case .string(let text) = member.value else { preconditionFailure() }
@@ -171,7 +247,7 @@ public struct VWJSONGrammar: Sendable {
                     }
                     continue
                 }
-                if afterMulti { throw VWJSONGrammar.afterMulti }
+                if afterMulti { throw sawSlots ? VWJSONGrammar.afterSlots : VWJSONGrammar.afterMulti }
                 switch member.value {
                 case .null:
                     continue
@@ -239,6 +315,10 @@ public struct VWJSONGrammar: Sendable {
         enum Special {
             case drop
             case actionTag(String)
+            /// A ccb slot's `_id`, `_inc`; the example's `_slots`.
+            case slotID(JSONValue)
+            case included([Int])
+            case slots([JSONValue])
             case text(words: Int)
             case multi([JSONValue])
         }
@@ -265,18 +345,58 @@ public struct VWJSONGrammar: Sendable {
                 guard !elements.isEmpty else { throw .invalidStructure("\"_multi\" is empty (vw prints nothing for it)") }
                 return .multi(elements)
             }
+            if key == "_slots" {
+                guard isCCB, role == .shared else {
+                    throw .invalidStructure(isCCB ? "\"_slots\" belongs at the top level of the example, once" : "\"_slots\" is for ccb models (--ccb_explore_adf) only")
+                }
+                guard sawMulti else { throw .invalidStructure("\"_slots\" comes right after \"_multi\" (vw reads the actions first)") }
+                guard case .array(let elements) = value else { throw .invalidStructure("\"_slots\" is an array of slot objects, not \(value.kindName)") }
+                guard !elements.isEmpty else { throw .invalidStructure("\"_slots\" is empty (a ccb example needs at least one slot)") }
+                return .slots(elements)
+            }
+            if role == .slot && key == "_id" {
+                switch value {
+                case .string(let text):
+                    try VWJSONGrammar.checkText(text, what: "\"_id\"")
+                    return .slotID(value)
+                case .number(let text) where UInt32(text) != nil:
+                    return .slotID(value)
+                default:
+                    throw .invalidInstance("a slot's \"_id\" is a string or a non-negative integer, not \(value.kindName)")
+                }
+            }
+            if role == .slot && key == "_inc" {
+                guard case .array(let elements) = value, !elements.isEmpty else {
+                    throw .invalidStructure("a slot's \"_inc\" is a non-empty array of action indices")
+                }
+                var indices: [Int] = []
+                for element in elements {
+                    guard let text = element.numberText, let index = Int(text), index >= 0, index < actions else {
+                        throw .invalidStructure("a slot's \"_inc\" holds \(element.numberText ?? element.kindName); action indices are 0..<\(actions)")
+                    }
+                    guard !indices.contains(index) else { throw .invalidStructure("a slot's \"_inc\" names action \(index) twice") }
+                    indices.append(index)
+                }
+                return .included(indices)
+            }
             let lower = VWJSONGrammar.lowercased(key)
             if lower == "_tag" {
-                if role == .action && key == "_tag" {
+                if (role == .action || role == .slot) && key == "_tag" {
                     // An action's own tag (Personalizer's action id): vw keeps it on the action, the answer line is unchanged.
+                    // A slot's tag (`seed=...`) seeds that slot's draw; a ccb answer carries no tag.
                     guard case .string(let text) = value else { throw .invalidInstance("\"_tag\" is a string, not \(value.kindName)") }
+                    if role == .slot {
+                        guard CanonicalSeed.isSeedTag(text.utf8), text.utf8.count <= 5 + 256 else {
+                            throw .invalidInstance("a slot's \"_tag\" is the seed of its draw: seed=<1 to 256 bytes>")
+                        }
+                    }
                     try VWJSONGrammar.checkText(text, what: "\"_tag\"")
                     // vw reads a tag starting with `save` as its model-save command.
                     if text.utf8.starts(with: "save".utf8) { throw .saveTag }
                     return .actionTag(text)
                 }
                 guard role == .single || role == .shared else {
-                    throw .invalidInstance("\"_tag\" belongs at the top level of the example or of an action (as \"_tag\")")
+                    throw .invalidInstance("\"_tag\" belongs at the top level of the example or of an action or slot (as \"_tag\")")
                 }
                 guard case .string(let text) = value else { throw .invalidInstance("\"_tag\" is a string, not \(value.kindName)") }
                 try VWJSONGrammar.checkText(text, what: "\"_tag\"")
@@ -295,6 +415,7 @@ public struct VWJSONGrammar: Sendable {
     /// After `_multi`, VW's `--json` reader is in its decision-service state: it skips the shared
     /// example's remaining members, or reads some (`c`, `a`, `p`, `o`, `_label_*`, ...) as
     /// decision-service fields.
+    static let afterSlots = ExampleProblem.invalidStructure("\"_slots\" must be the example's last member")
     static let afterMulti = ExampleProblem.invalidStructure("\"_multi\" must be the example's last member (VW ignores the members after it, or reads some, like \"c\", as decision-service fields)")
 
     /// Labels are dropped, but a simple label's initial value changes a `-t` prediction: refused.
@@ -353,28 +474,35 @@ public struct VWJSONExample: Sendable {
     public let isADF: Bool
     /// The number of action objects in `_multi` (0 for a non-ADF example).
     public let actions: Int
+    /// The number of slot objects in `_slots` (a ccb example's; 0 otherwise).
+    public let slots: Int
+    /// Each slot's `_inc` (the actions it is offered), nil for a slot offered every action.
+    public let includedActions: [Set<Int>?]
     /// Features per namespace index, summed over the shared object and the actions.
     public let featureCounts: FeatureCounts
     /// The canonical object, without a tag and without the final newline.
     let body: [UInt8]
 
-    init(isADF: Bool, actions: Int, featureCounts: FeatureCounts, body: [UInt8]) {
+    init(isADF: Bool, actions: Int, includedActions: [Set<Int>?] = [], featureCounts: FeatureCounts, body: [UInt8]) {
         self.isADF = isADF
         self.actions = actions
+        self.slots = includedActions.count
+        self.includedActions = includedActions
         self.featureCounts = featureCounts
         self.body = body
     }
 
     /// The examples vw builds from this one: the shared example and its actions for ADF, else 1
     /// (the `lines` of ``InteractionCost/features(of:lines:)``, as ``ParsedExample/lineCount`` for text).
-    public var lineCount: Int { isADF ? 1 + actions : 1 }
-    /// How many answer lines vw prints for this example, before the blank line an ADF answer ends with: always 1.
-    public var answerLines: Int { 1 }
+    public var lineCount: Int { isADF ? 1 + actions + slots : 1 }
+    /// How many answer lines vw prints for this example, before the blank line an ADF answer ends with: 1, or one
+    /// per slot for a ccb example.
+    public var answerLines: Int { slots > 0 ? slots : 1 }
     /// Whether vw prints a blank line after the answer line because the example is multiline (ADF);
     /// single-line `--cb`/`--cb_explore` models add one too, a model detail as for VW text.
     public var endsWithBlankLine: Bool { isADF }
-    /// Whether vw prints the example's `_tag` after the prediction on its answer line (` tag`): always.
-    public var answersCarryTags: Bool { true }
+    /// Whether vw prints the example's `_tag` after the prediction on its answer line (` tag`): always but for ccb.
+    public var answersCarryTags: Bool { slots == 0 }
 
     /// Appends the canonical line, ending in "\n", with `serverTag` as the example's `_tag` (the
     /// client's never reaches vw). An empty `serverTag` writes no tag; a non-empty one must pass

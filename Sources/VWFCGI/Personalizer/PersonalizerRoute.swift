@@ -8,6 +8,10 @@ struct PersonalizerRoute: Equatable {
         case rank
         case reward(eventID: String)
         case activate(eventID: String)
+        /// `multislot/rank`, `multislot/events/{eventId}/reward|activate` (a `--ccb_explore_adf` model).
+        case multiSlotRank
+        case multiSlotReward(eventID: String)
+        case multiSlotActivate(eventID: String)
         /// `configurations/service` (GET, PUT) and `configurations/policy` (GET, PUT, DELETE).
         case serviceConfiguration
         case policy
@@ -26,7 +30,7 @@ struct PersonalizerRoute: Equatable {
         /// `featureImportances` (GET: the list) and `featureImportances/{id}` (PUT, GET, DELETE).
         case featureImportances
         case featureImportance(id: String)
-        /// Multislot and the operations not served yet: 501, saying why.
+        /// An operation not served: 501, saying why.
         case notImplemented(String)
         /// A path under a Personalizer prefix that names no operation: 404.
         case unknown
@@ -61,6 +65,10 @@ struct PersonalizerRoute: Equatable {
             operation = .reward(eventID: String(parts[1]))
         } else if parts.count == 3 && parts[0] == "events" && parts[2] == "activate" {
             operation = .activate(eventID: String(parts[1]))
+        } else if parts.count == 4 && parts[0] == "multislot" && parts[1] == "events" && parts[3] == "reward" {
+            operation = .multiSlotReward(eventID: String(parts[2]))
+        } else if parts.count == 4 && parts[0] == "multislot" && parts[1] == "events" && parts[3] == "activate" {
+            operation = .multiSlotActivate(eventID: String(parts[2]))
         } else if parts.count == 2 && parts[0] == "evaluations" {
             operation = .evaluation(id: String(parts[1]))
         } else if parts.count == 2 && parts[0] == "featureImportances" {
@@ -74,21 +82,21 @@ struct PersonalizerRoute: Equatable {
 
     /// The operations whose path has no parameter, after `personalizer/[v1.0/]`.
     static let fixedPaths: [String: Operation] = [
-        "rank": .rank, "configurations/service": .serviceConfiguration, "configurations/policy": .policy, "model": .model,
+        "rank": .rank, "multislot/rank": .multiSlotRank, "configurations/service": .serviceConfiguration, "configurations/policy": .policy, "model": .model,
         "model/properties": .modelProperties, "logs/properties": .logProperties, "logs": .logs, "evaluations": .evaluations,
         "featureImportances": .featureImportances,
         "configurations/applyFromEvaluation": .applyFromEvaluation,
     ]
 
     /// The Personalizer operations that exist but are not served by this version.
-    static let notServed: Set<String> = ["multislot", "configurations", "model", "logs"]
+    static let notServed: Set<String> = ["configurations", "model", "logs"]
 
     /// The `route` label in the request metrics.
     var label: String {
         switch operation {
-        case .rank: "personalizer_rank"
-        case .reward: "personalizer_reward"
-        case .activate: "personalizer_activate"
+        case .rank, .multiSlotRank: "personalizer_rank"
+        case .reward, .multiSlotReward: "personalizer_reward"
+        case .activate, .multiSlotActivate: "personalizer_activate"
         case .serviceConfiguration, .policy, .applyFromEvaluation: "personalizer_configuration"
         case .model, .modelProperties: "personalizer_model"
         case .logProperties, .logs: "personalizer_logs"

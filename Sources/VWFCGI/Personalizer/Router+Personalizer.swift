@@ -62,6 +62,8 @@ extension Router {
                                    read: { () throws(PredictError) in try engine.personalizerFeatureImportance(model: route.model, id: id) })
         case .rank:
             return only(["POST"], request) { personalizerRank(model: route.model, request, &outcome, &cache) }
+        case .multiSlotRank:
+            return only(["POST"], request) { personalizerMultiSlotRank(model: route.model, request, &outcome, &cache) }
         case .model:
             return only(["GET", "PUT", "DELETE"], request) {
                 do throws(PredictError) {
@@ -107,21 +109,23 @@ extension Router {
                     return failure(error, &outcome)
                 }
             }
-        case .reward(let eventID), .activate(let eventID):
+        case .reward(let eventID), .activate(let eventID), .multiSlotReward(let eventID), .multiSlotActivate(let eventID):
             return only(["POST"], request) {
                 do throws(PredictError) {
                     guard let id = EventID(eventID) else {
                         throw .invalidRequest("the event id must match [A-Za-z0-9_.:-]{1,128}")
                     }
-                    if case .reward = route.operation {
-                        let reward: RewardEvent
-                        do throws(LoopRequestError) {
-                            reward = try PersonalizerReward.decode(request.body, eventID: id, maxDepth: engine.maxJSONDepth)
-                        } catch {
-                            throw .invalidRequest(error.message)
-                        }
+                    let depth = engine.maxJSONDepth
+                    switch route.operation {
+                    case .reward:
+                        let reward = try Self.decoded { () throws(LoopRequestError) in try PersonalizerReward.decode(request.body, eventID: id, maxDepth: depth) }
                         _ = try engine.reward(model: route.model, rewards: [reward], cache: &cache)
-                    } else {
+                    case .multiSlotReward:
+                        let rewards = try Self.decoded { () throws(LoopRequestError) in
+                            try PersonalizerMultiSlotReward.decode(request.body, eventID: id, maxDepth: depth)
+                        }
+                        try engine.rewardMultiSlot(model: route.model, rewards: rewards, cache: &cache)
+                    default:
                         try engine.activate(model: route.model, eventID: id, cache: &cache)
                     }
                     return HTTPResponse(status: 204, body: [])
@@ -136,12 +140,8 @@ extension Router {
         model name: String, _ request: HTTPRequest, _ outcome: inout RequestMetrics.Outcome, _ cache: inout ModelStore.ReaderCache
     ) -> HTTPResponse {
         do throws(PredictError) {
-            let rankRequest: PersonalizerRankRequest
-            do throws(LoopRequestError) {
-                rankRequest = try PersonalizerRankRequest(request.body, maxDepth: engine.maxJSONDepth)
-            } catch {
-                throw .invalidRequest(error.message)
-            }
+            let depth = engine.maxJSONDepth
+            let rankRequest = try Self.decoded { () throws(LoopRequestError) in try PersonalizerRankRequest(request.body, maxDepth: depth) }
             let result = try engine.rank(model: name, request: rankRequest.rank, deadline: .after(store.settings.requestTimeout), cache: &cache)
             outcome.examples = 1
             let (ranking, rewardActionID) = rankRequest.ranking(of: result)
@@ -158,6 +158,33 @@ extension Router {
             writer.endArray()
             writer.key("eventId"); writer.string(result.eventID)
             writer.key("rewardActionId"); writer.string(rewardActionID)
+            writer.endObject()
+            return .json(writer, status: 201, headers: [("X-Model-Version", result.version)])
+        } catch {
+            return failure(error, &outcome)
+        }
+    }
+
+    private func personalizerMultiSlotRank(
+        model name: String, _ request: HTTPRequest, _ outcome: inout RequestMetrics.Outcome, _ cache: inout ModelStore.ReaderCache
+    ) -> HTTPResponse {
+        do throws(PredictError) {
+            let depth = engine.maxJSONDepth
+            let rankRequest = try Self.decoded { () throws(LoopRequestError) in try PersonalizerMultiSlotRankRequest(request.body, maxDepth: depth) }
+            let result = try engine.rankMultiSlot(model: name, request: rankRequest, deadline: .after(store.settings.requestTimeout), cache: &cache)
+            outcome.examples = 1
+            var writer = JSONWriter(capacity: 64 + result.slots.count * 64)
+            writer.beginObject()
+            writer.key("slots")
+            writer.beginArray()
+            for slot in result.slots {
+                writer.beginObject()
+                writer.key("id"); writer.string(slot.id)
+                writer.key("rewardActionId"); writer.string(slot.actionID)
+                writer.endObject()
+            }
+            writer.endArray()
+            writer.key("eventId"); writer.string(result.eventID)
             writer.endObject()
             return .json(writer, status: 201, headers: [("X-Model-Version", result.version)])
         } catch {
@@ -187,6 +214,15 @@ extension Router {
         }
     }
 
+    /// A request body decoded; its problem is a 400.
+    private static func decoded<T>(_ decode: () throws(LoopRequestError) -> T) throws(PredictError) -> T {
+        do throws(LoopRequestError) {
+            return try decode()
+        } catch {
+            throw .invalidRequest(error.message)
+        }
+    }
+
     /// An error reply `{"error": "message"}` rewritten as the SDKs parse it: `{"error": {"code", "message"}}`.
     static func personalizerError(_ response: HTTPResponse) -> HTTPResponse {
         guard response.status >= 400,
@@ -213,10 +249,7 @@ extension Router {
     }
 
     /// Why an operation is not served, by the start of its path.
-    static let notServedReasons = [
-        "multislot": "multislot needs VW JSON with \"_slots\" (--ccb_explore_adf) in the example grammar and per-slot rewards in the join, "
-            + "which this version does not have; rank each slot with …/rank",
-    ]
+    static let notServedReasons: [String: String] = [:]
 
     private static let personalizerCodes = [
         400: "BadArgument", 401: "PermissionDenied", 404: "ResourceNotFound", 405: "MethodNotAllowed", 409: "Conflict", 413: "BadArgument",
