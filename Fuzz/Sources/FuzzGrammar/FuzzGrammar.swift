@@ -7,7 +7,8 @@
 // * the canonical text is valid UTF-8 without a BOM, and without control bytes but its "\n"s;
 // * it has exactly `lineCount` lines, none blank, plus the one blank line ending a multiline example;
 // * every line has a `|`, and the tag VW reads on every line (its own rule, restated here) is the
-//   server tag; written without a server tag, no line has a tag at all;
+//   server tag (written without a server tag, no tag at all), except on ccb and slates slot lines,
+//   whose tag is a `seed=` (CanonicalSeed);
 // * it parses again (without limits), to the same canonical text, answer line count and feature counts, and with
 //   the server tag as client tag;
 // * answerLines is 1 for single-line families and cbADF, ≥ 1 and ≤ lineCount otherwise.
@@ -87,7 +88,12 @@ func checkAccepted(_ parsed: ParsedExample, grammar: ExampleGrammar, input: [Sub
                 return
             }
             check(!line.contains(0x09), "TAB in canonical line")
-            check(Array(vwTag(label: line[..<bar])) == tag, "line \(String(decoding: line, as: UTF8.self).debugDescription): VW's tag is not the server's")
+            let vw = Array(vwTag(label: line[..<bar]))
+            if (family == .ccb && line.starts(with: "ccb slot".utf8)) || (family == .slates && line.starts(with: "slates slot".utf8)) {
+                check(isSeedTag(vw), "slot line \(String(decoding: line, as: UTF8.self).debugDescription): VW's tag is not a seed")
+            } else {
+                check(vw == tag, "line \(String(decoding: line, as: UTF8.self).debugDescription): VW's tag is not the server's")
+            }
         }
 
         // Parses again to the same thing (without limits: the server tag may lengthen a line).
@@ -105,6 +111,15 @@ func checkAccepted(_ parsed: ParsedExample, grammar: ExampleGrammar, input: [Sub
         check(reparsed.answerLines == parsed.answerLines, "answerLines changes when parsed again")
         check(reparsed.featureCounts == parsed.featureCounts, "feature counts change when parsed again")
         check(Array(reparsed.clientTag.utf8) == tag, "client tag of the canonical text is not the server tag")
+    }
+}
+
+/// A ccb/slates slot's tag: `seed=` and 1 to 64 of `[A-Za-z0-9_.-]` (VW seeds the slot's draw with it).
+func isSeedTag(_ tag: [UInt8]) -> Bool {
+    let prefix = Array("seed=".utf8)
+    guard tag.starts(with: prefix), (prefix.count + 1...prefix.count + 64).contains(tag.count) else { return false }
+    return tag.dropFirst(prefix.count).allSatisfy { byte in
+        (byte >= 0x30 && byte <= 0x39) || (byte | 0x20 >= 0x61 && byte | 0x20 <= 0x7A) || byte == 0x5F || byte == 0x2E || byte == 0x2D
     }
 }
 
