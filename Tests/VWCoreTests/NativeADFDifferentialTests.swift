@@ -13,7 +13,7 @@ import Testing
 /// documented run uses 340,000). An example the scorer refuses (a NaN score) is counted, not compared.
 @Suite(.serialized)
 struct NativeADFDifferentialTests {
-    static let examplesPerType = Int(String(cString: getenv("NATIVE_ADF_DIFF_EXAMPLES") ?? strdup("34000"))) ?? 34_000
+    static let examplesPerType = environmentCount("NATIVE_ADF_DIFF_EXAMPLES", default: 34_000)
     static let examplesPerModel = 3_000
 
     static let sharedNamespaces = ["s", "u", "", "a", "Sh", "12"]
@@ -109,9 +109,7 @@ struct NativeADFDifferentialTests {
                 Issue.record("training failed: \(options)")
                 continue
             }
-            let header = try ModelHeader.read(path: model)
-            let modelOptions = try ModelOptions.check(header: header, extra: [])
-            let scorer = try NativeScorer.load(options: modelOptions, file: try readAll(model))
+            let scorer = try nativeScorer(model: model)
             var texts: [String] = []
             let count = min(examplesPerModel, examplesPerType - total - refused)
             while texts.count < count {

@@ -1,6 +1,14 @@
 extension NativeConfiguration {
     /// Reads the options vw loads the model with (stored in the file, then `vw_args`).
     init(options: ModelOptions) throws(NativeModelError) {
+        // Named first, whatever the options' order: the explorer is why such a model stays on vw.
+        let explorers: Set<String> = [
+            "softmax", "bag", "cover", "squarecb", "rnd", "regcb", "regcbopt", "synthcover", "first", "graph_feedback",
+            "large_action_space", "cb_sample",
+        ]
+        if let explorer = options.options.first(where: { explorers.contains($0.name) }) {
+            throw .unsupported("--\(explorer.name) (of cb_explore_adf's explorers only epsilon-greedy is reproduced)")
+        }
         var updateRules: Set<String> = []
         var values: [String: [String]] = [:]
         var keeps: [UInt8]?
