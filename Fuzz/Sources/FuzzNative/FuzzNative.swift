@@ -97,11 +97,22 @@ private func fuzzADF(bytes: [UInt8], file: [UInt8], text: [UInt8], configuration
     }
     payload += Array("shared 'tag |s x:2 |a y\n|a z\n|a z\n|b 3\n\n".utf8)
     guard let printed = scorer.predict(payload: payload) else { return 0 }
-    let text = String(decoding: printed, as: UTF8.self)
-    check(text.hasSuffix("\n\n"), "an ADF answer ends with a blank line")
-    let answers = text.dropLast(2).split(separator: "\n\n", omittingEmptySubsequences: false)
-    check(answers.allSatisfy { !$0.isEmpty && !$0.contains("\n") }, "one line per ADF example")
-    let last = answers.last!
+    // Bytes, not a String: a tag may end in '\r', which a String would join with the newline.
+    check(printed.count >= 2 && printed.suffix(2).elementsEqual([0x0A, 0x0A]), "an ADF answer ends with a blank line")
+    var answers: [ArraySlice<UInt8>] = []
+    var start = 0
+    var index = 0
+    while index < printed.count {
+        if printed[index] == 0x0A {
+            check(index + 1 < printed.count && printed[index + 1] == 0x0A && index > start, "one line per ADF example")
+            answers.append(printed[start..<index])
+            index += 2
+            start = index
+        } else {
+            index += 1
+        }
+    }
+    let last = String(decoding: answers.last!, as: UTF8.self)
     check(last.hasSuffix(" tag"), "the shared line's tag")
     let words = last.dropLast(4)
     if configuration.adf!.explores || configuration.adf!.rankAll {
