@@ -10,7 +10,7 @@ import Testing
 /// (with and without a shared line, 1 to 8 actions and now and then 9 to 20, duplicate actions that tie, extreme values)
 /// written in canonical form by the grammar, all of a model's examples through one vw process. The
 /// count per cb_type is `NATIVE_ADF_DIFF_EXAMPLES` (default 34,000: over 100,000 in all; the longer
-/// documented run uses 340,000). An example the scorer refuses (a NaN score) is counted, not compared.
+/// documented run uses 250,000: 1,000,000 in all). An example the scorer refuses (a NaN score) is counted, not compared.
 @Suite(.serialized)
 struct NativeADFDifferentialTests {
     static let examplesPerType = environmentCount("NATIVE_ADF_DIFF_EXAMPLES", default: 34_000)
