@@ -10,7 +10,7 @@ import Testing
 /// `NATIVE_DIFF_EXAMPLES` (default 100,000; the longer documented run uses 1,000,000).
 @Suite(.serialized)
 struct NativeDifferentialTests {
-    static let examplesPerFamily = Int(String(cString: getenv("NATIVE_DIFF_EXAMPLES") ?? strdup("100000"))) ?? 100_000
+    static let examplesPerFamily = environmentCount("NATIVE_DIFF_EXAMPLES", default: 100_000)
     static let examplesPerModel = 5_000
 
     /// One model's options for a family.
@@ -78,9 +78,7 @@ struct NativeDifferentialTests {
                 Issue.record("training failed: \(options)")
                 continue
             }
-            let header = try ModelHeader.read(path: model)
-            let modelOptions = try ModelOptions.check(header: header, extra: [])
-            let scorer = try NativeScorer.load(options: modelOptions, file: try readAll(model))
+            let scorer = try nativeScorer(model: model)
             var lines: [String] = []
             let count = min(examplesPerModel, examplesPerFamily - total)
             while lines.count < count {

@@ -55,3 +55,14 @@ func vwPredictions(model: String, extra: [String] = [], lines: [String]) throws 
     )
     return run.output
 }
+
+/// The native scorer of a model file, built from its stored options as the server builds it.
+func nativeScorer(model: String) throws -> NativeScorer {
+    let options = try ModelOptions.check(header: ModelHeader.read(path: model), extra: [])
+    return try NativeScorer.load(options: options, file: readAll(model))
+}
+
+/// A count from the environment (the longer documented runs), else `default`.
+func environmentCount(_ name: String, default value: Int) -> Int {
+    getenv(name).flatMap { Int(String(cString: $0)) } ?? value
+}

@@ -16,7 +16,7 @@ from conftest import ROOT, Stack, descendants, wait_until
 VW = str(ROOT / "bin" / "vw")
 
 
-def _train(path: Path, args: str, lines: list[str]) -> None:
+def _train(path: Path, args: str, lines: list) -> None:
     ws = vowpalwabbit.Workspace(f"{args} --quiet -f {path}")
     for line in lines:
         ws.learn(line)
@@ -50,7 +50,36 @@ def native_dir(tmp_path_factory) -> Path:
     (d / "pinned.json").write_text(json.dumps({"engine": "vw"}))
     _train(d / "oaa.vw", "--oaa 3 -q ab", [f"{rng.randrange(1, 4)} |a x:{rng.random():.3f} |b y:{rng.random():.3f}" for _ in range(300)])
     _train(d / "nn.vw", "--nn 2", training)
+    adf = [_adf_example(rng, labelled=True) for _ in range(400)]
+    # Personalizer's documented default policy (SPEC §9), and an explorer the scorer does not reproduce.
+    _train(d / "personalizer.vw", "--cb_explore_adf --epsilon 0.2 --power_t 0 -l 0.001 --cb_type mtr -q ::", adf)
+    _train(d / "softmax.vw", "--cb_explore_adf --softmax --lambda 1 -q ::", adf)
+    _train(d / "rankjson.vw", "--cb_explore_adf --epsilon 0.2 -q ::", adf)
+    (d / "rankjson.json").write_text(json.dumps({"input": "vw_json"}))
     return d
+
+
+def _adf_example(rng: random.Random, labelled: bool = False, tag: str = "") -> list[str]:
+    """An ADF example's lines: an optional shared line, 1 to 8 actions, now and then a duplicate (a tie)."""
+    lines = []
+    if rng.random() < 0.8:
+        feats = " ".join(f"{rng.choice(['age', 'hour', '7', 'é'])}:{rng.uniform(-2, 2):.3f}" for _ in range(rng.randrange(4)))
+        lines.append(f"shared {tag}|u {feats} |c {rng.choice(['mobile', 'desktop', 'tv'])}")
+    actions = 1 + rng.randrange(8)
+    chosen = rng.randrange(actions)
+    for i in range(actions):
+        if i > 0 and rng.random() < 0.15:
+            line = lines[-1].split("|", 1)[1].join(["|", ""])
+        else:
+            line = f"|a id{rng.randrange(12)} {rng.choice(['sports', 'news', 'music'])} |b len:{rng.uniform(0, 5):.2f}"
+        if labelled and i == chosen:
+            line = f"{i}:{rng.choice(['0', '-1', '1'])}:{rng.choice(['0.2', '0.5', '0.9'])} " + line
+        lines.append(line)
+    return lines
+
+
+def _adf_text(examples: list[list[str]]) -> str:
+    return "".join("".join(line + "\n" for line in example) + "\n" for example in examples)
 
 
 @pytest.fixture(scope="module")
@@ -160,3 +189,65 @@ def test_a_shadow_mismatch_sends_the_model_back_to_vw(native_dir, tmp_path, monk
     finally:
         problems = s.stop()
         assert not problems, "\n".join(problems)
+
+
+def _pmf(answer: str) -> dict[int, float]:
+    return {int(a): float(p) for a, p in (pair.split(":") for pair in answer.split()[0].split(","))}
+
+
+def test_cb_explore_adf_model_serves_natively_and_equals_vw(native_stack, native_dir):
+    """Personalizer's default policy (`--cb_explore_adf --epsilon 0.2 --cb_type mtr -q ::`) is native
+    and answers text :predict byte for byte as `vw -t` does, and as vowpalwabbit's own predict."""
+    status = native_stack.get("/v1/models/personalizer").json()
+    assert status["engine"] == "native", status
+    rng = random.Random(21)
+    examples = [_adf_example(rng, tag=rng.choice(["", "'t1 "])) for _ in range(600)]
+    got = ""
+    for start in range(0, len(examples), 200):
+        r = native_stack.post("/v1/models/personalizer:predict", data=_adf_text(examples[start:start + 200]),
+                              headers={"Content-Type": "text/plain"})
+        assert r.status_code == 200, r.text
+        got += r.text
+    want = _vw_answers(native_dir / "personalizer.vw", [line for example in examples for line in example + [""]])
+    assert got == want
+    answers = got.split("\n\n")[:-1]
+    assert len(answers) == len(examples)
+    assert any(list(_pmf(a).values()).count(max(_pmf(a).values())) > 1 for a in answers), "some best actions tie"
+    ws = vowpalwabbit.Workspace(f"-i {native_dir / 'personalizer.vw'} -t --quiet")
+    try:
+        for example, answer in zip(examples, answers):
+            probabilities = ws.predict([line.replace("'t1 ", "") for line in example])
+            assert _pmf(answer) == pytest.approx(dict(enumerate(probabilities)), abs=1e-6)
+    finally:
+        ws.finish()
+
+
+def test_cb_explore_adf_json_predictions_equal_the_text_answers(native_stack):
+    rng = random.Random(22)
+    examples = [_adf_example(rng) for _ in range(50)]
+    r = native_stack.predict("personalizer", ["\n".join(example) for example in examples])
+    assert r.status_code == 200, r.text
+    text = native_stack.post("/v1/models/personalizer:predict", data=_adf_text(examples), headers={"Content-Type": "text/plain"}).text
+    for prediction, answer in zip(r.json()["predictions"], text.split("\n\n")):
+        assert {item["action"]: item["probability"] for item in prediction} == pytest.approx(_pmf(answer), abs=1e-6)
+    assert len(r.json()["predictions"]) == len(examples)
+
+
+def test_adf_shadow_checks_find_no_mismatch(native_stack):
+    rng = random.Random(23)
+    for _ in range(30):
+        r = native_stack.post("/v1/models/personalizer:predict", data=_adf_text([_adf_example(rng) for _ in range(5)]),
+                              headers={"Content-Type": "text/plain"})
+        assert r.status_code == 200
+    assert 'vwfcgi_native_mismatches_total{model="personalizer"}' not in native_stack.get("/metrics").text
+    assert native_stack.get("/v1/models/personalizer").json()["engine"] == "native"
+
+
+def test_other_explorers_and_vw_json_adf_models_stay_on_vw_with_the_reason(native_stack):
+    softmax = native_stack.get("/v1/models/softmax").json()
+    assert softmax["engine"] == "vw", softmax
+    assert "--softmax" in softmax["engine_reason"]
+    # VW JSON input (what :rank reads) is not parsed by the native scorer: such a model stays on vw.
+    ranked = native_stack.get("/v1/models/rankjson").json()
+    assert ranked["engine"] == "vw", ranked
+    assert "vw_json" in ranked["engine_reason"]

@@ -11,6 +11,11 @@
 // * the scorer never traps on any line, and when it answers, it prints one line per input line,
 //   each a number (or inf/-inf/nan never: VW's NaN becomes 0) and the line's tag; an oaa model's
 //   answer is a class from 0 (or 1) to K.
+// * with byte 1's bit 3 (and no oaa), an ADF model (`--cb_explore_adf` epsilon-greedy, or `--cb_adf`
+//   plain or `--rank_all`, mtr or dr; `:` wildcard interactions): the text is read as multiline
+//   examples; when the scorer answers, every example gets one line and a blank line, the last one
+//   (a fixed example with two tied actions) `a:p` for actions 0, 1, 2 once each, a PMF summing to
+//   1, then its tag.
 @testable import VWCore
 
 private let interactionSets: [[[UInt8]]] = [[], [Array("ab".utf8)], [Array("aab".utf8), Array("ba".utf8)], [Array("abca".utf8)]]
@@ -32,7 +37,11 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     let split = min(size - 4, Int(bytes[2]) | Int(bytes[3]) << 8)
     var file = Array(bytes[4..<(4 + split)])
     let text = Array(bytes[(4 + split)...])
-    if selector & 0x80 != 0 { file = header(bits: 1 + bytes[1] % 18) + [selector & 0x40 != 0 ? 1 : 0] + file }
+    let isADF = bytes[1] >> 5 == 0 && bytes[1] & 0x08 != 0
+    if selector & 0x80 != 0 {
+        // An ADF model's file holds cb_adf's 16 bytes of state between the header and gd's.
+        file = header(bits: 1 + bytes[1] % 18) + [UInt8](repeating: 0, count: isADF ? 16 : 0) + [selector & 0x40 != 0 ? 1 : 0] + file
+    }
     var configuration = NativeConfiguration()
     configuration.floatsPerRecord = 1 + Int(selector % 3)
     configuration.hashesAll = selector & 4 != 0
@@ -41,6 +50,9 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     configuration.interactions = interactionSets[Int(selector >> 5) & 3]
     configuration.classes = Int(bytes[1] >> 5)
     configuration.zeroBasedClasses = bytes[1] & 0x10 != 0
+    if isADF {
+        return fuzzADF(bytes: bytes, file: file, text: text, configuration: configuration)
+    }
     guard let model = try? NativeModelFile.parse(file, floatsPerRecord: configuration.floatsPerRecord, maxBits: 18) else { return 0 }
     check(model.bits >= 1 && model.bits <= 18 && model.weights.count == 1 << model.bits, "weights of an accepted file")
     let scorer = NativeScorer(file: model, configuration: configuration)
@@ -63,4 +75,55 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
 
 private func check(_ condition: Bool, _ what: String) {
     if !condition { fatalError("invariant broken: \(what)") }
+}
+
+private let wildcardSets: [[[UInt8]]] = [[], [Array("::".utf8)], [Array("::s".utf8), Array("as".utf8)], [Array(":::".utf8)]]
+
+/// The ADF half of the target (see the file's comment).
+private func fuzzADF(bytes: [UInt8], file: [UInt8], text: [UInt8], configuration base: NativeConfiguration) -> CInt {
+    var configuration = base
+    configuration.logisticLink = false
+    configuration.interactions = wildcardSets[Int(bytes[0] >> 5) & 3]
+    let mode = bytes[1] & 3
+    configuration.adf = NativeADF(
+        explores: mode < 2, epsilon: Float(bytes[1] >> 4) / 15, doublyRobust: bytes[1] & 4 != 0, rankAll: mode == 2
+    )
+    guard let model = try? NativeModelFile.parse(file, floatsPerRecord: configuration.floatsPerRecord, reductionBytes: 16, maxBits: 18) else { return 0 }
+    let scorer = NativeScorer(file: model, configuration: configuration)
+    var payload = Array(text.prefix(4096))
+    if !payload.isEmpty {
+        if payload.last != 0x0A { payload.append(0x0A) }
+        if payload.count < 2 || payload[payload.count - 2] != 0x0A { payload.append(0x0A) }
+    }
+    payload += Array("shared 'tag |s x:2 |a y\n|a z\n|a z\n|b 3\n\n".utf8)
+    guard let printed = scorer.predict(payload: payload) else { return 0 }
+    // Bytes, not a String: a tag may end in '\r', which a String would join with the newline.
+    check(printed.count >= 2 && printed.suffix(2).elementsEqual([0x0A, 0x0A]), "an ADF answer ends with a blank line")
+    var answers: [ArraySlice<UInt8>] = []
+    var start = 0
+    var index = 0
+    while index < printed.count {
+        if printed[index] == 0x0A {
+            check(index + 1 < printed.count && printed[index + 1] == 0x0A && index > start, "one line per ADF example")
+            answers.append(printed[start..<index])
+            index += 2
+            start = index
+        } else {
+            index += 1
+        }
+    }
+    let last = String(decoding: answers.last!, as: UTF8.self)
+    check(last.hasSuffix(" tag"), "the shared line's tag")
+    let words = last.dropLast(4)
+    if configuration.adf!.explores || configuration.adf!.rankAll {
+        let pairs = words.split(separator: ",").map { $0.split(separator: ":") }
+        check(pairs.count == 3 && Set(pairs.map { $0.first.map(String.init) ?? "" }) == ["0", "1", "2"], "each action once")
+        if configuration.adf!.explores {
+            let total = pairs.reduce(0.0) { $0 + (Double(String($1.last ?? "")) ?? -9) }
+            check(abs(total - 1) < 1e-4, "a PMF")
+        }
+    } else {
+        check(["0", "1", "2"].contains(String(words)), "the chosen action")
+    }
+    return 0
 }

@@ -3,6 +3,8 @@
 /// Only options whose effect on a `-t` prediction of a linear model is known are accepted; any
 /// other option (a reduction, a feature transform, a hash seed...) keeps the model on vw.
 struct NativeConfiguration: Sendable, Equatable {
+    /// In VW's order (`vwOrder`); an ADF model's may hold `:` wildcards (sorted as the byte ':' is, as
+    /// VW does when it reads them), expanded per example as VW's `generate_interactions` does.
     var interactions: [[UInt8]] = []
     var addsConstant = true
     var hashesAll = false
@@ -20,6 +22,8 @@ struct NativeConfiguration: Sendable, Equatable {
     var bits: Int?
     /// Floats per weight record of the online state: 1 + adaptive + normalized.
     var floatsPerRecord = 3
+    /// `--cb_adf` / `--cb_explore_adf`: how a multiline example's actions are scored and printed (nil: single-line).
+    var adf: NativeADF?
 
     init() {}
 
@@ -32,13 +36,20 @@ struct NativeConfiguration: Sendable, Equatable {
     /// The interactions as VW 9 uses them (`parse_feature_tweaks`): sorted by length then bytes,
     /// duplicates (the same namespaces in any order) removed keeping the first, and each one sorted
     /// when it repeats a namespace next to another (`must_be_left_sorted`).
-    static func vwOrder(_ written: [[UInt8]]) throws(NativeModelError) -> [[UInt8]] {
+    static func vwOrder(_ written: [[UInt8]], wildcards: Bool = false) throws(NativeModelError) -> [[UInt8]] {
         for interaction in written {
-            if interaction.contains(UInt8(ascii: ":")) { throw .unsupported("interaction wildcards (':')") }
+            if !wildcards && interaction.contains(UInt8(ascii: ":")) { throw .unsupported("interaction wildcards (':')") }
             if interaction.contains(UInt8(ascii: "\\")) { throw .unsupported("escaped namespaces in interactions") }
             if interaction.contains(where: { $0 <= 0x20 || $0 >= 0x7F }) { throw .unsupported("non-ASCII namespaces in interactions") }
             if interaction.count < 2 { throw .unsupported("an interaction of \(interaction.count) namespace") }
         }
+        return sortedAndFiltered(written)
+    }
+
+    /// `sort_interactions_comparator` then `sort_and_filter_duplicate_interactions`: by length then
+    /// bytes, duplicates (the same namespaces in any order) removed keeping the first, each one
+    /// sorted when it repeats a namespace next to another (`must_be_left_sorted`).
+    static func sortedAndFiltered(_ written: [[UInt8]]) -> [[UInt8]] {
         let ordered = written.sorted { a, b in a.count != b.count ? a.count < b.count : a.lexicographicallyPrecedes(b) }
         var seen = Set<[UInt8]>()
         var result: [[UInt8]] = []

@@ -42,18 +42,20 @@ public struct NativeModelFile: Sendable, Equatable {
     public static let maxBits = 28
 
     /// Reads a model file; `floatsPerRecord(resume)` says how many floats each weight record of the
-    /// online state has (1 + adaptive + normalized, from the options vw loads the model with).
+    /// online state has (1 + adaptive + normalized, from the options vw loads the model with);
+    /// `reductionBytes` how many bytes the reductions above gd save before its state (`cb_adf`: its
+    /// uint64 `event_sum` and `action_sum`, 16).
     public static func parse(
-        _ bytes: [UInt8], floatsPerRecord: Int, maxBits: Int = maxBits
+        _ bytes: [UInt8], floatsPerRecord: Int, reductionBytes: Int = 0, maxBits: Int = maxBits
     ) throws(NativeModelError) -> NativeModelFile {
         try bytes.withUnsafeBufferPointer { buffer throws(NativeModelError) in
             var reader = ModelFileReader(bytes: buffer)
-            return try parse(&reader, floatsPerRecord: floatsPerRecord, maxBits: maxBits)
+            return try parse(&reader, floatsPerRecord: floatsPerRecord, reductionBytes: reductionBytes, maxBits: maxBits)
         }
     }
 
     private static func parse(
-        _ reader: inout ModelFileReader, floatsPerRecord: Int, maxBits: Int
+        _ reader: inout ModelFileReader, floatsPerRecord: Int, reductionBytes: Int, maxBits: Int
     ) throws(NativeModelError) -> NativeModelFile {
         let versionBytes = try reader.lengthPrefixed("version", limit: 32)
         guard versionBytes.last == 0 else { throw .malformed("version string without a NUL") }
@@ -75,6 +77,7 @@ public struct NativeModelFile: Sendable, Equatable {
         guard options.isEmpty || options.last == 0 else { throw .malformed("options string without a NUL") }
         // The checksum: a uint32 length (4) and the uint32 hash.
         guard try reader.lengthPrefixed("checksum", limit: 4).count == 4 else { throw .malformed("checksum is not 4 bytes") }
+        try reader.skip(reductionBytes, "the reductions' state")
 
         let resumeByte = try reader.byte("resume flag")
         guard resumeByte <= 1 else { throw .malformed("resume flag \(resumeByte)") }

@@ -18,6 +18,10 @@ public struct NativeScorer: Sendable {
     let maxLabel: Float
     /// What the options say: interactions (in VW's order), constant, hashing, link, classes, ignored namespaces.
     let configuration: NativeConfiguration
+    /// `setup_example` multiplies every feature index by the feature width, a power of two (`--oaa K`:
+    /// the smallest ≥ K, found in vw's model files; `--cb_type dr`: 2), so that class c's weight of a
+    /// feature sits c slots after it.
+    let multiplier: UInt64
 
     /// `VW::details::CONSTANT`, the constant feature's index, and its namespace.
     static let constantIndex: UInt64 = 11_650_396
@@ -30,11 +34,17 @@ public struct NativeScorer: Sendable {
         minLabel = file.minLabel
         maxLabel = file.maxLabel
         self.configuration = configuration
+        if configuration.classes > 1 {
+            multiplier = UInt64(1) << UInt64(64 - UInt64(configuration.classes - 1).leadingZeroBitCount)
+        } else {
+            multiplier = configuration.adf?.doublyRobust == true ? 2 : 1
+        }
     }
 
     /// What vw prints for `payload` (VW text lines, each ending in "\n"), or nil when a line holds
     /// something the scorer does not reproduce (then vw must answer).
     public func predict(payload: [UInt8]) -> [UInt8]? {
+        if configuration.adf != nil { return predictADF(payload: payload) }
         var output: [UInt8] = []
         output.reserveCapacity(payload.count / 4 + 16)
         var example = NativeExample()
@@ -132,7 +142,7 @@ public struct NativeScorer: Sendable {
 
     /// `tc_parser::list_name_space` over `bytes[bar..<end]`; false where VW would warn of a
     /// malformed example (the grammar refuses those before they reach a scorer).
-    private func parseFeatures(_ bytes: UnsafeBufferPointer<UInt8>, _ bar: Int, _ end: Int, into example: inout NativeExample) -> Bool {
+    func parseFeatures(_ bytes: UnsafeBufferPointer<UInt8>, _ bar: Int, _ end: Int, into example: inout NativeExample) -> Bool {
         let mask: UInt64 = (1 << UInt64(bits)) - 1
         var index = bar
         while index < end && bytes[index] == UInt8(ascii: "|") {
@@ -217,10 +227,6 @@ public struct NativeScorer: Sendable {
 
     // MARK: - Sum
 
-    /// `setup_example` multiplies every feature index by the feature width, a power of two (`--oaa K`:
-    /// the smallest ≥ K; found in vw's model files), so that class c's weight of a feature sits c slots after it.
-    var multiplier: UInt64 { configuration.classes > 1 ? UInt64(1) << UInt64(64 - UInt64(configuration.classes - 1).leadingZeroBitCount) : 1 }
-
     /// `finalize_prediction`: NaN becomes 0, then the model's label range clips.
     @inline(__always) func finalize(_ value: Float) -> Float {
         if value.isNaN { return 0 }
@@ -238,7 +244,7 @@ public struct NativeScorer: Sendable {
     private func score(_ example: NativeExample, initial: Float) -> Float {
         weights.withUnsafeBufferPointer { w in
             var sum = ScalarSum(weights: w, mask: UInt64(w.count - 1), p: initial)
-            accumulate(example, into: &sum)
+            accumulate(example, interactions: configuration.interactions, into: &sum)
             return sum.p
         }
     }
@@ -250,7 +256,7 @@ public struct NativeScorer: Sendable {
             withUnsafeTemporaryAllocation(of: Float.self, capacity: configuration.classes) { scores in
                 scores.initialize(repeating: 0)
                 var sum = ClassSums(weights: w, mask: UInt64(w.count - 1), scores: scores)
-                accumulate(example, into: &sum)
+                accumulate(example, interactions: configuration.interactions, into: &sum)
                 var best = 0
                 for c in 0..<configuration.classes {
                     scores[c] = link(finalize(scores[c]))
@@ -264,12 +270,12 @@ public struct NativeScorer: Sendable {
 
     /// `foreach_feature`: the linear terms namespace by namespace, then each interaction.
     @inline(__always)
-    private func accumulate<Sum: NativeSum>(_ example: NativeExample, into sum: inout Sum) {
+    func accumulate<Sum: NativeSum>(_ example: NativeExample, interactions: [[UInt8]], into sum: inout Sum) {
         let features = example.sorted
         for namespace in example.order where !configuration.ignoredLinear[Int(namespace)] {
             for slot in example.ranges[Int(namespace)] { sum.add(features[slot].value, features[slot].index) }
         }
-        for terms in configuration.interactions {
+        for terms in interactions {
             var empty = false
             for term in terms where example.ranges[Int(term)].isEmpty { empty = true }
             if empty { continue }

@@ -91,7 +91,8 @@ public final class NativeSlot: @unchecked Sendable {
         version: ModelVersion, modelBytes: () -> [UInt8]?, warmup: [String], limits: ExampleLimits, timeout: Duration
     ) -> Result<Verified, NativeRefusal> {
         guard version.jsonGrammar == nil else { return .failure(NativeRefusal(reason: "not supported by the native scorer: vw_json input")) }
-        guard version.options.family == .simple || version.options.family == .multiclass, !version.framing.blankLineAfterEach else {
+        let adf = version.options.family == .cbADF
+        guard adf || (version.options.family == .simple || version.options.family == .multiclass) && !version.framing.blankLineAfterEach else {
             return .failure(NativeRefusal(reason: "not supported by the native scorer: \(version.options.family) models"))
         }
         let scorer: NativeScorer
@@ -99,14 +100,21 @@ public final class NativeSlot: @unchecked Sendable {
             // The options first: a model the scorer cannot reproduce is never read a second time.
             let configuration = try NativeConfiguration(options: version.options)
             guard let bytes = modelBytes() else { return .failure(NativeRefusal(reason: "cannot read the staged model file")) }
+            guard (configuration.adf != nil) == adf else {
+                return .failure(NativeRefusal(reason: "not supported by the native scorer: a \(version.options.family) model with these options"))
+            }
             scorer = try NativeScorer.load(configuration: configuration, file: bytes)
         } catch {
             return .failure(NativeRefusal(reason: error.reason))
         }
         var builder = ExampleBatchBuilder(framing: version.framing, limits: limits)
         var accepted: [String] = []
-        for example in NativeProbeSet.examples(interactions: scorer.configuration.interactions, warmup: warmup) {
-            guard (try? builder.append(lines: [Substring(example)])) != nil else { continue }
+        let interactions = scorer.configuration.interactions
+        let probes = adf ? NativeProbeSet.adfExamples(interactions: interactions, warmup: warmup)
+            : NativeProbeSet.examples(interactions: interactions, warmup: warmup)
+        for example in probes {
+            let lines = adf ? example.split(separator: "\n", omittingEmptySubsequences: false) : [Substring(example)]
+            guard (try? builder.append(lines: lines)) != nil else { continue }
             accepted.append(example)
         }
         let batch = builder.finish()
@@ -154,8 +162,18 @@ public final class NativeSlot: @unchecked Sendable {
     /// A shadow check found a difference: back to vw at once, counted and logged with the example.
     private func switchToVW(batch: PreparedBatch, example index: Int, native: ShardAnswer, vw: ShardAnswer) {
         active.store(false, ordering: .releasing)
-        let line = batch.payload.split(separator: 0x0A, omittingEmptySubsequences: false)
-        let text = index < line.count ? String(decoding: line[index].prefix(2048), as: UTF8.self) : ""
+        // The example's text: its line, or for a multiline model its lines up to the blank one.
+        var examples: [ArraySlice<UInt8>] = []
+        var start = batch.payload.startIndex
+        for position in batch.payload.indices where batch.payload[position] == 0x0A {
+            let next = position + 1
+            let ends = !batch.multiline || (next < batch.payload.endIndex && batch.payload[next] == 0x0A)
+            if ends {
+                examples.append(batch.payload[start..<position])
+                start = batch.multiline ? next + 1 : next
+            }
+        }
+        let text = index < examples.count ? String(decoding: examples[index].prefix(2048), as: UTF8.self) : ""
         let nativeText = index < native.answers.count ? String(decoding: native.raw[native.answers[index]], as: UTF8.self) : "-"
         let vwText = index < vw.answers.count ? String(decoding: vw.raw[vw.answers[index]], as: UTF8.self) : "-"
         // The example goes to the log only: the status document is no place for clients' data.

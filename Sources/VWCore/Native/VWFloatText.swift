@@ -133,7 +133,17 @@ enum VWFloatText {
         }
     }
 
-    private static func appendDecimal(_ value: UInt64, to output: inout [UInt8]) {
+    /// `VW::fmt_float(value, 6)` (`action_score.cc`'s lists): `{:.6f}`, then trailing zeros and a
+    /// trailing '.' removed. fmt's exact digits are printf's, so this is the `-p` format trimmed.
+    static func appendShortFixed(_ value: Float, to output: inout [UInt8]) {
+        let start = output.count
+        appendPrediction(value, to: &output)
+        guard output[start...].contains(UInt8(ascii: ".")) else { return }
+        while output.last == 0x30 { output.removeLast() }
+        if output.last == UInt8(ascii: ".") { output.removeLast() }
+    }
+
+    static func appendDecimal(_ value: UInt64, to output: inout [UInt8]) {
         if value >= 10 { appendDecimal(value / 10, to: &output) }
         output.append(0x30 + UInt8(value % 10))
     }

@@ -1,0 +1,1 @@
+../../../Sources/VWCore/Native/NativeADF.swift
