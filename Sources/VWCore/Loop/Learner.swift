@@ -249,6 +249,49 @@ final class Learner: @unchecked Sendable {
             "model": "\(name)", "version": "\(published.version)", "events": "\(lines.count)",
             "learned_events": "\(events)", "seconds": "\(ContinuousClock.now - started)",
         ])
+        if loop.learningMode == .apprentice {
+            apprentice(checked.decisions, pmfs: trained.predictions, serving: serving, loop: loop, store: store, settings: settings)
+        }
+    }
+
+    /// Apprentice mode: evaluates the switch criterion (``ApprenticeCriterion``) on the update's decisions and, when
+    /// met, switches the model to online as `PUT …/configurations/service` with `learningMode` `Online` does (the
+    /// model's `.json` rewritten, then reloaded). Only the internal trainer does: `vwfcgi train` (an external
+    /// trainer) evaluates nothing, and its operator switches the model.
+    private func apprentice(_ decisions: [TrainingInput.Decision], pmfs: [[Double]], serving: ModelVersion, loop: LoopConfig,
+                            store: ModelStore, settings: TrainerSettings) {
+        guard settings.publishDirectory == nil, !loop.externalTrainer, serving.jsonGrammar?.isCCB != true,
+              let evaluation = ApprenticeCriterion.evaluate(decisions, pmfs: pmfs, defaultReward: loop.defaultReward,
+                                                            threshold: loop.apprenticeThreshold, minEvents: loop.minEvents)
+        else { return }
+        let now = rfc3339Now()
+        status.withLock { s in
+            s.apprentice = ApprenticeStatus(evaluations: (s.apprentice?.evaluations ?? 0) + 1, evaluatedAt: now, last: evaluation,
+                                            switchedAt: s.apprentice?.switchedAt)
+        }
+        let metadata: Logger.Metadata = [
+            "model": "\(name)", "events": "\(evaluation.events)", "baseline_reward": "\(evaluation.baselineReward)",
+            "learned_reward": "\(evaluation.learnedReward)", "imitation": "\(evaluation.imitation)",
+        ]
+        guard evaluation.met else {
+            logger.info("apprentice: the learned policy does not meet the switch criterion yet", metadata: metadata)
+            return
+        }
+        let path = store.settings.modelDirectory + "/" + name + ".json"
+        do throws(PredictError) {
+            let config = try Engine.modelJSON(at: path, name: name)
+            // The file says otherwise already (the operator changed the mode): nothing to switch.
+            guard (try? PersonalizerSettings.loopConfig(of: config))?.learningMode == .apprentice else { return }
+            _ = try Engine.applyServiceConfiguration(.object([("learningMode", .string("Online"))]), to: config, at: path, name: name)
+        } catch {
+            status.withLock { $0.lastError = "apprentice: cannot switch to online: \(error)" }
+            logger.error("apprentice: the criterion is met but the model's .json cannot be rewritten", metadata: metadata.merging(
+                ["error": "\(error)"]) { $1 })
+            return
+        }
+        status.withLock { $0.apprentice?.switchedAt = now }
+        metrics.apprenticeSwitches.increment()
+        logger.notice("apprentice: the learned policy meets the criterion; the model switches to online", metadata: metadata)
     }
 
     /// The publish gate (see the type's notes); returns the estimates for the status, throws `.rejected`.

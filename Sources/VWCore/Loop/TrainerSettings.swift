@@ -91,4 +91,15 @@ public struct LearnStatus: Sendable, Equatable {
     public var rejectedUpdates = 0
     /// Joined lines the trainer refused (TrainingInput) since start.
     public var skippedLines = 0
+    /// Apprentice mode's switch criterion as last evaluated by this instance's trainer (nil before the first).
+    public var apprentice: ApprenticeStatus?
+}
+
+/// What `/loop`'s `"apprentice"` shows: the last evaluation of the switch criterion, and when it switched the model to online.
+public struct ApprenticeStatus: Sendable, Equatable {
+    public var evaluations = 0
+    public var evaluatedAt: String
+    public var last: ApprenticeCriterion.Evaluation
+    /// When the trainer switched the model to online (nil while it has not, since this instance started).
+    public var switchedAt: String?
 }
