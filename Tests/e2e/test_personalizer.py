@@ -563,6 +563,9 @@ def test_apprentice_switches_to_online_when_the_learned_policy_matches_the_basel
         assert switched["learned_reward"] >= switched["baseline_reward"] and 0 < switched["imitation"] < 1, switched
         assert json.loads((models / "imitator.json").read_text())["loop"]["learning_mode"] == "online"
         wait_until(lambda: loop("imitator")["settings"]["learning_mode"] == "online", 30)
+        # The reload the switch causes serves what apprentice learned, not the model file again.
+        model = stack.get("/v1/models/imitator").json()
+        assert model["origin"] == "learned" and model["learned_events"] >= switched["events"], model
         metrics = stack.get("/metrics").text
         assert any(line.startswith("vwfcgi_loop_apprentice_switches_total") and 'model="imitator"' in line and line.endswith(" 1")
                    for line in metrics.splitlines()), metrics
