@@ -4,11 +4,12 @@ import Testing
 @Suite struct LearnerTests {
     @Test func stateRoundTripsAndRefusesUnsafeModelVersions() {
         let state = LearnState(base: "aaa", modelVersion: "bbb", position: 7, learnedEvents: 1234,
-                               updates: 3, lastUpdate: "2026-11-30T20:00:00.000Z", published: ["x1", "bbb"])
+                               updates: 3, lastUpdate: "2026-11-30T20:00:00.000Z", published: ["x1", "bbb"], aliases: ["ccc"])
         #expect(LearnState.parse(state.serialized()) == state)
         var none = state
         none.lastUpdate = nil
         none.published = []
+        none.aliases = []
         #expect(LearnState.parse(none.serialized()) == none)
         for unsafe in ["../x.vw", "/etc/passwd", ".hidden", "a/b", ""] {
             var bad = state
@@ -38,6 +39,43 @@ import Testing
         // Without one prediction per decision there is no estimate (vw printed less).
         #expect(Learner.estimate(decisions, pmfs: []).ips == nil)
         #expect(Learner.estimate([], pmfs: []).logged == nil)
+    }
+
+    /// Apprentice mode's switch criterion (SPEC §9): on the baseline decisions (p = 1), the baseline's average reward
+    /// against the learned greedy policy's, which earns the logged reward where it picks the baseline and the
+    /// default reward elsewhere.
+    @Test func theApprenticeCriterionCreditsOnlyWhatTheBaselineWasSeenToEarn() {
+        func decision(_ reward: Double, p: Double = 1) -> TrainingInput.Decision {
+            TrainingInput.Decision(reward: reward, probability: p, action: 1)
+        }
+        func evaluate(_ decisions: [TrainingInput.Decision], _ pmfs: [[Double]], threshold: Double = 1, minEvents: Int = 1)
+            -> ApprenticeCriterion.Evaluation? {
+            ApprenticeCriterion.evaluate(decisions, pmfs: pmfs, defaultReward: 0, threshold: threshold, minEvents: minEvents)
+        }
+        let imitates: [Double] = [0.85, 0.05, 0.05, 0.05], differs: [Double] = [0.05, 0.85, 0.05, 0.05]
+        // Differs only where the baseline earned nothing: as good as the baseline (2/4), half imitation: met.
+        let good = evaluate([decision(1), decision(0), decision(1), decision(0)], [imitates, differs, imitates, differs])!
+        #expect(good.events == 4 && good.baselineReward == 0.5 && good.learnedReward == 0.5 && good.imitation == 0.5)
+        #expect(good.met)
+        // Too few events, or a threshold above what it reaches: not met.
+        #expect(evaluate([decision(1), decision(0), decision(1), decision(0)], [imitates, differs, imitates, differs], minEvents: 5)?.met == false)
+        #expect(evaluate([decision(1), decision(0), decision(1), decision(0)], [imitates, differs, imitates, differs], threshold: 1.1)?.met == false)
+        // Differs where the baseline was rewarded: its estimate is below the baseline's; not met, even at 0.9.
+        let bad = evaluate([decision(1), decision(1), decision(0)], [differs, imitates, imitates], threshold: 0.9)!
+        #expect(abs(bad.learnedReward - 1.0 / 3) < 1e-12 && abs(bad.baselineReward - 2.0 / 3) < 1e-12 && !bad.met)
+        // ... but 0.5 lets it through (learned ≥ half the baseline's).
+        #expect(evaluate([decision(1), decision(1), decision(0)], [differs, imitates, imitates], threshold: 0.5)?.met == true)
+        // A tie is vw's greedy pick: the first action.
+        #expect(evaluate([decision(1)], [[0.25, 0.25, 0.25, 0.25]])?.imitation == 1)
+        // Negative rewards: the threshold scales |baseline| (1.0: at least as good; 1.5: better by half its size).
+        #expect(evaluate([decision(-1), decision(-1)], [imitates, differs])?.met == true)
+        #expect(evaluate([decision(-1), decision(-1)], [imitates, imitates], threshold: 1.5)?.met == false)
+        // Decisions not logged as the baseline (served online before the mode changed) do not count.
+        let mixed = evaluate([decision(1, p: 0.85), decision(0), decision(1, p: 0.05)], [differs, imitates, imitates])!
+        #expect(mixed.events == 1 && mixed.imitation == 1)
+        #expect(evaluate([decision(1, p: 0.5)], [imitates]) == nil)
+        // No prediction per decision: no evaluation.
+        #expect(evaluate([decision(1)], []) == nil)
     }
 
     // MARK: - What reaches the trainer's vw

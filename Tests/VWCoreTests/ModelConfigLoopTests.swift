@@ -21,13 +21,15 @@ struct ModelConfigLoopTests {
         // SPEC §9: Personalizer's LoggingOnly, and the stored Personalizer settings the engine does not read.
         #expect(try config(#"{"loop": {"learning_mode": "logging_only"}, "personalizer": {"policy": {}}}"#).loop?.learningMode == .loggingOnly)
         #expect(LoopConfig().learningMode == .online)
+        #expect(LoopConfig().apprenticeThreshold == 1)
+        #expect(try config(#"{"loop": {"apprentice_threshold": 0.9}}"#).loop?.apprenticeThreshold == 0.9)
     }
 
     @Test func badLoopSettingsAreRefusedWithTheirReason() {
         for bad in [#"{"input": "csv"}"#, #"{"loop": {"reward_wait": "10"}}"#, #"{"loop": {"reward_wait": "-1s"}}"#,
                     #"{"loop": {"default_reward": "1"}}"#, #"{"loop": {"min_events": 0}}"#, #"{"loop": {"trainer": "x"}}"#,
                     #"{"loop": {"rewardwait": "1s"}}"#, #"{"loop": []}"#, #"{"loop": {"learning_mode": "Apprentice"}}"#,
-                    #"{"personalizer": []}"#] {
+                    #"{"personalizer": []}"#, #"{"loop": {"apprentice_threshold": 0}}"#, #"{"loop": {"apprentice_threshold": "1"}}"#] {
             #expect(throws: LoadError.self, "\(bad)") { try config(bad) }
         }
     }

@@ -464,6 +464,10 @@ def test_apprentice_serves_and_logs_the_baseline_while_the_trainer_learns(pz_sta
         for index, p in pmf:
             assert abs(got[offered[index]] - p) <= 1e-6, (event_id, got, pmf)
         client.reward(event_id, {"value": 1.0 if baseline == BEST[USERS[int(event_id.rsplit("-", 1)[1]) % 3]] else 0.0})
+    # The native :rank route serves the baseline too.
+    r = pz_stack.post("/v1/models/apprentice:rank", json={"event_id": "pz-apprentice-native", "context": mapped(context_features("student", 1), actions())},
+                      headers={"Authorization": f"Bearer {KEY}"})
+    assert r.status_code == 200 and r.json()["action"] == 0 and r.json()["probability"] == 1, r.text
     # Logged as the baseline (action 1 of the offered ones) with probability 1.
     decisions = {line["EventId"]: line for line in log_lines(pz_stack, "apprentice") if "c" in line}
     for event_id, _, _ in cases:
@@ -473,11 +477,116 @@ def test_apprentice_serves_and_logs_the_baseline_while_the_trainer_learns(pz_sta
     assert admin.update_service_configuration({"modelExportFrequency": "PT1S"})["learningMode"] == "Apprentice"
     status = wait_until(lambda: (s := loop_status(pz_stack, "apprentice"))["updates"] >= 1 and s, 60)
     assert status["learned_version"], status
-    # The native :rank route serves the baseline too.
-    r = pz_stack.post("/v1/models/apprentice:rank", json={"event_id": "pz-apprentice-native", "context": mapped(context_features("student", 1), actions())},
-                      headers={"Authorization": f"Bearer {KEY}"})
-    assert r.status_code == 200 and r.json()["action"] == 0 and r.json()["probability"] == 1, r.text
+    # (Every reward here was 0, so the trainer may switch the model to online by itself: see
+    # test_apprentice_switches_to_online_when_the_learned_policy_matches_the_baseline.)
     assert admin.update_service_configuration({"learningMode": "Online"})["learningMode"] == "Online"
+
+
+def pretrained(path: Path, cost) -> None:
+    """A `--cb_explore_adf --epsilon 0.2 -q UC` model (vw's default learning rate) trained on 600 uniformly logged
+    events of the user type alone, with `cost(user, action)`."""
+    rng = random.Random(9)
+    log = path.parent / f"{path.stem}.train.dsjson"
+    with log.open("w") as f:
+        for i in range(600):
+            user, k = rng.choice(USERS), rng.randrange(len(ACTIONS))
+            f.write(json.dumps({
+                "_label_cost": cost(user, ACTIONS[k]), "_label_probability": 0.25, "_label_Action": k + 1, "_labelIndex": k,
+                "o": [], "a": [k + 1] + [j + 1 for j in range(len(ACTIONS)) if j != k], "p": [0.25] * 4,
+                "c": mapped(context_features(user, 0)[:1], actions()), "EventId": f"pre{i}",
+            }) + "\n")
+    subprocess.run([REFERENCE_VW, "--dsjson", "--cb_explore_adf", "--epsilon", "0.2", "-q", "UC", "--random_seed", "5",
+                    "-d", str(log), "-f", str(path), "--quiet"], check=True, timeout=120, stdin=subprocess.DEVNULL)
+    log.unlink()
+
+
+def test_apprentice_switches_to_online_when_the_learned_policy_matches_the_baseline(tmp_path):
+    """Apprentice mode's switch (issue 21 item 3) through the SDK alone. Three user types, four actions; the world
+    rewards each user's best action with 1 (scripts/simulate_loop.py's rule). The baseline (the first action, "news")
+    is the parent's best only. `imitator` starts from a model that knows the student's and the retiree's best
+    actions but takes "travel" for the parent's: while it does, its estimate is below the baseline's (it disagrees
+    where the baseline was rewarded), so it stays in Apprentice; the trainer learns "news" for the parent from the
+    baseline's decisions, the criterion is met, the service switches to Online by itself and then answers from the
+    learned model. `stubborn` (a baseline earning 0.5 everywhere, a model sure another action earns 1) never
+    imitates it, and stays in Apprentice."""
+    models = tmp_path / "models"
+    models.mkdir()
+    # What the model was taught: the student's and the retiree's best (cost -1), and "travel" half as good for the parent.
+    pretrained(models / "imitator.vw", lambda user, action: (-0.5 if action == "travel" else 0) if user == "parent"
+               else (-1 if action == BEST[user] else 0))
+    (models / "stubborn.vw").write_bytes((models / "imitator.vw").read_bytes())
+    for name in ("imitator", "stubborn"):
+        (models / f"{name}.json").write_text(json.dumps(
+            {"input": "vw_json", "loop": {"reward_range": [0, 1], "update_interval": "1h", "min_events": 30}}) + "\n")
+    stack = Stack(models, state_dir=tmp_path / "state").start()
+    try:
+        loop = lambda name: stack.get(f"/v1/models/{name}/loop").json()  # noqa: E731
+        admin = {n: PersonalizerAdministrationClient(stack.url(f"/loops/{n}"), AzureKeyCredential("no key file")) for n in ("imitator", "stubborn")}
+        client = {n: PersonalizerClient(stack.url(f"/loops/{n}"), AzureKeyCredential("no key file")) for n in ("imitator", "stubborn")}
+        for name in ("imitator", "stubborn"):
+            answered = admin[name].update_service_configuration(
+                {"learningMode": "Apprentice", "rewardWaitTime": "PT1S", "modelExportFrequency": "PT1S"})
+            assert answered["learningMode"] == "Apprentice", answered
+        wait_until(lambda: all(loop(n)["settings"]["learning_mode"] == "apprentice" for n in ("imitator", "stubborn")), 30)
+        rng = random.Random(4)
+        served: list[tuple[str, bool]] = []  # (event id, answered the baseline)
+
+        def decide(name: str, event_id: str) -> bool:
+            user = rng.choice(USERS)
+            answer = client[name].rank({"contextFeatures": context_features(user, 0)[:1], "actions": actions(), "eventId": event_id})
+            action = answer["rewardActionId"]
+            if name == "imitator":
+                served.append((event_id, action == "news"))
+            reward = (0.5 if action == "news" else 1.0 if action == BEST[user] else 0.0) if name == "stubborn" else float(action == BEST[user])
+            client[name].reward(event_id, {"value": reward})
+            return action == BEST[user]
+
+        # The first window: the model disagrees with the baseline where it was rewarded (the parent's "news").
+        apprentice_rate = sum(decide("imitator", f"im-0-{i}") for i in range(40)) / 40
+        first = wait_until(lambda: (loop("imitator")["apprentice"] or {}).get("evaluations", 0) >= 1 and loop("imitator")["apprentice"], 30)
+        assert first and not first["met"] and first["events"] >= 30, first
+        assert first["learned_reward"] < first["baseline_reward"] and first["imitation"] < 1 and first["switched_at"] is None, first
+        assert admin["imitator"].get_service_configuration()["learningMode"] == "Apprentice"
+        # Apprentice serves the baseline: the parent's best only.
+        assert all(baseline for _, baseline in served) and apprentice_rate <= 0.5, (apprentice_rate, served)
+        # Traffic until the service switches by itself (a liveness bound).
+        deadline, n = time.monotonic() + 60, 1
+        while admin["imitator"].get_service_configuration()["learningMode"] != "Online" and time.monotonic() < deadline:
+            for i in range(20):
+                decide("imitator", f"im-{n}-{i}")
+                decide("stubborn", f"st-{n}-{i}")
+            n += 1
+        status = loop("imitator")
+        assert admin["imitator"].get_service_configuration()["learningMode"] == "Online", status
+        switched = status["apprentice"]
+        assert switched["met"] and switched["switched_at"] and switched["events"] >= 30, switched
+        assert switched["learned_reward"] >= switched["baseline_reward"] and 0 < switched["imitation"] < 1, switched
+        assert json.loads((models / "imitator.json").read_text())["loop"]["learning_mode"] == "online"
+        wait_until(lambda: loop("imitator")["settings"]["learning_mode"] == "online", 30)
+        # The reload the switch causes serves what apprentice learned, not the model file again.
+        model = stack.get("/v1/models/imitator").json()
+        assert model["origin"] == "learned" and model["learned_events"] >= switched["events"], model
+        metrics = stack.get("/metrics").text
+        assert any(line.startswith("vwfcgi_loop_apprentice_switches_total") and 'model="imitator"' in line and line.endswith(" 1")
+                   for line in metrics.splitlines()), metrics
+        # Every answer before the switch was the baseline, logged with probability 1; none after it.
+        logged = {line["EventId"]: line for p in sorted((stack.state_dir / "imitator" / "log").glob("e2e-*.dsjson"))
+                  for line in map(json.loads, p.read_text().splitlines()) if "c" in line}
+        flags = [logged[event_id]["p"][0] == 1 for event_id, _ in served]
+        assert flags == sorted(flags, reverse=True), "an apprentice decision after an online one"
+        assert all(baseline for (_, baseline), apprentice in zip(served, flags) if apprentice)
+        # Online: the learned model answers; the best-action rate rises well above the baseline's third.
+        online_rate = sum(decide("imitator", f"im-online-{i}") for i in range(150)) / 150
+        print(f"\nbest-action rate: apprentice {apprentice_rate:.2f}, online {online_rate:.2f}; {switched}")
+        assert online_rate >= 0.7, (online_rate, switched)
+        # `stubborn` never imitates the baseline: evaluated, never met, still Apprentice.
+        kept = loop("stubborn")["apprentice"]
+        assert kept and kept["evaluations"] >= 1 and not kept["met"] and kept["switched_at"] is None, kept
+        assert kept["learned_reward"] < kept["baseline_reward"], kept
+        assert admin["stubborn"].get_service_configuration()["learningMode"] == "Apprentice"
+    finally:
+        problems = stack.stop()
+        assert not problems, "\n".join(problems)
 
 
 def fresh_model(arguments: list[str], path: Path) -> bytes:

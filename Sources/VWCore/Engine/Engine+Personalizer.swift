@@ -19,10 +19,7 @@ extension Engine {
         let document = try Self.document(body, maxDepth: maxJSONDepth)
         let config = try modelJSON(of: name)
         if PersonalizerSettings.member("explorationPercentage", of: document) != nil { try checkEpsilonGreedy(model: name) }
-        let updated = try settingsCall { () throws(LoopRequestError) in
-            try PersonalizerSettings.applying(serviceConfiguration: document, to: config)
-        }
-        try writeModelJSON(updated, of: name)
+        let updated = try Self.applyServiceConfiguration(document, to: config, at: configPath(of: name), name: name)
         return try settingsCall { () throws(LoopRequestError) in try PersonalizerSettings.serviceConfiguration(of: updated).jsonBytes }
     }
 
@@ -62,11 +59,27 @@ extension Engine {
     // MARK: The model's .json
 
     private func settingsCall<T>(_ body: () throws(LoopRequestError) -> T) throws(PredictError) -> T {
+        try Self.settingsCall(body)
+    }
+
+    private static func settingsCall<T>(_ body: () throws(LoopRequestError) -> T) throws(PredictError) -> T {
         do throws(LoopRequestError) {
             return try body()
         } catch {
             throw .invalidRequest(error.message)
         }
+    }
+
+    /// A service configuration document applied to the `.json` members `config` and written to `path`: what
+    /// `PUT …/configurations/service` does, and the trainer when apprentice mode switches to online.
+    static func applyServiceConfiguration(_ document: JSONValue, to config: PersonalizerSettings.Members, at path: String, name: String,
+                                          willWrite: ([UInt8]) throws(PredictError) -> Void = { _ in }) throws(PredictError)
+        -> PersonalizerSettings.Members {
+        let updated = try settingsCall { () throws(LoopRequestError) in
+            try PersonalizerSettings.applying(serviceConfiguration: document, to: config)
+        }
+        try writeModelJSON(updated, at: path, name: name, willWrite: willWrite)
+        return updated
     }
 
     private static func document(_ body: [UInt8], maxDepth: Int) throws(PredictError) -> JSONValue {
@@ -89,7 +102,11 @@ extension Engine {
 
     /// The members of the model's `.json` (none when it has no file).
     func modelJSON(of name: String) throws(PredictError) -> PersonalizerSettings.Members {
-        let path = try configPath(of: name)
+        try Self.modelJSON(at: configPath(of: name), name: name)
+    }
+
+    /// The members of the `.json` at `path` (none when there is no file).
+    static func modelJSON(at path: String, name: String) throws(PredictError) -> PersonalizerSettings.Members {
         guard access(path, F_OK) == 0 else { return [] }
         let bytes: [UInt8]
         do throws(LoadError) {
@@ -105,13 +122,19 @@ extension Engine {
 
     /// Checks the new `.json` as a reload will, then replaces the file atomically (the watcher reloads the model).
     func writeModelJSON(_ members: PersonalizerSettings.Members, of name: String) throws(PredictError) {
+        try Self.writeModelJSON(members, at: configPath(of: name), name: name)
+    }
+
+    /// `willWrite` gets the file's new bytes once they are checked, before they replace it.
+    static func writeModelJSON(_ members: PersonalizerSettings.Members, at path: String, name: String,
+                               willWrite: ([UInt8]) throws(PredictError) -> Void = { _ in }) throws(PredictError) {
         let bytes = JSONValue.object(members).jsonBytes + [UInt8(ascii: "\n")]
         do throws(LoadError) {
             _ = try ModelConfig.parse(bytes)
         } catch {
             throw .invalidRequest("the settings would make \(name).json invalid: \(error)")
         }
-        let path = try configPath(of: name)
+        try willWrite(bytes)
         do throws(EventLogError) {
             try LoopFiles.writeAtomically(bytes, to: path)
         } catch {

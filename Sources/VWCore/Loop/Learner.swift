@@ -85,7 +85,7 @@ final class Learner: @unchecked Sendable {
     static func learnedModel(stateDirectory: String, name: String, base: String) -> LearnedModel? {
         guard let model = try? StateDirectory.root(stateDirectory).directory(name, create: false),
               let bytes = try? model.read("learn-state.json", maxBytes: 1 << 20), let state = LearnState.parse(bytes),
-              state.base == base || state.published.contains(base), state.modelVersion != base,
+              state.base == base || state.published.contains(base) || state.aliases.contains(base), state.modelVersion != base,
               let learned = try? model.directory("learned", create: false),
               let fd = try? learned.openRegular(state.model) else { return nil }
         close(fd)
@@ -249,6 +249,52 @@ final class Learner: @unchecked Sendable {
             "model": "\(name)", "version": "\(published.version)", "events": "\(lines.count)",
             "learned_events": "\(events)", "seconds": "\(ContinuousClock.now - started)",
         ])
+        if loop.learningMode == .apprentice {
+            apprentice(checked.decisions, pmfs: trained.predictions, serving: serving, loop: loop, store: store, settings: settings)
+        }
+    }
+
+    /// Apprentice mode: evaluates the switch criterion (``ApprenticeCriterion``) on the update's decisions and, when
+    /// met, switches the model to online as `PUT …/configurations/service` with `learningMode` `Online` does (the
+    /// model's `.json` rewritten, then reloaded). Only the internal trainer does: `vwfcgi train` (an external
+    /// trainer) evaluates nothing, and its operator switches the model.
+    private func apprentice(_ decisions: [TrainingInput.Decision], pmfs: [[Double]], serving: ModelVersion, loop: LoopConfig,
+                            store: ModelStore, settings: TrainerSettings) {
+        guard settings.publishDirectory == nil, !loop.externalTrainer, serving.jsonGrammar?.isCCB != true,
+              let evaluation = ApprenticeCriterion.evaluate(decisions, pmfs: pmfs, defaultReward: loop.defaultReward,
+                                                            threshold: loop.apprenticeThreshold, minEvents: loop.minEvents)
+        else { return }
+        let now = rfc3339Now()
+        status.withLock { s in
+            s.apprentice = ApprenticeStatus(evaluations: (s.apprentice?.evaluations ?? 0) + 1, evaluatedAt: now, last: evaluation,
+                                            switchedAt: s.apprentice?.switchedAt)
+        }
+        let metadata: Logger.Metadata = [
+            "model": "\(name)", "events": "\(evaluation.events)", "baseline_reward": "\(evaluation.baselineReward)",
+            "learned_reward": "\(evaluation.learnedReward)", "imitation": "\(evaluation.imitation)",
+        ]
+        guard evaluation.met else {
+            logger.info("apprentice: the learned policy does not meet the switch criterion yet", metadata: metadata)
+            return
+        }
+        let path = store.settings.modelDirectory + "/" + name + ".json"
+        do throws(PredictError) {
+            let config = try Engine.modelJSON(at: path, name: name)
+            // The file says otherwise already (the operator changed the mode): nothing to switch.
+            guard (try? PersonalizerSettings.loopConfig(of: config))?.learningMode == .apprentice else { return }
+            _ = try Engine.applyServiceConfiguration(.object([("learningMode", .string("Online"))]), to: config, at: path,
+                                                     name: name) { (bytes: [UInt8]) throws(PredictError) in
+                try keepLearnedModel(across: bytes, store: store)
+            }
+        } catch {
+            status.withLock { $0.lastError = "apprentice: cannot switch to online: \(error)" }
+            logger.error("apprentice: the criterion is met but the model's .json cannot be rewritten", metadata: metadata.merging(
+                ["error": "\(error)"]) { $1 })
+            return
+        }
+        status.withLock { $0.apprentice?.switchedAt = now }
+        metrics.apprenticeSwitches.increment()
+        logger.notice("apprentice: the learned policy meets the criterion; the model switches to online", metadata: metadata)
     }
 
     /// The publish gate (see the type's notes); returns the estimates for the status, throws `.rejected`.
@@ -387,6 +433,29 @@ final class Learner: @unchecked Sendable {
         logger.info("rolled back", metadata: ["model": "\(name)", "version": "\(published.version)"])
     }
 
+    /// Before the trainer rewrites the model's `.json` as `json`: records the file version the reload will compute
+    /// (the model directory's `.vw` with that `.json`) as an alias of the base, so that the reload serves the learned
+    /// model, not the file (a `.json` edit is otherwise a new base, SPEC §8.6).
+    private func keepLearnedModel(across json: [UInt8], store: ModelStore) throws(PredictError) {
+        guard var next = state else { return }
+        let file: [UInt8]
+        do throws(LoadError) {
+            file = try ModelDirectory.read(store.settings.modelDirectory + "/" + name + ".vw", maxBytes: store.settings.maxModelBytes)
+        } catch {
+            throw .eventLogFailed("cannot read \(name).vw: \(error)")
+        }
+        var hash = SHA256()
+        hash.update(file)
+        hash.update(json)
+        next.aliases = Array((next.aliases + [String(hash.finalize().hexString.prefix(12))]).suffix(4))
+        do throws(EventLogError) {
+            try open("").writeAtomically(next.serialized(), to: "learn-state.json")
+        } catch {
+            throw .eventLogFailed(error.message)
+        }
+        state = next
+    }
+
     private func publishStatus(_ state: LearnState, learnedVersion: String?) {
         status.withLock { s in
             s.updates = state.updates
@@ -415,11 +484,12 @@ final class Learner: @unchecked Sendable {
         guard copied else { throw .system("copy the serving model to", path) }
         try learned.sync()
         let previous = state
-        let sameBase = previous?.base == serving.baseVersion
+        // A base this learner's own `.json` rewrite made (an alias) keeps the history of the base it edited.
+        let sameBase = previous?.base == serving.baseVersion || previous?.aliases.contains(serving.baseVersion) == true
         let next = LearnState(
             base: serving.baseVersion, modelVersion: serving.version, position: previous?.position ?? 0,
             learnedEvents: previous?.learnedEvents ?? 0, updates: previous?.updates ?? 0, lastUpdate: previous?.lastUpdate,
-            published: sameBase ? previous?.published ?? [] : []
+            published: sameBase ? previous?.published ?? [] : [], aliases: sameBase ? previous?.aliases ?? [] : []
         )
         try open("").writeAtomically(next.serialized(), to: "learn-state.json")
         state = next

@@ -52,6 +52,10 @@ public struct LoopConfig: Sendable, Equatable {
     /// The publish gate: a learned model whose IPS estimate on its update's events is below the serving
     /// model's by more than this is not published (nil: only the finite/PMF check).
     public var maxRegression: Double? = 0.1
+    /// `"apprentice_threshold"`: apprentice mode switches to online when the learned policy's conservative reward
+    /// estimate on an update's apprentice decisions reaches this multiple of the baseline's average (SPEC §9,
+    /// ``ApprenticeCriterion``); 1.0: as good as the baseline.
+    public var apprenticeThreshold = 1.0
     /// How long (or how many) of the loop's files are kept once nothing needs them any more (issue 24).
     public var retention = Retention()
 
@@ -73,7 +77,7 @@ public struct LoopConfig: Sendable, Equatable {
 
     static let keys = "reward_wait, default_reward, update_interval, min_events, trainer, reward_range, reward_aggregation, "
         + "max_abs_label, max_importance, max_abs_feature_value, min_probability, max_pending, max_orphans, orphan_wait, "
-        + "deferred_wait, gate, retention, learning_mode"
+        + "deferred_wait, gate, retention, learning_mode, apprentice_threshold"
 
     static func parse(_ value: JSONValue) throws(LoadError) -> LoopConfig {
         guard case .object(let members) = value else { throw .invalidConfig("\"loop\" must be an object") }
@@ -125,6 +129,8 @@ public struct LoopConfig: Sendable, Equatable {
                     throw .invalidConfig("\"loop\".\"learning_mode\" must be \"online\", \"logging_only\" or \"apprentice\"")
                 }
                 loop.learningMode = mode
+            case "apprentice_threshold":
+                loop.apprenticeThreshold = try number(key, value, positive: true)
             case "reward_aggregation":
                 guard case .string(let text) = value, let aggregation = RewardAggregation(rawValue: text) else {
                     throw .invalidConfig("\"loop\".\"reward_aggregation\" must be \"sum\" or \"earliest\"")

@@ -24,6 +24,8 @@ struct LoopMetrics: Sendable {
     let updatesFailed: Counter
     let learnedEvents: Gauge
     let ipsEstimate: Gauge
+    /// `vwfcgi_loop_apprentice_switches_total`: apprentice mode switched to online by the trainer.
+    let apprenticeSwitches: Counter
 
     init(model: String) {
         func counter(_ label: String, _ extra: [(String, String)] = []) -> Counter {
@@ -47,6 +49,7 @@ struct LoopMetrics: Sendable {
         updatesFailed = counter("vwfcgi_loop_updates_total", [("result", "failed")])
         learnedEvents = gauge("vwfcgi_loop_learned_events")
         ipsEstimate = gauge("vwfcgi_loop_ips_estimate")
+        apprenticeSwitches = counter("vwfcgi_loop_apprentice_switches_total")
         pending.record(0)
         rewardSum.record(0)
         learnedEvents.record(0)

@@ -36,6 +36,9 @@ struct LearnState: Equatable {
     /// The versions learned from this base, newest last (at most 16): one of them found in the model
     /// directory is this learner's own publication (`vwfcgi train` writes them there), not an operator's file.
     var published: [String] = []
+    /// File versions that are `base` with a `.json` this learner rewrote (apprentice's switch to online, newest last,
+    /// at most 4): the reload they cause resumes the learned model instead of starting again from the file.
+    var aliases: [String] = []
 
     func serialized() -> [UInt8] {
         var writer = JSONWriter()
@@ -52,6 +55,10 @@ struct LearnState: Equatable {
         writer.beginArray()
         for version in published { writer.string(version) }
         writer.endArray()
+        writer.key("aliases")
+        writer.beginArray()
+        for version in aliases { writer.string(version) }
+        writer.endArray()
         writer.endObject()
         return writer.bytes + [0x0A]
     }
@@ -66,7 +73,8 @@ struct LearnState: Equatable {
         else { return nil }
         return LearnState(base: base, modelVersion: modelVersion, position: position, learnedEvents: learned,
                           updates: updates, lastUpdate: value[member: "last_update"]?.stringValue,
-                          published: value[member: "published"]?.arrayValue?.compactMap(\.stringValue) ?? [])
+                          published: value[member: "published"]?.arrayValue?.compactMap(\.stringValue) ?? [],
+                          aliases: value[member: "aliases"]?.arrayValue?.compactMap(\.stringValue) ?? [])
     }
 }
 
@@ -91,4 +99,15 @@ public struct LearnStatus: Sendable, Equatable {
     public var rejectedUpdates = 0
     /// Joined lines the trainer refused (TrainingInput) since start.
     public var skippedLines = 0
+    /// Apprentice mode's switch criterion as last evaluated by this instance's trainer (nil before the first).
+    public var apprentice: ApprenticeStatus?
+}
+
+/// What `/loop`'s `"apprentice"` shows: the last evaluation of the switch criterion, and when it switched the model to online.
+public struct ApprenticeStatus: Sendable, Equatable {
+    public var evaluations = 0
+    public var evaluatedAt: String
+    public var last: ApprenticeCriterion.Evaluation
+    /// When the trainer switched the model to online (nil while it has not, since this instance started).
+    public var switchedAt: String?
 }
