@@ -1,3 +1,7 @@
+// Over 400 lines on purpose: one job lifecycle (Personalizer evaluations and feature importances: the registry of
+// running jobs, the request, the document written before and after, the engine's entry points) whose ordering
+// rules (the Running document on disk before the 200, the result before the run stops counting, a DELETE wholly
+// before or after) are easier to check in one place.
 #if canImport(Glibc)
 import Glibc
 #endif
