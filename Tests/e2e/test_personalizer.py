@@ -741,6 +741,18 @@ def test_evaluations_through_the_sdk_create_poll_read_list_delete(pz_stack):
     with pytest.raises(ResourceExistsError) as exists:
         admin.create_evaluation("ev-1", {"name": "again", "startTime": start, "endTime": end})
     assert_sdk_error(exists.value, 409, "ev-1")
+    # A model keeps at most 100 evaluation documents: one client cannot fill the disk with them.
+    kept = pz_stack.state_dir / "shop" / "evaluations"
+    planted = [kept / f"planted-{i}.json" for i in range(100 - len(list(kept.glob("*.json"))))]
+    for path in planted:
+        path.write_text((kept / "ev-1.json").read_text())
+    try:
+        with pytest.raises(ResourceExistsError) as full:
+            admin.create_evaluation("ev-full", {"name": "one too many", "startTime": start, "endTime": end})
+        assert_sdk_error(full.value, 409, "the most it keeps (100)")
+    finally:
+        for path in planted:
+            path.unlink()
     for body, words in (
         ({"name": "bad", "startTime": start, "endTime": end, "policies": [{"name": "p", "arguments": "--cb_explore_adf --daemon"}]}, "--daemon"),
         ({"name": "bad", "startTime": end, "endTime": start}, "range is empty"),

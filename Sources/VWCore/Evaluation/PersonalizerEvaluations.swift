@@ -77,6 +77,9 @@ final class PersonalizerEvaluations: Sendable {
 /// A kind of Personalizer job: where its documents are kept (`<state>/<model>/<directory>/<id>.json`), what it is
 /// called in errors, the members its list shows, and its registry of running jobs.
 struct PersonalizerJobKind: Sendable {
+    /// The documents of one kind a model keeps: beyond, a new job is a 409 until one is deleted.
+    static let maxDocuments = 100
+
     let directory: String
     let noun: String
     let listed: [String]
@@ -311,6 +314,11 @@ extension Engine {
         let file = id + ".json"
         if ((try? directory.read(file, maxBytes: 64 << 20)) ?? nil) != nil {
             return .conflict("\(kind.noun) \(id) exists; delete it first or choose another id")
+        }
+        // The documents a client can make are capped per model and kind (each up to ~100 KB): a disk no one can fill.
+        let kept = directory.list().filter { $0.hasSuffix(".json") && !$0.hasPrefix(".") }.count
+        if kept >= PersonalizerJobKind.maxDocuments {
+            return .conflict("model \(name) keeps \(kept) \(kind.noun) documents, the most it keeps (\(PersonalizerJobKind.maxDocuments)); delete one first")
         }
         guard let token = kind.runs.register(model: name, id: id) else {
             return .conflict("model \(name) is running \(kind.noun) \(kind.runs.runningID(model: name) ?? "?"); one runs at a time per model")
