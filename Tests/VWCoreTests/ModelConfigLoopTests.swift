@@ -23,13 +23,15 @@ struct ModelConfigLoopTests {
         #expect(LoopConfig().learningMode == .online)
         #expect(LoopConfig().apprenticeThreshold == 1)
         #expect(try config(#"{"loop": {"apprentice_threshold": 0.9}}"#).loop?.apprenticeThreshold == 0.9)
+        #expect(try config(#"{"loop": {"deferred_wait": "30d"}}"#).loop?.deferredWait == .seconds(30 * 86_400))
     }
 
     @Test func badLoopSettingsAreRefusedWithTheirReason() {
         for bad in [#"{"input": "csv"}"#, #"{"loop": {"reward_wait": "10"}}"#, #"{"loop": {"reward_wait": "-1s"}}"#,
                     #"{"loop": {"default_reward": "1"}}"#, #"{"loop": {"min_events": 0}}"#, #"{"loop": {"trainer": "x"}}"#,
                     #"{"loop": {"rewardwait": "1s"}}"#, #"{"loop": []}"#, #"{"loop": {"learning_mode": "Apprentice"}}"#,
-                    #"{"personalizer": []}"#, #"{"loop": {"apprentice_threshold": 0}}"#, #"{"loop": {"apprentice_threshold": "1"}}"#] {
+                    #"{"personalizer": []}"#, #"{"loop": {"apprentice_threshold": 0}}"#, #"{"loop": {"apprentice_threshold": "1"}}"#,
+                    #"{"loop": {"deferred_wait": "31d"}}"#, #"{"loop": {"orphan_wait": "721h"}}"#] {
             #expect(throws: LoadError.self, "\(bad)") { try config(bad) }
         }
     }

@@ -11,7 +11,7 @@ import Testing
         for _ in 0..<Int.random(in: 0...2, using: &random) { rewards.add(Double.random(in: -1...1, using: &random)) }
         let deferred = Bool.random(using: &random)
         return PendingDecision(
-            order: order, seen: Int64(order * 10), segment: Int32.random(in: 0...3, using: &random), offset: Int.random(in: 0...1 << 40, using: &random),
+            order: order, seen: Int64(order * 10), segment: Int32.random(in: 0...3, using: &random), offset: Int.random(in: 0..<1 << 40, using: &random),
             length: Int32.random(in: 1...1 << 20, using: &random), deferred: deferred, learn: false,
             activated: deferred && Bool.random(using: &random) ? Int64(order * 10 + 5) : nil, rewards: rewards
         )
@@ -135,5 +135,51 @@ import Testing
         }
         for (key, event) in reference { #expect(table[key] == event) }
         #expect(Set(table.keys) == Set(reference.keys))
+    }
+
+    /// Times and orders are 32-bit offsets from a moving base: exact while the live values span less than 2^32 - 1,
+    /// whichever way they move; beyond that the smallest read as younger (clipped), never anything else.
+    @Test func offsetColumnIsExactWithinItsRangeAndClipsTheOldestBeyondIt() {
+        let live: [UInt32] = []
+        var column = Offset32Column()
+        let values: [Int64?] = [1_700_000_000_000, nil, 1_700_000_000_000 - 5, 1_700_000_000_000 + 4_000_000_000, 3, 1 << 49]
+        for value in values.prefix(4) { column.append(value, meta: live) }
+        for (entry, value) in values.prefix(4).enumerated() { #expect(column[entry] == value) }
+        column.set(1, to: 1_700_000_000_000 - 90_000_000, meta: live)  // a clock stepped back a day
+        let dayBefore: Int64 = 1_700_000_000_000 - 90_000_000, later: Int64 = 1_700_000_000_000 + 4_000_000_000
+        #expect(column[1] == dayBefore)
+        #expect(column[3] == later)
+        // Dead entries do not hold the base back.
+        var meta = [UInt32](repeating: 0, count: 4)
+        meta[0] = EventKeyIndex.dead; meta[1] = EventKeyIndex.dead; meta[2] = EventKeyIndex.dead
+        column.set(0, to: nil, meta: meta)
+        column.append(1_700_000_000_000 + 8_000_000_000, meta: meta)
+        let muchLater: Int64 = 1_700_000_000_000 + 8_000_000_000
+        #expect(column[3] == later)
+        #expect(column[4] == muchLater)
+        #expect(column[0] == nil)
+        // A span beyond the range: the newest is exact, the older is clipped upwards.
+        column.append(1 << 49, meta: meta + [0])
+        #expect(column[5] == 1 << 49)
+        let clipped = column[3] ?? 0
+        #expect(clipped > later && clipped < 1 << 49)
+        #expect(column[0] == nil)
+    }
+
+    /// The first reward is kept aside only when it is not the sum: several rewards, or one -0.
+    @Test func rewardsAsideKeepsEveryTallyExactly() {
+        var table = OrphanTable()
+        var tallies: [RewardTally] = []
+        for rewards in [[], [0.25], [-0.0], [0.5, -1], [1, 1, 1], [Double.leastNonzeroMagnitude]] as [[Double]] {
+            var tally = RewardTally()
+            for r in rewards { tally.add(r) }
+            tallies.append(tally)
+        }
+        for (n, tally) in tallies.enumerated() { table[Self.key(n)] = OrphanEvent(seen: Int64(n), activated: nil, rewards: tally) }
+        for (n, tally) in tallies.enumerated() {
+            let stored = table[Self.key(n)]?.rewards
+            #expect(stored == tally)
+            #expect(stored?.first.bitPattern == tally.first.bitPattern && stored?.sum.bitPattern == tally.sum.bitPattern)
+        }
     }
 }

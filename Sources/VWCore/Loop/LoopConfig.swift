@@ -98,6 +98,10 @@ public struct LoopConfig: Sendable, Equatable {
                 guard case .string(let text) = value, let duration = Self.duration(text) else {
                     throw .invalidConfig("\"loop\".\"\(key)\" must be a duration such as \"10s\", \"500ms\" or \"2m\"")
                 }
+                // The join keeps its times as 32-bit ms offsets (Offset32Column): its waits stay well inside 49 days.
+                guard key == "update_interval" || duration <= Self.longestWait else {
+                    throw .invalidConfig("\"loop\".\"\(key)\" must be at most 30 days (\"30d\")")
+                }
                 switch key {
                 case "reward_wait": loop.rewardWait = duration
                 case "update_interval": loop.updateInterval = duration
@@ -199,6 +203,9 @@ public struct LoopConfig: Sendable, Equatable {
     }
 
     /// `"10s"`, `"500ms"`, `"2m"`, `"1h"`, `"7d"`: a positive whole number and a unit.
+    /// The longest `reward_wait`, `orphan_wait` or `deferred_wait`.
+    static let longestWait: Duration = .seconds(30 * 86_400)
+
     static func duration(_ text: String) -> Duration? {
         let digits = text.prefix { $0.isASCII && $0.isNumber }
         guard let value = Int64(digits), value > 0, value < 1_000_000 else { return nil }

@@ -1,5 +1,7 @@
-/// Rewards and activations waiting for their decision, in arrival order, in about 55 bytes each (SPEC §8.9: a flood of
+/// Rewards and activations waiting for their decision, in arrival order, in about 40 bytes each (SPEC §8.9: a flood of
 /// rewards for unknown ids must cost a few MB per 100,000, not the 150 bytes a dictionary of keys and tallies takes).
+/// Packed like ``PendingTable``: the time as a 32-bit offset, the sum of the rewards, a meta word, the first reward
+/// and the rest aside only for the entries that got several.
 ///
 /// Entries are parallel arrays in arrival order (so the oldest is at the front: the expiry and the cap take from
 /// there); an ``EventKeyIndex`` finds an entry by its 128-bit key. A removed entry is marked dead; dead entries are
@@ -7,13 +9,12 @@
 /// it was activated: the join activates the decision when it comes), nor more than ``RewardTally/keep`` rewards.
 struct OrphanTable: Sendable {
     private var index = EventKeyIndex()
-    private var seen: [Int64] = []
-    private var first: [Double] = []
+    private var seen = Offset32Column()
     private var sum: [Double] = []
     /// Bit 31: dead; bit 30: activated; bits 0-29: the number of rewards (saturating).
     private var meta: [UInt32] = []
-    /// The rewards after the first of entries that got several (rare), by entry number.
-    private var more: [Int: [Double]] = [:]
+    /// The first reward and the rest of entries that got several (rare), by entry number.
+    private var aside: [Int: RewardsAside] = [:]
     /// Entries before `head` are all dead.
     private var head = 0
     private(set) var count = 0
@@ -65,35 +66,30 @@ struct OrphanTable: Sendable {
 
     private func event(at index: Int) -> OrphanEvent {
         let m = meta[index]
-        var tally = RewardTally()
-        tally.count = Int32(m & Self.countMask)
-        tally.first = first[index]
-        tally.sum = sum[index]
-        tally.more = more[index] ?? []
-        return OrphanEvent(seen: seen[index], activated: m & Self.activatedBit != 0 ? seen[index] : nil, rewards: tally)
+        let seen = seen[index] ?? 0
+        return OrphanEvent(seen: seen, activated: m & Self.activatedBit != 0 ? seen : nil,
+                           rewards: RewardsAside.tally(count: m & Self.countMask, sum: sum[index], aside: aside[index]))
     }
 
     private mutating func store(_ event: OrphanEvent, at index: Int) {
-        seen[index] = event.seen
-        first[index] = event.rewards.first
-        sum[index] = event.rewards.sum
         meta[index] = UInt32(min(max(0, Int(event.rewards.count)), Int(Self.countMask))) | (event.activated != nil ? Self.activatedBit : 0)
-        more[index] = event.rewards.more.isEmpty ? nil : event.rewards.more
+        seen.set(index, to: event.seen, meta: meta)
+        sum[index] = event.rewards.sum
+        aside[index] = RewardsAside(event.rewards)
     }
 
     private mutating func insert(_ key: EventKey, _ event: OrphanEvent) {
         let entry = index.append(key, live: count, meta: meta)
-        seen.append(0)
-        first.append(0)
-        sum.append(0)
         meta.append(0)
+        seen.append(nil, meta: meta)
+        sum.append(0)
         store(event, at: entry)
         count += 1
     }
 
     private mutating func kill(_ index: Int) {
         meta[index] |= Self.dead
-        more[index] = nil
+        aside[index] = nil
         count -= 1
         while head < meta.count, meta[head] & Self.dead != 0 { head += 1 }
         let deadEntries = meta.count - count
@@ -106,18 +102,17 @@ struct OrphanTable: Sendable {
     private mutating func compact() {
         index.compact(meta: meta, live: count)
         var write = 0
-        var moved: [Int: [Double]] = [:]
+        var moved: [Int: RewardsAside] = [:]
         for read in 0..<meta.count where meta[read] & Self.dead == 0 {
-            seen[write] = seen[read]
-            first[write] = first[read]
+            seen.copy(read, to: write)
             sum[write] = sum[read]
             meta[write] = meta[read]
-            if let extra = more[read] { moved[write] = extra }
+            if let extra = aside[read] { moved[write] = extra }
             write += 1
         }
         let removed = meta.count - write
-        seen.removeLast(removed); first.removeLast(removed); sum.removeLast(removed); meta.removeLast(removed)
-        more = moved
+        seen.removeLast(removed); sum.removeLast(removed); meta.removeLast(removed)
+        aside = moved
         head = 0
     }
 }

@@ -1,0 +1,1 @@
+../../../Sources/VWCore/Loop/Offset32Column.swift
