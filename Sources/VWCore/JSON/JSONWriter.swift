@@ -104,6 +104,13 @@ public struct JSONWriter {
     }
 
     /// Bytes that already are one valid JSON value (validated by the caller), written verbatim.
+    /// Hands what was written so far to `body` and empties the buffer, the open containers kept: a long document is
+    /// written in pieces, never held whole.
+    public mutating func flush<E: Error>(_ body: ([UInt8]) throws(E) -> Void) throws(E) {
+        try body(bytes)
+        bytes.removeAll(keepingCapacity: true)
+    }
+
     public mutating func raw(_ json: some Collection<UInt8>) {
         separate()
         bytes.append(contentsOf: json)

@@ -156,32 +156,14 @@ struct JoinState: Sendable {
     /// keys are 32 hex digits, flags 1 = deferred, 2 = `:learn`, times in ms of the joiner's clock.
     func record(offsets changedOffsets: [String: Int], keys: some Sequence<EventKey>) -> [UInt8] {
         var writer = JSONWriter(capacity: 256)
-        writer.beginObject()
-        writer.key("v"); writer.int(1)
-        writer.key("step"); writer.int(step)
-        writer.key("next_file"); writer.int(nextFile)
-        writer.key("next_order"); writer.int(nextOrder)
-        writer.key("joined"); writer.int(joined)
-        writer.key("offsets")
-        writer.beginObject()
-        for (segment, offset) in changedOffsets.sorted(by: { $0.key < $1.key }) { writer.key(segment); writer.int(offset) }
-        writer.endObject()
+        begin(&writer, offsets: changedOffsets)
         var removed: [EventKey] = []
         var orphanEvents: [(EventKey, OrphanEvent)] = []
         writer.key("pending")
         writer.beginArray()
-        func optional(_ value: Int64?) { if let value { writer.int(Int(value)) } else { writer.raw("null".utf8) } }
-        func tally(_ t: RewardTally) {
-            writer.int(Int(t.count)); writer.double(t.first); writer.double(t.sum)
-            writer.beginArray(); for r in t.more { writer.double(r) }; writer.endArray()
-        }
         for key in keys {
             if let p = pending[key] {
-                writer.beginArray()
-                writer.string(key.hex); writer.int(p.order); writer.int(Int(p.seen)); writer.string(segments[Int(p.segment)])
-                writer.int(p.offset); writer.int(Int(p.length)); writer.int((p.deferred ? 1 : 0) | (p.learn ? 2 : 0))
-                optional(p.activated); tally(p.rewards)
-                writer.endArray()
+                entry(&writer, key, p)
             } else if let orphan = orphans[key] {
                 orphanEvents.append((key, orphan))
             } else {
@@ -191,11 +173,7 @@ struct JoinState: Sendable {
         writer.endArray()
         writer.key("orphans")
         writer.beginArray()
-        for (key, o) in orphanEvents {
-            writer.beginArray()
-            writer.string(key.hex); writer.int(Int(o.seen)); optional(o.activated); tally(o.rewards)
-            writer.endArray()
-        }
+        for (key, o) in orphanEvents { entry(&writer, key, o) }
         writer.endArray()
         writer.key("removed")
         writer.beginArray()
@@ -203,6 +181,96 @@ struct JoinState: Sendable {
         writer.endArray()
         writer.endObject()
         return writer.bytes + [0x0A]
+    }
+
+    /// The snapshot: every member, as records of about `piece` bytes each (one line each; the first holds the
+    /// offsets), handed to `emit` one at a time. Applied in order onto an empty state they restore it; a million
+    /// pending decisions are about 100 MB of JSON, which is never held whole, written or read, nor a list of keys.
+    func snapshot<E: Error>(piece: Int = 1 << 20, emit: ([UInt8]) throws(E) -> Void) throws(E) {
+        var writer = JSONWriter(capacity: piece + 4096)
+        var first = true
+        var orphanSection = false
+        func open() {
+            begin(&writer, offsets: first ? offsets : [:])
+            first = false
+            writer.key("pending")
+            writer.beginArray()
+            if orphanSection {
+                writer.endArray()
+                writer.key("orphans")
+                writer.beginArray()
+            }
+        }
+        func close() throws(E) {
+            writer.endArray()
+            if !orphanSection {
+                writer.key("orphans")
+                writer.beginArray()
+                writer.endArray()
+            }
+            writer.key("removed")
+            writer.beginArray()
+            writer.endArray()
+            writer.endObject()
+            writer.raw("\n".utf8)
+            try writer.flush(emit)
+        }
+        open()
+        try pending.forEach { (key, p) throws(E) in
+            entry(&writer, key, p)
+            if writer.bytes.count >= piece {
+                try close()
+                open()
+            }
+        }
+        writer.endArray()
+        writer.key("orphans")
+        writer.beginArray()
+        orphanSection = true
+        try orphans.forEach { (key, o) throws(E) in
+            entry(&writer, key, o)
+            if writer.bytes.count >= piece {
+                try close()
+                open()
+            }
+        }
+        try close()
+    }
+
+    private func begin(_ writer: inout JSONWriter, offsets: [String: Int]) {
+        writer.beginObject()
+        writer.key("v"); writer.int(1)
+        writer.key("step"); writer.int(step)
+        writer.key("next_file"); writer.int(nextFile)
+        writer.key("next_order"); writer.int(nextOrder)
+        writer.key("joined"); writer.int(joined)
+        writer.key("offsets")
+        writer.beginObject()
+        for (segment, offset) in offsets.sorted(by: { $0.key < $1.key }) { writer.key(segment); writer.int(offset) }
+        writer.endObject()
+    }
+
+    private func entry(_ writer: inout JSONWriter, _ key: EventKey, _ p: PendingDecision) {
+        writer.beginArray()
+        writer.string(key.hex); writer.int(p.order); writer.int(Int(p.seen)); writer.string(segments[Int(p.segment)])
+        writer.int(p.offset); writer.int(Int(p.length)); writer.int((p.deferred ? 1 : 0) | (p.learn ? 2 : 0))
+        Self.optional(&writer, p.activated); Self.tally(&writer, p.rewards)
+        writer.endArray()
+    }
+
+    private func entry(_ writer: inout JSONWriter, _ key: EventKey, _ o: OrphanEvent) {
+        writer.beginArray()
+        writer.string(key.hex); writer.int(Int(o.seen)); Self.optional(&writer, o.activated); Self.tally(&writer, o.rewards)
+        writer.endArray()
+    }
+
+    private static func optional(_ writer: inout JSONWriter, _ value: Int64?) {
+        if let value { writer.int(Int(value)) } else { writer.raw("null".utf8) }
+    }
+
+    private static func tally(_ writer: inout JSONWriter, _ t: RewardTally) {
+        writer.int(Int(t.count)); writer.double(t.first); writer.double(t.sum)
+        writer.beginArray(); for r in t.more { writer.double(r) }; writer.endArray()
     }
 
     /// Applies one record (a snapshot onto an empty state, or a journal entry onto the state before it).

@@ -29,9 +29,11 @@ import Glibc
 /// * `join-journal.jsonl`: one record per step *after* its joined file is durable: the per-segment offsets that
 ///   moved and the current form of every pending decision and orphan the step touched (or their removal)
 ///   (``JoinState/record(offsets:keys:)``), fsynced. `join-state.json`: a snapshot of everything, written atomically
-///   when the journal outgrows the last snapshot; the journal is then emptied (records at or before the snapshot's
-///   step are ignored, so a crash in between is harmless).
-/// * Restore: snapshot, then the journal's records in order; a torn last record (no "\n") is cut off. A snapshot or
+///   when the journal outgrows the last snapshot, as records of about 1 MiB (``JoinState/snapshot(piece:emit:)``:
+///   never held whole, nor parsed whole); the journal is then emptied (records at or before the snapshot's step are
+///   ignored, so a crash in between is harmless).
+/// * Restore: the snapshot's records, then the journal's, in order, read 4 MiB at a time; a torn last journal
+///   record (no "\n") is cut off, a snapshot must end with a complete one. A snapshot or
 ///   journal that cannot be used (corrupt, not a regular file) is moved aside as `*.corrupt-<unix time>`, reported
 ///   (`restoreProblem`), and the join starts over from the segments' beginnings: every event id found in a joined
 ///   file is then ignored when read again, so nothing acknowledged is lost and nothing is joined twice.
@@ -490,9 +492,14 @@ public final class Joiner {
             state.offsets[segment] = nil
             reader.offsets[segment] = nil
         }
-        let bytes = state.record(offsets: state.offsets, keys: state.pending.keys + state.orphans.keys)
-        try directory.writeAtomically(bytes, to: Self.snapshotName)
-        snapshotBytes = bytes.count
+        var written = 0
+        try directory.replace(Self.snapshotName) { file, path throws(EventLogError) in
+            try state.snapshot { (piece: [UInt8]) throws(EventLogError) in
+                try LoopFiles.writeAll(file, piece, path: path)
+                written += piece.count
+            }
+        }
+        snapshotBytes = written
         touched = []
         if journal < 0 {
             directory.remove(Self.journalName)
@@ -536,30 +543,57 @@ public final class Joiner {
 
     /// Reads the snapshot and replays the journal; throws when either is unusable.
     private func load() throws(EventLogError) {
-        if let bytes = try directory.read(Self.snapshotName) {
-            guard bytes.last == 0x0A, !bytes.dropLast().contains(0x0A) else { throw EventLogError("the snapshot is not one complete record") }
-            do { try state.apply(bytes.dropLast()) } catch { throw EventLogError("snapshot: \(error.message)") }
-            snapshotBytes = bytes.count
+        if let fd = try directory.openRegular(Self.snapshotName) {
+            defer { close(fd) }
+            var records = 0
+            let end = try Self.forEachLine(fd, path: modelDirectory + "/" + Self.snapshotName) { line throws(EventLogError) in
+                records += 1
+                do throws(JoinStateError) { try state.apply(line) } catch { throw EventLogError("snapshot record \(records): \(error.message)") }
+            }
+            guard records > 0, end == lseek(fd, 0, SEEK_END) else { throw EventLogError("the snapshot does not end with a complete record") }
+            snapshotBytes = end
         }
         guard let fd = try directory.openRegular(Self.journalName, flags: O_RDWR | O_APPEND) else { return }
         journal = fd
-        let bytes: [UInt8]
-        do { bytes = try FileIO.readToEnd(fd, maxBytes: 1 << 34) } catch { throw .system("read", modelDirectory + "/" + Self.journalName, errno: error.code) }
-        var start = 0
         var lineNumber = 0
-        while start < bytes.count {
-            guard let newline = bytes[start...].firstIndex(of: 0x0A) else { break }  // a torn last record: cut below
+        let end = try Self.forEachLine(fd, path: modelDirectory + "/" + Self.journalName) { line throws(EventLogError) in
             lineNumber += 1
-            let line = bytes[start..<newline]
             var peek = JoinState()
-            do { try peek.apply(line) } catch { throw EventLogError("journal record \(lineNumber): \(error.message)") }
+            do throws(JoinStateError) { try peek.apply(line) } catch { throw EventLogError("journal record \(lineNumber): \(error.message)") }
             if peek.step > state.step {
-                do { try state.apply(line) } catch { throw EventLogError("journal record \(lineNumber): \(error.message)") }
+                do throws(JoinStateError) { try state.apply(line) } catch { throw EventLogError("journal record \(lineNumber): \(error.message)") }
             }
-            start = newline + 1
         }
-        if start < bytes.count && ftruncate(fd, off_t(start)) != 0 { throw .system("truncate", modelDirectory + "/" + Self.journalName) }
-        journalBytes = start
+        // A torn last record (no "\n") is cut off.
+        if end < lseek(fd, 0, SEEK_END) && ftruncate(fd, off_t(end)) != 0 {
+            throw .system("truncate", modelDirectory + "/" + Self.journalName)
+        }
+        journalBytes = end
+    }
+
+    /// Calls `body` with each complete line of `fd`, read 4 MiB at a time (a snapshot or journal is never held
+    /// whole), and returns the offset after the last complete line. A line over 64 MiB is an error: `record` and
+    /// `snapshot` write none near that.
+    private static func forEachLine(_ fd: Int32, path: String,
+                                    _ body: (ArraySlice<UInt8>) throws(EventLogError) -> Void) throws(EventLogError) -> Int {
+        var buffer: [UInt8] = []
+        var consumed = 0
+        while true {
+            let chunk: [UInt8]
+            do { chunk = try FileIO.read(fd, at: consumed + buffer.count, count: 4 << 20, path: path) } catch {
+                throw .system("read", path, errno: error.code)
+            }
+            if chunk.isEmpty { return consumed }
+            buffer += chunk
+            var start = 0
+            while let newline = buffer[start...].firstIndex(of: 0x0A) {
+                try body(buffer[start..<newline])
+                start = newline + 1
+            }
+            buffer.removeFirst(start)
+            consumed += start
+            if buffer.count > 64 << 20 { throw EventLogError("a record is longer than 64 MiB") }
+        }
     }
 
     /// Deletes unfinished joined files and accounts for joined files the persisted state does not know of.

@@ -58,8 +58,8 @@ struct OrphanTable: Sendable {
         return keys
     }
 
-    func forEach(_ body: (EventKey, OrphanEvent) -> Void) {
-        for entry in head..<meta.count where meta[entry] & Self.dead == 0 { body(index.key(at: entry), event(at: entry)) }
+    func forEach<E: Error>(_ body: (EventKey, OrphanEvent) throws(E) -> Void) throws(E) {
+        for entry in head..<meta.count where meta[entry] & Self.dead == 0 { try body(index.key(at: entry), event(at: entry)) }
     }
 
     // MARK: - Entries

@@ -100,8 +100,8 @@ struct PendingTable: Sendable {
         return keys
     }
 
-    func forEach(_ body: (EventKey, PendingDecision) -> Void) {
-        for entry in head..<meta.count where meta[entry] & Self.dead == 0 { body(index.key(at: entry), decision(at: entry)) }
+    func forEach<E: Error>(_ body: (EventKey, PendingDecision) throws(E) -> Void) throws(E) {
+        for entry in head..<meta.count where meta[entry] & Self.dead == 0 { try body(index.key(at: entry), decision(at: entry)) }
     }
 
     // MARK: - Entries
