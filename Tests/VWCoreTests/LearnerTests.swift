@@ -4,12 +4,12 @@ import Testing
 @Suite struct LearnerTests {
     @Test func stateRoundTripsAndRefusesUnsafeModelVersions() {
         let state = LearnState(base: "aaa", modelVersion: "bbb", position: 7, learnedEvents: 1234,
-                               updates: 3, lastUpdate: "2026-11-30T20:00:00.000Z", published: ["x1", "bbb"], aliases: ["ccc"])
+                               updates: 3, lastUpdate: "2026-11-30T20:00:00.000Z", published: ["x1", "bbb"], baseFile: "ccc")
         #expect(LearnState.parse(state.serialized()) == state)
         var none = state
         none.lastUpdate = nil
         none.published = []
-        none.aliases = []
+        none.baseFile = nil
         #expect(LearnState.parse(none.serialized()) == none)
         for unsafe in ["../x.vw", "/etc/passwd", ".hidden", "a/b", ""] {
             var bad = state

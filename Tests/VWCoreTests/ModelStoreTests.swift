@@ -32,7 +32,7 @@ private struct StoreUnderTest {
 private final class FixedLearnedModel: LearnedModelSource {
     let path: String
     init(path: String) { self.path = path }
-    func learnedModel(name: String, base: String, loop: LoopConfig) -> LearnedModel? { LearnedModel(path: path, events: 7) }
+    func learnedModel(name: String, base: String, baseFile: String, loop: LoopConfig) -> LearnedModel? { LearnedModel(path: path, events: 7) }
 }
 
 @Suite(.serialized)

@@ -8,7 +8,7 @@ private func version(_ name: String, _ id: String) -> ModelVersion {
     let pool = ShardPool(modelName: name, arguments: ["/bin/false"], count: 1, maxQueuedRequests: 1, logger: Logger(label: "test"))
     return ModelVersion(
         name: name, version: id, loadedAt: "now", vwArgs: [], framing: ExampleFraming(family: .simple, blankLineAfterEach: false),
-        options: ModelOptions(stored: [], extra: []), maxBatch: 1, pool: pool, stagedPath: "/nonexistent"
+        options: ModelOptions(stored: [], extra: []), baseFile: id, maxBatch: 1, pool: pool, stagedPath: "/nonexistent"
     )
 }
 

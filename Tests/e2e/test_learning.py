@@ -201,6 +201,34 @@ def test_the_model_learns_each_users_best_action_and_equals_vws_offline_continua
     assert not problems, problems
 
 
+def test_a_settings_edit_keeps_the_learned_model_and_learning_continues(tmp_path):
+    """Only the .json changes (as an operator's edit or Personalizer's PUT configurations/service does): the new
+    version serves the learned model with the new settings, and learning continues from it, not from the file."""
+    models = make_model_dir(tmp_path / "models", loop=LOOP)
+    base = tmp_path / "base.vw"
+    base.write_bytes((models / "cb.vw").read_bytes())
+    state = tmp_path / "state"
+    stack = Stack(models, state_dir=state).start()
+    try:
+        send_events(stack, 300, "s1", seed=5)
+        learned = settled(stack, state, min_events=LOOP["min_events"])
+        before = model_status(stack)
+        assert before["origin"] == "learned", before
+        (models / "cb.json").write_text(json.dumps({"input": "vw_json", "loop": {**LOOP, "default_reward": 0.25}}) + "\n")
+        edited = wait_until(lambda: model_status(stack)["version"] != before["version"] and model_status(stack), 30, step=0.1)
+        assert edited and edited["origin"] == "learned", (before, edited)
+        assert loop_status(stack)["settings"]["default_reward"] == 0.25
+        assert loop_status(stack)["learned_events"] == learned["learned_events"]
+        assert_serves_reference(stack, base, state, tmp_path, "after a .json edit")
+        send_events(stack, 200, "s2", seed=6)
+        status = settled(stack, state, min_events=LOOP["min_events"])
+        assert status["learned_events"] > learned["learned_events"], (learned, status)
+        assert_serves_reference(stack, base, state, tmp_path, "learning continued after a .json edit")
+    finally:
+        problems = stack.stop()
+    assert not problems, problems
+
+
 def test_a_restart_resumes_the_learned_model_and_a_dropped_file_becomes_the_new_base(tmp_path):
     models = make_model_dir(tmp_path / "models", loop=LOOP)
     base = tmp_path / "base.vw"

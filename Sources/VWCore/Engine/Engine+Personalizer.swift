@@ -72,13 +72,13 @@ extension Engine {
 
     /// A service configuration document applied to the `.json` members `config` and written to `path`: what
     /// `PUT …/configurations/service` does, and the trainer when apprentice mode switches to online.
-    static func applyServiceConfiguration(_ document: JSONValue, to config: PersonalizerSettings.Members, at path: String, name: String,
-                                          willWrite: ([UInt8]) throws(PredictError) -> Void = { _ in }) throws(PredictError)
+    static func applyServiceConfiguration(_ document: JSONValue, to config: PersonalizerSettings.Members, at path: String, name: String)
+        throws(PredictError)
         -> PersonalizerSettings.Members {
         let updated = try settingsCall { () throws(LoopRequestError) in
             try PersonalizerSettings.applying(serviceConfiguration: document, to: config)
         }
-        try writeModelJSON(updated, at: path, name: name, willWrite: willWrite)
+        try writeModelJSON(updated, at: path, name: name)
         return updated
     }
 
@@ -125,16 +125,13 @@ extension Engine {
         try Self.writeModelJSON(members, at: configPath(of: name), name: name)
     }
 
-    /// `willWrite` gets the file's new bytes once they are checked, before they replace it.
-    static func writeModelJSON(_ members: PersonalizerSettings.Members, at path: String, name: String,
-                               willWrite: ([UInt8]) throws(PredictError) -> Void = { _ in }) throws(PredictError) {
+    static func writeModelJSON(_ members: PersonalizerSettings.Members, at path: String, name: String) throws(PredictError) {
         let bytes = JSONValue.object(members).jsonBytes + [UInt8(ascii: "\n")]
         do throws(LoadError) {
             _ = try ModelConfig.parse(bytes)
         } catch {
             throw .invalidRequest("the settings would make \(name).json invalid: \(error)")
         }
-        try willWrite(bytes)
         do throws(EventLogError) {
             try LoopFiles.writeAtomically(bytes, to: path)
         } catch {

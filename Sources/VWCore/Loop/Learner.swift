@@ -80,12 +80,14 @@ final class Learner: @unchecked Sendable {
             && name.utf8.allSatisfy { $0 == 0x2E || $0 == 0x2D || $0 == 0x5F || (0x30...0x39).contains($0) || (0x61...0x7A).contains($0) }
     }
 
-    /// The learned model to load in place of file version `base` at start-up: when the state learned from that
-    /// file, or that file is one of its own earlier publications.
-    static func learnedModel(stateDirectory: String, name: String, base: String) -> LearnedModel? {
+    /// The learned model to load in place of file version `base` (whose model file alone is `baseFile`): when the
+    /// state learned from that file (with this `.json` or another: a settings edit keeps what was learned), or that
+    /// file is one of its own earlier publications.
+    static func learnedModel(stateDirectory: String, name: String, base: String, baseFile: String) -> LearnedModel? {
         guard let model = try? StateDirectory.root(stateDirectory).directory(name, create: false),
               let bytes = try? model.read("learn-state.json", maxBytes: 1 << 20), let state = LearnState.parse(bytes),
-              state.base == base || state.published.contains(base) || state.aliases.contains(base), state.modelVersion != base,
+              state.base == base || state.published.contains(base) || (state.baseFile == baseFile && state.modelVersion != state.base),
+              state.modelVersion != base,
               let learned = try? model.directory("learned", create: false),
               let fd = try? learned.openRegular(state.model) else { return nil }
         close(fd)
@@ -282,10 +284,8 @@ final class Learner: @unchecked Sendable {
             let config = try Engine.modelJSON(at: path, name: name)
             // The file says otherwise already (the operator changed the mode): nothing to switch.
             guard (try? PersonalizerSettings.loopConfig(of: config))?.learningMode == .apprentice else { return }
-            _ = try Engine.applyServiceConfiguration(.object([("learningMode", .string("Online"))]), to: config, at: path,
-                                                     name: name) { (bytes: [UInt8]) throws(PredictError) in
-                try keepLearnedModel(across: bytes, store: store)
-            }
+            // The reload this causes serves the learned model: the model file is the same (LearnState.baseFile).
+            _ = try Engine.applyServiceConfiguration(.object([("learningMode", .string("Online"))]), to: config, at: path, name: name)
         } catch {
             status.withLock { $0.lastError = "apprentice: cannot switch to online: \(error)" }
             logger.error("apprentice: the criterion is met but the model's .json cannot be rewritten", metadata: metadata.merging(
@@ -433,29 +433,6 @@ final class Learner: @unchecked Sendable {
         logger.info("rolled back", metadata: ["model": "\(name)", "version": "\(published.version)"])
     }
 
-    /// Before the trainer rewrites the model's `.json` as `json`: records the file version the reload will compute
-    /// (the model directory's `.vw` with that `.json`) as an alias of the base, so that the reload serves the learned
-    /// model, not the file (a `.json` edit is otherwise a new base, SPEC §8.6).
-    private func keepLearnedModel(across json: [UInt8], store: ModelStore) throws(PredictError) {
-        guard var next = state else { return }
-        let file: [UInt8]
-        do throws(LoadError) {
-            file = try ModelDirectory.read(store.settings.modelDirectory + "/" + name + ".vw", maxBytes: store.settings.maxModelBytes)
-        } catch {
-            throw .eventLogFailed("cannot read \(name).vw: \(error)")
-        }
-        var hash = SHA256()
-        hash.update(file)
-        hash.update(json)
-        next.aliases = Array((next.aliases + [String(hash.finalize().hexString.prefix(12))]).suffix(4))
-        do throws(EventLogError) {
-            try open("").writeAtomically(next.serialized(), to: "learn-state.json")
-        } catch {
-            throw .eventLogFailed(error.message)
-        }
-        state = next
-    }
-
     private func publishStatus(_ state: LearnState, learnedVersion: String?) {
         status.withLock { s in
             s.updates = state.updates
@@ -484,12 +461,12 @@ final class Learner: @unchecked Sendable {
         guard copied else { throw .system("copy the serving model to", path) }
         try learned.sync()
         let previous = state
-        // A base this learner's own `.json` rewrite made (an alias) keeps the history of the base it edited.
-        let sameBase = previous?.base == serving.baseVersion || previous?.aliases.contains(serving.baseVersion) == true
+        // The same model file with another `.json` (a settings edit) keeps the history of the base it edited.
+        let sameBase = previous?.base == serving.baseVersion || previous?.baseFile == serving.baseFile
         let next = LearnState(
             base: serving.baseVersion, modelVersion: serving.version, position: previous?.position ?? 0,
             learnedEvents: previous?.learnedEvents ?? 0, updates: previous?.updates ?? 0, lastUpdate: previous?.lastUpdate,
-            published: sameBase ? previous?.published ?? [] : [], aliases: sameBase ? previous?.aliases ?? [] : []
+            published: sameBase ? previous?.published ?? [] : [], baseFile: serving.baseFile
         )
         try open("").writeAtomically(next.serialized(), to: "learn-state.json")
         state = next

@@ -45,9 +45,9 @@ public final class LearningLoops: Sendable {
 
     /// The model learned from file version `base` of model `name`, to load in its place (``LearnedModelSource``),
     /// when this process learns it (a serving instance of an externally trained model gets its models from the sidecar).
-    public func learnedModel(name: String, base: String, loop: LoopConfig) -> LearnedModel? {
+    public func learnedModel(name: String, base: String, baseFile: String, loop: LoopConfig) -> LearnedModel? {
         guard loop.externalTrainer == externalTrainer else { return nil }
-        return Learner.learnedModel(stateDirectory: stateDirectory, name: name, base: base)
+        return Learner.learnedModel(stateDirectory: stateDirectory, name: name, base: base, baseFile: baseFile)
     }
 
     /// The trainer (a ``BackgroundService``): every model whose serving version has a `"loop"` that this process

@@ -36,9 +36,10 @@ struct LearnState: Equatable {
     /// The versions learned from this base, newest last (at most 16): one of them found in the model
     /// directory is this learner's own publication (`vwfcgi train` writes them there), not an operator's file.
     var published: [String] = []
-    /// File versions that are `base` with a `.json` this learner rewrote (apprentice's switch to online, newest last,
-    /// at most 4): the reload they cause resumes the learned model instead of starting again from the file.
-    var aliases: [String] = []
+    /// The base's model file alone (``ModelVersion/baseFile``): a version of the same file with another `.json` (an
+    /// operator's or Personalizer's settings edit, the apprentice's switch to online) is the same base, and serves
+    /// the learned model. Nil in a state written before it was recorded.
+    var baseFile: String?
 
     func serialized() -> [UInt8] {
         var writer = JSONWriter()
@@ -55,10 +56,7 @@ struct LearnState: Equatable {
         writer.beginArray()
         for version in published { writer.string(version) }
         writer.endArray()
-        writer.key("aliases")
-        writer.beginArray()
-        for version in aliases { writer.string(version) }
-        writer.endArray()
+        if let baseFile { writer.key("base_file"); writer.string(baseFile) }
         writer.endObject()
         return writer.bytes + [0x0A]
     }
@@ -74,7 +72,7 @@ struct LearnState: Equatable {
         return LearnState(base: base, modelVersion: modelVersion, position: position, learnedEvents: learned,
                           updates: updates, lastUpdate: value[member: "last_update"]?.stringValue,
                           published: value[member: "published"]?.arrayValue?.compactMap(\.stringValue) ?? [],
-                          aliases: value[member: "aliases"]?.arrayValue?.compactMap(\.stringValue) ?? [])
+                          baseFile: value[member: "base_file"]?.stringValue)
     }
 }
 

@@ -48,5 +48,6 @@ public struct LearnedModel: Sendable {
 ///
 /// The store depends on this protocol only; the loop conforms to it, so the two never call each other.
 public protocol LearnedModelSource: Sendable {
-    func learnedModel(name: String, base: String, loop: LoopConfig) -> LearnedModel?
+    /// `base` is the file's version (its bytes and `.json`), `baseFile` its bytes' alone (``ModelVersion/baseFile``).
+    func learnedModel(name: String, base: String, baseFile: String, loop: LoopConfig) -> LearnedModel?
 }

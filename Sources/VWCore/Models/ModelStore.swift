@@ -218,7 +218,9 @@ public final class ModelStore: Sendable {
         }
         let candidate: ModelVersion
         do throws(LoadError) {
-            candidate = try loader.load(name: name, path: path, origin: .learned(base: base, events: events))
+            // The entry serves `current` until this publication ends (beginPublish).
+            candidate = try loader.load(name: name, path: path, origin: .learned(base: base, events: events),
+                                        baseFile: serving(name)?.baseFile ?? base)
         } catch {
             entry.endLoad()
             EngineMetrics.modelLoaded(name, ok: false)

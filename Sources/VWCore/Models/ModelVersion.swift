@@ -30,6 +30,9 @@ public final class ModelVersion: Sendable {
     public let interactionCost: InteractionCost
     /// Where the bytes came from: the model directory, or the learning loop.
     public let origin: ModelOrigin
+    /// The first 12 hex digits of SHA-256 of the model file's bytes alone (no `.json`) this version is (`.file`) or was
+    /// learned from (`.learned`): a `.json` edit changes `version`, not this, so the loop keeps what it learned.
+    public let baseFile: String
     public let maxBatch: Int
     public let pool: ShardPool
     /// The native scorer, when this version passed its probe set (SPEC §11); see `NativeSlot`.
@@ -54,7 +57,7 @@ public final class ModelVersion: Sendable {
 
     init(name: String, version: String, loadedAt: String, vwArgs: [String], framing: ExampleFraming,
          options: ModelOptions, jsonGrammar: VWJSONGrammar? = nil, loop: LoopConfig? = nil, origin: ModelOrigin = .file,
-         maxBatch: Int, pool: ShardPool, stagedPath: String) {
+         baseFile: String, maxBatch: Int, pool: ShardPool, stagedPath: String) {
         self.name = name
         self.version = version
         self.loadedAt = loadedAt
@@ -64,6 +67,7 @@ public final class ModelVersion: Sendable {
         self.jsonGrammar = jsonGrammar
         self.loop = loop
         self.origin = origin
+        self.baseFile = baseFile
         self.interactionCost = InteractionCost(interactions: options.interactions)
         self.predictionKind = options.predictionKind
         self.maxBatch = maxBatch

@@ -40,6 +40,7 @@ final class VersionLoader: Sendable {
         defer { if !started { unlink(staged.path) } }
         let configBytes = try self.configBytes(of: name)
         let version = Self.versionName(staged, config: configBytes)
+        let baseFile = Self.versionName(staged, config: nil)
         if FileStamp(path: base + ".sha256") != nil {
             let text = String(decoding: try ModelDirectory.read(base + ".sha256"), as: UTF8.self)
             let expected = text.split(whereSeparator: { $0 == " " || $0 == "\n" || $0 == "\t" }).first.map { $0.lowercased() } ?? ""
@@ -50,7 +51,7 @@ final class VersionLoader: Sendable {
             throw .unreadable("\(name).sha256 is missing (--require-checksum)")
         }
         let loop = try configBytes.map { bytes throws(LoadError) in try ModelConfig.parse(bytes) }?.loop
-        if let loop, let learned = learnedModels?.learnedModel(name: name, base: version, loop: loop) {
+        if let loop, let learned = learnedModels?.learnedModel(name: name, base: version, baseFile: baseFile, loop: loop) {
             do {
                 let learnedStaged = try stage(learned.path, name: name)
                 var learnedStarted = false
@@ -59,7 +60,7 @@ final class VersionLoader: Sendable {
                 if learnedVersion == unlessVersion { return nil }
                 let loaded = try start(
                     name: name, staged: learnedStaged, version: learnedVersion, configBytes: configBytes,
-                    origin: .learned(base: version, events: learned.events)
+                    origin: .learned(base: version, events: learned.events), baseFile: baseFile
                 )
                 learnedStarted = true
                 return loaded
@@ -70,18 +71,20 @@ final class VersionLoader: Sendable {
             }
         }
         if version == unlessVersion { return nil }
-        let loaded = try start(name: name, staged: staged, version: version, configBytes: configBytes, origin: .file)
+        let loaded = try start(name: name, staged: staged, version: version, configBytes: configBytes, origin: .file, baseFile: baseFile)
         started = true
         return loaded
     }
 
-    /// Loads the model file at `path` (a learned model) with the model's current `.json`, as a dropped file would load.
-    func load(name: String, path: String, origin: ModelOrigin) throws(LoadError) -> ModelVersion {
+    /// Loads the model file at `path` (a learned model) with the model's current `.json`, as a dropped file would load;
+    /// `baseFile` is the ``ModelVersion/baseFile`` of the version it was learned from.
+    func load(name: String, path: String, origin: ModelOrigin, baseFile: String) throws(LoadError) -> ModelVersion {
         let configBytes = try self.configBytes(of: name)
         let staged = try stage(path, name: name)
         do {
             return try start(
-                name: name, staged: staged, version: Self.versionName(staged, config: configBytes), configBytes: configBytes, origin: origin
+                name: name, staged: staged, version: Self.versionName(staged, config: configBytes), configBytes: configBytes, origin: origin,
+                baseFile: baseFile
             )
         } catch {
             unlink(staged.path)
@@ -116,7 +119,8 @@ final class VersionLoader: Sendable {
         }
     }
 
-    /// The version name of a model's bytes with its config: the first 12 hex digits of SHA-256(model + config).
+    /// The version name of a model's bytes with its config: the first 12 hex digits of SHA-256(model + config)
+    /// (of the model alone without a config: its ``ModelVersion/baseFile``).
     static func versionName(_ staged: StagedFile, config: [UInt8]?) -> String {
         var hash = staged.hash
         hash.update(config ?? [])
@@ -128,7 +132,7 @@ final class VersionLoader: Sendable {
     /// On success the staged copy belongs to the returned version (renamed to a unique name and
     /// unlinked when the version retires); on failure the caller still owns (and removes) it.
     private func start(
-        name: String, staged: StagedFile, version: String, configBytes: [UInt8]?, origin: ModelOrigin
+        name: String, staged: StagedFile, version: String, configBytes: [UInt8]?, origin: ModelOrigin, baseFile: String
     ) throws(LoadError) -> ModelVersion {
         let config = try configBytes.map { bytes throws(LoadError) in try ModelConfig.parse(bytes) } ?? ModelConfig()
         let header: ModelHeader
@@ -184,7 +188,7 @@ final class VersionLoader: Sendable {
         }
         let loaded = ModelVersion(
             name: name, version: version, loadedAt: rfc3339Now(), vwArgs: config.vwArgs, framing: framing,
-            options: options, jsonGrammar: jsonGrammar, loop: config.loop, origin: origin,
+            options: options, jsonGrammar: jsonGrammar, loop: config.loop, origin: origin, baseFile: baseFile,
             maxBatch: config.maxBatch ?? settings.maxBatch, pool: pool, stagedPath: path
         )
         loaded.attachNative(config: config, settings: settings, logger: poolLogger)  // SPEC §11: native only once verified
