@@ -75,11 +75,6 @@ final class Learner: @unchecked Sendable {
         return relative.isEmpty ? model : try model.directory(relative)
     }
 
-    static func isSafeFileName(_ name: String) -> Bool {
-        !name.isEmpty && name.count <= 64 && !name.hasPrefix(".")
-            && name.utf8.allSatisfy { $0 == 0x2E || $0 == 0x2D || $0 == 0x5F || (0x30...0x39).contains($0) || (0x61...0x7A).contains($0) }
-    }
-
     /// The learned model to load in place of file version `base` (whose model file alone is `baseFile`): when the
     /// state learned from that file (with this `.json` or another: a settings edit keeps what was learned), or that
     /// file is one of its own earlier publications.

@@ -64,7 +64,7 @@ struct LearnState: Equatable {
     static func parse(_ bytes: [UInt8]) -> LearnState? {
         guard let value = try? JSONParser.parse(bytes, maxDepth: 4), value[member: "version"]?.numberText == "1",
               let base = value[member: "base"]?.stringValue,
-              let modelVersion = value[member: "model_version"]?.stringValue, Learner.isSafeFileName(modelVersion),
+              let modelVersion = value[member: "model_version"]?.stringValue, FileName.isSafe(modelVersion.utf8),
               let position = value[member: "position"]?.numberText.flatMap({ Int($0) }),
               let learned = value[member: "learned_events"]?.numberText.flatMap({ Int($0) }),
               let updates = value[member: "updates"]?.numberText.flatMap({ Int($0) })
