@@ -750,6 +750,11 @@ def test_evaluations_through_the_sdk_create_poll_read_list_delete(pz_stack):
         with pytest.raises(ResourceExistsError) as full:
             admin.create_evaluation("ev-full", {"name": "one too many", "startTime": start, "endTime": end})
         assert_sdk_error(full.value, 409, "the most it keeps (100)")
+        # The documents count against the state budget (/loop and vwfcgi_state_bytes{kind="personalizer"}).
+        documents = sum(path.stat().st_size for path in kept.glob("*.json"))
+        counted = wait_until(lambda: pz_stack.get("/v1/models/shop/loop").json()["state_bytes"].get("personalizer", 0) >= documents,
+                             10, step=0.2)
+        assert counted, (documents, pz_stack.get("/v1/models/shop/loop").json()["state_bytes"])
     finally:
         for path in planted:
             path.unlink()

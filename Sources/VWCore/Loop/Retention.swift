@@ -4,7 +4,9 @@ import Glibc
 
 /// The kinds of files a loop keeps (`vwfcgi_state_bytes{kind}`).
 public enum StateKind: String, Sendable, CaseIterable {
-    case log, joined, learned, rejected, join
+    /// `personalizer`: the Personalizer evaluation and feature-importance documents (at most 100 of each kind per
+    /// model, deleted by their client only): counted against the budget, never deleted by retention.
+    case log, joined, learned, rejected, join, personalizer
 }
 
 /// A file retention may delete: where it is, how big, how old, and whether its retention age has passed.
@@ -102,6 +104,9 @@ enum Retention {
                 usage.deletable.append(StateFile(directory: rejected, name: entry.name, kind: .rejected, bytes: entry.bytes,
                                                  modified: entry.modified, expired: now - entry.modified >= seconds(loop.retention.rejected)))
             }
+        }
+        usage.bytes[.personalizer] = [PersonalizerJobKind.evaluations, .featureImportances].reduce(0) { sum, kind in
+            sum + (files(kind.directory)?.1.reduce(0) { $0 + $1.bytes } ?? 0)
         }
         var join = 0
         for name in [Joiner.snapshotName, Joiner.journalName] {
