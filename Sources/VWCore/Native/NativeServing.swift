@@ -7,11 +7,12 @@ import Synchronization
 
 /// How the engine may score natively (SPEC §11).
 public struct NativeSettings: Sendable, Equatable {
-    public var mode: EngineMode = .vw
+    /// `auto` by default: the differential tests found no difference from vw (SPEC §11).
+    public var mode: EngineMode = .auto
     /// One request in `shadowEvery` is also answered by vw and compared (0: never).
     public var shadowEvery = 1000
 
-    public init(mode: EngineMode = .vw, shadowEvery: Int = 1000) {
+    public init(mode: EngineMode = .auto, shadowEvery: Int = 1000) {
         self.mode = mode
         self.shadowEvery = shadowEvery
     }
@@ -36,7 +37,7 @@ public final class NativeSlot: @unchecked Sendable {
     private var logger = Logger(label: "vwfcgi.native")
     private let active = Atomic<Bool>(false)
     private let requests = Atomic<UInt64>(0)
-    private let reason = Mutex<String>("engine vw (the default; --engine auto or \"engine\": \"auto\" enables the native scorer)")
+    private let reason = Mutex<String>("engine vw (the native scorer has not been tried on this version)")
 
     init() {}
 
