@@ -48,7 +48,13 @@ public struct NativeScorer: Sendable {
         var output: [UInt8] = []
         output.reserveCapacity(payload.count / 4 + 16)
         var example = NativeExample()
-        let ok = payload.withUnsafeBufferPointer { bytes -> Bool in
+        return predictLines(payload: payload, example: &example, into: &output) ? output : nil
+    }
+
+    /// Appends what vw prints for `payload`'s lines (a linear model's) to `output`, `example` the
+    /// working memory; false when a line holds something the scorer does not reproduce.
+    func predictLines(payload: [UInt8], example: inout NativeExample, into output: inout [UInt8]) -> Bool {
+        payload.withUnsafeBufferPointer { bytes -> Bool in
             var start = 0
             while start < bytes.count {
                 var end = start
@@ -58,7 +64,6 @@ public struct NativeScorer: Sendable {
             }
             return true
         }
-        return ok ? output : nil
     }
 
     /// Scores one line (`bytes[start..<end]`, no newline) and appends VW's answer line.
@@ -434,7 +439,9 @@ struct NativeExample {
             ranges[Int(namespace)] = offset..<(offset + count)
             offset += count
         }
-        sorted = parsed
+        // Copied into `sorted`'s own storage (an assignment would share `parsed`'s, then copy it on the first write).
+        sorted.removeAll(keepingCapacity: true)
+        sorted.append(contentsOf: parsed)
         for feature in parsed {
             let namespace = Int(feature.namespace)
             sorted[next[namespace]] = feature

@@ -191,8 +191,21 @@ extension NativeScorer {
     /// The answer of a prepared batch, framed exactly as the pool frames vw's output (client tags
     /// restored); nil when the scorer refuses a line or its output does not fit the frame.
     func answer(_ batch: PreparedBatch) -> ShardAnswer? {
-        guard let printed = predict(payload: batch.payload) else { return nil }
-        var framer = AnswerFramer(frame: batch.frame, capacity: printed.count)
+        guard configuration.adf == nil else {
+            guard let printed = predict(payload: batch.payload) else { return nil }
+            return Self.framed(printed, batch.frame)
+        }
+        // A linear model scores in the thread's own scratch: no allocation but the answer's.
+        let scratch = NativeScratch.current
+        defer { scratch.trim() }
+        scratch.output.removeAll(keepingCapacity: true)
+        guard predictLines(payload: batch.payload, example: &scratch.example, into: &scratch.output) else { return nil }
+        return Self.framed(scratch.output, batch.frame)
+    }
+
+    /// `printed` checked against `frame` as vw's output is (server tags, line counts), client tags restored.
+    private static func framed(_ printed: [UInt8], _ frame: AnswerFrame) -> ShardAnswer? {
+        var framer = AnswerFramer(frame: frame, capacity: printed.count)
         let used = printed.withUnsafeBytes { bytes -> Int? in try? framer.consume(bytes) }
         guard used == printed.count, framer.isComplete else { return nil }
         return ShardAnswer(raw: framer.raw, answers: framer.answers)
