@@ -591,8 +591,10 @@ class Server:
 
 
 class VwfcgiStack(Server):
+    """vwfcgi through nginx with every model on the vw pool (`--engine vw`: the default, auto, would
+    answer the logistic model in-process; these rows measure the pool)."""
     name = "vwfcgi"
-    extra_args: tuple = ()
+    extra_args: tuple = ("--engine", "vw")
 
     def __init__(self, data: Data, run_dir: str, shards: int, models: str = ""):
         self.port = free_port()
@@ -606,7 +608,7 @@ class VwfcgiStack(Server):
                                       "--vw-command", VW, "--shards", str(shards),
                                       "--state-dir", self.state_dir, "--instance-id", "bench", *self.extra_args],
                            os.path.join(run_dir, f"{self.name.replace(' ', '-')}.log"))
-        prefix = os.path.join(run_dir, "nginx" if not self.extra_args else "nginx-native")
+        prefix = os.path.join(run_dir, "nginx" if self.name == VwfcgiStack.name else "nginx-native")
         self.error_log = os.path.join(prefix, "error.log")
         env = dict(os.environ, PREFIX=prefix, SOCKET=self.socket, PORT=str(self.port),
                    ACCESS_LOG="off", ERROR_LOG=self.error_log)
@@ -667,8 +669,8 @@ class VwfcgiStack(Server):
 
 
 class VwfcgiNativeStack(VwfcgiStack):
-    """The same stack with the in-process native scorer (SPEC §11): `--engine auto`, the default
-    shadow check (one request in 1,000 also answered by vw)."""
+    """The same stack with the in-process native scorer (SPEC §11): `--engine auto` (the default) with the
+    default shadow check (one request in 1,000 also answered by vw)."""
     name = "vwfcgi native"
     extra_args = ("--engine", "auto")
 

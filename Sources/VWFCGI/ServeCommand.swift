@@ -91,8 +91,8 @@ struct Serve: ParsableCommand {
     @Option(help: "The model the Personalizer-compatible API serves at the server root ({Endpoint}/personalizer/...); any loop model answers at /loops/<model>/personalizer/....")
     var personalizerModel: String = "personalizer"
 
-    @Option(help: "Which engine answers predictions: vw (the pool), auto (the in-process native scorer for models it reproduces bit for bit, verified against vw at load), native (as auto, warning when a model stays on vw). A model's .json \"engine\" overrides it.")
-    var engine: String = "vw"
+    @Option(help: "Which engine answers predictions: auto (the default: the in-process native scorer for models it reproduces bit for bit, verified against vw at load; the vw pool for the rest), vw (always the pool), native (as auto, warning when a model stays on vw). A model's .json \"engine\" overrides it.")
+    var engine: String = "auto"
 
     @Option(help: "One native request in K is also answered by vw and compared; a difference switches the model back to vw (0: never).")
     var nativeShadowEvery: Int = 1000
@@ -130,7 +130,7 @@ struct Serve: ParsableCommand {
         settings.drainGrace = .milliseconds(Int64(grace * 1000))
         settings.requireChecksum = requireChecksum
         settings.readiness = ReadinessRule(rawValue: readiness) ?? .anyModel
-        settings.native = NativeSettings(mode: EngineMode(rawValue: engine) ?? .vw, shadowEvery: nativeShadowEvery)
+        settings.native = NativeSettings(mode: EngineMode(rawValue: engine) ?? .auto, shadowEvery: nativeShadowEvery)
         let loops = common.loops(stateDirectory: stateDir, instance: try Self.instance(instanceId), logger: logger)
         let trainer = common.trainerSettings(settings, vwCommand: trainerVwCommand.map { $0.split(separator: " ").map(String.init) })
 

@@ -48,11 +48,13 @@ public struct ModelFolder: Sendable {
         chmod(root + "/vw", 0o755)
     }
 
-    /// Settings that load from ``models`` with the stand-in vw and short timeouts.
+    /// Settings that load from ``models`` with the stand-in vw (the vw engine) and short timeouts.
     public func settings() -> EngineSettings {
         var settings = EngineSettings(modelDirectory: models, vwCommand: [standInVW], stagingDirectory: staging)
         settings.loadTimeout = .seconds(10)
         settings.drainGrace = .milliseconds(500)
+        // The stand-in vw is not VW: the native scorer would never match it, so the pool answers.
+        settings.native.mode = .vw
         return settings
     }
 

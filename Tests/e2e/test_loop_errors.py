@@ -123,8 +123,9 @@ class Checked:
 
 @pytest.fixture(scope="module")
 def checked(models, tmp_path_factory):
+    # `--engine vw`: the last test stops cb's vw and expects :rank's 504, which a native scorer would not give.
     stack = Stack(models, state_dir=tmp_path_factory.mktemp("loop-errors-state"), extra_args=(
-        "--max-body-bytes", str(MAX_BODY), "--max-line-bytes", str(MAX_LINE), "--max-interaction-features", str(INTERACTION_BUDGET),
+        "--engine", "vw", "--max-body-bytes", str(MAX_BODY), "--max-line-bytes", str(MAX_LINE), "--max-interaction-features", str(INTERACTION_BUDGET),
         "--timeout", "2")).start(ready=True)
     try:
         for name in ("broken", "brokenlin"):
@@ -310,7 +311,8 @@ def test_an_unwritable_event_log_answers_503_to_activate_and_learn(models, tmp_p
 
 def test_rank_on_a_full_queue_is_503_and_logs_no_decision(models, tmp_path):
     """SPEC §6 bounded queues, for :rank: past --max-queue, 503 with Retry-After, nothing logged."""
-    stack = Stack(models, state_dir=tmp_path / "state", extra_args=("--max-queue", "1", "--timeout", "30")).start()
+    # `--engine vw`: the queue is vw's (a native model's ranks never wait in it).
+    stack = Stack(models, state_dir=tmp_path / "state", extra_args=("--engine", "vw", "--max-queue", "1", "--timeout", "30")).start()
     try:
         pmfs = vw_pmfs(models, RANK_PROBE, tmp_path)
         [pid] = [s["pid"] for s in stack.get("/v1/models/cb").json()["shards"]]

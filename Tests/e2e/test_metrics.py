@@ -321,7 +321,8 @@ def test_restart_counter_moves_on_kill_9_of_a_vw(small_models):
 
 
 def test_inflight_and_queue_depth_show_waiting_requests(small_models):
-    stack = Stack(small_models, shards=1, extra_args=("--timeout", "20")).start()
+    # `--engine vw`: requests wait on the stopped vw only when the pool answers them.
+    stack = Stack(small_models, shards=1, extra_args=("--engine", "vw", "--timeout", "20")).start()
     vw = shards_of(stack, "m")[0]["pid"]
     replies: list[int] = []
     threads = [threading.Thread(target=lambda: replies.append(

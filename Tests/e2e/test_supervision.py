@@ -95,7 +95,9 @@ def shard_pids(stack: Stack) -> list[int | None]:
 @pytest.fixture
 def pool(model):
     model_dir, want = model
-    s = Stack(model_dir, shards=2, extra_args=("--timeout", "1")).start()
+    # The vw pool answers (`--engine vw`): these tests kill and stop vw and watch requests wait on it,
+    # which a natively served logistic model never does.
+    s = Stack(model_dir, shards=2, extra_args=("--engine", "vw", "--timeout", "1")).start()
     yield s, want
     problems = s.stop()
     assert not problems, "\n".join(problems)
@@ -150,7 +152,8 @@ def test_a_stopped_vw_gives_504_or_retries_and_is_replaced(pool):
 
 def test_queue_limit_gives_503_with_retry_after(model):
     model_dir, want = model
-    stack = Stack(model_dir, shards=1, extra_args=("--max-queue", "1", "--timeout", "5")).start()
+    # `--engine vw`: the queue is vw's (a native model's requests never wait in it).
+    stack = Stack(model_dir, shards=1, extra_args=("--engine", "vw", "--max-queue", "1", "--timeout", "5")).start()
     try:
         vw = shard_pids(stack)[0]
         os.kill(vw, signal.SIGSTOP)

@@ -48,7 +48,13 @@ public struct NativeScorer: Sendable {
         var output: [UInt8] = []
         output.reserveCapacity(payload.count / 4 + 16)
         var example = NativeExample()
-        let ok = payload.withUnsafeBufferPointer { bytes -> Bool in
+        return predictLines(payload: payload, example: &example, into: &output) ? output : nil
+    }
+
+    /// Appends what vw prints for `payload`'s lines (a linear model's) to `output`, `example` the
+    /// working memory; false when a line holds something the scorer does not reproduce.
+    func predictLines(payload: [UInt8], example: inout NativeExample, into output: inout [UInt8]) -> Bool {
+        payload.withUnsafeBufferPointer { bytes -> Bool in
             var start = 0
             while start < bytes.count {
                 var end = start
@@ -58,7 +64,6 @@ public struct NativeScorer: Sendable {
             }
             return true
         }
-        return ok ? output : nil
     }
 
     /// Scores one line (`bytes[start..<end]`, no newline) and appends VW's answer line.
@@ -398,10 +403,9 @@ struct NativeExample {
     var parsed: [Feature] = []
     var sorted: [Feature] = []
     var order: [UInt8] = []
-    var ranges = InlineArray<256, Range<Int>>(repeating: 0..<0)
-    /// Scratch of `group`, all zero between examples.
-    private var counts = InlineArray<256, Int>(repeating: 0)
-    private var next = InlineArray<256, Int>(repeating: 0)
+    /// Each namespace's features in `sorted`. An array, not an `InlineArray`: the example is read
+    /// through `let`s and closures on the hot path, where a 4 KB inline table was copied each time.
+    var ranges = [Range<Int>](repeating: 0..<0, count: 256)
 
     init() {
         parsed.reserveCapacity(64)
@@ -422,24 +426,29 @@ struct NativeExample {
 
     /// Groups the parsed features by namespace (stable), namespaces in order of their first feature.
     mutating func group() {
-        for feature in parsed {
-            let namespace = Int(feature.namespace)
-            if counts[namespace] == 0 { order.append(feature.namespace) }
-            counts[namespace] += 1
+        // Per namespace: its feature count, then where its next feature goes in `sorted`.
+        withUnsafeTemporaryAllocation(of: Int.self, capacity: 256) { slots in
+            slots.initialize(repeating: 0)
+            for feature in parsed {
+                let namespace = Int(feature.namespace)
+                if slots[namespace] == 0 { order.append(feature.namespace) }
+                slots[namespace] += 1
+            }
+            var offset = 0
+            for namespace in order {
+                let count = slots[Int(namespace)]
+                slots[Int(namespace)] = offset
+                ranges[Int(namespace)] = offset..<(offset + count)
+                offset += count
+            }
+            // Copied into `sorted`'s own storage (an assignment would share `parsed`'s, then copy it on the first write).
+            sorted.removeAll(keepingCapacity: true)
+            sorted.append(contentsOf: parsed)
+            for feature in parsed {
+                let namespace = Int(feature.namespace)
+                sorted[slots[namespace]] = feature
+                slots[namespace] += 1
+            }
         }
-        var offset = 0
-        for namespace in order {
-            let count = counts[Int(namespace)]
-            next[Int(namespace)] = offset
-            ranges[Int(namespace)] = offset..<(offset + count)
-            offset += count
-        }
-        sorted = parsed
-        for feature in parsed {
-            let namespace = Int(feature.namespace)
-            sorted[next[namespace]] = feature
-            next[namespace] += 1
-        }
-        for namespace in order { counts[Int(namespace)] = 0 }
     }
 }

@@ -7,11 +7,12 @@ import Synchronization
 
 /// How the engine may score natively (SPEC §11).
 public struct NativeSettings: Sendable, Equatable {
-    public var mode: EngineMode = .vw
+    /// `auto` by default: the differential tests found no difference from vw (SPEC §11).
+    public var mode: EngineMode = .auto
     /// One request in `shadowEvery` is also answered by vw and compared (0: never).
     public var shadowEvery = 1000
 
-    public init(mode: EngineMode = .vw, shadowEvery: Int = 1000) {
+    public init(mode: EngineMode = .auto, shadowEvery: Int = 1000) {
         self.mode = mode
         self.shadowEvery = shadowEvery
     }
@@ -36,7 +37,7 @@ public final class NativeSlot: @unchecked Sendable {
     private var logger = Logger(label: "vwfcgi.native")
     private let active = Atomic<Bool>(false)
     private let requests = Atomic<UInt64>(0)
-    private let reason = Mutex<String>("engine vw (the default; --engine auto or \"engine\": \"auto\" enables the native scorer)")
+    private let reason = Mutex<String>("engine vw (the native scorer has not been tried on this version)")
 
     init() {}
 
@@ -190,8 +191,21 @@ extension NativeScorer {
     /// The answer of a prepared batch, framed exactly as the pool frames vw's output (client tags
     /// restored); nil when the scorer refuses a line or its output does not fit the frame.
     func answer(_ batch: PreparedBatch) -> ShardAnswer? {
-        guard let printed = predict(payload: batch.payload) else { return nil }
-        var framer = AnswerFramer(frame: batch.frame, capacity: printed.count)
+        guard configuration.adf == nil else {
+            guard let printed = predict(payload: batch.payload) else { return nil }
+            return Self.framed(printed, batch.frame)
+        }
+        // A linear model scores in the thread's own scratch: no allocation but the answer's.
+        let scratch = NativeScratch.current
+        defer { scratch.trim() }
+        scratch.output.removeAll(keepingCapacity: true)
+        guard predictLines(payload: batch.payload, example: &scratch.example, into: &scratch.output) else { return nil }
+        return Self.framed(scratch.output, batch.frame)
+    }
+
+    /// `printed` checked against `frame` as vw's output is (server tags, line counts), client tags restored.
+    private static func framed(_ printed: [UInt8], _ frame: AnswerFrame) -> ShardAnswer? {
+        var framer = AnswerFramer(frame: frame, capacity: printed.count)
         let used = printed.withUnsafeBytes { bytes -> Int? in try? framer.consume(bytes) }
         guard used == printed.count, framer.isComplete else { return nil }
         return ShardAnswer(raw: framer.raw, answers: framer.answers)
