@@ -470,8 +470,9 @@ def test_kill9_loses_no_acknowledged_event_and_joins_each_once(loop_models, tmp_
         for t in threads:
             t.start()
         time.sleep(2.0)
-        os.kill(first.vwfcgi.pid, signal.SIGKILL)
+        # Set first: a request in flight when the process dies fails after the kill, not before it.
         killed.set()
+        os.kill(first.vwfcgi.pid, signal.SIGKILL)
         time.sleep(0.3)
         stop.set()
         for t in threads:
