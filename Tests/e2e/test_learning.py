@@ -201,17 +201,26 @@ def test_the_model_learns_each_users_best_action_and_equals_vws_offline_continua
     assert not problems, problems
 
 
-def test_a_settings_edit_keeps_the_learned_model_and_learning_continues(tmp_path):
-    """Only the .json changes (as an operator's edit or Personalizer's PUT configurations/service does): the new
-    version serves the learned model with the new settings, and learning continues from it, not from the file."""
+def learned_once(tmp_path: Path, prefix: str, seed: int) -> tuple[Path, Path, Path, Stack, dict]:
+    """A running stack whose model learned from 300 events: (models, a copy of the base file, state, stack, status)."""
     models = make_model_dir(tmp_path / "models", loop=LOOP)
     base = tmp_path / "base.vw"
     base.write_bytes((models / "cb.vw").read_bytes())
     state = tmp_path / "state"
     stack = Stack(models, state_dir=state).start()
     try:
-        send_events(stack, 300, "s1", seed=5)
-        learned = settled(stack, state, min_events=LOOP["min_events"])
+        send_events(stack, 300, prefix, seed=seed)
+        return models, base, state, stack, settled(stack, state, min_events=LOOP["min_events"])
+    except BaseException:
+        stack.stop(check=False)
+        raise
+
+
+def test_a_settings_edit_keeps_the_learned_model_and_learning_continues(tmp_path):
+    """Only the .json changes (as an operator's edit or Personalizer's PUT configurations/service does): the new
+    version serves the learned model with the new settings, and learning continues from it, not from the file."""
+    models, base, state, stack, learned = learned_once(tmp_path, "s1", 5)
+    try:
         before = model_status(stack)
         assert before["origin"] == "learned", before
         (models / "cb.json").write_text(json.dumps({"input": "vw_json", "loop": {**LOOP, "default_reward": 0.25}}) + "\n")
@@ -230,16 +239,8 @@ def test_a_settings_edit_keeps_the_learned_model_and_learning_continues(tmp_path
 
 
 def test_a_restart_resumes_the_learned_model_and_a_dropped_file_becomes_the_new_base(tmp_path):
-    models = make_model_dir(tmp_path / "models", loop=LOOP)
-    base = tmp_path / "base.vw"
-    base.write_bytes((models / "cb.vw").read_bytes())
-    state = tmp_path / "state"
-    stack = Stack(models, state_dir=state).start()
-    try:
-        send_events(stack, 300, "r1", seed=3)
-        learned = settled(stack, state, min_events=LOOP["min_events"])
-    finally:
-        assert not stack.stop()
+    models, base, state, stack, learned = learned_once(tmp_path, "r1", 3)
+    assert not stack.stop()
     stack = Stack(models, state_dir=state).start()
     try:
         doc = model_status(stack)
