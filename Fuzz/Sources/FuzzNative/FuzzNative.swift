@@ -151,11 +151,15 @@ private func fuzzJSON(_ base: NativeScorer, text: [UInt8]) -> CInt {
         example.write(serverTag: Array(tags[tags.count - 1].utf8), into: &payload)
     }
     guard let printed = scorer.predict(payload: payload) else { return 0 }
-    let separator = adf ? "\n\n" : "\n"
-    let answers = String(decoding: printed, as: UTF8.self).components(separatedBy: separator)
-    check(answers.count == tags.count + 1 && answers.last == "", "one answer per JSON example")
-    for (answer, tag) in zip(answers, tags) {
-        check(answer.hasSuffix(" " + tag) && !answer.dropLast(tag.count + 1).contains("\n"), "a JSON answer line ends with its example's tag")
+    // Bytes, not a String: one line per example, for ADF each followed by a blank line.
+    let lines = printed.split(separator: 0x0A, omittingEmptySubsequences: false)
+    let step = adf ? 2 : 1
+    check(lines.count == step * tags.count + 1 && lines.last?.isEmpty == true, "one answer per JSON example")
+    for (index, tag) in tags.enumerated() {
+        let answer = lines[step * index]
+        if adf { check(lines[step * index + 1].isEmpty, "a blank line after an ADF answer") }
+        check(answer.count > tag.utf8.count + 1 && answer.suffix(tag.utf8.count + 1).elementsEqual((" " + tag).utf8),
+              "a JSON answer line ends with its example's tag")
     }
     return 0
 }
