@@ -58,6 +58,8 @@ def native_dir(tmp_path_factory) -> Path:
     (d / "rankjson.json").write_text(json.dumps({"input": "vw_json", "loop": {"update_interval": "1h"}}))
     _train(d / "pzjson.vw", "--cb_explore_adf --epsilon 0.2 --power_t 0 -l 0.001 --cb_type mtr -q ::", adf)
     (d / "pzjson.json").write_text(json.dumps({"input": "vw_json", "loop": {"update_interval": "1h", "reward_range": [0, 1]}}))
+    _train(d / "linjson.vw", "--loss_function logistic -q ab", training)
+    (d / "linjson.json").write_text(json.dumps({"input": "vw_json", "vw_args": ["--link", "logistic"]}))
     _train(d / "ccbjson.vw", "--ccb_explore_adf --epsilon 0.2", [])
     (d / "ccbjson.json").write_text(json.dumps({"input": "vw_json"}))
     return d
@@ -335,3 +337,21 @@ def test_personalizer_rank_route_takes_the_native_pmf(native_stack, native_dir):
         got = {item["id"]: item["probability"] for item in r.json()["ranking"]}
         assert got == pytest.approx({a["id"]: pmf[i] for i, a in enumerate(acts)}, abs=1e-6)
     assert native_stack.get("/v1/models/pzjson").json()["engine"] == "native"
+
+
+def test_single_line_vw_json_model_serves_natively_and_equals_vw(native_stack, native_dir):
+    """A linear vw_json model (logistic link, interactions) is native and answers :predict as vw -t --json does."""
+    assert native_stack.get("/v1/models/linjson").json()["engine"] == "native"
+    rng = random.Random(33)
+    objects = []
+    for _ in range(300):
+        obj = {"a": {rng.choice(["x", "y", "12", "é"]): round(rng.uniform(-3, 3), 4) for _ in range(rng.randrange(4))},
+               "b": {"p": rng.choice(["red", "a b", "x:y|z"]), "q": rng.random() < 0.5}, "v": [rng.uniform(-1, 1), None, 2]}
+        if rng.random() < 0.3:
+            obj["_text"] = "hello wörld 7"
+        objects.append(obj)
+    lines = [json.dumps(o, ensure_ascii=rng.random() < 0.5) for o in objects]
+    r = native_stack.post("/v1/models/linjson:predict", data="".join(line + "\n" for line in lines), headers={"Content-Type": "text/plain"})
+    assert r.status_code == 200, r.text
+    assert r.text == _vw_answers(native_dir / "linjson.vw", lines, ("--json", "--link", "logistic"))
+    assert 'vwfcgi_native_mismatches_total{model="linjson"}' not in native_stack.get("/metrics").text

@@ -80,34 +80,26 @@ extension NativeScorer {
             guard let first = peekDigit() else { return nil }
             at += 1
             i = UInt32(first)
-            if first != 0 {
+            /// rapidjson's integer loops: digits accumulated while the value stays within `limit` (then `last`);
+            /// false when the next digit would pass it (rapidjson then widens).
+            func accumulate<T: FixedWidthInteger>(_ value: inout T, limit: T, last: UInt8) -> Bool {
                 while let digit = peekDigit() {
-                    if i >= (minus ? 214_748_364 : 429_496_729) {
-                        if i != (minus ? 214_748_364 : 429_496_729) || digit > (minus ? 8 : 5) {
-                            i64 = UInt64(i)
-                            use64bit = true
-                            break
-                        }
-                    }
-                    i = i * 10 + UInt32(digit)
+                    if value >= limit && (value != limit || digit > last) { return false }
+                    value = value * 10 + T(digit)
                     at += 1
                     significandDigit += 1
                 }
+                return true
             }
             var useDouble = false
             var d = 0.0
-            if use64bit {
-                let limit: UInt64 = minus ? 0x0CCC_CCCC_CCCC_CCCC : 0x1999_9999_9999_9999
-                while let digit = peekDigit() {
-                    if i64 >= limit && (i64 != limit || digit > (minus ? 8 : 5)) {
-                        d = Double(i64)
-                        useDouble = true
-                        break
-                    }
-                    i64 = i64 * 10 + UInt64(digit)
-                    at += 1
-                    significandDigit += 1
-                }
+            if first != 0 && !accumulate(&i, limit: minus ? 214_748_364 : 429_496_729, last: minus ? 8 : 5) {
+                i64 = UInt64(i)
+                use64bit = true
+            }
+            if use64bit && !accumulate(&i64, limit: minus ? 0x0CCC_CCCC_CCCC_CCCC : 0x1999_9999_9999_9999, last: minus ? 8 : 5) {
+                d = Double(i64)
+                useDouble = true
             }
             if useDouble {
                 while let digit = peekDigit() {

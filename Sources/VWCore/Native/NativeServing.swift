@@ -174,15 +174,17 @@ public final class NativeSlot: @unchecked Sendable {
     /// A shadow check found a difference: back to vw at once, counted and logged with the example.
     private func switchToVW(batch: PreparedBatch, example index: Int, native: ShardAnswer, vw: ShardAnswer) {
         active.store(false, ordering: .releasing)
-        // The example's text: its line, or for a multiline model its lines up to the blank one.
+        // The example's text: its line, or for a multiline VW text model its lines up to the blank one
+        // (a VW JSON example is one line, ADF or not).
+        let multiline = batch.multiline && batch.payload.first != UInt8(ascii: "{")
         var examples: [ArraySlice<UInt8>] = []
         var start = batch.payload.startIndex
         for position in batch.payload.indices where batch.payload[position] == 0x0A {
             let next = position + 1
-            let ends = !batch.multiline || (next < batch.payload.endIndex && batch.payload[next] == 0x0A)
+            let ends = !multiline || (next < batch.payload.endIndex && batch.payload[next] == 0x0A)
             if ends {
                 examples.append(batch.payload[start..<position])
-                start = batch.multiline ? next + 1 : next
+                start = multiline ? next + 1 : next
             }
         }
         let text = index < examples.count ? String(decoding: examples[index].prefix(2048), as: UTF8.self) : ""
