@@ -62,16 +62,17 @@ extension NativeScorer {
     /// any other number to `Double` after `StrtodNormalPrecision`: the significand accumulated exactly up to
     /// 2^53, then in double for at most 17 digits, times or over rapidjson's `Pow10`), then `static_cast<float>`.
     /// Nil for text that is not a JSON number, or one rapidjson refuses as too big.
-    static func rapidjsonFloat(_ text: some StringProtocol) -> Float? {
-        var utf8 = Array(text.utf8)
-        utf8.append(0)  // a terminator, as rapidjson's stream ends in NUL: `peek` past the end reads 0.
-        return utf8.withUnsafeBufferPointer { s -> Float? in
+    static func rapidjsonFloat(_ text: String) -> Float? {
+        var text = text
+        return text.withUTF8 { bytes -> Float? in
             var at = 0
+            // rapidjson's stream ends in NUL: a peek past the end reads 0.
+            let s = { (index: Int) -> UInt8 in index < bytes.count ? bytes[index] : 0 }
             @inline(__always) func peekDigit() -> UInt8? {
-                let byte = s[at]
+                let byte = s(at)
                 return byte >= 0x30 && byte <= 0x39 ? byte - 0x30 : nil
             }
-            let minus = s[at] == UInt8(ascii: "-")
+            let minus = s(at) == UInt8(ascii: "-")
             if minus { at += 1 }
             var i: UInt32 = 0
             var i64: UInt64 = 0
@@ -108,7 +109,7 @@ extension NativeScorer {
                 }
             }
             var expFrac = 0
-            if s[at] == UInt8(ascii: ".") {
+            if s(at) == UInt8(ascii: ".") {
                 at += 1
                 guard peekDigit() != nil else { return nil }
                 if !useDouble {
@@ -133,16 +134,16 @@ extension NativeScorer {
                 }
             }
             var exp = 0
-            if s[at] == UInt8(ascii: "e") || s[at] == UInt8(ascii: "E") {
+            if s(at) == UInt8(ascii: "e") || s(at) == UInt8(ascii: "E") {
                 at += 1
                 if !useDouble {
                     d = Double(use64bit ? i64 : UInt64(i))
                     useDouble = true
                 }
                 var expMinus = false
-                if s[at] == UInt8(ascii: "+") {
+                if s(at) == UInt8(ascii: "+") {
                     at += 1
-                } else if s[at] == UInt8(ascii: "-") {
+                } else if s(at) == UInt8(ascii: "-") {
                     expMinus = true
                     at += 1
                 }
@@ -168,7 +169,7 @@ extension NativeScorer {
                     }
                 }
             }
-            guard at == s.count - 1 else { return nil }
+            guard at == bytes.count else { return nil }
             if useDouble {
                 d = strtodNormalPrecision(d, exp + expFrac)
                 if d > Double.greatestFiniteMagnitude { return nil }
