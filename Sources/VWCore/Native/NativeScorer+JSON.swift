@@ -266,8 +266,9 @@ struct JSONExampleReader {
                 switch key {
                 case "_tag":
                     // The example's tag is printed; an action's (Personalizer's action id) is not a feature.
-                    if top, current == 0, case .string(let text) = value { tag = Array(text.utf8) }
-                    guard case .string = value else { return false }
+                    // In a namespace object VW would add it to the example's tag (the grammar refuses it there).
+                    guard top, case .string(let text) = value else { return false }
+                    if current == 0 { tag = Array(text.utf8) }
                 case "_text":
                     guard case .string(let text) = value else { return false }
                     var word: [UInt8] = []
