@@ -176,7 +176,7 @@ def test_a_shadow_mismatch_sends_the_model_back_to_vw(native_dir, tmp_path, monk
     model is back on vw."""
     import conftest
     wrapper = tmp_path / "vw-magic"
-    wrapper.write_text(f"#!/bin/sh\nsed -u 's/ magic / x:3 /g' | exec {conftest.VW_COMMAND} \"$@\"\n")
+    wrapper.write_text(f"#!/bin/sh\nsed -u -e 's/ magic / x:3 /g' -e 's/\"magic\":1/\"x\":3/g' | exec {conftest.VW_COMMAND} \"$@\"\n")
     wrapper.chmod(0o755)
     monkeypatch.setattr(conftest, "VW_COMMAND", str(wrapper))
     s = Stack(native_dir, extra_args=("--engine", "auto", "--native-shadow-every", "1")).start()
@@ -192,6 +192,15 @@ def test_a_shadow_mismatch_sends_the_model_back_to_vw(native_dir, tmp_path, monk
         assert "differed" in status["engine_reason"]
         assert 'vwfcgi_native_mismatches_total{model="linear"} 1' in s.get("/metrics").text
         assert "native scorer mismatch" in s.vwfcgi_log.read_text(errors="replace")
+        # The same for a VW JSON model: the shadow check compares its JSON answers too.
+        assert s.get("/v1/models/linjson").json()["engine"] == "native"
+        assert s.predict("linjson", [{"a": {"x": 0.5}, "b": {"p": "red"}}]).status_code == 200
+        assert s.get("/v1/models/linjson").json()["engine"] == "native"
+        r = s.predict("linjson", [{"a": {"magic": 1, "y": 0.5}, "b": {"p": "red"}}])
+        assert r.status_code == 200, r.text
+        status = s.get("/v1/models/linjson").json()
+        assert status["engine"] == "vw" and "differed" in status["engine_reason"], status
+        assert 'vwfcgi_native_mismatches_total{model="linjson"} 1' in s.get("/metrics").text
     finally:
         problems = s.stop()
         assert not problems, "\n".join(problems)
