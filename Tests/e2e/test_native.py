@@ -55,7 +55,13 @@ def native_dir(tmp_path_factory) -> Path:
     _train(d / "personalizer.vw", "--cb_explore_adf --epsilon 0.2 --power_t 0 -l 0.001 --cb_type mtr -q ::", adf)
     _train(d / "softmax.vw", "--cb_explore_adf --softmax --lambda 1 -q ::", adf)
     _train(d / "rankjson.vw", "--cb_explore_adf --epsilon 0.2 -q ::", adf)
-    (d / "rankjson.json").write_text(json.dumps({"input": "vw_json"}))
+    (d / "rankjson.json").write_text(json.dumps({"input": "vw_json", "loop": {"update_interval": "1h"}}))
+    _train(d / "pzjson.vw", "--cb_explore_adf --epsilon 0.2 --power_t 0 -l 0.001 --cb_type mtr -q ::", adf)
+    (d / "pzjson.json").write_text(json.dumps({"input": "vw_json", "loop": {"update_interval": "1h", "reward_range": [0, 1]}}))
+    _train(d / "linjson.vw", "--loss_function logistic -q ab", training)
+    (d / "linjson.json").write_text(json.dumps({"input": "vw_json", "vw_args": ["--link", "logistic"]}))
+    _train(d / "ccbjson.vw", "--ccb_explore_adf --epsilon 0.2", [])
+    (d / "ccbjson.json").write_text(json.dumps({"input": "vw_json"}))
     return d
 
 
@@ -170,7 +176,7 @@ def test_a_shadow_mismatch_sends_the_model_back_to_vw(native_dir, tmp_path, monk
     model is back on vw."""
     import conftest
     wrapper = tmp_path / "vw-magic"
-    wrapper.write_text(f"#!/bin/sh\nsed -u 's/ magic / x:3 /g' | exec {conftest.VW_COMMAND} \"$@\"\n")
+    wrapper.write_text(f"#!/bin/sh\nsed -u -e 's/ magic / x:3 /g' -e 's/\"magic\":1/\"x\":3/g' | exec {conftest.VW_COMMAND} \"$@\"\n")
     wrapper.chmod(0o755)
     monkeypatch.setattr(conftest, "VW_COMMAND", str(wrapper))
     s = Stack(native_dir, extra_args=("--engine", "auto", "--native-shadow-every", "1")).start()
@@ -186,6 +192,15 @@ def test_a_shadow_mismatch_sends_the_model_back_to_vw(native_dir, tmp_path, monk
         assert "differed" in status["engine_reason"]
         assert 'vwfcgi_native_mismatches_total{model="linear"} 1' in s.get("/metrics").text
         assert "native scorer mismatch" in s.vwfcgi_log.read_text(errors="replace")
+        # The same for a VW JSON model: the shadow check compares its JSON answers too.
+        assert s.get("/v1/models/linjson").json()["engine"] == "native"
+        assert s.predict("linjson", [{"a": {"x": 0.5}, "b": {"p": "red"}}]).status_code == 200
+        assert s.get("/v1/models/linjson").json()["engine"] == "native"
+        r = s.predict("linjson", [{"a": {"magic": 1, "y": 0.5}, "b": {"p": "red"}}])
+        assert r.status_code == 200, r.text
+        status = s.get("/v1/models/linjson").json()
+        assert status["engine"] == "vw" and "differed" in status["engine_reason"], status
+        assert 'vwfcgi_native_mismatches_total{model="linjson"} 1' in s.get("/metrics").text
     finally:
         problems = s.stop()
         assert not problems, "\n".join(problems)
@@ -243,11 +258,109 @@ def test_adf_shadow_checks_find_no_mismatch(native_stack):
     assert native_stack.get("/v1/models/personalizer").json()["engine"] == "native"
 
 
-def test_other_explorers_and_vw_json_adf_models_stay_on_vw_with_the_reason(native_stack):
+def test_other_explorers_and_ccb_json_models_stay_on_vw_with_the_reason(native_stack):
     softmax = native_stack.get("/v1/models/softmax").json()
     assert softmax["engine"] == "vw", softmax
     assert "--softmax" in softmax["engine_reason"]
-    # VW JSON input (what :rank reads) is not parsed by the native scorer: such a model stays on vw.
-    ranked = native_stack.get("/v1/models/rankjson").json()
-    assert ranked["engine"] == "vw", ranked
-    assert "vw_json" in ranked["engine_reason"]
+    ccb = native_stack.get("/v1/models/ccbjson").json()
+    assert ccb["engine"] == "vw", ccb
+
+
+def _json_context(rng: random.Random, actions: int) -> dict:
+    """A VW JSON context as :rank takes it: nested namespaces, strings with spaces, numbers, booleans, arrays,
+    `_text`, Personalizer-style arrays of objects; a duplicate action now and then (a tie)."""
+    def features() -> dict:
+        out = {}
+        if rng.random() < 0.7:
+            out["u"] = {"age": round(rng.uniform(-2, 2), 3), "city": rng.choice(["Paris", "New York", "São Paulo", "a:b|c"])}
+        if rng.random() < 0.5:
+            out["c"] = [{"device": rng.choice(["mobile", "desktop"])}, {"hour": rng.randrange(24), "weekend": rng.random() < 0.5}]
+        if rng.random() < 0.3:
+            out["v"] = [rng.uniform(-1, 1) for _ in range(rng.randrange(4))]
+        if rng.random() < 0.3:
+            out["_text"] = rng.choice(["hello world", "é à", "x:1 y|2"])
+        return out
+    acts = []
+    for i in range(actions):
+        if i > 0 and rng.random() < 0.15:
+            acts.append(dict(acts[-1]))
+        else:
+            acts.append({"a": {"id": f"id{rng.randrange(12)}", "topic": rng.choice(["sports", "news", "music"])},
+                         "b": {"len": round(rng.uniform(0, 5), 2)}, **({"x": True} if rng.random() < 0.5 else {})})
+    return {**features(), "_multi": acts}
+
+
+def _package_pmfs(model: Path, contexts: list[dict]) -> list[dict[int, float]]:
+    """The PMF the vowpalwabbit package computes for each VW JSON context (`--json`, `-t`)."""
+    ws = vowpalwabbit.Workspace(f"-i {model} -t --json --quiet")
+    try:
+        pmfs = []
+        for context in contexts:
+            examples = ws.parse(json.dumps(context))
+            pmfs.append(dict(enumerate(ws.predict(examples))))
+            ws.finish_example(examples)
+        return pmfs
+    finally:
+        ws.finish()
+
+
+def test_vw_json_model_serves_natively_and_rank_takes_the_native_pmf(native_stack, native_dir):
+    """A vw_json model is proven at load on JSON probes and serves natively: :rank's PMF (logged before the
+    answer) equals the vowpalwabbit package's for the same context, and vw -t --json's byte for byte through
+    :predict; shadow checks on JSON find no mismatch."""
+    status = native_stack.get("/v1/models/rankjson").json()
+    assert status["engine"] == "native", status
+    rng = random.Random(31)
+    contexts = [_json_context(rng, 1 + rng.randrange(8)) for _ in range(120)]
+    pmfs = _package_pmfs(native_dir / "rankjson.vw", contexts)
+    for index, (context, pmf) in enumerate(zip(contexts, pmfs)):
+        r = native_stack.post("/v1/models/rankjson:rank", json={"event_id": f"native-json-{index}", "context": context})
+        assert r.status_code == 200, r.text
+        ranking = {item["action"]: item["probability"] for item in r.json()["ranking"]}
+        assert ranking == pytest.approx(pmf, abs=1e-6), (context, ranking, pmf)
+    r = native_stack.post("/v1/models/rankjson:predict", data="".join(json.dumps(c) + "\n" for c in contexts),
+                          headers={"Content-Type": "text/plain"})
+    assert r.status_code == 200, r.text
+    assert r.text == _vw_answers(native_dir / "rankjson.vw", [json.dumps(c) for c in contexts], ("--json",))
+    assert 'vwfcgi_native_mismatches_total{model="rankjson"}' not in native_stack.get("/metrics").text
+    assert native_stack.get("/v1/models/rankjson").json()["engine"] == "native"
+    decisions = [json.loads(line) for p in (native_stack.state_dir / "rankjson" / "log").glob("*.dsjson")
+                 for line in p.read_text().splitlines() if '"c"' in line]
+    assert {d["EventId"] for d in decisions} >= {f"native-json-{i}" for i in range(len(contexts))}
+
+
+def test_personalizer_rank_route_takes_the_native_pmf(native_stack, native_dir):
+    """The Personalizer rank route (mapped to VW JSON with `FromUrl` and `_multi`, SPEC §9) on a native model:
+    its ranking equals the vowpalwabbit package's PMF for the mapped context."""
+    assert native_stack.get("/v1/models/pzjson").json()["engine"] == "native"
+    acts = [{"id": a, "features": [{"Content": {"topic": a}}, {"len": float(i + 1)}]}
+            for i, a in enumerate(["news", "sports", "music", "travel"])]
+    rng = random.Random(32)
+    for index in range(20):
+        ctx = [{"User": {"type": rng.choice(["student", "parent"])}}, {"Time": {"hour": f"h{rng.randrange(24)}"}, "weekend": rng.random() < 0.5}]
+        mapped = {"FromUrl": ctx, "_multi": [{"_tag": a["id"], "j": a["features"]} for a in acts]}
+        pmf = _package_pmfs(native_dir / "pzjson.vw", [mapped])[0]
+        r = native_stack.post("/loops/pzjson/personalizer/v1.0/rank",
+                              json={"contextFeatures": ctx, "actions": acts, "eventId": f"pz-native-{index}"})
+        assert r.status_code in (200, 201), r.text
+        got = {item["id"]: item["probability"] for item in r.json()["ranking"]}
+        assert got == pytest.approx({a["id"]: pmf[i] for i, a in enumerate(acts)}, abs=1e-6)
+    assert native_stack.get("/v1/models/pzjson").json()["engine"] == "native"
+
+
+def test_single_line_vw_json_model_serves_natively_and_equals_vw(native_stack, native_dir):
+    """A linear vw_json model (logistic link, interactions) is native and answers :predict as vw -t --json does."""
+    assert native_stack.get("/v1/models/linjson").json()["engine"] == "native"
+    rng = random.Random(33)
+    objects = []
+    for _ in range(300):
+        obj = {"a": {rng.choice(["x", "y", "12", "é"]): round(rng.uniform(-3, 3), 4) for _ in range(rng.randrange(4))},
+               "b": {"p": rng.choice(["red", "a b", "x:y|z"]), "q": rng.random() < 0.5}, "v": [rng.uniform(-1, 1), None, 2]}
+        if rng.random() < 0.3:
+            obj["_text"] = "hello wörld 7"
+        objects.append(obj)
+    lines = [json.dumps(o, ensure_ascii=rng.random() < 0.5) for o in objects]
+    r = native_stack.post("/v1/models/linjson:predict", data="".join(line + "\n" for line in lines), headers={"Content-Type": "text/plain"})
+    assert r.status_code == 200, r.text
+    assert r.text == _vw_answers(native_dir / "linjson.vw", lines, ("--json", "--link", "logistic"))
+    assert 'vwfcgi_native_mismatches_total{model="linjson"}' not in native_stack.get("/metrics").text

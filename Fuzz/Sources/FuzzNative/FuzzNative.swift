@@ -16,6 +16,10 @@
 //   examples; when the scorer answers, every example gets one line and a blank line, the last one
 //   (a fixed example with two tied actions) `a:p` for actions 0, 1, 2 once each, a PMF summing to
 //   1, then its tag.
+// * text starting with `{` is VW JSON (the model reads `vw --json`): the scorer never traps on the raw
+//   lines, and on the lines the VW JSON grammar accepts (written in canonical form with a server tag
+//   each, a fixed example last) it answers every example with one line (and a blank line for ADF)
+//   ending in that example's tag, or declines the batch.
 @testable import VWCore
 
 private let interactionSets: [[[UInt8]]] = [[], [Array("ab".utf8)], [Array("aab".utf8), Array("ba".utf8)], [Array("abca".utf8)]]
@@ -56,6 +60,7 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     guard let model = try? NativeModelFile.parse(file, floatsPerRecord: configuration.floatsPerRecord, maxBits: 18) else { return 0 }
     check(model.bits >= 1 && model.bits <= 18 && model.weights.count == 1 << model.bits, "weights of an accepted file")
     let scorer = NativeScorer(file: model, configuration: configuration)
+    if text.first == UInt8(ascii: "{") { return fuzzJSON(scorer, text: text) }
     var payload = text.filter { $0 != 0x0A }.prefix(4096) + [0x0A]
     payload += Array("1 1 0.5 'tag |a x:2 y |b 3 |c:0.5 :1 z:red\n".utf8)
     guard let printed = scorer.predict(payload: Array(payload)) else { return 0 }
@@ -90,6 +95,7 @@ private func fuzzADF(bytes: [UInt8], file: [UInt8], text: [UInt8], configuration
     )
     guard let model = try? NativeModelFile.parse(file, floatsPerRecord: configuration.floatsPerRecord, reductionBytes: 16, maxBits: 18) else { return 0 }
     let scorer = NativeScorer(file: model, configuration: configuration)
+    if text.first == UInt8(ascii: "{") { return fuzzJSON(scorer, text: text) }
     var payload = Array(text.prefix(4096))
     if !payload.isEmpty {
         if payload.last != 0x0A { payload.append(0x0A) }
@@ -124,6 +130,36 @@ private func fuzzADF(bytes: [UInt8], file: [UInt8], text: [UInt8], configuration
         }
     } else {
         check(["0", "1", "2"].contains(String(words)), "the chosen action")
+    }
+    return 0
+}
+
+/// The VW JSON half of the target (see the file's comment).
+private func fuzzJSON(_ base: NativeScorer, text: [UInt8]) -> CInt {
+    var scorer = base
+    scorer.readsJSON = true
+    let adf = scorer.configuration.adf != nil
+    let input = Array(text.prefix(4096))
+    _ = scorer.predict(payload: input + [0x0A])
+    let grammar = VWJSONGrammar(isADF: adf)
+    var payload: [UInt8] = []
+    var tags: [String] = []
+    let fixed = adf ? #"{"s":{"x":2},"_multi":[{"a":{"z":1}},{"a":{"z":1}},{"b":[3]}]}"# : #"{"a":{"x":2,"y":"v w"},"b":[3,null],"_text":"z w","t":true}"#
+    for line in input.split(separator: 0x0A) + [ArraySlice(Array(fixed.utf8))] {
+        guard let example = try? grammar.parse(bytes: Array(line)) else { continue }
+        tags.append("t\(tags.count)")
+        example.write(serverTag: Array(tags[tags.count - 1].utf8), into: &payload)
+    }
+    guard let printed = scorer.predict(payload: payload) else { return 0 }
+    // Bytes, not a String: one line per example, for ADF each followed by a blank line.
+    let lines = printed.split(separator: 0x0A, omittingEmptySubsequences: false)
+    let step = adf ? 2 : 1
+    check(lines.count == step * tags.count + 1 && lines.last?.isEmpty == true, "one answer per JSON example")
+    for (index, tag) in tags.enumerated() {
+        let answer = lines[step * index]
+        if adf { check(lines[step * index + 1].isEmpty, "a blank line after an ADF answer") }
+        check(answer.count > tag.utf8.count + 1 && answer.suffix(tag.utf8.count + 1).elementsEqual((" " + tag).utf8),
+              "a JSON answer line ends with its example's tag")
     }
     return 0
 }

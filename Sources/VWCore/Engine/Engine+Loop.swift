@@ -2,7 +2,7 @@ import Logging
 
 // The learning loop's routes (SPEC §8.2–8.6): decide, reward, activate, learn, and the loop's controls.
 extension Engine {
-    /// `POST /v1/models/<name>:rank`: the PMF from vw, one action drawn for the event id, the decision on disk.
+    /// `POST /v1/models/<name>:rank`: the PMF from the model (vw, or its verified native scorer: SPEC §11), one action drawn for the event id, the decision on disk.
     public func rank(model name: String, body: [UInt8], deadline: Deadline, cache: inout ModelStore.ReaderCache) throws(PredictError) -> RankResult {
         try rank(model: name, request: RankRequest(body, maxDepth: maxJSONDepth), deadline: deadline, cache: &cache)
     }

@@ -65,29 +65,50 @@ extension NativeScorer {
             guard let label = index == 0 ? first : Self.readADFLabel(bytes, line), !label.shared, !label.labelled else { return false }
             s.example.reset()
             guard parseFeatures(bytes, label.bar, line.upperBound, into: &s.example) else { return false }
-            if configuration.addsConstant {
-                s.example.add(namespace: Self.constantNamespace, index: Self.constantIndex &* multiplier, value: 1)
-            }
-            for feature in s.shared.parsed { s.example.add(namespace: feature.namespace, index: feature.index, value: feature.value) }
-            s.example.group()
-            let interactions: [[UInt8]]
-            if wildcards {
-                let present = Self.interactionNamespaces(s.example.order)
-                if s.expandedFor == nil || s.expandedFor! != present {
-                    s.expanded = Self.expandWildcards(configuration.interactions, present: present)
-                    s.expandedFor = present
-                }
-                interactions = s.expanded
-            } else {
-                interactions = configuration.interactions
-            }
-            let score = weights.withUnsafeBufferPointer { w in
-                var sum = ScalarSum(weights: w, mask: UInt64(w.count - 1), p: 0)
-                accumulate(s.example, interactions: interactions, into: &sum)
-                return sum.p
-            }
-            s.scores.append(score)
+            s.scores.append(scoreAction(&s, wildcards: wildcards))
         }
+        guard appendADFAnswer(&s, adf: adf, into: &output) else { return false }
+        // The tag printed is the first line's (`shared_feature_merger` swaps the shared example's tag in).
+        if !first.tag.isEmpty {
+            output.append(0x20)
+            output.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[first.tag]))
+        }
+        output.append(0x0A)
+        output.append(0x0A)
+        return true
+    }
+
+    /// One action's raw score: its own parsed features (in `s.example`), then the constant and the
+    /// shared example's features, grouped, the interactions (wildcards expanded for the namespaces present) summed.
+    func scoreAction(_ s: inout ADFScratch, wildcards: Bool) -> Float {
+        if configuration.addsConstant {
+            s.example.add(namespace: Self.constantNamespace, index: Self.constantIndex &* multiplier, value: 1)
+        }
+        for feature in s.shared.parsed { s.example.add(namespace: feature.namespace, index: feature.index, value: feature.value) }
+        s.example.group()
+        let interactions: [[UInt8]]
+        if wildcards {
+            let present = Self.interactionNamespaces(s.example.order)
+            if s.expandedFor == nil || s.expandedFor! != present {
+                s.expanded = Self.expandWildcards(configuration.interactions, present: present)
+                s.expandedFor = present
+            }
+            interactions = s.expanded
+        } else {
+            interactions = configuration.interactions
+        }
+        return weights.withUnsafeBufferPointer { w in
+            var sum = ScalarSum(weights: w, mask: UInt64(w.count - 1), p: 0)
+            accumulate(s.example, interactions: interactions, into: &sum)
+            return sum.p
+        }
+    }
+
+    /// Appends the answer for the actions scored in `s.scores` (the PMF, the scores or the chosen
+    /// action), without tag or newline; false when the order would depend on libstdc++'s sort of NaNs.
+    func appendADFAnswer(_ s: inout ADFScratch, adf: NativeADF, into output: inout [UInt8]) -> Bool {
+        let count = s.scores.count
+        guard count > 0 else { return false }
         // `std::sort` with `action_score`'s `operator<`: by score, equal scores by action index. A NaN
         // score (inf times a zero weight) makes that order partial: where the result then depends on
         // libstdc++'s algorithm, it is reproduced for at most 16 actions (its insertion sort) only.
@@ -125,13 +146,6 @@ extension NativeScorer {
         } else {
             VWFloatText.appendPrediction(Float(s.order[0]), to: &output)
         }
-        // The tag printed is the first line's (`shared_feature_merger` swaps the shared example's tag in).
-        if !first.tag.isEmpty {
-            output.append(0x20)
-            output.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[first.tag]))
-        }
-        output.append(0x0A)
-        output.append(0x0A)
         return true
     }
 

@@ -22,6 +22,8 @@ public struct NativeScorer: Sendable {
     /// the smallest ≥ K, found in vw's model files; `--cb_type dr`: 2), so that class c's weight of a
     /// feature sits c slots after it.
     let multiplier: UInt64
+    /// Whether the payload is VW JSON (`vw --json`, canonical lines from ``VWJSONGrammar``) rather than VW text.
+    var readsJSON = false
 
     /// `VW::details::CONSTANT`, the constant feature's index, and its namespace.
     static let constantIndex: UInt64 = 11_650_396
@@ -44,6 +46,7 @@ public struct NativeScorer: Sendable {
     /// What vw prints for `payload` (VW text lines, each ending in "\n"), or nil when a line holds
     /// something the scorer does not reproduce (then vw must answer).
     public func predict(payload: [UInt8]) -> [UInt8]? {
+        if readsJSON { return predictJSON(payload: payload) }
         if configuration.adf != nil { return predictADF(payload: payload) }
         var output: [UInt8] = []
         output.reserveCapacity(payload.count / 4 + 16)
@@ -76,6 +79,18 @@ public struct NativeScorer: Sendable {
         guard readLabel(bytes, start, bar, initial: &initial, tag: &tag) else { return false }
         example.reset()
         guard parseFeatures(bytes, bar, end, into: &example) else { return false }
+        appendPrediction(&example, initial: initial, into: &output)
+        if !tag.isEmpty {
+            output.append(0x20)
+            output.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[tag]))
+        }
+        output.append(0x0A)
+        return true
+    }
+
+    /// Adds the constant to an example's parsed features, groups them and appends what `-p` prints
+    /// for it (the class, or the finalized and linked score), without tag or newline.
+    func appendPrediction(_ example: inout NativeExample, initial: Float, into output: inout [UInt8]) {
         if configuration.addsConstant { example.add(namespace: Self.constantNamespace, index: Self.constantIndex &* multiplier, value: 1) }
         example.group()
         if configuration.classes > 0 {
@@ -83,12 +98,6 @@ public struct NativeScorer: Sendable {
         } else {
             VWFloatText.appendPrediction(link(finalize(score(example, initial: initial))), to: &output)
         }
-        if !tag.isEmpty {
-            output.append(0x20)
-            output.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[tag]))
-        }
-        output.append(0x0A)
-        return true
     }
 
     // MARK: - Label and tag

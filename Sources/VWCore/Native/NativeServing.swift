@@ -91,12 +91,14 @@ public final class NativeSlot: @unchecked Sendable {
     static func verify(
         version: ModelVersion, modelBytes: () -> [UInt8]?, warmup: [String], limits: ExampleLimits, timeout: Duration
     ) -> Result<Verified, NativeRefusal> {
-        guard version.jsonGrammar == nil else { return .failure(NativeRefusal(reason: "not supported by the native scorer: vw_json input")) }
+        if let grammar = version.jsonGrammar, grammar.isCCB {
+            return .failure(NativeRefusal(reason: "not supported by the native scorer: vw_json input with _slots (ccb)"))
+        }
         let adf = version.options.family == .cbADF
         guard adf || (version.options.family == .simple || version.options.family == .multiclass) && !version.framing.blankLineAfterEach else {
             return .failure(NativeRefusal(reason: "not supported by the native scorer: \(version.options.family) models"))
         }
-        let scorer: NativeScorer
+        var scorer: NativeScorer
         do {
             // The options first: a model the scorer cannot reproduce is never read a second time.
             let configuration = try NativeConfiguration(options: version.options)
@@ -111,12 +113,22 @@ public final class NativeSlot: @unchecked Sendable {
         var builder = ExampleBatchBuilder(framing: version.framing, limits: limits)
         var accepted: [String] = []
         let interactions = scorer.configuration.interactions
-        let probes = adf ? NativeProbeSet.adfExamples(interactions: interactions, warmup: warmup)
-            : NativeProbeSet.examples(interactions: interactions, warmup: warmup)
-        for example in probes {
-            let lines = adf ? example.split(separator: "\n", omittingEmptySubsequences: false) : [Substring(example)]
-            guard (try? builder.append(lines: lines)) != nil else { continue }
-            accepted.append(example)
+        if let grammar = version.jsonGrammar {
+            // VW JSON (SPEC §11): the JSON probes, each checked by the model's grammar as a client's would be.
+            scorer.readsJSON = true
+            for example in warmup + NativeProbeSet.jsonExamples(interactions: interactions, adf: adf) {
+                guard let parsed = try? grammar.parse(bytes: Array(example.utf8)) else { continue }
+                builder.append(json: parsed)
+                accepted.append(example)
+            }
+        } else {
+            let probes = adf ? NativeProbeSet.adfExamples(interactions: interactions, warmup: warmup)
+                : NativeProbeSet.examples(interactions: interactions, warmup: warmup)
+            for example in probes {
+                let lines = adf ? example.split(separator: "\n", omittingEmptySubsequences: false) : [Substring(example)]
+                guard (try? builder.append(lines: lines)) != nil else { continue }
+                accepted.append(example)
+            }
         }
         let batch = builder.finish()
         let expected: ShardAnswer
@@ -163,15 +175,17 @@ public final class NativeSlot: @unchecked Sendable {
     /// A shadow check found a difference: back to vw at once, counted and logged with the example.
     private func switchToVW(batch: PreparedBatch, example index: Int, native: ShardAnswer, vw: ShardAnswer) {
         active.store(false, ordering: .releasing)
-        // The example's text: its line, or for a multiline model its lines up to the blank one.
+        // The example's text: its line, or for a multiline VW text model its lines up to the blank one
+        // (a VW JSON example is one line, ADF or not).
+        let multiline = batch.multiline && batch.payload.first != UInt8(ascii: "{")
         var examples: [ArraySlice<UInt8>] = []
         var start = batch.payload.startIndex
         for position in batch.payload.indices where batch.payload[position] == 0x0A {
             let next = position + 1
-            let ends = !batch.multiline || (next < batch.payload.endIndex && batch.payload[next] == 0x0A)
+            let ends = !multiline || (next < batch.payload.endIndex && batch.payload[next] == 0x0A)
             if ends {
                 examples.append(batch.payload[start..<position])
-                start = batch.multiline ? next + 1 : next
+                start = multiline ? next + 1 : next
             }
         }
         let text = index < examples.count ? String(decoding: examples[index].prefix(2048), as: UTF8.self) : ""

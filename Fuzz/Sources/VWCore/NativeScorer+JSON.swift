@@ -1,0 +1,1 @@
+../../../Sources/VWCore/Native/NativeScorer+JSON.swift
