@@ -233,6 +233,15 @@ def test_a_settings_edit_keeps_the_learned_model_and_learning_continues(tmp_path
         status = settled(stack, state, min_events=LOOP["min_events"])
         assert status["learned_events"] > learned["learned_events"], (learned, status)
         assert_serves_reference(stack, base, state, tmp_path, "learning continued after a .json edit")
+        # Rollbacks walk back through what was learned before and after the edit, down to the base file.
+        for _ in range(20):
+            version = model_status(stack)["version"]
+            r = stack.post("/v1/models/cb/loop:rollback")
+            assert r.status_code == 202, r.text
+            if not wait_until(lambda: model_status(stack)["version"] != version, 15, step=0.1):
+                break
+        assert "no earlier version" in (loop_status(stack)["last_error"] or ""), loop_status(stack)
+        assert_same_pmfs(served_pmfs(stack)[1], reference_pmfs(base, [], tmp_path), "rolled back to the base")
     finally:
         problems = stack.stop()
     assert not problems, problems

@@ -572,8 +572,9 @@ public final class Joiner {
     }
 
     /// Calls `body` with each complete line of `fd`, read 4 MiB at a time (a snapshot or journal is never held
-    /// whole), and returns the offset after the last complete line. A line over 64 MiB is an error: `record` and
-    /// `snapshot` write none near that.
+    /// whole), and returns the offset after the last complete line. A line over 1 GiB is an error (a snapshot's
+    /// records are about 1 MiB; a journal record lists one step's changes, which a step that expires millions of
+    /// entries at once can make tens of MB).
     private static func forEachLine(_ fd: Int32, path: String,
                                     _ body: (ArraySlice<UInt8>) throws(EventLogError) -> Void) throws(EventLogError) -> Int {
         var buffer: [UInt8] = []
@@ -592,7 +593,7 @@ public final class Joiner {
             }
             buffer.removeFirst(start)
             consumed += start
-            if buffer.count > 64 << 20 { throw EventLogError("a record is longer than 64 MiB") }
+            if buffer.count > 1 << 30 { throw EventLogError("a record is longer than 1 GiB") }
         }
     }
 

@@ -415,6 +415,12 @@ final class Learner: @unchecked Sendable {
             next.modelVersion = candidate.version
             next.published = Array(current.published.prefix(max(0, index - 1)))
             do throws(EventLogError) {
+                // A version learned before a `.json` edit serves under a new name (its bytes with the new `.json`):
+                // its file and its place in the history take that name, so the next rollback finds it.
+                if index > 1 && candidate.version != previous {
+                    try learned.rename(previous + ".vw", to: candidate.version + ".vw")
+                    next.published[next.published.count - 1] = candidate.version
+                }
                 try model.writeAtomically(next.serialized(), to: "learn-state.json")
             } catch {
                 return error.message
@@ -458,10 +464,21 @@ final class Learner: @unchecked Sendable {
         let previous = state
         // The same model file with another `.json` (a settings edit) keeps the history of the base it edited.
         let sameBase = previous?.base == serving.baseVersion || previous?.baseFile == serving.baseFile
+        var published = sameBase ? previous?.published ?? [] : []
+        if sameBase, let previous, previous.base != serving.baseVersion {
+            // Only the `.json` changed: the base and the served learned model take their new versions' names, so
+            // a rollback still walks back through what was learned to the base.
+            if let fd = try? learned.openRegular(serving.baseVersion + ".vw") {
+                close(fd)
+            } else {
+                try? learned.rename(previous.base + ".vw", to: serving.baseVersion + ".vw")
+            }
+            published = published.map { $0 == previous.modelVersion ? serving.version : $0 }
+        }
         let next = LearnState(
             base: serving.baseVersion, modelVersion: serving.version, position: previous?.position ?? 0,
             learnedEvents: previous?.learnedEvents ?? 0, updates: previous?.updates ?? 0, lastUpdate: previous?.lastUpdate,
-            published: sameBase ? previous?.published ?? [] : [], baseFile: serving.baseFile
+            published: published, baseFile: serving.baseFile
         )
         try open("").writeAtomically(next.serialized(), to: "learn-state.json")
         state = next
