@@ -350,7 +350,7 @@ def test_personalizer_rank_route_takes_the_native_pmf(native_stack, native_dir):
 
 def test_single_line_vw_json_model_serves_natively_and_equals_vw(native_stack, native_dir):
     """A linear vw_json model (logistic link, interactions) is native and answers :predict as vw -t --json does."""
-    assert native_stack.get("/v1/models/linjson").json()["engine"] == "native"
+    assert native_stack.get("/v1/models/linjson").json()["engine"] == "native", str(native_stack.get("/v1/models/linjson").json().get("engine_reason"))
     rng = random.Random(33)
     objects = []
     for _ in range(300):

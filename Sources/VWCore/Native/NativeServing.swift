@@ -205,7 +205,8 @@ extension NativeScorer {
     /// The answer of a prepared batch, framed exactly as the pool frames vw's output (client tags
     /// restored); nil when the scorer refuses a line or its output does not fit the frame.
     func answer(_ batch: PreparedBatch) -> ShardAnswer? {
-        guard configuration.adf == nil else {
+        // ADF and VW JSON models take their own paths (predictADF, predictJSON).
+        guard configuration.adf == nil, !readsJSON else {
             guard let printed = predict(payload: batch.payload) else { return nil }
             return Self.framed(printed, batch.frame)
         }
