@@ -102,6 +102,49 @@ struct ShardPoolTests {
         #expect(String(decoding: next.raw, as: UTF8.self) == "|a next\n")
     }
 
+    @Test func aRequestOutOfTimeOnAHealthyShardFailsAloneAndTheShardLives() throws {
+        // Answers each line after 0.3 s: later than the request's deadline, well within the hang timeout.
+        let slow = [
+            "/bin/sh", "-c",
+            "while IFS= read -r line; do sleep 0.3; tag=${line%% *}; printf '%s %s\\n' \"${line#* }\" \"${tag#?}\"; done", "slow-vw",
+        ]
+        let pool = ShardPool(modelName: "slow", arguments: slow, count: 1, maxQueuedRequests: 16, hangTimeout: .seconds(5),
+                             logger: Logger(label: "test"))
+        try pool.start(probe: batch(["|"]), timeout: .seconds(5))
+        defer { pool.stop(grace: .seconds(1)) }
+        let pid = try #require(pool.status[0].pid)
+        #expect(throws: PoolError.timedOut(model: "slow")) {
+            try pool.predict(batch(["|a late"]), deadline: .after(.milliseconds(50)))
+        }
+        #expect(pool.status[0].pid == pid)
+        // The late answer is dropped; the next request gets its own, from the same process.
+        let next = try pool.predict(batch(["|a next"]), deadline: .after(.seconds(5)))
+        #expect(String(decoding: next.raw, as: UTF8.self) == "|a next\n")
+        #expect(pool.status[0].pid == pid)
+        #expect(pool.status[0].restarts == 0)
+    }
+
+    @Test func aStoppedProcessIsKilledOnceItHeldARequestForTheTimeout() throws {
+        let pool = ShardPool(modelName: "echo", arguments: echoCommand, count: 1, maxQueuedRequests: 16,
+                             hangTimeout: .milliseconds(400), logger: Logger(label: "test"))
+        try pool.start(probe: batch(["|"]), timeout: .seconds(5))
+        defer { pool.stop(grace: .seconds(1)) }
+        let pid = try #require(pool.status[0].pid)
+        kill(pid, SIGSTOP)
+        #expect(throws: PoolError.timedOut(model: "echo")) {
+            try pool.predict(batch(["|a held"]), deadline: .after(.milliseconds(400)))
+        }
+        var restarted = false
+        for _ in 0..<500 where !restarted {
+            restarted = pool.status[0].restarts == 1 && pool.isReady
+            if !restarted { usleep(10_000) }
+        }
+        #expect(restarted)
+        #expect(pool.status[0].pid != pid)
+        let answer = try pool.predict(batch(["|a after"]), deadline: .after(.seconds(5)))
+        #expect(String(decoding: answer.raw, as: UTF8.self) == "|a after\n")
+    }
+
     @Test func probeFailsWhenTheCommandExitsAtOnce() {
         let pool = ShardPool(
             modelName: "broken", arguments: ["/bin/sh", "-c", "echo 'cannot load model' >&2; exit 3", "x"], count: 1,

@@ -177,7 +177,7 @@ final class VersionLoader: Sendable {
         poolLogger[metadataKey: "version"] = "\(version)"
         let pool = ShardPool(
             modelName: name, arguments: arguments, count: config.shards ?? settings.defaultShards,
-            maxQueuedRequests: settings.maxQueuedRequests, writeTimeout: settings.requestTimeout, logger: poolLogger
+            maxQueuedRequests: settings.maxQueuedRequests, hangTimeout: settings.requestTimeout, logger: poolLogger
         )
         do {
             try pool.start(probe: probe, timeout: settings.loadTimeout)

@@ -92,8 +92,9 @@ public final class Shard: Sendable {
     let modelName: String
     let arguments: [String]
     let logger: Logger
-    /// How long one write to vw's stdin may block before the process is deemed hung.
-    let writeTimeout: Duration
+    /// How long one write to vw's stdin may block, or twice how long vw may hold a request unanswered, before
+    /// the process is deemed hung (the request timeout).
+    let hangTimeout: Duration
     /// Broadcast whenever the phase changes; shared by the pool's shards.
     let changed: Condition
     private let gauges: Gauges
@@ -101,7 +102,7 @@ public final class Shard: Sendable {
     /// Held while writing to vw's stdin or closing it, so a write never reaches a closed descriptor.
     private let writeLock = Mutex(())
 
-    init(index: Int, modelName: String, arguments: [String], writeTimeout: Duration = .seconds(5),
+    init(index: Int, modelName: String, arguments: [String], hangTimeout: Duration = .seconds(5),
          changed: Condition = Condition(), logger: Logger) {
         self.index = index
         self.modelName = modelName
@@ -109,7 +110,7 @@ public final class Shard: Sendable {
         self.gauges = gauges
         self.state = Mutex(State(gauges: gauges))
         self.arguments = arguments
-        self.writeTimeout = writeTimeout
+        self.hangTimeout = hangTimeout
         self.changed = changed
         var logger = logger
         logger[metadataKey: "shard"] = "\(index)"
@@ -185,9 +186,15 @@ public final class Shard: Sendable {
     }
 
     /// Kills a vw process that stopped answering; the reader restarts it.
+    ///
+    /// `request` ran out of time while this process held it. That alone does not prove vw hung: a retry or a
+    /// request that spent its deadline elsewhere may reach a healthy vw with milliseconds left. vw is deemed hung
+    /// only when the oldest request it holds has waited at least half of `hangTimeout` (the request timeout);
+    /// otherwise the request fails alone and its answer, when it comes, is dropped.
     func killHung(holding request: PendingPrediction) {
         let killed: Int32? = state.withLock { s in
-            guard case .running(let process) = s.phase, s.queue.contains(request) else { return nil }
+            guard case .running(let process) = s.phase, s.queue.contains(request), let oldest = s.queue.first,
+                  ContinuousClock.now - oldest.enqueuedAt >= hangTimeout / 2 else { return nil }
             process.killGroup()
             return process.pid
         }
@@ -239,10 +246,10 @@ public final class Shard: Sendable {
                     return process
                 }
                 guard let process else { return true }
-                let deadline = Deadline.after(writeTimeout)
+                let deadline = Deadline.after(hangTimeout)
                 if !chunk.withUnsafeBytes({ process.writeAll($0, by: deadline) }) {
                     // A broken, stalled or half-written pipe: the stream can no longer be trusted.
-                    logger.error("cannot write to vw (broken pipe or no progress within \(writeTimeout)); killing it",
+                    logger.error("cannot write to vw (broken pipe or no progress within \(hangTimeout)); killing it",
                                  metadata: ["pid": "\(process.pid)"])
                     process.killGroup()
                 }

@@ -18,13 +18,13 @@ public final class ShardPool: Sendable {
     private let changed = Condition()
 
     init(modelName: String, arguments: [String], count: Int, maxQueuedRequests: Int,
-         writeTimeout: Duration = .seconds(5), logger: Logger) {
+         hangTimeout: Duration = .seconds(5), logger: Logger) {
         self.modelName = modelName
         self.maxQueuedRequests = maxQueuedRequests
         metrics = PoolMetrics(model: modelName)
         let changed = changed
         shards = (0..<max(1, count)).map {
-            Shard(index: $0, modelName: modelName, arguments: arguments, writeTimeout: writeTimeout, changed: changed, logger: logger)
+            Shard(index: $0, modelName: modelName, arguments: arguments, hangTimeout: hangTimeout, changed: changed, logger: logger)
         }
     }
 
