@@ -38,7 +38,7 @@ final class NativeScratch {
 
     /// Drops what a large request left behind.
     func trim() {
-        if example.parsed.capacity > Self.keptFeatures { example = NativeExample() }
+        if max(example.parsed.capacity, example.sorted.capacity) > Self.keptFeatures { example = NativeExample() }
         if output.capacity > Self.keptOutputBytes { output = [] }
     }
 }
