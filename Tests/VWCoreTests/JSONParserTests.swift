@@ -88,6 +88,28 @@ private func parseError(_ text: String, maxDepth: Int = 32) -> JSONError? {
         #expect(parseError("\"a\u{0}\"") != nil)
     }
 
+    @Test func stringsScannedAWordAtATimeEqualTheirPiecesAtEveryOffset() throws {
+        // Pieces as written in JSON and as decoded; a control character, wherever it falls in an 8-byte word, is
+        // refused at its own byte.
+        let pieces: [(json: String, value: String)] = [
+            ("a", "a"), ("Z", "Z"), (" ", " "), ("~", "~"), ("\u{7F}", "\u{7F}"), ("é", "é"), ("€", "€"), ("😀", "😀"),
+            (#"\""#, "\""), (#"\\"#, "\\"), (#"\n"#, "\n"), (#"\u0041"#, "A"), ("'", "'"), ("!", "!"),
+        ]
+        var random = SplitMix(seed: 7)
+        for _ in 0..<3_000 {
+            let chosen = (0..<Int(random.next() % 40)).map { _ in pieces[Int(random.next() % UInt64(pieces.count))] }
+            let json = chosen.map(\.json).joined()
+            #expect(try parse("\"" + json + "\"") == .string(chosen.map(\.value).joined()))
+            // A control character between two pieces.
+            let cut = Int(random.next() % UInt64(chosen.count + 1))
+            let before = Array(("\"" + chosen[..<cut].map(\.json).joined()).utf8)
+            let broken = before + [UInt8(random.next() % 0x20)] + Array((chosen[cut...].map(\.json).joined() + "\"").utf8)
+            let error = parseError(broken)
+            #expect(error?.message.hasSuffix("unescaped control character in string") == true && error?.offset == before.count,
+                    "\(broken)")
+        }
+    }
+
     @Test func reportsPositionAndReason() {
         #expect(parseError(#"{"instances" 1}"#)?.message == "invalid JSON at byte 13: expected ':'")
         #expect(parseError(#"{"a": 1,}"#)?.message == "invalid JSON at byte 8: expected a string key")

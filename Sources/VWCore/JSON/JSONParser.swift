@@ -241,8 +241,7 @@ fileprivate struct JSONByteReader {
     mutating func parseString() throws(JSONError) -> String {
         let quoteAt = index
         let start = index + 1
-        var i = start
-        var ascii = true
+        var (i, ascii) = Self.skipPlainWords(bytes, from: start)
         while i < bytes.count {
             let b = bytes[i]
             if b == UInt8(ascii: "\"") {
@@ -259,6 +258,31 @@ fileprivate struct JSONByteReader {
             i += 1
         }
         throw JSONError("unterminated string", at: quoteAt)
+    }
+
+    /// Skips 8 bytes at a time while none is a quote, a backslash or a control character (bit tricks on one
+    /// 64-bit word, exact as a yes/no: a word that may hold one is left to the byte loop); returns where the byte
+    /// loop goes on and whether the bytes skipped were all ASCII.
+    @inline(__always)
+    static func skipPlainWords(_ bytes: [UInt8], from start: Int) -> (Int, Bool) {
+        bytes.withUnsafeBufferPointer { buffer in
+            guard let base = buffer.baseAddress else { return (start, true) }
+            let ones: UInt64 = 0x0101_0101_0101_0101
+            let highs: UInt64 = 0x8080_8080_8080_8080
+            var i = start
+            var high: UInt64 = 0
+            while i + 8 <= buffer.count {
+                let word = UnsafeRawPointer(base + i).loadUnaligned(as: UInt64.self)
+                let quote = word ^ (ones &* 0x22)
+                let backslash = word ^ (ones &* 0x5C)
+                // A zero byte in `quote` or `backslash`, or a byte of `word` below 0x20 (valid as a yes/no for n <= 0x80).
+                let special = ((quote &- ones) & ~quote) | ((backslash &- ones) & ~backslash) | ((word &- ones &* 0x20) & ~word)
+                if special & highs != 0 { break }
+                high |= word
+                i += 8
+            }
+            return (i, high & highs == 0)
+        }
     }
 
     /// The slow path of `parseString`, taken at the first backslash.
