@@ -1,5 +1,5 @@
 import Testing
-import VWCore
+@testable import VWCore
 
 /// The answers below are what vw 9.11.9 printed for the named reductions.
 @Suite struct PredictionParserTests {
@@ -76,5 +76,38 @@ import VWCore
         #expect(plain.parse(answer: "1 1", tag: "1") == .integer(1))
         // Legacy --cb_explore prints space-separated probabilities with a trailing space.
         #expect(plain.parse(answer: "0.016667 0.016667 0.966667  tt", tag: "tt") == .text("0.016667 0.016667 0.966667 "))
+    }
+}
+
+/// `PredictResult.forEachPrediction` reads untagged numbers from the bytes and sends the rest to the parser; both
+/// ways must give what the parser gives for every answer, in order, whatever answers come before.
+@Suite struct ForEachPredictionTests {
+    @Test func theByteFastPathEqualsTheParserOnMixedAnswers() {
+        let answers: [(String, String)] = [
+            ("0.240292", ""), ("-0.020533 t", "t"), ("3", ""), ("-0", ""), ("0", ""), ("1e+06", ""),
+            ("99999999999999999999", ""), ("nan", ""), ("inf", ""), ("-nan", ""), ("0:0.5,1:0.5", ""),
+            ("1,2,3", ""), ("2 tag", "tag"), ("0.5\n1:0.2", ""), ("0.1 0.2", ""), ("", ""), ("é0.5", ""),
+            ("01", ""), ("1.", ""), ("-", ""), ("4:0.25", "x"),
+        ]
+        var random = SplitMix(seed: 3)
+        for kind in [PredictionKind.plain, .actionProbabilities, .actionScores] {
+            let parser = PredictionParser(kind: kind)
+            for _ in 0..<200 {
+                let chosen = (0..<Int(1 + random.next() % 12)).map { _ in answers[Int(random.next() % UInt64(answers.count))] }
+                var text: [UInt8] = []
+                var ranges: [Range<Int>] = []
+                for (answer, _) in chosen {
+                    let start = text.count
+                    text += Array(answer.utf8)
+                    ranges.append(start..<text.count)
+                    text.append(0x0A)
+                }
+                let result = PredictResult(model: "m", version: "v", predictionKind: kind, family: .simple,
+                                           text: text, answers: ranges, tags: chosen.map(\.1))
+                var got: [Prediction] = []
+                result.forEachPrediction(parser: parser) { got.append($0) }
+                #expect(got == chosen.map { parser.parse(answer: Substring($0.0), tag: $0.1) }, "\(chosen)")
+            }
+        }
     }
 }

@@ -31,18 +31,25 @@ public struct PredictResult: Sendable {
 
     /// Calls `body` with each example's prediction, in order, as VW printed it without its tag.
     public func forEachPrediction(parser: PredictionParser, _ body: (Prediction) -> Void) {
-        // One string for the whole answer; each example's answer is a view of it, reached from the
-        // previous one's end.
-        let whole = String(decoding: text, as: UTF8.self)
-        let utf8 = whole.utf8
-        var cursor = utf8.startIndex
+        // An untagged number is read from the bytes. Anything else goes through the parser: one string for the
+        // whole answer, made on first need; each example's answer is a view of it, reached from the last one used.
+        var whole: String?
+        var cursor: String.Index?
         var offset = 0
-        for (range, tag) in zip(answers, tags) {
-            let start = utf8.index(cursor, offsetBy: range.lowerBound - offset)
-            let end = utf8.index(start, offsetBy: range.count)
-            body(parser.parse(answer: whole[start..<end], tag: tag))
-            cursor = end
-            offset = range.upperBound
+        text.withUnsafeBufferPointer { bytes in
+            for (range, tag) in zip(answers, tags) {
+                if tag.isEmpty, let number = PredictionParser.number(UnsafeBufferPointer(rebasing: bytes[range])) {
+                    body(number)
+                    continue
+                }
+                if whole == nil { whole = String(decoding: text, as: UTF8.self) }
+                let utf8 = whole!.utf8
+                let start = utf8.index(cursor ?? utf8.startIndex, offsetBy: range.lowerBound - offset)
+                let end = utf8.index(start, offsetBy: range.count)
+                body(parser.parse(answer: whole![start..<end], tag: tag))
+                cursor = end
+                offset = range.upperBound
+            }
         }
     }
 }

@@ -55,8 +55,16 @@ public struct PredictionParser: Sendable {
         return line[line.startIndex..<firstSpace] + line[end...]
     }
 
+    /// What `parse(answer:tag:)` makes of an untagged answer that is an integer or a JSON number, read from its
+    /// bytes; nil for anything else (several lines, an action list, text), which needs the parser.
+    static func number(_ bytes: UnsafeBufferPointer<UInt8>) -> Prediction? {
+        if let value = integer(bytes) { return .integer(value) }
+        if isJSONNumber(bytes) { return .number(String(decoding: bytes, as: UTF8.self)) }
+        return nil
+    }
+
     /// The value of an optional '-' followed by decimal digits, when it fits an `Int`.
-    private static func integer(_ bytes: Substring.UTF8View) -> Int? {
+    private static func integer<Bytes: Collection<UInt8>>(_ bytes: Bytes) -> Int? {
         var index = bytes.startIndex
         guard index != bytes.endIndex else { return nil }
         let negative = bytes[index] == UInt8(ascii: "-")
