@@ -66,11 +66,4 @@ int cspawn_trim_malloc(void);
 /// before any thread exists.
 void cspawn_reexec_with_malloc_tunables(char **argv, int tcache_count);
 
-/// Asks the CPU to bring the cache line holding `address` closer, for reading (a hint: no fault, no effect on
-/// results). The native scorer asks for a feature's weight when it parses the feature, so the sum does not wait on
-/// each load of a table larger than the cache in turn.
-static inline void cspawn_prefetch(const void *address) {
-    __builtin_prefetch(address, 0, 3);
-}
-
 #endif
