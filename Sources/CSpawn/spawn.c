@@ -314,20 +314,3 @@ int cspawn_limit_malloc_arenas(int arenas) {
 int cspawn_trim_malloc(void) {
     return malloc_trim(0);
 }
-
-#include <stdio.h>
-
-void cspawn_reexec_with_malloc_tunables(char **argv, int tcache_count) {
-    const char *current = getenv("GLIBC_TUNABLES");
-    if (current != NULL && strstr(current, "glibc.malloc.tcache_count") != NULL) return;
-    char value[4096];
-    int written = current != NULL && current[0] != '\0'
-        ? snprintf(value, sizeof value, "%s:glibc.malloc.tcache_count=%d", current, tcache_count)
-        : snprintf(value, sizeof value, "glibc.malloc.tcache_count=%d", tcache_count);
-    if (written < 0 || (size_t)written >= sizeof value) return;
-    if (setenv("GLIBC_TUNABLES", value, 1) != 0) return;
-    execv("/proc/self/exe", argv);
-    // Not re-executed (no /proc, say): go on with glibc's defaults.
-    unsetenv("GLIBC_TUNABLES");
-    if (current != NULL) setenv("GLIBC_TUNABLES", current, 1);
-}

@@ -17,12 +17,6 @@ struct VWFCGICommand: ParsableCommand {
         subcommands: [Serve.self, Train.self, Evaluate.self],
         defaultSubcommand: Serve.self
     )
-
-    static func main() {
-        // Before any thread: glibc reads its malloc tunables only at start (README "Memory").
-        MemoryTuning.reexecWithMallocCache(chunks: 64, arguments: CommandLine.unsafeArgv)
-        main(nil)
-    }
 }
 
 struct Serve: ParsableCommand {

@@ -59,11 +59,4 @@ int cspawn_limit_malloc_arenas(int arenas);
 /// Returns freed heap pages to the system (malloc_trim(0)); returns 1 when some were.
 int cspawn_trim_malloc(void);
 
-/// Makes glibc's per-thread malloc cache hold `tcache_count` chunks per size (glibc's default is 7) by setting
-/// `glibc.malloc.tcache_count` in GLIBC_TUNABLES and re-executing `/proc/self/exe` with `argv`: glibc reads its
-/// tunables only at start. Returns at once when GLIBC_TUNABLES already sets tcache_count (the operator's choice,
-/// or the re-executed process); returns with the environment unchanged when the exec fails. Call it first in main,
-/// before any thread exists.
-void cspawn_reexec_with_malloc_tunables(char **argv, int tcache_count);
-
 #endif

@@ -33,15 +33,6 @@ public enum MemoryTuning {
         _ = cspawn_limit_malloc_arenas(arenas)
     }
 
-    /// Re-executes the process so that glibc's per-thread cache keeps up to `chunks` freed chunks of each size
-    /// (default 7), unless GLIBC_TUNABLES already says how many. With the arenas capped, a request thread that
-    /// allocates more than 7 chunks of one size before freeing them took an arena lock shared with 63 others:
-    /// malloc's locks were most of vwfcgi's futex calls under load. Call first in main: it returns only when
-    /// nothing had to change or the exec failed.
-    public static func reexecWithMallocCache(chunks: Int32, arguments: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>) {
-        cspawn_reexec_with_malloc_tunables(arguments, chunks)
-    }
-
     /// Gives the pages of freed memory back to the system: after a request of several MiB, malloc
     /// would otherwise keep them (a few large requests at once left hundreds of MB resident).
     public static func returnFreedMemory() {
