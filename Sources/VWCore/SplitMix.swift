@@ -1,5 +1,6 @@
-/// SplitMix64: a small deterministic generator, so generated inputs (the native scorer's probe
-/// set, randomised tests) are the same on every run.
+/// SplitMix64 (Steele, Lea & Flood 2014): a small deterministic generator any language reimplements bit for bit,
+/// so generated inputs (the native scorer's probe set, randomised tests) are the same on every run, and the
+/// evaluation's bootstrap can be reproduced outside vwfcgi.
 public struct SplitMix: RandomNumberGenerator, Sendable {
     public var state: UInt64
 

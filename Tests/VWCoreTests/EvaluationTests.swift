@@ -93,7 +93,7 @@ import Testing
     }
 
     @Test func theBootstrapIsSplitMix64PercentilesOfTheResampledMeans() throws {
-        var random = SplitMix64(seed: 0)
+        var random = SplitMix(seed: 0)
         #expect(random.next() == 0xE220_A839_7B1D_CDAF)  // SplitMix64's reference output for seed 0
         // Constant terms: every resample mean is the constant.
         let constant = try #require(OffPolicyEstimate(rewards: [0.5, 0.5, 0.5], weights: [1, 1, 1], bootstrap: true))

@@ -127,7 +127,7 @@ extension OffPolicyEstimate {
     /// The percentile-bootstrap 95% interval of the mean of `terms` (see the type's documentation).
     static func bootstrapInterval(_ terms: [Double]) -> ConfidenceInterval {
         let n = terms.count, resamples = bootstrapResamples
-        var random = SplitMix64(seed: bootstrapSeed)
+        var random = SplitMix(seed: bootstrapSeed)
         var means = [Double](repeating: 0, count: resamples)
         for b in 0..<resamples {
             var sum = 0.0
@@ -136,20 +136,5 @@ extension OffPolicyEstimate {
         }
         means.sort()
         return ConfidenceInterval(lower: means[resamples * 25 / 1000], upper: means[(resamples * 975 + 999) / 1000 - 1])
-    }
-}
-
-/// SplitMix64 (Steele, Lea & Flood 2014): a tiny generator any language reimplements bit for bit (the bootstrap's).
-struct SplitMix64 {
-    private var state: UInt64
-
-    init(seed: UInt64) { state = seed }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }
