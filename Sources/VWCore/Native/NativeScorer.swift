@@ -499,7 +499,6 @@ struct NativeExample {
 /// Unchecked Sendable: the memory is written once, in `init`, and only read afterwards.
 final class WeightTable: @unchecked Sendable {
     private let storage: UnsafeMutableBufferPointer<Float>
-    private let mask: UInt64
 
     /// Tables from this size on are placed in 2 MiB pages (transparent huge pages, asked with `madvise`).
     static let hugePage = 2 << 20
@@ -520,12 +519,9 @@ final class WeightTable: @unchecked Sendable {
         storage = UnsafeMutableBufferPointer(start: memory.bindMemory(to: Float.self, capacity: count), count: count)
         _ = storage.initialize(from: weights)
         if weights.isEmpty { storage[0] = 0 }
-        mask = UInt64(count - 1)
     }
 
     deinit { free(storage.baseAddress) }
-
-    var count: Int { Int(mask) + 1 }
 
     func withUnsafeBufferPointer<R>(_ body: (UnsafeBufferPointer<Float>) throws -> R) rethrows -> R {
         try body(UnsafeBufferPointer(storage))

@@ -92,8 +92,8 @@ public final class Shard: Sendable {
     let modelName: String
     let arguments: [String]
     let logger: Logger
-    /// How long one write to vw's stdin may block, or twice how long vw may hold a request unanswered, before
-    /// the process is deemed hung (the request timeout).
+    /// The request timeout: how long one write to vw's stdin may block, and twice how long vw may hold its
+    /// oldest request unanswered when another times out, before the process is deemed hung.
     let hangTimeout: Duration
     /// Broadcast whenever the phase changes; shared by the pool's shards.
     let changed: Condition
