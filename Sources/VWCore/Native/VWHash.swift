@@ -8,8 +8,10 @@ enum VWHash {
         var h1 = seed
         let blocks = bytes.count / 4
         var index = 0
+        // Each block is a little-endian 32-bit word, as VW's `getblock` reads it on the little-endian machines it runs on.
+        let raw = UnsafeRawBufferPointer(bytes)
         for _ in 0..<blocks {
-            var k1 = UInt32(bytes[index]) | UInt32(bytes[index + 1]) << 8 | UInt32(bytes[index + 2]) << 16 | UInt32(bytes[index + 3]) << 24
+            var k1 = UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: index, as: UInt32.self))
             index += 4
             k1 &*= c1
             k1 = k1 << 15 | k1 >> 17
