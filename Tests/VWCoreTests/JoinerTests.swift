@@ -400,3 +400,36 @@ struct JoinerTests {
         #expect(printed.allSatisfy { $0.split(separator: ",").count == 3 })
     }
 }
+
+/// `Joiner.forEachLine`, the snapshot's and the journal's reader: every complete line once, in order, across its
+/// 4 MiB reads (lines longer than a read, a newline at a read's last byte), and the offset after the last one.
+struct JoinerLineReaderTests {
+    @Test func linesAcrossReadsComeWholeAndInOrder() throws {
+        let scratch = ScratchDirectory()
+        defer { scratch.remove() }
+        let chunk = 4 << 20
+        let sizes = [3, chunk - 4, 0, 9 << 20, 17, chunk - 1, 2 * chunk + 5, 1]
+        var file: [UInt8] = []
+        for (i, size) in sizes.enumerated() {
+            file += [UInt8](repeating: UInt8(ascii: "a") + UInt8(i), count: size)
+            file.append(0x0A)
+        }
+        let complete = file.count
+        file += Array("torn".utf8)  // a last record without its newline
+        let path = scratch.path + "/lines"
+        let fd = open(path, O_CREAT | O_RDWR | O_TRUNC, 0o600)
+        try #require(fd >= 0)
+        defer { close(fd) }
+        try #require(file.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) } == file.count)
+        var got: [(count: Int, byte: UInt8?, uniform: Bool)] = []
+        let end = try Joiner.forEachLine(fd, path: path) { line in
+            got.append((line.count, line.first, line.allSatisfy { $0 == line.first }))
+        }
+        #expect(end == complete)
+        #expect(got.map(\.count) == sizes)
+        let uniform = got.allSatisfy { $0.uniform }
+        let ordered = got.enumerated().allSatisfy { i, line in line.count == 0 || line.byte == UInt8(ascii: "a") + UInt8(i) }
+        #expect(uniform)
+        #expect(ordered)
+    }
+}

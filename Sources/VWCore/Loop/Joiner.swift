@@ -575,7 +575,7 @@ public final class Joiner {
     /// whole), and returns the offset after the last complete line. A line over 1 GiB is an error (a snapshot's
     /// records are about 1 MiB; a journal record lists one step's changes, which a step that expires millions of
     /// entries at once can make tens of MB).
-    private static func forEachLine(_ fd: Int32, path: String,
+    static func forEachLine(_ fd: Int32, path: String,
                                     _ body: (ArraySlice<UInt8>) throws(EventLogError) -> Void) throws(EventLogError) -> Int {
         var buffer: [UInt8] = []
         var consumed = 0
@@ -585,11 +585,15 @@ public final class Joiner {
                 throw .system("read", path, errno: error.code)
             }
             if chunk.isEmpty { return consumed }
+            // Only the new bytes are searched: what is left in `buffer` holds no newline (a long record is not
+            // rescanned at every chunk).
+            var scan = buffer.count
             buffer += chunk
             var start = 0
-            while let newline = buffer[start...].firstIndex(of: 0x0A) {
+            while let newline = buffer[scan...].firstIndex(of: 0x0A) {
                 try body(buffer[start..<newline])
                 start = newline + 1
+                scan = start
             }
             buffer.removeFirst(start)
             consumed += start
