@@ -103,7 +103,6 @@ public struct JSONWriter {
         bytes.append(contentsOf: (value == 0 ? "0.0" : value.description).utf8)
     }
 
-    /// Bytes that already are one valid JSON value (validated by the caller), written verbatim.
     /// Hands what was written so far to `body` and empties the buffer, the open containers kept: a long document is
     /// written in pieces, never held whole.
     public mutating func flush<E: Error>(_ body: ([UInt8]) throws(E) -> Void) throws(E) {
@@ -111,6 +110,7 @@ public struct JSONWriter {
         bytes.removeAll(keepingCapacity: true)
     }
 
+    /// Bytes that already are one valid JSON value (validated by the caller), written verbatim.
     public mutating func raw(_ json: some Collection<UInt8>) {
         separate()
         bytes.append(contentsOf: json)

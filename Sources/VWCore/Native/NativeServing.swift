@@ -177,7 +177,7 @@ public final class NativeSlot: @unchecked Sendable {
         active.store(false, ordering: .releasing)
         // The example's text: its line, or for a multiline VW text model its lines up to the blank one
         // (a VW JSON example is one line, ADF or not).
-        let multiline = batch.multiline && batch.payload.first != UInt8(ascii: "{")
+        let multiline = batch.multiline && scorer?.readsJSON != true
         var examples: [ArraySlice<UInt8>] = []
         var start = batch.payload.startIndex
         for position in batch.payload.indices where batch.payload[position] == 0x0A {
