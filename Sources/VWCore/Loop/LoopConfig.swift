@@ -202,10 +202,10 @@ public struct LoopConfig: Sendable, Equatable {
         return loop
     }
 
-    /// `"10s"`, `"500ms"`, `"2m"`, `"1h"`, `"7d"`: a positive whole number and a unit.
     /// The longest `reward_wait`, `orphan_wait` or `deferred_wait`.
     static let longestWait: Duration = .seconds(30 * 86_400)
 
+    /// `"10s"`, `"500ms"`, `"2m"`, `"1h"`, `"7d"`: a positive whole number and a unit.
     static func duration(_ text: String) -> Duration? {
         let digits = text.prefix { $0.isASCII && $0.isNumber }
         guard let value = Int64(digits), value > 0, value < 1_000_000 else { return nil }
