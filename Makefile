@@ -35,6 +35,7 @@ run: deps build
 
 unit: deps
 	$(SWIFT) test
+	VWFCGI_MEMORY_TESTS=1 $(SWIFT) test --skip-build --filter JoinMemoryTests
 
 e2e: deps build
 	$(PYTHON) -m pytest -q Tests/e2e

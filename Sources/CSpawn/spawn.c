@@ -314,3 +314,8 @@ int cspawn_limit_malloc_arenas(int arenas) {
 int cspawn_trim_malloc(void) {
     return malloc_trim(0);
 }
+
+size_t cspawn_heap_bytes_in_use(void) {
+    struct mallinfo2 info = mallinfo2();
+    return info.uordblks + info.hblkhd;
+}

@@ -8,13 +8,25 @@ import Testing
 
     private static func decision(order: Int, _ random: inout SplitMix) -> PendingDecision {
         var rewards = RewardTally()
-        for _ in 0..<Int.random(in: 0...2, using: &random) { rewards.add(Double.random(in: -1...1, using: &random)) }
+        for _ in 0..<Int.random(in: 0...2, using: &random) {
+            rewards.add(Double.random(in: -1...1, using: &random), Bool.random(using: &random) ? .sum : .earliest)
+        }
         let deferred = Bool.random(using: &random)
-        return PendingDecision(
+        return stored(PendingDecision(
             order: order, seen: Int64(order * 10), segment: Int32.random(in: 0...3, using: &random), offset: Int.random(in: 0..<1 << 40, using: &random),
             length: Int32.random(in: 1...1 << 20, using: &random), deferred: deferred, learn: false,
             activated: deferred && Bool.random(using: &random) ? Int64(order * 10 + 5) : nil, rewards: rewards
-        )
+        ))
+    }
+
+    /// `decision` as the table keeps it: one time, the activation's for an activated deferred decision (its reading
+    /// time is not needed after it), the reading time otherwise (a plain decision's activation time is not needed).
+    private static func stored(_ decision: PendingDecision) -> PendingDecision {
+        var d = decision
+        if let activated = d.activated {
+            if d.deferred { d.seen = activated } else { d.activated = d.seen }
+        }
+        return d
     }
 
     /// The reference's oldest live decision of a kind, by order.
@@ -47,8 +59,9 @@ import Testing
                 nextOrder += 1
             case 5, 6:  // a reward or an activation: updated in place
                 guard let key = live.randomElement(using: &random), var d = reference[key] else { continue }
-                d.rewards.add(0.5)
+                d.rewards.add(0.5, step % 2 == 0 ? .sum : .earliest)
                 if d.activated == nil { d.activated = Int64(step) }
+                d = Self.stored(d)
                 table[key] = d
                 reference[key] = d
             default:  // joined, dropped or expired: the oldest of a kind, or any
@@ -123,7 +136,7 @@ import Testing
                 arrival.removeAll { $0 == key }
             } else {
                 var event = reference[key] ?? OrphanEvent(seen: Int64(step), activated: nil)
-                event.rewards.add(Double(n % 7) / 7)
+                event.rewards.add(Double(n % 7) / 7, step % 3 == 0 ? .earliest : .sum)
                 if reference[key] == nil { arrival.append(key) }
                 table[key] = event
                 reference[key] = event
@@ -166,21 +179,74 @@ import Testing
         #expect(column[0] == nil)
     }
 
-    /// The first reward is kept aside only when it is not the sum: several rewards, or one -0.
-    @Test func rewardsAsideKeepsEveryTallyExactly() {
+    /// A tally's list is kept aside only when its count and value do not say it (several rewards, or one -0), and
+    /// for at most `ListedRewards.budget` rewards across the table: beyond, an entry lists none, and its count and
+    /// value stay exact; a removed entry gives its share back.
+    @Test func listedRewardsKeepEveryTallyExactlyWithinTheBudget() {
         var table = OrphanTable()
         var tallies: [RewardTally] = []
-        for rewards in [[], [0.25], [-0.0], [0.5, -1], [1, 1, 1], [Double.leastNonzeroMagnitude]] as [[Double]] {
+        for (rewards, aggregation) in [([], .sum), ([0.25], .sum), ([-0.0], .sum), ([0.5, -1], .sum), ([0.5, -1], .earliest),
+                                       ([1, 1, 1], .sum), ([Double.leastNonzeroMagnitude], .earliest)] as [([Double], RewardAggregation)] {
             var tally = RewardTally()
-            for r in rewards { tally.add(r) }
+            for r in rewards { tally.add(r, aggregation) }
             tallies.append(tally)
         }
         for (n, tally) in tallies.enumerated() { table[Self.key(n)] = OrphanEvent(seen: Int64(n), activated: nil, rewards: tally) }
         for (n, tally) in tallies.enumerated() {
             let stored = table[Self.key(n)]?.rewards
             #expect(stored == tally)
-            #expect(stored?.first.bitPattern == tally.first.bitPattern && stored?.sum.bitPattern == tally.sum.bitPattern)
+            #expect(stored?.value.bitPattern == tally.value.bitPattern && stored?.listed.map(\.bitPattern) == tally.listed.map(\.bitPattern))
         }
+        #expect(tallies[4].value == 0.5 && tallies[5].value == 3 && tallies[5].listed == [1, 1, 1])
+        // Fill the budget with lists of 4 (3 + 1 from the -0 and the lists above), then one more.
+        var pending = PendingTable()
+        let full = ListedRewards.budget / 4
+        var random = SplitMix(seed: 3)
+        func decision(_ n: Int, rewards: Int) -> PendingDecision {
+            var d = Self.decision(order: n, &random)
+            d.rewards = RewardTally()
+            for r in 0..<rewards { d.rewards.add(Double(r), .sum) }
+            return d
+        }
+        for n in 0..<full { pending[Self.key(n)] = decision(n, rewards: 4) }
+        pending[Self.key(full)] = decision(full, rewards: 2)
+        let over = pending[Self.key(full)]?.rewards
+        #expect(over?.count == 2 && over?.value == 1 && over?.listed == [])
+        #expect(pending[Self.key(0)]?.rewards.listed == [0, 1, 2, 3])
+        // More rewards for an unlisted event are counted, never listed (the list would not start with the first).
+        var more = pending[Self.key(full)]!
+        more.rewards.add(5, .sum)
+        pending[Self.key(full)] = more
+        #expect(pending[Self.key(full)]?.rewards == { var t = RewardTally(); t.count = 3; t.value = 6; return t }())
+        // One reward is its value: no list needed, whatever the budget.
+        pending[Self.key(full + 1)] = decision(full + 1, rewards: 1)
+        #expect(pending[Self.key(full + 1)]?.rewards.listed == [0])
+        // A removed entry's list frees the budget.
+        pending[Self.key(0)] = nil
+        pending[Self.key(full + 2)] = decision(full + 2, rewards: 4)
+        #expect(pending[Self.key(full + 2)]?.rewards.listed == [0, 1, 2, 3])
+    }
+
+    /// A version-1 record (128-bit keys, tallies of count, first, sum and the rest) still restores: the key is its
+    /// first 64 bits, the value the sum, the list the first and the rest.
+    @Test func aVersionOneRecordRestores() throws {
+        let key = EventKey("e1")
+        let long = key.hex + "0123456789abcdef"
+        let line = """
+            {"v":1,"step":3,"next_file":2,"next_order":5,"joined":1,"offsets":{"a-1.dsjson":300},\
+            "pending":[["\(long)",4,1000,"a-1.dsjson",200,100,0,null,2,0.5,1.5,[1]]],\
+            "orphans":[["\(EventKey("e2").hex)0000000000000000",900,900,1,-1,-1,[]]],"removed":[]}
+            """
+        var state = JoinState()
+        try state.apply(Array(line.utf8))
+        let decision = state.pending[key]
+        #expect(decision?.order == 4 && decision?.offset == 200 && decision?.length == 100)
+        #expect(decision?.rewards.value == 1.5 && decision?.rewards.listed == [0.5, 1] && decision?.rewards.count == 2)
+        let orphan = state.orphans[EventKey("e2")]
+        #expect(orphan?.rewards.value == -1 && orphan?.rewards.listed == [-1] && orphan?.activated == 900)
+        // Written back as version 2.
+        let record = String(decoding: state.record(offsets: [:], keys: [key]), as: UTF8.self)
+        #expect(record.contains("\"v\":2") && record.contains("[\"\(key.hex)\",4,1000,\"a-1.dsjson\",200,100,0,null,2,1.5,[0.5,1.0]]"))
     }
 
     /// The snapshot is written as records of about a piece each (never held whole): applied in order onto an empty
@@ -196,7 +262,7 @@ import Testing
         }
         for n in 3_000..<5_000 {
             var event = OrphanEvent(seen: Int64(n), activated: n % 3 == 0 ? Int64(n) : nil)
-            for _ in 0..<(n % 3) { event.rewards.add(Double(n % 5) / 4) }
+            for _ in 0..<(n % 3) { event.rewards.add(Double(n % 5) / 4, .sum) }
             state.orphans[Self.key(n)] = event
         }
         state.step = 17

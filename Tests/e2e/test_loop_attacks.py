@@ -12,7 +12,9 @@ from __future__ import annotations
 import json
 import math
 import os
+import statistics
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -176,18 +178,21 @@ def test_a_poisoned_update_is_rejected_kept_for_inspection_and_never_served(tmp_
 # ---------------------------------------------------------------- floods
 def test_an_orphan_reward_flood_is_bounded_in_memory_and_capped(tmp_path):
     """100 × 10,000 rewards for unknown ids took vwfcgi from 15 to 509 MB and rewrote an 84 MB join state at every
-    step. Orphans are now 128-bit keys with a tally, capped by max_orphans (oldest dropped and counted)."""
+    step. Orphans are now 64-bit keys with a tally, capped by max_orphans (oldest dropped and counted)."""
     loop = {**LOOP, "update_interval": "1h", "max_orphans": 150_000}
     models = make_model_dir(tmp_path / "models", loop=loop)
     state = tmp_path / "state"
     stack = Stack(models, state_dir=state).start()
     stop = threading.Event()
     healthz: list[int] = []
+    seconds: list[float] = []
 
     def probe():
         session = requests.Session()
         while not stop.is_set():
+            started = time.monotonic()
             healthz.append(session.get(stack.url("/healthz"), timeout=5).status_code)
+            seconds.append(time.monotonic() - started)
             stop.wait(0.2)
     try:
         send_events(stack, 4, "warm")
@@ -215,10 +220,13 @@ def test_an_orphan_reward_flood_is_bounded_in_memory_and_capped(tmp_path):
         watcher.join()
         batches = 20
         assert status["orphans"] == 150_000 and status["dropped_orphans"] == batches * per - 150_000, status
-        # 100,000 more orphans held: a few MB (an OrphanTable entry is ~55 bytes; measured 2-13 MB of RSS per 100 k (median ~7),
+        # 100,000 more orphans held: a few MB (an OrphanTable entry is ~34 bytes; measured 2-13 MB of RSS per 100 k (median ~7),
         # the spread being the allocator's; a dictionary of keys and tallies took ~150 bytes, the issue's run ~500 and no cap).
         assert per_100k_mb <= 20, f"RSS grew {per_100k_mb:.1f} MB for 100 k orphans"
         assert healthz and all(code == 200 for code in healthz)
+        # The issue's bound, on the median so one scheduling hiccup of a loaded CI machine cannot fail it: a /healthz
+        # takes about a millisecond, so this is a thousandfold margin, and it fails only when the flood starves it.
+        assert statistics.median(seconds) < 1.0, sorted(seconds)[-5:]
         metrics = stack.get("/metrics").text
         assert f'vwfcgi_loop_dropped_total{{kind="orphan",model="cb"}} {batches * per - 150_000}' in metrics \
             or f'vwfcgi_loop_dropped_total{{model="cb",kind="orphan"}} {batches * per - 150_000}' in metrics, \

@@ -59,4 +59,8 @@ int cspawn_limit_malloc_arenas(int arenas);
 /// Returns freed heap pages to the system (malloc_trim(0)); returns 1 when some were.
 int cspawn_trim_malloc(void);
 
+/// Bytes malloc has handed out and not had back (mallinfo2: arena chunks in use plus mmapped chunks), whatever
+/// the allocator keeps in its free lists: what a data structure costs, not what RSS happens to show.
+size_t cspawn_heap_bytes_in_use(void);
+
 #endif

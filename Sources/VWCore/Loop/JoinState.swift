@@ -1,74 +1,72 @@
 /// The join's memory of one model (SPEC §8.9 "Bounded state"): decisions waiting for rewards and rewards waiting
 /// for decisions, kept as references into the log and running reward tallies, never as copies of lines.
 
-/// An event id as the join keeps it: the first 128 bits of its SHA-256 (collision-resistant, so no crafted id
-/// can take another's rewards; 16 bytes whatever the id's length).
+/// An event id as the join keeps it: the first 64 bits of its SHA-256 (8 bytes whatever the id's length).
+///
+/// 64 bits are enough because nobody sees a key: a client that wants another event's rewards must name that
+/// event's id (then it could send rewards for it anyway), or land on one of a million pending keys blind, one
+/// request per try (2^-44 a try). Honest ids collide with odds of about 2^-44 per reward at a million pending;
+/// a reward that did would join the wrong decision, so that is also the error rate of the join, far below the
+/// loss of any real logging pipeline.
 struct EventKey: Hashable, Sendable {
-    let high: UInt64
-    let low: UInt64
+    let value: UInt64
 
     init(_ id: String) {
         var hasher = SHA256()
         hasher.update(id.utf8)
         let digest = hasher.finalize()
-        var high: UInt64 = 0, low: UInt64 = 0
-        for index in 0..<8 {
-            high = high << 8 | UInt64(digest[index])
-            low = low << 8 | UInt64(digest[8 + index])
-        }
-        self.high = high
-        self.low = low
+        var value: UInt64 = 0
+        for index in 0..<8 { value = value << 8 | UInt64(digest[index]) }
+        self.value = value
     }
 
-    init(high: UInt64, low: UInt64) {
-        self.high = high
-        self.low = low
+    init(value: UInt64) {
+        self.value = value
     }
 
-    /// 32 lowercase hex digits.
+    /// 16 lowercase hex digits.
     var hex: String {
-        func padded(_ value: UInt64) -> String {
-            let text = String(value, radix: 16)
-            return String(repeating: "0", count: 16 - text.count) + text
-        }
-        return padded(high) + padded(low)
+        let text = String(value, radix: 16)
+        return String(repeating: "0", count: 16 - text.count) + text
     }
 
+    /// 16 lowercase hex digits, or 32 (a version-1 record's 128-bit key, whose first 64 bits are this key).
     init?(hex: String) {
         let utf8 = Array(hex.utf8)
-        guard utf8.count == 32, utf8.allSatisfy({ (48...57).contains($0) || (97...102).contains($0) }),
-              let high = UInt64(String(decoding: utf8[0..<16], as: UTF8.self), radix: 16),
-              let low = UInt64(String(decoding: utf8[16...], as: UTF8.self), radix: 16) else { return nil }
-        self.init(high: high, low: low)
+        guard utf8.count == 16 || utf8.count == 32, utf8.allSatisfy({ (48...57).contains($0) || (97...102).contains($0) }),
+              let value = UInt64(String(decoding: utf8[0..<16], as: UTF8.self), radix: 16) else { return nil }
+        self.init(value: value)
     }
 }
 
-/// The rewards read for one event: how many, the first, their sum (each clipped to the reward range when read),
-/// and the next ones up to `keep` in all, for the joined line's `"o"` list.
+/// The rewards read for one event: how many, their value so far, and the first `keep` of them for the joined
+/// line's `"o"` list. Each reward is clipped to the reward range and aggregated by the rule in force when it is
+/// read (SPEC §8.9): `sum` adds it (saturating), `earliest` keeps the first.
 struct RewardTally: Equatable, Sendable {
-    /// At most this many rewards are listed in a joined line's `"o"` (all are counted and summed).
+    /// At most this many rewards are listed in a joined line's `"o"` (all are counted and aggregated).
     static let keep = 64
 
-    var first = 0.0
-    var sum = 0.0
-    var more: [Double] = []
+    var value = 0.0
     var count: Int32 = 0
+    /// The rewards read, in order, up to `keep`. A packed table lists them for a bounded number of events
+    /// (``ListedRewards``): beyond that an event with several rewards lists none; its count and value stay exact.
+    var listed: [Double] = []
 
-    mutating func add(_ reward: Double) {
-        if count == 0 { first = reward } else if more.count < Self.keep - 1 { more.append(reward) }
+    mutating func add(_ reward: Double, _ aggregation: RewardAggregation) {
+        if count == 0 || aggregation == .sum {
+            // Saturating: a sum of finite rewards stays finite (two of 1e308 made +inf, which no record can hold).
+            value = min(max(value + reward, -Double.greatestFiniteMagnitude), Double.greatestFiniteMagnitude)
+        }
+        // Listed only while the list holds every reward before it (not past `keep`, nor after a table dropped it).
+        if listed.count == Int(count) && listed.count < Self.keep { listed.append(reward) }
         if count < Int32.max { count += 1 }
-        // Saturating: a sum of finite rewards stays finite (two of 1e308 made +inf, which no record can hold).
-        sum = min(max(sum + reward, -Double.greatestFiniteMagnitude), Double.greatestFiniteMagnitude)
     }
 
-    /// The event's reward per `aggregation`, clipped to `range`; `fallback` when none came.
-    func value(_ aggregation: RewardAggregation, range: ClosedRange<Double>, fallback: Double) -> Double {
+    /// The event's reward clipped to `range`; `fallback` when none came.
+    func value(range: ClosedRange<Double>, fallback: Double) -> Double {
         guard count > 0 else { return fallback }
-        let raw = aggregation == .earliest ? first : sum
-        return raw.isFinite ? min(max(raw, range.lowerBound), range.upperBound) : (raw > 0 ? range.upperBound : range.lowerBound)
+        return value.isFinite ? min(max(value, range.lowerBound), range.upperBound) : (value > 0 ? range.upperBound : range.lowerBound)
     }
-
-    var listed: [Double] { count == 0 ? [] : [first] + more }
 }
 
 /// A decision (or `:learn` line) waiting to be joined: where its line is in the log, not the line.
@@ -150,10 +148,11 @@ struct JoinState: Sendable {
     // MARK: Serialised form
 
     /// One record: a full snapshot (every member) or a journal entry (what one step changed), one JSON line:
-    /// `{"v":1,"step":N,"next_file":F,"next_order":K,"joined":J,"offsets":{"<segment>":bytes},`
-    /// ` "pending":[[key,order,seen,"<segment>",offset,length,flags,activated|null,count,first,sum,[more]]],`
-    /// ` "orphans":[[key,seen,activated|null,count,first,sum,[more]]],"removed":[key,...]}`;
-    /// keys are 32 hex digits, flags 1 = deferred, 2 = `:learn`, times in ms of the joiner's clock.
+    /// `{"v":2,"step":N,"next_file":F,"next_order":K,"joined":J,"offsets":{"<segment>":bytes},`
+    /// ` "pending":[[key,order,seen,"<segment>",offset,length,flags,activated|null,count,value,[listed]]],`
+    /// ` "orphans":[[key,seen,activated|null,count,value,[listed]]],"removed":[key,...]}`;
+    /// keys are 16 hex digits, flags 1 = deferred, 2 = `:learn`, times in ms of the joiner's clock. Version 1
+    /// records (32-digit keys, tallies as `count,first,sum,[more]`) are still read: their value is the sum.
     func record(offsets changedOffsets: [String: Int], keys: some Sequence<EventKey>) -> [UInt8] {
         var writer = JSONWriter(capacity: 256)
         begin(&writer, offsets: changedOffsets)
@@ -239,7 +238,7 @@ struct JoinState: Sendable {
 
     private func begin(_ writer: inout JSONWriter, offsets: [String: Int]) {
         writer.beginObject()
-        writer.key("v"); writer.int(1)
+        writer.key("v"); writer.int(2)
         writer.key("step"); writer.int(step)
         writer.key("next_file"); writer.int(nextFile)
         writer.key("next_order"); writer.int(nextOrder)
@@ -269,15 +268,19 @@ struct JoinState: Sendable {
     }
 
     private static func tally(_ writer: inout JSONWriter, _ t: RewardTally) {
-        writer.int(Int(t.count)); writer.double(t.first); writer.double(t.sum)
-        writer.beginArray(); for r in t.more { writer.double(r) }; writer.endArray()
+        writer.int(Int(t.count)); writer.double(t.value)
+        writer.beginArray(); for r in t.listed { writer.double(r) }; writer.endArray()
     }
 
     /// Applies one record (a snapshot onto an empty state, or a journal entry onto the state before it).
     /// Throws, changing nothing, when any part of it is not what `record` writes.
     mutating func apply(_ line: some Collection<UInt8>) throws(JoinStateError) {
         guard let value = try? JSONParser.parse(Array(line), maxDepth: 6), case .object = value,
-              value[member: "v"]?.numberText == "1" else { throw JoinStateError("not a join state record") }
+              let version = value[member: "v"]?.numberText, version == "1" || version == "2" else {
+            throw JoinStateError("not a join state record")
+        }
+        // Version 1: a tally is count, first, sum and the rewards after the first.
+        let tallyFields = version == "1" ? 4 : 3
         // Counts, orders and times (ms) below 2^50: the join adds to them (a state holding Int.max trapped every start).
         func int(_ v: JSONValue?, _ what: String) throws(JoinStateError) -> Int {
             guard let text = v?.numberText, let n = Int(text), n >= 0, n < 1 << 50 else {
@@ -293,7 +296,8 @@ struct JoinState: Sendable {
             return d
         }
         func tally(_ fields: ArraySlice<JSONValue>) throws(JoinStateError) -> RewardTally {
-            guard fields.count == 4, let more = fields.last?.arrayValue, more.count < RewardTally.keep else {
+            guard fields.count == tallyFields, let list = fields.last?.arrayValue,
+                  list.count + tallyFields - 3 <= RewardTally.keep else {
                 throw JoinStateError("a reward tally is malformed")
             }
             let start = fields.startIndex
@@ -301,9 +305,10 @@ struct JoinState: Sendable {
             let count = try int(fields[start], "a reward count")
             guard count <= Int(Int32.max) else { throw JoinStateError("a reward count is too large") }
             t.count = Int32(count)
-            t.first = try double(fields[start + 1])
-            t.sum = try double(fields[start + 2])
-            for r in more { t.more.append(try double(r)) }
+            t.value = try double(fields[start + tallyFields - 2])
+            if tallyFields == 4 && count > 0 { t.listed.append(try double(fields[start + 1])) }
+            for r in list { t.listed.append(try double(r)) }
+            guard t.listed.count <= count else { throw JoinStateError("a reward tally lists more rewards than it counts") }
             return t
         }
         func key(_ v: JSONValue?) throws(JoinStateError) -> EventKey {
@@ -327,7 +332,7 @@ struct JoinState: Sendable {
         for item in removedList { removed.append(try key(item)) }
         var decisions: [(EventKey, String, PendingDecision)] = []
         for item in pendingList {
-            guard let f = item.arrayValue, f.count == 12, let segment = f[3].stringValue, SegmentName(fileName: segment) != nil else {
+            guard let f = item.arrayValue, f.count == 8 + tallyFields, let segment = f[3].stringValue, SegmentName(fileName: segment) != nil else {
                 throw JoinStateError("a pending decision is malformed")
             }
             let flags = try int(f[6], "flags")
@@ -343,7 +348,7 @@ struct JoinState: Sendable {
         }
         var orphanEvents: [(EventKey, OrphanEvent)] = []
         for item in orphanList {
-            guard let f = item.arrayValue, f.count == 7 else { throw JoinStateError("an orphan is malformed") }
+            guard let f = item.arrayValue, f.count == 3 + tallyFields else { throw JoinStateError("an orphan is malformed") }
             orphanEvents.append((try key(f[0]), OrphanEvent(seen: Int64(try int(f[1], "a time")), activated: try optionalTime(f[2]),
                                                             rewards: try tally(f[3...]))))
         }

@@ -9,17 +9,19 @@ import Glibc
 /// ## Joined line
 /// One line per decision, members in this order:
 /// `{"_label_cost":C,"_label_probability":P,"_label_Action":A,"_labelIndex":A-1,"o":[...],"Timestamp","Version","EventId","a","c","p","VWState"}`
-/// * `C` = -(the event's reward): per `aggregation` the sum or the first of its rewards (each clipped to the reward
-///   range when read, the result clipped again), or -`defaultReward` when none came (`0.0` written for zero).
+/// * `C` = -(the event's reward): its rewards, each clipped to the reward range and aggregated (added, or ignored
+///   after the first) by the `aggregation` in force when it was read, the result clipped again; or -`defaultReward`
+///   when none came (`0.0` written for zero).
 /// * `A` = the chosen action, the first of `"a"` (1-based); `P` = the first of `"p"`, its source text, or
 ///   `minProbability` when it is below it (counted).
-/// * `"o"`: `[{"v":r}, ...]`: the rewards read (clipped), at most ``RewardTally/keep`` of them.
+/// * `"o"`: `[{"v":r}, ...]`: the rewards read (clipped), at most ``RewardTally/keep`` of them; none for an event
+///   with several when the model's pending decisions (or orphans) already list ``ListedRewards/budget``.
 /// * The interaction members are copied from the decision line (`"Version"` is `"1"` when missing or not a string).
 ///
 /// ## Bounded memory and writes
 /// A pending decision is a reference into the log (segment, offset, length) with its reward tally; its line is
 /// read back from the segment when it is joined (and must still parse with the same event id). An orphan (rewards
-/// without a decision yet) is a tally under the 128-bit key of its event id. `maxPending`/`maxOrphans` cap both;
+/// without a decision yet) is a tally under the 64-bit key of its event id. `maxPending`/`maxOrphans` cap both;
 /// the oldest go first, counted. Due decisions are found in arrival order (``PendingTable``'s cursors, and a queue of
 /// activated deferred decisions): a step costs what it reads and joins, not what is pending.
 ///
@@ -192,7 +194,7 @@ public final class Joiner {
             }
             result.rewardsRead += 1
             var orphan = state.orphans[key] ?? newOrphan(key, now: now)
-            orphan.rewards.add(min(max(number, settings.rewardRange.lowerBound), settings.rewardRange.upperBound))
+            orphan.rewards.add(min(max(number, settings.rewardRange.lowerBound), settings.rewardRange.upperBound), settings.aggregation)
             state.orphans[key] = orphan
             touched.insert(key)
             // Like any reward, it activates its (deferred) decision.
@@ -231,12 +233,12 @@ public final class Joiner {
             result.rewardsRead += 1
             let reward = min(max(number, settings.rewardRange.lowerBound), settings.rewardRange.upperBound)
             if var decision = state.pending[key] {
-                decision.rewards.add(reward)
+                decision.rewards.add(reward, settings.aggregation)
                 activate(&decision, key: key, now: now)
                 state.pending[key] = decision
             } else {
                 var orphan = state.orphans[key] ?? newOrphan(key, now: now)
-                orphan.rewards.add(reward)
+                orphan.rewards.add(reward, settings.aggregation)
                 state.orphans[key] = orphan
             }
             touched.insert(key)
@@ -356,7 +358,7 @@ public final class Joiner {
             return slotsJoinedLine(id: id, value: value, logged: logged, into: &bytes, result: &result)
         }
         guard case .success(let logged) = LoggedDecision.check(value) else { return skip("the logged decision changed since it was read") }
-        let reward = decision.rewards.value(settings.aggregation, range: settings.rewardRange, fallback: settings.defaultReward)
+        let reward = decision.rewards.value(range: settings.rewardRange, fallback: settings.defaultReward)
         var writer = JSONWriter(capacity: line.count + 160)
         writer.beginObject()
         writer.key("_label_cost"); writer.double(0 - reward)
@@ -412,7 +414,7 @@ public final class Joiner {
             let key = Self.slotKey(eventID: id, slot: slot.id)
             let rewards = state.orphans.removeValue(forKey: key)?.rewards ?? RewardTally()
             touched.insert(key)
-            let reward = rewards.value(settings.aggregation, range: settings.rewardRange, fallback: settings.defaultReward)
+            let reward = rewards.value(range: settings.rewardRange, fallback: settings.defaultReward)
             total += reward
             writer.beginObject()
             writer.key("_id"); writer.string(slot.id)

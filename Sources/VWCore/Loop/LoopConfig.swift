@@ -1,4 +1,5 @@
-/// How several rewards for one event make its reward (SPEC §8.3).
+/// How several rewards for one event make its reward (SPEC §8.3). Each reward is aggregated by the rule in force
+/// when it is read: a change applies to the rewards read after it.
 public enum RewardAggregation: String, Sendable, Equatable {
     /// The sum of the rewards received, clipped to `reward_range` (the default).
     case sum

@@ -23,7 +23,7 @@ struct Offset32Column: Sendable {
 
     /// Appends `value`; `meta` is the owner's meta words (bit 31 set: dead), which say whose values must be kept.
     mutating func append(_ value: Int64?, meta: [UInt32]) {
-        offsets.append(Self.absent)
+        offsets.appendGrowingByAQuarter(Self.absent)
         set(offsets.count - 1, to: value, meta: meta)
     }
 

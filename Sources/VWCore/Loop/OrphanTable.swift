@@ -1,27 +1,27 @@
-/// Rewards and activations waiting for their decision, in arrival order, in about 40 bytes each (SPEC §8.9: a flood of
-/// rewards for unknown ids must cost a few MB per 100,000, not the 150 bytes a dictionary of keys and tallies takes).
-/// Packed like ``PendingTable``: the time as a 32-bit offset, the sum of the rewards, a meta word, the first reward
-/// and the rest aside only for the entries that got several.
+/// Rewards and activations waiting for their decision, in arrival order, in about 30 bytes each (SPEC §8.9: a flood of
+/// rewards for unknown ids must cost a few MB per 100,000, not the 150 bytes a dictionary of keys and tallies took).
+/// Packed like ``PendingTable``: the time as a 32-bit offset, the reward value, a meta word, and the rewards' list
+/// only for entries that got several, within ``ListedRewards``'s budget.
 ///
 /// Entries are parallel arrays in arrival order (so the oldest is at the front: the expiry and the cap take from
-/// there); an ``EventKeyIndex`` finds an entry by its 128-bit key. A removed entry is marked dead; dead entries are
-/// compacted away once they are as many as the live ones. The activation time of an orphan is not kept (only whether
-/// it was activated: the join activates the decision when it comes), nor more than ``RewardTally/keep`` rewards.
+/// there); an ``EventKeyIndex`` finds an entry by its key. A removed entry is marked dead; dead entries are compacted
+/// away once they are a fifth of all. The activation time of an orphan is not kept (only whether it was activated:
+/// the join activates the decision when it comes).
 struct OrphanTable: Sendable {
     private var index = EventKeyIndex()
     private var seen = Offset32Column()
-    private var sum: [Double] = []
-    /// Bit 31: dead; bit 30: activated; bits 0-29: the number of rewards (saturating).
+    private var value: [Double] = []
+    /// Bit 31: dead; bit 30: activated; bit 29: rewards not listed; bits 0-28: the number of rewards (saturating).
     private var meta: [UInt32] = []
-    /// The first reward and the rest of entries that got several (rare), by entry number.
-    private var aside: [Int: RewardsAside] = [:]
+    private var lists = ListedRewards()
     /// Entries before `head` are all dead.
     private var head = 0
     private(set) var count = 0
 
     private static let dead = EventKeyIndex.dead
     private static let activatedBit: UInt32 = 1 << 30
-    private static let countMask: UInt32 = (1 << 30) - 1
+    private static let unlistedBit: UInt32 = 1 << 29
+    private static let countMask: UInt32 = (1 << 29) - 1
 
     subscript(key: EventKey) -> OrphanEvent? {
         get { find(key).map(event(at:)) }
@@ -68,32 +68,32 @@ struct OrphanTable: Sendable {
         let m = meta[index]
         let seen = seen[index] ?? 0
         return OrphanEvent(seen: seen, activated: m & Self.activatedBit != 0 ? seen : nil,
-                           rewards: RewardsAside.tally(count: m & Self.countMask, sum: sum[index], aside: aside[index]))
+                           rewards: lists.tally(index, count: m & Self.countMask, value: value[index], unlisted: m & Self.unlistedBit != 0))
     }
 
     private mutating func store(_ event: OrphanEvent, at index: Int) {
-        meta[index] = UInt32(min(max(0, Int(event.rewards.count)), Int(Self.countMask))) | (event.activated != nil ? Self.activatedBit : 0)
+        let listed = lists.store(index, event.rewards)
+        meta[index] = UInt32(min(max(0, Int(event.rewards.count)), Int(Self.countMask)))
+            | (event.activated != nil ? Self.activatedBit : 0) | (listed ? 0 : Self.unlistedBit)
         seen.set(index, to: event.seen, meta: meta)
-        sum[index] = event.rewards.sum
-        aside[index] = RewardsAside(event.rewards)
+        value[index] = event.rewards.value
     }
 
     private mutating func insert(_ key: EventKey, _ event: OrphanEvent) {
         let entry = index.append(key, live: count, meta: meta)
-        meta.append(0)
+        meta.appendGrowingByAQuarter(0)
         seen.append(nil, meta: meta)
-        sum.append(0)
+        value.appendGrowingByAQuarter(0)
         store(event, at: entry)
         count += 1
     }
 
     private mutating func kill(_ index: Int) {
         meta[index] |= Self.dead
-        aside[index] = nil
+        lists.remove(index)
         count -= 1
         while head < meta.count, meta[head] & Self.dead != 0 { head += 1 }
-        let deadEntries = meta.count - count
-        if deadEntries >= 4096 && deadEntries > count { compact() }
+        if ListedRewards.compactionDue(entries: meta.count, live: count) { compact() }
     }
 
     private func find(_ key: EventKey) -> Int? { index.locate(key)?.index }
@@ -102,17 +102,17 @@ struct OrphanTable: Sendable {
     private mutating func compact() {
         index.compact(meta: meta, live: count)
         var write = 0
-        var moved: [Int: RewardsAside] = [:]
+        var moves: [(from: Int, to: Int)] = []
         for read in 0..<meta.count where meta[read] & Self.dead == 0 {
             seen.copy(read, to: write)
-            sum[write] = sum[read]
+            value[write] = value[read]
             meta[write] = meta[read]
-            if let extra = aside[read] { moved[write] = extra }
+            if lists.holds(read) { moves.append((read, write)) }
             write += 1
         }
+        lists.renumber(moves)
         let removed = meta.count - write
-        seen.removeLast(removed); sum.removeLast(removed); meta.removeLast(removed)
-        aside = moved
+        seen.removeLast(removed); value.removeLast(removed); meta.removeLast(removed)
         head = 0
     }
 }

@@ -1,31 +1,30 @@
-/// Decisions waiting to be joined, by event key, in order of arrival, in about 60 bytes each (SPEC §8.9: one
-/// million pending decisions, the default `max_pending`, take about 60 MB; a dictionary of keys and
-/// ``PendingDecision`` values with the queues that found the due ones took about 220 bytes each).
+/// Decisions waiting to be joined, by event key, in order of arrival, in about 46 bytes each (SPEC §8.9: one
+/// million pending decisions, the default `max_pending`, take about 46 MB, however many rewards each gets).
 ///
 /// Entries are parallel arrays in `order` (the join's arrival order), so the oldest is at the front and the due
 /// decisions are found by two cursors, not queues: ``oldestPlain()`` (decisions that wait for their rewards) and
 /// ``oldestUnactivatedDeferred()`` (deferred decisions that wait for an activation). An ``EventKeyIndex`` finds an
-/// entry by its key (16 bytes and a slot). The rest is packed: the order and the two times as 32-bit offsets
+/// entry by its key (8 bytes and about 5.5 of table). The rest is packed: the order and one time as 32-bit offsets
 /// (``Offset32Column``), the segment and offset in one word (24 and 40 bits: a larger value is stored clipped, so the
-/// line read back is not the decision's and the join skips it, counted, by its event-id check), the length, the sum
-/// of the rewards and a meta word. The first reward is the sum unless the entry got several rewards (or a -0): those
-/// keep the first and the rest aside. A removed entry is marked dead; dead entries are compacted away once they are
-/// as many as the live ones. Entries inserted out of order (a restore replays records whose keys come in any order)
+/// line read back is not the decision's and the join skips it, counted, by its event-id check), the length, the
+/// reward value and a meta word; the rewards' list only for entries that got several, within ``ListedRewards``'s
+/// budget. The one time is when the decision was read, or, once a deferred decision is activated, when it was
+/// (nothing needs its reading time after that); a plain decision's activation time is not kept, only that it was
+/// activated (it reads as its reading time). A removed entry is marked dead; dead entries are compacted away once
+/// they are a fifth of all. Entries inserted out of order (a restore replays records whose keys come in any order)
 /// are sorted before the next scan.
 struct PendingTable: Sendable {
     private var index = EventKeyIndex()
     private var order = Offset32Column()
-    private var seen = Offset32Column()
-    /// Absent: not activated.
-    private var activated = Offset32Column()
+    private var time = Offset32Column()
     /// The segment (high 24 bits) and the byte offset in it (low 40 bits).
     private var position: [UInt64] = []
     private var length: [Int32] = []
-    private var sum: [Double] = []
-    /// Bit 31: dead; bit 30: deferred; bit 29: `:learn`; bits 0-28: the number of rewards (saturating).
+    private var value: [Double] = []
+    /// Bit 31: dead; bit 30: deferred; bit 29: `:learn`; bit 28: activated; bit 27: rewards not listed (see
+    /// ``ListedRewards``); bits 0-26: the number of rewards (saturating).
     private var meta: [UInt32] = []
-    /// The first reward and the rewards after it, of entries whose first reward is not their sum, by entry number.
-    private var aside: [Int: RewardsAside] = [:]
+    private var lists = ListedRewards()
     /// Entries before `head` are dead; before `plainCursor` dead or deferred; before `deferredCursor` dead, plain or
     /// activated (an activation is never taken back, a decision never changes kind).
     private var head = 0
@@ -39,7 +38,9 @@ struct PendingTable: Sendable {
     private static let dead = EventKeyIndex.dead
     private static let deferredBit: UInt32 = 1 << 30
     private static let learnBit: UInt32 = 1 << 29
-    private static let countMask: UInt32 = (1 << 29) - 1
+    private static let activatedBit: UInt32 = 1 << 28
+    private static let unlistedBit: UInt32 = 1 << 27
+    private static let countMask: UInt32 = (1 << 27) - 1
 
     var isEmpty: Bool { count == 0 }
 
@@ -63,11 +64,10 @@ struct PendingTable: Sendable {
         guard let (slot, entry) = index.locate(key) else { return }
         index.remove(slot: slot)
         meta[entry] |= Self.dead
-        aside[entry] = nil
+        lists.remove(entry)
         count -= 1
         while head < meta.count, meta[head] & Self.dead != 0 { head += 1 }
-        let deadEntries = meta.count - count
-        if deadEntries >= 4096 && deadEntries > count { compact() }
+        if ListedRewards.compactionDue(entries: meta.count, live: count) { compact() }
     }
 
     /// The oldest decision (the first to go beyond `max_pending`).
@@ -87,7 +87,7 @@ struct PendingTable: Sendable {
     mutating func oldestUnactivatedDeferred() -> (key: EventKey, decision: PendingDecision)? {
         sortIfNeeded()
         while deferredCursor < meta.count,
-              meta[deferredCursor] & (Self.dead | Self.deferredBit) != Self.deferredBit || activated.holds(deferredCursor) {
+              meta[deferredCursor] & (Self.dead | Self.deferredBit | Self.activatedBit) != Self.deferredBit {
             deferredCursor += 1
         }
         return deferredCursor < meta.count ? (index.key(at: deferredCursor), decision(at: deferredCursor)) : nil
@@ -110,34 +110,35 @@ struct PendingTable: Sendable {
 
     private func decision(at entry: Int) -> PendingDecision {
         let m = meta[entry]
+        let time = time[entry] ?? 0
         return PendingDecision(
-            order: Int(order[entry] ?? 0), seen: seen[entry] ?? 0, segment: Int32(position[entry] >> Self.offsetBits),
+            order: Int(order[entry] ?? 0), seen: time, segment: Int32(position[entry] >> Self.offsetBits),
             offset: Int(position[entry] & (1 << Self.offsetBits - 1)), length: length[entry],
-            deferred: m & Self.deferredBit != 0, learn: m & Self.learnBit != 0, activated: activated[entry],
-            rewards: RewardsAside.tally(count: m & Self.countMask, sum: sum[entry], aside: aside[entry])
+            deferred: m & Self.deferredBit != 0, learn: m & Self.learnBit != 0, activated: m & Self.activatedBit != 0 ? time : nil,
+            rewards: lists.tally(entry, count: m & Self.countMask, value: value[entry], unlisted: m & Self.unlistedBit != 0)
         )
     }
 
     private mutating func store(_ decision: PendingDecision, at entry: Int) {
+        let listed = lists.store(entry, decision.rewards)
         meta[entry] = UInt32(min(max(0, Int(decision.rewards.count)), Int(Self.countMask)))
             | (decision.deferred ? Self.deferredBit : 0) | (decision.learn ? Self.learnBit : 0)
+            | (decision.activated != nil ? Self.activatedBit : 0) | (listed ? 0 : Self.unlistedBit)
         order.set(entry, to: Int64(decision.order), meta: meta)
-        seen.set(entry, to: decision.seen, meta: meta)
-        activated.set(entry, to: decision.activated, meta: meta)
+        time.set(entry, to: decision.deferred ? decision.activated ?? decision.seen : decision.seen, meta: meta)
         let segment = UInt64(min(max(0, Int(decision.segment)), 1 << (64 - Self.offsetBits) - 1))
         position[entry] = segment << Self.offsetBits | UInt64(min(max(0, decision.offset), 1 << Self.offsetBits - 1))
         length[entry] = decision.length
-        sum[entry] = decision.rewards.sum
-        aside[entry] = RewardsAside(decision.rewards)
+        value[entry] = decision.rewards.value
     }
 
     private mutating func insert(_ key: EventKey, _ decision: PendingDecision) {
         if let lastOrder, decision.order <= lastOrder { sorted = false }
         lastOrder = decision.order
         let entry = index.append(key, live: count, meta: meta)
-        meta.append(0)
-        order.append(nil, meta: meta); seen.append(nil, meta: meta); activated.append(nil, meta: meta)
-        position.append(0); length.append(0); sum.append(0)
+        meta.appendGrowingByAQuarter(0)
+        order.append(nil, meta: meta); time.append(nil, meta: meta)
+        position.appendGrowingByAQuarter(0); length.appendGrowingByAQuarter(0); value.appendGrowingByAQuarter(0)
         store(decision, at: entry)
         count += 1
     }
@@ -146,21 +147,21 @@ struct PendingTable: Sendable {
     private mutating func compact() {
         index.compact(meta: meta, live: count)
         var write = 0
-        var moved: [Int: RewardsAside] = [:]
         var plain = 0, deferred = 0
+        var moves: [(from: Int, to: Int)] = []
         for read in 0..<meta.count {
             if read == plainCursor { plain = write }
             if read == deferredCursor { deferred = write }
             guard meta[read] & Self.dead == 0 else { continue }
-            order.copy(read, to: write); seen.copy(read, to: write); activated.copy(read, to: write)
-            position[write] = position[read]; length[write] = length[read]; sum[write] = sum[read]; meta[write] = meta[read]
-            if let extra = aside[read] { moved[write] = extra }
+            order.copy(read, to: write); time.copy(read, to: write)
+            position[write] = position[read]; length[write] = length[read]; value[write] = value[read]; meta[write] = meta[read]
+            if lists.holds(read) { moves.append((read, write)) }
             write += 1
         }
+        lists.renumber(moves)
         if plainCursor >= meta.count { plain = write }
         if deferredCursor >= meta.count { deferred = write }
         truncate(to: write)
-        aside = moved
         head = 0
         plainCursor = plain
         deferredCursor = deferred
@@ -174,8 +175,8 @@ struct PendingTable: Sendable {
         forEach { key, decision in live.append((key, decision)) }
         live.sort { $0.decision.order < $1.decision.order }
         truncate(to: 0)
-        order.removeAll(); seen.removeAll(); activated.removeAll()
-        aside = [:]
+        order.removeAll(); time.removeAll()
+        lists = ListedRewards()
         count = 0
         head = 0
         plainCursor = 0
@@ -188,31 +189,63 @@ struct PendingTable: Sendable {
 
     private mutating func truncate(to entries: Int) {
         let removed = meta.count - entries
-        order.removeLast(removed); seen.removeLast(removed); activated.removeLast(removed)
-        position.removeLast(removed); length.removeLast(removed); sum.removeLast(removed); meta.removeLast(removed)
+        order.removeLast(removed); time.removeLast(removed)
+        position.removeLast(removed); length.removeLast(removed); value.removeLast(removed); meta.removeLast(removed)
     }
 }
 
-/// The rewards of a packed table's entry beyond its sum: its first reward, when that is not the sum (the entry got
-/// several, or one -0), and the rewards after the first. Most entries have none (no reward, or one).
-struct RewardsAside: Sendable {
-    var first: Double
-    var more: [Double]
+/// The rewards' lists of a packed table's entries (``PendingTable``, ``OrphanTable``), for the joined line's `"o"`,
+/// where the entry's count and value do not already say them: an entry with one reward lists its value, so only
+/// entries that got several (or one -0) keep a list here.
+///
+/// At most `budget` rewards are listed across the table: a client that sends several rewards for each of a million
+/// events must not make the table hold them (64 rewards each were 600 bytes an event). Beyond it an entry's list is
+/// dropped and the entry marked unlisted: its count and value stay exact, its `"o"` lists nothing.
+struct ListedRewards: Sendable {
+    static let budget = 65_536
 
-    /// Nil when `tally` is its count and sum alone.
-    init?(_ tally: RewardTally) {
-        guard tally.count > 1 || !tally.more.isEmpty || tally.first.bitPattern != (tally.count == 0 ? 0 : tally.sum.bitPattern)
-        else { return nil }
-        first = tally.first
-        more = tally.more
+    private var lists: [Int32: [Double]] = [:]
+    private var held = 0
+
+    /// Whether a table of `entries` entries, `live` of them alive, should compact: once a fifth are dead (and at
+    /// least 4,096), so dead entries cost at most a quarter more, and each compaction moves at most 5 entries for
+    /// each one it drops.
+    static func compactionDue(entries: Int, live: Int) -> Bool {
+        let dead = entries - live
+        return dead >= 4096 && dead * 5 > entries
     }
 
-    static func tally(count: UInt32, sum: Double, aside: RewardsAside?) -> RewardTally {
+    func tally(_ entry: Int, count: UInt32, value: Double, unlisted: Bool) -> RewardTally {
         var tally = RewardTally()
         tally.count = Int32(count)
-        tally.sum = sum
-        tally.first = aside?.first ?? (count == 0 ? 0 : sum)
-        tally.more = aside?.more ?? []
+        tally.value = value
+        tally.listed = lists[Int32(entry)] ?? (unlisted || count == 0 ? [] : [value])
         return tally
+    }
+
+    /// Keeps `tally`'s list for `entry` when its count and value do not say it; false when it had to be dropped.
+    mutating func store(_ entry: Int, _ tally: RewardTally) -> Bool {
+        remove(entry)
+        let implied = tally.count == 0 ? tally.listed.isEmpty
+            : tally.count == 1 && tally.listed.count == 1 && tally.listed[0].bitPattern == tally.value.bitPattern
+        if implied { return true }
+        guard !tally.listed.isEmpty, held + tally.listed.count <= Self.budget else { return false }
+        lists[Int32(entry)] = tally.listed
+        held += tally.listed.count
+        return true
+    }
+
+    mutating func remove(_ entry: Int) {
+        if let list = lists.removeValue(forKey: Int32(entry)) { held -= list.count }
+    }
+
+    func holds(_ entry: Int) -> Bool { lists[Int32(entry)] != nil }
+
+    /// Keeps the lists of the entries in `moves` (every live entry that ``holds(_:)`` one), under their new numbers.
+    mutating func renumber(_ moves: [(from: Int, to: Int)]) {
+        var renumbered: [Int32: [Double]] = [:]
+        renumbered.reserveCapacity(moves.count)
+        for (from, to) in moves { renumbered[Int32(to)] = lists[Int32(from)] }
+        lists = renumbered
     }
 }
