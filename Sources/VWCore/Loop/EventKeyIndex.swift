@@ -14,6 +14,14 @@ struct EventKeyIndex: Sendable {
 
     static let dead: UInt32 = 1 << 31
 
+    /// Whether a table of `entries` entries, `live` of them alive, should compact: once a fifth are dead (and at
+    /// least 4,096), so dead entries cost at most a quarter more, and each compaction moves at most 4 entries for
+    /// each one it drops.
+    static func compactionDue(entries: Int, live: Int) -> Bool {
+        let dead = entries - live
+        return dead >= 4096 && dead * 5 > entries
+    }
+
     /// Entries, dead ones included.
     var entries: Int { keys.count }
 

@@ -1,4 +1,4 @@
-/// Rewards and activations waiting for their decision, in arrival order, in about 30 bytes each (SPEC §8.9: a flood of
+/// Rewards and activations waiting for their decision, in arrival order, in about 34 bytes each (SPEC §8.9: a flood of
 /// rewards for unknown ids must cost a few MB per 100,000, not the 150 bytes a dictionary of keys and tallies took).
 /// Packed like ``PendingTable``: the time as a 32-bit offset, the reward value, a meta word, and the rewards' list
 /// only for entries that got several, within ``ListedRewards``'s budget.
@@ -93,7 +93,7 @@ struct OrphanTable: Sendable {
         lists.remove(index)
         count -= 1
         while head < meta.count, meta[head] & Self.dead != 0 { head += 1 }
-        if ListedRewards.compactionDue(entries: meta.count, live: count) { compact() }
+        if EventKeyIndex.compactionDue(entries: meta.count, live: count) { compact() }
     }
 
     private func find(_ key: EventKey) -> Int? { index.locate(key)?.index }

@@ -1,5 +1,6 @@
-/// Decisions waiting to be joined, by event key, in order of arrival, in about 46 bytes each (SPEC §8.9: one
-/// million pending decisions, the default `max_pending`, take about 46 MB, however many rewards each gets).
+/// Decisions waiting to be joined, by event key, in order of arrival, in about 49 bytes each (SPEC §8.9: one
+/// million pending decisions, the default `max_pending`, take about 49 MB, however many rewards each gets:
+/// `JoinMemoryTests`).
 ///
 /// Entries are parallel arrays in `order` (the join's arrival order), so the oldest is at the front and the due
 /// decisions are found by two cursors, not queues: ``oldestPlain()`` (decisions that wait for their rewards) and
@@ -67,7 +68,7 @@ struct PendingTable: Sendable {
         lists.remove(entry)
         count -= 1
         while head < meta.count, meta[head] & Self.dead != 0 { head += 1 }
-        if ListedRewards.compactionDue(entries: meta.count, live: count) { compact() }
+        if EventKeyIndex.compactionDue(entries: meta.count, live: count) { compact() }
     }
 
     /// The oldest decision (the first to go beyond `max_pending`).
@@ -206,14 +207,6 @@ struct ListedRewards: Sendable {
 
     private var lists: [Int32: [Double]] = [:]
     private var held = 0
-
-    /// Whether a table of `entries` entries, `live` of them alive, should compact: once a fifth are dead (and at
-    /// least 4,096), so dead entries cost at most a quarter more, and each compaction moves at most 5 entries for
-    /// each one it drops.
-    static func compactionDue(entries: Int, live: Int) -> Bool {
-        let dead = entries - live
-        return dead >= 4096 && dead * 5 > entries
-    }
 
     func tally(_ entry: Int, count: UInt32, value: Double, unlisted: Bool) -> RewardTally {
         var tally = RewardTally()
