@@ -72,7 +72,9 @@ struct RewardTally: Equatable, Sendable {
 /// A decision (or `:learn` line) waiting to be joined: where its line is in the log, not the line.
 struct PendingDecision: Equatable, Sendable {
     var order: Int
-    /// When the joiner first read it (ms of the caller's clock).
+    /// When the joiner first read it (ms of the caller's clock). ``PendingTable`` keeps one time: an activated
+    /// deferred decision reads back with its activation time here, and an activated plain one with this as its
+    /// activation time (neither needs the other).
     var seen: Int64
     /// Its segment (an index into ``JoinState/segments``), byte offset and length.
     var segment: Int32
