@@ -253,11 +253,15 @@ extension Engine {
             throw .eventLogFailed(error.message)
         }
         loop.rotate()
-        guard let usage = loop.scanState(config: config, learns: learns, now: Int(EventLine.nowMilliseconds() / 1000)) else { return 0 }
         var deleted = 0
-        for file in usage.deletable where file.kind == .log || file.kind == .joined {
-            loop.delete(file)
-            deleted += file.bytes
+        // A pass offers at most `Retention.joinedPerPass` joined files: passes until nothing more is deletable.
+        var more = true
+        while more, let usage = loop.scanState(config: config, learns: learns, now: Int(EventLine.nowMilliseconds() / 1000)) {
+            for file in usage.deletable where file.kind == .log || file.kind == .joined {
+                loop.delete(file)
+                deleted += file.bytes
+            }
+            more = usage.moreDeletable
         }
         return deleted
     }

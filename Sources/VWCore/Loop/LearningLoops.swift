@@ -142,6 +142,7 @@ public final class LearningLoops: Sendable {
             scanned.append((loop, usage))
         }
         var total = scanned.reduce(0) { $0 + $1.usage.total }
+        let moreDeletable = scanned.contains { $0.usage.moreDeletable }
         if let budget = stateBudget, total > budget {
             var candidates = scanned.indices.flatMap { index in scanned[index].usage.deletable.map { (index, $0) } }
             candidates.sort { ($0.1.modified, $0.1.name) < ($1.1.modified, $1.1.name) }
@@ -152,7 +153,8 @@ public final class LearningLoops: Sendable {
             }
         }
         var refusal: String?
-        if let budget = stateBudget, total > budget {
+        // Over the budget with more files deletable than one pass offers: the next pass deletes them, writes go on.
+        if let budget = stateBudget, total > budget, !moreDeletable {
             refusal = "the state directory holds \(total) bytes, over its budget of \(budget) (--state-max-bytes), and nothing more "
                 + "can be deleted (segments with unjoined events, joined events not learned yet, the serving and rollback models)"
         }

@@ -11,6 +11,8 @@ public final class ModelLoop: Sendable {
     let log: EventLog
     /// The join, once this process holds the model's join lock (nil before, and after it gave the lock up).
     private let joiner = Mutex<Joiner?>(nil)
+    /// What retention knows of `joined/` (taken inside `joiner`'s lock when both are).
+    private let joinedFiles = Mutex(JoinedFileIndex())
     /// The descriptor holding `<state>/<name>/join.lock` (flock), -1 when this process does not hold it.
     private let joinLock = Atomic<Int32>(-1)
     private let stateDirectory: String
@@ -173,14 +175,21 @@ public final class ModelLoop: Sendable {
     /// This model's state usage and the files nothing needs any more (issue 24); nil when its directory cannot be opened.
     func scanState(config: LoopConfig, learns: Bool, now: Int) -> StateUsage? {
         guard let model = try? StateDirectory.root(stateDirectory).directory(name, create: false) else { return nil }
+        // The periodic listing of joined/ (long with millions of files) does not hold up the join.
+        if let joined = try? model.directory("joined", create: false) { joinedFiles.withLock { $0.rescanIfDue(joined, now: now) } }
         return joiner.withLock { current in
-            Retention.scan(model: model, joiner: current, loop: config, learns: learns, now: now)
+            joinedFiles.withLock { index in
+                Retention.scan(model: model, joiner: current, joined: &index, loop: config, learns: learns, now: now)
+            }
         }
     }
 
     /// Deletes `file` (a file retention found deletable), counting its bytes.
     func delete(_ file: StateFile) {
         file.directory.remove(file.name)
+        if file.kind == .joined, let number = LoopFiles.number(in: file.name.dropLast(".dsjson".count)) {
+            joinedFiles.withLock { $0.remove(number) }
+        }
         metrics.deleted(file.kind, bytes: file.bytes)
         joinView.withLock { $0.deletedBytes[file.kind.rawValue, default: 0] += file.bytes }
     }

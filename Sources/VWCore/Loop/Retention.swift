@@ -27,6 +27,9 @@ struct StateUsage {
     /// Files that may be deleted: needed by nothing (joined and, for a segment, past its offset; learned; not the
     /// serving or rollback model), oldest first.
     var deletable: [StateFile] = []
+    /// More files are deletable than `deletable` holds (at most ``Retention/joinedPerPass`` joined files are offered a
+    /// pass): a budget still exceeded after deleting them is no reason to refuse writes yet.
+    var moreDeletable = false
 
     var total: Int { bytes.values.reduce(0, +) }
 }
@@ -50,7 +53,13 @@ enum Retention {
     /// In `vwfcgi train` the segments are copies pulled from a bucket: deleted here once joined, they are not pulled
     /// again (trainer-sync.sh records what it pulled), and a copy pulled again anyway would be read from the join's
     /// recorded offset (its end), never joined twice.
-    static func scan(model: StateDirectory, joiner: Joiner?, loop: LoopConfig, learns: Bool, now: Int) -> StateUsage {
+    /// Joined files offered for deletion in one pass, oldest first (the next pass offers the next ones): those past
+    /// their retention, and at most `joinedPerPass / 64` more for the budget (about a thousand: a pass every 250 ms
+    /// deletes 4,000 a second while over it, where a loop writes about 4; and a pass never builds millions).
+    static let joinedPerPass = 65_536
+
+    static func scan(model: StateDirectory, joiner: Joiner?, joined index: inout JoinedFileIndex, loop: LoopConfig, learns: Bool,
+                     now: Int, joinedLimit: Int = joinedPerPass) -> StateUsage {
         var usage = StateUsage()
         func files(_ relative: String) -> (StateDirectory, [(name: String, bytes: Int, modified: Int)])? {
             guard let directory = try? model.directory(relative, create: false) else { return nil }
@@ -87,14 +96,24 @@ enum Retention {
                 log.remove(entry.name)
             }
         }
-        if let (joined, entries) = files("joined") {
-            usage.bytes[.joined] = entries.reduce(0) { $0 + $1.bytes }
+        if let joined = try? model.directory("joined", create: false) {
+            index.refresh(joined, upTo: joiner?.nextFileNumber, now: now)
+            usage.bytes[.joined] = index.bytes
             let position = learns ? learnedPosition(model) : Int.max
-            for entry in entries {
-                guard entry.name.hasSuffix(".dsjson"), let number = LoopFiles.number(in: entry.name.dropLast(".dsjson".count)),
-                      number <= position, number < (joiner?.nextFileNumber ?? Int.max) else { continue }
-                usage.deletable.append(StateFile(directory: joined, name: entry.name, kind: .joined, bytes: entry.bytes,
-                                                 modified: entry.modified, expired: now - entry.modified >= seconds(loop.retention.joined)))
+            var offered = 0, notExpired = 0
+            // Learned files come first in number order: the walk stops at the first one the learner still needs.
+            index.forEach { file in
+                guard file.number <= position, file.number < (joiner?.nextFileNumber ?? Int.max) else { return false }
+                let expired = now - file.modified >= seconds(loop.retention.joined)
+                guard offered < joinedLimit, expired || notExpired < max(1, joinedLimit / 64) else {
+                    usage.moreDeletable = true
+                    return false
+                }
+                offered += 1
+                if !expired { notExpired += 1 }
+                usage.deletable.append(StateFile(directory: joined, name: "\(file.number).dsjson", kind: .joined, bytes: file.bytes,
+                                                 modified: file.modified, expired: expired))
+                return true
             }
         }
         if let (_, entries) = files("learned") { usage.bytes[.learned] = entries.reduce(0) { $0 + $1.bytes } }
