@@ -28,6 +28,9 @@ struct EngineOptions: ParsableArguments {
     @Option(help: "Event log segments rotate at this age, in seconds.")
     var logSegmentSeconds: Double = 3600
 
+    @Option(help: "Joined events one trainer update reads at most, in bytes or with a suffix (64M): a backlog (a trainer that failed for a while, a model that did not serve) is learned a piece of about this size per update interval, never read whole.")
+    var maxUpdateBytes: String = "64M"
+
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: String = "info"
 
@@ -50,6 +53,9 @@ struct EngineOptions: ParsableArguments {
             throw ValidationError("--log-segment-bytes must be a byte count of at least 4096, such as 64M")
         }
         if logSegmentSeconds <= 0 { throw ValidationError("--log-segment-seconds must be positive") }
+        guard let update = SandboxPolicy.parseBytes(maxUpdateBytes), update >= 1 else {
+            throw ValidationError("--max-update-bytes must be a positive byte count such as 64M")
+        }
     }
 
     /// The loops of this process (`serve` or `train`), with the state budget and segment rotation of these options.
@@ -86,6 +92,7 @@ struct EngineOptions: ParsableArguments {
         var trainer = TrainerSettings(vwCommand: vwCommand ?? settings.vwCommand)
         trainer.memoryLimit = settings.vwMemoryLimit
         trainer.maxModelBytes = UInt64(settings.maxModelBytes)
+        trainer.maxUpdateBytes = Int(SandboxPolicy.parseBytes(maxUpdateBytes) ?? 64 << 20)
         return trainer
     }
 

@@ -201,6 +201,30 @@ def test_the_model_learns_each_users_best_action_and_equals_vws_offline_continua
     assert not problems, problems
 
 
+def test_a_backlog_is_learned_a_bounded_piece_per_update_and_equals_vws_offline_continuation(tmp_path):
+    """--max-update-bytes bounds what one update reads (a trainer that failed for a day must not read the day's
+    events at once): with 1 byte, each update learns exactly one joined file, and the pieces together learn what
+    one pass would, VW's --save_resume continuation."""
+    loop = {**LOOP, "min_events": 1, "gate": None}
+    models = make_model_dir(tmp_path / "models", loop=loop)
+    base = tmp_path / "base.vw"
+    base.write_bytes((models / "cb.vw").read_bytes())
+    state = tmp_path / "state"
+    stack = Stack(models, state_dir=state, extra_args=("--max-update-bytes", "1")).start()
+    try:
+        for round in range(3):
+            send_events(stack, 60, f"piece{round}", seed=round + 1)
+            time.sleep(0.6)
+        status = settled(stack, state, min_events=1)
+        files = sorted(p for p in (state / "cb" / "joined").glob("*.dsjson") if p.stem.isdigit())
+        assert len(files) >= 3, files
+        assert status["learned_events"] == len(joined_lines(state)) == 180, status
+        assert status["updates"] == len(files), (status, [p.name for p in files])
+        assert_serves_reference(stack, base, state, tmp_path, "learned one joined file per update")
+    finally:
+        assert not stack.stop()
+
+
 def learned_once(tmp_path: Path, prefix: str, seed: int) -> tuple[Path, Path, Path, Stack, dict]:
     """A running stack whose model learned from 300 events: (models, a copy of the base file, state, stack, status)."""
     models = make_model_dir(tmp_path / "models", loop=LOOP)

@@ -144,10 +144,13 @@ final class Learner: @unchecked Sendable {
         if let lastAttempt, ContinuousClock.now - lastAttempt < loop.updateInterval { return }
         let joined: StateDirectory
         do { joined = try open("joined") } catch { throw .storage(error.message) }
-        let files = Joiner.joinedNumbers(joined.list()).filter { $0 > current.position }
+        var files: [Int] = []
         var input: [UInt8] = []
-        for file in files {
+        for file in Joiner.joinedNumbers(joined.list()) where file > current.position {
+            // A backlog is learned a bounded piece at a time: the next update goes on from this one's position.
+            if !files.isEmpty && input.count >= settings.maxUpdateBytes { break }
             do { input += try joined.read("\(file).dsjson") ?? [] } catch { throw .storage(error.message) }
+            files.append(file)
         }
         let lines = input.split(separator: 0x0A)
         guard lines.count >= loop.minEvents, let last = files.last else { return }

@@ -6,6 +6,9 @@ public struct TrainerSettings: Sendable {
     public var memoryLimit: UInt64 = SandboxPolicy.defaultMemoryLimit
     /// Largest model the trainer's vw may write.
     public var maxModelBytes: UInt64 = 1 << 30
+    /// Joined events one update reads at most (at least one joined file): a backlog is learned in pieces, one per
+    /// update interval, so a trainer that failed for a day does not read the day's events into memory at once.
+    public var maxUpdateBytes = 64 << 20
     /// How long one training run may take before its vw is killed and the update counts as failed.
     public var timeout: Duration = .seconds(600)
     /// `vwfcgi train`: the model directory each learned model is also written into (`<name>.vw`,
