@@ -1,5 +1,5 @@
-/// Decisions waiting to be joined, by event key, in order of arrival, in about 49 bytes each (SPEC §8.9: one
-/// million pending decisions, the default `max_pending`, take about 49 MB, however many rewards each gets:
+/// Decisions waiting to be joined, by event key, in order of arrival, in about 49-52 bytes each (SPEC §8.9: one
+/// million pending decisions, the default `max_pending`, take about 50 MB, however many rewards each gets:
 /// `JoinMemoryTests`).
 ///
 /// Entries are parallel arrays in `order` (the join's arrival order), so the oldest is at the front and the due
