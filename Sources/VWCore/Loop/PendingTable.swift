@@ -1,4 +1,4 @@
-/// Decisions waiting to be joined, by event key, in order of arrival, in about 49-52 bytes each (SPEC §8.9: one
+/// Decisions waiting to be joined, by event key, in order of arrival, in about 49-55 bytes each (SPEC §8.9: one
 /// million pending decisions, the default `max_pending`, take about 50 MB, however many rewards each gets:
 /// `JoinMemoryTests`).
 ///
