@@ -41,9 +41,8 @@ struct JoinedFileIndex {
     mutating func rescanIfDue(_ directory: StateDirectory, now: Int) {
         if let scannedAt, now >= scannedAt, now - scannedAt < Self.rescanSeconds { return }
         var found: [File] = []
-        for entry in directory.entries() where entry.regular && entry.name.hasSuffix(".dsjson") {
-            guard let number = LoopFiles.number(in: entry.name.dropLast(".dsjson".count)),
-                  let file = Self.file(directory, entry.name, number: number) else { continue }
+        for entry in directory.entries() where entry.regular {
+            guard let number = Joiner.joinedNumber(entry.name), let file = Self.file(directory, entry.name, number: number) else { continue }
             found.append(file)
         }
         found.sort { $0.number < $1.number }

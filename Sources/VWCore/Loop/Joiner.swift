@@ -120,10 +120,13 @@ public final class Joiner {
     }
 
     static func joinedNumbers(_ names: [String]) -> [Int] {
-        names.compactMap { name -> Int? in
-            guard name.hasSuffix(".dsjson") else { return nil }
-            return LoopFiles.number(in: name.dropLast(".dsjson".count))
-        }.sorted()
+        names.compactMap(joinedNumber).sorted()
+    }
+
+    /// The number of the joined file named `name` (`<seq>.dsjson`), nil for any other name.
+    static func joinedNumber(_ name: String) -> Int? {
+        guard name.hasSuffix(".dsjson") else { return nil }
+        return LoopFiles.number(in: name.dropLast(".dsjson".count))
     }
 
     /// Reads the new log lines, joins every decision that is due into one new joined file, and records the step.

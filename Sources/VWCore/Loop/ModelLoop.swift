@@ -187,7 +187,7 @@ public final class ModelLoop: Sendable {
     /// Deletes `file` (a file retention found deletable), counting its bytes.
     func delete(_ file: StateFile) {
         file.directory.remove(file.name)
-        if file.kind == .joined, let number = LoopFiles.number(in: file.name.dropLast(".dsjson".count)) {
+        if file.kind == .joined, let number = Joiner.joinedNumber(file.name) {
             joinedFiles.withLock { $0.remove(number) }
         }
         metrics.deleted(file.kind, bytes: file.bytes)
