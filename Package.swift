@@ -40,6 +40,7 @@ let package = Package(
             name: "VWFCGI",
             dependencies: [
                 "CFastCGI",
+                "CSpawn",
                 "VWCore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),

@@ -18,7 +18,7 @@
 #   WORKER_CONNECTIONS [4096]  connections per worker (clients + FastCGI)
 #   WORKER_NOFILE [2 x WORKER_CONNECTIONS]  worker_rlimit_nofile
 #   LIMIT_CONN [128]       concurrent connections per client address (429 beyond)
-#   KEEPALIVE [16]         idle FastCGI connections kept per worker (WORKERS x KEEPALIVE << vwfcgi --threads)
+#   KEEPALIVE [16]         idle FastCGI connections kept per worker (they hold no vwfcgi thread)
 #   ERROR_LOG [PREFIX/error.log]   a file, or stderr
 #   ACCESS_LOG [PREFIX/access.log] a file, /dev/stdout, or off
 #   ACCESS_LOG_FORMAT [text]       text (`... request_id="..."`) or json (one object per line)

@@ -10,8 +10,12 @@
 #include <linux/filter.h>
 #include <linux/seccomp.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/prctl.h>
+#include <sched.h>
+#include <sys/epoll.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -318,4 +322,40 @@ int cspawn_trim_malloc(void) {
 size_t cspawn_heap_bytes_in_use(void) {
     struct mallinfo2 info = mallinfo2();
     return info.uordblks + info.hblkhd;
+}
+
+int cspawn_cpus_available(void) {
+    cpu_set_t set;
+    int count = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : 1;
+    FILE *quota = fopen("/sys/fs/cgroup/cpu.max", "re");
+    if (quota) {
+        long long limit = 0, period = 0;
+        // "max 100000" (no quota) fails the first conversion and leaves the count alone.
+        if (fscanf(quota, "%lld %lld", &limit, &period) == 2 && limit > 0 && period > 0) {
+            long long cpus = (limit + period - 1) / period;
+            if (cpus < count) count = (int)cpus;
+        }
+        fclose(quota);
+    }
+    return count > 0 ? count : 1;
+}
+
+int cspawn_poll_create(void) {
+    return epoll_create1(EPOLL_CLOEXEC);
+}
+
+int cspawn_poll_arm(int poll, int fd, uint64_t token, int adding) {
+    struct epoll_event event = {.events = EPOLLIN | EPOLLONESHOT, .data = {.u64 = token}};
+    return epoll_ctl(poll, adding ? EPOLL_CTL_ADD : EPOLL_CTL_MOD, fd, &event);
+}
+
+int cspawn_poll_wait(int poll, uint64_t *token) {
+    struct epoll_event event;
+    int count = epoll_wait(poll, &event, 1, -1);
+    if (count == 1) *token = event.data.u64;
+    return count == 1 ? 1 : -1;
+}
+
+int cspawn_accept(int listener) {
+    return accept4(listener, NULL, NULL, SOCK_CLOEXEC);
 }

@@ -18,6 +18,9 @@ public enum PredictError: Error, Equatable, Sendable {
     case invalidRequest(String)
     /// The event log cannot be written (disk full, unwritable): decisions and rewards are refused.
     case eventLogFailed(String)
+    /// The answer needs vw and the thread asking may not wait for it (``ModelStore/ReaderCache/mayWaitForVW``):
+    /// the transport hands the request to a worker thread. Never a client's answer.
+    case needsWorker
 
     public var message: String {
         switch self {
@@ -34,6 +37,7 @@ public enum PredictError: Error, Equatable, Sendable {
         case .shardFailed(let reason): "vw failed: \(reason)"
         case .invalidRequest(let why): why
         case .eventLogFailed(let why): "cannot log the event, nothing was recorded: \(why)"
+        case .needsWorker: "the answer needs vw, and this thread may not wait for it"
         }
     }
 }

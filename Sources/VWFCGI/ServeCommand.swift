@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import ArgumentParser
+import CSpawn
 import Logging
 import VWCore
 
@@ -34,8 +35,11 @@ struct Serve: ParsableCommand {
     @Option(help: "vw processes per model (a model's .json may override).")
     var shards: Int = 1
 
-    @Option(help: "FastCGI threads; each holds one nginx connection while it is kept alive.")
+    @Option(help: "FastCGI worker threads: they answer the requests that wait (for vw, for the disk), one each at a time.")
     var threads: Int = 64
+
+    @Option(help: "FastCGI event threads: they take nginx's connections and answer what waits for nothing (health, natively scored predictions); default: the CPUs vwfcgi may run on.")
+    var eventThreads: Int?
 
     @Option(help: "Seconds a request may wait for vw before a 504.")
     var timeout: Double = 5
@@ -107,6 +111,7 @@ struct Serve: ParsableCommand {
         if (socket == nil) == (listen == nil) { throw ValidationError("give exactly one of --socket PATH or --listen 127.0.0.1:PORT") }
         if shards < 1 || shards > 64 { throw ValidationError("--shards must be from 1 to 64") }
         if threads < 1 || threads > 1024 { throw ValidationError("--threads must be from 1 to 1024") }
+        if let eventThreads, eventThreads < 1 || eventThreads > 256 { throw ValidationError("--event-threads must be from 1 to 256") }
         if timeout <= 0 { throw ValidationError("--timeout must be positive") }
         if maxBodyBytes < 1 || maxBatch < 1 || maxLineBytes < 1 || maxFeatures < 1 || maxInteractionFeatures < 1 || maxJsonDepth < 1 || maxQueue < 1 {
             throw ValidationError("limits must be positive")
@@ -149,14 +154,12 @@ struct Serve: ParsableCommand {
         }
         let engine = Engine(store: store, loops: loops, maxJSONDepth: maxJsonDepth)
         let router = Router(engine: engine, metrics: metrics, apiKeys: apiKeys, personalizerModel: personalizerModel)
-        let server = FastCGIServer(socketFD: socketFD, threads: threads, maxBodyBytes: maxBodyBytes, grace: settings.drainGrace,
-                                   logger: logger) { request, context in
-            router.handle(request, context: &context)
-        }
+        let server = FastCGIServer(socketFD: socketFD, eventThreads: eventThreads ?? Int(cspawn_cpus_available()), workers: threads,
+                                   maxBodyBytes: maxBodyBytes, grace: settings.drainGrace, router: router, logger: logger)
         // One group runs every long-lived thread, started in this order and stopped in the reverse one.
         let services = ServiceGroup(logger: logger)
         services.start(server)
-        logger.info("vwfcgi serving", metadata: ["socket": "\(socket ?? listen ?? "")", "threads": "\(threads)", "vw": "\(settings.vwCommand.joined(separator: " "))"])
+        logger.info("vwfcgi serving", metadata: ["socket": "\(socket ?? listen ?? "")", "threads": "\(threads)", "event_threads": "\(server.eventThreads)", "vw": "\(settings.vwCommand.joined(separator: " "))"])
 
         store.reconcile()
         // Reloads start at once, even while a start-up model is still loading.

@@ -170,6 +170,41 @@ def test_native_answers_while_vw_is_stopped(native_dir):
         assert not problems, "\n".join(problems)
 
 
+def test_health_and_native_answers_come_while_every_worker_waits_for_vw(native_dir):
+    """Event threads answer what waits for nothing: with one worker, held by a request to a model
+    whose vw is frozen, /healthz and native predictions (V1 and V2) still answer, equal to vw;
+    a thread per connection would have queued them behind the held one."""
+    import threading
+    s = Stack(native_dir, extra_args=("--engine", "auto", "--native-shadow-every", "0", "--threads", "1",
+                                      "--event-threads", "1", "--timeout", "60")).start()
+    frozen = []
+    try:
+        frozen = [pid for pid in descendants(s.vwfcgi.pid) if "/nn" in Path(f"/proc/{pid}/cmdline").read_text(errors="replace")]
+        assert frozen
+        for pid in frozen:
+            os.kill(pid, signal.SIGSTOP)
+        held = []
+        worker = threading.Thread(target=lambda: held.append(s.predict("nn", ["|a x:1"])), daemon=True)
+        worker.start()
+        lines = _examples(random.Random(21), 20)
+        for _ in range(3):
+            assert s.get("/healthz").status_code == 200
+            r = s.predict("linear", lines)
+            assert r.status_code == 200, r.text
+            v2 = s.post("/v2/models/linear/infer", json={"inputs": [{"name": "examples", "shape": [1], "datatype": "BYTES",
+                                                                     "data": [lines[0]]}]})
+            assert v2.status_code == 200, v2.text
+        assert worker.is_alive() and not held, "the request held by the frozen vw was answered"
+        want = [float(x) for x in _vw_answers(native_dir / "linear.vw", lines, ("--link", "logistic")).split()]
+        assert r.json()["predictions"] == want
+        assert v2.json()["outputs"][0]["data"] == want[:1]
+    finally:
+        for pid in frozen:
+            os.kill(pid, signal.SIGCONT)
+        problems = s.stop()
+        assert not problems, "\n".join(problems)
+
+
 def test_a_shadow_mismatch_sends_the_model_back_to_vw(native_dir, tmp_path, monkeypatch):
     """A vw that answers differently from the native scorer (here: one that reads the untrained
     feature `magic` as the trained `x:3`) is caught by the shadow check: counted, logged, and the

@@ -63,4 +63,21 @@ int cspawn_trim_malloc(void);
 /// the allocator keeps in its free lists: what a data structure costs, not what RSS happens to show.
 size_t cspawn_heap_bytes_in_use(void);
 
+/// The CPUs this process may use: those of its affinity mask, fewer under a cgroup v2 CPU quota (a container's CPU
+/// limit, `/sys/fs/cgroup/cpu.max`, rounded up); at least 1.
+int cspawn_cpus_available(void);
+
+/// A new close-on-exec epoll instance, or -1 (errno set).
+int cspawn_poll_create(void);
+
+/// Arms `fd` in `poll` for one readable event carrying `token` (EPOLLIN | EPOLLONESHOT): adds it when `adding`,
+/// re-arms it otherwise. Returns 0, or -1 with errno set.
+int cspawn_poll_arm(int poll, int fd, uint64_t token, int adding);
+
+/// Waits for one event of `poll` and returns 1 with its token, or -1 (errno set; EINTR included).
+int cspawn_poll_wait(int poll, uint64_t *token);
+
+/// accept4(SOCK_CLOEXEC) on `listener`: a blocking connection, or -1 with errno set.
+int cspawn_accept(int listener);
+
 #endif

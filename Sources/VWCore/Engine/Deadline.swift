@@ -83,6 +83,24 @@ public final class Condition: @unchecked Sendable {
         pthread_mutex_unlock(mutex)
     }
 
+    /// Wakes one waiter, after `change` ran under the lock (a queue's push, each item for one taker).
+    public func signal(after change: () -> Void) {
+        pthread_mutex_lock(mutex)
+        change()
+        pthread_cond_signal(condition)
+        pthread_mutex_unlock(mutex)
+    }
+
+    /// Waits, without a deadline, until `take` (run under the lock) returns a value, and returns it.
+    public func waitToTake<T>(_ take: () -> T?) -> T {
+        pthread_mutex_lock(mutex)
+        defer { pthread_mutex_unlock(mutex) }
+        while true {
+            if let value = take() { return value }
+            pthread_cond_wait(condition, mutex)
+        }
+    }
+
     /// Runs `body` under the lock (what waiters look at, read or changed without waking anyone).
     public func withLock<T>(_ body: () throws -> T) rethrows -> T {
         pthread_mutex_lock(mutex)

@@ -18,6 +18,12 @@ extension Engine {
         store.serving(name)?.native.status
     }
 
+    /// Whether `name`'s serving version answers natively now (SPEC §11): its predictions need no vw, but for the
+    /// shadow checks.
+    public func servesNatively(_ name: String, cache: inout ModelStore.ReaderCache) -> Bool {
+        (try? store.withServingVersion(of: name, cache: &cache) { $0.native.isNative }) ?? false
+    }
+
     /// Whether the server should receive traffic (SPEC §5).
     public func readiness() -> Readiness {
         store.readiness()

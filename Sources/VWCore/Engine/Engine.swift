@@ -79,9 +79,10 @@ public struct Engine: Sendable {
     public func predict(
         model name: String, input: PredictInput, deadline: Deadline, cache: inout ModelStore.ReaderCache
     ) throws(PredictError) -> PredictResult {
-        try store.withServingVersion(of: name, cache: &cache) { version throws(PredictError) in
+        let mayWait = cache.mayWaitForVW
+        return try store.withServingVersion(of: name, cache: &cache) { version throws(PredictError) in
             let batch = try prepare(input, for: version)
-            let answer = try send(batch, to: version, deadline: deadline)
+            let answer = try send(batch, to: version, deadline: deadline, mayWait: mayWait)
             return PredictResult(
                 model: name, version: version.version, predictionKind: version.predictionKind,
                 family: version.options.family, text: answer.raw, answers: answer.answers, tags: batch.tags
@@ -179,7 +180,14 @@ public struct Engine: Sendable {
     }
 
     /// Sends a prepared batch to the version's vw pool (or its verified native scorer, SPEC §11): the one way to vw.
-    func send(_ batch: PreparedBatch, to version: ModelVersion, deadline: Deadline) throws(PredictError) -> ShardAnswer {
+    ///
+    /// Without `mayWait`, only the native scorer may answer, and only a request that is not a shadow check's turn:
+    /// anything else throws ``PredictError/needsWorker`` before it reaches vw.
+    func send(_ batch: PreparedBatch, to version: ModelVersion, deadline: Deadline, mayWait: Bool = true) throws(PredictError) -> ShardAnswer {
+        if !mayWait {
+            guard let answer = version.native.answerAlone(batch) else { throw .needsWorker }
+            return answer
+        }
         do {
             return try version.native.answer(batch, pool: version.pool, deadline: deadline)
         } catch {

@@ -23,6 +23,9 @@ public final class ServingTable: Sendable {
     /// A request thread's copy of the latest snapshot, refreshed when a new one is published.
     public struct ReaderCache: Sendable {
         var snapshot: Snapshot?
+        /// Whether the thread may wait for a vw process; an event thread may not (a request that needs vw
+        /// fails with ``PredictError/needsWorker`` and a worker thread answers it).
+        public var mayWaitForVW = true
 
         public init() {}
     }

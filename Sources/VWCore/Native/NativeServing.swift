@@ -36,7 +36,7 @@ public final class NativeSlot: @unchecked Sendable {
     private var modelName = ""
     private var logger = Logger(label: "vwfcgi.native")
     private let active = Atomic<Bool>(false)
-    private let requests = Atomic<UInt64>(0)
+    private let turns = ShadowTurns()
     private let reason = Mutex<String>("engine vw (the native scorer has not been tried on this version)")
 
     init() {}
@@ -159,7 +159,7 @@ public final class NativeSlot: @unchecked Sendable {
         guard active.load(ordering: .acquiring), let scorer, let native = scorer.answer(batch) else {
             return try pool.predict(batch, deadline: deadline)
         }
-        guard shadowEvery > 0, requests.add(1, ordering: .relaxed).newValue % UInt64(shadowEvery) == 0 else { return native }
+        guard turns.take(every: shadowEvery) else { return native }
         let checked: ShardAnswer
         do {
             checked = try pool.predict(batch, deadline: deadline)
@@ -171,6 +171,16 @@ public final class NativeSlot: @unchecked Sendable {
         }
         return checked
     }
+
+    /// The native answer to `batch` when it needs no vw: the version is native, the scorer answers it, and it is not
+    /// a shadow check's turn (that turn is left to the next ``answer(_:pool:deadline:)``); else nil.
+    func answerAlone(_ batch: PreparedBatch) -> ShardAnswer? {
+        guard active.load(ordering: .acquiring), let scorer, turns.takeUnlessDue(every: shadowEvery) else { return nil }
+        return scorer.answer(batch)
+    }
+
+    /// Whether the version answers natively now (its shadow checks aside).
+    public var isNative: Bool { active.load(ordering: .acquiring) && scorer != nil }
 
     /// A shadow check found a difference: back to vw at once, counted and logged with the example.
     private func switchToVW(batch: PreparedBatch, example index: Int, native: ShardAnswer, vw: ShardAnswer) {
@@ -243,5 +253,28 @@ extension ModelVersion {
             mode: mode, version: self, modelBytes: readModel, warmup: config.warmup, limits: settings.limits,
             shadowEvery: settings.native.shadowEvery, timeout: settings.loadTimeout, logger: logger
         )
+    }
+}
+
+/// Counts a version's native answers: every `every`-th is a shadow check's turn (0: none is).
+final class ShadowTurns: Sendable {
+    private let count = Atomic<UInt64>(0)
+
+    /// Counts one answer; true when it is a shadow check's turn.
+    func take(every: Int) -> Bool {
+        every > 0 && count.add(1, ordering: .relaxed).newValue % UInt64(every) == 0
+    }
+
+    /// Counts one answer unless it would be a shadow check's turn, which is left to the next ``take(every:)``;
+    /// false then.
+    func takeUnlessDue(every: Int) -> Bool {
+        guard every > 0 else { return true }
+        var seen = count.load(ordering: .relaxed)
+        while true {
+            if (seen &+ 1) % UInt64(every) == 0 { return false }
+            let (exchanged, original) = count.compareExchange(expected: seen, desired: seen &+ 1, ordering: .relaxed)
+            if exchanged { return true }
+            seen = original
+        }
     }
 }

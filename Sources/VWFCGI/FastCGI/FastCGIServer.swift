@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import CFastCGI
+import CSpawn
 import Logging
 import Synchronization
 import VWCore
@@ -11,36 +12,46 @@ struct FastCGISocketError: Error, CustomStringConvertible {
     let description: String
 }
 
-/// T threads, each blocking in `FCGX_Accept_r` on the shared socket and serving one request at a time.
+/// The FastCGI front: a few event threads that take nginx's connections as they become readable, and worker
+/// threads for the requests that wait (for vw, for the disk).
 ///
-/// With `fastcgi_keep_conn on` a thread stays with its nginx connection between requests, so
-/// nginx's idle keepalive connections (workers × keepalive) must stay below T.
+/// Every nginx connection is in one epoll set, armed for one event at a time (EPOLLONESHOT): one thread owns a
+/// connection from its readable event until its answer is written and the connection is armed again. An event
+/// thread reads the request (libfcgi, through the connection's own `FCGX_Request`) and answers it itself when the
+/// answer waits for nothing (``Router/answersWithoutWaiting(_:context:)``: the health routes, predictions of a
+/// natively served model); it hands any other request to a worker. Under load an event thread finds the next
+/// connection ready as it finishes one, so such a request costs no thread wake-up; with a thread blocked reading
+/// each connection, every request woke one, and that was half of vwfcgi's CPU.
+///
+/// Connections are not pinned to threads: nginx may keep as many idle connections as it likes.
 ///
 /// A ``BackgroundService``: `run` starts the threads and, once stopped, stops accepting and waits up to `grace` for
 /// the requests being served.
 final class FastCGIServer: BackgroundService {
-    /// Answers one request; the cache is the calling thread's own.
-    typealias Handler = @Sendable (HTTPRequest, inout Router.ThreadContext) -> HTTPResponse
-
     let socketFD: Int32
-    let threads: Int
+    /// Threads that take connections' events and answer what waits for nothing.
+    let eventThreads: Int
+    /// Threads that answer the requests handed to them, one each at a time.
+    let workers: Int
     let maxBodyBytes: Int
     /// How long a stop waits for the requests being served.
     let grace: Duration
-    let handler: Handler
+    let router: Router
     let logger: Logger
     private let stopping = Atomic<Bool>(false)
     private let inflight = Atomic<Int>(0)
     /// Woken by every finished request once stopping, so `stop` waits without polling; also the accept back-off's wait.
     private let drained = Condition()
+    private let handOff = HandOff()
 
-    init(socketFD: Int32, threads: Int, maxBodyBytes: Int, grace: Duration, logger: Logger, handler: @escaping Handler) {
+    init(socketFD: Int32, eventThreads: Int, workers: Int, maxBodyBytes: Int, grace: Duration, router: Router, logger: Logger) {
         self.socketFD = socketFD
-        self.threads = threads
+        self.eventThreads = eventThreads
+        self.workers = workers
         self.maxBodyBytes = maxBodyBytes
         self.grace = grace
+        self.router = router
         self.logger = logger
-        self.handler = handler
     }
 
     /// Opens a unix socket (mode 0660) or a loopback `host:port`, listening; the error names the
@@ -105,10 +116,17 @@ final class FastCGIServer: BackgroundService {
 
     var serviceName: String { "fcgi" }
 
-    /// Serves on `threads` threads until `stop` is asked, then drains (see ``drain()``).
+    /// Serves until `stop` is asked, then drains (see ``drain()``).
     func run(until stop: StopToken) {
-        for index in 0..<threads {
-            DetachedThread.start(name: "fcgi-\(index)") { [self] in acceptLoop() }
+        let poll = cspawn_poll_create()
+        guard poll >= 0 else { fatalError("cannot create the FastCGI epoll set: \(String(cString: strerror(errno)))") }
+        _ = fcntl(socketFD, F_SETFL, fcntl(socketFD, F_GETFL) | O_NONBLOCK)
+        _ = cspawn_poll_arm(poll, socketFD, Self.listenerToken, 1)
+        for index in 0..<eventThreads {
+            DetachedThread.start(name: "fcgi-event-\(index)") { [self] in eventLoop(poll) }
+        }
+        for index in 0..<workers {
+            DetachedThread.start(name: "fcgi-\(index)") { [self] in workerLoop(poll) }
         }
         stop.wait(until: .never)
         drain()
@@ -121,57 +139,138 @@ final class FastCGIServer: BackgroundService {
         drained.wait(until: .after(grace)) { inflight.load(ordering: .acquiring) == 0 }
     }
 
-    private func acceptLoop() {
-        let request = UnsafeMutablePointer<FCGX_Request>.allocate(capacity: 1)
-        defer { request.deallocate() }
-        FCGX_InitRequest(request, socketFD, 0)
+    /// The listening socket's token in the epoll set; a connection's is the address of its `FCGX_Request`.
+    private static let listenerToken: UInt64 = 0
+
+    /// Largest body an event thread reads itself; a larger request goes to a worker before its body is read.
+    static let eventBodyBytes = 256 << 10
+
+    private func eventLoop(_ poll: Int32) {
         var context = Router.ThreadContext()
-        while !stopping.load(ordering: .acquiring) {
-            if FCGX_Accept_r(request) < 0 {
-                if stopping.load(ordering: .acquiring) { break }
-                // A failed accept (EMFILE, ...): back off before the next try, or less when stopping.
-                drained.wait(until: .after(.milliseconds(1))) { stopping.load(ordering: .acquiring) }
+        context.models.mayWaitForVW = false
+        var token: UInt64 = 0
+        while true {
+            guard cspawn_poll_wait(poll, &token) == 1 else { continue }
+            if token == Self.listenerToken {
+                acceptConnections(poll)
                 continue
             }
-            inflight.wrappingAdd(1, ordering: .acquiring)
-            let bodyBytes = serve(request, context: &context)
-            FCGX_Finish_r(request)
-            inflight.wrappingSubtract(1, ordering: .releasing)
-            // The request's memory is freed by now; from 1 MiB on, malloc would otherwise keep it for good.
-            if bodyBytes >= Self.trimAfterBodyBytes { MemoryTuning.returnFreedMemory() }
-            if stopping.load(ordering: .acquiring) { drained.broadcast() }
+            let connection = Connection(token: token)
+            guard var request = begin(connection) else { continue }
+            guard (request.contentLength ?? 0) <= Self.eventBodyBytes, router.answersWithoutWaiting(request, context: &context) else {
+                handOff.push(.init(connection: connection, request: request, bodyRead: false))
+                continue
+            }
+            readBody(connection, into: &request)
+            guard let response = router.answer(request, context: &context) else {
+                handOff.push(.init(connection: connection, request: request, bodyRead: true))
+                continue
+            }
+            finish(connection, request, response, poll: poll)
         }
     }
 
-    /// Bodies from this size on are followed by `MemoryTuning.returnFreedMemory()`.
-    static let trimAfterBodyBytes = 1 << 20
+    private func workerLoop(_ poll: Int32) {
+        var context = Router.ThreadContext()
+        while true {
+            var item = handOff.take()
+            if !item.bodyRead { readBody(item.connection, into: &item.request) }
+            let response = router.handle(item.request, context: &context)
+            finish(item.connection, item.request, response, poll: poll)
+        }
+    }
 
-    /// Answers one request; returns the size of its body.
-    private func serve(_ request: UnsafeMutablePointer<FCGX_Request>, context: inout Router.ThreadContext) -> Int {
-        var http = FastCGIParams.request(fromEnvironment: request.pointee.envp)
+    /// Accepts the connections waiting on the listening socket, each armed in `poll`, then arms the socket again
+    /// (unless it was shut down: the server is stopping).
+    private func acceptConnections(_ poll: Int32) {
+        while true {
+            let fd = cspawn_accept(socketFD)
+            if fd >= 0 {
+                let request = UnsafeMutablePointer<FCGX_Request>.allocate(capacity: 1)
+                // No listening socket of its own: libfcgi never accepts; a closed connection fails FCGX_Accept_r.
+                FCGX_InitRequest(request, -1, 0)
+                request.pointee.ipcFd = fd
+                // Kept until nginx says otherwise: FCGX_Accept_r would otherwise close it before its first request.
+                request.pointee.keepConnection = 1
+                let connection = Connection(request: request)
+                if cspawn_poll_arm(poll, fd, connection.token, 1) != 0 {
+                    close(fd)
+                    request.deallocate()
+                }
+                continue
+            }
+            let error = errno
+            if error == EINTR || error == ECONNABORTED { continue }
+            if error != EAGAIN {
+                if stopping.load(ordering: .acquiring) { return }
+                // EMFILE, ENFILE, ENOBUFS...: back off before the next try.
+                drained.wait(until: .after(.milliseconds(1))) { stopping.load(ordering: .acquiring) }
+                if stopping.load(ordering: .acquiring) { return }
+            }
+            _ = cspawn_poll_arm(poll, socketFD, Self.listenerToken, 0)
+            return
+        }
+    }
+
+    /// Reads the next request's params on `connection`; nil when nginx closed it (its state is then freed).
+    private func begin(_ connection: Connection) -> HTTPRequest? {
+        guard FCGX_Accept_r(connection.request) >= 0 else {
+            // libfcgi closed the connection (end of file, or a protocol error).
+            connection.request.deallocate()
+            return nil
+        }
+        inflight.wrappingAdd(1, ordering: .acquiring)
+        var http = FastCGIParams.request(fromEnvironment: connection.request.pointee.envp)
         if stopping.load(ordering: .acquiring) {
             // A request that arrived on a kept-alive connection while draining.
             http.rejection = .error(503, "vwfcgi is shutting down", headers: [("Retry-After", "1")])
         } else if let length = http.contentLength, length < 0 {
             http.rejection = .error(400, "invalid Content-Length")
-        } else if let length = http.contentLength, length > maxBodyBytes {
-            Self.discard(request.pointee.in)
-            http.rejection = .error(413, "request body of \(length) bytes is larger than the limit of \(maxBodyBytes) bytes")
-        } else {
-            http.body = Self.readBody(request.pointee.in, expected: http.contentLength ?? 0, limit: maxBodyBytes)
-            if http.body.count > maxBodyBytes {
-                http.rejection = .error(413, "request body is larger than the limit of \(maxBodyBytes) bytes")
-            }
         }
-        let response = handler(http, &context)
+        return http
+    }
+
+    /// Reads the body of `http` (or drops it, over the limit); nothing for a request already refused.
+    private func readBody(_ connection: Connection, into http: inout HTTPRequest) {
+        let stream = connection.request.pointee.in
+        guard http.rejection == nil else { return }
+        if let length = http.contentLength, length > maxBodyBytes {
+            Self.discard(stream)
+            http.rejection = .error(413, "request body of \(length) bytes is larger than the limit of \(maxBodyBytes) bytes")
+            return
+        }
+        http.body = Self.readBody(stream, expected: http.contentLength ?? 0, limit: maxBodyBytes)
+        if http.body.count > maxBodyBytes {
+            http.rejection = .error(413, "request body is larger than the limit of \(maxBodyBytes) bytes")
+        }
+    }
+
+    /// Writes the answer, ends the request, and arms the connection for its next one (or frees it, closed).
+    private func finish(_ connection: Connection, _ http: HTTPRequest, _ response: HTTPResponse, poll: Int32) {
         if response.status >= 500 {
             logger.warning("request failed", metadata: [
                 "status": "\(response.status)", "path": "\(http.path)", "request_id": "\(http.requestID ?? "-")",
             ])
         }
+        let request = connection.request
         write(response, to: request.pointee.out)
-        return http.body.count
+        FCGX_Finish_r(request)
+        inflight.wrappingSubtract(1, ordering: .releasing)
+        // The request's memory is freed by now; from 1 MiB on, malloc would otherwise keep it for good.
+        if http.body.count >= Self.trimAfterBodyBytes { MemoryTuning.returnFreedMemory() }
+        if stopping.load(ordering: .acquiring) { drained.broadcast() }
+        guard request.pointee.ipcFd >= 0 else {
+            request.deallocate()
+            return
+        }
+        if cspawn_poll_arm(poll, request.pointee.ipcFd, connection.token, 0) != 0 {
+            FCGX_Free(request, 1)
+            request.deallocate()
+        }
     }
+
+    /// Bodies from this size on are followed by `MemoryTuning.returnFreedMemory()`.
+    static let trimAfterBodyBytes = 1 << 20
 
     /// Reads the body: `expected` bytes as announced, never more than `limit + 1`.
     static func readBody(_ stream: UnsafeMutablePointer<FCGX_Stream>?, expected: Int, limit: Int) -> [UInt8] {
@@ -211,6 +310,65 @@ final class FastCGIServer: BackgroundService {
                 guard let base = chars.baseAddress else { return }
                 _ = FCGX_PutStr(base, Int32(chars.count), stream)
             }
+        }
+    }
+}
+
+/// One nginx connection: libfcgi's state for it, owned by whichever thread took its last event.
+///
+/// Unchecked Sendable: the epoll set's one-shot arming gives a connection to one thread at a time (from its event
+/// to its arming again), and it moves from an event thread to a worker only through ``HandOff``'s lock.
+private struct Connection: @unchecked Sendable {
+    let request: UnsafeMutablePointer<FCGX_Request>
+
+    init(request: UnsafeMutablePointer<FCGX_Request>) {
+        self.request = request
+    }
+
+    init(token: UInt64) {
+        request = UnsafeMutablePointer(bitPattern: UInt(token))!
+    }
+
+    /// The connection's token in the epoll set: its state's address.
+    var token: UInt64 { UInt64(UInt(bitPattern: request)) }
+}
+
+/// The requests event threads pass to the workers, first in, first out.
+///
+/// Unchecked Sendable: `items` and `head` are only touched under `condition`'s lock.
+private final class HandOff: @unchecked Sendable {
+    struct Item {
+        let connection: Connection
+        var request: HTTPRequest
+        /// Whether the event thread read the body already.
+        let bodyRead: Bool
+    }
+
+    private let condition = Condition()
+    /// Taken slots are nil (their request freed at once) up to `head`; they are dropped when the queue empties, or
+    /// once they are half of it.
+    private var items: [Item?] = []
+    private var head = 0
+
+    /// Queues `item` and wakes one worker.
+    func push(_ item: Item) {
+        condition.signal { items.append(item) }
+    }
+
+    /// The oldest item, once there is one.
+    func take() -> Item {
+        condition.waitToTake {
+            guard head < items.count, let item = items[head] else { return nil }
+            items[head] = nil
+            head += 1
+            if head == items.count {
+                items.removeAll(keepingCapacity: true)
+                head = 0
+            } else if head >= 64, head * 2 >= items.count {
+                items.removeFirst(head)
+                head = 0
+            }
+            return item
         }
     }
 }

@@ -12,6 +12,8 @@ final class RequestMetrics: Sendable {
         var model: String = ""
         var examples = 0
         var errorReason: String?
+        /// The request needs a worker thread: not answered, nothing to record.
+        var needsWorker = false
     }
 
     /// A request thread's own handles: the shared caches are consulted once per label set and thread.
@@ -230,6 +232,7 @@ extension PredictError {
         case .shardFailed: "vw_failed"
         case .invalidRequest: "invalid_request"
         case .eventLogFailed: "event_log_failed"
+        case .needsWorker: "needs_worker"
         }
     }
 }

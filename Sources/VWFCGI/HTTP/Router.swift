@@ -18,8 +18,35 @@ struct Router: Sendable {
         var metrics = RequestMetrics.HandleCache()
     }
 
-    /// Answers one request and records it in the metrics.
+    /// Answers one request on a thread that may wait for vw (a worker's context), and records it in the metrics.
     func handle(_ request: HTTPRequest, context: inout ThreadContext) -> HTTPResponse {
+        answer(request, context: &context) ?? .error(500, "the request was not answered (a context that may not wait for vw)")
+    }
+
+    /// Whether an event thread may try `request` (``answer(_:context:)`` with a context that may not wait for vw):
+    /// a refused request, the health routes, and a prediction (V1 or V2) of a model answered natively now, its body
+    /// read. Everything else waits for vw or for the disk, and goes to a worker thread at once.
+    func answersWithoutWaiting(_ request: HTTPRequest, context: inout ThreadContext) -> Bool {
+        if request.rejection != nil { return true }
+        switch request.path {
+        case "/healthz", "/", "/readyz": return true
+        default: break
+        }
+        guard request.method == "POST" else { return false }
+        let name: String
+        if case .infer(let model, _) = OpenInferenceRoute(path: request.path) {
+            name = model
+        } else if request.path.hasPrefix("/v1/models/"), request.path.hasSuffix(":predict") {
+            name = String(request.path.dropFirst("/v1/models/".count).dropLast(":predict".count))
+        } else {
+            return false
+        }
+        return engine.servesNatively(name, cache: &context.models)
+    }
+
+    /// Answers one request and records it in the metrics; nil, with nothing recorded, when `context` may not wait
+    /// for vw and the answer needs it (a worker thread then answers the request).
+    func answer(_ request: HTTPRequest, context: inout ThreadContext) -> HTTPResponse? {
         let start = ContinuousClock.now
         // Parsed once: the V2 route is both the metrics label and what `dispatch` serves.
         let v2Route = OpenInferenceRoute(path: request.path)
@@ -36,6 +63,7 @@ struct Router: Sendable {
         } else {
             response = dispatch(request, v2Route, &outcome, &context.models)
         }
+        if outcome.needsWorker { return nil }
         if personalizerRoute != nil { response = Self.personalizerError(response) }
         if outcome.errorReason == nil && response.status >= 400 {
             outcome.errorReason = Self.reason(status: response.status)
@@ -120,6 +148,7 @@ struct Router: Sendable {
     /// The reply to an engine error, its reason kept for the metrics: one mapping for V1 and V2.
     func failure(_ error: PredictError, _ outcome: inout RequestMetrics.Outcome) -> HTTPResponse {
         outcome.errorReason = error.metricReason
+        outcome.needsWorker = error == .needsWorker
         return Self.response(for: error)
     }
 
@@ -316,7 +345,7 @@ struct Router: Sendable {
         case .timedOut: .error(504, error.message)
         case .shardFailed: .error(503, error.message, headers: [("Retry-After", "1")])
         case .invalidRequest: .error(400, error.message)
-        case .eventLogFailed: .error(503, error.message, headers: [("Retry-After", "1")])
+        case .eventLogFailed, .needsWorker: .error(503, error.message, headers: [("Retry-After", "1")])
         }
     }
 }
