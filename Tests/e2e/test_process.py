@@ -10,6 +10,8 @@ import stat
 import time
 from pathlib import Path
 
+import pytest
+
 from conftest import VWFCGI_BIN, Stack, alive, cmdline, descendants
 
 LISTEN = "0A"  # TCP_LISTEN in /proc/net/tcp
@@ -134,3 +136,21 @@ def test_a_socket_that_cannot_be_bound_is_named_and_vwfcgi_exits_at_once(tmp_pat
             assert r.returncode != 0 and time.monotonic() - started < 10, (r.returncode, r.stderr)
             assert f"cannot listen on {reason}" in r.stderr, r.stderr
             assert "bind/listen" not in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("flag, value, message", [
+    ("--threads", "0", "--threads must be from 1 to 1024"),
+    ("--event-threads", "0", "--event-threads must be from 1 to 256"),
+    ("--event-threads", "257", "--event-threads must be from 1 to 256"),
+    ("--max-update-bytes", "0", "--max-update-bytes must be a positive byte count"),
+    ("--max-update-bytes", "abc", "--max-update-bytes must be a positive byte count"),
+])
+def test_an_invalid_thread_or_update_setting_is_refused_before_anything_starts(tmp_path, flag, value, message):
+    sock = tmp_path / "vwfcgi.sock"
+    (tmp_path / "models").mkdir()
+    r = subprocess.run([str(VWFCGI_BIN), "serve", "--models", str(tmp_path / "models"), "--socket", str(sock),
+                        "--state-dir", str(tmp_path / "state"), flag, value],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode != 0
+    assert message in r.stderr, r.stderr
+    assert not sock.exists()
