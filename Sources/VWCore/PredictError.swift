@@ -19,7 +19,7 @@ public enum PredictError: Error, Equatable, Sendable {
     /// The event log cannot be written (disk full, unwritable): decisions and rewards are refused.
     case eventLogFailed(String)
     /// The answer needs vw and the thread asking may not wait for it (``ModelStore/ReaderCache/mayWaitForVW``):
-    /// the transport hands the request to a worker thread. Never a client's answer.
+    /// the transport hands the request to a thread that may wait. Never a client's answer.
     case needsWorker
 
     public var message: String {

@@ -35,10 +35,10 @@ struct Serve: ParsableCommand {
     @Option(help: "vw processes per model (a model's .json may override).")
     var shards: Int = 1
 
-    @Option(help: "FastCGI worker threads: they answer the requests that wait (for vw, for the disk), one each at a time.")
+    @Option(help: "FastCGI threads for the requests that wait (for vw, for the disk), one each at a time.")
     var threads: Int = 64
 
-    @Option(help: "FastCGI event threads: they take nginx's connections and answer what waits for nothing (health, natively scored predictions); default: the CPUs vwfcgi may run on.")
+    @Option(help: "FastCGI threads that wait for nginx's requests at once and answer what waits for nothing (health, natively scored predictions); default: the CPUs vwfcgi may use.")
     var eventThreads: Int?
 
     @Option(help: "Seconds a request may wait for vw before a 504.")
@@ -154,12 +154,12 @@ struct Serve: ParsableCommand {
         }
         let engine = Engine(store: store, loops: loops, maxJSONDepth: maxJsonDepth)
         let router = Router(engine: engine, metrics: metrics, apiKeys: apiKeys, personalizerModel: personalizerModel)
-        let server = FastCGIServer(socketFD: socketFD, eventThreads: eventThreads ?? Int(cspawn_cpus_available()), workers: threads,
+        let server = FastCGIServer(socketFD: socketFD, pollers: eventThreads ?? Int(cspawn_cpus_available()), workers: threads,
                                    maxBodyBytes: maxBodyBytes, grace: settings.drainGrace, router: router, logger: logger)
         // One group runs every long-lived thread, started in this order and stopped in the reverse one.
         let services = ServiceGroup(logger: logger)
         services.start(server)
-        logger.info("vwfcgi serving", metadata: ["socket": "\(socket ?? listen ?? "")", "threads": "\(threads)", "event_threads": "\(server.eventThreads)", "vw": "\(settings.vwCommand.joined(separator: " "))"])
+        logger.info("vwfcgi serving", metadata: ["socket": "\(socket ?? listen ?? "")", "threads": "\(threads)", "event_threads": "\(server.pollers)", "vw": "\(settings.vwCommand.joined(separator: " "))"])
 
         store.reconcile()
         // Reloads start at once, even while a start-up model is still loading.

@@ -1,7 +1,7 @@
 import Testing
 @testable import VWCore
 
-/// The shadow checks' schedule, and that an event thread's answers never take a check's turn.
+/// The shadow checks' schedule, and that a FastCGI poller's answers never take a check's turn.
 struct ShadowTurnsTests {
     @Test func everyKthAnswerIsAShadowTurn() {
         let turns = ShadowTurns()

@@ -142,12 +142,23 @@ def test_model_json_engine_overrides_the_command_line(native_stack):
     assert "configured" in status["engine_reason"]
 
 
+def _predictions_counted(stack, model: str) -> float:
+    return sum(float(line.rsplit(" ", 1)[1]) for line in stack.get("/metrics").text.splitlines()
+               if line.startswith("vwfcgi_requests_total{") and f'model="{model}"' in line
+               and 'route="predict"' in line and 'code="200"' in line)
+
+
 def test_shadow_checks_find_no_mismatch(native_stack):
+    before = _predictions_counted(native_stack, "linear")
     for seed in range(30):
         r = native_stack.predict("linear", _examples(random.Random(100 + seed), 20))
         assert r.status_code == 200
     metrics = native_stack.get("/metrics").text
     assert 'vwfcgi_native_mismatches_total{model="linear"}' not in metrics
+    # Every 7th request is a shadow check's turn: the poller hands it to a thread that may wait, and only
+    # that thread's answer is counted.
+    assert "needs_worker" not in metrics
+    assert _predictions_counted(native_stack, "linear") - before == 30
     assert native_stack.get("/v1/models/linear").json()["engine"] == "native"
 
 
@@ -171,9 +182,9 @@ def test_native_answers_while_vw_is_stopped(native_dir):
 
 
 def test_health_and_native_answers_come_while_every_worker_waits_for_vw(native_dir):
-    """Event threads answer what waits for nothing: with one worker, held by a request to a model
-    whose vw is frozen, /healthz and native predictions (V1 and V2) still answer, equal to vw;
-    a thread per connection would have queued them behind the held one."""
+    """Pollers answer what waits for nothing: with one poller and one other thread, one of them held
+    by a request to a model whose vw is frozen, /healthz and native predictions (V1 and V2) still
+    answer, equal to vw; a thread per connection would have queued them behind the held one."""
     import threading
     s = Stack(native_dir, extra_args=("--engine", "auto", "--native-shadow-every", "0", "--threads", "1",
                                       "--event-threads", "1", "--timeout", "60")).start()

@@ -83,21 +83,26 @@ public final class Condition: @unchecked Sendable {
         pthread_mutex_unlock(mutex)
     }
 
-    /// Wakes one waiter, after `change` ran under the lock (a queue's push, each item for one taker).
-    public func signal(after change: () -> Void) {
+    /// Runs `change` under the lock and wakes one waiter when it returns true (each change for one taker).
+    @discardableResult
+    public func signal(when change: () -> Bool) -> Bool {
         pthread_mutex_lock(mutex)
-        change()
+        defer { pthread_mutex_unlock(mutex) }
+        guard change() else { return false }
         pthread_cond_signal(condition)
-        pthread_mutex_unlock(mutex)
+        return true
     }
 
-    /// Waits, without a deadline, until `take` (run under the lock) returns a value, and returns it.
-    public func waitToTake<T>(_ take: () -> T?) -> T {
+    /// Waits, without a deadline, until `take` (run under the lock) returns a value, and returns it; `waiting(true)`
+    /// and `waiting(false)` run under the lock around each wait (to count the waiters).
+    public func waitToTake<T>(_ take: () -> T?, waiting: (Bool) -> Void = { _ in }) -> T {
         pthread_mutex_lock(mutex)
         defer { pthread_mutex_unlock(mutex) }
         while true {
             if let value = take() { return value }
+            waiting(true)
             pthread_cond_wait(condition, mutex)
+            waiting(false)
         }
     }
 

@@ -23,8 +23,8 @@ public final class ServingTable: Sendable {
     /// A request thread's copy of the latest snapshot, refreshed when a new one is published.
     public struct ReaderCache: Sendable {
         var snapshot: Snapshot?
-        /// Whether the thread may wait for a vw process; an event thread may not (a request that needs vw
-        /// fails with ``PredictError/needsWorker`` and a worker thread answers it).
+        /// Whether the thread may wait for a vw process; a FastCGI poller may not (a request that needs vw
+        /// fails with ``PredictError/needsWorker`` and a thread that may wait answers it).
         public var mayWaitForVW = true
 
         public init() {}

@@ -12,16 +12,20 @@ struct FastCGISocketError: Error, CustomStringConvertible {
     let description: String
 }
 
-/// The FastCGI front: a few event threads that take nginx's connections as they become readable, and worker
-/// threads for the requests that wait (for vw, for the disk).
+/// The FastCGI front: one epoll set of nginx's connections, polled by a few threads at a time (leader/followers).
 ///
-/// Every nginx connection is in one epoll set, armed for one event at a time (EPOLLONESHOT): one thread owns a
-/// connection from its readable event until its answer is written and the connection is armed again. An event
-/// thread reads the request (libfcgi, through the connection's own `FCGX_Request`) and answers it itself when the
-/// answer waits for nothing (``Router/answersWithoutWaiting(_:context:)``: the health routes, predictions of a
-/// natively served model); it hands any other request to a worker. Under load an event thread finds the next
-/// connection ready as it finishes one, so such a request costs no thread wake-up; with a thread blocked reading
-/// each connection, every request woke one, and that was half of vwfcgi's CPU.
+/// Every connection is armed for one event at a time (EPOLLONESHOT): one thread owns a connection from its readable
+/// event until its answer is written and the connection is armed again. At most `pollers` threads wait for events
+/// (``Roles``). A poller reads the request (libfcgi, through the connection's own `FCGX_Request`) and answers it
+/// itself when the answer waits for nothing (``Router/answersWithoutWaiting(_:context:)``: the health routes,
+/// predictions of a natively served model), then polls again: under load it finds the next connection ready, so
+/// such a request costs no thread wake-up (with a thread blocked reading each connection, every request woke one,
+/// and that was half of vwfcgi's CPU). A request that waits (for vw, for the disk) stays on the thread that read
+/// it, which first wakes a parked thread to poll in its place (that wake-up is off the request's path); with no
+/// thread parked, the request is queued for the next thread that finishes one. After a waiting request the thread
+/// follows its connection for the next requests (``follow(_:context:poll:)``), as a thread per connection would,
+/// so sustained vw traffic costs one wake-up per request, not two. Pollers never wait for vw, so the health routes
+/// answer while every other thread does.
 ///
 /// Connections are not pinned to threads: nginx may keep as many idle connections as it likes.
 ///
@@ -29,9 +33,9 @@ struct FastCGISocketError: Error, CustomStringConvertible {
 /// the requests being served.
 final class FastCGIServer: BackgroundService {
     let socketFD: Int32
-    /// Threads that take connections' events and answer what waits for nothing.
-    let eventThreads: Int
-    /// Threads that answer the requests handed to them, one each at a time.
+    /// How many threads poll at a time.
+    let pollers: Int
+    /// The other threads, for the requests that wait (one each at a time).
     let workers: Int
     let maxBodyBytes: Int
     /// How long a stop waits for the requests being served.
@@ -42,12 +46,13 @@ final class FastCGIServer: BackgroundService {
     private let inflight = Atomic<Int>(0)
     /// Woken by every finished request once stopping, so `stop` waits without polling; also the accept back-off's wait.
     private let drained = Condition()
-    private let handOff = HandOff()
+    private let roles: Roles
 
-    init(socketFD: Int32, eventThreads: Int, workers: Int, maxBodyBytes: Int, grace: Duration, router: Router, logger: Logger) {
+    init(socketFD: Int32, pollers: Int, workers: Int, maxBodyBytes: Int, grace: Duration, router: Router, logger: Logger) {
         self.socketFD = socketFD
-        self.eventThreads = eventThreads
+        self.pollers = pollers
         self.workers = workers
+        roles = Roles(pollers: pollers)
         self.maxBodyBytes = maxBodyBytes
         self.grace = grace
         self.router = router
@@ -122,11 +127,8 @@ final class FastCGIServer: BackgroundService {
         guard poll >= 0 else { fatalError("cannot create the FastCGI epoll set: \(String(cString: strerror(errno)))") }
         _ = fcntl(socketFD, F_SETFL, fcntl(socketFD, F_GETFL) | O_NONBLOCK)
         _ = cspawn_poll_arm(poll, socketFD, Self.listenerToken, 1)
-        for index in 0..<eventThreads {
-            DetachedThread.start(name: "fcgi-event-\(index)") { [self] in eventLoop(poll) }
-        }
-        for index in 0..<workers {
-            DetachedThread.start(name: "fcgi-\(index)") { [self] in workerLoop(poll) }
+        for index in 0..<(pollers + workers) {
+            DetachedThread.start(name: "fcgi-\(index)") { [self] in serveLoop(poll) }
         }
         stop.wait(until: .never)
         drain()
@@ -142,12 +144,22 @@ final class FastCGIServer: BackgroundService {
     /// The listening socket's token in the epoll set; a connection's is the address of its `FCGX_Request`.
     private static let listenerToken: UInt64 = 0
 
-    /// Largest body an event thread reads itself; a larger request goes to a worker before its body is read.
-    static let eventBodyBytes = 256 << 10
+    /// Largest body a poller reads before it gives its place away; a larger request waits (for its body).
+    static let pollerBodyBytes = 256 << 10
 
-    private func eventLoop(_ poll: Int32) {
+    private func serveLoop(_ poll: Int32) {
         var context = Router.ThreadContext()
-        context.models.mayWaitForVW = false
+        while true {
+            switch roles.next() {
+            case .poll: pollUntilAWaitingRequest(poll, context: &context)
+            case .serve(var request): answer(&request, context: &context, poll: poll)
+            }
+        }
+    }
+
+    /// Takes events and answers what waits for nothing, until a request waits and a parked thread takes this one's
+    /// place: then answers that request and returns. With no thread parked, a request that waits is queued.
+    private func pollUntilAWaitingRequest(_ poll: Int32, context: inout Router.ThreadContext) {
         var token: UInt64 = 0
         while true {
             guard cspawn_poll_wait(poll, &token) == 1 else { continue }
@@ -157,26 +169,51 @@ final class FastCGIServer: BackgroundService {
             }
             let connection = Connection(token: token)
             guard var request = begin(connection) else { continue }
-            guard (request.contentLength ?? 0) <= Self.eventBodyBytes, router.answersWithoutWaiting(request, context: &context) else {
-                handOff.push(.init(connection: connection, request: request, bodyRead: false))
+            var bodyRead = false
+            if (request.contentLength ?? 0) <= Self.pollerBodyBytes, router.answersWithoutWaiting(request, context: &context) {
+                readBody(connection, into: &request)
+                bodyRead = true
+                context.models.mayWaitForVW = false
+                if let response = router.answer(request, context: &context) {
+                    if finish(connection, request, response) { arm(connection, poll: poll) }
+                    continue
+                }
+            }
+            var waiting = WaitingRequest(connection: connection, request: request, bodyRead: bodyRead)
+            guard roles.handOverPolling() else {
+                roles.queue(waiting)
                 continue
             }
-            readBody(connection, into: &request)
-            guard let response = router.answer(request, context: &context) else {
-                handOff.push(.init(connection: connection, request: request, bodyRead: true))
-                continue
-            }
-            finish(connection, request, response, poll: poll)
+            answer(&waiting, context: &context, poll: poll)
+            return
         }
     }
 
-    private func workerLoop(_ poll: Int32) {
-        var context = Router.ThreadContext()
+    /// Answers a request that may wait (for vw, for the disk), then follows its connection.
+    private func answer(_ waiting: inout WaitingRequest, context: inout Router.ThreadContext, poll: Int32) {
+        if !waiting.bodyRead { readBody(waiting.connection, into: &waiting.request) }
+        context.models.mayWaitForVW = true
+        let response = router.handle(waiting.request, context: &context)
+        if finish(waiting.connection, waiting.request, response) { follow(waiting.connection, context: &context, poll: poll) }
+    }
+
+    /// How long a thread that answered a waiting request waits for the next request on its connection.
+    static let followMilliseconds: Int32 = 10
+
+    /// Answers the next requests on `connection` while they come within ``followMilliseconds`` of each other and no
+    /// request is queued, as a thread per connection would (a wake-up per request, where taking each through the
+    /// pollers again would cost a second one, to replace the poller); then arms the connection in `poll`.
+    private func follow(_ connection: Connection, context: inout Router.ThreadContext, poll: Int32) {
         while true {
-            var item = handOff.take()
-            if !item.bodyRead { readBody(item.connection, into: &item.request) }
-            let response = router.handle(item.request, context: &context)
-            finish(item.connection, item.request, response, poll: poll)
+            var readable = pollfd(fd: connection.request.pointee.ipcFd, events: Int16(POLLIN), revents: 0)
+            guard roles.nothingQueued, Glibc.poll(&readable, 1, Self.followMilliseconds) == 1 else {
+                arm(connection, poll: poll)
+                return
+            }
+            guard var request = begin(connection) else { return }
+            readBody(connection, into: &request)
+            let response = router.handle(request, context: &context)
+            guard finish(connection, request, response) else { return }
         }
     }
 
@@ -245,8 +282,9 @@ final class FastCGIServer: BackgroundService {
         }
     }
 
-    /// Writes the answer, ends the request, and arms the connection for its next one (or frees it, closed).
-    private func finish(_ connection: Connection, _ http: HTTPRequest, _ response: HTTPResponse, poll: Int32) {
+    /// Writes the answer and ends the request; false when the connection is closed (and freed), true while nginx
+    /// keeps it.
+    private func finish(_ connection: Connection, _ http: HTTPRequest, _ response: HTTPResponse) -> Bool {
         if response.status >= 500 {
             logger.warning("request failed", metadata: [
                 "status": "\(response.status)", "path": "\(http.path)", "request_id": "\(http.requestID ?? "-")",
@@ -261,8 +299,14 @@ final class FastCGIServer: BackgroundService {
         if stopping.load(ordering: .acquiring) { drained.broadcast() }
         guard request.pointee.ipcFd >= 0 else {
             request.deallocate()
-            return
+            return false
         }
+        return true
+    }
+
+    /// Arms an open connection in `poll` for its next request (closes and frees it if that fails).
+    private func arm(_ connection: Connection, poll: Int32) {
+        let request = connection.request
         if cspawn_poll_arm(poll, request.pointee.ipcFd, connection.token, 0) != 0 {
             FCGX_Free(request, 1)
             request.deallocate()
@@ -317,7 +361,7 @@ final class FastCGIServer: BackgroundService {
 /// One nginx connection: libfcgi's state for it, owned by whichever thread took its last event.
 ///
 /// Unchecked Sendable: the epoll set's one-shot arming gives a connection to one thread at a time (from its event
-/// to its arming again), and it moves from an event thread to a worker only through ``HandOff``'s lock.
+/// to its arming again), and it moves from a poller to another thread only through ``Roles``' lock.
 private struct Connection: @unchecked Sendable {
     let request: UnsafeMutablePointer<FCGX_Request>
 
@@ -333,42 +377,76 @@ private struct Connection: @unchecked Sendable {
     var token: UInt64 { UInt64(UInt(bitPattern: request)) }
 }
 
-/// The requests event threads pass to the workers, first in, first out.
+/// A request read by a poller that waits (for vw, for the disk), with its connection.
+private struct WaitingRequest: Sendable {
+    let connection: Connection
+    var request: HTTPRequest
+    /// Whether the poller read the body already.
+    let bodyRead: Bool
+}
+
+/// Which thread polls and which answers a request that waits: at most `pollers` poll at a time, the others answer
+/// one waiting request each or are parked.
 ///
-/// Unchecked Sendable: `items` and `head` are only touched under `condition`'s lock.
-private final class HandOff: @unchecked Sendable {
-    struct Item {
-        let connection: Connection
-        var request: HTTPRequest
-        /// Whether the event thread read the body already.
-        let bodyRead: Bool
+/// Unchecked Sendable: `polling`, `parked`, `queued` and `head` are only touched under `condition`'s lock.
+private final class Roles: @unchecked Sendable {
+    enum Role {
+        case poll
+        case serve(WaitingRequest)
     }
 
+    private let pollers: Int
     private let condition = Condition()
+    private var polling = 0
+    private var parked = 0
     /// Taken slots are nil (their request freed at once) up to `head`; they are dropped when the queue empties, or
     /// once they are half of it.
-    private var items: [Item?] = []
+    private var queued: [WaitingRequest?] = []
     private var head = 0
 
-    /// Queues `item` and wakes one worker.
-    func push(_ item: Item) {
-        condition.signal { items.append(item) }
+    init(pollers: Int) {
+        self.pollers = pollers
     }
 
-    /// The oldest item, once there is one.
-    func take() -> Item {
-        condition.waitToTake {
-            guard head < items.count, let item = items[head] else { return nil }
-            items[head] = nil
+    /// A thread's next role, once there is one: polling while fewer than `pollers` poll (the front first), else the
+    /// oldest queued request; parked meanwhile.
+    func next() -> Role {
+        condition.waitToTake({ () -> Role? in
+            if polling < pollers {
+                polling += 1
+                return .poll
+            }
+            guard head < queued.count, let request = queued[head] else { return nil }
+            queued[head] = nil
             head += 1
-            if head == items.count {
-                items.removeAll(keepingCapacity: true)
+            if head == queued.count {
+                queued.removeAll(keepingCapacity: true)
                 head = 0
-            } else if head >= 64, head * 2 >= items.count {
-                items.removeFirst(head)
+            } else if head >= 64, head * 2 >= queued.count {
+                queued.removeFirst(head)
                 head = 0
             }
-            return item
+            return .serve(request)
+        }, waiting: { parked += $0 ? 1 : -1 })
+    }
+
+    /// A poller took a request that waits: when a thread is parked, gives it this one's place (true); else false
+    /// (the poller queues the request and polls on).
+    func handOverPolling() -> Bool {
+        condition.signal {
+            guard parked > 0 else { return false }
+            polling -= 1
+            return true
         }
+    }
+
+    /// Queues a request for the next thread that finishes one (every thread is busy).
+    func queue(_ request: WaitingRequest) {
+        condition.withLock { queued.append(request) }
+    }
+
+    /// Whether no request is queued (a thread following its connection leaves it for a queued one).
+    var nothingQueued: Bool {
+        condition.withLock { head == queued.count }
     }
 }

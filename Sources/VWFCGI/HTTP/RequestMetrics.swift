@@ -12,7 +12,7 @@ final class RequestMetrics: Sendable {
         var model: String = ""
         var examples = 0
         var errorReason: String?
-        /// The request needs a worker thread: not answered, nothing to record.
+        /// The request needs a thread that may wait: not answered here, nothing to record.
         var needsWorker = false
     }
 

@@ -18,14 +18,14 @@ struct Router: Sendable {
         var metrics = RequestMetrics.HandleCache()
     }
 
-    /// Answers one request on a thread that may wait for vw (a worker's context), and records it in the metrics.
+    /// Answers one request on a thread that may wait for vw, and records it in the metrics.
     func handle(_ request: HTTPRequest, context: inout ThreadContext) -> HTTPResponse {
         answer(request, context: &context) ?? .error(500, "the request was not answered (a context that may not wait for vw)")
     }
 
-    /// Whether an event thread may try `request` (``answer(_:context:)`` with a context that may not wait for vw):
+    /// Whether a FastCGI poller may try `request` (``answer(_:context:)`` with a context that may not wait for vw):
     /// a refused request, the health routes, and a prediction (V1 or V2) of a model answered natively now, its body
-    /// read. Everything else waits for vw or for the disk, and goes to a worker thread at once.
+    /// read. Everything else waits for vw or for the disk, and goes to a thread that may wait at once.
     func answersWithoutWaiting(_ request: HTTPRequest, context: inout ThreadContext) -> Bool {
         if request.rejection != nil { return true }
         switch request.path {
@@ -45,7 +45,7 @@ struct Router: Sendable {
     }
 
     /// Answers one request and records it in the metrics; nil, with nothing recorded, when `context` may not wait
-    /// for vw and the answer needs it (a worker thread then answers the request).
+    /// for vw and the answer needs it (a thread that may wait then answers the request).
     func answer(_ request: HTTPRequest, context: inout ThreadContext) -> HTTPResponse? {
         let start = ContinuousClock.now
         // Parsed once: the V2 route is both the metrics label and what `dispatch` serves.
