@@ -183,8 +183,10 @@ def test_native_answers_while_vw_is_stopped(native_dir):
 
 def test_health_and_native_answers_come_while_every_worker_waits_for_vw(native_dir):
     """Pollers answer what waits for nothing: with one poller and one other thread, one of them held
-    by a request to a model whose vw is frozen, /healthz and native predictions (V1 and V2) still
-    answer, equal to vw; a thread per connection would have queued them behind the held one."""
+    by a request to a model whose vw is frozen and two more such requests queued, /healthz and
+    native predictions (V1 and V2) still answer, equal to vw; a thread per connection would have
+    queued them behind the held ones. Once vw runs again, the held and the queued requests are
+    answered, equal to vw."""
     import threading
     s = Stack(native_dir, extra_args=("--engine", "auto", "--native-shadow-every", "0", "--threads", "1",
                                       "--event-threads", "1", "--timeout", "60")).start()
@@ -195,8 +197,11 @@ def test_health_and_native_answers_come_while_every_worker_waits_for_vw(native_d
         for pid in frozen:
             os.kill(pid, signal.SIGSTOP)
         held = []
-        worker = threading.Thread(target=lambda: held.append(s.predict("nn", ["|a x:1"])), daemon=True)
-        worker.start()
+        workers = [threading.Thread(target=lambda: held.append(s.predict("nn", ["|a x:1"])), daemon=True) for _ in range(3)]
+        for worker in workers:
+            worker.start()
+        # One reaches the engine and waits for vw; the two others wait for a thread, queued behind it (so
+        # would /metrics: only what waits for nothing is answered by the poller).
         lines = _examples(random.Random(21), 20)
         for _ in range(3):
             assert s.get("/healthz").status_code == 200
@@ -205,13 +210,24 @@ def test_health_and_native_answers_come_while_every_worker_waits_for_vw(native_d
             v2 = s.post("/v2/models/linear/infer", json={"inputs": [{"name": "examples", "shape": [1], "datatype": "BYTES",
                                                                      "data": [lines[0]]}]})
             assert v2.status_code == 200, v2.text
-        assert worker.is_alive() and not held, "the request held by the frozen vw was answered"
+        assert all(worker.is_alive() for worker in workers) and not held, "a request held by the frozen vw was answered"
         want = [float(x) for x in _vw_answers(native_dir / "linear.vw", lines, ("--link", "logistic")).split()]
         assert r.json()["predictions"] == want
         assert v2.json()["outputs"][0]["data"] == want[:1]
-    finally:
         for pid in frozen:
             os.kill(pid, signal.SIGCONT)
+        frozen = []
+        for worker in workers:
+            worker.join(60)
+        assert len(held) == 3 and all(h.status_code == 200 for h in held), [h.text for h in held]
+        nn = float(_vw_answers(native_dir / "nn.vw", ["|a x:1"]))
+        assert all(h.json()["predictions"] == [nn] for h in held)
+    finally:
+        for pid in frozen:
+            try:
+                os.kill(pid, signal.SIGCONT)
+            except ProcessLookupError:
+                pass  # replaced by the supervisor meanwhile
         problems = s.stop()
         assert not problems, "\n".join(problems)
 
