@@ -27,11 +27,8 @@ struct Router: Sendable {
     /// a refused request, the health routes, and a prediction (V1 or V2) of a model answered natively now, its body
     /// read. Everything else waits for vw or for the disk, and goes to a thread that may wait at once.
     func answersWithoutWaiting(_ request: HTTPRequest, context: inout ThreadContext) -> Bool {
-        if request.rejection != nil { return true }
-        switch request.path {
-        case "/healthz", "/", "/readyz": return true
-        default: break
-        }
+        let path = request.path
+        if request.rejection != nil || path == "/healthz" || path == "/" || path == "/readyz" { return true }
         guard request.method == "POST" else { return false }
         let name: String
         if case .infer(let model, _) = OpenInferenceRoute(path: request.path) {
