@@ -340,6 +340,12 @@ int cspawn_cpus_available(void) {
     return count > 0 ? count : 1;
 }
 
+long cspawn_open_files_limit(void) {
+    struct rlimit limit;
+    if (getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur == RLIM_INFINITY) return -1;
+    return limit.rlim_cur > (rlim_t)1 << 30 ? 1L << 30 : (long)limit.rlim_cur;
+}
+
 int cspawn_poll_create(void) {
     return epoll_create1(EPOLL_CLOEXEC);
 }

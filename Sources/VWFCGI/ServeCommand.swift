@@ -159,7 +159,7 @@ struct Serve: ParsableCommand {
         // One group runs every long-lived thread, started in this order and stopped in the reverse one.
         let services = ServiceGroup(logger: logger)
         services.start(server)
-        logger.info("vwfcgi serving", metadata: ["socket": "\(socket ?? listen ?? "")", "threads": "\(threads)", "event_threads": "\(server.pollers)", "vw": "\(settings.vwCommand.joined(separator: " "))"])
+        logger.info("vwfcgi serving", metadata: ["socket": "\(socket ?? listen ?? "")", "threads": "\(threads)", "event_threads": "\(server.pollers)", "max_connections": "\(server.maxConnections)", "vw": "\(settings.vwCommand.joined(separator: " "))"])
 
         store.reconcile()
         // Reloads start at once, even while a start-up model is still loading.

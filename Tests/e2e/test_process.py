@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import VWFCGI_BIN, Stack, alive, cmdline, descendants
+from conftest import VWFCGI_BIN, Stack, alive, cmdline, descendants, wait_until
 
 LISTEN = "0A"  # TCP_LISTEN in /proc/net/tcp
 
@@ -154,3 +154,39 @@ def test_an_invalid_thread_or_update_setting_is_refused_before_anything_starts(t
     assert r.returncode != 0
     assert message in r.stderr, r.stderr
     assert not sock.exists()
+
+
+def test_connections_beyond_the_cap_wait_in_the_backlog_and_vwfcgi_keeps_its_descriptors(model_dir, tmp_path, monkeypatch):
+    """A client opening connection after connection to the FastCGI socket gets at most half of vwfcgi's
+    open-files limit (here 256, so 128): vwfcgi's descriptors stay below the limit, and once those
+    connections close it serves again (the next closing connection re-arms the listening socket)."""
+    import conftest
+    wrapper = tmp_path / "vwfcgi-256-files"
+    wrapper.write_text(f"#!/bin/sh\nulimit -n 256\nexec {VWFCGI_BIN} \"$@\"\n")
+    wrapper.chmod(0o755)
+    monkeypatch.setattr(conftest, "VWFCGI_BIN", wrapper)
+    s = Stack(model_dir).start()
+    held = []
+    try:
+        assert s.get("/healthz").status_code == 200
+        for _ in range(300):
+            c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            c.connect(str(s.socket_path))
+            held.append(c)
+        # vwfcgi accepts 128 of them (and holds its own descriptors besides) and leaves the rest in the backlog.
+        def descriptors() -> int:
+            return len(os.listdir(f"/proc/{s.vwfcgi.pid}/fd"))
+        assert wait_until(lambda: descriptors() > 128, 30)
+        time.sleep(0.5)  # room for accepts past the cap, were there any
+        assert descriptors() < 256 - 16, f"vwfcgi holds {descriptors()} descriptors of its 256"
+        assert "max_connections=128" in s.vwfcgi_log.read_text(errors="replace")
+    finally:
+        for c in held:
+            c.close()
+    try:
+        r = s.predict("logistic", ["|f a:1"])
+        assert r.status_code == 200, r.text
+        assert s.get("/healthz").status_code == 200
+    finally:
+        problems = s.stop()
+        assert not problems, "\n".join(problems)

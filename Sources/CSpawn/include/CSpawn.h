@@ -67,6 +67,9 @@ size_t cspawn_heap_bytes_in_use(void);
 /// limit, `/sys/fs/cgroup/cpu.max`, rounded up); at least 1.
 int cspawn_cpus_available(void);
 
+/// The soft open-files limit (RLIMIT_NOFILE), or -1 when unlimited or unknown.
+long cspawn_open_files_limit(void);
+
 /// A new close-on-exec epoll instance, or -1 (errno set).
 int cspawn_poll_create(void);
 

@@ -23,7 +23,7 @@ struct FastCGISocketError: Error, CustomStringConvertible {
 /// and that was half of vwfcgi's CPU). A request that waits (for vw, for the disk) stays on the thread that read
 /// it, which first wakes a parked thread to poll in its place (that wake-up is off the request's path); with no
 /// thread parked, the request is queued for the next thread that finishes one. After a waiting request the thread
-/// follows its connection for the next requests (``follow(_:context:poll:)``), as a thread per connection would,
+/// follows its connection for the next requests (``follow(_:context:)``), as a thread per connection would,
 /// so sustained vw traffic costs one wake-up per request, not two. Pollers never wait for vw, so the health routes
 /// answer while every other thread does.
 ///
@@ -47,9 +47,21 @@ final class FastCGIServer: BackgroundService {
     /// Woken by every finished request once stopping, so `stop` waits without polling; also the accept back-off's wait.
     private let drained = Condition()
     private let roles: Roles
+    /// The epoll set of the listening socket and the connections.
+    private let poll = cspawn_poll_create()
+    /// Connections open at most: past it the listening socket stays disarmed until one closes, so no client can
+    /// take all of vwfcgi's descriptors (model files, vw's pipes, the state directory).
+    let maxConnections: Int
+    private let connections = Atomic<Int>(0)
+    /// Whether the listening socket was left disarmed at `maxConnections`.
+    private let listenerWaits = Atomic<Bool>(false)
 
-    init(socketFD: Int32, pollers: Int, workers: Int, maxBodyBytes: Int, grace: Duration, router: Router, logger: Logger) {
+    init(
+        socketFD: Int32, pollers: Int, workers: Int, maxConnections: Int = FastCGIServer.connectionLimit(), maxBodyBytes: Int,
+        grace: Duration, router: Router, logger: Logger
+    ) {
         self.socketFD = socketFD
+        self.maxConnections = maxConnections
         self.pollers = pollers
         self.workers = workers
         roles = Roles(pollers: pollers)
@@ -121,14 +133,19 @@ final class FastCGIServer: BackgroundService {
 
     var serviceName: String { "fcgi" }
 
+    /// 4,096 connections, or half the open-files limit (`RLIMIT_NOFILE`) when that is lower.
+    static func connectionLimit() -> Int {
+        let files = Int(cspawn_open_files_limit())
+        return files < 0 ? 4096 : max(1, min(4096, files / 2))
+    }
+
     /// Serves until `stop` is asked, then drains (see ``drain()``).
     func run(until stop: StopToken) {
-        let poll = cspawn_poll_create()
         guard poll >= 0 else { fatalError("cannot create the FastCGI epoll set: \(String(cString: strerror(errno)))") }
         _ = fcntl(socketFD, F_SETFL, fcntl(socketFD, F_GETFL) | O_NONBLOCK)
         _ = cspawn_poll_arm(poll, socketFD, Self.listenerToken, 1)
         for index in 0..<(pollers + workers) {
-            DetachedThread.start(name: "fcgi-\(index)") { [self] in serveLoop(poll) }
+            DetachedThread.start(name: "fcgi-\(index)") { [self] in serveLoop() }
         }
         stop.wait(until: .never)
         drain()
@@ -147,24 +164,24 @@ final class FastCGIServer: BackgroundService {
     /// Largest body a poller reads before it gives its place away; a larger request waits (for its body).
     static let pollerBodyBytes = 256 << 10
 
-    private func serveLoop(_ poll: Int32) {
+    private func serveLoop() {
         var context = Router.ThreadContext()
         while true {
             switch roles.next() {
-            case .poll: pollUntilAWaitingRequest(poll, context: &context)
-            case .serve(var request): answer(&request, context: &context, poll: poll)
+            case .poll: pollUntilAWaitingRequest(context: &context)
+            case .serve(var request): answer(&request, context: &context)
             }
         }
     }
 
     /// Takes events and answers what waits for nothing, until a request waits and a parked thread takes this one's
     /// place: then answers that request and returns. With no thread parked, a request that waits is queued.
-    private func pollUntilAWaitingRequest(_ poll: Int32, context: inout Router.ThreadContext) {
+    private func pollUntilAWaitingRequest(context: inout Router.ThreadContext) {
         var token: UInt64 = 0
         while true {
             guard cspawn_poll_wait(poll, &token) == 1 else { continue }
             if token == Self.listenerToken {
-                acceptConnections(poll)
+                acceptConnections()
                 continue
             }
             let connection = Connection(token: token)
@@ -175,7 +192,7 @@ final class FastCGIServer: BackgroundService {
                 bodyRead = true
                 context.models.mayWaitForVW = false
                 if let response = router.answer(request, context: &context) {
-                    if finish(connection, request, response) { arm(connection, poll: poll) }
+                    if finish(connection, request, response) { arm(connection) }
                     continue
                 }
             }
@@ -184,17 +201,17 @@ final class FastCGIServer: BackgroundService {
                 roles.queue(waiting)
                 continue
             }
-            answer(&waiting, context: &context, poll: poll)
+            answer(&waiting, context: &context)
             return
         }
     }
 
     /// Answers a request that may wait (for vw, for the disk), then follows its connection.
-    private func answer(_ waiting: inout WaitingRequest, context: inout Router.ThreadContext, poll: Int32) {
+    private func answer(_ waiting: inout WaitingRequest, context: inout Router.ThreadContext) {
         if !waiting.bodyRead { readBody(waiting.connection, into: &waiting.request) }
         context.models.mayWaitForVW = true
         let response = router.handle(waiting.request, context: &context)
-        if finish(waiting.connection, waiting.request, response) { follow(waiting.connection, context: &context, poll: poll) }
+        if finish(waiting.connection, waiting.request, response) { follow(waiting.connection, context: &context) }
     }
 
     /// How long a thread that answered a waiting request waits for the next request on its connection.
@@ -202,12 +219,12 @@ final class FastCGIServer: BackgroundService {
 
     /// Answers the next requests on `connection` while they come within ``followMilliseconds`` of each other and no
     /// request is queued, as a thread per connection would (a wake-up per request, where taking each through the
-    /// pollers again would cost a second one, to replace the poller); then arms the connection in `poll`.
-    private func follow(_ connection: Connection, context: inout Router.ThreadContext, poll: Int32) {
+    /// pollers again would cost a second one, to replace the poller); then arms the connection in the epoll set.
+    private func follow(_ connection: Connection, context: inout Router.ThreadContext) {
         while true {
             var readable = pollfd(fd: connection.request.pointee.ipcFd, events: Int16(POLLIN), revents: 0)
             guard roles.nothingQueued, Glibc.poll(&readable, 1, Self.followMilliseconds) == 1 else {
-                arm(connection, poll: poll)
+                arm(connection)
                 return
             }
             guard var request = begin(connection) else { return }
@@ -217,12 +234,19 @@ final class FastCGIServer: BackgroundService {
         }
     }
 
-    /// Accepts the connections waiting on the listening socket, each armed in `poll`, then arms the socket again
-    /// (unless it was shut down: the server is stopping).
-    private func acceptConnections(_ poll: Int32) {
+    /// Accepts the connections waiting on the listening socket, each armed in the epoll set, then arms the socket
+    /// again (unless it was shut down: the server is stopping; or `maxConnections` are open: the next to close arms it).
+    private func acceptConnections() {
         while true {
+            if connections.load(ordering: .sequentiallyConsistent) >= maxConnections {
+                listenerWaits.store(true, ordering: .sequentiallyConsistent)
+                // A connection that closed before the store found nothing to arm: go on accepting.
+                guard connections.load(ordering: .sequentiallyConsistent) < maxConnections,
+                      listenerWaits.exchange(false, ordering: .sequentiallyConsistent) else { return }
+            }
             let fd = cspawn_accept(socketFD)
             if fd >= 0 {
+                connections.wrappingAdd(1, ordering: .sequentiallyConsistent)
                 let request = UnsafeMutablePointer<FCGX_Request>.allocate(capacity: 1)
                 // No listening socket of its own: libfcgi never accepts; a closed connection fails FCGX_Accept_r.
                 FCGX_InitRequest(request, -1, 0)
@@ -232,7 +256,7 @@ final class FastCGIServer: BackgroundService {
                 let connection = Connection(request: request)
                 if cspawn_poll_arm(poll, fd, connection.token, 1) != 0 {
                     close(fd)
-                    request.deallocate()
+                    release(connection)
                 }
                 continue
             }
@@ -253,7 +277,7 @@ final class FastCGIServer: BackgroundService {
     private func begin(_ connection: Connection) -> HTTPRequest? {
         guard FCGX_Accept_r(connection.request) >= 0 else {
             // libfcgi closed the connection (end of file, or a protocol error).
-            connection.request.deallocate()
+            release(connection)
             return nil
         }
         inflight.wrappingAdd(1, ordering: .acquiring)
@@ -298,18 +322,27 @@ final class FastCGIServer: BackgroundService {
         if http.body.count >= Self.trimAfterBodyBytes { MemoryTuning.returnFreedMemory() }
         if stopping.load(ordering: .acquiring) { drained.broadcast() }
         guard request.pointee.ipcFd >= 0 else {
-            request.deallocate()
+            release(connection)
             return false
         }
         return true
     }
 
-    /// Arms an open connection in `poll` for its next request (closes and frees it if that fails).
-    private func arm(_ connection: Connection, poll: Int32) {
+    /// Arms an open connection in the epoll set for its next request (closes and frees it if that fails).
+    private func arm(_ connection: Connection) {
         let request = connection.request
         if cspawn_poll_arm(poll, request.pointee.ipcFd, connection.token, 0) != 0 {
             FCGX_Free(request, 1)
-            request.deallocate()
+            release(connection)
+        }
+    }
+
+    /// Frees a closed connection's state, and arms the listening socket if it waited for a connection to close.
+    private func release(_ connection: Connection) {
+        connection.request.deallocate()
+        connections.wrappingSubtract(1, ordering: .sequentiallyConsistent)
+        if listenerWaits.exchange(false, ordering: .sequentiallyConsistent) {
+            _ = cspawn_poll_arm(poll, socketFD, Self.listenerToken, 0)
         }
     }
 
