@@ -23,24 +23,6 @@ struct Router: Sendable {
         answer(request, context: &context) ?? .error(500, "the request was not answered (a context that may not wait for vw)")
     }
 
-    /// Whether a FastCGI poller may try `request` (``answer(_:context:)`` with a context that may not wait for vw):
-    /// a refused request, the health routes, and a prediction (V1 or V2) of a model answered natively now, its body
-    /// read. Everything else waits for vw or for the disk, and goes to a thread that may wait at once.
-    func answersWithoutWaiting(_ request: HTTPRequest, context: inout ThreadContext) -> Bool {
-        let path = request.path
-        if request.rejection != nil || path == "/healthz" || path == "/" || path == "/readyz" { return true }
-        guard request.method == "POST" else { return false }
-        let name: String
-        if case .infer(let model, _) = OpenInferenceRoute(path: request.path) {
-            name = model
-        } else if request.path.hasPrefix("/v1/models/"), request.path.hasSuffix(":predict") {
-            name = String(request.path.dropFirst("/v1/models/".count).dropLast(":predict".count))
-        } else {
-            return false
-        }
-        return engine.servesNatively(name, cache: &context.models)
-    }
-
     /// Answers one request and records it in the metrics; nil, with nothing recorded, when `context` may not wait
     /// for vw and the answer needs it (a thread that may wait then answers the request).
     func answer(_ request: HTTPRequest, context: inout ThreadContext) -> HTTPResponse? {
@@ -92,8 +74,8 @@ struct Router: Sendable {
         let prefix = "/v1/models/"
         guard path.hasPrefix(prefix) else { return .error(404, "no route for \(path)") }
         let rest = path.dropFirst(prefix.count)
-        for verb in [":predict", ":rank", ":reward", ":activate", ":learn"] where rest.hasSuffix(verb) {
-            let name = String(rest.dropLast(verb.count))
+        for verb in [":predict", ":rank", ":reward", ":activate", ":learn"] {
+            guard let name = Self.model(in: path, verb: verb) else { continue }
             if engine.hasModel(name, cache: &cache) { outcome.model = name }
             return only(["POST"], request) {
                 verb == ":predict" ? predict(model: name, request, &outcome, &cache) : loopRequest(verb, model: name, request, &outcome, &cache)

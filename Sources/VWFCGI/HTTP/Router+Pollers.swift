@@ -1,0 +1,32 @@
+import VWCore
+
+/// What a FastCGI poller may answer by itself (it never waits for vw nor for the disk).
+extension Router {
+    /// Whether a FastCGI poller may try `request` (``answer(_:context:)`` with a context that may not wait for vw):
+    /// a refused request, the health routes, and a prediction (V1 or V2) of a model answered natively now, its body
+    /// read. Everything else waits for vw or for the disk, and goes to a thread that may wait at once.
+    func answersWithoutWaiting(_ request: HTTPRequest, context: inout ThreadContext) -> Bool {
+        let path = request.path
+        if request.rejection != nil || path == "/healthz" || path == "/" || path == "/readyz" { return true }
+        guard request.method == "POST" else { return false }
+        let name: String
+        if let model = Self.model(in: path, verb: ":predict") {
+            name = model
+        } else if case .infer(let model, _) = OpenInferenceRoute(path: path) {
+            name = model
+        } else {
+            return false
+        }
+        return engine.servesNatively(name, cache: &context.models)
+    }
+
+    /// The model a `/v1/models/<name><verb>` path names (cut on its UTF-8 bytes), else nil.
+    static func model(in path: String, verb: String) -> String? {
+        let prefix = "/v1/models/"
+        let utf8 = path.utf8
+        guard utf8.count >= prefix.utf8.count + verb.utf8.count, path.hasPrefix(prefix), path.hasSuffix(verb) else { return nil }
+        let start = utf8.index(utf8.startIndex, offsetBy: prefix.utf8.count)
+        let end = utf8.index(utf8.endIndex, offsetBy: -verb.utf8.count)
+        return String(decoding: utf8[start..<end], as: UTF8.self)
+    }
+}
