@@ -217,9 +217,10 @@ final class FastCGIServer: BackgroundService {
     /// How long a thread that answered a waiting request waits for the next request on its connection.
     static let followMilliseconds: Int32 = 10
 
-    /// Answers the next requests on `connection` while they come within ``followMilliseconds`` of each other and no
-    /// request is queued, as a thread per connection would (a wake-up per request, where taking each through the
-    /// pollers again would cost a second one, to replace the poller); then arms the connection in the epoll set.
+    /// Answers the next requests on `connection` while they wait (for vw, for the disk), come within
+    /// ``followMilliseconds`` of each other and no request is queued, as a thread per connection would (a wake-up
+    /// per request, where taking each through the pollers again would cost a second one, to replace the poller);
+    /// then arms the connection in the epoll set.
     private func follow(_ connection: Connection, context: inout Router.ThreadContext) {
         while true {
             var readable = pollfd(fd: connection.request.pointee.ipcFd, events: Int16(POLLIN), revents: 0)
@@ -229,8 +230,15 @@ final class FastCGIServer: BackgroundService {
             }
             guard var request = begin(connection) else { return }
             readBody(connection, into: &request)
+            // A request a poller answers by itself ends the following: the connection goes back to the pollers,
+            // or a busy connection of native predictions would keep a thread (a wake-up per request) forever.
+            let waits = !router.answersWithoutWaiting(request, context: &context)
             let response = router.handle(request, context: &context)
             guard finish(connection, request, response) else { return }
+            guard waits else {
+                arm(connection)
+                return
+            }
         }
     }
 
