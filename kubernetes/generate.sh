@@ -23,7 +23,7 @@ trap 'rm -rf "$tmp"' EXIT
 # The pod's values: must agree with base/deployment.yaml (NGINX_PREFIX, the socket volume,
 # containerPort 8080) and the image (non-root: no `user` directive; docs/ under /opt/vwfcgi).
 PORT=8080 LISTEN_ADDR=0.0.0.0 SOCKET=/run/vwfcgi/vwfcgi.sock PREFIX=/tmp/nginx \
-    WORKERS=2 KEEPALIVE=16 MAX_BODY=8m ERROR_LOG=stderr ACCESS_LOG=/dev/stdout ACCESS_LOG_FORMAT=json NGINX_USER=- \
+    WORKERS=2 KEEPALIVE=64 MAX_BODY=8m ERROR_LOG=stderr ACCESS_LOG=/dev/stdout ACCESS_LOG_FORMAT=json NGINX_USER=- \
     DOCS_DIR=/opt/vwfcgi/docs \
     "$root/nginx/render.sh" > "$tmp/nginx.conf"
 scripts="model-sync.sh log-ship.sh trainer-sync.sh"

@@ -18,7 +18,8 @@
 #   WORKER_CONNECTIONS [4096]  connections per worker (clients + FastCGI)
 #   WORKER_NOFILE [2 x WORKER_CONNECTIONS]  worker_rlimit_nofile
 #   LIMIT_CONN [128]       concurrent connections per client address (429 beyond)
-#   KEEPALIVE [16]         idle FastCGI connections kept per worker (they hold no vwfcgi thread)
+#   KEEPALIVE [64]         idle FastCGI connections kept per worker (they hold no vwfcgi thread); below
+#                          the concurrency a worker sees, nginx opens and closes one per request
 #   ERROR_LOG [PREFIX/error.log]   a file, or stderr
 #   ACCESS_LOG [PREFIX/access.log] a file, /dev/stdout, or off
 #   ACCESS_LOG_FORMAT [text]       text (`... request_id="..."`) or json (one object per line)
@@ -45,7 +46,7 @@ PORT=${PORT:-8080}
 LISTEN_ADDR=${LISTEN_ADDR:-127.0.0.1}
 MAX_BODY=${MAX_BODY:-8m}
 WORKERS=${WORKERS:-2}
-KEEPALIVE=${KEEPALIVE:-16}
+KEEPALIVE=${KEEPALIVE:-64}
 CLIENT_HEADER_TIMEOUT=${CLIENT_HEADER_TIMEOUT:-10s}
 CLIENT_BODY_TIMEOUT=${CLIENT_BODY_TIMEOUT:-10s}
 SEND_TIMEOUT=${SEND_TIMEOUT:-10s}

@@ -12,7 +12,7 @@
 #   VWFCGI_BIN [.build/release/vwfcgi]   the server binary
 #   VW_COMMAND [bin/vw]   the vw command vwfcgi starts (bin/vw runs VW from the .venv package)
 #   VWFCGI_ARGS           extra arguments for `vwfcgi serve` (e.g. "--threads 32 --timeout 5")
-#   MAX_BODY [8m], WORKERS [2], KEEPALIVE [16]: see nginx/render.sh
+#   MAX_BODY [8m], WORKERS [2], KEEPALIVE [64]: see nginx/render.sh
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)

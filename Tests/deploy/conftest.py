@@ -16,7 +16,7 @@ OVERLAYS = ("dev", "prod")
 # The pod's nginx values; kubernetes/generate.sh renders base/nginx.conf with the same ones.
 POD_NGINX_ENV = {
     "PORT": "8080", "LISTEN_ADDR": "0.0.0.0", "SOCKET": "/run/vwfcgi/vwfcgi.sock",
-    "PREFIX": "/tmp/nginx", "WORKERS": "2", "KEEPALIVE": "16", "MAX_BODY": "8m",
+    "PREFIX": "/tmp/nginx", "WORKERS": "2", "KEEPALIVE": "64", "MAX_BODY": "8m",
     "ERROR_LOG": "stderr", "ACCESS_LOG": "/dev/stdout", "ACCESS_LOG_FORMAT": "json", "NGINX_USER": "-",
     "DOCS_DIR": "/opt/vwfcgi/docs",
 }
