@@ -3,8 +3,17 @@ public enum JSONQuoting {
     /// Appends `text` as a quoted JSON string: `"` and `\` escaped, control characters and DEL as
     /// `\n`, `\r`, `\t`, `\b`, `\f` or `\u00XX`; everything else (valid UTF-8) as it is.
     public static func append(_ text: some StringProtocol, to bytes: inout [UInt8]) {
+        // Most strings need no escape: checked and copied from their contiguous UTF-8 when they have it.
+        let plain = text.utf8.withContiguousStorageIfAvailable { utf8 -> Bool in
+            guard !utf8.contains(where: needsEscape) else { return false }
+            bytes.append(UInt8(ascii: "\""))
+            bytes.append(contentsOf: utf8)
+            bytes.append(UInt8(ascii: "\""))
+            return true
+        }
+        if plain == true { return }
         bytes.append(UInt8(ascii: "\""))
-        if !text.utf8.contains(where: { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") || $0 == 0x7F }) {
+        if !text.utf8.contains(where: needsEscape) {
             bytes.append(contentsOf: text.utf8)
             bytes.append(UInt8(ascii: "\""))
             return
@@ -24,6 +33,10 @@ public enum JSONQuoting {
             }
         }
         bytes.append(UInt8(ascii: "\""))
+    }
+
+    @inline(__always) private static func needsEscape(_ byte: UInt8) -> Bool {
+        byte < 0x20 || byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") || byte == 0x7F
     }
 
     private static func hexDigit(_ digit: UInt8) -> UInt8 {

@@ -24,9 +24,19 @@ extension Router {
     static func model(in path: String, verb: String) -> String? {
         let prefix = "/v1/models/"
         let utf8 = path.utf8
-        guard utf8.count >= prefix.utf8.count + verb.utf8.count, path.hasPrefix(prefix), path.hasSuffix(verb) else { return nil }
+        guard utf8.count >= prefix.utf8.count + verb.utf8.count, utf8.starts(with: prefix.utf8), path.utf8Suffix(verb) else { return nil }
         let start = utf8.index(utf8.startIndex, offsetBy: prefix.utf8.count)
         let end = utf8.index(utf8.endIndex, offsetBy: -verb.utf8.count)
         return String(decoding: utf8[start..<end], as: UTF8.self)
+    }
+}
+
+extension String {
+    /// Whether the string's UTF-8 bytes end with `suffix`'s (for ASCII routes: `hasSuffix` without grapheme breaking).
+    func utf8Suffix(_ suffix: String) -> Bool {
+        let bytes = utf8
+        let count = suffix.utf8.count
+        guard bytes.count >= count else { return false }
+        return bytes[bytes.index(bytes.endIndex, offsetBy: -count)...].elementsEqual(suffix.utf8)
     }
 }

@@ -76,10 +76,12 @@ struct Router: Sendable {
         let rest = path.dropFirst(prefix.count)
         for verb in [":predict", ":rank", ":reward", ":activate", ":learn"] {
             guard let name = Self.model(in: path, verb: verb) else { continue }
-            if engine.hasModel(name, cache: &cache) { outcome.model = name }
-            return only(["POST"], request) {
+            let response = only(["POST"], request) {
                 verb == ":predict" ? predict(model: name, request, &outcome, &cache) : loopRequest(verb, model: name, request, &outcome, &cache)
             }
+            // The metrics' model label, for a model the store has: an answer found it; a failure asks.
+            if response.status < 400 || engine.hasModel(name, cache: &cache) { outcome.model = name }
+            return response
         }
         for verb in ["rollback", "rotate"] where rest.hasSuffix("/loop:" + verb) {
             let name = String(rest.dropLast("/loop:".count + verb.count))
@@ -140,31 +142,22 @@ struct Router: Sendable {
         case "/metrics": "metrics"
         case "/v1/models", "/v1/models/": "models"
         default:
-            if let route = OpenInferenceRoute(path: path) {
+            // Every request asks, so on the path's bytes (the routes are ASCII).
+            if path.utf8.starts(with: "/v2".utf8), let route = OpenInferenceRoute(path: path) {
                 route.label
-            } else if !path.hasPrefix("/v1/models/") {
+            } else if !path.utf8.starts(with: "/v1/models/".utf8) {
                 "other"
-            } else if path.hasSuffix(":predict") {
-                "predict"
-            } else if path.hasSuffix(":rank") {
-                "rank"
-            } else if path.hasSuffix(":reward") {
-                "reward"
-            } else if path.hasSuffix(":activate") {
-                "activate"
-            } else if path.hasSuffix(":learn") {
-                "learn"
-            } else if path.hasSuffix("/loop") {
-                "loop"
-            } else if path.hasSuffix("/loop:rollback") {
-                "rollback"
-            } else if path.hasSuffix("/loop:rotate") {
-                "rotate"
             } else {
-                "model"
+                Self.modelRouteLabels.first { path.utf8Suffix($0.suffix) }?.label ?? "model"
             }
         }
     }
+
+    /// The labels of `/v1/models/...` paths, by their ending.
+    private static let modelRouteLabels: [(suffix: String, label: String)] = [
+        (":predict", "predict"), (":rank", "rank"), (":reward", "reward"), (":activate", "activate"), (":learn", "learn"),
+        ("/loop", "loop"), ("/loop:rollback", "rollback"), ("/loop:rotate", "rotate"),
+    ]
 
     /// The `vwfcgi_errors_total{reason}` of an error answered outside the engine.
     static func reason(status: Int) -> String {

@@ -41,6 +41,9 @@ struct PersonalizerRoute: Equatable {
 
     /// The route of `path`; nil for a path outside the Personalizer API.
     init?(path: String, defaultModel: String) {
+        // Every request asks: most paths are rejected on their first bytes (an ASCII prefix matches as bytes exactly
+        // when it matches as characters).
+        guard path.utf8.starts(with: "/loops/".utf8) || path.utf8.starts(with: "/personalizer/".utf8) else { return nil }
         var rest = Substring(path)
         if rest.hasPrefix("/loops/") {
             rest = rest.dropFirst("/loops/".count)
