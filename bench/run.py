@@ -608,6 +608,17 @@ class VwfcgiStack(Server):
                                       "--vw-command", VW, "--shards", str(shards),
                                       "--state-dir", self.state_dir, "--instance-id", "bench", *self.extra_args],
                            os.path.join(run_dir, f"{self.name.replace(' ', '-')}.log"))
+        self.nginx = None
+        try:
+            self._start_front(run_dir)
+        except BaseException:
+            # What this stack started stops here: a caller that catches the error (or a script importing
+            # this module, outside run.py's own exit path) must not inherit running servers.
+            self.stop()
+            raise
+
+    def _start_front(self, run_dir: str):
+        """nginx in front of the started vwfcgi, then waits until both answer and reads the models."""
         prefix = os.path.join(run_dir, "nginx" if self.name == VwfcgiStack.name else "nginx-native")
         self.error_log = os.path.join(prefix, "error.log")
         env = dict(os.environ, PREFIX=prefix, SOCKET=self.socket, PORT=str(self.port),
@@ -663,7 +674,8 @@ class VwfcgiStack(Server):
             return f"# metrics unavailable: {error}"
 
     def stop(self):
-        self.nginx.stop()
+        if self.nginx is not None:
+            self.nginx.stop()
         self.vwfcgi.stop(grace=30)
         shutil.rmtree(self.sock_dir, ignore_errors=True)
 
