@@ -324,18 +324,39 @@ size_t cspawn_heap_bytes_in_use(void) {
     return info.uordblks + info.hblkhd;
 }
 
+// The first integer in file `path`, or 0 when it has none (or cannot be read).
+static long long cspawn_read_integer(const char *path) {
+    long long value = 0;
+    FILE *file = fopen(path, "re");
+    if (!file) return 0;
+    if (fscanf(file, "%lld", &value) != 1) value = 0;
+    fclose(file);
+    return value;
+}
+
 int cspawn_cpus_available(void) {
     cpu_set_t set;
     int count = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : 1;
+    long long limit = 0, period = 0;
     FILE *quota = fopen("/sys/fs/cgroup/cpu.max", "re");
     if (quota) {
-        long long limit = 0, period = 0;
-        // "max 100000" (no quota) fails the first conversion and leaves the count alone.
-        if (fscanf(quota, "%lld %lld", &limit, &period) == 2 && limit > 0 && period > 0) {
-            long long cpus = (limit + period - 1) / period;
-            if (cpus < count) count = (int)cpus;
-        }
+        // cgroup v2. "max 100000" (no quota) fails the first conversion and leaves the count alone.
+        if (fscanf(quota, "%lld %lld", &limit, &period) != 2) limit = period = 0;
         fclose(quota);
+    } else {
+        // cgroup v1 (older nodes): the cpu controller's own mount, under either of its usual names; -1 is no quota.
+        static const char *const directories[] = {"/sys/fs/cgroup/cpu", "/sys/fs/cgroup/cpu,cpuacct"};
+        for (size_t i = 0; i < sizeof directories / sizeof directories[0] && limit == 0; i++) {
+            char path[64];
+            snprintf(path, sizeof path, "%s/cpu.cfs_quota_us", directories[i]);
+            limit = cspawn_read_integer(path);
+            snprintf(path, sizeof path, "%s/cpu.cfs_period_us", directories[i]);
+            period = cspawn_read_integer(path);
+        }
+    }
+    if (limit > 0 && period > 0) {
+        long long cpus = (limit + period - 1) / period;
+        if (cpus < count) count = (int)cpus;
     }
     return count > 0 ? count : 1;
 }

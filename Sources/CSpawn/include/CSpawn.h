@@ -63,8 +63,8 @@ int cspawn_trim_malloc(void);
 /// the allocator keeps in its free lists: what a data structure costs, not what RSS happens to show.
 size_t cspawn_heap_bytes_in_use(void);
 
-/// The CPUs this process may use: those of its affinity mask, fewer under a cgroup v2 CPU quota (a container's CPU
-/// limit, `/sys/fs/cgroup/cpu.max`, rounded up); at least 1.
+/// The CPUs this process may use: those of its affinity mask, fewer under a cgroup CPU quota (a container's CPU
+/// limit, rounded up: v2 `/sys/fs/cgroup/cpu.max`, else v1 `cpu.cfs_quota_us` / `cpu.cfs_period_us`); at least 1.
 int cspawn_cpus_available(void);
 
 /// The soft open-files limit (RLIMIT_NOFILE), or -1 when unlimited or unknown.
