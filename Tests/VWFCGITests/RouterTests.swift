@@ -37,6 +37,30 @@ private struct RouterUnderTest {
 
 @Suite(.serialized)
 struct RouterTests {
+    /// Routes are matched on the path's bytes: every label, the model a V1 verb names, and which paths are Personalizer's.
+    @Test func pathsMapToTheirRoutesAndLabels() {
+        let labels = [
+            "/healthz": "healthz", "/": "root", "/readyz": "readyz", "/metrics": "metrics", "/v1/models": "models",
+            "/v1/models/m:predict": "predict", "/v1/models/m:rank": "rank", "/v1/models/m:reward": "reward",
+            "/v1/models/m:activate": "activate", "/v1/models/m:learn": "learn", "/v1/models/m/loop": "loop",
+            "/v1/models/m/loop:rollback": "rollback", "/v1/models/m/loop:rotate": "rotate", "/v1/models/m": "model",
+            "/v1/models/m:explain": "model", "/v2/models/m/infer": "v2_infer", "/v2x": "other", "/v1/model/m:predict": "other",
+            "/predict": "other", "/v1/models/é:predict": "predict",
+        ]
+        for (path, label) in labels { #expect(Router.route(of: path) == label, "\(path)") }
+        #expect(Router.model(in: "/v1/models/m.1:predict", verb: ":predict") == "m.1")
+        #expect(Router.model(in: "/v1/models/é:rank", verb: ":rank") == "é")
+        for path in ["/v1/models/:predict", "/v1/models/m:rank", "/v1/models/m:predictx", "/v1/modelsm:predict", "/v2/models/m:predict"] {
+            #expect(Router.model(in: path, verb: ":predict") == (path == "/v1/models/:predict" ? "" : nil), "\(path)")
+        }
+        #expect(PersonalizerRoute(path: "/personalizer/v1.0/rank", defaultModel: "p")?.model == "p")
+        #expect(PersonalizerRoute(path: "/loops/m/personalizer/rank", defaultModel: "p") == PersonalizerRoute(path: "/personalizer/rank", defaultModel: "m"))
+        #expect(PersonalizerRoute(path: "/loops/m/anything", defaultModel: "p")?.operation == .unknown)
+        for path in ["/v1/models/m:predict", "/healthz", "/loop/m/personalizer/rank", "/Personalizer/rank", "/personalizer"] {
+            #expect(PersonalizerRoute(path: path, defaultModel: "p") == nil, "\(path)")
+        }
+    }
+
     @Test func predictAnswersInTextAndJSON() {
         let test = RouterUnderTest()
         defer { test.tearDown() }
