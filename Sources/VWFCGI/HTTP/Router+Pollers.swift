@@ -3,11 +3,12 @@ import VWCore
 /// What a FastCGI poller may answer by itself (it never waits for vw nor for the disk).
 extension Router {
     /// Whether a FastCGI poller may try `request` (``answer(_:context:)`` with a context that may not wait for vw):
-    /// a refused request, the health routes, and a prediction (V1 or V2) of a model answered natively now, its body
-    /// read. Everything else waits for vw or for the disk, and goes to a thread that may wait at once.
+    /// a refused request, the health routes, `/metrics` and the model list (read from memory: a scrape answers
+    /// while every other thread waits for vw), and a prediction (V1 or V2) of a model answered natively now, its
+    /// body read. Everything else waits for vw or for the disk, and goes to a thread that may wait at once.
     func answersWithoutWaiting(_ request: HTTPRequest, context: inout ThreadContext) -> Bool {
         let path = request.path
-        if request.rejection != nil || path == "/healthz" || path == "/" || path == "/readyz" { return true }
+        if request.rejection != nil || Self.answeredFromMemory.contains(path) { return true }
         guard request.method == "POST" else { return false }
         let name: String
         if let model = Self.model(in: path, verb: ":predict") {
@@ -19,6 +20,9 @@ extension Router {
         }
         return engine.servesNatively(name, cache: &context.models)
     }
+
+    /// The routes that only read the process's memory (``answersWithoutWaiting(_:context:)``).
+    private static let answeredFromMemory: Set<String> = ["/healthz", "/", "/readyz", "/metrics", "/v1/models", "/v1/models/"]
 
     /// The model a `/v1/models/<name><verb>` path names (cut on its UTF-8 bytes), else nil.
     static func model(in path: String, verb: String) -> String? {
