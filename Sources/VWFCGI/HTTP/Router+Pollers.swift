@@ -3,22 +3,25 @@ import VWCore
 /// What a FastCGI poller may answer by itself (it never waits for vw nor for the disk).
 extension Router {
     /// Whether a FastCGI poller may try `request` (``answer(_:context:)`` with a context that may not wait for vw):
-    /// a refused request, the health routes, `/metrics` and the model list (read from memory: a scrape answers
-    /// while every other thread waits for vw), and a prediction (V1 or V2) of a model answered natively now, its
-    /// body read. Everything else waits for vw or for the disk, and goes to a thread that may wait at once.
+    /// a refused request, the health routes (V2's too), `/metrics`, the model list and V2's metadata (read from
+    /// memory: a probe or a scrape answers while every other thread waits for vw), and a prediction (V1 or V2) of a
+    /// model answered natively now, its body read. Everything else waits for vw or for the disk, and goes to a
+    /// thread that may wait at once.
     func answersWithoutWaiting(_ request: HTTPRequest, context: inout ThreadContext) -> Bool {
         let path = request.path
         if request.rejection != nil || Self.answeredFromMemory.contains(path) { return true }
-        guard request.method == "POST" else { return false }
+        let v2 = path.utf8.starts(with: "/v2".utf8) ? OpenInferenceRoute(path: path) : nil
         let name: String
-        if let model = Self.model(in: path, verb: ":predict") {
+        switch v2 {
+        case .infer(let model, _)?:
             name = model
-        } else if case .infer(let model, _) = OpenInferenceRoute(path: path) {
+        case .some:
+            return true
+        case nil:
+            guard let model = Self.model(in: path, verb: ":predict") else { return false }
             name = model
-        } else {
-            return false
         }
-        return engine.servesNatively(name, cache: &context.models)
+        return request.method == "POST" && engine.servesNatively(name, cache: &context.models)
     }
 
     /// The routes that only read the process's memory (``answersWithoutWaiting(_:context:)``).
