@@ -53,6 +53,10 @@ struct RouterTests {
         for path in ["/v1/models/:predict", "/v1/models/m:rank", "/v1/models/m:predictx", "/v1/modelsm:predict", "/v2/models/m:predict"] {
             #expect(Router.model(in: path, verb: ":predict") == (path == "/v1/models/:predict" ? "" : nil), "\(path)")
         }
+        for (path, status) in ["/v1/models/m": true, "/v1/models/m.1": true, "/v1/models/": false, "/v1/models/m/loop": false,
+                               "/v1/models/m:predict": false, "/v1/modelsm": false, "/v1/models": false] {
+            #expect(Router.isModelStatus(path) == status, "\(path)")
+        }
         #expect(PersonalizerRoute(path: "/personalizer/v1.0/rank", defaultModel: "p")?.model == "p")
         #expect(PersonalizerRoute(path: "/loops/m/personalizer/rank", defaultModel: "p") == PersonalizerRoute(path: "/personalizer/rank", defaultModel: "m"))
         #expect(PersonalizerRoute(path: "/loops/m/anything", defaultModel: "p")?.operation == .unknown)

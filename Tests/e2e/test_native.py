@@ -184,9 +184,9 @@ def test_native_answers_while_vw_is_stopped(native_dir):
 def test_health_and_native_answers_come_while_every_worker_waits_for_vw(native_dir):
     """Pollers answer what waits for nothing: with one poller and one other thread, one of them held
     by a request to a model whose vw is frozen and two more such requests queued, /healthz, /metrics,
-    the model list, V2's health and metadata and native predictions (V1 and V2) still answer, equal
-    to vw; a thread per connection would have queued them behind the held ones. Once vw runs again,
-    the held and the queued requests are answered, equal to vw."""
+    the model list, a model's status, V2's health and metadata and native predictions (V1 and V2)
+    still answer, equal to vw; a thread per connection would have queued them behind the held ones.
+    Once vw runs again, the held and the queued requests are answered, equal to vw."""
     import threading
     s = Stack(native_dir, extra_args=("--engine", "auto", "--native-shadow-every", "0", "--threads", "1",
                                       "--event-threads", "1", "--timeout", "60")).start()
@@ -201,7 +201,8 @@ def test_health_and_native_answers_come_while_every_worker_waits_for_vw(native_d
         for worker in workers:
             worker.start()
         # One reaches the engine and waits for vw; the two others wait for a thread, queued behind it
-        # (so would a model's status document: only what waits for nothing is answered by the poller).
+        # (so would a model's loop document, which may read files: only what waits for nothing is answered
+        # by the poller).
         lines = _examples(random.Random(21), 20)
         for _ in range(3):
             assert s.get("/healthz").status_code == 200
@@ -209,6 +210,7 @@ def test_health_and_native_answers_come_while_every_worker_waits_for_vw(native_d
             assert {m["name"] for m in s.get("/v1/models").json()["models"]} >= {"nn", "linear"}
             for probe in ("/v2/health/live", "/v2/health/ready", "/v2/models/nn/ready", "/v2/models/nn"):
                 assert s.get(probe).status_code == 200, probe
+            assert s.get("/v1/models/nn").json()["engine"] == "vw"
             r = s.predict("linear", lines)
             assert r.status_code == 200, r.text
             v2 = s.post("/v2/models/linear/infer", json={"inputs": [{"name": "examples", "shape": [1], "datatype": "BYTES",

@@ -3,13 +3,13 @@ import VWCore
 /// What a FastCGI poller may answer by itself (it never waits for vw nor for the disk).
 extension Router {
     /// Whether a FastCGI poller may try `request` (``answer(_:context:)`` with a context that may not wait for vw):
-    /// a refused request, the health routes (V2's too), `/metrics`, the model list and V2's metadata (read from
-    /// memory: a probe or a scrape answers while every other thread waits for vw), and a prediction (V1 or V2) of a
-    /// model answered natively now, its body read. Everything else waits for vw or for the disk, and goes to a
-    /// thread that may wait at once.
+    /// a refused request, the health routes (V2's too), `/metrics`, the model list, a model's status document and
+    /// V2's metadata (read from memory: a probe or a scrape answers while every other thread waits for vw), and a
+    /// prediction (V1 or V2) of a model answered natively now, its body read. Everything else waits for vw or for
+    /// the disk, and goes to a thread that may wait at once.
     func answersWithoutWaiting(_ request: HTTPRequest, context: inout ThreadContext) -> Bool {
         let path = request.path
-        if request.rejection != nil || Self.answeredFromMemory.contains(path) { return true }
+        if request.rejection != nil || Self.answeredFromMemory.contains(path) || Self.isModelStatus(path) { return true }
         let v2 = path.utf8.starts(with: "/v2".utf8) ? OpenInferenceRoute(path: path) : nil
         let name: String
         switch v2 {
@@ -26,6 +26,14 @@ extension Router {
 
     /// The routes that only read the process's memory (``answersWithoutWaiting(_:context:)``).
     private static let answeredFromMemory: Set<String> = ["/healthz", "/", "/readyz", "/metrics", "/v1/models", "/v1/models/"]
+
+    /// Whether `path` is `/v1/models/<name>`, a model's status document (no `/` nor `:` after the prefix).
+    static func isModelStatus(_ path: String) -> Bool {
+        let prefix = "/v1/models/".utf8
+        let utf8 = path.utf8
+        guard utf8.count > prefix.count, utf8.starts(with: prefix) else { return false }
+        return !utf8.dropFirst(prefix.count).contains { $0 == UInt8(ascii: "/") || $0 == UInt8(ascii: ":") }
+    }
 
     /// The model a `/v1/models/<name><verb>` path names (cut on its UTF-8 bytes), else nil.
     static func model(in path: String, verb: String) -> String? {
