@@ -101,6 +101,13 @@ struct RouterTests {
         #expect(model.status == 200 && model.body.contains(#""ready":true"#))
         #expect(test.request("GET", "/v1/models").body.contains(#""m""#))
         #expect(test.request("GET", "/v1/models/none").status == 404)
+        // Names with `/` or `:` name no route (cut on bytes, as the pollers' check cuts them).
+        for path in ["/v1/models/m/x", "/v1/models/m:x", "/v1/models/a:b/loop", "/v1/models/a/b/loop", "/v1/models/a:b/loop:rotate"] {
+            let answer = test.request(path.hasSuffix(":rotate") ? "POST" : "GET", path)
+            #expect(answer.status == 404 && answer.body.contains("no route"), "\(path)")
+        }
+        #expect(test.request("GET", "/v1/models/none/loop").status == 404)
+        #expect(test.request("POST", "/v1/models/m/loop").status == 405)
     }
 
     @Test func openInferenceGoesThroughTheSameEngine() {

@@ -27,13 +27,20 @@ extension Router {
     /// The routes that only read the process's memory (``answersWithoutWaiting(_:context:)``).
     private static let answeredFromMemory: Set<String> = ["/healthz", "/", "/readyz", "/metrics", "/v1/models", "/v1/models/"]
 
-    /// Whether `path` is `/v1/models/<name>`, a model's status document (no `/` nor `:` after the prefix).
+    /// Whether `path` is `/v1/models/<name>`, a model's status document (a name without `/` nor `:`; checked on the
+    /// bytes, without making a String: every request to a poller asks).
     static func isModelStatus(_ path: String) -> Bool {
         let prefix = "/v1/models/".utf8
         let utf8 = path.utf8
-        guard utf8.count > prefix.count, utf8.starts(with: prefix) else { return false }
-        return !utf8.dropFirst(prefix.count).contains { $0 == UInt8(ascii: "/") || $0 == UInt8(ascii: ":") }
+        return utf8.count > prefix.count && utf8.starts(with: prefix) && isPlainName(utf8.dropFirst(prefix.count))
     }
+
+    /// Whether a model name cut from a path holds neither `/` nor `:` (else the path names no route).
+    static func isPlainName(_ name: some Sequence<UInt8>) -> Bool {
+        !name.contains { $0 == UInt8(ascii: "/") || $0 == UInt8(ascii: ":") }
+    }
+
+    static func isPlainName(_ name: String) -> Bool { isPlainName(name.utf8) }
 
     /// The model a `/v1/models/<name><verb>` path names (cut on its UTF-8 bytes), else nil.
     static func model(in path: String, verb: String) -> String? {

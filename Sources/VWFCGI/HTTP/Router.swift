@@ -71,9 +71,8 @@ struct Router: Sendable {
         default:
             if let v2Route { return openInference(v2Route, request, &outcome, &cache) }
         }
-        let prefix = "/v1/models/"
-        guard path.hasPrefix(prefix) else { return .error(404, "no route for \(path)") }
-        let rest = path.dropFirst(prefix.count)
+        // Every `/v1/models/<name>…` path is cut by `model(in:verb:)` and `isModelStatus(_:)`, as the pollers' check cuts it.
+        guard path.utf8.starts(with: "/v1/models/".utf8) else { return .error(404, "no route for \(path)") }
         for verb in [":predict", ":rank", ":reward", ":activate", ":learn"] {
             guard let name = Self.model(in: path, verb: verb) else { continue }
             let response = only(["POST"], request) {
@@ -83,9 +82,9 @@ struct Router: Sendable {
             if response.status < 400 || engine.hasModel(name, cache: &cache) { outcome.model = name }
             return response
         }
-        for verb in ["rollback", "rotate"] where rest.hasSuffix("/loop:" + verb) {
-            let name = String(rest.dropLast("/loop:".count + verb.count))
-            guard !name.contains("/"), !name.contains(":") else { return .error(404, "no route for \(path)") }
+        for verb in ["rollback", "rotate"] {
+            guard let name = Self.model(in: path, verb: "/loop:" + verb) else { continue }
+            guard Self.isPlainName(name) else { return .error(404, "no route for \(path)") }
             return only(["POST"], request) {
                 do throws(PredictError) {
                     if verb == "rollback" { try engine.rollback(model: name) } else { try engine.rotate(model: name) }
@@ -98,17 +97,15 @@ struct Router: Sendable {
                 }
             }
         }
-        if rest.hasSuffix("/loop") {
-            let name = String(rest.dropLast("/loop".count))
-            guard !name.contains("/"), !name.contains(":") else { return .error(404, "no route for \(path)") }
+        if let name = Self.model(in: path, verb: "/loop") {
+            guard Self.isPlainName(name) else { return .error(404, "no route for \(path)") }
             return only(["GET", "HEAD"], request) {
                 guard let status = engine.loopStatus(model: name) else { return notFound(name, &outcome) }
                 outcome.model = name
                 return .json(StatusDocument.loop(status))
             }
         }
-        guard !rest.contains("/"), !rest.contains(":") else { return .error(404, "no route for \(path)") }
-        let name = String(rest)
+        guard Self.isModelStatus(path), let name = Self.model(in: path, verb: "") else { return .error(404, "no route for \(path)") }
         return only(["GET", "HEAD"], request) {
             guard let status = engine.modelStatus(name) else { return notFound(name, &outcome) }
             outcome.model = name
