@@ -13,7 +13,8 @@ public enum JSONQuoting {
         }
         if plain == true { return }
         bytes.append(UInt8(ascii: "\""))
-        if !text.utf8.contains(where: needsEscape) {
+        // Scanned above when the text had contiguous storage (`plain` is false: something needs an escape).
+        if plain == nil, !text.utf8.contains(where: needsEscape) {
             bytes.append(contentsOf: text.utf8)
             bytes.append(UInt8(ascii: "\""))
             return
